@@ -1,0 +1,1 @@
+//! Configuration: raw TOML turned into a validated Config.

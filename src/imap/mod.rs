@@ -1,0 +1,1 @@
+//! IMAP connection and session layer.

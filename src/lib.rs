@@ -1,0 +1,34 @@
+//! syncmail: keeps IMAP accounts mirrored two ways into local Maildirs, and POP3 accounts
+//! one way, with every change journalled in SQLite so nothing is lost or duplicated.
+//!
+//! # Layout
+//!
+//! - [`model`]: domain vocabulary (accounts, folders, UIDs, Maildir keys, flags). No IO.
+//! - [`config`]: raw TOML (serde, `deny_unknown_fields`) turned into a validated
+//!   [`config::Config`] in one place; errors name file:line:col and the account.
+//! - [`cli`]: subcommands and exit codes; `main.rs` only calls [`cli::main`].
+//! - [`sync`]: the pure planner: snapshots of both sides plus the base in, a `Plan` of
+//!   actions, changes and conflicts out. No tokio, no SQLite, no filesystem, no clock.
+//! - [`store`]: the per-account SQLite state (pairs, watermarks, intents journal, change
+//!   and conflict logs, POP3 UIDLs), one writer, migrations, the account lock.
+//! - [`maildir`]: Maildir filenames and flags, stable scans, batched durable delivery,
+//!   renames, folder-name mapping (modified UTF-7, path safety).
+//! - [`imap`]: TLS/STARTTLS connection, authentication, and the session layer that wraps
+//!   async-imap's gaps (timeouts, checked FETCH results, raw APPEND/QRESYNC).
+//! - [`pop3`]: the POP3 protocol state machine (sans-IO) and its tokio driver.
+//! - [`engine`]: the only module that knows both sides: observe, plan, apply, commit.
+//! - [`daemon`]: per-account supervisors, IDLE and file-watch triggers, signals.
+//! - [`secret`]: fetches passwords and tokens from the configured source, never logging them.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod imap;
+pub mod maildir;
+pub mod model;
+pub mod pop3;
+pub mod secret;
+pub mod store;
+pub mod sync;

@@ -1,0 +1,1 @@
+//! Secret sources: password_command, oauth2_token_command, password.
