@@ -1,1 +1,187 @@
-//! Configuration: raw TOML turned into a validated Config.
+//! Configuration: the TOML file is read into raw serde structs (`raw`), then checked and
+//! resolved in one place (`validate`) into a `Config` the rest of the program trusts.
+
+mod error;
+mod pattern;
+mod raw;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, Location};
+pub use pattern::{FolderPattern, FolderPatterns};
+pub use raw::{AuthMech, Layout, Tls};
+
+use crate::model::{AccountName, FolderName};
+use crate::sync::{DeleteVsFlag, Direction, Expunge};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file this was read from, for messages.
+    pub path: PathBuf,
+    pub general: General,
+    /// In file order.
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Clone, Debug)]
+pub struct General {
+    /// Root of the Maildir tree; each account gets a directory below it by default.
+    pub maildir: PathBuf,
+    /// Where the per-account state databases and locks live.
+    pub state_dir: PathBuf,
+    /// A tracing filter directive such as `info` or `syncmail::imap=debug`.
+    pub log_level: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub name: AccountName,
+    pub server: Server,
+    pub secret: SecretSource,
+    /// This account's Maildir root.
+    pub maildir: PathBuf,
+    pub poll_interval: Duration,
+    pub kind: AccountKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum AccountKind {
+    Imap(ImapSettings),
+    Pop3(Pop3Settings),
+}
+
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    /// The user explicitly allowed a plaintext connection to a non-loopback host.
+    pub allow_plaintext: bool,
+    pub user: String,
+    pub auth: AuthMech,
+    /// Extra trust anchors (PEM) beside the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 of the server's leaf certificate (DER), checked in addition to the chain.
+    pub cert_fingerprint: Option<[u8; 32]>,
+    /// Limit for any single network read or write.
+    pub timeout: Duration,
+}
+
+/// Where the secret comes from. Never printed: `Debug` shows only the source kind.
+#[derive(Clone)]
+pub enum SecretSource {
+    /// Run without a shell; the first line of stdout is the password.
+    PasswordCommand(Vec<String>),
+    /// Run without a shell; the first line of stdout is an OAuth2 access token.
+    OAuth2TokenCommand(Vec<String>),
+    /// Written in the config file itself.
+    Password(String),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::PasswordCommand(argv) => write!(f, "PasswordCommand({argv:?})"),
+            SecretSource::OAuth2TokenCommand(argv) => write!(f, "OAuth2TokenCommand({argv:?})"),
+            SecretSource::Password(_) => f.write_str("Password(<redacted>)"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ImapSettings {
+    pub folders: FolderPatterns,
+    pub idle: Vec<FolderName>,
+    pub layout: Layout,
+    pub direction: Direction,
+    pub expunge: Expunge,
+    pub trash: Option<FolderName>,
+    pub delete_vs_flag: DeleteVsFlag,
+    /// The share of a folder (0, 1] one pass may delete before it stops and asks.
+    pub max_delete_share: f64,
+    /// Connections used for sync passes (the IDLE connection is extra).
+    pub connections: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Pop3Settings {
+    pub keep_on_server: bool,
+    /// With `keep_on_server`, delete a message this many days after first seeing it.
+    pub delete_after_days: Option<u32>,
+}
+
+/// The environment the defaults come from; a parameter so tests need not touch `HOME`.
+#[derive(Clone, Debug, Default)]
+pub struct Dirs {
+    pub home: Option<PathBuf>,
+    pub xdg_config_home: Option<PathBuf>,
+    pub xdg_state_home: Option<PathBuf>,
+}
+
+impl Dirs {
+    pub fn from_env() -> Dirs {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Dirs {
+            home: var("HOME"),
+            xdg_config_home: var("XDG_CONFIG_HOME"),
+            xdg_state_home: var("XDG_STATE_HOME"),
+        }
+    }
+
+    /// `$XDG_CONFIG_HOME/syncmail/config.toml`, else `~/.config/syncmail/config.toml`.
+    pub fn default_config_path(&self) -> Option<PathBuf> {
+        self.xdg_config_home
+            .clone()
+            .or_else(|| self.home.as_ref().map(|h| h.join(".config")))
+            .map(|d| d.join("syncmail").join("config.toml"))
+    }
+
+    /// `$XDG_STATE_HOME/syncmail`, else `~/.local/state/syncmail`.
+    pub fn default_state_dir(&self) -> Option<PathBuf> {
+        self.xdg_state_home
+            .clone()
+            .or_else(|| self.home.as_ref().map(|h| h.join(".local").join("state")))
+            .map(|d| d.join("syncmail"))
+    }
+}
+
+/// A loaded config and the warnings it deserves (e.g. a world-readable password).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Read and validate the config file at `path`.
+pub fn load(path: &Path, dirs: &Dirs) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let help = (e.kind() == std::io::ErrorKind::NotFound).then_some(
+            "create it from config/syncmail.example.toml, or point --config at your file",
+        );
+        ConfigError::file(path, format!("cannot read the config file: {e}"), help)
+    })?;
+    let mode = file_mode(path);
+    validate::parse(path, &text, dirs, mode)
+}
+
+/// Validate config text that did not come from disk (tests, `--config -`).
+pub fn parse(path: &Path, text: &str, dirs: &Dirs) -> Result<Loaded, ConfigError> {
+    validate::parse(path, text, dirs, None)
+}
+
+fn file_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).ok().map(|m| m.permissions().mode())
+}
+
+impl Config {
+    pub fn account(&self, name: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.name.0 == name)
+    }
+}

@@ -1,0 +1,138 @@
+//! Folder selection patterns (`folders = ["*", "!Junk", "!Spam"]`): IMAP LIST wildcards,
+//! `*` any run of characters, `%` any run within one hierarchy level; `!` excludes.
+
+/// One pattern, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderPattern {
+    pub exclude: bool,
+    pub glob: String,
+}
+
+impl FolderPattern {
+    /// Parse one pattern; the error says what is wrong with it.
+    pub fn parse(text: &str) -> Result<FolderPattern, String> {
+        let (exclude, glob) = match text.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        if glob.is_empty() {
+            return Err(if exclude {
+                "`!` must be followed by the folder pattern to exclude".into()
+            } else {
+                "an empty folder pattern matches nothing".into()
+            });
+        }
+        if glob.starts_with('!') {
+            return Err("a pattern may start with one `!` only".into());
+        }
+        if glob.chars().any(char::is_control) {
+            return Err("a folder pattern may not contain control characters".into());
+        }
+        if glob.trim() != glob {
+            return Err("a folder pattern may not start or end with spaces".into());
+        }
+        Ok(FolderPattern {
+            exclude,
+            glob: glob.to_owned(),
+        })
+    }
+
+    pub fn matches(&self, folder: &str, delimiter: Option<char>) -> bool {
+        // INBOX is case-insensitive (RFC 3501 §5.1), so `inbox` selects it too.
+        let folder_is_inbox = folder.eq_ignore_ascii_case("INBOX");
+        if folder_is_inbox && self.glob.eq_ignore_ascii_case("INBOX") {
+            return true;
+        }
+        glob_match(
+            &self.glob.chars().collect::<Vec<_>>(),
+            &folder.chars().collect::<Vec<_>>(),
+            delimiter,
+        )
+    }
+}
+
+/// An ordered list of patterns; the last one that matches a folder decides, so
+/// `["*", "!Archive*", "Archive/2024"]` keeps one archive year.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderPatterns(pub Vec<FolderPattern>);
+
+impl FolderPatterns {
+    pub fn includes(&self, folder: &str, delimiter: Option<char>) -> bool {
+        self.0
+            .iter()
+            .rev()
+            .find(|p| p.matches(folder, delimiter))
+            .is_some_and(|p| !p.exclude)
+    }
+}
+
+fn glob_match(pattern: &[char], name: &[char], delimiter: Option<char>) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some(('*', rest)) => (0..=name.len()).any(|i| glob_match(rest, &name[i..], delimiter)),
+        Some(('%', rest)) => {
+            let level = name
+                .iter()
+                .position(|c| Some(*c) == delimiter)
+                .unwrap_or(name.len());
+            (0..=level).any(|i| glob_match(rest, &name[i..], delimiter))
+        }
+        Some((c, rest)) => name
+            .split_first()
+            .is_some_and(|(n, name_rest)| n == c && glob_match(rest, name_rest, delimiter)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patterns(list: &[&str]) -> FolderPatterns {
+        FolderPatterns(
+            list.iter()
+                .map(|p| FolderPattern::parse(p).unwrap())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn star_with_exclusions() {
+        let p = patterns(&["*", "!Junk", "!Spam"]);
+        assert!(p.includes("INBOX", Some('/')));
+        assert!(p.includes("Archive/2024", Some('/')));
+        assert!(!p.includes("Junk", Some('/')));
+        assert!(
+            p.includes("Junk/Old", Some('/')),
+            "only Junk itself is excluded"
+        );
+    }
+
+    #[test]
+    fn percent_stays_within_one_level() {
+        let p = patterns(&["Archive/%"]);
+        assert!(p.includes("Archive/2024", Some('/')));
+        assert!(!p.includes("Archive/2024/Q1", Some('/')));
+        let p = patterns(&["Archive/*"]);
+        assert!(p.includes("Archive/2024/Q1", Some('/')));
+    }
+
+    #[test]
+    fn last_match_wins() {
+        let p = patterns(&["*", "!Archive*", "Archive/2024"]);
+        assert!(p.includes("Archive/2024", Some('/')));
+        assert!(!p.includes("Archive/2023", Some('/')));
+    }
+
+    #[test]
+    fn inbox_is_case_insensitive() {
+        assert!(patterns(&["inbox"]).includes("INBOX", Some('/')));
+        assert!(!patterns(&["inbox"]).includes("Inboxes", Some('/')));
+    }
+
+    #[test]
+    fn invalid_patterns_say_why() {
+        for bad in ["", "!", "!!Junk", "Ju\tnk", " Junk"] {
+            assert!(FolderPattern::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The config file exactly as written: serde structs with spans, unknown keys refused.
+//! Nothing here is trusted; `validate` turns it into a `Config` or a located error.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::sync::{DeleteVsFlag, Direction, Expunge};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub general: Option<RawGeneral>,
+    #[serde(default)]
+    pub account: Vec<Spanned<RawAccount>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeneral {
+    pub maildir: Option<Spanned<String>>,
+    pub state_dir: Option<Spanned<String>>,
+    pub log_level: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawKind {
+    Imap,
+    Pop3,
+}
+
+/// How the connection is secured. Config key `tls`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tls {
+    /// TLS from the first byte (IMAPS 993, POP3S 995). The default.
+    Implicit,
+    /// Plain connection upgraded with STARTTLS/STLS, strictly: no fallback.
+    Starttls,
+    /// No encryption: only to loopback, or with `allow_plaintext = true`.
+    None,
+}
+
+/// How to authenticate. Config key `auth`; `auto` picks from the secret source and the
+/// server's capabilities.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMech {
+    #[default]
+    Auto,
+    Login,
+    Plain,
+    Xoauth2,
+    Oauthbearer,
+    /// POP3 only: APOP digest login.
+    Apop,
+}
+
+/// Where local folders go below the account's Maildir. Config key `layout`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// `Archive/2024` becomes the directory `Archive/2024/` with its own cur/new/tmp.
+    #[default]
+    Verbatim,
+    /// `Archive/2024` becomes `.Archive.2024/` (Courier/Dovecot style, what many clients
+    /// expect).
+    #[serde(rename = "maildir++")]
+    MaildirPlusPlus,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub name: Spanned<String>,
+    pub kind: Spanned<RawKind>,
+    pub host: Spanned<String>,
+    pub port: Option<Spanned<i64>>,
+    pub tls: Option<Spanned<Tls>>,
+    pub allow_plaintext: Option<bool>,
+    pub user: Spanned<String>,
+    pub auth: Option<Spanned<AuthMech>>,
+
+    pub password_command: Option<Spanned<Vec<String>>>,
+    pub oauth2_token_command: Option<Spanned<Vec<String>>>,
+    pub password: Option<Spanned<String>>,
+
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_fingerprint: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub maildir: Option<Spanned<String>>,
+    pub poll_interval: Option<Spanned<String>>,
+
+    // IMAP only.
+    pub folders: Option<Spanned<Vec<Spanned<String>>>>,
+    pub idle: Option<Spanned<Vec<Spanned<String>>>>,
+    pub layout: Option<Spanned<Layout>>,
+    pub direction: Option<Spanned<Direction>>,
+    pub expunge: Option<Spanned<Expunge>>,
+    pub trash: Option<Spanned<String>>,
+    pub delete_vs_flag: Option<Spanned<DeleteVsFlag>>,
+    pub max_delete_share: Option<Spanned<f64>>,
+    pub connections: Option<Spanned<i64>>,
+
+    // POP3 only.
+    pub keep_on_server: Option<Spanned<bool>>,
+    pub delete_after_days: Option<Spanned<i64>>,
+}
+
+/// Every account's name and extent, read leniently so that an error anywhere inside an
+/// account can say which account it is in even when the strict parse failed.
+#[derive(Debug, Deserialize)]
+pub struct Outline {
+    #[serde(default)]
+    pub account: Vec<Spanned<OutlineAccount>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OutlineAccount {
+    pub name: Option<toml::Value>,
+}

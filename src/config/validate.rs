@@ -1,0 +1,747 @@
+//! Raw config -> validated `Config`, the one place where defaults are filled in and every
+//! rule about the file is checked. Each error carries the span of the value at fault.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, locate};
+use super::raw::{AuthMech, Outline, RawAccount, RawFile, RawKind, Tls};
+use super::{
+    Account, AccountKind, Config, Dirs, FolderPattern, FolderPatterns, General, ImapSettings,
+    Loaded, Pop3Settings, SecretSource, Server,
+};
+use crate::model::{AccountName, FolderName};
+use crate::sync::DEFAULT_MAX_DELETE_SHARE;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_POLL: Duration = Duration::from_secs(300);
+const DEFAULT_CONNECTIONS: usize = 3;
+const MAX_CONNECTIONS: i64 = 16;
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    /// (span, name) of every `[[account]]` table, for errors raised inside one.
+    accounts: Vec<(Range<usize>, Option<String>)>,
+}
+
+impl Ctx<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ErrorBuilder {
+        let account = self
+            .accounts
+            .iter()
+            .filter(|(s, _)| s.start <= span.start && span.start < s.end)
+            .find_map(|(_, name)| name.clone());
+        ErrorBuilder(ConfigError {
+            path: self.path.to_owned(),
+            location: Some(Box::new(locate(self.text, span))),
+            account,
+            message: message.into(),
+            help: None,
+        })
+    }
+}
+
+struct ErrorBuilder(ConfigError);
+
+impl ErrorBuilder {
+    fn help(mut self, help: impl Into<String>) -> ConfigError {
+        self.0.help = Some(help.into());
+        self.0
+    }
+}
+
+impl From<ErrorBuilder> for ConfigError {
+    fn from(b: ErrorBuilder) -> ConfigError {
+        b.0
+    }
+}
+
+pub(super) fn parse(
+    path: &Path,
+    text: &str,
+    dirs: &Dirs,
+    file_mode: Option<u32>,
+) -> Result<Loaded, ConfigError> {
+    let ctx = Ctx {
+        path,
+        text,
+        accounts: account_extents(text),
+    };
+    let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(&ctx, &e))?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let mut warnings = Vec::new();
+
+    let general = general(&ctx, &raw, dirs, base_dir)?;
+    if raw.account.is_empty() {
+        return Err(ConfigError::file(
+            path,
+            "no accounts are configured",
+            Some("add an [[account]] table; config/syncmail.example.toml shows one of each kind"),
+        ));
+    }
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut accounts: Vec<Account> = Vec::new();
+    for spanned in &raw.account {
+        let a = spanned.get_ref();
+        let name = a.name.get_ref();
+        if let Some(first_line) = seen.get(name) {
+            return Err(ctx
+                .error(a.name.span(), format!("account name `{name}` is used twice"))
+                .help(format!(
+                    "the first account with this name is at line {first_line}; give each account its own name"
+                )));
+        }
+        seen.insert(name.clone(), locate(text, a.name.span()).line);
+        let account = account(&ctx, a, &general, dirs, file_mode, &mut warnings)?;
+        if let Some(other) = accounts
+            .iter()
+            .find(|o| overlaps(&o.maildir, &account.maildir))
+        {
+            let span = a.maildir.as_ref().map_or(a.name.span(), Spanned::span);
+            return Err(ctx
+                .error(
+                    span,
+                    format!(
+                        "its Maildir {} overlaps account `{}`'s Maildir {}",
+                        account.maildir.display(),
+                        other.name,
+                        other.maildir.display()
+                    ),
+                )
+                .help("give each account its own `maildir` directory, neither inside the other"));
+        }
+        accounts.push(account);
+    }
+    Ok(Loaded {
+        config: Config {
+            path: path.to_owned(),
+            general,
+            accounts,
+        },
+        warnings,
+    })
+}
+
+/// Each `[[account]]` table runs from its header to the next table header. toml's own
+/// span for an array-of-tables entry covers only the header, so the extent is found here.
+fn account_extents(text: &str) -> Vec<(Range<usize>, Option<String>)> {
+    let Ok(outline) = toml::from_str::<Outline>(text) else {
+        return Vec::new();
+    };
+    let mut headers = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('[') {
+            headers.push(offset);
+        }
+        offset += line.len();
+    }
+    outline
+        .account
+        .into_iter()
+        .map(|a| {
+            let start = a.span().start;
+            let end = headers
+                .iter()
+                .copied()
+                .find(|h| *h > start)
+                .unwrap_or(text.len());
+            let name = a
+                .into_inner()
+                .name
+                .and_then(|v| v.as_str().map(str::to_owned));
+            (start..end, name)
+        })
+        .collect()
+}
+
+fn toml_error(ctx: &Ctx, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim_end().to_owned();
+    let help = if message.starts_with("unknown field") {
+        Some("check the spelling; config/syncmail.example.toml lists every key")
+    } else if message.starts_with("missing field") {
+        Some("add the key to this table; config/syncmail.example.toml shows its form")
+    } else if message.starts_with("unknown variant") {
+        Some("use one of the values listed above")
+    } else {
+        None
+    };
+    match e.span() {
+        Some(span) => {
+            let b = ctx.error(span, message);
+            match help {
+                Some(h) => b.help(h),
+                None => b.into(),
+            }
+        }
+        None => ConfigError::file(ctx.path, message, help),
+    }
+}
+
+fn general(ctx: &Ctx, raw: &RawFile, dirs: &Dirs, base_dir: &Path) -> Result<General, ConfigError> {
+    let g = raw.general.as_ref();
+    let maildir = match g.and_then(|g| g.maildir.as_ref()) {
+        Some(m) => path_value(ctx, m, dirs, base_dir)?,
+        None => dirs.home.as_ref().map(|h| h.join("Mail")).ok_or_else(|| {
+            ConfigError::file(
+                ctx.path,
+                "HOME is not set, so there is no default Maildir root",
+                Some("set `maildir` in [general]"),
+            )
+        })?,
+    };
+    let state_dir = match g.and_then(|g| g.state_dir.as_ref()) {
+        Some(s) => path_value(ctx, s, dirs, base_dir)?,
+        None => dirs.default_state_dir().ok_or_else(|| {
+            ConfigError::file(
+                ctx.path,
+                "neither XDG_STATE_HOME nor HOME is set, so there is no default state directory",
+                Some("set `state_dir` in [general]"),
+            )
+        })?,
+    };
+    let log_level = match g.and_then(|g| g.log_level.as_ref()) {
+        Some(l) => {
+            if tracing_subscriber::EnvFilter::try_new(l.get_ref()).is_err() {
+                return Err(ctx
+                    .error(l.span(), format!("`{}` is not a log level", l.get_ref()))
+                    .help("use error, warn, info, debug or trace (or a tracing filter such as `syncmail::imap=debug`)"));
+            }
+            l.get_ref().clone()
+        }
+        None => "info".to_owned(),
+    };
+    Ok(General {
+        maildir,
+        state_dir,
+        log_level,
+    })
+}
+
+/// `~` is the home directory; a relative path is relative to `base`.
+fn path_value(
+    ctx: &Ctx,
+    value: &Spanned<String>,
+    dirs: &Dirs,
+    base: &Path,
+) -> Result<PathBuf, ConfigError> {
+    let text = value.get_ref();
+    if text.is_empty() {
+        return Err(ctx
+            .error(value.span(), "the path is empty")
+            .help("give a directory, e.g. \"~/Mail\""));
+    }
+    let expanded = if text == "~" || text.starts_with("~/") {
+        let home = dirs.home.as_ref().ok_or_else(|| {
+            ConfigError::from(ctx.error(value.span(), "`~` used but HOME is not set"))
+        })?;
+        home.join(text.trim_start_matches('~').trim_start_matches('/'))
+    } else {
+        PathBuf::from(text)
+    };
+    Ok(if expanded.is_absolute() {
+        expanded
+    } else {
+        base.join(expanded)
+    })
+}
+
+fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+fn account(
+    ctx: &Ctx,
+    a: &RawAccount,
+    general: &General,
+    dirs: &Dirs,
+    file_mode: Option<u32>,
+    warnings: &mut Vec<String>,
+) -> Result<Account, ConfigError> {
+    let name = a.name.get_ref();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || name.starts_with('.')
+    {
+        return Err(ctx
+            .error(a.name.span(), format!("`{name}` is not a usable account name"))
+            .help("use letters, digits, `-`, `_` and `.` (not first); it names the state file and the Maildir directory"));
+    }
+    let kind = *a.kind.get_ref();
+    check_kind_keys(ctx, a, kind)?;
+    let server = server(ctx, a, kind)?;
+    let secret = secret(ctx, a, &server, file_mode, warnings)?;
+    let maildir = match &a.maildir {
+        Some(m) => path_value(ctx, m, dirs, &general.maildir)?,
+        None => general.maildir.join(name),
+    };
+    let poll_interval = match &a.poll_interval {
+        Some(p) => duration(ctx, p, "poll_interval")?,
+        None => DEFAULT_POLL,
+    };
+    let kind = match kind {
+        RawKind::Imap => AccountKind::Imap(imap_settings(ctx, a)?),
+        RawKind::Pop3 => AccountKind::Pop3(pop3_settings(ctx, a)?),
+    };
+    Ok(Account {
+        name: AccountName(name.clone()),
+        server,
+        secret,
+        maildir,
+        poll_interval,
+        kind,
+    })
+}
+
+/// Keys that belong to the other kind of account are an error, not silently ignored.
+/// A key's name and, when it is set, where.
+type KeyAt<'a> = (&'a str, Option<Range<usize>>);
+
+fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), ConfigError> {
+    let imap_only: [KeyAt; 9] = [
+        ("folders", a.folders.as_ref().map(Spanned::span)),
+        ("idle", a.idle.as_ref().map(Spanned::span)),
+        ("layout", a.layout.as_ref().map(Spanned::span)),
+        ("direction", a.direction.as_ref().map(Spanned::span)),
+        ("expunge", a.expunge.as_ref().map(Spanned::span)),
+        ("trash", a.trash.as_ref().map(Spanned::span)),
+        (
+            "delete_vs_flag",
+            a.delete_vs_flag.as_ref().map(Spanned::span),
+        ),
+        (
+            "max_delete_share",
+            a.max_delete_share.as_ref().map(Spanned::span),
+        ),
+        ("connections", a.connections.as_ref().map(Spanned::span)),
+    ];
+    let pop3_only: [KeyAt; 2] = [
+        (
+            "keep_on_server",
+            a.keep_on_server.as_ref().map(Spanned::span),
+        ),
+        (
+            "delete_after_days",
+            a.delete_after_days.as_ref().map(Spanned::span),
+        ),
+    ];
+    let (wrong, this, other): (&[KeyAt], &str, &str) = match kind {
+        RawKind::Imap => (&pop3_only, "imap", "POP3"),
+        RawKind::Pop3 => (&imap_only, "pop3", "IMAP"),
+    };
+    for (key, span) in wrong {
+        if let Some(span) = span {
+            return Err(ctx
+                .error(
+                    span.clone(),
+                    format!("`{key}` is an {other} setting, but this account is kind = \"{this}\""),
+                )
+                .help(format!("remove `{key}`, or change `kind`")));
+        }
+    }
+    Ok(())
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn server(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<Server, ConfigError> {
+    let host = a.host.get_ref();
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c == '/' || c == '@')
+    {
+        return Err(ctx
+            .error(a.host.span(), format!("`{host}` is not a host name"))
+            .help("give the server's host name or IP address, e.g. \"imap.example.com\""));
+    }
+    let tls = a.tls.as_ref().map_or(Tls::Implicit, |t| *t.get_ref());
+    let allow_plaintext = a.allow_plaintext.unwrap_or(false);
+    if tls == Tls::None && !allow_plaintext && !is_loopback(host) {
+        let span = a.tls.as_ref().map_or(a.host.span(), Spanned::span);
+        return Err(ctx
+            .error(
+                span,
+                format!("tls = \"none\" would send your password in plaintext to {host}"),
+            )
+            .help("use tls = \"implicit\" (the default) or \"starttls\"; if the network path is private and you accept the risk, add allow_plaintext = true"));
+    }
+    let default_port = match (kind, tls) {
+        (RawKind::Imap, Tls::Implicit) => 993,
+        (RawKind::Imap, _) => 143,
+        (RawKind::Pop3, Tls::Implicit) => 995,
+        (RawKind::Pop3, _) => 110,
+    };
+    let port = match &a.port {
+        Some(p) => u16::try_from(*p.get_ref())
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| {
+                ctx.error(p.span(), format!("port {} is out of range", p.get_ref()))
+                    .help(format!(
+                        "use 1-65535; the usual port here is {default_port}"
+                    ))
+            })?,
+        None => default_port,
+    };
+    let user = a.user.get_ref();
+    if user.is_empty() {
+        return Err(ctx
+            .error(a.user.span(), "`user` is empty")
+            .help("give the login name, often your full email address"));
+    }
+    let auth = a.auth.as_ref().map_or(AuthMech::Auto, |m| *m.get_ref());
+    if auth == AuthMech::Apop && kind == RawKind::Imap {
+        let span = a.auth.as_ref().map_or(a.name.span(), Spanned::span);
+        return Err(ctx
+            .error(span, "APOP is a POP3 mechanism")
+            .help("use auto, login, plain, xoauth2 or oauthbearer for IMAP"));
+    }
+    let ca_file = match &a.ca_file {
+        Some(f) => {
+            let p = PathBuf::from(f.get_ref());
+            if !p.is_file() {
+                return Err(ctx
+                    .error(
+                        f.span(),
+                        format!("ca_file {} is not a readable file", p.display()),
+                    )
+                    .help("give the path of a PEM file with the CA certificate(s) to trust"));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let cert_fingerprint = match &a.cert_fingerprint {
+        Some(f) => Some(fingerprint(f.get_ref()).ok_or_else(|| {
+            ctx.error(f.span(), "cert_fingerprint is not a SHA-256 fingerprint")
+                .help("write it as \"sha256:\" followed by 64 hex digits (colons allowed), as `openssl x509 -noout -fingerprint -sha256` prints it")
+        })?),
+        None => None,
+    };
+    let timeout = match &a.timeout {
+        Some(t) => duration(ctx, t, "timeout")?,
+        None => DEFAULT_TIMEOUT,
+    };
+    Ok(Server {
+        host: host.clone(),
+        port,
+        tls,
+        allow_plaintext,
+        user: user.clone(),
+        auth,
+        ca_file,
+        cert_fingerprint,
+        timeout,
+    })
+}
+
+fn fingerprint(text: &str) -> Option<[u8; 32]> {
+    let lower = text.trim().to_ascii_lowercase();
+    let hex: String = lower
+        .strip_prefix("sha256:")
+        .unwrap_or(&lower)
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn secret(
+    ctx: &Ctx,
+    a: &RawAccount,
+    server: &Server,
+    file_mode: Option<u32>,
+    warnings: &mut Vec<String>,
+) -> Result<SecretSource, ConfigError> {
+    let given: Vec<Range<usize>> = [
+        a.password_command.as_ref().map(Spanned::span),
+        a.oauth2_token_command.as_ref().map(Spanned::span),
+        a.password.as_ref().map(Spanned::span),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if given.len() > 1 {
+        return Err(ctx
+            .error(given[1].clone(), "more than one secret source is given")
+            .help("keep exactly one of password_command, oauth2_token_command, password"));
+    }
+    let argv = |v: &Spanned<Vec<String>>, key: &str| -> Result<Vec<String>, ConfigError> {
+        match v.get_ref().first() {
+            Some(program) if !program.trim().is_empty() => Ok(v.get_ref().clone()),
+            _ => Err(ctx
+                .error(v.span(), format!("{key} is empty"))
+                .help(format!("give the program and its arguments as a list, run without a shell, e.g. {key} = [\"pass\", \"show\", \"mail/work\"]"))),
+        }
+    };
+    let source = if let Some(cmd) = &a.password_command {
+        SecretSource::PasswordCommand(argv(cmd, "password_command")?)
+    } else if let Some(cmd) = &a.oauth2_token_command {
+        SecretSource::OAuth2TokenCommand(argv(cmd, "oauth2_token_command")?)
+    } else if let Some(pw) = &a.password {
+        if let Some(mode) = file_mode.filter(|m| m & 0o077 != 0) {
+            warnings.push(format!(
+                "{}: account `{}`: the password is in a file other users can read (mode {:o}); run `chmod 600 {}` or use password_command",
+                ctx.path.display(),
+                a.name.get_ref(),
+                mode & 0o777,
+                ctx.path.display()
+            ));
+        }
+        SecretSource::Password(pw.get_ref().clone())
+    } else {
+        return Err(ctx
+            .error(a.name.span(), "no secret source is given")
+            .help("add password_command = [\"pass\", \"show\", \"mail/work\"] (preferred), oauth2_token_command, or password"));
+    };
+    let oauth = matches!(source, SecretSource::OAuth2TokenCommand(_));
+    let oauth_mech = matches!(server.auth, AuthMech::Xoauth2 | AuthMech::Oauthbearer);
+    if server.auth != AuthMech::Auto
+        && oauth != oauth_mech
+        && let Some(mech) = &a.auth
+    {
+        return Err(ctx
+            .error(
+                mech.span(),
+                if oauth {
+                    "an OAuth2 token needs auth = \"xoauth2\" or \"oauthbearer\""
+                } else {
+                    "XOAUTH2/OAUTHBEARER need a token from oauth2_token_command"
+                },
+            )
+            .help("make `auth` and the secret source agree, or use auth = \"auto\""));
+    }
+    Ok(source)
+}
+
+/// `90s`, `5m`, `1h30m`, `2d`.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    let mut any = false;
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return None,
+        };
+        let n: u64 = digits.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        digits.clear();
+        any = true;
+    }
+    (any && digits.is_empty()).then_some(Duration::from_secs(total))
+}
+
+fn duration(ctx: &Ctx, value: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
+    match parse_duration(value.get_ref()) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(ctx
+            .error(
+                value.span(),
+                format!("`{}` is not a duration", value.get_ref()),
+            )
+            .help(format!(
+                "write {key} with a unit, e.g. \"30s\", \"5m\", \"1h\""
+            ))),
+    }
+}
+
+fn folder_list(
+    ctx: &Ctx,
+    list: &Spanned<Vec<Spanned<String>>>,
+) -> Result<Vec<FolderName>, ConfigError> {
+    list.get_ref()
+        .iter()
+        .map(|f| {
+            if f.get_ref().is_empty() || f.get_ref().chars().any(char::is_control) {
+                Err(ctx.error(f.span(), "not a folder name").help(
+                    "give the folder as the server names it, e.g. \"INBOX\" or \"Archive/2024\"",
+                ))
+            } else {
+                Ok(FolderName(f.get_ref().clone()))
+            }
+        })
+        .collect()
+}
+
+fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError> {
+    let folders = match &a.folders {
+        Some(list) => {
+            let mut patterns = Vec::new();
+            for p in list.get_ref() {
+                patterns.push(FolderPattern::parse(p.get_ref()).map_err(|why| {
+                    ctx.error(p.span(), format!("invalid folder pattern {:?}: {why}", p.get_ref()))
+                        .help("patterns are IMAP wildcards: `*` matches anything, `%` one level; `!` in front excludes, e.g. [\"*\", \"!Junk\"]")
+                })?);
+            }
+            if !patterns.iter().any(|p| !p.exclude) {
+                return Err(ctx
+                    .error(
+                        list.span(),
+                        "`folders` only excludes, so no folder would be synced",
+                    )
+                    .help("start the list with what to include, e.g. [\"*\", \"!Junk\"]"));
+            }
+            FolderPatterns(patterns)
+        }
+        None => FolderPatterns(vec![FolderPattern {
+            exclude: false,
+            glob: "*".into(),
+        }]),
+    };
+    let idle = match &a.idle {
+        Some(list) => folder_list(ctx, list)?,
+        None => vec![FolderName("INBOX".into())],
+    };
+    let trash = match &a.trash {
+        Some(t) => folder_list(ctx, &Spanned::new(t.span(), vec![t.clone()]))?.pop(),
+        None => None,
+    };
+    let max_delete_share = match &a.max_delete_share {
+        Some(s) => {
+            let v = *s.get_ref();
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(ctx
+                    .error(s.span(), format!("max_delete_share = {v} is not a share"))
+                    .help("give a fraction above 0 and at most 1, e.g. 0.5 for half a folder"));
+            }
+            v
+        }
+        None => DEFAULT_MAX_DELETE_SHARE,
+    };
+    let connections = match &a.connections {
+        Some(c) => {
+            let v = *c.get_ref();
+            if !(1..=MAX_CONNECTIONS).contains(&v) {
+                return Err(ctx
+                    .error(c.span(), format!("connections = {v} is out of range"))
+                    .help(format!(
+                        "use 1 to {MAX_CONNECTIONS}; most servers limit a user to about 10"
+                    )));
+            }
+            v as usize
+        }
+        None => DEFAULT_CONNECTIONS,
+    };
+    Ok(ImapSettings {
+        folders,
+        idle,
+        layout: a.layout.as_ref().map(|l| *l.get_ref()).unwrap_or_default(),
+        direction: a
+            .direction
+            .as_ref()
+            .map(|d| *d.get_ref())
+            .unwrap_or_default(),
+        expunge: a.expunge.as_ref().map(|e| *e.get_ref()).unwrap_or_default(),
+        trash,
+        delete_vs_flag: a
+            .delete_vs_flag
+            .as_ref()
+            .map(|d| *d.get_ref())
+            .unwrap_or_default(),
+        max_delete_share,
+        connections,
+    })
+}
+
+fn pop3_settings(ctx: &Ctx, a: &RawAccount) -> Result<Pop3Settings, ConfigError> {
+    let keep_on_server = a.keep_on_server.as_ref().is_none_or(|k| *k.get_ref());
+    let delete_after_days = match &a.delete_after_days {
+        Some(d) => {
+            if !keep_on_server {
+                return Err(ctx
+                    .error(d.span(), "delete_after_days needs keep_on_server = true")
+                    .help("with keep_on_server = false mail is deleted from the server right after delivery; drop one of the two"));
+            }
+            Some(
+                u32::try_from(*d.get_ref())
+                    .ok()
+                    .filter(|d| *d > 0)
+                    .ok_or_else(|| {
+                        ctx.error(
+                            d.span(),
+                            format!("delete_after_days = {} is out of range", d.get_ref()),
+                        )
+                        .help("give a whole number of days, at least 1")
+                    })?,
+            )
+        }
+        None => None,
+    };
+    Ok(Pop3Settings {
+        keep_on_server,
+        delete_after_days,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172800)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("5x"), None);
+    }
+
+    #[test]
+    fn fingerprints_accept_openssl_form() {
+        let hex = "AB".repeat(32);
+        let colons = (0..32).map(|_| "ab").collect::<Vec<_>>().join(":");
+        assert_eq!(fingerprint(&format!("sha256:{hex}")), Some([0xab; 32]));
+        assert_eq!(fingerprint(&colons), Some([0xab; 32]));
+        assert_eq!(fingerprint("sha256:abcd"), None);
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost.",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["example.com", "10.0.0.1", "localhost.example.com"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+}
