@@ -1,0 +1,471 @@
+//! Opening an authenticated IMAP session: TCP with a deadline, implicit TLS, strict
+//! STARTTLS (rule 19), greeting checks, and login by the configured mechanism.
+//!
+//! The pre-TLS and greeting phase is read by hand rather than through async-imap: its
+//! buffered reader would silently keep bytes a hostile server injects after the STARTTLS
+//! OK, and it cannot tell a PREAUTH greeting from an OK one.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_imap::{Authenticator, Client, Session};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::ImapError;
+use super::tls;
+use crate::config::{AuthMech, Server, Tls};
+use crate::secret::{CredentialKind, Secret};
+
+/// The connection under an IMAP session: plain TCP (loopback or explicitly allowed) or TLS.
+#[derive(Debug)]
+pub enum ImapStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ImapStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ImapStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// An authenticated session and what the server said it can do after login.
+pub struct Connected {
+    pub session: Session<ImapStream>,
+    pub capabilities: Vec<String>,
+}
+
+impl Connected {
+    /// Capability names are case-insensitive.
+    pub fn has(&self, capability: &str) -> bool {
+        self.capabilities
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(capability))
+    }
+}
+
+/// Greeting and pre-login lines are short; a server sending more is misbehaving.
+const MAX_PRELOGIN_LINE: usize = 16 * 1024;
+
+/// Connect, secure and log in.
+pub async fn connect(
+    server: &Server,
+    secret: &Secret,
+    kind: CredentialKind,
+) -> Result<Connected, ImapError> {
+    let deadline = server.timeout;
+    let (stream, pre_caps) = within(deadline, "connecting", open(server)).await??;
+    let client = Client::new(stream);
+    let mut session = within(
+        deadline,
+        "logging in",
+        login(client, server, secret, kind, &pre_caps),
+    )
+    .await??;
+    // Capabilities may change after STARTTLS and after login (rule 19): read them afresh.
+    let capabilities = within(deadline, "reading capabilities", session.capabilities())
+        .await?
+        .map_err(|e| ImapError::Protocol(format!("CAPABILITY failed: {e}")))?;
+    let mut capabilities: Vec<String> = capabilities
+        .iter()
+        .map(|c| match c {
+            async_imap::types::Capability::Imap4rev1 => "IMAP4rev1".to_owned(),
+            async_imap::types::Capability::Auth(m) => format!("AUTH={m}"),
+            async_imap::types::Capability::Atom(a) => a.clone(),
+        })
+        .collect();
+    capabilities.sort();
+    Ok(Connected {
+        session,
+        capabilities,
+    })
+}
+
+async fn within<T>(
+    limit: Duration,
+    what: &'static str,
+    fut: impl Future<Output = T>,
+) -> Result<T, ImapError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| ImapError::Timeout { what, limit })
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.trim_end_matches('.').eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// TCP, then TLS as configured; returns a stream positioned after the greeting and the
+/// capabilities known before login.
+async fn open(server: &Server) -> Result<(ImapStream, Vec<String>), ImapError> {
+    let addr = (
+        server.host.trim_start_matches('[').trim_end_matches(']'),
+        server.port,
+    );
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| ImapError::Connect(format!("{}:{}: {e}", server.host, server.port)))?;
+    let _ = tcp.set_nodelay(true);
+    match server.tls {
+        Tls::Implicit => {
+            let mut stream = BufReader::new(handshake(server, tcp).await?);
+            let caps = greeting(&mut stream).await?;
+            Ok((ImapStream::Tls(Box::new(drain_checked(stream)?)), caps))
+        }
+        Tls::Starttls => {
+            let mut plain = BufReader::new(tcp);
+            let mut caps = greeting(&mut plain).await?;
+            if caps.is_empty() {
+                caps = capability(&mut plain).await?;
+            }
+            if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
+                return Err(ImapError::Tls(
+                    "the server does not offer STARTTLS; refusing to continue without TLS (try tls = \"implicit\" on port 993)".into(),
+                ));
+            }
+            plain.write_all(b"s1 STARTTLS\r\n").await.map_err(io_err)?;
+            let line = read_line(&mut plain).await?;
+            if !line.to_ascii_uppercase().starts_with("S1 OK") {
+                return Err(ImapError::Tls(format!(
+                    "the server refused STARTTLS: {}",
+                    line.trim_end()
+                )));
+            }
+            // Anything already sent after the OK came before the handshake: an injection
+            // attempt (rule 19). Bytes arriving later break the handshake instead.
+            if !plain.buffer().is_empty() {
+                return Err(ImapError::Tls(
+                    "the server sent data after the STARTTLS OK and before the TLS handshake (possible response injection); aborting".into(),
+                ));
+            }
+            let mut stream = BufReader::new(handshake(server, plain.into_inner()).await?);
+            // Capabilities learned before TLS are forgotten; ask again over TLS.
+            let caps = capability(&mut stream).await?;
+            Ok((ImapStream::Tls(Box::new(drain_checked(stream)?)), caps))
+        }
+        Tls::None => {
+            if !server.allow_plaintext && !is_loopback_host(&server.host) {
+                return Err(ImapError::Tls(format!(
+                    "refusing a plaintext connection to {} (not loopback, allow_plaintext not set)",
+                    server.host
+                )));
+            }
+            let mut stream = BufReader::new(tcp);
+            let caps = greeting(&mut stream).await?;
+            Ok((ImapStream::Plain(drain_checked(stream)?), caps))
+        }
+    }
+}
+
+async fn handshake(server: &Server, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ImapError> {
+    let config = tls::client_config(server).map_err(|e| ImapError::Tls(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(
+        server
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    )
+    .map_err(|e| {
+        ImapError::Tls(format!(
+            "`{}` is not a valid TLS server name: {e}",
+            server.host
+        ))
+    })?;
+    TlsConnector::from(Arc::clone(&config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| {
+            ImapError::Tls(format!(
+                "{}:{}: {}",
+                server.host,
+                server.port,
+                tls::explain(&e)
+            ))
+        })
+}
+
+/// The reader must hold nothing unread when async-imap takes over the stream.
+fn drain_checked<S: AsyncRead>(reader: BufReader<S>) -> Result<S, ImapError> {
+    if reader.buffer().is_empty() {
+        Ok(reader.into_inner())
+    } else {
+        Err(ImapError::Protocol(
+            "the server sent unrequested data before login".into(),
+        ))
+    }
+}
+
+fn io_err(e: std::io::Error) -> ImapError {
+    ImapError::Connect(e.to_string())
+}
+
+async fn read_line<S: AsyncRead + Unpin>(reader: &mut BufReader<S>) -> Result<String, ImapError> {
+    let mut line = Vec::new();
+    let mut limited = (&mut *reader).take(MAX_PRELOGIN_LINE as u64);
+    let n = limited.read_until(b'\n', &mut line).await.map_err(io_err)?;
+    if n == 0 {
+        return Err(ImapError::Connect(
+            "the server closed the connection".into(),
+        ));
+    }
+    if !line.ends_with(b"\n") {
+        return Err(ImapError::Protocol(format!(
+            "a pre-login line longer than {MAX_PRELOGIN_LINE} bytes"
+        )));
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+use tokio::io::AsyncReadExt;
+
+/// Read the greeting: `* OK` continues, `* PREAUTH` and `* BYE` stop. Returns the
+/// capabilities if the greeting carries a `[CAPABILITY ...]` code.
+async fn greeting<S: AsyncRead + Unpin>(
+    reader: &mut BufReader<S>,
+) -> Result<Vec<String>, ImapError> {
+    let line = read_line(reader).await?;
+    let upper = line.to_ascii_uppercase();
+    if upper.starts_with("* PREAUTH") {
+        // Already authenticated before any TLS: a STARTTLS-stripping attack (rule 19), or
+        // a server we cannot verify the identity of.
+        return Err(ImapError::Tls(
+            "the server greeted with PREAUTH; refusing a session that skipped authentication"
+                .into(),
+        ));
+    }
+    if upper.starts_with("* BYE") {
+        return Err(ImapError::Connect(format!(
+            "the server refused the connection: {}",
+            line.trim_end()
+        )));
+    }
+    if !upper.starts_with("* OK") {
+        return Err(ImapError::Protocol(format!(
+            "unexpected greeting: {}",
+            line.trim_end()
+        )));
+    }
+    Ok(capabilities_in(&line))
+}
+
+fn capabilities_in(line: &str) -> Vec<String> {
+    let upper = line.to_ascii_uppercase();
+    let Some(start) = upper.find("[CAPABILITY ") else {
+        return Vec::new();
+    };
+    let rest = &line[start + "[CAPABILITY ".len()..];
+    let end = rest.find(']').unwrap_or(rest.len());
+    rest[..end].split_whitespace().map(str::to_owned).collect()
+}
+
+async fn capability<S: AsyncRead + AsyncWrite + Unpin>(
+    reader: &mut BufReader<S>,
+) -> Result<Vec<String>, ImapError> {
+    reader
+        .get_mut()
+        .write_all(b"s0 CAPABILITY\r\n")
+        .await
+        .map_err(io_err)?;
+    let mut caps = Vec::new();
+    loop {
+        let line = read_line(reader).await?;
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("* CAPABILITY ") {
+            caps.extend(
+                line["* CAPABILITY ".len()..]
+                    .split_whitespace()
+                    .map(str::to_owned),
+            );
+        } else if upper.starts_with("S0 OK") {
+            return Ok(caps);
+        } else if upper.starts_with("S0 ") {
+            return Err(ImapError::Protocol(format!(
+                "CAPABILITY failed: {}",
+                line.trim_end()
+            )));
+        }
+    }
+}
+
+/// SASL initial responses. Each answers the first challenge; later challenges (an error
+/// report in XOAUTH2) get an empty response so the server can finish with NO.
+struct Sasl {
+    first: Option<Vec<u8>>,
+}
+
+impl Authenticator for &mut Sasl {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        self.first.take().unwrap_or_default()
+    }
+}
+
+/// The mechanism to use, from the config and the server's offer.
+fn choose_mechanism(
+    configured: AuthMech,
+    kind: CredentialKind,
+    caps: &[String],
+) -> Result<AuthMech, ImapError> {
+    let offers = |m: &str| {
+        caps.iter()
+            .any(|c| c.eq_ignore_ascii_case(&format!("AUTH={m}")))
+    };
+    match (configured, kind) {
+        (AuthMech::Auto, CredentialKind::OAuth2Token) => {
+            if offers("XOAUTH2") {
+                Ok(AuthMech::Xoauth2)
+            } else if offers("OAUTHBEARER") {
+                Ok(AuthMech::Oauthbearer)
+            } else {
+                Err(ImapError::Auth(
+                    "the server offers neither XOAUTH2 nor OAUTHBEARER for the OAuth2 token".into(),
+                ))
+            }
+        }
+        (AuthMech::Auto, CredentialKind::Password) => {
+            if offers("PLAIN") {
+                Ok(AuthMech::Plain)
+            } else if caps.iter().any(|c| c.eq_ignore_ascii_case("LOGINDISABLED")) {
+                Err(ImapError::Auth(
+                    "the server disables LOGIN and offers no AUTH=PLAIN".into(),
+                ))
+            } else {
+                Ok(AuthMech::Login)
+            }
+        }
+        (m, _) => Ok(m),
+    }
+}
+
+async fn login(
+    client: Client<ImapStream>,
+    server: &Server,
+    secret: &Secret,
+    kind: CredentialKind,
+    caps: &[String],
+) -> Result<Session<ImapStream>, ImapError> {
+    let user = &server.user;
+    let token = secret.expose();
+    let mechanism = choose_mechanism(server.auth, kind, caps)?;
+    let (name, initial) = match mechanism {
+        AuthMech::Login => {
+            return client
+                .login(user, token)
+                .await
+                .map_err(|(e, _)| auth_error(user, &e));
+        }
+        AuthMech::Plain => ("PLAIN", format!("\0{user}\0{token}")),
+        AuthMech::Xoauth2 => (
+            "XOAUTH2",
+            format!("user={user}\x01auth=Bearer {token}\x01\x01"),
+        ),
+        AuthMech::Oauthbearer => (
+            "OAUTHBEARER",
+            format!(
+                "n,a={user},\x01host={}\x01port={}\x01auth=Bearer {token}\x01\x01",
+                server.host, server.port
+            ),
+        ),
+        AuthMech::Auto | AuthMech::Apop => {
+            return Err(ImapError::Auth(format!(
+                "{mechanism:?} is not an IMAP mechanism"
+            )));
+        }
+    };
+    let mut sasl = Sasl {
+        first: Some(initial.into_bytes()),
+    };
+    client
+        .authenticate(name, &mut sasl)
+        .await
+        .map_err(|(e, _)| auth_error(user, &e))
+}
+
+fn auth_error(user: &str, e: &async_imap::error::Error) -> ImapError {
+    match e {
+        async_imap::error::Error::No(msg) | async_imap::error::Error::Bad(msg) => {
+            ImapError::Auth(format!("the server rejected the login of `{user}`: {msg}"))
+        }
+        other => ImapError::Connect(format!("connection lost while logging in: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greeting_capabilities_are_read() {
+        let caps = capabilities_in("* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] ready\r\n");
+        assert_eq!(caps, ["IMAP4rev1", "STARTTLS", "AUTH=PLAIN"]);
+        assert!(capabilities_in("* OK ready\r\n").is_empty());
+    }
+
+    #[test]
+    fn auto_mechanism_prefers_plain_then_login() {
+        let caps = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let pw = CredentialKind::Password;
+        assert_eq!(
+            choose_mechanism(AuthMech::Auto, pw, &caps(&["AUTH=PLAIN"])).unwrap(),
+            AuthMech::Plain
+        );
+        assert_eq!(
+            choose_mechanism(AuthMech::Auto, pw, &caps(&[])).unwrap(),
+            AuthMech::Login
+        );
+        assert!(choose_mechanism(AuthMech::Auto, pw, &caps(&["LOGINDISABLED"])).is_err());
+        let tok = CredentialKind::OAuth2Token;
+        assert_eq!(
+            choose_mechanism(AuthMech::Auto, tok, &caps(&["AUTH=OAUTHBEARER"])).unwrap(),
+            AuthMech::Oauthbearer
+        );
+        assert!(choose_mechanism(AuthMech::Auto, tok, &caps(&["AUTH=PLAIN"])).is_err());
+    }
+}
