@@ -1,6 +1,304 @@
-//! Command-line interface: subcommands and exit codes.
+//! Command-line interface: parses arguments, loads the config, runs one subcommand and
+//! maps the outcome to a sysexits-style exit code.
 
-pub fn main() -> std::process::ExitCode {
-    eprintln!("syncmail: not yet implemented");
-    std::process::ExitCode::from(1)
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Account, AccountKind, Config, ConfigError, Dirs, Tls};
+use crate::imap::{self, ImapError};
+use crate::secret::{self, SecretError};
+
+/// Exit codes: 0 ok, 1 other failure, 2 usage, 75 transient (EX_TEMPFAIL: try again
+/// later), 78 config error (EX_CONFIG).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    Failure = 1,
+    Usage = 2,
+    TempFail = 75,
+    Config = 78,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "syncmail",
+    version,
+    about = "Two-way IMAP <-> Maildir sync with push, and POP3 polling"
+)]
+pub struct Cli {
+    /// Config file [default: $XDG_CONFIG_HOME/syncmail/config.toml]
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace); overrides general.log_level
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check the config file and print what it configures
+    CheckConfig {
+        /// Also log in to every account and list the folders that would be synced
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Sync accounts once and exit
+    Sync {
+        /// Accounts to sync [default: all]
+        accounts: Vec<String>,
+        /// Only this folder
+        #[arg(long)]
+        folder: Option<String>,
+        /// Print the plan without changing anything
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run in the foreground, syncing on push events and timers
+    Daemon,
+    /// Show each account's and folder's state
+    Status,
+    /// Print the change and conflict log
+    Log {
+        account: Option<String>,
+        /// Only conflicts and how they were resolved
+        #[arg(long)]
+        conflicts: bool,
+    },
+}
+
+/// A failed command, carrying the exit code it deserves.
+#[derive(Debug)]
+pub enum Failure {
+    Config(ConfigError),
+    TempFail(String),
+    Other(String),
+}
+
+impl Failure {
+    fn exit(&self) -> Exit {
+        match self {
+            Failure::Config(_) => Exit::Config,
+            Failure::TempFail(_) => Exit::TempFail,
+            Failure::Other(_) => Exit::Failure,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Config(e) => write!(f, "{e}"),
+            Failure::TempFail(m) | Failure::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Failure {
+        Failure::Config(e)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            let code = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            };
+            return ExitCode::from(code as u8);
+        }
+    };
+    let exit = match run(cli) {
+        Ok(()) => Exit::Ok,
+        Err(failure) => {
+            eprintln!("syncmail: {failure}");
+            failure.exit()
+        }
+    };
+    ExitCode::from(exit as u8)
+}
+
+/// Log to stderr in a form journald and launchd keep readable. `log` records from
+/// dependencies are never bridged in: async-imap traces raw commands, LOGIN included.
+fn init_tracing(level: &str, verbose: u8) {
+    let level = match verbose {
+        0 => std::env::var("SYNCMAIL_LOG").unwrap_or_else(|_| level.to_owned()),
+        1 => "debug".to_owned(),
+        _ => "trace".to_owned(),
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("{level},async_imap=off,imap_proto=off"))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn load_config(cli: &Cli) -> Result<Config, Failure> {
+    let dirs = Dirs::from_env();
+    let path = match &cli.config {
+        Some(p) => p.clone(),
+        None => dirs.default_config_path().ok_or_else(|| {
+            Failure::Other("neither XDG_CONFIG_HOME nor HOME is set: pass --config FILE".into())
+        })?,
+    };
+    let loaded = config::load(&path, &dirs)?;
+    init_tracing(&loaded.config.general.log_level, cli.verbose);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(loaded.config)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))
+}
+
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::CheckConfig { connect } => {
+            print_summary(&config);
+            if connect {
+                runtime()?.block_on(connect_all(&config))?;
+            }
+            Ok(())
+        }
+        Command::Sync { .. } => not_yet("sync"),
+        Command::Daemon => not_yet("daemon"),
+        Command::Status => not_yet("status"),
+        Command::Log { .. } => not_yet("log"),
+    }
+}
+
+fn not_yet(command: &str) -> Result<(), Failure> {
+    Err(Failure::Other(format!(
+        "`syncmail {command}` is not implemented yet in this version; nothing was changed"
+    )))
+}
+
+fn print_summary(config: &Config) {
+    println!("{}: ok", config.path.display());
+    println!("  maildir root: {}", config.general.maildir.display());
+    println!("  state: {}", config.general.state_dir.display());
+    for account in &config.accounts {
+        let s = &account.server;
+        let tls = match s.tls {
+            Tls::Implicit => "TLS",
+            Tls::Starttls => "STARTTLS",
+            Tls::None => "plaintext",
+        };
+        let kind = match &account.kind {
+            AccountKind::Imap(imap) => {
+                let patterns: Vec<String> = imap
+                    .folders
+                    .0
+                    .iter()
+                    .map(|p| format!("{}{}", if p.exclude { "!" } else { "" }, p.glob))
+                    .collect();
+                format!("imap, folders {}", patterns.join(" "))
+            }
+            AccountKind::Pop3(p) => format!(
+                "pop3, every {}s, {}",
+                account.poll_interval.as_secs(),
+                if p.keep_on_server {
+                    "keeps mail on the server"
+                } else {
+                    "deletes mail from the server after delivery"
+                }
+            ),
+        };
+        println!(
+            "  account {}: {} as {} ({tls}), {kind}, into {}",
+            account.name,
+            format_args!("{}:{}", s.host, s.port),
+            s.user,
+            account.maildir.display()
+        );
+    }
+}
+
+async fn connect_all(config: &Config) -> Result<(), Failure> {
+    let mut worst: Option<Failure> = None;
+    for account in &config.accounts {
+        match check_account(account).await {
+            Ok(lines) => {
+                for line in lines {
+                    println!("{line}");
+                }
+            }
+            Err(f) => {
+                eprintln!("syncmail: account `{}`: {f}", account.name);
+                // A permanent failure outranks a transient one for the exit code.
+                if !matches!(worst, Some(Failure::Other(_))) {
+                    worst = Some(f);
+                }
+            }
+        }
+    }
+    match worst {
+        None => Ok(()),
+        Some(Failure::TempFail(_)) => Err(Failure::TempFail(
+            "some accounts could not be reached".into(),
+        )),
+        Some(_) => Err(Failure::Other("some accounts failed the check".into())),
+    }
+}
+
+fn imap_failure(e: ImapError) -> Failure {
+    if e.is_transient() {
+        Failure::TempFail(e.to_string())
+    } else {
+        Failure::Other(e.to_string())
+    }
+}
+
+fn secret_failure(e: SecretError) -> Failure {
+    Failure::Other(e.to_string())
+}
+
+async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
+    let AccountKind::Imap(settings) = &account.kind else {
+        return Ok(vec![format!(
+            "  account {}: POP3 checking is not implemented yet",
+            account.name
+        )]);
+    };
+    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT)
+        .await
+        .map_err(secret_failure)?;
+    let mut connected = imap::connect(&account.server, &secret, kind)
+        .await
+        .map_err(imap_failure)?;
+    let folders = imap::list_folders(&mut connected, account.server.timeout)
+        .await
+        .map_err(imap_failure)?;
+    let _ = connected.session.logout().await;
+    let mut lines = vec![format!(
+        "  account {}: logged in; capabilities: {}",
+        account.name,
+        connected.capabilities.join(" ")
+    )];
+    for f in folders.iter().filter(|f| f.selectable) {
+        let selected = settings.folders.includes(&f.raw_name, f.delimiter);
+        lines.push(format!(
+            "    {} {}",
+            if selected { "sync  " } else { "skip  " },
+            f.raw_name
+        ));
+    }
+    Ok(lines)
 }

@@ -1,0 +1,203 @@
+//! Connecting and logging in to a real Dovecot: implicit TLS verified against the test CA,
+//! strict STARTTLS, plaintext on loopback, and refusals that say which check failed.
+
+use std::path::Path;
+
+use syncmail::config::{self, Account, Dirs};
+use syncmail::imap;
+use syncmail::secret::{self, Secret};
+
+use crate::support::certs::TestCa;
+use crate::support::{DEFAULT_PASSWORD, Dovecot, stderr, stdout, syncmail};
+
+fn account(toml: &str) -> Account {
+    let dirs = Dirs {
+        home: Some("/nonexistent-home".into()),
+        ..Dirs::default()
+    };
+    let text = format!("[general]\nmaildir = \"/tmp/unused\"\n\n{toml}");
+    let mut loaded = config::parse(Path::new("test.toml"), &text, &dirs).expect("valid config");
+    loaded.config.accounts.remove(0)
+}
+
+async fn login(account: &Account) -> Result<imap::Connected, imap::ImapError> {
+    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT)
+        .await
+        .unwrap();
+    imap::connect(&account.server, &secret, kind).await
+}
+
+#[tokio::test]
+async fn implicit_tls_verified_against_test_ca_logs_in() {
+    let dovecot = Dovecot::start();
+    let account = account(&dovecot.imap_account("t", "alice", "implicit"));
+    let mut connected = login(&account)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", dovecot.logs()));
+    assert!(
+        connected.has("IMAP4rev1") && connected.has("UIDPLUS"),
+        "{:?}",
+        connected.capabilities
+    );
+    let folders = imap::list_folders(&mut connected, account.server.timeout)
+        .await
+        .unwrap();
+    assert!(folders.iter().any(|f| f.raw_name == "INBOX"), "{folders:?}");
+    connected.session.logout().await.unwrap();
+}
+
+#[tokio::test]
+async fn starttls_upgrades_then_logs_in() {
+    let dovecot = Dovecot::start();
+    let account = account(&dovecot.imap_account("t", "alice", "starttls"));
+    let connected = login(&account).await.unwrap();
+    // Capabilities were read again after TLS and login.
+    assert!(!connected.has("STARTTLS"), "{:?}", connected.capabilities);
+    assert!(connected.has("IDLE"));
+}
+
+#[tokio::test]
+async fn plaintext_login_on_loopback() {
+    let dovecot = Dovecot::start();
+    let account = account(&dovecot.imap_account("t", "alice", "none"));
+    assert!(login(&account).await.is_ok());
+}
+
+#[tokio::test]
+async fn wrong_ca_is_refused_with_a_reason() {
+    let dovecot = Dovecot::start();
+    let other_ca = TestCa::new("some other CA");
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, &other_ca.cert_pem).unwrap();
+    let toml = dovecot.imap_account("t", "alice", "implicit").replace(
+        &dovecot.ca_file.display().to_string(),
+        &other.display().to_string(),
+    );
+    let err = match login(&account(&toml)).await {
+        Ok(_) => panic!("a server signed by an untrusted CA was accepted"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, imap::ImapError::Tls(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("not signed by a trusted CA"),
+        "{err}"
+    );
+    assert!(!err.is_transient(), "retrying will not fix a certificate");
+}
+
+#[tokio::test]
+async fn wrong_host_name_is_refused() {
+    let dovecot = Dovecot::start();
+    // The leaf is for localhost/127.0.0.1/::1; 127.0.0.2 reaches no listener, so connect by
+    // the right address under a name the certificate does not carry.
+    let toml = dovecot
+        .imap_account("t", "alice", "implicit")
+        .replace("host = \"localhost\"", "host = \"127.0.0.1\"");
+    // 127.0.0.1 is in the certificate: accepted.
+    assert!(login(&account(&toml)).await.is_ok());
+    let toml = dovecot
+        .imap_account("t", "alice", "implicit")
+        .replace("host = \"localhost\"", "host = \"localhost.localdomain\"");
+    let a = account(&toml);
+    // Only meaningful where the name resolves to loopback.
+    if tokio::net::lookup_host(("localhost.localdomain", 1))
+        .await
+        .is_ok()
+    {
+        let err = login(&a).await.err().expect("wrong host name accepted");
+        assert!(
+            err.to_string().contains("not valid for this host name"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn certificate_pin_is_checked_on_top_of_the_chain() {
+    let dovecot = Dovecot::start();
+    let pem = std::fs::read_to_string(dovecot.root().join("tls/server.pem")).unwrap();
+    let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+        .map(|c: rustls::pki_types::CertificateDer| c.to_vec())
+        .unwrap();
+    let right = imap::tls::fingerprint_hex(&imap::tls::fingerprint(&der));
+    let base = dovecot.imap_account("t", "alice", "implicit");
+    let ok = login(&account(&format!("{base}cert_fingerprint = \"{right}\"\n"))).await;
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let wrong = format!("sha256:{}", "00".repeat(32));
+    let err = login(&account(&format!("{base}cert_fingerprint = \"{wrong}\"\n")))
+        .await
+        .err()
+        .expect("pin mismatch accepted");
+    assert!(err.to_string().contains("fingerprint mismatch"), "{err}");
+}
+
+#[tokio::test]
+async fn wrong_password_is_an_auth_error_not_transient() {
+    let dovecot = Dovecot::start();
+    let toml = dovecot
+        .imap_account("t", "alice", "implicit")
+        .replace(DEFAULT_PASSWORD, "wrong");
+    let a = account(&toml);
+    let err = imap::connect(
+        &a.server,
+        &Secret::new("wrong"),
+        secret::CredentialKind::Password,
+    )
+    .await
+    .err()
+    .expect("wrong password accepted");
+    assert!(matches!(err, imap::ImapError::Auth(_)), "{err:?}");
+    assert!(err.to_string().contains("alice"), "{err}");
+    assert!(!err.to_string().contains("wrong\""), "{err}");
+}
+
+#[test]
+fn check_config_connect_lists_folders_and_maps_exit_codes() {
+    let dovecot = Dovecot::start();
+    dovecot.create_mailbox("alice", "Archive/2024");
+    dovecot.create_mailbox("alice", "Junk");
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("config.toml");
+    let account = dovecot.imap_account("t", "alice", "implicit") + "folders = [\"*\", \"!Junk\"]\n";
+    std::fs::write(&path, format!("[general]\nmaildir = \"mail\"\n\n{account}")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = syncmail(
+        home.path(),
+        &[
+            "check-config",
+            "--connect",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}\n{text}", stderr(&out));
+    assert!(
+        text.contains("sync   Archive/2024") && text.contains("skip   Junk"),
+        "{text}"
+    );
+
+    // A server that is down is transient: exit 75, so a timer can retry.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = account.replace(
+        &format!("port = {}", dovecot.imaps_port),
+        &format!("port = {port}"),
+    );
+    std::fs::write(&path, format!("[general]\nmaildir = \"mail\"\n\n{down}")).unwrap();
+    let out = syncmail(
+        home.path(),
+        &[
+            "check-config",
+            "--connect",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("account `t`"), "{}", stderr(&out));
+}

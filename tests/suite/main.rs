@@ -1,0 +1,7 @@
+//! syncmail's integration tests: one binary, one module per capability. Tests that need a
+//! server start their own private Dovecot (support::Dovecot) and fail loudly without one.
+
+mod support;
+
+mod config_check;
+mod imap_connect;

@@ -1,0 +1,30 @@
+//! Shared test support: a private Dovecot, test certificates, and running the binary.
+#![allow(dead_code)]
+
+pub mod certs;
+pub mod dovecot;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub use dovecot::{DEFAULT_PASSWORD, Dovecot};
+
+/// Run the real `syncmail` binary with a clean environment rooted at `home`.
+pub fn syncmail(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_syncmail"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run syncmail")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
