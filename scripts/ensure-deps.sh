@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what syncmail's tests and demo need when it is missing: Dovecot (IMAP and
+# POP3) and openssl. Sourced by scripts/test.sh and scripts/demo.sh.
+
+ensure_deps() {
+    local missing=()
+    command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
+    [ -e /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
+    command -v doveadm >/dev/null 2>&1 || [ -x /usr/bin/doveadm ] || missing+=(dovecot-core)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "syncmail: installing ${missing[*]} (Debian packages)" >&2
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+            echo "syncmail: need root to install ${missing[*]}; run: apt-get install -y ${missing[*]}" >&2
+            return 1
+        fi
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq </dev/null
+    # policy-rc.d may refuse to start the system Dovecot; we only need the binaries.
+    $sudo apt-get install -y -qq "${missing[@]}" </dev/null >/dev/null || {
+        echo "syncmail: apt-get install ${missing[*]} failed" >&2
+        return 1
+    }
+    # The tests run private instances; the distribution's own service is not needed.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        $sudo systemctl disable --now dovecot >/dev/null 2>&1 || true
+    fi
+}
