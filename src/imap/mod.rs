@@ -2,6 +2,7 @@
 //! async-imap's gaps: timeouts, checked FETCH results, raw APPEND and QRESYNC.
 
 mod connect;
+mod session;
 pub mod tls;
 
 use std::time::Duration;
@@ -10,6 +11,9 @@ use async_imap::types::NameAttribute;
 use futures::TryStreamExt;
 
 pub use connect::{Connected, ImapStream, connect};
+pub use session::{
+    FetchedBody, ImapSession, RemoteMessage, Selected, StoreOutcome, quote, uid_set,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImapError {

@@ -5,3 +5,4 @@ mod support;
 
 mod config_check;
 mod imap_connect;
+mod imap_session;

@@ -1,0 +1,754 @@
+//! The IMAP operations a sync pass needs, as raw commands over async-imap's framing and
+//! parser. async-imap has no QRESYNC API, no APPENDUID result, no timeouts, and reports a
+//! NO on FETCH as an empty success; here every command has a deadline, every tagged
+//! answer is checked, and every UID asked for is accounted for.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_imap::imap_proto::{self, AttributeValue, MailboxDatum, Response, ResponseCode, Status};
+use tokio::io::AsyncWriteExt;
+
+use super::{Connected, ImapError};
+use crate::model::{Flags, ModSeq, Uid, UidValidity};
+
+/// An authenticated connection with the extensions it enabled.
+pub struct ImapSession {
+    conn: Connected,
+    timeout: Duration,
+    qresync: bool,
+    condstore: bool,
+    uidplus: bool,
+    has_move: bool,
+    literal_plus: bool,
+}
+
+/// What `SELECT` told us, plus what an incremental QRESYNC select reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selected {
+    pub uidvalidity: Option<UidValidity>,
+    pub uidnext: Option<Uid>,
+    pub highestmodseq: Option<ModSeq>,
+    pub exists: u32,
+    /// With QRESYNC and a matching UIDVALIDITY: UIDs expunged since the known modseq.
+    pub vanished: BTreeSet<Uid>,
+    /// With QRESYNC: messages whose flags changed (or that are new) since the known modseq.
+    pub changed: BTreeMap<Uid, Flags>,
+    /// Whether `vanished`/`changed` are a valid incremental answer.
+    pub resynced: bool,
+}
+
+/// A message as a flag listing reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteMessage {
+    pub flags: Flags,
+    pub size: Option<u64>,
+    pub modseq: Option<ModSeq>,
+}
+
+/// One fetched message, handed to the caller's sink while its bytes are in memory.
+pub struct FetchedBody<'a> {
+    pub uid: Uid,
+    pub flags: Flags,
+    pub internaldate: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// A conditional STORE's outcome: the UIDs the server refused because they changed
+/// since `UNCHANGEDSINCE` (RFC 7162 §3.2); the caller re-merges them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreOutcome {
+    pub modified: BTreeSet<Uid>,
+}
+
+/// The tagged completion of a command: the response codes a sync needs, owned.
+struct Done {
+    code: Option<TaggedCode>,
+    information: Option<String>,
+}
+
+enum TaggedCode {
+    AppendUid(u32, Vec<u32>),
+    CopyUid(Vec<u32>, Vec<u32>),
+}
+
+impl TaggedCode {
+    fn from(code: &Option<ResponseCode<'_>>) -> Option<TaggedCode> {
+        match code {
+            Some(ResponseCode::AppendUid(uv, uids)) => {
+                Some(TaggedCode::AppendUid(*uv, expand(uids)))
+            }
+            Some(ResponseCode::CopyUid(_, from, to)) => {
+                Some(TaggedCode::CopyUid(expand(from), expand(to)))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl ImapSession {
+    /// Take over a logged-in connection and enable QRESYNC when the server has it.
+    pub async fn new(conn: Connected, timeout: Duration) -> Result<ImapSession, ImapError> {
+        let mut session = ImapSession {
+            qresync: conn.has("QRESYNC"),
+            condstore: conn.has("CONDSTORE") || conn.has("QRESYNC"),
+            uidplus: conn.has("UIDPLUS"),
+            has_move: conn.has("MOVE"),
+            literal_plus: conn.has("LITERAL+"),
+            conn,
+            timeout,
+        };
+        if session.qresync {
+            session.command("ENABLE QRESYNC", |_| Ok(())).await?;
+        } else if session.condstore {
+            session.command("ENABLE CONDSTORE", |_| Ok(())).await?;
+        }
+        Ok(session)
+    }
+
+    pub fn has_qresync(&self) -> bool {
+        self.qresync
+    }
+
+    pub fn has_condstore(&self) -> bool {
+        self.condstore
+    }
+
+    pub fn has_move(&self) -> bool {
+        self.has_move
+    }
+
+    pub fn has_uidplus(&self) -> bool {
+        self.uidplus
+    }
+
+    pub fn connected(&mut self) -> &mut Connected {
+        &mut self.conn
+    }
+
+    /// Send one command and read to its tagged completion. Untagged responses go to
+    /// `on_untagged`; NO/BAD becomes an error carrying the server's words.
+    async fn command(
+        &mut self,
+        command: &str,
+        on_untagged: impl FnMut(&Response<'_>) -> Result<(), ImapError>,
+    ) -> Result<Done, ImapError> {
+        let tag = tokio::time::timeout(self.timeout, self.conn.session.run_command(command))
+            .await
+            .map_err(|_| ImapError::Timeout {
+                what: "sending a command",
+                limit: self.timeout,
+            })?
+            .map_err(|e| ImapError::Connect(format!("sending {}: {e}", verb(command))))?;
+        self.read_until_done(&tag, command, on_untagged).await
+    }
+
+    async fn read_until_done(
+        &mut self,
+        tag: &async_imap::imap_proto::RequestId,
+        command: &str,
+        mut on_untagged: impl FnMut(&Response<'_>) -> Result<(), ImapError>,
+    ) -> Result<Done, ImapError> {
+        loop {
+            let response = tokio::time::timeout(self.timeout, self.conn.session.read_response())
+                .await
+                .map_err(|_| ImapError::Timeout {
+                    what: "waiting for the server",
+                    limit: self.timeout,
+                })?
+                .map_err(|e| ImapError::Connect(format!("during {}: {e}", verb(command))))?
+                .ok_or_else(|| {
+                    ImapError::Connect(format!(
+                        "the server closed the connection during {}",
+                        verb(command)
+                    ))
+                })?;
+            match response.parsed() {
+                Response::Done {
+                    tag: t,
+                    status,
+                    outcome,
+                } if t == tag => {
+                    let information = outcome.information.as_deref().map(str::to_owned);
+                    return match status {
+                        Status::Ok => Ok(Done {
+                            code: TaggedCode::from(&outcome.code),
+                            information,
+                        }),
+                        _ => Err(ImapError::Protocol(format!(
+                            "{} failed: {:?} {}",
+                            verb(command),
+                            status,
+                            information.unwrap_or_default()
+                        ))),
+                    };
+                }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } => {
+                    return Err(ImapError::Connect(format!(
+                        "the server closed the session: {}",
+                        outcome.information.as_deref().unwrap_or("BYE")
+                    )));
+                }
+                other => on_untagged(other)?,
+            }
+        }
+    }
+
+    /// SELECT a folder; with QRESYNC and known state, one round trip tells what changed.
+    pub async fn select(
+        &mut self,
+        wire_name: &str,
+        known: Option<(UidValidity, ModSeq)>,
+    ) -> Result<Selected, ImapError> {
+        let mut command = format!("SELECT {}", quote(wire_name)?);
+        let qresync = self.qresync && known.is_some();
+        if let (true, Some((uv, ms))) = (qresync, known) {
+            command.push_str(&format!(" (QRESYNC ({} {}))", uv.0, ms.0));
+        } else if self.condstore {
+            command.push_str(" (CONDSTORE)");
+        }
+        let mut selected = Selected::default();
+        self.command(&command, |r| {
+            match r {
+                Response::Data { outcome, .. } => match &outcome.code {
+                    Some(ResponseCode::UidValidity(v)) => {
+                        selected.uidvalidity = Some(UidValidity(*v))
+                    }
+                    Some(ResponseCode::UidNext(v)) => selected.uidnext = Some(Uid(*v)),
+                    Some(ResponseCode::HighestModSeq(v)) => {
+                        selected.highestmodseq = Some(ModSeq(*v))
+                    }
+                    _ => {}
+                },
+                Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
+                Response::Vanished { uids, .. } => {
+                    for range in uids {
+                        selected.vanished.extend(range.clone().map(Uid));
+                    }
+                }
+                Response::Fetch(_, attrs) => {
+                    if let Some(uid) = uid_of(attrs) {
+                        selected
+                            .changed
+                            .insert(uid, flags_of(attrs).unwrap_or_default());
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .await?;
+        if selected.uidvalidity.is_none() {
+            return Err(ImapError::Protocol(format!(
+                "SELECT {wire_name} gave no UIDVALIDITY"
+            )));
+        }
+        // The incremental answer is valid only if UIDVALIDITY is still the one we know.
+        selected.resynced = qresync && known.map(|(uv, _)| uv) == selected.uidvalidity;
+        if !selected.resynced {
+            selected.vanished.clear();
+            selected.changed.clear();
+        }
+        Ok(selected)
+    }
+
+    /// Flags (and sizes, MODSEQs) of messages in `uids` (`1:*` for all), optionally
+    /// only those changed since a modseq (CONDSTORE).
+    pub async fn fetch_flags(
+        &mut self,
+        uids: &str,
+        changed_since: Option<ModSeq>,
+    ) -> Result<BTreeMap<Uid, RemoteMessage>, ImapError> {
+        let mut command = format!("UID FETCH {uids} (UID FLAGS RFC822.SIZE");
+        if self.condstore {
+            command.push_str(" MODSEQ");
+        }
+        command.push(')');
+        if let Some(ms) = changed_since.filter(|_| self.condstore) {
+            command.push_str(&format!(" (CHANGEDSINCE {})", ms.0));
+        }
+        let mut out = BTreeMap::new();
+        self.command(&command, |r| {
+            if let Response::Fetch(_, attrs) = r
+                && let (Some(uid), Some(flags)) = (uid_of(attrs), flags_of(attrs))
+            {
+                let size = attrs.iter().find_map(|a| match a {
+                    AttributeValue::Rfc822Size(s) => Some(u64::from(*s)),
+                    _ => None,
+                });
+                let modseq = attrs.iter().find_map(|a| match a {
+                    AttributeValue::ModSeq(m) => Some(ModSeq(*m)),
+                    _ => None,
+                });
+                out.insert(
+                    uid,
+                    RemoteMessage {
+                        flags,
+                        size,
+                        modseq,
+                    },
+                );
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Every UID in the selected folder (`UID SEARCH ALL`), for finding expunges where
+    /// QRESYNC is missing.
+    pub async fn all_uids(&mut self) -> Result<BTreeSet<Uid>, ImapError> {
+        self.search("ALL").await
+    }
+
+    /// `UID SEARCH <criteria>`.
+    pub async fn search(&mut self, criteria: &str) -> Result<BTreeSet<Uid>, ImapError> {
+        let mut out = BTreeSet::new();
+        self.command(&format!("UID SEARCH {criteria}"), |r| {
+            if let Response::MailboxData(MailboxDatum::Search(uids)) = r {
+                out.extend(uids.iter().copied().map(Uid));
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Fetch whole messages without setting \Seen (rule 12), handing each to `sink` as it
+    /// arrives. Returns the UIDs that did not come back (expunged meanwhile); a FETCH for
+    /// a UID we did not ask for is ignored, never written.
+    pub async fn fetch_bodies(
+        &mut self,
+        uids: &[Uid],
+        mut sink: impl FnMut(FetchedBody<'_>) -> Result<(), ImapError>,
+    ) -> Result<BTreeSet<Uid>, ImapError> {
+        let mut pending: BTreeSet<Uid> = uids.iter().copied().collect();
+        if pending.is_empty() {
+            return Ok(pending);
+        }
+        let set = uid_set(uids);
+        let command = format!("UID FETCH {set} (UID FLAGS INTERNALDATE BODY.PEEK[])");
+        self.command(&command, |r| {
+            let Response::Fetch(_, attrs) = r else {
+                return Ok(());
+            };
+            let Some(uid) = uid_of(attrs) else {
+                return Ok(());
+            };
+            let body = attrs.iter().find_map(|a| match a {
+                AttributeValue::BodySection {
+                    section: None,
+                    data: Some(d),
+                    ..
+                } => Some(d.as_ref()),
+                _ => None,
+            });
+            let Some(body) = body else {
+                // A flag update for some message: a hint only.
+                return Ok(());
+            };
+            if !pending.remove(&uid) {
+                tracing::warn!(
+                    uid = uid.0,
+                    "the server sent a message we did not ask for; ignored"
+                );
+                return Ok(());
+            }
+            let internaldate = attrs.iter().find_map(|a| match a {
+                AttributeValue::InternalDate(d) => Some(d.as_ref()),
+                _ => None,
+            });
+            sink(FetchedBody {
+                uid,
+                flags: flags_of(attrs).unwrap_or_default(),
+                internaldate,
+                body,
+            })
+        })
+        .await?;
+        Ok(pending)
+    }
+
+    /// `(Message-ID, size)` of messages, for re-pairing after a UIDVALIDITY change and
+    /// for recognising a message that moved between folders.
+    pub async fn fetch_identities(
+        &mut self,
+        uids: &str,
+    ) -> Result<BTreeMap<Uid, (Option<String>, u64)>, ImapError> {
+        let command =
+            format!("UID FETCH {uids} (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
+        let mut out = BTreeMap::new();
+        self.command(&command, |r| {
+            if let Response::Fetch(_, attrs) = r
+                && let Some(uid) = uid_of(attrs)
+            {
+                let size = attrs.iter().find_map(|a| match a {
+                    AttributeValue::Rfc822Size(s) => Some(u64::from(*s)),
+                    _ => None,
+                });
+                let header = attrs.iter().find_map(|a| match a {
+                    AttributeValue::BodySection { data: Some(d), .. } => Some(d.as_ref()),
+                    _ => None,
+                });
+                if let Some(size) = size {
+                    out.insert(uid, (header.and_then(message_id_in), size));
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// APPEND a message and return its UID from APPENDUID (UIDPLUS), if the server gave
+    /// one. Sent raw because async-imap's `append` drops the response code.
+    pub async fn append(
+        &mut self,
+        wire_name: &str,
+        flags: &Flags,
+        internaldate: Option<&str>,
+        body: &[u8],
+    ) -> Result<Option<(UidValidity, Uid)>, ImapError> {
+        let mut flag_list: Vec<String> = flags.imap_names();
+        // \Recent can never be set by a client; keywords must be atoms.
+        flag_list.retain(|f| is_atom(f.trim_start_matches('\\')));
+        let mut command = format!("APPEND {} ({})", quote(wire_name)?, flag_list.join(" "));
+        if let Some(date) = internaldate {
+            command.push_str(&format!(" \"{date}\""));
+        }
+        let plus = if self.literal_plus { "+" } else { "" };
+        command.push_str(&format!(" {{{}{plus}}}", body.len()));
+        let tag = tokio::time::timeout(self.timeout, self.conn.session.run_command(&command))
+            .await
+            .map_err(|_| ImapError::Timeout {
+                what: "sending APPEND",
+                limit: self.timeout,
+            })?
+            .map_err(|e| ImapError::Connect(format!("sending APPEND: {e}")))?;
+        if !self.literal_plus {
+            self.wait_continuation().await?;
+        }
+        let write = async {
+            let stream = self.conn.session.get_mut();
+            stream.write_all(body).await?;
+            stream.write_all(b"\r\n").await?;
+            stream.flush().await
+        };
+        tokio::time::timeout(self.timeout.max(Duration::from_secs(300)), write)
+            .await
+            .map_err(|_| ImapError::Timeout {
+                what: "sending a message",
+                limit: self.timeout,
+            })?
+            .map_err(|e| ImapError::Connect(format!("sending a message: {e}")))?;
+        let done = self.read_until_done(&tag, "APPEND", |_| Ok(())).await?;
+        Ok(match done.code {
+            Some(TaggedCode::AppendUid(uv, uids)) => match uids.as_slice() {
+                [uid] => Some((UidValidity(uv), Uid(*uid))),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    async fn wait_continuation(&mut self) -> Result<(), ImapError> {
+        loop {
+            let response = tokio::time::timeout(self.timeout, self.conn.session.read_response())
+                .await
+                .map_err(|_| ImapError::Timeout {
+                    what: "waiting for APPEND continuation",
+                    limit: self.timeout,
+                })?
+                .map_err(|e| ImapError::Connect(format!("during APPEND: {e}")))?
+                .ok_or_else(|| {
+                    ImapError::Connect("the server closed the connection during APPEND".into())
+                })?;
+            match response.parsed() {
+                Response::Continue { .. } => return Ok(()),
+                Response::Done { outcome, .. } => {
+                    return Err(ImapError::Protocol(format!(
+                        "APPEND refused: {}",
+                        outcome.information.as_deref().unwrap_or("")
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `UID STORE uids ±FLAGS.SILENT (...)`, never a bare FLAGS replace (rule 10), guarded
+    /// by UNCHANGEDSINCE when CONDSTORE is on.
+    pub async fn store(
+        &mut self,
+        uids: &[Uid],
+        add: bool,
+        flags: &Flags,
+        unchanged_since: Option<ModSeq>,
+    ) -> Result<StoreOutcome, ImapError> {
+        let names: Vec<String> = flags.imap_names();
+        if uids.is_empty() || names.is_empty() {
+            return Ok(StoreOutcome::default());
+        }
+        let modifier = match unchanged_since.filter(|_| self.condstore) {
+            Some(ms) => format!(" (UNCHANGEDSINCE {})", ms.0),
+            None => String::new(),
+        };
+        let command = format!(
+            "UID STORE {}{modifier} {}FLAGS.SILENT ({})",
+            uid_set(uids),
+            if add { '+' } else { '-' },
+            names.join(" ")
+        );
+        let done = self.command(&command, |_| Ok(())).await?;
+        let modified = done
+            .information
+            .as_deref()
+            .and_then(|text| text.strip_prefix("[MODIFIED "))
+            .and_then(|rest| rest.split(']').next())
+            .map(parse_uid_set)
+            .unwrap_or_default();
+        Ok(StoreOutcome { modified })
+    }
+
+    /// Delete exactly these messages: `\Deleted`, then `UID EXPUNGE` of the same UIDs
+    /// (rule 8). Never CLOSE or plain EXPUNGE, which would also remove what another
+    /// client marked. Without UIDPLUS this refuses unless `allow_plain_expunge`.
+    pub async fn delete(
+        &mut self,
+        uids: &[Uid],
+        allow_plain_expunge: bool,
+    ) -> Result<(), ImapError> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let set = uid_set(uids);
+        if !self.uidplus && !allow_plain_expunge {
+            return Err(ImapError::Protocol(
+                "the server lacks UIDPLUS, so deleting only our messages is impossible; refusing to EXPUNGE".into(),
+            ));
+        }
+        self.command(
+            &format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"),
+            |_| Ok(()),
+        )
+        .await?;
+        let expunge = if self.uidplus {
+            format!("UID EXPUNGE {set}")
+        } else {
+            "EXPUNGE".to_owned()
+        };
+        self.command(&expunge, |_| Ok(())).await?;
+        Ok(())
+    }
+
+    /// `UID MOVE` (RFC 6851) to another folder; returns the new UIDs from COPYUID when
+    /// the server reports them, keyed by old UID.
+    pub async fn move_to(
+        &mut self,
+        uids: &[Uid],
+        dest_wire_name: &str,
+    ) -> Result<BTreeMap<Uid, Uid>, ImapError> {
+        if uids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        if !self.has_move {
+            return Err(ImapError::Protocol("the server lacks MOVE".into()));
+        }
+        let mut mapping = BTreeMap::new();
+        let command = format!("UID MOVE {} {}", uid_set(uids), quote(dest_wire_name)?);
+        let mut copyuid = None;
+        let done = self
+            .command(&command, |r| {
+                // Servers send COPYUID in an untagged OK before the expunges.
+                if let Response::Data { outcome, .. } = r
+                    && let Some(ResponseCode::CopyUid(_, from, to)) = &outcome.code
+                {
+                    copyuid = Some((expand(from), expand(to)));
+                }
+                Ok(())
+            })
+            .await?;
+        if let Some(TaggedCode::CopyUid(from, to)) = done.code {
+            copyuid = Some((from, to));
+        }
+        if let Some((from, to)) = copyuid
+            && from.len() == to.len()
+        {
+            mapping.extend(from.into_iter().map(Uid).zip(to.into_iter().map(Uid)));
+        }
+        Ok(mapping)
+    }
+
+    pub async fn create(&mut self, wire_name: &str) -> Result<(), ImapError> {
+        self.command(&format!("CREATE {}", quote(wire_name)?), |_| Ok(()))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn logout(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.session.logout()).await;
+    }
+}
+
+fn verb(command: &str) -> &str {
+    let mut words = command.split_whitespace();
+    match words.next() {
+        Some(w) if w.eq_ignore_ascii_case("UID") => {
+            // "UID FETCH" etc.: name both words without the arguments.
+            let end = command
+                .find(|c: char| c.is_whitespace())
+                .and_then(|i| command[i + 1..].find(' ').map(|j| i + 1 + j))
+                .unwrap_or(command.len());
+            &command[..end]
+        }
+        Some(w) => w,
+        None => "command",
+    }
+}
+
+fn uid_of(attrs: &[AttributeValue<'_>]) -> Option<Uid> {
+    attrs.iter().find_map(|a| match a {
+        AttributeValue::Uid(u) => Some(Uid(*u)),
+        _ => None,
+    })
+}
+
+fn flags_of(attrs: &[AttributeValue<'_>]) -> Option<Flags> {
+    attrs.iter().find_map(|a| match a {
+        AttributeValue::Flags(f) => Some(Flags::from_imap(f.iter().map(|c| c.as_ref()))),
+        _ => None,
+    })
+}
+
+fn expand(members: &[imap_proto::rfc4315::UidSetMember]) -> Vec<u32> {
+    members
+        .iter()
+        .flat_map(|m| match m {
+            imap_proto::rfc4315::UidSetMember::Uid(u) => *u..=*u,
+            imap_proto::rfc4315::UidSetMember::UidRange(r) => r.clone(),
+        })
+        .collect()
+}
+
+/// A quoted string for a mailbox name that is already in modified UTF-7 (so ASCII).
+pub fn quote(name: &str) -> Result<String, ImapError> {
+    if name
+        .bytes()
+        .any(|b| b == b'\r' || b == b'\n' || b == 0 || !b.is_ascii())
+    {
+        return Err(ImapError::Protocol(format!(
+            "folder name {name:?} cannot be sent as a quoted string"
+        )));
+    }
+    Ok(format!(
+        "\"{}\"",
+        name.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+fn is_atom(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b > 0x20 && b < 0x7f && !b"(){ %*\"\\]".contains(&b))
+}
+
+/// `1:3,5` from UIDs (sorted and merged into ranges).
+pub fn uid_set(uids: &[Uid]) -> String {
+    let sorted: BTreeSet<u32> = uids.iter().map(|u| u.0).collect();
+    let mut parts = Vec::new();
+    let mut iter = sorted.into_iter().peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while iter.peek() == Some(&(end + 1)) {
+            end += 1;
+            iter.next();
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+    }
+    parts.join(",")
+}
+
+fn parse_uid_set(text: &str) -> BTreeSet<Uid> {
+    let mut out = BTreeSet::new();
+    for part in text.split(',') {
+        let mut ends = part.split(':').filter_map(|n| n.trim().parse::<u32>().ok());
+        match (ends.next(), ends.next()) {
+            (Some(a), Some(b)) => out.extend((a.min(b)..=a.max(b)).map(Uid)),
+            (Some(a), None) => {
+                out.insert(Uid(a));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The Message-ID from a `HEADER.FIELDS (MESSAGE-ID)` section, unfolded.
+fn message_id_in(header: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    let mut value = None::<String>;
+    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
+        if let Some(v) = value.as_mut()
+            && line.starts_with([' ', '\t'])
+        {
+            v.push_str(line.trim());
+            continue;
+        }
+        if value.is_some() {
+            break;
+        }
+        if let Some((name, rest)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("message-id")
+        {
+            value = Some(rest.trim().to_owned());
+        }
+    }
+    value.filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_compress_ranges() {
+        let uids: Vec<Uid> = [5, 1, 2, 3, 9, 10, 7].into_iter().map(Uid).collect();
+        assert_eq!(uid_set(&uids), "1:3,5,7,9:10");
+        assert_eq!(
+            parse_uid_set("1:3,5,10:9"),
+            [1, 2, 3, 5, 9, 10].into_iter().map(Uid).collect()
+        );
+    }
+
+    #[test]
+    fn quoting_escapes_and_refuses_line_breaks() {
+        assert_eq!(quote("a\"b\\c").unwrap(), "\"a\\\"b\\\\c\"");
+        assert!(quote("a\r\nb").is_err());
+        assert!(
+            quote("Gr\u{f6}\u{df}e").is_err(),
+            "must be UTF-7 encoded first"
+        );
+    }
+
+    #[test]
+    fn message_id_is_unfolded() {
+        assert_eq!(
+            message_id_in(b"Message-ID:\r\n <abc@x>\r\n\r\n").as_deref(),
+            Some("<abc@x>")
+        );
+        assert_eq!(message_id_in(b"\r\n"), None);
+    }
+
+    #[test]
+    fn verbs_name_the_command_not_its_arguments() {
+        assert_eq!(verb("UID FETCH 1:* (FLAGS)"), "UID FETCH");
+        assert_eq!(verb("SELECT \"INBOX\""), "SELECT");
+    }
+}
