@@ -31,12 +31,12 @@ pub enum Layout {
 /// Why a server folder name cannot be mapped. Always names the folder.
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {
-    #[error("server folder {wire:?}: not canonical modified UTF-7: {source}")]
+    #[error("server folder {}: not canonical modified UTF-7: {source}", shown(.wire))]
     Encoding {
         wire: String,
         source: utf7::Utf7Error,
     },
-    #[error("server folder {folder:?}: {reason}")]
+    #[error("server folder {}: {reason}", shown(.folder))]
     Unsafe {
         folder: String,
         reason: &'static str,
@@ -47,12 +47,24 @@ pub enum FolderError {
         "server folder {folder:?}: {path:?} is a symlink or not a directory; refusing to use it"
     )]
     NotADirectory { folder: String, path: PathBuf },
-    #[error("server folder {folder:?}: creating {path:?}: {source}")]
+    #[error("server folder {}: creating {path:?}: {source}", shown(.folder))]
     Io {
         folder: String,
         path: PathBuf,
         source: io::Error,
     },
+}
+
+/// A folder name for a message: quoted and escaped, and cut after 100 characters so a
+/// hostile 5 kB name does not flood the log.
+fn shown(name: &str) -> String {
+    const MAX: usize = 100;
+    if name.chars().count() <= MAX {
+        format!("{name:?}")
+    } else {
+        let head: String = name.chars().take(MAX).collect();
+        format!("{head:?}... ({} bytes)", name.len())
+    }
 }
 
 /// Decode a folder name as the server sent it (modified UTF-7).

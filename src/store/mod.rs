@@ -185,14 +185,32 @@ impl IntentSpec {
         }
     }
 
-    /// A delivery of server message `uid` into `folder` under the planned `key`.
-    pub fn deliver(folder: FolderId, uid: Uid, key: MaildirKey) -> IntentSpec {
+    /// A delivery of server message `uid` into `folder` under the planned `key`, with
+    /// the server's flags at fetch time (kept in `detail`: they become the pair's base if
+    /// recovery finds the file, so a client's later change still shows as a change).
+    pub fn deliver(folder: FolderId, uid: Uid, key: MaildirKey, flags: &Flags) -> IntentSpec {
         IntentSpec {
             folder: Some(folder),
             uid: Some(uid),
             local_key: Some(key),
+            detail: flags_to_db(flags),
             ..IntentSpec::new(IntentKind::Deliver)
         }
+    }
+
+    /// A POP3 message `uidl` delivered into `folder` under the planned `key`.
+    pub fn pop3_deliver(folder: FolderId, uidl: &str, key: MaildirKey) -> IntentSpec {
+        IntentSpec {
+            folder: Some(folder),
+            uidl: Some(uidl.to_owned()),
+            local_key: Some(key),
+            ..IntentSpec::new(IntentKind::Pop3Deliver)
+        }
+    }
+
+    /// The flags a [`IntentSpec::deliver`] intent recorded.
+    pub fn delivered_flags(&self) -> Result<Flags, StoreError> {
+        flags_from_db(&self.detail)
     }
 }
 

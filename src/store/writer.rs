@@ -366,8 +366,13 @@ mod tests {
         let ids = store
             .begin_intents(
                 vec![
-                    IntentSpec::deliver(f.id, Uid(7), MaildirKey("k7".into())),
-                    IntentSpec::deliver(f.id, Uid(8), MaildirKey("k8".into())),
+                    IntentSpec::deliver(f.id, Uid(7), MaildirKey("k7".into()), &Flags::new()),
+                    IntentSpec::deliver(
+                        f.id,
+                        Uid(8),
+                        MaildirKey("k8".into()),
+                        &Flags::new().with(Flag::Seen),
+                    ),
                 ],
                 now,
             )
@@ -378,6 +383,10 @@ mod tests {
         assert_eq!(open[0].spec.kind, IntentKind::Deliver);
         assert_eq!(open[0].spec.local_key, Some(MaildirKey("k7".into())));
         assert_eq!(open[0].created_at, now);
+        assert_eq!(
+            open[1].spec.delivered_flags().unwrap(),
+            Flags::new().with(Flag::Seen)
+        );
         store
             .commit(Commit {
                 folder: Some(f.id),
