@@ -66,7 +66,7 @@ fn scan_during_10000_renames_has_no_spurious_missing_or_duplicate() {
                     std::fs::rename(&from, &target).unwrap();
                 }
                 state[i] = Some(to);
-                if (n + 1) % BURST == 0 && n + 1 < RENAMES {
+                if (n + 1).is_multiple_of(BURST) && n + 1 < RENAMES {
                     std::thread::sleep(PAUSE);
                 }
             }
@@ -85,7 +85,7 @@ fn scan_during_10000_renames_has_no_spurious_missing_or_duplicate() {
     let mut round = 0u64;
     while !done.load(Ordering::SeqCst) {
         round += 1;
-        let opts = if round % 2 == 0 {
+        let opts = if round.is_multiple_of(2) {
             ScanOptions::default()
         } else {
             single.clone()
