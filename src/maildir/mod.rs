@@ -1,2 +1,276 @@
 //! The local side: Maildir filenames and flags, stable scans, batched durable delivery,
 //! renames, and mapping server folder names to safe local paths.
+//!
+//! Every operation works on one folder, a [`Maildir`] (a directory with `cur/`, `new/`
+//! and `tmp/`). Paths for server folders come from [`FolderMap`], which is the only place
+//! a server-controlled string becomes a path.
+
+pub mod deliver;
+pub mod filename;
+pub mod folder;
+pub mod recover;
+pub mod scan;
+pub mod tmpclean;
+pub mod utf7;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub use deliver::{Delivered, DeliveryBatch, DeliveryError, Placement, TmpWriter};
+pub use filename::{MaildirName, NameError, build_cur_name};
+pub use folder::{FolderError, FolderMap, Layout, decode_server_name};
+pub use recover::{Recovery, RecoveryError, resolve_delivery_intents};
+pub use scan::{Duplicate, LocalMessage, LocalScan, ScanOptions, Skipped};
+pub use tmpclean::{TMP_MAX_AGE, clean_tmp};
+
+use crate::model::{Flags, MaildirKey};
+
+/// A fresh unique part for a message about to be delivered. Chosen before anything is
+/// written, so the caller can journal it in an intent first (rule 1).
+pub fn new_key() -> MaildirKey {
+    filename::new_unique(SystemTime::now())
+}
+
+/// What went wrong touching one message file.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// ENOENT: a mail client renamed, moved or deleted the file since our scan. Rescan;
+    /// this never means "deleted" by itself (rule 14).
+    #[error("{path:?} is gone since the last scan (a client renamed or moved it); rescan")]
+    Vanished { path: PathBuf },
+    /// The target name already exists; we never overwrite a message file.
+    #[error("{path:?} already exists; refusing to overwrite it")]
+    Collision { path: PathBuf },
+    #[error("{path:?}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl MessageError {
+    fn from_io(path: &Path, source: io::Error) -> MessageError {
+        if source.kind() == io::ErrorKind::NotFound {
+            MessageError::Vanished {
+                path: path.to_owned(),
+            }
+        } else {
+            MessageError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+}
+
+/// One Maildir folder: a directory holding `cur/`, `new/` and `tmp/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Maildir {
+    path: PathBuf,
+}
+
+impl Maildir {
+    /// Open an existing Maildir; fails unless `cur/`, `new/` and `tmp/` are directories.
+    /// Create folders with [`FolderMap::create`], which checks the path first.
+    pub fn open(path: impl Into<PathBuf>) -> io::Result<Maildir> {
+        let md = Maildir { path: path.into() };
+        for sub in [md.cur_dir(), md.new_dir(), md.tmp_dir()] {
+            if !std::fs::metadata(&sub)?.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", sub.display()),
+                ));
+            }
+        }
+        Ok(md)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn cur_dir(&self) -> PathBuf {
+        self.path.join("cur")
+    }
+    pub fn new_dir(&self) -> PathBuf {
+        self.path.join("new")
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.path.join("tmp")
+    }
+
+    /// Scan `new/` and `cur/` with the default retry policy.
+    pub fn scan(&self) -> io::Result<LocalScan> {
+        scan::scan(self, &ScanOptions::default())
+    }
+
+    /// Change a message's flags by renaming it: within `cur/`, or from `new/` into `cur/`
+    /// once it has any flag. The unique part and unknown letters are kept (rule 14).
+    /// Returns the message as it is now. Not durable until [`Maildir::sync_dirs`].
+    pub fn set_flags(
+        &self,
+        msg: &LocalMessage,
+        flags: &Flags,
+    ) -> Result<LocalMessage, MessageError> {
+        let mut updated = msg.clone();
+        updated.flags = flags.clone();
+        if msg.in_new && flags.is_empty() && msg.extra_letters.is_empty() {
+            return Ok(updated);
+        }
+        let target = self
+            .cur_dir()
+            .join(build_cur_name(&msg.key, flags, &msg.extra_letters));
+        if target == msg.path {
+            return Ok(updated);
+        }
+        // rename(2) would replace an existing target. The only way the target exists is
+        // a duplicate unique part, which we must not destroy; the window between this
+        // check and the rename is harmless for the same reason.
+        match std::fs::symlink_metadata(&target) {
+            Ok(_) => return Err(MessageError::Collision { path: target }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(MessageError::Io {
+                    path: target,
+                    source: e,
+                });
+            }
+        }
+        std::fs::rename(&msg.path, &target).map_err(|e| MessageError::from_io(&msg.path, e))?;
+        updated.path = target;
+        updated.in_new = false;
+        Ok(updated)
+    }
+
+    /// Delete a message: unlink it. ENOENT is [`MessageError::Vanished`] (rescan), since
+    /// a client may have moved it rather than deleted it. Not durable until
+    /// [`Maildir::sync_dirs`].
+    pub fn delete(&self, msg: &LocalMessage) -> Result<(), MessageError> {
+        std::fs::remove_file(&msg.path).map_err(|e| MessageError::from_io(&msg.path, e))
+    }
+
+    /// Make renames and unlinks in `new/` and `cur/` durable: one fsync per directory.
+    /// Call once after a batch of [`Maildir::set_flags`] / [`Maildir::delete`], before
+    /// committing the new base.
+    pub fn sync_dirs(&self) -> io::Result<()> {
+        sync_dir(&self.new_dir())?;
+        sync_dir(&self.cur_dir())
+    }
+
+    /// Remove a leftover `tmp/` file of a delivery that never completed (intent recovery).
+    /// Returns whether there was one.
+    pub fn discard_tmp(&self, key: &MaildirKey) -> io::Result<bool> {
+        match std::fs::remove_file(self.tmp_dir().join(&key.0)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// fsync a directory so the names in it (creations, renames, unlinks) are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Flag;
+
+    fn setup() -> (tempfile::TempDir, Maildir) {
+        let dir = tempfile::tempdir().unwrap();
+        let map = FolderMap::new(dir.path(), Layout::Verbatim, Some('/'));
+        let path = map
+            .create(&crate::model::FolderName("INBOX".into()))
+            .unwrap();
+        (dir, Maildir::open(path).unwrap())
+    }
+
+    fn put(md: &Maildir, sub: &str, name: &str) {
+        std::fs::write(
+            md.path().join(sub).join(name),
+            b"Subject: x\r\n\r\nbody\r\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn rule_14_flag_change_is_rename_unique_part_stable() {
+        let (_d, md) = setup();
+        put(&md, "new", "100.M1P1.h");
+        let scan = md.scan().unwrap();
+        let msg = &scan.messages[&MaildirKey("100.M1P1.h".into())];
+        assert!(msg.in_new);
+        let seen = Flags::new().with(Flag::Seen);
+        let moved = md.set_flags(msg, &seen).unwrap();
+        assert_eq!(moved.path, md.cur_dir().join("100.M1P1.h:2,S"));
+        let flagged = md
+            .set_flags(&moved, &seen.clone().with(Flag::Flagged))
+            .unwrap();
+        assert_eq!(flagged.path, md.cur_dir().join("100.M1P1.h:2,FS"));
+        md.sync_dirs().unwrap();
+        let scan = md.scan().unwrap();
+        assert_eq!(scan.messages.len(), 1);
+        let m = &scan.messages[&MaildirKey("100.M1P1.h".into())];
+        assert_eq!(m.flags, seen.with(Flag::Flagged));
+        assert!(!m.in_new);
+    }
+
+    #[test]
+    fn rule_14_enoent_means_rescan_not_deleted() {
+        let (_d, md) = setup();
+        put(&md, "cur", "200.M1P1.h:2,");
+        let scan = md.scan().unwrap();
+        let msg = scan.messages[&MaildirKey("200.M1P1.h".into())].clone();
+        // A client marks it seen behind our back.
+        std::fs::rename(&msg.path, md.cur_dir().join("200.M1P1.h:2,S")).unwrap();
+        let err = md
+            .set_flags(&msg, &Flags::new().with(Flag::Flagged))
+            .unwrap_err();
+        assert!(matches!(err, MessageError::Vanished { .. }), "{err}");
+        let err = md.delete(&msg).unwrap_err();
+        assert!(matches!(err, MessageError::Vanished { .. }), "{err}");
+        // The message is still there under its key.
+        let scan = md.scan().unwrap();
+        assert!(
+            scan.messages[&MaildirKey("200.M1P1.h".into())]
+                .flags
+                .contains(Flag::Seen)
+        );
+    }
+
+    #[test]
+    fn rule_14_unknown_letters_survive_our_renames() {
+        let (_d, md) = setup();
+        put(&md, "cur", "300.M1P1.h:2,Sab");
+        let scan = md.scan().unwrap();
+        let msg = &scan.messages[&MaildirKey("300.M1P1.h".into())];
+        let out = md
+            .set_flags(msg, &Flags::new().with(Flag::Replied))
+            .unwrap();
+        assert_eq!(out.path, md.cur_dir().join("300.M1P1.h:2,Rab"));
+    }
+
+    #[test]
+    fn rename_never_overwrites_a_duplicate() {
+        let (_d, md) = setup();
+        put(&md, "cur", "400.M1P1.h:2,");
+        put(&md, "cur", "400.M1P1.h:2,S");
+        let scan = md.scan().unwrap();
+        assert_eq!(scan.duplicates.len(), 1);
+        let first = scan.duplicates[0].copies[0].clone();
+        let err = md
+            .set_flags(&first, &Flags::new().with(Flag::Seen))
+            .unwrap_err();
+        assert!(matches!(err, MessageError::Collision { .. }));
+    }
+
+    #[test]
+    fn delete_unlinks() {
+        let (_d, md) = setup();
+        put(&md, "cur", "500.M1P1.h:2,S");
+        let scan = md.scan().unwrap();
+        md.delete(&scan.messages[&MaildirKey("500.M1P1.h".into())])
+            .unwrap();
+        md.sync_dirs().unwrap();
+        assert!(md.scan().unwrap().messages.is_empty());
+    }
+}

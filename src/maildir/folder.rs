@@ -1,0 +1,422 @@
+//! Mapping server folder names to Maildir directories under the account root and back,
+//! refusing any name that could leave the root or collide with Maildir's own names
+//! (rule 17, CVE-2021-20247 in isync).
+//!
+//! Layouts:
+//! - `verbatim`: one directory per hierarchy level, `Archive/2024` -> `<root>/Archive/2024`;
+//!   INBOX is `<root>/INBOX`.
+//! - `maildir++`: flat, `Archive/2024` -> `<root>/.Archive.2024`; INBOX is the root itself
+//!   (the Dovecot and Courier convention).
+
+use std::fs::DirBuilder;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::maildir::utf7;
+use crate::model::FolderName;
+
+/// The longest single path component we create (the common filesystem limit).
+pub const MAX_COMPONENT_BYTES: usize = 255;
+/// The longest folder name we accept, in bytes of its decoded form.
+pub const MAX_NAME_BYTES: usize = 1024;
+
+/// How folders are laid out under the account root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Verbatim,
+    MaildirPlusPlus,
+}
+
+/// Why a server folder name cannot be mapped. Always names the folder.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    #[error("server folder {}: not canonical modified UTF-7: {source}", shown(.wire))]
+    Encoding {
+        wire: String,
+        source: utf7::Utf7Error,
+    },
+    #[error("server folder {}: {reason}", shown(.folder))]
+    Unsafe {
+        folder: String,
+        reason: &'static str,
+    },
+    #[error("local folder {path:?}: {reason}")]
+    UnsafeLocal { path: PathBuf, reason: &'static str },
+    #[error(
+        "server folder {folder:?}: {path:?} is a symlink or not a directory; refusing to use it"
+    )]
+    NotADirectory { folder: String, path: PathBuf },
+    #[error("server folder {}: creating {path:?}: {source}", shown(.folder))]
+    Io {
+        folder: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// A folder name for a message: quoted and escaped, and cut after 100 characters so a
+/// hostile 5 kB name does not flood the log.
+fn shown(name: &str) -> String {
+    const MAX: usize = 100;
+    if name.chars().count() <= MAX {
+        format!("{name:?}")
+    } else {
+        let head: String = name.chars().take(MAX).collect();
+        format!("{head:?}... ({} bytes)", name.len())
+    }
+}
+
+/// Decode a folder name as the server sent it (modified UTF-7).
+pub fn decode_server_name(wire: &str) -> Result<FolderName, FolderError> {
+    utf7::decode(wire)
+        .map(FolderName)
+        .map_err(|source| FolderError::Encoding {
+            wire: wire.to_owned(),
+            source,
+        })
+}
+
+/// The folder naming of one account.
+#[derive(Clone, Debug)]
+pub struct FolderMap {
+    pub root: PathBuf,
+    pub layout: Layout,
+    /// The server's hierarchy delimiter; `None` for a flat namespace.
+    pub delimiter: Option<char>,
+}
+
+impl FolderMap {
+    pub fn new(root: impl Into<PathBuf>, layout: Layout, delimiter: Option<char>) -> FolderMap {
+        FolderMap {
+            root: root.into(),
+            layout,
+            delimiter,
+        }
+    }
+
+    /// The checked components of a server name, INBOX normalised.
+    fn components<'a>(&self, name: &'a FolderName) -> Result<Vec<&'a str>, FolderError> {
+        let unsafe_name = |reason| FolderError::Unsafe {
+            folder: name.0.clone(),
+            reason,
+        };
+        if name.0.len() > MAX_NAME_BYTES {
+            return Err(unsafe_name("name is longer than 1024 bytes"));
+        }
+        let parts: Vec<&str> = match self.delimiter {
+            Some(d) => name.0.split(d).collect(),
+            None => vec![name.0.as_str()],
+        };
+        for part in &parts {
+            check_component(part, self.layout).map_err(unsafe_name)?;
+        }
+        Ok(parts)
+    }
+
+    /// The local directory for a server folder. Pure: checks the name, touches nothing.
+    pub fn to_local(&self, name: &FolderName) -> Result<PathBuf, FolderError> {
+        Ok(self.root.join(self.relative(name)?))
+    }
+
+    /// The directory for a server folder relative to the root (empty for the maildir++
+    /// INBOX).
+    pub fn relative(&self, name: &FolderName) -> Result<PathBuf, FolderError> {
+        let parts = self.components(name)?;
+        let inbox = parts.len() == 1 && parts[0].eq_ignore_ascii_case("INBOX");
+        match self.layout {
+            Layout::Verbatim => {
+                let mut rel = PathBuf::new();
+                for (i, part) in parts.iter().enumerate() {
+                    if i == 0 && part.eq_ignore_ascii_case("INBOX") {
+                        rel.push("INBOX");
+                    } else {
+                        rel.push(part);
+                    }
+                }
+                Ok(rel)
+            }
+            Layout::MaildirPlusPlus if inbox => Ok(PathBuf::new()),
+            Layout::MaildirPlusPlus => {
+                let mut dir = String::new();
+                for (i, part) in parts.iter().enumerate() {
+                    dir.push('.');
+                    if i == 0 && part.eq_ignore_ascii_case("INBOX") {
+                        dir.push_str("INBOX");
+                    } else {
+                        dir.push_str(part);
+                    }
+                }
+                if dir.len() > MAX_COMPONENT_BYTES {
+                    return Err(FolderError::Unsafe {
+                        folder: name.0.clone(),
+                        reason: "maildir++ directory name would exceed 255 bytes",
+                    });
+                }
+                Ok(PathBuf::from(dir))
+            }
+        }
+    }
+
+    /// The server folder name for a directory relative to the root; the inverse of
+    /// [`FolderMap::relative`]. Used for folders a mail client created locally.
+    pub fn to_server(&self, rel: &Path) -> Result<FolderName, FolderError> {
+        let bad = |reason| FolderError::UnsafeLocal {
+            path: rel.to_owned(),
+            reason,
+        };
+        let mut parts: Vec<String> = Vec::new();
+        for c in rel.components() {
+            match c {
+                Component::Normal(s) => {
+                    parts.push(s.to_str().ok_or_else(|| bad("not UTF-8"))?.to_owned())
+                }
+                Component::CurDir => {}
+                _ => return Err(bad("not a plain relative path")),
+            }
+        }
+        let parts: Vec<String> = match self.layout {
+            Layout::Verbatim => {
+                if parts.is_empty() {
+                    return Err(bad("the root is not a folder in the verbatim layout"));
+                }
+                parts
+            }
+            Layout::MaildirPlusPlus => match parts.as_slice() {
+                [] => vec!["INBOX".to_owned()],
+                [one] => {
+                    let rest = one
+                        .strip_prefix('.')
+                        .ok_or_else(|| bad("maildir++ folders start with '.'"))?;
+                    rest.split('.').map(str::to_owned).collect()
+                }
+                _ => return Err(bad("maildir++ folders are not nested")),
+            },
+        };
+        let joined = match self.delimiter {
+            Some(d) => parts.join(&d.to_string()),
+            None if parts.len() == 1 => parts[0].clone(),
+            None => return Err(bad("nested folder but the server has no hierarchy")),
+        };
+        let name = FolderName(joined);
+        // Whatever we accept from disk must map back to the same place.
+        match self.relative(&name) {
+            Ok(back) if back == rel => Ok(name),
+            Ok(_) => Err(bad("does not map back to itself")),
+            Err(_) => Err(bad("not a name we would create")),
+        }
+    }
+
+    /// Create the Maildir for a server folder (and its parents) with mode 0700, one
+    /// component at a time, refusing any existing component that is a symlink or not a
+    /// directory. The root itself must exist (it may be a symlink: the user chose it).
+    pub fn create(&self, name: &FolderName) -> Result<PathBuf, FolderError> {
+        let rel = self.relative(name)?;
+        let io_err = |path: &Path, source| FolderError::Io {
+            folder: name.0.clone(),
+            path: path.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(&self.root).map_err(|e| io_err(&self.root, e))?;
+        if !meta.is_dir() {
+            return Err(FolderError::NotADirectory {
+                folder: name.0.clone(),
+                path: self.root.clone(),
+            });
+        }
+        let mut path = self.root.clone();
+        let subdirs = [Path::new("cur"), Path::new("new"), Path::new("tmp")];
+        let components: Vec<&Path> = rel.components().map(|c| Path::new(c.as_os_str())).collect();
+        // Intermediate verbatim levels get no cur/new/tmp: the engine creates them as
+        // folders only if the server has them as folders.
+        for comp in components {
+            path.push(comp);
+            make_private_dir(&path, name, &io_err)?;
+        }
+        for sub in subdirs {
+            let p = path.join(sub);
+            make_private_dir(&p, name, &io_err)?;
+        }
+        Ok(path)
+    }
+}
+
+fn make_private_dir(
+    path: &Path,
+    name: &FolderName,
+    io_err: &dyn Fn(&Path, io::Error) -> FolderError,
+) -> Result<(), FolderError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_dir() => Ok(()),
+        Ok(_) => Err(FolderError::NotADirectory {
+            folder: name.0.clone(),
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match DirBuilder::new().mode(0o700).create(path) {
+                Ok(()) => Ok(()),
+                // Lost a race with another creator: fine if it made a real directory.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    match std::fs::symlink_metadata(path) {
+                        Ok(m) if m.file_type().is_dir() => Ok(()),
+                        _ => Err(FolderError::NotADirectory {
+                            folder: name.0.clone(),
+                            path: path.to_owned(),
+                        }),
+                    }
+                }
+                Err(e) => Err(io_err(path, e)),
+            }
+        }
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+fn check_component(part: &str, layout: Layout) -> Result<(), &'static str> {
+    if part.is_empty() {
+        return Err("empty hierarchy component");
+    }
+    if part == "." || part == ".." {
+        return Err("component is '.' or '..'");
+    }
+    if part.starts_with('.') {
+        return Err("component starts with '.' (hidden files and maildir++ folders)");
+    }
+    if part.contains('/') {
+        return Err("component contains '/'");
+    }
+    if part.chars().any(char::is_control) {
+        return Err("component contains NUL or a control character");
+    }
+    if ["cur", "new", "tmp"]
+        .iter()
+        .any(|m| part.eq_ignore_ascii_case(m))
+    {
+        return Err("component would collide with Maildir's cur/new/tmp");
+    }
+    if part.len() > MAX_COMPONENT_BYTES {
+        return Err("component is longer than 255 bytes");
+    }
+    if layout == Layout::MaildirPlusPlus && part.contains('.') {
+        return Err("component contains '.', the maildir++ hierarchy separator");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name(s: &str) -> FolderName {
+        FolderName(s.to_owned())
+    }
+
+    #[test]
+    fn verbatim_maps_hierarchy_to_directories() {
+        let m = FolderMap::new("/m", Layout::Verbatim, Some('/'));
+        assert_eq!(m.to_local(&name("INBOX")).unwrap(), Path::new("/m/INBOX"));
+        assert_eq!(m.to_local(&name("inbox")).unwrap(), Path::new("/m/INBOX"));
+        assert_eq!(
+            m.to_local(&name("Archive/2024")).unwrap(),
+            Path::new("/m/Archive/2024")
+        );
+        assert_eq!(
+            m.to_server(Path::new("Archive/2024")).unwrap(),
+            name("Archive/2024")
+        );
+        let dot = FolderMap::new("/m", Layout::Verbatim, Some('.'));
+        assert_eq!(
+            dot.to_local(&name("INBOX.Sent")).unwrap(),
+            Path::new("/m/INBOX/Sent")
+        );
+        assert_eq!(
+            dot.to_server(Path::new("INBOX/Sent")).unwrap(),
+            name("INBOX.Sent")
+        );
+    }
+
+    #[test]
+    fn maildirpp_maps_inbox_to_root_and_flattens() {
+        let m = FolderMap::new("/m", Layout::MaildirPlusPlus, Some('/'));
+        assert_eq!(m.to_local(&name("INBOX")).unwrap(), Path::new("/m"));
+        assert_eq!(
+            m.to_local(&name("Archive/2024")).unwrap(),
+            Path::new("/m/.Archive.2024")
+        );
+        assert_eq!(m.to_server(Path::new("")).unwrap(), name("INBOX"));
+        assert_eq!(
+            m.to_server(Path::new(".Archive.2024")).unwrap(),
+            name("Archive/2024")
+        );
+        assert!(m.to_local(&name("v1.2")).is_err());
+        let dot = FolderMap::new("/m", Layout::MaildirPlusPlus, Some('.'));
+        assert_eq!(
+            dot.to_local(&name("INBOX.Sent")).unwrap(),
+            Path::new("/m/.INBOX.Sent")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_server_folder() {
+        let m = FolderMap::new("/m", Layout::Verbatim, Some('/'));
+        let err = m.to_local(&name("a/../../b")).unwrap_err().to_string();
+        assert!(err.contains("a/../../b"), "{err}");
+        let err = decode_server_name("&AC4ALg-").unwrap_err().to_string();
+        assert!(err.contains("&AC4ALg-"), "{err}");
+    }
+
+    #[test]
+    fn local_names_that_do_not_map_back_are_refused() {
+        let m = FolderMap::new("/m", Layout::Verbatim, Some('/'));
+        assert!(m.to_server(Path::new("../x")).is_err());
+        assert!(m.to_server(Path::new("/abs")).is_err());
+        assert!(m.to_server(Path::new("a/cur")).is_err());
+        let pp = FolderMap::new("/m", Layout::MaildirPlusPlus, Some('/'));
+        assert!(pp.to_server(Path::new("plain")).is_err());
+        assert!(pp.to_server(Path::new(".a..b")).is_err());
+        assert!(pp.to_server(Path::new("..")).is_err());
+    }
+
+    fn component() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9 _äöü台北-]{1,12}".prop_filter("reserved", |s| {
+            !["cur", "new", "tmp"]
+                .iter()
+                .any(|m| s.eq_ignore_ascii_case(m))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn mapping_round_trips(parts in proptest::collection::vec(component(), 1..4),
+                               pp in any::<bool>(), slash in any::<bool>()) {
+            let layout = if pp { Layout::MaildirPlusPlus } else { Layout::Verbatim };
+            let delim = if slash { '/' } else { '.' };
+            let m = FolderMap::new("/m", layout, Some(delim));
+            let n = FolderName(parts.join(&delim.to_string()));
+            let rel = m.relative(&n).unwrap();
+            let back = m.to_server(&rel).unwrap();
+            // INBOX is case-insensitive; everything else is exact.
+            if n.0.eq_ignore_ascii_case("INBOX") {
+                prop_assert_eq!(back.0, "INBOX");
+            } else {
+                let mut want = parts.clone();
+                if want[0].eq_ignore_ascii_case("INBOX") { want[0] = "INBOX".into(); }
+                prop_assert_eq!(back.0, want.join(&delim.to_string()));
+            }
+        }
+
+        #[test]
+        fn no_mapped_path_leaves_the_root(s in "\\PC{0,40}", pp in any::<bool>()) {
+            let layout = if pp { Layout::MaildirPlusPlus } else { Layout::Verbatim };
+            let m = FolderMap::new("/m", layout, Some('/'));
+            if let Ok(rel) = m.relative(&FolderName(s)) {
+                for c in rel.components() {
+                    prop_assert!(matches!(c, Component::Normal(_)));
+                    let c = c.as_os_str().to_str().unwrap();
+                    prop_assert!(!["cur", "new", "tmp"].contains(&c));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The SQL behind [`crate::store::Store`]'s methods, as plain functions on a connection.
+//! Only the writer thread calls them.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::model::{FolderName, MaildirKey, ModSeq, Uid, UidValidity};
+use crate::store::{
+    ChangeRecord, Commit, ConflictRecord, DeleState, FolderId, FolderState, Intent, IntentId,
+    IntentKind, IntentSpec, Pair, Side, StoreError, UidlRecord, flags_from_db, flags_to_db,
+    time_from_db, time_to_db,
+};
+
+fn u32_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<u32>> {
+    row.get::<_, Option<i64>>(i)?
+        .map(|v| u32::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(i, v)))
+        .transpose()
+}
+
+fn path_text(p: &Path) -> Result<&str, StoreError> {
+    p.to_str()
+        .ok_or_else(|| StoreError::Invalid(format!("local path {p:?} is not UTF-8")))
+}
+
+fn modseq_db(m: ModSeq) -> Result<i64, StoreError> {
+    i64::try_from(m.0).map_err(|_| StoreError::Invalid(format!("MODSEQ {} out of range", m.0)))
+}
+
+const FOLDER_COLUMNS: &str = "id, server_name, local_path, uidvalidity, highestmodseq, uidnext, \
+     highest_uid_pulled, halt_reason";
+
+fn folder_from_row(row: &Row<'_>) -> rusqlite::Result<FolderState> {
+    Ok(FolderState {
+        id: FolderId(row.get(0)?),
+        server_name: FolderName(row.get(1)?),
+        local_path: PathBuf::from(row.get::<_, String>(2)?),
+        uidvalidity: u32_col(row, 3)?.map(UidValidity),
+        highestmodseq: row
+            .get::<_, Option<i64>>(4)?
+            .map(|v| ModSeq(v.unsigned_abs())),
+        uidnext: u32_col(row, 5)?.map(Uid),
+        highest_uid_pulled: Uid(u32_col(row, 6)?.unwrap_or(0)),
+        halt_reason: row.get(7)?,
+    })
+}
+
+pub fn folder(conn: &Connection, name: &FolderName) -> Result<Option<FolderState>, StoreError> {
+    let sql = format!("SELECT {FOLDER_COLUMNS} FROM folders WHERE server_name = ?1");
+    Ok(conn
+        .query_row(&sql, [&name.0], folder_from_row)
+        .optional()?)
+}
+
+pub fn folders(conn: &Connection) -> Result<Vec<FolderState>, StoreError> {
+    let sql = format!("SELECT {FOLDER_COLUMNS} FROM folders ORDER BY server_name");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], folder_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn ensure_folder(
+    conn: &mut Connection,
+    name: &FolderName,
+    local_path: &Path,
+) -> Result<FolderState, StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO folders (server_name, local_path) VALUES (?1, ?2)
+         ON CONFLICT (server_name) DO UPDATE SET local_path = excluded.local_path",
+        params![name.0, path_text(local_path)?],
+    )?;
+    let state =
+        folder(&tx, name)?.ok_or_else(|| StoreError::Invalid(format!("folder {name} vanished")))?;
+    tx.commit()?;
+    Ok(state)
+}
+
+pub fn set_halt(
+    conn: &Connection,
+    folder: FolderId,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE folders SET halt_reason = ?2 WHERE id = ?1",
+        params![folder.0, reason],
+    )?;
+    Ok(())
+}
+
+pub fn pairs(conn: &Connection, folder: FolderId) -> Result<Vec<Pair>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT uid, local_key, base_flags, size FROM pairs WHERE folder_id = ?1 ORDER BY uid",
+    )?;
+    let mut rows = stmt.query([folder.0])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let flags: String = row.get(2)?;
+        out.push(Pair {
+            uid: Uid(u32_col(row, 0)?.unwrap_or(0)),
+            key: MaildirKey(row.get(1)?),
+            base: flags_from_db(&flags)?,
+            size: row.get::<_, i64>(3)?.unsigned_abs(),
+        });
+    }
+    Ok(out)
+}
+
+pub fn commit(conn: &mut Connection, c: &Commit) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let needs_folder =
+        !c.upsert_pairs.is_empty() || !c.remove_pairs.is_empty() || c.watermarks.is_some();
+    if needs_folder && c.folder.is_none() {
+        return Err(StoreError::Invalid(
+            "a commit with pair or watermark changes must name its folder".into(),
+        ));
+    }
+    if let Some(folder) = c.folder {
+        {
+            let mut del =
+                tx.prepare_cached("DELETE FROM pairs WHERE folder_id = ?1 AND uid = ?2")?;
+            for uid in &c.remove_pairs {
+                del.execute(params![folder.0, uid.0])?;
+            }
+            let mut up = tx.prepare_cached(
+                "INSERT INTO pairs (folder_id, uid, local_key, base_flags, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (folder_id, uid) DO UPDATE SET
+                   local_key = excluded.local_key, base_flags = excluded.base_flags,
+                   size = excluded.size",
+            )?;
+            for p in &c.upsert_pairs {
+                let size = i64::try_from(p.size)
+                    .map_err(|_| StoreError::Invalid(format!("size {} out of range", p.size)))?;
+                up.execute(params![
+                    folder.0,
+                    p.uid.0,
+                    p.key.0,
+                    flags_to_db(&p.base),
+                    size
+                ])?;
+            }
+        }
+        if let Some(w) = &c.watermarks {
+            let changed = tx.execute(
+                "UPDATE folders SET
+                   uidvalidity = coalesce(?2, uidvalidity),
+                   highestmodseq = coalesce(?3, highestmodseq),
+                   uidnext = coalesce(?4, uidnext),
+                   highest_uid_pulled = coalesce(?5, highest_uid_pulled)
+                 WHERE id = ?1",
+                params![
+                    folder.0,
+                    w.uidvalidity.map(|v| v.0),
+                    w.highestmodseq.map(modseq_db).transpose()?,
+                    w.uidnext.map(|v| v.0),
+                    w.highest_uid_pulled.map(|v| v.0),
+                ],
+            )?;
+            if changed != 1 {
+                return Err(StoreError::Invalid(format!(
+                    "no folder with id {}",
+                    folder.0
+                )));
+            }
+        }
+    }
+    append_changes(&tx, &c.changes)?;
+    append_conflicts(&tx, &c.conflicts)?;
+    record_uidls(&tx, &c.uidls)?;
+    {
+        let mut done = tx.prepare_cached("DELETE FROM intents WHERE id = ?1")?;
+        for id in &c.complete_intents {
+            if done.execute([id.0])? != 1 {
+                return Err(StoreError::Invalid(format!("no open intent {}", id.0)));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn begin_intents(
+    conn: &mut Connection,
+    specs: &[IntentSpec],
+    now: SystemTime,
+) -> Result<Vec<IntentId>, StoreError> {
+    let tx = conn.transaction()?;
+    let mut ids = Vec::with_capacity(specs.len());
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO intents (kind, folder_id, uid, local_key, token, uidl, detail, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for s in specs {
+            ins.execute(params![
+                s.kind.as_str(),
+                s.folder.map(|f| f.0),
+                s.uid.map(|u| u.0),
+                s.local_key.as_ref().map(|k| k.0.as_str()),
+                s.token,
+                s.uidl,
+                s.detail,
+                time_to_db(now),
+            ])?;
+            ids.push(IntentId(tx.last_insert_rowid()));
+        }
+    }
+    tx.commit()?;
+    Ok(ids)
+}
+
+pub fn open_intents(conn: &Connection) -> Result<Vec<Intent>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, kind, folder_id, uid, local_key, token, uidl, detail, created_at
+         FROM intents ORDER BY id",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(1)?;
+        out.push(Intent {
+            id: IntentId(row.get(0)?),
+            created_at: time_from_db(row.get(8)?),
+            spec: IntentSpec {
+                kind: IntentKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Invalid(format!("unknown intent kind {kind:?}")))?,
+                folder: row.get::<_, Option<i64>>(2)?.map(FolderId),
+                uid: u32_col(row, 3)?.map(Uid),
+                local_key: row.get::<_, Option<String>>(4)?.map(MaildirKey),
+                token: row.get(5)?,
+                uidl: row.get(6)?,
+                detail: row.get(7)?,
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn append_changes(conn: &Connection, changes: &[ChangeRecord]) -> Result<(), StoreError> {
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO change_log (at, folder, side, uid, local_key, change, action)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for c in changes {
+        ins.execute(params![
+            time_to_db(c.at),
+            c.folder.0,
+            c.side.as_str(),
+            c.uid.map(|u| u.0),
+            c.local_key.as_ref().map(|k| k.0.as_str()),
+            c.change,
+            c.action,
+        ])?;
+    }
+    Ok(())
+}
+
+fn append_conflicts(conn: &Connection, conflicts: &[ConflictRecord]) -> Result<(), StoreError> {
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO conflict_log (at, folder, uid, local_key, local_change, remote_change, resolution)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for c in conflicts {
+        ins.execute(params![
+            time_to_db(c.at),
+            c.folder.0,
+            c.uid.map(|u| u.0),
+            c.local_key.as_ref().map(|k| k.0.as_str()),
+            c.local_change,
+            c.remote_change,
+            c.resolution,
+        ])?;
+    }
+    Ok(())
+}
+
+/// The newest `limit` entries (of one folder, or all), oldest first.
+pub fn changes(
+    conn: &Connection,
+    folder: Option<&FolderName>,
+    limit: usize,
+) -> Result<Vec<ChangeRecord>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT at, folder, side, uid, local_key, change, action FROM (
+           SELECT * FROM change_log WHERE ?1 IS NULL OR folder = ?1 ORDER BY id DESC LIMIT ?2
+         ) ORDER BY id",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt.query(params![folder.map(|f| f.0.as_str()), limit])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let side: String = row.get(2)?;
+        out.push(ChangeRecord {
+            at: time_from_db(row.get(0)?),
+            folder: FolderName(row.get(1)?),
+            side: if side == "local" {
+                Side::Local
+            } else {
+                Side::Remote
+            },
+            uid: u32_col(row, 3)?.map(Uid),
+            local_key: row.get::<_, Option<String>>(4)?.map(MaildirKey),
+            change: row.get(5)?,
+            action: row.get(6)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The newest `limit` conflicts (of one folder, or all), oldest first.
+pub fn conflicts(
+    conn: &Connection,
+    folder: Option<&FolderName>,
+    limit: usize,
+) -> Result<Vec<ConflictRecord>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT at, folder, uid, local_key, local_change, remote_change, resolution FROM (
+           SELECT * FROM conflict_log WHERE ?1 IS NULL OR folder = ?1 ORDER BY id DESC LIMIT ?2
+         ) ORDER BY id",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt.query(params![folder.map(|f| f.0.as_str()), limit])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(ConflictRecord {
+            at: time_from_db(row.get(0)?),
+            folder: FolderName(row.get(1)?),
+            uid: u32_col(row, 2)?.map(Uid),
+            local_key: row.get::<_, Option<String>>(3)?.map(MaildirKey),
+            local_change: row.get(4)?,
+            remote_change: row.get(5)?,
+            resolution: row.get(6)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Insert or update UIDL rows; `first_seen` of an existing row is kept.
+fn record_uidls(conn: &Connection, uidls: &[UidlRecord]) -> Result<(), StoreError> {
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO pop3_uidls (uidl, local_key, first_seen, dele) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (uidl) DO UPDATE SET
+           local_key = coalesce(excluded.local_key, local_key), dele = excluded.dele",
+    )?;
+    for u in uidls {
+        ins.execute(params![
+            u.uidl,
+            u.local_key.as_ref().map(|k| k.0.as_str()),
+            time_to_db(u.first_seen),
+            u.dele.as_str(),
+        ])?;
+    }
+    Ok(())
+}
+
+pub fn uidls(conn: &Connection) -> Result<Vec<UidlRecord>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT uidl, local_key, first_seen, dele FROM pop3_uidls ORDER BY uidl")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let dele: String = row.get(3)?;
+        out.push(UidlRecord {
+            uidl: row.get(0)?,
+            local_key: row.get::<_, Option<String>>(1)?.map(MaildirKey),
+            first_seen: time_from_db(row.get(2)?),
+            dele: DeleState::parse(&dele)
+                .ok_or_else(|| StoreError::Invalid(format!("bad DELE state {dele:?}")))?,
+        });
+    }
+    Ok(out)
+}
+
+pub fn set_dele(
+    conn: &mut Connection,
+    uidls: &[String],
+    state: DeleState,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        let mut up = tx.prepare_cached("UPDATE pop3_uidls SET dele = ?2 WHERE uidl = ?1")?;
+        for u in uidls {
+            up.execute(params![u, state.as_str()])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Forget UIDLs the server no longer lists (after their DELE is done).
+pub fn forget_uidls(conn: &mut Connection, uidls: &[String]) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        let mut del = tx.prepare_cached("DELETE FROM pop3_uidls WHERE uidl = ?1")?;
+        for u in uidls {
+            del.execute([u])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! The database schema as an ordered list of migrations. `PRAGMA user_version` is the
+//! number of migrations applied; a migration is never edited once released, only
+//! followed by a new one.
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+/// Migration `i` takes the database from version `i` to version `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // Version 1: the initial schema.
+    r#"
+    CREATE TABLE folders (
+        id                 INTEGER PRIMARY KEY,
+        server_name        TEXT NOT NULL UNIQUE,
+        local_path         TEXT NOT NULL,
+        uidvalidity        INTEGER CHECK (uidvalidity BETWEEN 0 AND 4294967295),
+        highestmodseq      INTEGER CHECK (highestmodseq >= 0),
+        uidnext            INTEGER CHECK (uidnext BETWEEN 0 AND 4294967295),
+        highest_uid_pulled INTEGER NOT NULL DEFAULT 0
+                           CHECK (highest_uid_pulled BETWEEN 0 AND 4294967295),
+        halt_reason        TEXT
+    ) STRICT;
+
+    -- A server message and its local file, with the flags both had at the last sync.
+    CREATE TABLE pairs (
+        folder_id  INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        uid        INTEGER NOT NULL CHECK (uid BETWEEN 1 AND 4294967295),
+        local_key  TEXT NOT NULL,
+        base_flags TEXT NOT NULL,
+        size       INTEGER NOT NULL CHECK (size >= 0),
+        PRIMARY KEY (folder_id, uid),
+        UNIQUE (folder_id, local_key)
+    ) STRICT;
+
+    -- Non-idempotent actions in flight (rule 1). A row exists from before the act until
+    -- its outcome is committed; rows left at start-up are resolved before anything else.
+    CREATE TABLE intents (
+        id         INTEGER PRIMARY KEY,
+        kind       TEXT NOT NULL CHECK (kind IN ('deliver', 'append', 'flag-deleted',
+                       'expunge', 'move', 'local-delete', 'pop3-deliver', 'pop3-dele')),
+        folder_id  INTEGER REFERENCES folders(id),
+        uid        INTEGER CHECK (uid BETWEEN 1 AND 4294967295),
+        local_key  TEXT,
+        token      TEXT,
+        uidl       TEXT,
+        detail     TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL
+    ) STRICT;
+
+    -- Logs name the folder rather than reference it: they outlive the folder's row.
+    CREATE TABLE change_log (
+        id        INTEGER PRIMARY KEY,
+        at        INTEGER NOT NULL,
+        folder    TEXT NOT NULL,
+        side      TEXT NOT NULL CHECK (side IN ('local', 'remote')),
+        uid       INTEGER,
+        local_key TEXT,
+        change    TEXT NOT NULL,
+        action    TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX change_log_by_folder ON change_log (folder, id);
+
+    CREATE TABLE conflict_log (
+        id            INTEGER PRIMARY KEY,
+        at            INTEGER NOT NULL,
+        folder        TEXT NOT NULL,
+        uid           INTEGER,
+        local_key     TEXT,
+        local_change  TEXT NOT NULL,
+        remote_change TEXT NOT NULL,
+        resolution    TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX conflict_log_by_folder ON conflict_log (folder, id);
+
+    CREATE TABLE pop3_uidls (
+        uidl       TEXT PRIMARY KEY,
+        local_key  TEXT,
+        first_seen INTEGER NOT NULL,
+        dele       TEXT NOT NULL DEFAULT 'none' CHECK (dele IN ('none', 'pending', 'done'))
+    ) STRICT;
+    "#,
+];
+
+/// The schema version this build writes.
+pub fn latest_version() -> u32 {
+    MIGRATIONS.len() as u32
+}
+
+pub fn version(conn: &Connection) -> Result<u32, StoreError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Bring the database to the latest version, one transaction per migration.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, latest_version())
+}
+
+/// Apply migrations up to `target` (tests build every earlier version with this).
+pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), StoreError> {
+    let found = version(conn)?;
+    if found > latest_version() {
+        return Err(StoreError::TooNew {
+            found,
+            supported: latest_version(),
+        });
+    }
+    for v in found..target.min(latest_version()) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(MIGRATIONS[v as usize])?;
+        tx.pragma_update(None, "user_version", v + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_sql(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn migrates_empty_db_and_every_earlier_version() {
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        assert_eq!(version(&fresh).unwrap(), latest_version());
+        let want = schema_sql(&fresh);
+        assert!(!want.is_empty());
+        for k in 0..=latest_version() {
+            let mut conn = Connection::open_in_memory().unwrap();
+            migrate_to(&mut conn, k).unwrap();
+            assert_eq!(version(&conn).unwrap(), k);
+            migrate(&mut conn).unwrap();
+            assert_eq!(
+                version(&conn).unwrap(),
+                latest_version(),
+                "from version {k}"
+            );
+            assert_eq!(schema_sql(&conn), want, "from version {k}");
+            // Migrating again is a no-op.
+            migrate(&mut conn).unwrap();
+        }
+    }
+
+    #[test]
+    fn refuses_a_newer_database() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", latest_version() + 1)
+            .unwrap();
+        assert!(matches!(migrate(&mut conn), Err(StoreError::TooNew { .. })));
+    }
+
+    #[test]
+    fn tables_are_strict() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let err = conn.execute(
+            "INSERT INTO folders (server_name, local_path, uidvalidity) VALUES ('x', 'y', 'abc')",
+            [],
+        );
+        assert!(err.is_err());
+    }
+}

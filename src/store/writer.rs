@@ -1,0 +1,524 @@
+//! The single writer: one thread owns the account's only SQLite connection and runs jobs
+//! sent over a channel, in order; callers await the answer on a oneshot. One connection
+//! means one writer by construction (no `SQLITE_BUSY` between our own tasks), and no
+//! async task ever blocks on disk I/O. Reads go through the same thread: they are short,
+//! and it keeps every read consistent with the writes queued before it.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use rusqlite::Connection;
+
+use crate::model::FolderName;
+use crate::store::{
+    ChangeRecord, Commit, ConflictRecord, DeleState, FolderId, FolderState, Intent, IntentId,
+    IntentSpec, Pair, StoreError, UidlRecord, ops, schema,
+};
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+struct Inner {
+    sender: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after the queued jobs; wait for it so the
+        // connection is closed (and the WAL checkpointed) when the last handle goes.
+        self.sender.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Handle to an account's state database. Clone freely; all clones share one writer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io { path, source }
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path`: parent directory 0700, file
+    /// 0600 whatever the umask (rule 20), WAL, synchronous=FULL (a committed intent must
+    /// survive power loss), foreign keys on, migrated to the latest schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.exists()
+        {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(io_err(parent))?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io_err(path))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(path))?;
+        drop(file);
+
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Invalid(format!(
+                "could not switch {} to WAL (got {mode})",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        schema::migrate(&mut conn)?;
+
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("syncmail-store".into())
+            .spawn(move || {
+                let mut conn = conn;
+                for job in receiver {
+                    job(&mut conn);
+                }
+            })
+            .map_err(io_err(path))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                sender: Some(sender),
+                thread: Some(thread),
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Run `f` on the writer thread and await its result. Every typed method is this.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.inner
+            .sender
+            .as_ref()
+            .ok_or(StoreError::WriterGone)?
+            .send(job)
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub async fn folder(&self, name: &FolderName) -> Result<Option<FolderState>, StoreError> {
+        let name = name.clone();
+        self.call(move |c| ops::folder(c, &name)).await
+    }
+
+    pub async fn folders(&self) -> Result<Vec<FolderState>, StoreError> {
+        self.call(|c| ops::folders(c)).await
+    }
+
+    /// The folder's row, created if new; its local path is updated to `local_path`.
+    pub async fn ensure_folder(
+        &self,
+        name: &FolderName,
+        local_path: &Path,
+    ) -> Result<FolderState, StoreError> {
+        let (name, local_path) = (name.clone(), local_path.to_owned());
+        self.call(move |c| ops::ensure_folder(c, &name, &local_path))
+            .await
+    }
+
+    /// Halt a folder with a reason, or clear the halt with `None`.
+    pub async fn set_halt(
+        &self,
+        folder: FolderId,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| ops::set_halt(c, folder, reason.as_deref()))
+            .await
+    }
+
+    /// All pairs of a folder (the base), by UID.
+    pub async fn pairs(&self, folder: FolderId) -> Result<Vec<Pair>, StoreError> {
+        self.call(move |c| ops::pairs(c, folder)).await
+    }
+
+    /// Apply a step's outcome in one transaction: pairs, watermarks, logs, UIDLs, and the
+    /// removal of the intents it completes. All or nothing.
+    pub async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        self.call(move |c| ops::commit(c, &commit)).await
+    }
+
+    /// Journal intents durably, in one transaction, before acting on them (rule 1).
+    pub async fn begin_intents(
+        &self,
+        specs: Vec<IntentSpec>,
+        now: SystemTime,
+    ) -> Result<Vec<IntentId>, StoreError> {
+        self.call(move |c| ops::begin_intents(c, &specs, now)).await
+    }
+
+    /// Intents not yet completed, oldest first. Resolve all of them before a pass.
+    pub async fn open_intents(&self) -> Result<Vec<Intent>, StoreError> {
+        self.call(|c| ops::open_intents(c)).await
+    }
+
+    /// Close intents whose action never took effect (nothing else to record).
+    pub async fn drop_intents(&self, ids: Vec<IntentId>) -> Result<(), StoreError> {
+        self.commit(Commit {
+            complete_intents: ids,
+            ..Commit::default()
+        })
+        .await
+    }
+
+    pub async fn log_changes(&self, changes: Vec<ChangeRecord>) -> Result<(), StoreError> {
+        self.commit(Commit {
+            changes,
+            ..Commit::default()
+        })
+        .await
+    }
+
+    pub async fn log_conflicts(&self, conflicts: Vec<ConflictRecord>) -> Result<(), StoreError> {
+        self.commit(Commit {
+            conflicts,
+            ..Commit::default()
+        })
+        .await
+    }
+
+    /// The newest `limit` change-log entries, of one folder or all, oldest first.
+    pub async fn changes(
+        &self,
+        folder: Option<FolderName>,
+        limit: usize,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.call(move |c| ops::changes(c, folder.as_ref(), limit))
+            .await
+    }
+
+    /// The newest `limit` conflict-log entries, of one folder or all, oldest first.
+    pub async fn conflicts(
+        &self,
+        folder: Option<FolderName>,
+        limit: usize,
+    ) -> Result<Vec<ConflictRecord>, StoreError> {
+        self.call(move |c| ops::conflicts(c, folder.as_ref(), limit))
+            .await
+    }
+
+    /// Record POP3 UIDLs (insert, or update key and DELE state; first-seen is kept).
+    pub async fn record_uidls(&self, uidls: Vec<UidlRecord>) -> Result<(), StoreError> {
+        self.commit(Commit {
+            uidls,
+            ..Commit::default()
+        })
+        .await
+    }
+
+    pub async fn uidls(&self) -> Result<Vec<UidlRecord>, StoreError> {
+        self.call(|c| ops::uidls(c)).await
+    }
+
+    pub async fn set_dele(&self, uidls: Vec<String>, state: DeleState) -> Result<(), StoreError> {
+        self.call(move |c| ops::set_dele(c, &uidls, state)).await
+    }
+
+    pub async fn forget_uidls(&self, uidls: Vec<String>) -> Result<(), StoreError> {
+        self.call(move |c| ops::forget_uidls(c, &uidls)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Flag, Flags, MaildirKey, ModSeq, Uid, UidValidity};
+    use crate::store::{IntentKind, Side, Watermarks};
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state/work.sqlite3")).unwrap();
+        (dir, store)
+    }
+
+    fn pair(uid: u32, key: &str, flags: Flags) -> Pair {
+        Pair {
+            uid: Uid(uid),
+            key: MaildirKey(key.into()),
+            base: flags,
+            size: 1234,
+        }
+    }
+
+    #[tokio::test]
+    async fn folders_pairs_and_watermarks_commit_together() {
+        let (_d, store) = open();
+        let inbox = FolderName("INBOX".into());
+        let f = store
+            .ensure_folder(&inbox, Path::new("/m/INBOX"))
+            .await
+            .unwrap();
+        assert_eq!(f.highest_uid_pulled, Uid(0));
+        assert_eq!(f.uidvalidity, None);
+        let seen = Flags::new().with(Flag::Seen);
+        store
+            .commit(Commit {
+                folder: Some(f.id),
+                upsert_pairs: vec![pair(1, "a", seen.clone()), pair(2, "b", Flags::new())],
+                watermarks: Some(Watermarks {
+                    uidvalidity: Some(UidValidity(42)),
+                    highestmodseq: Some(ModSeq(1 << 40)),
+                    uidnext: Some(Uid(3)),
+                    highest_uid_pulled: Some(Uid(2)),
+                }),
+                ..Commit::default()
+            })
+            .await
+            .unwrap();
+        let f2 = store.folder(&inbox).await.unwrap().unwrap();
+        assert_eq!(f2.uidvalidity, Some(UidValidity(42)));
+        assert_eq!(f2.highestmodseq, Some(ModSeq(1 << 40)));
+        assert_eq!(f2.uidnext, Some(Uid(3)));
+        assert_eq!(f2.highest_uid_pulled, Uid(2));
+        assert_eq!(store.pairs(f.id).await.unwrap().len(), 2);
+
+        // A failing commit changes nothing: a second UID for key "a" breaks uniqueness.
+        let err = store
+            .commit(Commit {
+                folder: Some(f.id),
+                remove_pairs: vec![Uid(2)],
+                upsert_pairs: vec![pair(3, "a", Flags::new())],
+                watermarks: Some(Watermarks {
+                    uidnext: Some(Uid(9)),
+                    ..Watermarks::default()
+                }),
+                ..Commit::default()
+            })
+            .await;
+        assert!(err.is_err());
+        assert_eq!(store.pairs(f.id).await.unwrap().len(), 2);
+        assert_eq!(
+            store.folder(&inbox).await.unwrap().unwrap().uidnext,
+            Some(Uid(3))
+        );
+
+        // Update flags, remove one.
+        store
+            .commit(Commit {
+                folder: Some(f.id),
+                remove_pairs: vec![Uid(2)],
+                upsert_pairs: vec![pair(1, "a", seen.clone().with(Flag::Flagged))],
+                ..Commit::default()
+            })
+            .await
+            .unwrap();
+        let pairs = store.pairs(f.id).await.unwrap();
+        assert_eq!(pairs, vec![pair(1, "a", seen.with(Flag::Flagged))]);
+
+        store
+            .set_halt(f.id, Some("UIDVALIDITY changed".into()))
+            .await
+            .unwrap();
+        let halted = store.folder(&inbox).await.unwrap().unwrap();
+        assert_eq!(halted.halt_reason.as_deref(), Some("UIDVALIDITY changed"));
+    }
+
+    #[tokio::test]
+    async fn intents_are_journaled_and_completed_with_their_outcome() {
+        let (_d, store) = open();
+        let f = store
+            .ensure_folder(&FolderName("INBOX".into()), Path::new("/m"))
+            .await
+            .unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let ids = store
+            .begin_intents(
+                vec![
+                    IntentSpec::deliver(f.id, Uid(7), MaildirKey("k7".into()), &Flags::new()),
+                    IntentSpec::deliver(
+                        f.id,
+                        Uid(8),
+                        MaildirKey("k8".into()),
+                        &Flags::new().with(Flag::Seen),
+                    ),
+                ],
+                now,
+            )
+            .await
+            .unwrap();
+        let open = store.open_intents().await.unwrap();
+        assert_eq!(open.len(), 2);
+        assert_eq!(open[0].spec.kind, IntentKind::Deliver);
+        assert_eq!(open[0].spec.local_key, Some(MaildirKey("k7".into())));
+        assert_eq!(open[0].created_at, now);
+        assert_eq!(
+            open[1].spec.delivered_flags().unwrap(),
+            Flags::new().with(Flag::Seen)
+        );
+        store
+            .commit(Commit {
+                folder: Some(f.id),
+                upsert_pairs: vec![pair(7, "k7", Flags::new())],
+                complete_intents: vec![ids[0]],
+                ..Commit::default()
+            })
+            .await
+            .unwrap();
+        store.drop_intents(vec![ids[1]]).await.unwrap();
+        assert!(store.open_intents().await.unwrap().is_empty());
+        // Completing an intent twice is an error, and rolls back the rest.
+        let err = store
+            .commit(Commit {
+                folder: Some(f.id),
+                upsert_pairs: vec![pair(8, "k8", Flags::new())],
+                complete_intents: vec![ids[1]],
+                ..Commit::default()
+            })
+            .await;
+        assert!(err.is_err());
+        assert_eq!(store.pairs(f.id).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn logs_and_uidls() {
+        let (_d, store) = open();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let inbox = FolderName("INBOX".into());
+        let change = |n: u32| ChangeRecord {
+            at,
+            folder: inbox.clone(),
+            side: Side::Local,
+            uid: Some(Uid(n)),
+            local_key: None,
+            change: "+S".into(),
+            action: "sent +FLAGS (\\Seen)".into(),
+        };
+        store
+            .log_changes((1..=5).map(change).collect())
+            .await
+            .unwrap();
+        let last = store.changes(Some(inbox.clone()), 2).await.unwrap();
+        assert_eq!(last, vec![change(4), change(5)]);
+        assert!(
+            store
+                .changes(Some(FolderName("x".into())), 9)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let conflict = ConflictRecord {
+            at,
+            folder: inbox.clone(),
+            uid: Some(Uid(3)),
+            local_key: Some(MaildirKey("k".into())),
+            local_change: "deleted".into(),
+            remote_change: "+F".into(),
+            resolution: "kept: flagged on the server".into(),
+        };
+        store.log_conflicts(vec![conflict.clone()]).await.unwrap();
+        assert_eq!(store.conflicts(None, 10).await.unwrap(), vec![conflict]);
+
+        let rec = |u: &str| UidlRecord {
+            uidl: u.into(),
+            local_key: Some(MaildirKey(format!("key-{u}"))),
+            first_seen: at,
+            dele: DeleState::None,
+        };
+        store.record_uidls(vec![rec("a"), rec("b")]).await.unwrap();
+        store
+            .set_dele(vec!["a".into()], DeleState::Pending)
+            .await
+            .unwrap();
+        let u = store.uidls().await.unwrap();
+        assert_eq!(u[0].dele, DeleState::Pending);
+        assert_eq!(u[1].dele, DeleState::None);
+        store
+            .set_dele(vec!["a".into()], DeleState::Done)
+            .await
+            .unwrap();
+        store.forget_uidls(vec!["a".into()]).await.unwrap();
+        assert_eq!(store.uidls().await.unwrap(), vec![rec("b")]);
+    }
+
+    #[tokio::test]
+    async fn rule_20_state_created_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let path = state.join("work.sqlite3");
+        let store = Store::open(&path).unwrap();
+        store.folders().await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        let wal = state.join("work.sqlite3-wal");
+        if wal.exists() {
+            assert_eq!(mode(&wal), 0o600);
+        }
+        // An existing, too-open file is tightened.
+        drop(store);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _store = Store::open(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[tokio::test]
+    async fn many_clones_one_writer() {
+        let (_d, store) = open();
+        let f = store
+            .ensure_folder(&FolderName("INBOX".into()), Path::new("/m"))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..8u32 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25u32 {
+                    let uid = t * 100 + i + 1;
+                    s.commit(Commit {
+                        folder: Some(f.id),
+                        upsert_pairs: vec![pair(uid, &format!("k{uid}"), Flags::new())],
+                        ..Commit::default()
+                    })
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(store.pairs(f.id).await.unwrap().len(), 200);
+    }
+}
