@@ -2,7 +2,8 @@
 //! classified once, in one exhaustive `match`, into the actions that bring both sides to
 //! agreement, with every change and conflict recorded. Pure: no IO, no clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Flag, Flags, MaildirKey, ModSeq, Uid};
 
@@ -13,7 +14,9 @@ use super::actions::{
 use super::merge::{SideFlags, local_eq, merge_flags, minus};
 use super::policy::{DeleteVsFlag, MASS_DELETE_FLOOR, Policy};
 use super::repair::{RepairOutcome, repair_uids};
-use super::snapshot::{Base, LocalMessage, LocalSnapshot, Pair, RemoteSnapshot, RemoteState};
+use super::snapshot::{
+    Base, LocalMessage, LocalSnapshot, Pair, RemoteListing, RemoteSnapshot, RemoteState,
+};
 use super::uidset::UidSet;
 
 /// A paired message's server copy as this pass sees it.
@@ -102,23 +105,68 @@ pub fn plan(
 
     let mut b = Builder::new(policy, now, local.carries_keywords, remote.highest_modseq);
 
-    for pair in base.pairs.values() {
-        let remote = match remote.state(pair.uid) {
+    // Pairs in UID order; each side is joined to them without a per-pair tree lookup
+    // (100,000 string-keyed BTreeMap lookups alone would blow the planning budget).
+    let pairs: Vec<&Pair> = base.pairs.values().collect();
+
+    // Maildir side: a merge join too, over the pairs sorted by key. Keys are mostly
+    // delivery-time ordered like UIDs, so the (run-adaptive) sort is nearly linear, and
+    // the join reads both key lists in order instead of probing a table at random.
+    let mut by_key: Vec<(&str, usize)> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.key.0.as_str(), i))
+        .collect();
+    by_key.sort_by(|a, b| a.0.cmp(b.0));
+    let mut local_of: Vec<Option<&LocalMessage>> = vec![None; pairs.len()];
+    let mut unpaired_local: Vec<(&MaildirKey, &LocalMessage)> = Vec::new();
+    let mut scanned = local.messages.iter().peekable();
+    for &(key, i) in &by_key {
+        while let Some(&(k, m)) = scanned.peek() {
+            match k.0.as_str().cmp(key) {
+                Ordering::Less => unpaired_local.push((k, m)),
+                Ordering::Equal => {
+                    local_of[i] = Some(m);
+                    scanned.next();
+                    break;
+                }
+                Ordering::Greater => break,
+            }
+            scanned.next();
+        }
+    }
+    unpaired_local.extend(scanned);
+    let is_paired_key = |key: &MaildirKey| {
+        by_key
+            .binary_search_by(|&(k, _)| k.cmp(key.0.as_str()))
+            .is_ok()
+    };
+
+    // Server side: a merge join of two UID-ordered sequences for a complete listing;
+    // an incremental listing is small, so it is simply probed.
+    let (remote_of, unpaired_remote) = join_remote(remote, &pairs);
+
+    for ((pair, r), l) in pairs.iter().zip(remote_of).zip(local_of) {
+        let remote = match r {
             RemoteState::Listed(m) => Some(RemoteView { flags: &m.flags }),
             RemoteState::Unchanged => Some(RemoteView {
                 flags: &pair.remote_flags,
             }),
             RemoteState::Gone => None,
         };
-        let local = seen(local, &pair.key);
+        let local = match l {
+            Some(m) => Seen::Present(m),
+            None if local.stable => Seen::Gone,
+            None => Seen::Unseen,
+        };
         b.entry(Entry::Paired {
             pair,
             remote,
             local,
         });
     }
-    for &uid in remote.listed().keys() {
-        if !base.pairs.contains_key(&uid) && !base.remote_only.contains(&uid) {
+    for uid in unpaired_remote {
+        if !base.remote_only.contains(&uid) {
             b.entry(Entry::NewOnServer { uid });
         }
     }
@@ -128,14 +176,13 @@ pub fn plan(
             b.entry(Entry::RemoteOnly { uid, present });
         }
     }
-    let paired_keys: HashSet<&MaildirKey> = base.pairs.values().map(|p| &p.key).collect();
-    for (key, msg) in &local.messages {
-        if !paired_keys.contains(key) && !base.local_only.contains(key) {
+    for (key, msg) in unpaired_local {
+        if !base.local_only.contains(key) {
             b.entry(Entry::NewLocally { key, msg });
         }
     }
     for key in &base.local_only {
-        if !paired_keys.contains(key) {
+        if !is_paired_key(key) {
             b.entry(Entry::LocalOnly {
                 key,
                 local: seen(local, key),
@@ -145,6 +192,40 @@ pub fn plan(
 
     b.finish(&mut out, remote, local, base);
     out
+}
+
+/// Each pair's server state (in `pairs` order), and the listed UIDs no pair has.
+fn join_remote<'a>(
+    remote: &'a RemoteSnapshot,
+    pairs: &[&Pair],
+) -> (Vec<RemoteState<'a>>, Vec<Uid>) {
+    match &remote.listing {
+        RemoteListing::Complete(all) => {
+            let mut states = Vec::with_capacity(pairs.len());
+            let mut unpaired = Vec::new();
+            let mut listed = all.iter().peekable();
+            for pair in pairs {
+                while let Some((&uid, _)) = listed.next_if(|(uid, _)| **uid < pair.uid) {
+                    unpaired.push(uid);
+                }
+                match listed.next_if(|(uid, _)| **uid == pair.uid) {
+                    Some((_, m)) => states.push(RemoteState::Listed(m)),
+                    None => states.push(RemoteState::Gone),
+                }
+            }
+            unpaired.extend(listed.map(|(&uid, _)| uid));
+            (states, unpaired)
+        }
+        RemoteListing::Changes { changed, .. } => {
+            let states = pairs.iter().map(|p| remote.state(p.uid)).collect();
+            let unpaired = changed
+                .keys()
+                .copied()
+                .filter(|uid| pairs.binary_search_by_key(uid, |p| p.uid).is_err())
+                .collect();
+            (states, unpaired)
+        }
+    }
 }
 
 fn seen<'a>(local: &'a LocalSnapshot, key: &MaildirKey) -> Seen<'a> {
