@@ -39,6 +39,9 @@ pub struct World {
     pub trash: Vec<ServerMsg>,
     pub local: BTreeMap<MaildirKey, LocalMsg>,
     pub carries_keywords: bool,
+    /// Observe the server as QRESYNC would: only what changed since the base, plus
+    /// VANISHED (a full listing after a UIDVALIDITY change, as the engine must).
+    pub incremental: bool,
     pub base: Base,
     /// Changed by someone else after the last observation: a STORE with UNCHANGEDSINCE
     /// or a rename from the observed filename fails on these.
@@ -65,6 +68,7 @@ impl World {
             trash: Vec::new(),
             local: BTreeMap::new(),
             carries_keywords,
+            incremental: false,
             base: Base::empty(folder()),
             touched_uids: BTreeSet::new(),
             touched_keys: BTreeSet::new(),
@@ -136,25 +140,53 @@ impl World {
     }
 
     pub fn remote(&self) -> RemoteSnapshot {
+        let listed = |(&uid, m): (&Uid, &ServerMsg)| {
+            (
+                uid,
+                RemoteMessage {
+                    flags: m.flags.clone(),
+                    size: m.size,
+                    message_id: m.message_id.clone(),
+                },
+            )
+        };
+        let listing = if self.incremental && self.base.uid_validity == Some(self.uid_validity) {
+            let changed = self
+                .server
+                .iter()
+                .filter(|(uid, m)| match self.base.pairs.get(uid) {
+                    Some(p) => p.remote_flags != m.flags,
+                    None => !self.base.remote_only.contains(uid),
+                })
+                .map(listed)
+                .collect();
+            let vanished = self
+                .base
+                .pairs
+                .keys()
+                .chain(&self.base.remote_only)
+                .filter(|uid| !self.server.contains_key(uid))
+                .copied()
+                .collect();
+            RemoteListing::Changes { changed, vanished }
+        } else {
+            RemoteListing::Complete(self.server.iter().map(listed).collect())
+        };
         RemoteSnapshot {
             uid_validity: self.uid_validity,
             highest_modseq: None,
             uid_next: Uid(self.uid_next),
-            listing: RemoteListing::Complete(
-                self.server
-                    .iter()
-                    .map(|(&uid, m)| {
-                        (
-                            uid,
-                            RemoteMessage {
-                                flags: m.flags.clone(),
-                                size: m.size,
-                                message_id: m.message_id.clone(),
-                            },
-                        )
-                    })
-                    .collect(),
-            ),
+            listing,
+        }
+    }
+
+    /// The server assigns a new UIDVALIDITY and renumbers every message.
+    pub fn renumber(&mut self) {
+        let old: Vec<ServerMsg> = std::mem::take(&mut self.server).into_values().collect();
+        self.uid_validity = UidValidity(self.uid_validity.0 + 1);
+        for m in old {
+            let uid = self.next_uid();
+            self.server.insert(uid, m);
         }
     }
 
