@@ -52,3 +52,62 @@ pub const MASS_DELETE_FLOOR: usize = 10;
 
 /// The default share of a folder one pass may delete before it stops and asks.
 pub const DEFAULT_MAX_DELETE_SHARE: f64 = 0.5;
+
+impl Direction {
+    /// Whether changes seen in the Maildir are carried to the server.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::Both | Direction::Push)
+    }
+
+    /// Whether changes seen on the server are carried to the Maildir.
+    pub fn fetches(self) -> bool {
+        matches!(self, Direction::Both | Direction::Pull)
+    }
+}
+
+impl Expunge {
+    /// Whether a local deletion may remove the server copy.
+    pub fn on_server(self) -> bool {
+        matches!(self, Expunge::Both | Expunge::Server)
+    }
+
+    /// Whether a server deletion may remove the Maildir copy.
+    pub fn locally(self) -> bool {
+        matches!(self, Expunge::Both | Expunge::Local)
+    }
+}
+
+/// Everything the planner needs to know about the user's wishes for one folder pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// Named in the confirmation command a halted pass prints.
+    pub account: crate::model::AccountName,
+    pub direction: Direction,
+    pub expunge: Expunge,
+    pub delete_vs_flag: DeleteVsFlag,
+    /// When set (and not the folder being synced), server deletions are `UID MOVE`d here
+    /// instead of expunged.
+    pub trash: Option<crate::model::FolderName>,
+    /// The share of a folder one pass may delete on either side before it halts
+    /// (rule 7); only counts of at least [`MASS_DELETE_FLOOR`] can trip it.
+    pub max_delete_share: f64,
+    /// The user confirmed this pass's deletions (`--confirm-delete`): the mass-delete and
+    /// emptied-folder guards stand aside.
+    pub allow_mass_delete: bool,
+}
+
+impl Policy {
+    /// The defaults: both directions, expunge on both sides, deletion wins unless the
+    /// surviving copy is flagged, no trash folder, the default mass-delete share.
+    pub fn new(account: crate::model::AccountName) -> Policy {
+        Policy {
+            account,
+            direction: Direction::default(),
+            expunge: Expunge::default(),
+            delete_vs_flag: DeleteVsFlag::default(),
+            trash: None,
+            max_delete_share: DEFAULT_MAX_DELETE_SHARE,
+            allow_mass_delete: false,
+        }
+    }
+}
