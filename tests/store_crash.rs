@@ -96,12 +96,7 @@ async fn pull(acct: &Account, uids: &[u32]) {
     let pairs = planned
         .iter()
         .zip(&delivered)
-        .map(|((u, k), d)| Pair {
-            uid: Uid(*u),
-            key: k.clone(),
-            base: server_flags(*u),
-            size: d.size,
-        })
+        .map(|((u, k), d)| Pair::synced(Uid(*u), k.clone(), server_flags(*u), d.size, None))
         .collect();
     acct.store
         .commit(Commit {

@@ -107,12 +107,15 @@ pub async fn resolve_delivery_intents(store: &Store) -> Result<Recovery, Recover
             match scan.messages.get(&key) {
                 Some(msg) => {
                     match (intent.spec.kind, intent.spec.uid, &intent.spec.uidl) {
-                        (IntentKind::Deliver, Some(uid), _) => commit.upsert_pairs.push(Pair {
-                            uid,
-                            key: key.clone(),
-                            base: intent.spec.delivered_flags()?,
-                            size: msg.size,
-                        }),
+                        (IntentKind::Deliver, Some(uid), _) => {
+                            commit.upsert_pairs.push(Pair::synced(
+                                uid,
+                                key.clone(),
+                                intent.spec.delivered_flags()?,
+                                msg.size,
+                                None,
+                            ))
+                        }
                         (IntentKind::Pop3Deliver, _, Some(uidl)) => commit.uidls.push(UidlRecord {
                             uidl: uidl.clone(),
                             local_key: Some(key.clone()),

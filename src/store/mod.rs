@@ -18,6 +18,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use lock::{AccountLock, LockError};
 pub use writer::Store;
 
+/// A server message paired with a local file and the base flags of both sides: the
+/// planner's own type, stored as it is.
+pub use crate::sync::Pair;
+
 use crate::model::{AccountName, Flag, Flags, FolderName, MaildirKey, ModSeq, Uid, UidValidity};
 
 #[derive(Debug, thiserror::Error)]
@@ -93,15 +97,6 @@ pub struct Watermarks {
     pub highestmodseq: Option<ModSeq>,
     pub uidnext: Option<Uid>,
     pub highest_uid_pulled: Option<Uid>,
-}
-
-/// A server message paired with a local file, and the flags both had at the last sync.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pair {
-    pub uid: Uid,
-    pub key: MaildirKey,
-    pub base: Flags,
-    pub size: u64,
 }
 
 /// Row id of an intent.
@@ -309,8 +304,15 @@ pub struct UidlRecord {
 pub struct Commit {
     /// The folder `upsert_pairs`, `remove_pairs` and `watermarks` apply to.
     pub folder: Option<FolderId>,
+    /// Drop every pair and remote-only UID of the folder before applying the rest: the
+    /// UIDs changed wholesale (a re-pair after a UIDVALIDITY change).
+    pub reset_uids: bool,
     pub upsert_pairs: Vec<Pair>,
     pub remove_pairs: Vec<Uid>,
+    pub add_local_only: Vec<MaildirKey>,
+    pub remove_local_only: Vec<MaildirKey>,
+    pub add_remote_only: Vec<Uid>,
+    pub remove_remote_only: Vec<Uid>,
     pub watermarks: Option<Watermarks>,
     pub changes: Vec<ChangeRecord>,
     pub conflicts: Vec<ConflictRecord>,
@@ -321,7 +323,7 @@ pub struct Commit {
 
 /// Base flags as stored: Maildir letters, then keywords, space separated (`FS $Junk`).
 /// IMAP keywords are atoms, so they never contain a space.
-fn flags_to_db(flags: &Flags) -> String {
+pub(crate) fn flags_to_db(flags: &Flags) -> String {
     let mut s = flags.maildir_letters();
     for k in flags.keywords() {
         s.push(' ');
@@ -330,7 +332,7 @@ fn flags_to_db(flags: &Flags) -> String {
     s
 }
 
-fn flags_from_db(s: &str) -> Result<Flags, StoreError> {
+pub(crate) fn flags_from_db(s: &str) -> Result<Flags, StoreError> {
     let mut parts = s.split(' ');
     let mut flags = Flags::new();
     for c in parts.next().unwrap_or("").chars() {

@@ -6,12 +6,15 @@ use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use std::collections::BTreeSet;
+
 use crate::model::{FolderName, MaildirKey, ModSeq, Uid, UidValidity};
 use crate::store::{
     ChangeRecord, Commit, ConflictRecord, DeleState, FolderId, FolderState, Intent, IntentId,
     IntentKind, IntentSpec, Pair, Side, StoreError, UidlRecord, flags_from_db, flags_to_db,
     time_from_db, time_to_db,
 };
+use crate::sync::MessageId;
 
 fn u32_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<u32>> {
     row.get::<_, Option<i64>>(i)?
@@ -91,32 +94,71 @@ pub fn set_halt(
 
 pub fn pairs(conn: &Connection, folder: FolderId) -> Result<Vec<Pair>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT uid, local_key, base_flags, size FROM pairs WHERE folder_id = ?1 ORDER BY uid",
+        "SELECT uid, local_key, remote_flags, local_flags, remote_size, local_size, message_id
+         FROM pairs WHERE folder_id = ?1 ORDER BY uid",
     )?;
     let mut rows = stmt.query([folder.0])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let flags: String = row.get(2)?;
+        let remote: String = row.get(2)?;
+        let local: String = row.get(3)?;
         out.push(Pair {
             uid: Uid(u32_col(row, 0)?.unwrap_or(0)),
             key: MaildirKey(row.get(1)?),
-            base: flags_from_db(&flags)?,
-            size: row.get::<_, i64>(3)?.unsigned_abs(),
+            remote_flags: flags_from_db(&remote)?,
+            local_flags: flags_from_db(&local)?,
+            remote_size: row.get::<_, i64>(4)?.unsigned_abs(),
+            local_size: row.get::<_, i64>(5)?.unsigned_abs(),
+            message_id: row.get::<_, Option<String>>(6)?.map(MessageId),
         });
     }
     Ok(out)
 }
 
+/// Local keys and server UIDs the folder keeps on one side only.
+pub fn one_sided(
+    conn: &Connection,
+    folder: FolderId,
+) -> Result<(BTreeSet<MaildirKey>, BTreeSet<Uid>), StoreError> {
+    let mut local = BTreeSet::new();
+    let mut stmt = conn.prepare("SELECT local_key FROM local_only WHERE folder_id = ?1")?;
+    let mut rows = stmt.query([folder.0])?;
+    while let Some(row) = rows.next()? {
+        local.insert(MaildirKey(row.get(0)?));
+    }
+    let mut remote = BTreeSet::new();
+    let mut stmt = conn.prepare("SELECT uid FROM remote_only WHERE folder_id = ?1")?;
+    let mut rows = stmt.query([folder.0])?;
+    while let Some(row) = rows.next()? {
+        remote.insert(Uid(u32_col(row, 0)?.unwrap_or(0)));
+    }
+    Ok((local, remote))
+}
+
+fn size_db(size: u64) -> Result<i64, StoreError> {
+    i64::try_from(size).map_err(|_| StoreError::Invalid(format!("size {size} out of range")))
+}
+
 pub fn commit(conn: &mut Connection, c: &Commit) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
-    let needs_folder =
-        !c.upsert_pairs.is_empty() || !c.remove_pairs.is_empty() || c.watermarks.is_some();
+    let needs_folder = c.reset_uids
+        || !c.upsert_pairs.is_empty()
+        || !c.remove_pairs.is_empty()
+        || !c.add_local_only.is_empty()
+        || !c.remove_local_only.is_empty()
+        || !c.add_remote_only.is_empty()
+        || !c.remove_remote_only.is_empty()
+        || c.watermarks.is_some();
     if needs_folder && c.folder.is_none() {
         return Err(StoreError::Invalid(
             "a commit with pair or watermark changes must name its folder".into(),
         ));
     }
     if let Some(folder) = c.folder {
+        if c.reset_uids {
+            tx.execute("DELETE FROM pairs WHERE folder_id = ?1", [folder.0])?;
+            tx.execute("DELETE FROM remote_only WHERE folder_id = ?1", [folder.0])?;
+        }
         {
             let mut del =
                 tx.prepare_cached("DELETE FROM pairs WHERE folder_id = ?1 AND uid = ?2")?;
@@ -124,22 +166,47 @@ pub fn commit(conn: &mut Connection, c: &Commit) -> Result<(), StoreError> {
                 del.execute(params![folder.0, uid.0])?;
             }
             let mut up = tx.prepare_cached(
-                "INSERT INTO pairs (folder_id, uid, local_key, base_flags, size)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO pairs (folder_id, uid, local_key, remote_flags, local_flags,
+                                    remote_size, local_size, message_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (folder_id, uid) DO UPDATE SET
-                   local_key = excluded.local_key, base_flags = excluded.base_flags,
-                   size = excluded.size",
+                   local_key = excluded.local_key, remote_flags = excluded.remote_flags,
+                   local_flags = excluded.local_flags, remote_size = excluded.remote_size,
+                   local_size = excluded.local_size, message_id = excluded.message_id",
             )?;
             for p in &c.upsert_pairs {
-                let size = i64::try_from(p.size)
-                    .map_err(|_| StoreError::Invalid(format!("size {} out of range", p.size)))?;
                 up.execute(params![
                     folder.0,
                     p.uid.0,
                     p.key.0,
-                    flags_to_db(&p.base),
-                    size
+                    flags_to_db(&p.remote_flags),
+                    flags_to_db(&p.local_flags),
+                    size_db(p.remote_size)?,
+                    size_db(p.local_size)?,
+                    p.message_id.as_ref().map(|m| m.0.as_str()),
                 ])?;
+            }
+            let mut add = tx.prepare_cached(
+                "INSERT OR IGNORE INTO local_only (folder_id, local_key) VALUES (?1, ?2)",
+            )?;
+            for key in &c.add_local_only {
+                add.execute(params![folder.0, key.0])?;
+            }
+            let mut rm = tx
+                .prepare_cached("DELETE FROM local_only WHERE folder_id = ?1 AND local_key = ?2")?;
+            for key in &c.remove_local_only {
+                rm.execute(params![folder.0, key.0])?;
+            }
+            let mut add = tx.prepare_cached(
+                "INSERT OR IGNORE INTO remote_only (folder_id, uid) VALUES (?1, ?2)",
+            )?;
+            for uid in &c.add_remote_only {
+                add.execute(params![folder.0, uid.0])?;
+            }
+            let mut rm =
+                tx.prepare_cached("DELETE FROM remote_only WHERE folder_id = ?1 AND uid = ?2")?;
+            for uid in &c.remove_remote_only {
+                rm.execute(params![folder.0, uid.0])?;
             }
         }
         if let Some(w) = &c.watermarks {

@@ -22,15 +22,32 @@ pub const MIGRATIONS: &[&str] = &[
         halt_reason        TEXT
     ) STRICT;
 
-    -- A server message and its local file, with the flags both had at the last sync.
+    -- A server message and its local file, with what each side had at the last sync
+    -- (the base). The sides differ only when a direction setting left a change unsent.
     CREATE TABLE pairs (
-        folder_id  INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
-        uid        INTEGER NOT NULL CHECK (uid BETWEEN 1 AND 4294967295),
-        local_key  TEXT NOT NULL,
-        base_flags TEXT NOT NULL,
-        size       INTEGER NOT NULL CHECK (size >= 0),
+        folder_id    INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        uid          INTEGER NOT NULL CHECK (uid BETWEEN 1 AND 4294967295),
+        local_key    TEXT NOT NULL,
+        remote_flags TEXT NOT NULL,
+        local_flags  TEXT NOT NULL,
+        remote_size  INTEGER NOT NULL CHECK (remote_size >= 0),
+        local_size   INTEGER NOT NULL CHECK (local_size >= 0),
+        message_id   TEXT,
         PRIMARY KEY (folder_id, uid),
         UNIQUE (folder_id, local_key)
+    ) STRICT;
+
+    -- Messages deliberately kept on one side only (direction, expunge policy, a kept
+    -- conflict copy): never copied across, never reported again while present.
+    CREATE TABLE local_only (
+        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        local_key TEXT NOT NULL,
+        PRIMARY KEY (folder_id, local_key)
+    ) STRICT;
+    CREATE TABLE remote_only (
+        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        uid       INTEGER NOT NULL CHECK (uid BETWEEN 1 AND 4294967295),
+        PRIMARY KEY (folder_id, uid)
     ) STRICT;
 
     -- Non-idempotent actions in flight (rule 1). A row exists from before the act until

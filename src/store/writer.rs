@@ -174,6 +174,28 @@ impl Store {
         self.call(move |c| ops::pairs(c, folder)).await
     }
 
+    /// The planner's view of a folder: its pairs, one-sided messages and watermarks, read
+    /// in one transaction so they agree with each other.
+    pub async fn base(&self, folder: &FolderState) -> Result<crate::sync::Base, StoreError> {
+        let f = folder.clone();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let pairs = ops::pairs(&tx, f.id)?;
+            let (local_only, remote_only) = ops::one_sided(&tx, f.id)?;
+            tx.commit()?;
+            Ok(crate::sync::Base {
+                folder: f.server_name,
+                uid_validity: f.uidvalidity,
+                highest_modseq: f.highestmodseq,
+                highest_uid_pulled: (f.highest_uid_pulled.0 > 0).then_some(f.highest_uid_pulled),
+                pairs: pairs.into_iter().map(|p| (p.uid, p)).collect(),
+                local_only,
+                remote_only,
+            })
+        })
+        .await
+    }
+
     /// Apply a step's outcome in one transaction: pairs, watermarks, logs, UIDLs, and the
     /// removal of the intents it completes. All or nothing.
     pub async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
@@ -274,12 +296,7 @@ mod tests {
     }
 
     fn pair(uid: u32, key: &str, flags: Flags) -> Pair {
-        Pair {
-            uid: Uid(uid),
-            key: MaildirKey(key.into()),
-            base: flags,
-            size: 1234,
-        }
+        Pair::synced(Uid(uid), MaildirKey(key.into()), flags, 1234, None)
     }
 
     #[tokio::test]

@@ -129,6 +129,28 @@ pub struct Pair {
     pub message_id: Option<MessageId>,
 }
 
+impl Pair {
+    /// A pair whose two copies are in step: the same flags and size on both sides, as
+    /// right after a delivery or an APPEND.
+    pub fn synced(
+        uid: Uid,
+        key: MaildirKey,
+        flags: Flags,
+        size: u64,
+        message_id: Option<MessageId>,
+    ) -> Pair {
+        Pair {
+            uid,
+            key,
+            remote_flags: flags.clone(),
+            local_flags: flags,
+            remote_size: size,
+            local_size: size,
+            message_id,
+        }
+    }
+}
+
 /// The folder's state at the end of the last committed pass (from the state DB).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Base {
