@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Account, AccountKind, Config, ConfigError, Dirs, Tls};
+use crate::engine;
 use crate::imap::{self, ImapError};
 use crate::secret::{self, SecretError};
 
@@ -56,6 +57,10 @@ pub enum Command {
         /// Print the plan without changing anything
         #[arg(long)]
         dry_run: bool,
+        /// Carry out deletions a safety guard held back (more than max_delete_share of a
+        /// folder, or an emptied side)
+        #[arg(long)]
+        confirm_delete: bool,
     },
     /// Run in the foreground, syncing on push events and timers
     Daemon,
@@ -74,6 +79,7 @@ pub enum Command {
 #[derive(Debug)]
 pub enum Failure {
     Config(ConfigError),
+    Usage(String),
     TempFail(String),
     Other(String),
 }
@@ -82,6 +88,7 @@ impl Failure {
     fn exit(&self) -> Exit {
         match self {
             Failure::Config(_) => Exit::Config,
+            Failure::Usage(_) => Exit::Usage,
             Failure::TempFail(_) => Exit::TempFail,
             Failure::Other(_) => Exit::Failure,
         }
@@ -92,7 +99,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Config(e) => write!(f, "{e}"),
-            Failure::TempFail(m) | Failure::Other(m) => f.write_str(m),
+            Failure::Usage(m) | Failure::TempFail(m) | Failure::Other(m) => f.write_str(m),
         }
     }
 }
@@ -177,10 +184,27 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Sync { .. } => not_yet("sync"),
+        Command::Sync {
+            accounts,
+            folder,
+            dry_run,
+            confirm_delete,
+        } => {
+            let opts = engine::SyncOptions {
+                folder,
+                dry_run,
+                confirm_delete,
+            };
+            let selected = select_accounts(&config, &accounts)?;
+            runtime()?.block_on(sync_all(&config, &selected, &opts))
+        }
         Command::Daemon => not_yet("daemon"),
         Command::Status => not_yet("status"),
-        Command::Log { .. } => not_yet("log"),
+        Command::Log { account, conflicts } => {
+            let names: Vec<String> = account.into_iter().collect();
+            let selected = select_accounts(&config, &names)?;
+            runtime()?.block_on(print_log(&config, &selected, conflicts))
+        }
     }
 }
 
@@ -188,6 +212,137 @@ fn not_yet(command: &str) -> Result<(), Failure> {
     Err(Failure::Other(format!(
         "`syncmail {command}` is not implemented yet in this version; nothing was changed"
     )))
+}
+
+/// The accounts named on the command line (all when none), or a usage error naming the
+/// unknown one.
+fn select_accounts<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Account>, Failure> {
+    if names.is_empty() {
+        return Ok(config.accounts.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            config.account(n).ok_or_else(|| {
+                let known: Vec<&str> = config.accounts.iter().map(|a| a.name.0.as_str()).collect();
+                Failure::Usage(format!(
+                    "no account named `{n}` in {}; accounts: {}",
+                    config.path.display(),
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Sync the accounts concurrently; a failure in one never stops the others.
+async fn sync_all(
+    config: &Config,
+    accounts: &[&Account],
+    opts: &engine::SyncOptions,
+) -> Result<(), Failure> {
+    let runs = accounts
+        .iter()
+        .map(|a| engine::sync_account(a, &config.general, opts));
+    let results = futures::future::join_all(runs).await;
+    let mut transient = false;
+    let mut failed = false;
+    for (account, result) in accounts.iter().zip(results) {
+        match result {
+            Ok(report) => {
+                for plan in &report.plans {
+                    println!("{plan}");
+                }
+                for halt in &report.halts {
+                    eprintln!("syncmail: account `{}`: {halt}", account.name);
+                }
+                for error in &report.errors {
+                    eprintln!("syncmail: account `{}`: {error}", account.name);
+                }
+                failed |= !report.halts.is_empty() || !report.errors.is_empty();
+                if !opts.dry_run {
+                    println!("{}: {}", account.name, report.counts);
+                }
+            }
+            Err(e) => {
+                eprintln!("syncmail: account `{}`: {e}", account.name);
+                if e.is_transient() {
+                    transient = true;
+                } else {
+                    failed = true;
+                }
+            }
+        }
+    }
+    if failed {
+        Err(Failure::Other(
+            "some folders need attention (see above)".into(),
+        ))
+    } else if transient {
+        Err(Failure::TempFail(
+            "some accounts could not be reached; try again later".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+async fn print_log(
+    config: &Config,
+    accounts: &[&Account],
+    conflicts_only: bool,
+) -> Result<(), Failure> {
+    const LIMIT: usize = 1000;
+    for account in accounts {
+        let path = crate::store::db_path(&config.general.state_dir, &account.name)
+            .map_err(|e| Failure::Other(e.to_string()))?;
+        if !path.exists() {
+            println!("{}: never synced", account.name);
+            continue;
+        }
+        let store = crate::store::Store::open(&path).map_err(|e| Failure::Other(e.to_string()))?;
+        let stamp = |t: std::time::SystemTime| crate::engine::imap_date(t);
+        for c in store
+            .conflicts(None, LIMIT)
+            .await
+            .map_err(|e| Failure::Other(e.to_string()))?
+        {
+            println!(
+                "{} {} {} conflict: local {} | server {} => {}",
+                stamp(c.at),
+                account.name,
+                c.folder,
+                c.local_change,
+                c.remote_change,
+                c.resolution
+            );
+        }
+        if conflicts_only {
+            continue;
+        }
+        for c in store
+            .changes(None, LIMIT)
+            .await
+            .map_err(|e| Failure::Other(e.to_string()))?
+        {
+            let who = match (c.uid, &c.local_key) {
+                (Some(uid), Some(key)) => format!("UID {uid} / {key}"),
+                (Some(uid), None) => format!("UID {uid}"),
+                (None, Some(key)) => key.to_string(),
+                (None, None) => String::new(),
+            };
+            println!(
+                "{} {} {} {} {who}: {} ({})",
+                stamp(c.at),
+                account.name,
+                c.folder,
+                c.side,
+                c.change,
+                c.action
+            );
+        }
+    }
+    Ok(())
 }
 
 fn print_summary(config: &Config) {

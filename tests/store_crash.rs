@@ -224,8 +224,8 @@ fn rule_01_crash_between_delivery_and_commit_recovers() {
             for p in &pairs {
                 let msg = &scan.messages[&p.key];
                 assert_eq!(std::fs::read(&msg.path).unwrap(), server_message(p.uid.0));
-                assert_eq!(msg.size, p.size);
-                assert_eq!(p.base, server_flags(p.uid.0));
+                assert_eq!(msg.size, p.local_size);
+                assert_eq!(p.local_flags, server_flags(p.uid.0));
                 assert_eq!(msg.flags, server_flags(p.uid.0));
                 by_key.insert(p.key.clone(), p.uid);
             }

@@ -217,19 +217,14 @@ pub struct Intent {
     pub spec: IntentSpec,
 }
 
-/// Which side a change was seen on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Local,
-    Remote,
-}
+/// Which side a change was seen on: the planner's own type. Stored as `local` /
+/// `remote`.
+pub use crate::sync::Side;
 
-impl Side {
-    fn as_str(self) -> &'static str {
-        match self {
-            Side::Local => "local",
-            Side::Remote => "remote",
-        }
+pub(crate) fn side_to_db(side: Side) -> &'static str {
+    match side {
+        Side::Local => "local",
+        Side::Server => "remote",
     }
 }
 

@@ -12,7 +12,7 @@ use crate::model::{FolderName, MaildirKey, ModSeq, Uid, UidValidity};
 use crate::store::{
     ChangeRecord, Commit, ConflictRecord, DeleState, FolderId, FolderState, Intent, IntentId,
     IntentKind, IntentSpec, Pair, Side, StoreError, UidlRecord, flags_from_db, flags_to_db,
-    time_from_db, time_to_db,
+    side_to_db, time_from_db, time_to_db,
 };
 use crate::sync::MessageId;
 
@@ -158,6 +158,11 @@ pub fn commit(conn: &mut Connection, c: &Commit) -> Result<(), StoreError> {
         if c.reset_uids {
             tx.execute("DELETE FROM pairs WHERE folder_id = ?1", [folder.0])?;
             tx.execute("DELETE FROM remote_only WHERE folder_id = ?1", [folder.0])?;
+            // The old UIDVALIDITY's modseq and UID watermark mean nothing for the new one.
+            tx.execute(
+                "UPDATE folders SET highestmodseq = NULL, highest_uid_pulled = 0 WHERE id = ?1",
+                [folder.0],
+            )?;
         }
         {
             let mut del =
@@ -314,7 +319,7 @@ fn append_changes(conn: &Connection, changes: &[ChangeRecord]) -> Result<(), Sto
         ins.execute(params![
             time_to_db(c.at),
             c.folder.0,
-            c.side.as_str(),
+            side_to_db(c.side),
             c.uid.map(|u| u.0),
             c.local_key.as_ref().map(|k| k.0.as_str()),
             c.change,
@@ -365,7 +370,7 @@ pub fn changes(
             side: if side == "local" {
                 Side::Local
             } else {
-                Side::Remote
+                Side::Server
             },
             uid: u32_col(row, 3)?.map(Uid),
             local_key: row.get::<_, Option<String>>(4)?.map(MaildirKey),

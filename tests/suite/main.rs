@@ -6,3 +6,4 @@ mod support;
 mod config_check;
 mod imap_connect;
 mod imap_session;
+mod sync_scenarios;

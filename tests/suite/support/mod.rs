@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod dovecot;
+pub mod maildir;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,0 +1,694 @@
+//! Running one folder's plan. Every non-idempotent act is journaled before it happens and
+//! its outcome committed with the base change it implies (rule 1). Flag changes are
+//! idempotent, so their base updates are gathered and committed once at the end, after
+//! the renames are durable; a crash before that replays the same merge next pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::imap::ImapSession;
+use crate::maildir::{self, DeliveryBatch, LocalMessage, Maildir, MessageError, Placement};
+use crate::model::{Flags, MaildirKey, Uid};
+use crate::store::{
+    Commit, FolderState, IntentKind, IntentSpec, Store, fault, flags_from_db, flags_to_db,
+};
+use crate::sync::{Action, Pair, RemoteSnapshot, UidSet};
+
+use super::{Counts, EngineError};
+
+/// How many messages one fetch round trip (and one durable delivery batch) carries.
+const FETCH_BATCH: usize = 100;
+
+pub struct FolderRun<'a> {
+    pub session: &'a mut ImapSession,
+    pub store: &'a Store,
+    pub md: &'a Maildir,
+    pub folder: &'a FolderState,
+    pub wire_name: &'a str,
+    /// Server deletions become a MOVE here instead of an expunge.
+    pub trash_wire: Option<String>,
+    pub remote: &'a RemoteSnapshot,
+    /// The next UID the server will assign: where a lost APPEND answer is searched for.
+    pub uidnext: Uid,
+    pub counts: &'a mut Counts,
+    /// The pairs as they stand after each step (starts as the base).
+    pub pairs: BTreeMap<Uid, Pair>,
+    pub local: BTreeMap<MaildirKey, LocalMessage>,
+    /// Highest UID delivered in this pass (the pulled watermark, rule 4).
+    pub highest_pulled: Option<Uid>,
+    failed_uids: BTreeSet<Uid>,
+    failed_keys: BTreeSet<MaildirKey>,
+    dirty: BTreeSet<Uid>,
+    renamed: bool,
+}
+
+impl<'a> FolderRun<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        session: &'a mut ImapSession,
+        store: &'a Store,
+        md: &'a Maildir,
+        folder: &'a FolderState,
+        wire_name: &'a str,
+        trash_wire: Option<String>,
+        remote: &'a RemoteSnapshot,
+        uidnext: Uid,
+        counts: &'a mut Counts,
+        pairs: BTreeMap<Uid, Pair>,
+        local: BTreeMap<MaildirKey, LocalMessage>,
+    ) -> FolderRun<'a> {
+        FolderRun {
+            session,
+            store,
+            md,
+            folder,
+            wire_name,
+            trash_wire,
+            remote,
+            uidnext,
+            counts,
+            pairs,
+            local,
+            highest_pulled: None,
+            failed_uids: BTreeSet::new(),
+            failed_keys: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            renamed: false,
+        }
+    }
+
+    fn commit(&self) -> Commit {
+        Commit {
+            folder: Some(self.folder.id),
+            ..Commit::default()
+        }
+    }
+
+    pub async fn run(&mut self, action: &Action) -> Result<(), EngineError> {
+        match action {
+            Action::RepairUids(repair) => {
+                let mut repaired = BTreeMap::new();
+                for (old, new) in &repair.map {
+                    if let Some(p) = self.pairs.get(old) {
+                        repaired.insert(
+                            *new,
+                            Pair {
+                                uid: *new,
+                                ..p.clone()
+                            },
+                        );
+                    }
+                }
+                self.store
+                    .commit(Commit {
+                        reset_uids: true,
+                        upsert_pairs: repaired.values().cloned().collect(),
+                        add_local_only: repair.unmatched.iter().cloned().collect(),
+                        watermarks: Some(crate::store::Watermarks {
+                            uidvalidity: Some(repair.new),
+                            ..Default::default()
+                        }),
+                        ..self.commit()
+                    })
+                    .await?;
+                self.pairs = repaired;
+            }
+            Action::Unpair { uid, .. } | Action::Forget { uid, .. } => {
+                self.store
+                    .commit(Commit {
+                        remove_pairs: vec![*uid],
+                        ..self.commit()
+                    })
+                    .await?;
+                self.pairs.remove(uid);
+            }
+            Action::KeepLocalOnly { key } => {
+                self.store
+                    .commit(Commit {
+                        add_local_only: vec![key.clone()],
+                        ..self.commit()
+                    })
+                    .await?;
+            }
+            Action::KeepRemoteOnly { uid } => {
+                self.store
+                    .commit(Commit {
+                        add_remote_only: vec![*uid],
+                        ..self.commit()
+                    })
+                    .await?;
+            }
+            Action::DropLocalOnly { key } => {
+                self.store
+                    .commit(Commit {
+                        remove_local_only: vec![key.clone()],
+                        ..self.commit()
+                    })
+                    .await?;
+            }
+            Action::DropRemoteOnly { uid } => {
+                self.store
+                    .commit(Commit {
+                        remove_remote_only: vec![*uid],
+                        ..self.commit()
+                    })
+                    .await?;
+            }
+            Action::Fetch { uids } => self.fetch(uids).await?,
+            Action::Append { key, flags } => self.append(key, flags).await?,
+            Action::StoreFlags {
+                uids,
+                add,
+                remove,
+                unchanged_since,
+            } => {
+                let list: Vec<Uid> = uids.iter().collect();
+                for (is_add, flags) in [(true, add), (false, remove)] {
+                    let out = self
+                        .session
+                        .store(&list, is_add, flags, *unchanged_since)
+                        .await?;
+                    // Changed on the server since we looked: re-merged next pass.
+                    self.failed_uids.extend(out.modified);
+                }
+                self.counts.flags_pushed += list.len();
+            }
+            Action::SetLocalFlags { key, flags } => {
+                let Some(msg) = self.local.get(key) else {
+                    self.failed_keys.insert(key.clone());
+                    return Ok(());
+                };
+                match self.md.set_flags(msg, flags) {
+                    Ok(updated) => {
+                        self.local.insert(key.clone(), updated);
+                        self.renamed = true;
+                        self.counts.flags_pulled += 1;
+                    }
+                    // A client renamed or moved it since the scan: rescan next pass
+                    // (rule 14), never a deletion.
+                    Err(MessageError::Vanished { .. }) => {
+                        self.failed_keys.insert(key.clone());
+                    }
+                    Err(e) => return Err(EngineError::Local(e.to_string())),
+                }
+            }
+            Action::RecordFlags { uid, remote, local } => {
+                let failed = self.failed_uids.contains(uid)
+                    || self
+                        .pairs
+                        .get(uid)
+                        .is_some_and(|p| self.failed_keys.contains(&p.key));
+                if !failed && let Some(pair) = self.pairs.get_mut(uid) {
+                    pair.remote_flags = remote.clone();
+                    pair.local_flags = local.clone();
+                    self.dirty.insert(*uid);
+                }
+            }
+            Action::MoveToTrash { uids, .. } => {
+                let list: Vec<Uid> = uids.iter().collect();
+                let Some(trash) = self.trash_wire.clone() else {
+                    return Err(EngineError::Local(
+                        "a move to trash without a trash folder".into(),
+                    ));
+                };
+                let ids = self.journal(&list, IntentKind::Move, &trash).await?;
+                self.session.move_to(&list, &trash).await?;
+                fault::point("after-move");
+                self.forget_uids(&list, ids).await?;
+                self.counts.deleted_server += list.len();
+            }
+            Action::DeleteOnServer { uids } => {
+                let list: Vec<Uid> = uids.iter().collect();
+                let ids = self.journal(&list, IntentKind::Expunge, "").await?;
+                self.session.delete(&list, false).await?;
+                fault::point("after-expunge");
+                self.forget_uids(&list, ids).await?;
+                self.counts.deleted_server += list.len();
+            }
+            Action::DeleteLocal { key } => self.delete_local(key).await?,
+        }
+        Ok(())
+    }
+
+    async fn journal(
+        &self,
+        uids: &[Uid],
+        kind: IntentKind,
+        detail: &str,
+    ) -> Result<Vec<crate::store::IntentId>, EngineError> {
+        let specs = uids
+            .iter()
+            .map(|uid| IntentSpec {
+                folder: Some(self.folder.id),
+                uid: Some(*uid),
+                local_key: self.pairs.get(uid).map(|p| p.key.clone()),
+                detail: detail.to_owned(),
+                ..IntentSpec::new(kind)
+            })
+            .collect();
+        let ids = self.store.begin_intents(specs, SystemTime::now()).await?;
+        fault::point("after-intent");
+        Ok(ids)
+    }
+
+    async fn forget_uids(
+        &mut self,
+        uids: &[Uid],
+        intents: Vec<crate::store::IntentId>,
+    ) -> Result<(), EngineError> {
+        self.store
+            .commit(Commit {
+                remove_pairs: uids.to_vec(),
+                complete_intents: intents,
+                ..self.commit()
+            })
+            .await?;
+        for uid in uids {
+            self.pairs.remove(uid);
+        }
+        Ok(())
+    }
+
+    /// Download in batches: journal each planned key, stream the bodies into `tmp/`, make
+    /// the batch durable with one round of syncs, then commit its pairs (rules 1, 3, 5).
+    async fn fetch(&mut self, uids: &UidSet) -> Result<(), EngineError> {
+        let todo: Vec<Uid> = uids
+            .iter()
+            .filter(|u| !self.pairs.contains_key(u))
+            .collect();
+        for chunk in todo.chunks(FETCH_BATCH) {
+            let listed = self.remote.listed();
+            let keys: BTreeMap<Uid, MaildirKey> =
+                chunk.iter().map(|uid| (*uid, maildir::new_key())).collect();
+            let specs = keys
+                .iter()
+                .map(|(uid, key)| {
+                    let flags = listed.get(uid).map(|m| m.flags.clone()).unwrap_or_default();
+                    IntentSpec::deliver(self.folder.id, *uid, key.clone(), &flags.system_only())
+                })
+                .collect();
+            let intents = self.store.begin_intents(specs, SystemTime::now()).await?;
+            let intent_of: BTreeMap<Uid, crate::store::IntentId> =
+                chunk.iter().copied().zip(intents.iter().copied()).collect();
+            let mut batch = DeliveryBatch::new(self.md);
+            let mut fetched: BTreeMap<Uid, (Flags, u64)> = BTreeMap::new();
+            let mut failure: Option<EngineError> = None;
+            let missing = self
+                .session
+                .fetch_bodies(chunk, |m| {
+                    let Some(key) = keys.get(&m.uid) else {
+                        return Ok(());
+                    };
+                    let local_flags = m.flags.system_only();
+                    let placement = if local_flags.is_empty() {
+                        Placement::New
+                    } else {
+                        Placement::Cur(local_flags)
+                    };
+                    if let Err(e) = batch.deliver(key.clone(), m.body, placement) {
+                        failure.get_or_insert(EngineError::Local(e.to_string()));
+                        return Err(crate::imap::ImapError::Protocol(format!(
+                            "cannot write the message locally: {e}"
+                        )));
+                    }
+                    fetched.insert(m.uid, (m.flags, m.body.len() as u64));
+                    Ok(())
+                })
+                .await;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            let missing = missing?;
+            fault::point("before-durable");
+            let delivered = batch
+                .commit_durable()
+                .map_err(|e| EngineError::Local(e.to_string()))?;
+            fault::point("after-deliver");
+            let by_key: BTreeMap<&MaildirKey, &maildir::Delivered> =
+                delivered.iter().map(|d| (&d.key, d)).collect();
+            let mut commit = self.commit();
+            for (uid, (flags, body_len)) in &fetched {
+                let (Some(key), Some(d)) =
+                    (keys.get(uid), keys.get(uid).and_then(|k| by_key.get(k)))
+                else {
+                    continue;
+                };
+                let listed_msg = listed.get(uid);
+                let pair = Pair {
+                    uid: *uid,
+                    key: key.clone(),
+                    remote_flags: flags.clone(),
+                    local_flags: d.flags.clone(),
+                    remote_size: listed_msg
+                        .map(|m| m.size)
+                        .filter(|s| *s > 0)
+                        .unwrap_or(*body_len),
+                    local_size: d.size,
+                    message_id: listed_msg.and_then(|m| m.message_id.clone()),
+                };
+                self.pairs.insert(*uid, pair.clone());
+                commit.upsert_pairs.push(pair);
+                self.counts.fetched += 1;
+                self.counts.fetched_bytes += d.size;
+                self.highest_pulled = self.highest_pulled.max(Some(*uid));
+            }
+            // Intents of UIDs expunged meanwhile are closed too: nothing was written.
+            commit.complete_intents = intent_of.values().copied().collect();
+            self.store.commit(commit).await?;
+            if !missing.is_empty() {
+                tracing::debug!(folder = %self.folder.server_name, missing = missing.len(), "messages expunged on the server while fetching");
+            }
+        }
+        Ok(())
+    }
+
+    /// APPEND a local message. UIDNEXT is saved in the intent first, so a lost answer is
+    /// found again by searching from it, never appended twice (rule 2).
+    async fn append(&mut self, key: &MaildirKey, flags: &Flags) -> Result<(), EngineError> {
+        if self.pairs.values().any(|p| &p.key == key) {
+            return Ok(());
+        }
+        let Some(msg) = self.local.get(key) else {
+            self.failed_keys.insert(key.clone());
+            return Ok(());
+        };
+        let body = match std::fs::read(&msg.path) {
+            Ok(b) => b,
+            // Renamed by a client since the scan: next pass (rule 14).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.failed_keys.insert(key.clone());
+                return Ok(());
+            }
+            Err(e) => return Err(EngineError::Local(format!("{}: {e}", msg.path.display()))),
+        };
+        let message_id = header_message_id(&body);
+        let sizes = AppendSizes::of(&body);
+        let spec = IntentSpec {
+            folder: Some(self.folder.id),
+            uid: Some(self.uidnext),
+            local_key: Some(key.clone()),
+            token: message_id.clone(),
+            detail: sizes.detail(flags),
+            ..IntentSpec::new(IntentKind::Append)
+        };
+        let ids = self
+            .store
+            .begin_intents(vec![spec], SystemTime::now())
+            .await?;
+        fault::point("before-append");
+        let date = imap_date(msg.mtime);
+        let answer = self
+            .session
+            .append(self.wire_name, flags, Some(&date), &body)
+            .await?;
+        fault::point("after-append");
+        let uid = match answer {
+            Some((uv, uid)) if uv == self.remote.uid_validity => Some(uid),
+            Some((uv, _)) => {
+                return Err(EngineError::Server(format!(
+                    "APPENDUID names UIDVALIDITY {uv}, but the folder has {}; refusing to pair",
+                    self.remote.uid_validity
+                )));
+            }
+            None => {
+                find_appended(self.session, self.uidnext, message_id.as_deref(), &sizes).await?
+            }
+        };
+        let Some(uid) = uid else {
+            return Err(EngineError::Server(
+                "the server accepted an APPEND but the message cannot be found again".into(),
+            ));
+        };
+        let pair = Pair {
+            uid,
+            key: key.clone(),
+            remote_flags: flags.clone(),
+            local_flags: flags.system_only(),
+            remote_size: sizes.crlf,
+            local_size: sizes.raw,
+            message_id: message_id.map(crate::sync::MessageId),
+        };
+        self.store
+            .commit(Commit {
+                upsert_pairs: vec![pair.clone()],
+                complete_intents: ids,
+                ..self.commit()
+            })
+            .await?;
+        self.pairs.insert(uid, pair);
+        self.uidnext = Uid(uid.0.max(self.uidnext.0) + 1);
+        self.counts.appended += 1;
+        Ok(())
+    }
+
+    async fn delete_local(&mut self, key: &MaildirKey) -> Result<(), EngineError> {
+        let uid = self.pairs.values().find(|p| &p.key == key).map(|p| p.uid);
+        let spec = IntentSpec {
+            folder: Some(self.folder.id),
+            uid,
+            local_key: Some(key.clone()),
+            ..IntentSpec::new(IntentKind::LocalDelete)
+        };
+        let ids = self
+            .store
+            .begin_intents(vec![spec], SystemTime::now())
+            .await?;
+        unlink_key(self.md, self.local.get(key), key)?;
+        self.md
+            .sync_dirs()
+            .map_err(|e| EngineError::Local(format!("{}: {e}", self.md.path().display())))?;
+        fault::point("after-unlink");
+        self.store
+            .commit(Commit {
+                remove_pairs: uid.into_iter().collect(),
+                complete_intents: ids,
+                ..self.commit()
+            })
+            .await?;
+        if let Some(uid) = uid {
+            self.pairs.remove(&uid);
+        }
+        self.local.remove(key);
+        self.counts.deleted_local += 1;
+        Ok(())
+    }
+
+    /// The base updates gathered from flag merges, once the renames are durable.
+    pub async fn finish(&mut self, mut last: Commit) -> Result<(), EngineError> {
+        if self.renamed {
+            self.md
+                .sync_dirs()
+                .map_err(|e| EngineError::Local(format!("{}: {e}", self.md.path().display())))?;
+        }
+        last.folder = Some(self.folder.id);
+        last.upsert_pairs.extend(
+            self.dirty
+                .iter()
+                .filter_map(|uid| self.pairs.get(uid).cloned()),
+        );
+        self.store.commit(last).await?;
+        Ok(())
+    }
+}
+
+/// Unlink the file holding `key`, wherever a client may have renamed it to.
+pub fn unlink_key(
+    md: &Maildir,
+    known: Option<&LocalMessage>,
+    key: &MaildirKey,
+) -> Result<(), EngineError> {
+    if let Some(msg) = known {
+        match md.delete(msg) {
+            Ok(()) => return Ok(()),
+            Err(MessageError::Vanished { .. }) => {}
+            Err(e) => return Err(EngineError::Local(e.to_string())),
+        }
+    }
+    // ENOENT means "look again", not "gone" (rule 14).
+    let scan = md
+        .scan()
+        .map_err(|e| EngineError::Local(format!("{}: {e}", md.path().display())))?;
+    if let Some(msg) = scan.messages.get(key) {
+        md.delete(msg)
+            .map_err(|e| EngineError::Local(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Sizes of a message we APPEND: as the file holds it, and as the server counts it
+/// (RFC822.SIZE is in CRLF form, and files written by clients often use bare LF).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendSizes {
+    pub raw: u64,
+    pub crlf: u64,
+}
+
+impl AppendSizes {
+    pub fn of(body: &[u8]) -> AppendSizes {
+        let bare_lf = body
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| **b == b'\n' && (*i == 0 || body[i - 1] != b'\r'))
+            .count() as u64;
+        AppendSizes {
+            raw: body.len() as u64,
+            crlf: body.len() as u64 + bare_lf,
+        }
+    }
+
+    fn detail(&self, flags: &Flags) -> String {
+        format!("{} {} {}", self.raw, self.crlf, flags_to_db(flags))
+    }
+
+    /// Sizes and flags back from an intent's `detail`.
+    pub fn from_detail(detail: &str) -> Option<(AppendSizes, Flags)> {
+        let mut parts = detail.splitn(3, ' ');
+        let raw = parts.next()?.parse().ok()?;
+        let crlf = parts.next()?.parse().ok()?;
+        let flags = flags_from_db(parts.next().unwrap_or("")).ok()?;
+        Some((AppendSizes { raw, crlf }, flags))
+    }
+}
+
+/// Find a message we appended from `uidnext` on: by Message-ID when it has one, then by
+/// size. Exactly one match pairs; none means it was never stored; several stop the pass,
+/// since guessing could pair the wrong copy (rule 2).
+pub async fn find_appended(
+    session: &mut ImapSession,
+    uidnext: Uid,
+    message_id: Option<&str>,
+    sizes: &AppendSizes,
+) -> Result<Option<Uid>, EngineError> {
+    let mut criteria = format!("UID {}:*", uidnext.0.max(1));
+    if let Some(id) = message_id {
+        criteria.push_str(&format!(" HEADER Message-ID {}", crate::imap::quote(id)?));
+    }
+    let candidates: Vec<Uid> = session
+        .search(&criteria)
+        .await?
+        .into_iter()
+        // `n:*` always matches the highest UID, even below n.
+        .filter(|u| *u >= uidnext)
+        .collect();
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let ids = session
+        .fetch_identities(&crate::imap::uid_set(&candidates))
+        .await?;
+    let matches: Vec<Uid> = ids
+        .into_iter()
+        .filter(|(_, (id, size))| {
+            (*size == sizes.crlf || *size == sizes.raw)
+                && (message_id.is_none() || id.as_deref() == message_id)
+        })
+        .map(|(uid, _)| uid)
+        .collect();
+    match matches.as_slice() {
+        [] => Ok(None),
+        [uid] => Ok(Some(*uid)),
+        several => Err(EngineError::Server(format!(
+            "an interrupted APPEND matches {} messages (UIDs {}); not guessing which is ours",
+            several.len(),
+            crate::imap::uid_set(several)
+        ))),
+    }
+}
+
+/// The Message-ID header of a message, unfolded, if it has one.
+pub fn header_message_id(body: &[u8]) -> Option<String> {
+    let end = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| body.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(body.len());
+    let header = String::from_utf8_lossy(&body[..end]);
+    let mut lines = header.lines().peekable();
+    while let Some(line) = lines.next() {
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("message-id")
+        {
+            let mut value = value.trim().to_owned();
+            while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
+                value.push_str(next.trim());
+                lines.next();
+            }
+            // Only a well-formed id can be searched for; anything else falls back to size.
+            return (value.starts_with('<') && value.ends_with('>') && !value.contains('"'))
+                .then_some(value);
+        }
+    }
+    None
+}
+
+/// An IMAP date-time (`21-Nov-2026 10:00:00 +0000`) for a file's mtime, in UTC.
+pub fn imap_date(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{:02}-{}-{} {:02}:{:02}:{:02} +0000",
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn imap_dates() {
+        assert_eq!(imap_date(UNIX_EPOCH), "01-Jan-1970 00:00:00 +0000");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_341_600); // date -u -d @1795341600
+        assert_eq!(imap_date(t), "22-Nov-2026 10:00:00 +0000");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(imap_date(leap), "29-Feb-2000 00:00:00 +0000");
+    }
+
+    #[test]
+    fn append_sizes_count_bare_line_feeds() {
+        assert_eq!(
+            AppendSizes::of(b"a\nb\r\nc\n"),
+            AppendSizes { raw: 7, crlf: 9 }
+        );
+        let flags = Flags::new().with(crate::model::Flag::Seen);
+        let (sizes, back) =
+            AppendSizes::from_detail(&AppendSizes::of(b"x\n").detail(&flags)).unwrap();
+        assert_eq!((sizes.raw, sizes.crlf, back), (2, 3, flags));
+    }
+
+    #[test]
+    fn message_id_from_the_header_only() {
+        assert_eq!(
+            header_message_id(
+                b"Subject: x\r\nMessage-Id:\r\n <a@b>\r\n\r\nMessage-ID: <no@body>\r\n"
+            )
+            .as_deref(),
+            Some("<a@b>")
+        );
+        assert_eq!(
+            header_message_id(b"Subject: x\n\nMessage-ID: <no@body>\n"),
+            None
+        );
+        assert_eq!(header_message_id(b"Message-ID: not-an-id\n\n"), None);
+    }
+}

@@ -1,0 +1,61 @@
+//! Looking at and changing a Maildir the way a mail client would: by file names.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Every message in a folder: unique part -> flag letters (empty for `new/`).
+pub fn messages(folder: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(folder.join(sub)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (key, flags) = match name.split_once(":2,") {
+                Some((k, f)) => (k.to_owned(), f.to_owned()),
+                None => (name.clone(), String::new()),
+            };
+            assert!(
+                out.insert(key.clone(), flags).is_none(),
+                "duplicate key {key} in {folder:?}"
+            );
+        }
+    }
+    out
+}
+
+/// The path of the file holding `key`.
+pub fn path_of(folder: &Path, key: &str) -> PathBuf {
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(folder.join(sub)).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == key || name.starts_with(&format!("{key}:2,")) {
+                return e.path();
+            }
+        }
+    }
+    panic!("no message {key} in {folder:?}");
+}
+
+/// Write a message into `cur/` with these flag letters, as a client saving a draft would.
+pub fn add(folder: &Path, key: &str, flags: &str, body: &[u8]) {
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(folder.join(sub)).unwrap();
+    }
+    std::fs::write(folder.join("cur").join(format!("{key}:2,{flags}")), body).unwrap();
+}
+
+/// Change flags by renaming, as mutt does.
+pub fn set_flags(folder: &Path, key: &str, flags: &str) {
+    let from = path_of(folder, key);
+    std::fs::rename(&from, folder.join("cur").join(format!("{key}:2,{flags}"))).unwrap();
+}
+
+pub fn delete(folder: &Path, key: &str) {
+    std::fs::remove_file(path_of(folder, key)).unwrap();
+}
+
+pub fn read(folder: &Path, key: &str) -> Vec<u8> {
+    std::fs::read(path_of(folder, key)).unwrap()
+}
