@@ -1,8 +1,11 @@
 //! Fault points for crash tests: `point("name")` aborts the process (no unwinding, no
 //! destructors, like kill -9) when the environment variable `SYNCMAIL_FAULT` equals
-//! `name`. Without the variable it is one cached comparison.
+//! `name`, or is `#N` and this is the N-th fault point the process reaches, whatever its
+//! name (so a test can crash a pass at every step in turn). Without the variable it is
+//! one cached comparison.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The environment variable naming the fault point to crash at.
 pub const FAULT_ENV: &str = "SYNCMAIL_FAULT";
@@ -14,10 +17,20 @@ fn armed() -> Option<&'static str> {
         .as_deref()
 }
 
+static REACHED: AtomicU64 = AtomicU64::new(0);
+
 /// Abort here if this fault point is armed.
 pub fn point(name: &str) {
-    if armed() == Some(name) {
-        eprintln!("syncmail: fault point {name:?} reached; aborting");
+    let Some(armed) = armed() else {
+        return;
+    };
+    let nth = REACHED.fetch_add(1, Ordering::Relaxed) + 1;
+    let hit = match armed.strip_prefix('#') {
+        Some(n) => n.parse::<u64>().ok() == Some(nth),
+        None => armed == name,
+    };
+    if hit {
+        eprintln!("syncmail: fault point {name:?} (#{nth}) reached; aborting");
         std::process::abort();
     }
 }

@@ -6,4 +6,5 @@ mod support;
 mod config_check;
 mod imap_connect;
 mod imap_session;
+mod sync_crash;
 mod sync_scenarios;

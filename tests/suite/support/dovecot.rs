@@ -336,6 +336,39 @@ impl Dovecot {
         rows
     }
 
+    /// `(Message-ID, flags)` of every message in a mailbox, sorted: the content and state
+    /// of a folder independent of UIDs, for comparing runs.
+    pub fn state(&self, user: &str, mailbox: &str) -> Vec<(String, String)> {
+        let out = self.doveadm(
+            &[
+                "-f",
+                "tab",
+                "fetch",
+                "-u",
+                user,
+                "hdr.message-id flags",
+                "mailbox",
+                mailbox,
+            ],
+            None,
+        );
+        let mut rows: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (id, flags) = l.split_once('\t')?;
+                let mut flags: Vec<&str> = flags
+                    .split_whitespace()
+                    .filter(|f| *f != "\\Recent")
+                    .collect();
+                flags.sort();
+                Some((id.trim().to_owned(), flags.join(" ")))
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
     /// Config TOML for an account of `user` on this server.
     pub fn imap_account(&self, name: &str, user: &str, tls: &str) -> String {
         let port = match tls {

@@ -59,3 +59,26 @@ pub fn delete(folder: &Path, key: &str) {
 pub fn read(folder: &Path, key: &str) -> Vec<u8> {
     std::fs::read(path_of(folder, key)).unwrap()
 }
+
+/// `(Message-ID, flag letters)` of every message in a folder, sorted: comparable with
+/// `Dovecot::state` across runs.
+pub fn state(folder: &Path) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = messages(folder)
+        .into_iter()
+        .map(|(key, flags)| {
+            let body = read(folder, &key);
+            let text = String::from_utf8_lossy(&body);
+            let id = text
+                .lines()
+                .find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(n, _)| n.eq_ignore_ascii_case("message-id"))
+                        .map(|(_, v)| v.trim().to_owned())
+                })
+                .unwrap_or_default();
+            (id, flags)
+        })
+        .collect();
+    rows.sort();
+    rows
+}

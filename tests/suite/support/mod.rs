@@ -12,9 +12,15 @@ pub use dovecot::{DEFAULT_PASSWORD, Dovecot};
 
 /// Run the real `syncmail` binary with a clean environment rooted at `home`.
 pub fn syncmail(home: &Path, args: &[&str]) -> Output {
+    syncmail_with_env(home, args, &[])
+}
+
+/// The same, with extra environment variables (e.g. a fault point).
+pub fn syncmail_with_env(home: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_syncmail"))
         .args(args)
         .env_clear()
+        .envs(vars.iter().copied())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .stdin(std::process::Stdio::null())

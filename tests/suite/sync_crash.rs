@@ -1,0 +1,191 @@
+//! Rule 1 end to end: a pass that fetches, appends, pushes and pulls flags and deletes on
+//! both sides is killed (abort, like kill -9: no destructors, no unwinding) at every
+//! fault point in turn; after a normal rerun the end state equals an uninterrupted run,
+//! with no duplicate on either side and nothing lost.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use crate::support::dovecot::message;
+use crate::support::maildir as md;
+use crate::support::{Dovecot, stderr, stdout, syncmail_with_env};
+
+struct Env {
+    dovecot: Dovecot,
+    home: tempfile::TempDir,
+    config: PathBuf,
+}
+
+type State = (Vec<(String, String)>, Vec<(String, String)>);
+
+impl Env {
+    fn sync(&self, fault: Option<&str>) -> Output {
+        let vars: Vec<(&str, &str)> = fault.map(|f| ("SYNCMAIL_FAULT", f)).into_iter().collect();
+        syncmail_with_env(
+            self.home.path(),
+            &["sync", "--config", self.config.to_str().unwrap()],
+            &vars,
+        )
+    }
+
+    fn inbox(&self) -> PathBuf {
+        self.home.path().join("Mail/t/INBOX")
+    }
+
+    fn state(&self) -> State {
+        (
+            self.dovecot.state("alice", "INBOX"),
+            md::state(&self.inbox()),
+        )
+    }
+}
+
+fn seed(d: &Dovecot, id: &str) {
+    d.seed(
+        "alice",
+        "INBOX",
+        &message(id, &format!("{id}@crash"), &format!("body {id}")),
+    );
+}
+
+/// Four messages synced; then changes on both sides that need every kind of step.
+fn prepared() -> Env {
+    let dovecot = Dovecot::start();
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{1}",
+            home.path().display(),
+            dovecot.imap_account("t", "alice", "implicit")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let env = Env {
+        dovecot,
+        home,
+        config,
+    };
+    for id in ["a", "b", "c", "d"] {
+        seed(&env.dovecot, id);
+    }
+    let out = env.sync(None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let key_of = |id: &str| {
+        md::messages(&env.inbox())
+            .into_keys()
+            .find(|k| md::read(&env.inbox(), k).ends_with(format!("body {id}\r\n").as_bytes()))
+            .unwrap()
+    };
+    // Server: two new messages to fetch, a flag to pull, an expunge to carry over.
+    seed(&env.dovecot, "e");
+    seed(&env.dovecot, "f");
+    env.dovecot.add_flags("alice", "INBOX", 2, "\\Seen");
+    env.dovecot.expunge("alice", "INBOX", 4);
+    // Local: a new message to append, a flag to push, a deletion to carry over.
+    md::add(
+        &env.inbox(),
+        "1700000000.new.host",
+        "S",
+        &message("l", "l@crash", "body l"),
+    );
+    md::set_flags(&env.inbox(), &key_of("a"), "F");
+    md::delete(&env.inbox(), &key_of("c"));
+    env
+}
+
+fn assert_no_duplicates(state: &State, when: &str) {
+    for side in [&state.0, &state.1] {
+        let mut ids: Vec<&String> = side.iter().map(|(id, _)| id).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), side.len(), "duplicate message {when}: {state:?}");
+    }
+}
+
+#[test]
+fn rule_01_kill_at_every_step_then_rerun_equals_uninterrupted_run() {
+    let reference = prepared();
+    let out = reference.sync(None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let expected = reference.state();
+    assert_eq!(expected.0.len(), 5, "a b e f l on the server: {expected:?}");
+    assert_eq!(
+        expected.0,
+        expected
+            .1
+            .iter()
+            .map(|(id, f)| (id.clone(), maildir_to_imap(f)))
+            .collect::<Vec<_>>()
+    );
+    assert_no_duplicates(&expected, "in the reference run");
+    drop(reference);
+
+    let mut crashes = 0;
+    for n in 1.. {
+        let env = prepared();
+        let fault = format!("#{n}");
+        let out = env.sync(Some(&fault));
+        if out.status.code() == Some(0) {
+            // Fewer than n fault points in a pass: every step has been crashed at.
+            assert_eq!(
+                env.state(),
+                expected,
+                "a run with an unreached fault point differs"
+            );
+            break;
+        }
+        assert!(
+            stderr(&out).contains("fault point"),
+            "run {n} failed without crashing: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        crashes += 1;
+        let after_crash = env.state();
+        assert_no_duplicates(&after_crash, &format!("right after crash #{n}"));
+        let out = env.sync(None);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "rerun after crash #{n}: {}",
+            stderr(&out)
+        );
+        let state = env.state();
+        assert_eq!(
+            state, expected,
+            "end state after crash #{n} differs from an uninterrupted run"
+        );
+        // And it is settled: one more pass changes nothing.
+        let out = env.sync(None);
+        assert!(
+            stdout(&out).contains("fetched 0 (0 KiB), appended 0, flags pushed 0 pulled 0, deleted 0 on server 0 locally"),
+            "pass after recovery from crash #{n} was not quiet: {}",
+            stdout(&out)
+        );
+    }
+    eprintln!("crashed and recovered at {crashes} fault points");
+    assert!(
+        crashes >= 8,
+        "only {crashes} fault points were reached; the pass should cross many more"
+    );
+}
+
+/// Maildir letters as the IMAP flag names `Dovecot::state` lists, sorted.
+fn maildir_to_imap(letters: &str) -> String {
+    let mut names: Vec<&str> = letters
+        .chars()
+        .filter_map(|c| match c {
+            'D' => Some("\\Draft"),
+            'F' => Some("\\Flagged"),
+            'P' => Some("$Forwarded"),
+            'R' => Some("\\Answered"),
+            'S' => Some("\\Seen"),
+            'T' => Some("\\Deleted"),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.join(" ")
+}
