@@ -3,85 +3,21 @@
 //! fault point in turn; after a normal rerun the end state equals an uninterrupted run,
 //! with no duplicate on either side and nothing lost.
 
-use std::path::PathBuf;
-use std::process::Output;
-
 use crate::support::dovecot::message;
 use crate::support::maildir as md;
-use crate::support::{Dovecot, stderr, stdout, syncmail_with_env};
-
-struct Env {
-    dovecot: Dovecot,
-    home: tempfile::TempDir,
-    config: PathBuf,
-}
-
-type State = (Vec<(String, String)>, Vec<(String, String)>);
-
-impl Env {
-    fn sync(&self, fault: Option<&str>) -> Output {
-        let vars: Vec<(&str, &str)> = fault.map(|f| ("SYNCMAIL_FAULT", f)).into_iter().collect();
-        syncmail_with_env(
-            self.home.path(),
-            &["sync", "--config", self.config.to_str().unwrap()],
-            &vars,
-        )
-    }
-
-    fn inbox(&self) -> PathBuf {
-        self.home.path().join("Mail/t/INBOX")
-    }
-
-    fn state(&self) -> State {
-        (
-            self.dovecot.state("alice", "INBOX"),
-            md::state(&self.inbox()),
-        )
-    }
-}
-
-fn seed(d: &Dovecot, id: &str) {
-    d.seed(
-        "alice",
-        "INBOX",
-        &message(id, &format!("{id}@crash"), &format!("body {id}")),
-    );
-}
+use crate::support::sync_env::{QUIET, State, SyncEnv};
+use crate::support::{stderr, stdout};
 
 /// Four messages synced; then changes on both sides that need every kind of step.
-fn prepared() -> Env {
-    let dovecot = Dovecot::start();
-    let home = tempfile::tempdir().unwrap();
-    let config = home.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{1}",
-            home.path().display(),
-            dovecot.imap_account("t", "alice", "implicit")
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let env = Env {
-        dovecot,
-        home,
-        config,
-    };
+fn prepared() -> SyncEnv {
+    let env = SyncEnv::new("");
     for id in ["a", "b", "c", "d"] {
-        seed(&env.dovecot, id);
+        env.seed("INBOX", id);
     }
-    let out = env.sync(None);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let key_of = |id: &str| {
-        md::messages(&env.inbox())
-            .into_keys()
-            .find(|k| md::read(&env.inbox(), k).ends_with(format!("body {id}\r\n").as_bytes()))
-            .unwrap()
-    };
+    env.sync_ok();
     // Server: two new messages to fetch, a flag to pull, an expunge to carry over.
-    seed(&env.dovecot, "e");
-    seed(&env.dovecot, "f");
+    env.seed("INBOX", "e");
+    env.seed("INBOX", "f");
     env.dovecot.add_flags("alice", "INBOX", 2, "\\Seen");
     env.dovecot.expunge("alice", "INBOX", 4);
     // Local: a new message to append, a flag to push, a deletion to carry over.
@@ -89,11 +25,15 @@ fn prepared() -> Env {
         &env.inbox(),
         "1700000000.new.host",
         "S",
-        &message("l", "l@crash", "body l"),
+        &message("l", "l@test", "body of l"),
     );
-    md::set_flags(&env.inbox(), &key_of("a"), "F");
-    md::delete(&env.inbox(), &key_of("c"));
+    md::set_flags(&env.inbox(), &env.key_of("INBOX", "a"), "F");
+    md::delete(&env.inbox(), &env.key_of("INBOX", "c"));
     env
+}
+
+fn faulted(env: &SyncEnv, fault: &str) -> std::process::Output {
+    env.run("sync", &[], &[("SYNCMAIL_FAULT", fault)])
 }
 
 fn assert_no_duplicates(state: &State, when: &str) {
@@ -107,8 +47,7 @@ fn assert_no_duplicates(state: &State, when: &str) {
 #[test]
 fn rule_01_kill_at_every_step_then_rerun_equals_uninterrupted_run() {
     let reference = prepared();
-    let out = reference.sync(None);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    reference.sync_ok();
     let expected = reference.state();
     assert_eq!(expected.0.len(), 5, "a b e f l on the server: {expected:?}");
     assert_eq!(
@@ -126,7 +65,7 @@ fn rule_01_kill_at_every_step_then_rerun_equals_uninterrupted_run() {
     for n in 1.. {
         let env = prepared();
         let fault = format!("#{n}");
-        let out = env.sync(Some(&fault));
+        let out = faulted(&env, &fault);
         if out.status.code() == Some(0) {
             // Fewer than n fault points in a pass: every step has been crashed at.
             assert_eq!(
@@ -145,7 +84,7 @@ fn rule_01_kill_at_every_step_then_rerun_equals_uninterrupted_run() {
         crashes += 1;
         let after_crash = env.state();
         assert_no_duplicates(&after_crash, &format!("right after crash #{n}"));
-        let out = env.sync(None);
+        let out = env.sync(&[]);
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -158,9 +97,9 @@ fn rule_01_kill_at_every_step_then_rerun_equals_uninterrupted_run() {
             "end state after crash #{n} differs from an uninterrupted run"
         );
         // And it is settled: one more pass changes nothing.
-        let out = env.sync(None);
+        let out = env.sync(&[]);
         assert!(
-            stdout(&out).contains("fetched 0 (0 KiB), appended 0, flags pushed 0 pulled 0, deleted 0 on server 0 locally"),
+            stdout(&out).contains(QUIET),
             "pass after recovery from crash #{n} was not quiet: {}",
             stdout(&out)
         );

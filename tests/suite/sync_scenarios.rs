@@ -1,97 +1,10 @@
 //! `syncmail sync` end to end against a real Dovecot, one scenario each; every scenario
 //! ends with a rerun that must do nothing.
 
-use std::path::PathBuf;
-use std::process::Output;
-
 use crate::support::dovecot::message;
 use crate::support::maildir as md;
-use crate::support::{Dovecot, stderr, stdout, syncmail};
-
-const QUIET: &str = "fetched 0 (0 KiB), appended 0, flags pushed 0 pulled 0, deleted 0 on server 0 locally, 0 conflicts";
-
-struct Env {
-    dovecot: Dovecot,
-    home: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Env {
-    fn new(extra: &str) -> Env {
-        let dovecot = Dovecot::start();
-        let home = tempfile::tempdir().unwrap();
-        let config = home.path().join("config.toml");
-        let account = dovecot.imap_account("t", "alice", "implicit");
-        std::fs::write(
-            &config,
-            format!(
-                "[general]\nmaildir = \"{}/Mail\"\nstate_dir = \"{}/state\"\n\n{account}{extra}",
-                home.path().display(),
-                home.path().display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        Env {
-            dovecot,
-            home,
-            config,
-        }
-    }
-
-    fn folder(&self, name: &str) -> PathBuf {
-        self.home.path().join("Mail/t").join(name)
-    }
-
-    fn sync(&self, args: &[&str]) -> Output {
-        let mut all = vec!["sync", "--config", self.config.to_str().unwrap()];
-        all.extend_from_slice(args);
-        syncmail(self.home.path(), &all)
-    }
-
-    /// Sync, require success, return the summary line.
-    fn sync_ok(&self) -> String {
-        let out = self.sync(&[]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "sync failed:\n{}\n{}\n{}",
-            stdout(&out),
-            stderr(&out),
-            self.dovecot.logs()
-        );
-        stdout(&out)
-    }
-
-    fn assert_quiet(&self) {
-        let summary = self.sync_ok();
-        assert!(
-            summary.contains(QUIET),
-            "a rerun must do nothing: {summary}"
-        );
-    }
-
-    fn seed(&self, mailbox: &str, id: &str) {
-        self.dovecot.seed(
-            "alice",
-            mailbox,
-            &message(id, &format!("{id}@test"), &format!("body of {id}")),
-        );
-    }
-
-    fn server(&self, mailbox: &str) -> Vec<(u32, String)> {
-        self.dovecot.list("alice", mailbox)
-    }
-
-    fn log(&self, args: &[&str]) -> String {
-        let mut all = vec!["log", "--config", self.config.to_str().unwrap()];
-        all.extend_from_slice(args);
-        let out = syncmail(self.home.path(), &all);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        stdout(&out)
-    }
-}
+use crate::support::sync_env::SyncEnv as Env;
+use crate::support::{stderr, stdout};
 
 /// The only key in a folder.
 fn only_key(folder: &std::path::Path) -> String {
@@ -178,22 +91,7 @@ fn rule_11_local_delete_vs_server_flag_change() {
     env.seed("INBOX", "untouched");
     env.sync_ok();
     let inbox = env.folder("INBOX");
-    let by_uid = |uid: u32| -> String {
-        // Keys are delivered in UID order within one batch only by name; find by content.
-        md::messages(&inbox)
-            .into_keys()
-            .find(|k| {
-                md::read(&inbox, k).ends_with(
-                    format!(
-                        "body of {}\r\n",
-                        ["keep", "gone", "untouched"][uid as usize - 1]
-                    )
-                    .as_bytes(),
-                )
-            })
-            .unwrap()
-    };
-    let (k1, k2) = (by_uid(1), by_uid(2));
+    let (k1, k2) = (env.key_of("INBOX", "keep"), env.key_of("INBOX", "gone"));
     // Two deleted locally; meanwhile the server flags one and marks the other read.
     md::delete(&inbox, &k1);
     md::delete(&inbox, &k2);

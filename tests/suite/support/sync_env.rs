@@ -1,0 +1,136 @@
+//! One IMAP account against a private Dovecot, with a config file and a home directory:
+//! the set-up every end-to-end sync test starts from.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use super::dovecot::message;
+use super::maildir as md;
+use super::{Dovecot, stderr, stdout, syncmail_with_env};
+
+/// What a pass that changed nothing prints.
+pub const QUIET: &str = "fetched 0 (0 KiB), appended 0, flags pushed 0 pulled 0, deleted 0 on server 0 locally, 0 conflicts";
+
+/// The server side and the local side as `(Message-ID, flags)` lists.
+pub type State = (Vec<(String, String)>, Vec<(String, String)>);
+
+pub struct SyncEnv {
+    pub dovecot: Dovecot,
+    pub home: tempfile::TempDir,
+    pub config: PathBuf,
+    extra: String,
+}
+
+impl SyncEnv {
+    /// Account `t` for user `alice` over implicit TLS, plus `extra` account keys.
+    pub fn new(extra: &str) -> SyncEnv {
+        let env = SyncEnv {
+            dovecot: Dovecot::start(),
+            home: tempfile::tempdir().unwrap(),
+            config: PathBuf::new(),
+            extra: extra.to_owned(),
+        };
+        let config = env.home.path().join("config.toml");
+        let mut env = SyncEnv { config, ..env };
+        let port = env.dovecot.imaps_port;
+        env.write_config(port);
+        env
+    }
+
+    /// Point the account at another port (a proxy in front of Dovecot).
+    pub fn write_config(&mut self, port: u16) {
+        let account = self.dovecot.imap_account("t", "alice", "implicit").replace(
+            &format!("port = {}", self.dovecot.imaps_port),
+            &format!("port = {port}"),
+        );
+        std::fs::write(
+            &self.config,
+            format!(
+                "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{account}{1}",
+                self.home.path().display(),
+                self.extra
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &self.config,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
+
+    pub fn folder(&self, name: &str) -> PathBuf {
+        self.home.path().join("Mail/t").join(name)
+    }
+
+    pub fn inbox(&self) -> PathBuf {
+        self.folder("INBOX")
+    }
+
+    pub fn run(&self, command: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut all = vec![command, "--config", self.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        syncmail_with_env(self.home.path(), &all, vars)
+    }
+
+    pub fn sync(&self, args: &[&str]) -> Output {
+        self.run("sync", args, &[])
+    }
+
+    /// Sync, require success, return the summary.
+    pub fn sync_ok(&self) -> String {
+        let out = self.sync(&[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "sync failed:\n{}\n{}\n{}",
+            stdout(&out),
+            stderr(&out),
+            self.dovecot.logs()
+        );
+        stdout(&out)
+    }
+
+    /// A rerun must do nothing.
+    pub fn assert_quiet(&self) {
+        let summary = self.sync_ok();
+        assert!(
+            summary.contains(QUIET),
+            "a rerun must do nothing: {summary}"
+        );
+    }
+
+    pub fn seed(&self, mailbox: &str, id: &str) {
+        self.dovecot.seed(
+            "alice",
+            mailbox,
+            &message(id, &format!("{id}@test"), &format!("body of {id}")),
+        );
+    }
+
+    pub fn server(&self, mailbox: &str) -> Vec<(u32, String)> {
+        self.dovecot.list("alice", mailbox)
+    }
+
+    pub fn state(&self) -> State {
+        (
+            self.dovecot.state("alice", "INBOX"),
+            md::state(&self.inbox()),
+        )
+    }
+
+    pub fn log(&self, args: &[&str]) -> String {
+        let out = self.run("log", args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    }
+
+    /// The local key of the message whose body is `body of <id>`.
+    pub fn key_of(&self, folder: &str, id: &str) -> String {
+        let dir = self.folder(folder);
+        md::messages(&dir)
+            .into_keys()
+            .find(|k| md::read(&dir, k).ends_with(format!("body of {id}\r\n").as_bytes()))
+            .unwrap_or_else(|| panic!("no local message {id} in {folder}"))
+    }
+}
