@@ -21,6 +21,12 @@ use crate::secret::{CredentialKind, Secret};
 /// One network read at most; also the most one body chunk holds before it is written.
 const READ_BUF: usize = 64 * 1024;
 
+/// A `-ERR` answer: the command it answers (no credential in it) and the server's text.
+struct Negative {
+    command: String,
+    text: String,
+}
+
 /// The answer to STAT: messages in the maildrop and their total size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stat {
@@ -71,6 +77,12 @@ impl Pop3Client {
         kind: CredentialKind,
     ) -> Result<Pop3Client, Pop3Error> {
         let label = format!("{}:{}", server.host, server.port);
+        // Decided before any byte goes out, so a refused plaintext never even connects.
+        if server.tls == Tls::None && !server.allow_plaintext && !is_loopback_host(&server.host) {
+            return Err(Pop3Error::Tls(format!(
+                "refusing a plaintext connection to {label} (not loopback, allow_plaintext not set)"
+            )));
+        }
         let limit = server.timeout;
         let tcp = tokio::time::timeout(limit, TcpStream::connect((bare_host(server), server.port)))
             .await
@@ -95,11 +107,6 @@ impl Pop3Client {
                 c.stls(server).await?
             }
             Tls::None => {
-                if !server.allow_plaintext && !is_loopback_host(&server.host) {
-                    return Err(Pop3Error::Tls(format!(
-                        "refusing a plaintext connection to {label} (not loopback, allow_plaintext not set)"
-                    )));
-                }
                 let mut c = Pop3Client::new(ImapStream::Plain(tcp), server, label);
                 c.greeting().await?;
                 c.capabilities = c.capa().await?;
@@ -158,7 +165,7 @@ impl Pop3Client {
         let mut out = Vec::new();
         loop {
             match self.event_or_negative("reading UIDL").await? {
-                Err(text) => {
+                Err(Negative { text, .. }) => {
                     return Err(Pop3Error::NoUidl {
                         server: self.server.clone(),
                         text,
@@ -241,7 +248,7 @@ impl Pop3Client {
     async fn greeting(&mut self) -> Result<(), Pop3Error> {
         match self.event_or_negative("reading the greeting").await? {
             Ok(Event::Greeting { .. }) => Ok(()),
-            Err(text) => Err(self.refusal("the greeting", text)),
+            Err(negative) => Err(self.refusal(negative)),
             Ok(other) => Err(self.unexpected("the greeting", &other)),
         }
     }
@@ -273,7 +280,7 @@ impl Pop3Client {
         self.send(Command::Stls, "sending STLS").await?;
         match self.event_or_negative("reading the STLS answer").await? {
             Ok(Event::Ok { .. }) => {}
-            Err(text) => {
+            Err(Negative { text, .. }) => {
                 return Err(Pop3Error::Tls(format!(
                     "{} refused STLS: -ERR {text}",
                     self.server
@@ -375,7 +382,9 @@ impl Pop3Client {
                     let reply = self.proto.sasl_reply().map_err(|e| self.proto_error(e))?;
                     self.write(reply.bytes(), "logging in").await?;
                 }
-                Err(text) => return Err(self.auth_error(user, secret, &how, &text)),
+                Err(Negative { text, .. }) => {
+                    return Err(self.auth_error(user, secret, &how, &text));
+                }
                 Ok(other) => return Err(self.unexpected(&how, &other)),
             }
         }
@@ -391,7 +400,7 @@ impl Pop3Client {
         self.send(command, "logging in").await?;
         match self.event_or_negative("logging in").await? {
             Ok(Event::Ok { .. }) => Ok(()),
-            Err(text) => Err(self.auth_error(user, secret, how, &text)),
+            Err(Negative { text, .. }) => Err(self.auth_error(user, secret, how, &text)),
             Ok(other) => Err(self.unexpected(how, &other)),
         }
     }
@@ -478,7 +487,7 @@ impl Pop3Client {
     async fn event(&mut self, what: &'static str) -> Result<Event, Pop3Error> {
         match self.event_or_negative(what).await? {
             Ok(event) => Ok(event),
-            Err(text) => Err(self.refusal(what, text)),
+            Err(negative) => Err(self.refusal(negative)),
         }
     }
 
@@ -486,13 +495,15 @@ impl Pop3Client {
     async fn event_or_negative(
         &mut self,
         what: &'static str,
-    ) -> Result<Result<Event, String>, Pop3Error> {
+    ) -> Result<Result<Event, Negative>, Pop3Error> {
         self.check()?;
         loop {
             match self.proto.next_event() {
                 Ok(Some(event)) => return Ok(Ok(event)),
                 Ok(None) => {}
-                Err(ProtoError::Negative { text, .. }) => return Ok(Err(text)),
+                Err(ProtoError::Negative { command, text }) => {
+                    return Ok(Err(Negative { command, text }));
+                }
                 Err(e) => return Err(self.proto_error(e)),
             }
             let read = tokio::time::timeout(self.timeout, self.stream.read(&mut self.buf)).await;
@@ -512,8 +523,7 @@ impl Pop3Client {
         }
     }
 
-    fn refusal(&self, what: &str, text: String) -> Pop3Error {
-        let command = what.strip_prefix("reading ").unwrap_or(what).to_owned();
+    fn refusal(&self, Negative { command, text }: Negative) -> Pop3Error {
         if is_busy(&text) {
             return Pop3Error::Busy(format!("{} is busy ({command}): -ERR {text}", self.server));
         }

@@ -6,3 +6,5 @@ mod support;
 mod config_check;
 mod imap_connect;
 mod imap_session;
+mod pop3_client;
+mod pop3_scripted;
