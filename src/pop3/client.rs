@@ -165,6 +165,9 @@ impl Pop3Client {
         let mut out = Vec::new();
         loop {
             match self.event_or_negative("reading UIDL").await? {
+                Err(negative) if is_busy(&negative.text) => {
+                    return Err(self.refusal(negative));
+                }
                 Err(Negative { text, .. }) => {
                     return Err(Pop3Error::NoUidl {
                         server: self.server.clone(),
@@ -203,7 +206,10 @@ impl Pop3Client {
 
     /// Download one message into `out`, dot-unstuffed and byte-exact, chunk by chunk
     /// (never whole in memory). Returns the bytes written. Every read has the server
-    /// timeout, so a body that stops arriving ends in [`Pop3Error::Timeout`].
+    /// timeout, so a body that stops arriving ends in [`Pop3Error::Timeout`]; to bound
+    /// the whole download too, wrap the call in `tokio::time::timeout`. After any error
+    /// but [`Pop3Error::Refused`] (and after a cancelled call) the session refuses further
+    /// commands: drop it, discard the partial output, and reconnect.
     pub async fn retr(&mut self, msg: MsgNo, out: &mut impl Write) -> Result<u64, Pop3Error> {
         self.send(Command::Retr(msg), "sending RETR").await?;
         self.body(out, "RETR").await
@@ -248,6 +254,11 @@ impl Pop3Client {
     async fn greeting(&mut self) -> Result<(), Pop3Error> {
         match self.event_or_negative("reading the greeting").await? {
             Ok(Event::Greeting { .. }) => Ok(()),
+            // An overloaded or shutting-down server: worth trying again later.
+            Err(Negative { text, .. }) if !is_busy(&text) => Err(Pop3Error::Connect(format!(
+                "{}: the server refused the connection: -ERR {text}",
+                self.server
+            ))),
             Err(negative) => Err(self.refusal(negative)),
             Ok(other) => Err(self.unexpected("the greeting", &other)),
         }
@@ -466,6 +477,16 @@ impl Pop3Client {
 
     async fn send(&mut self, command: Command<'_>, what: &'static str) -> Result<(), Pop3Error> {
         self.check()?;
+        if self.proto.pending() > 0 {
+            // Every method reads its whole answer before returning, so an unanswered
+            // command means a caller dropped (cancelled, timed out) a call midway: the
+            // rest of that answer is still coming and would be misread.
+            self.broken = Some((
+                false,
+                "an earlier call was cancelled before its answer was read".into(),
+            ));
+            self.check()?;
+        }
         let out = self.proto.send(command).map_err(|e| self.proto_error(e))?;
         tracing::debug!(server = %self.server, command = %out.shown(), "pop3 >");
         self.write(out.bytes(), what).await
@@ -550,6 +571,10 @@ impl Pop3Client {
 
     fn proto_error(&mut self, e: ProtoError) -> Pop3Error {
         let text = format!("{}: {e}", self.server);
+        if let ProtoError::Usage(_) = e {
+            // Refused before sending: a user name or password POP3 cannot carry.
+            return Pop3Error::Auth(text);
+        }
         if e.is_fatal() {
             self.broken = Some((false, text.clone()));
         }

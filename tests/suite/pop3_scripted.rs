@@ -353,3 +353,58 @@ async fn a_failed_quit_is_reported() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_call_leaves_the_session_refusing_commands() {
+    let (port, _) = scripted(b"+OK hello\r\n", |line| {
+        logged_in(line, |l| match l {
+            "RETR 1" => send("+OK\r\nhalf of a message\r\n"),
+            _ => send("+OK\r\n"),
+        })
+    })
+    .await;
+    let mut c = connect(&server(port, Tls::None)).await.unwrap();
+    let mut partial = Vec::new();
+    let cut =
+        tokio::time::timeout(Duration::from_millis(100), c.retr(MsgNo(1), &mut partial)).await;
+    assert!(cut.is_err(), "the caller's own deadline fired");
+    let err = c.noop().await.unwrap_err();
+    assert!(err.to_string().contains("cancelled"), "{err}");
+    assert!(c.dele(MsgNo(1)).await.is_err());
+}
+
+#[tokio::test]
+async fn a_refusing_greeting_is_transient() {
+    let (port, _) = scripted(b"-ERR too many connections, try later\r\n", |_| {
+        Reply::Stall
+    })
+    .await;
+    let err = connect(&server(port, Tls::None)).await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Connect(_)), "{err:?}");
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("too many connections"), "{err}");
+}
+
+#[tokio::test]
+async fn a_password_with_a_line_break_is_never_sent() {
+    let (port, seen) = scripted(b"+OK hello\r\n", |line| {
+        logged_in(line, |_| send("+OK\r\n"))
+    })
+    .await;
+    let err = Pop3Client::connect(
+        &server(port, Tls::None),
+        &Secret::new("pw\r\nDELE 1"),
+        CredentialKind::Password,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Pop3Error::Auth(_)), "{err:?}");
+    assert!(!err.to_string().contains("DELE"), "{err}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .all(|l| !l.starts_with("PASS") && !l.starts_with("DELE")),
+        "{seen:?}"
+    );
+}
