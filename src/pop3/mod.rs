@@ -10,7 +10,7 @@
 //!     c.retr(msg, &mut tmp_file).await?;    // streamed, dot-unstuffed, byte-exact
 //!     /* make durable, record the UIDL */
 //! }
-//! for msg in to delete { c.dele(msg).await?; }  // only marks them
+//! c.dele_many(&to_delete).await?;          // only marks them (pipelined)
 //! c.quit().await?;                          // deletions happen here, and only if Ok
 //! ```
 //!

@@ -309,3 +309,29 @@ async fn rset_undoes_dele_and_a_bad_message_number_is_refused() {
     c.quit().await.unwrap();
     assert_eq!(dovecot.list("alice", "INBOX").len(), 1);
 }
+
+#[tokio::test]
+async fn dele_many_is_pipelined_and_reports_a_refusal_after_all_answers() {
+    let dovecot = Dovecot::start();
+    let n = 70; // more than one pipelining window
+    seed(&dovecot, n);
+    let mut c = connect(&dovecot, "implicit").await;
+    assert!(c.has_capability("PIPELINING"), "{c:?}");
+    let uidls = c.uidl().await.unwrap();
+    let mut doomed: Vec<MsgNo> = (1..n as u32).map(MsgNo).collect();
+    doomed.insert(10, MsgNo(999));
+    let err = c.dele_many(&doomed).await.unwrap_err();
+    assert!(
+        matches!(&err, Pop3Error::Refused { command, .. } if command == "DELE 999"),
+        "{err:?}"
+    );
+    // Still in step after the whole batch.
+    assert_eq!(c.stat().await.unwrap().count, 1);
+    c.quit().await.unwrap();
+    let mut c = connect(&dovecot, "implicit").await;
+    assert_eq!(
+        c.uidl().await.unwrap(),
+        [(MsgNo(1), uidls[n - 1].1.clone())]
+    );
+    c.quit().await.unwrap();
+}
