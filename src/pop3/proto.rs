@@ -11,7 +11,8 @@
 //! of more than [`MAX_LISTING`] entries, a UIDL outside RFC 1939's 1-70 printable
 //! characters are errors. Message bodies are never buffered: RETR and TOP data come out
 //! as [`Event::Body`] chunks of at most [`BODY_CHUNK`] bytes, dot-unstuffed, whatever the
-//! read boundaries were.
+//! read boundaries were. As RFC 1939 defines lines by CR LF, only a dot after CR LF (or
+//! at the start of the body) is stuffing or the terminator; a bare LF is message data.
 
 use std::collections::VecDeque;
 use std::fmt;
