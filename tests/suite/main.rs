@@ -6,5 +6,7 @@ mod support;
 mod config_check;
 mod imap_connect;
 mod imap_session;
+mod pop3_client;
+mod pop3_scripted;
 mod sync_crash;
 mod sync_scenarios;

@@ -381,6 +381,20 @@ impl Dovecot {
             self.ca_file.display()
         )
     }
+
+    /// Config TOML for a POP3 account of `user`: `implicit` uses the POP3S port, anything
+    /// else the plain port (where STLS is offered).
+    pub fn pop3_account(&self, name: &str, user: &str, tls: &str) -> String {
+        let port = match tls {
+            "implicit" => self.pop3s_port,
+            _ => self.pop3_port,
+        };
+        format!(
+            "[[account]]\nname = \"{name}\"\nkind = \"pop3\"\nhost = \"localhost\"\nport = {port}\n\
+             tls = \"{tls}\"\nuser = \"{user}\"\npassword = \"{DEFAULT_PASSWORD}\"\nca_file = \"{}\"\n",
+            self.ca_file.display()
+        )
+    }
 }
 
 impl Drop for Dovecot {

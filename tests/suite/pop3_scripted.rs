@@ -1,0 +1,410 @@
+//! The POP3 client against scripted, misbehaving servers on loopback: STLS not offered,
+//! refused or followed by injected bytes (rule 19), overlong lines and UIDLs (rule 18),
+//! a RETR that never ends, a locked maildrop.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use syncmail::config::{AuthMech, Server, Tls};
+use syncmail::pop3::{MsgNo, Pop3Client, Pop3Error};
+use syncmail::secret::{CredentialKind, Secret};
+
+const PASSWORD: &str = "scripted-pw-4711";
+
+/// What the scripted server does when a command line arrives.
+enum Reply {
+    Send(Vec<u8>),
+    /// Say nothing and keep the connection open.
+    Stall,
+}
+
+/// A one-connection server: sends `greeting`, then answers each command line with
+/// `answer(line)`. Returns its port and the command lines it received.
+async fn scripted(
+    greeting: &'static [u8],
+    answer: fn(&str) -> Reply,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (read, mut write) = socket.into_split();
+        let mut read = BufReader::new(read);
+        write.write_all(greeting).await.unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let command = line.trim_end().to_owned();
+            log.lock().unwrap().push(command.clone());
+            match answer(&command) {
+                Reply::Send(bytes) => {
+                    if write.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Reply::Stall => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            }
+        }
+    });
+    (port, seen)
+}
+
+fn server(port: u16, tls: Tls) -> Server {
+    Server {
+        host: "127.0.0.1".into(),
+        port,
+        tls,
+        allow_plaintext: false,
+        user: "alice".into(),
+        auth: AuthMech::Auto,
+        ca_file: None,
+        cert_fingerprint: None,
+        timeout: Duration::from_millis(500),
+    }
+}
+
+async fn connect(server: &Server) -> Result<Pop3Client, Pop3Error> {
+    Pop3Client::connect(server, &Secret::new(PASSWORD), CredentialKind::Password).await
+}
+
+fn send(s: &str) -> Reply {
+    Reply::Send(s.as_bytes().to_vec())
+}
+
+/// A well-behaved plaintext server with USER/PASS; `extra` answers anything else.
+fn logged_in(line: &str, extra: fn(&str) -> Reply) -> Reply {
+    match line.split(' ').next().unwrap_or("") {
+        "CAPA" => send("+OK\r\nUSER\r\nUIDL\r\n.\r\n"),
+        "USER" => send("+OK\r\n"),
+        "PASS" => send("+OK logged in\r\n"),
+        _ => extra(line),
+    }
+}
+
+fn no_password_sent(seen: &Arc<Mutex<Vec<String>>>) {
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .all(|l| !l.starts_with("USER") && !l.starts_with("PASS") && !l.starts_with("AUTH")),
+        "credentials were sent: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn rule_19_stls_not_offered_aborts() {
+    let (port, seen) = scripted(b"+OK hello\r\n", |line| match line {
+        "CAPA" => send("+OK\r\nUSER\r\nSASL PLAIN\r\n.\r\n"),
+        _ => send("+OK\r\n"),
+    })
+    .await;
+    let err = connect(&server(port, Tls::Starttls)).await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Tls(_)), "{err:?}");
+    assert!(err.to_string().contains("does not offer STLS"), "{err}");
+    assert!(!err.is_transient());
+    no_password_sent(&seen);
+
+    // A server without CAPA at all offers no STLS either.
+    let (port, seen) = scripted(b"+OK hello\r\n", |_| send("-ERR unknown command\r\n")).await;
+    let err = connect(&server(port, Tls::Starttls)).await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Tls(_)), "{err:?}");
+    no_password_sent(&seen);
+}
+
+#[tokio::test]
+async fn rule_19_stls_refused_aborts() {
+    let (port, seen) = scripted(b"+OK hello\r\n", |line| match line {
+        "CAPA" => send("+OK\r\nSTLS\r\nUSER\r\n.\r\n"),
+        "STLS" => send("-ERR TLS not available right now\r\n"),
+        _ => send("+OK\r\n"),
+    })
+    .await;
+    let err = connect(&server(port, Tls::Starttls)).await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Tls(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("refused STLS") && err.to_string().contains("not available"),
+        "{err}"
+    );
+    no_password_sent(&seen);
+}
+
+#[tokio::test]
+async fn rule_19_bytes_after_the_stls_ok_abort() {
+    let (port, seen) = scripted(b"+OK hello\r\n", |line| match line {
+        "CAPA" => send("+OK\r\nSTLS\r\nUSER\r\n.\r\n"),
+        // A man in the middle appends a forged answer before the handshake.
+        "STLS" => send("+OK begin TLS\r\n+OK\r\nUSER\r\n.\r\n"),
+        _ => send("+OK\r\n"),
+    })
+    .await;
+    let err = connect(&server(port, Tls::Starttls)).await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Tls(_)), "{err:?}");
+    assert!(err.to_string().contains("injection"), "{err}");
+    no_password_sent(&seen);
+}
+
+#[tokio::test]
+async fn rule_19_plaintext_to_a_remote_host_is_refused_before_connecting() {
+    let mut s = server(9, Tls::None);
+    s.host = "pop.example.invalid".into();
+    let err = connect(&s).await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Tls(_)), "{err:?}");
+    assert!(err.to_string().contains("plaintext"), "{err}");
+}
+
+#[tokio::test]
+async fn plaintext_to_loopback_logs_in_with_user_pass() {
+    let (port, seen) = scripted(b"+OK hello\r\n", |line| {
+        logged_in(line, |l| match l {
+            "STAT" => send("+OK 0 0\r\n"),
+            _ => send("+OK bye\r\n"),
+        })
+    })
+    .await;
+    let mut c = connect(&server(port, Tls::None)).await.unwrap();
+    assert_eq!(c.stat().await.unwrap().count, 0);
+    c.quit().await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            "CAPA".to_owned(),
+            "USER alice".into(),
+            format!("PASS {PASSWORD}"),
+            "STAT".into(),
+            "QUIT".into()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_retr_that_never_ends_times_out() {
+    let (port, _) = scripted(b"+OK hello\r\n", |line| {
+        logged_in(line, |l| match l {
+            "RETR 1" => send("+OK\r\nSubject: stalled\r\n\r\nfirst line\r\n"),
+            _ => Reply::Stall,
+        })
+    })
+    .await;
+    let mut c = connect(&server(port, Tls::None)).await.unwrap();
+    let mut partial = Vec::new();
+    let started = std::time::Instant::now();
+    let err = c.retr(MsgNo(1), &mut partial).await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Timeout { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // What arrived was written; the caller discards its tmp file.
+    assert_eq!(partial, b"Subject: stalled\r\n\r\nfirst line\r\n");
+    // The session is out of step now and says so.
+    let again = c.noop().await.unwrap_err();
+    assert!(again.to_string().contains("unusable"), "{again}");
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_at_the_greeting() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (_socket, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+    let err = connect(&server(port, Tls::None)).await.unwrap_err();
+    assert!(
+        matches!(err, Pop3Error::Timeout { what, .. } if what.contains("greeting")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn rule_18_overlong_line_is_an_error() {
+    let (port, _) = scripted(b"+OK hello\r\n", |line| {
+        logged_in(line, |l| match l {
+            "STAT" => Reply::Send([b"+OK 1 ".as_slice(), &vec![b'9'; 100_000]].concat()),
+            _ => Reply::Stall,
+        })
+    })
+    .await;
+    let mut c = connect(&server(port, Tls::None)).await.unwrap();
+    let err = c.stat().await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Protocol(_)), "{err:?}");
+    assert!(err.to_string().contains("longer than"), "{err}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn rule_18_a_200_byte_uidl_is_an_error_naming_the_message() {
+    let (port, _) = scripted(b"+OK hello\r\n", |line| {
+        logged_in(line, |l| match l {
+            "UIDL" => {
+                Reply::Send(format!("+OK\r\n1 ok\r\n2 {}\r\n.\r\n", "u".repeat(200)).into_bytes())
+            }
+            _ => Reply::Stall,
+        })
+    })
+    .await;
+    let mut c = connect(&server(port, Tls::None)).await.unwrap();
+    let err = c.uidl().await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Protocol(_)), "{err:?}");
+    assert!(err.to_string().contains("message 2"), "{err}");
+}
+
+#[tokio::test]
+async fn a_server_without_uidl_says_so() {
+    let (port, _) = scripted(b"+OK hello\r\n", |line| {
+        logged_in(line, |l| match l {
+            "UIDL" => send("-ERR unknown command\r\n"),
+            "LIST" => send("+OK\r\n1 10\r\n.\r\n"),
+            _ => Reply::Stall,
+        })
+    })
+    .await;
+    let mut c = connect(&server(port, Tls::None)).await.unwrap();
+    let err = c.uidl().await.unwrap_err();
+    assert!(matches!(err, Pop3Error::NoUidl { .. }), "{err:?}");
+    // The caller falls back on the same session.
+    assert_eq!(c.list().await.unwrap(), [(MsgNo(1), 10)]);
+}
+
+#[tokio::test]
+async fn a_locked_maildrop_is_transient_and_a_wrong_password_is_not() {
+    let (port, _) = scripted(b"+OK hello\r\n", |line| match line.split(' ').next() {
+        Some("CAPA") => send("+OK\r\nUSER\r\nRESP-CODES\r\n.\r\n"),
+        Some("USER") => send("+OK\r\n"),
+        _ => send("-ERR [IN-USE] maildrop locked by another session\r\n"),
+    })
+    .await;
+    let err = connect(&server(port, Tls::None)).await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Busy(_)), "{err:?}");
+    assert!(err.is_transient());
+
+    // A server that echoes the password back: it is cut out of the error (rule 20).
+    let (port, _) = scripted(b"+OK hello\r\n", |line| match line.split(' ').next() {
+        Some("CAPA") => send("+OK\r\nUSER\r\n.\r\n"),
+        Some("USER") => send("+OK\r\n"),
+        _ => send("-ERR [AUTH] bad password scripted-pw-4711\r\n"),
+    })
+    .await;
+    let err = connect(&server(port, Tls::None)).await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Auth(_)), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(!err.to_string().contains(PASSWORD), "{err}");
+    assert!(err.to_string().contains("<redacted>"), "{err}");
+}
+
+#[tokio::test]
+async fn auth_plain_is_used_when_offered() {
+    let (port, seen) = scripted(b"+OK hello\r\n", |line| match line.split(' ').next() {
+        Some("CAPA") => send("+OK\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n"),
+        Some("AUTH") => send("+OK logged in\r\n"),
+        _ => send("+OK\r\n"),
+    })
+    .await;
+    let c = connect(&server(port, Tls::None)).await.unwrap();
+    c.quit().await.unwrap();
+    let seen = seen.lock().unwrap();
+    // base64("\0alice\0scripted-pw-4711")
+    assert_eq!(seen[1], "AUTH PLAIN AGFsaWNlAHNjcmlwdGVkLXB3LTQ3MTE=");
+}
+
+#[tokio::test]
+async fn apop_login_when_configured() {
+    let (port, seen) = scripted(
+        b"+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n",
+        |line| match line.split(' ').next() {
+            Some("CAPA") => send("-ERR\r\n"),
+            _ => send("+OK\r\n"),
+        },
+    )
+    .await;
+    let mut s = server(port, Tls::None);
+    s.auth = AuthMech::Apop;
+    s.user = "mrose".into();
+    let c = Pop3Client::connect(&s, &Secret::new("tanstaaf"), CredentialKind::Password)
+        .await
+        .unwrap();
+    c.quit().await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[1], "APOP mrose c4c9334bac560ecc979e58001b3e22fb");
+}
+
+#[tokio::test]
+async fn a_failed_quit_is_reported() {
+    let (port, _) = scripted(b"+OK hello\r\n", |line| {
+        logged_in(line, |l| match l {
+            "QUIT" => send("-ERR [SYS/PERM] some deleted messages not removed\r\n"),
+            _ => send("+OK\r\n"),
+        })
+    })
+    .await;
+    let mut c = connect(&server(port, Tls::None)).await.unwrap();
+    c.dele(MsgNo(1)).await.unwrap();
+    let err = c.quit().await.unwrap_err();
+    assert!(
+        matches!(&err, Pop3Error::Refused { command, .. } if command == "QUIT"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_call_leaves_the_session_refusing_commands() {
+    let (port, _) = scripted(b"+OK hello\r\n", |line| {
+        logged_in(line, |l| match l {
+            "RETR 1" => send("+OK\r\nhalf of a message\r\n"),
+            _ => send("+OK\r\n"),
+        })
+    })
+    .await;
+    let mut c = connect(&server(port, Tls::None)).await.unwrap();
+    let mut partial = Vec::new();
+    let cut =
+        tokio::time::timeout(Duration::from_millis(100), c.retr(MsgNo(1), &mut partial)).await;
+    assert!(cut.is_err(), "the caller's own deadline fired");
+    let err = c.noop().await.unwrap_err();
+    assert!(err.to_string().contains("cancelled"), "{err}");
+    assert!(c.dele(MsgNo(1)).await.is_err());
+}
+
+#[tokio::test]
+async fn a_refusing_greeting_is_transient() {
+    let (port, _) = scripted(b"-ERR too many connections, try later\r\n", |_| {
+        Reply::Stall
+    })
+    .await;
+    let err = connect(&server(port, Tls::None)).await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Connect(_)), "{err:?}");
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("too many connections"), "{err}");
+}
+
+#[tokio::test]
+async fn a_password_with_a_line_break_is_never_sent() {
+    let (port, seen) = scripted(b"+OK hello\r\n", |line| {
+        logged_in(line, |_| send("+OK\r\n"))
+    })
+    .await;
+    let err = Pop3Client::connect(
+        &server(port, Tls::None),
+        &Secret::new("pw\r\nDELE 1"),
+        CredentialKind::Password,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Pop3Error::Auth(_)), "{err:?}");
+    assert!(!err.to_string().contains("DELE"), "{err}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .all(|l| !l.starts_with("PASS") && !l.starts_with("DELE")),
+        "{seen:?}"
+    );
+}
