@@ -9,4 +9,5 @@ mod imap_session;
 mod pop3_client;
 mod pop3_scripted;
 mod sync_crash;
+mod sync_cut;
 mod sync_scenarios;

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod dovecot;
 pub mod maildir;
+pub mod proxy;
 pub mod sync_env;
 
 use std::path::Path;

@@ -1,0 +1,84 @@
+//! A loopback TCP proxy in front of a server that cuts every connection after a given
+//! number of bytes in one direction: a link dropped mid-literal, which a real server
+//! will not do on cue.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Direction {
+    /// Bytes the server sends (a FETCH answer).
+    ToClient,
+    /// Bytes the client sends (an APPEND literal).
+    ToServer,
+}
+
+pub struct CutProxy {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl CutProxy {
+    pub fn start(target_port: u16, direction: Direction, cut_after: usize) -> CutProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        listener.set_nonblocking(true).unwrap();
+        thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let server = TcpStream::connect(("127.0.0.1", target_port)).unwrap();
+                        let (to_client, to_server) = match direction {
+                            Direction::ToClient => (Some(cut_after), None),
+                            Direction::ToServer => (None, Some(cut_after)),
+                        };
+                        pump(
+                            server.try_clone().unwrap(),
+                            client.try_clone().unwrap(),
+                            to_client,
+                        );
+                        pump(client, server, to_server);
+                    }
+                    Err(_) => thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
+        CutProxy { port, stop }
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Copy `from` -> `to`; after `limit` bytes, cut both sockets.
+fn pump(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
+    thread::spawn(move || {
+        let mut sent = 0usize;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let allowed = limit.map_or(n, |l| n.min(l.saturating_sub(sent)));
+            if to.write_all(&buf[..allowed]).is_err() {
+                break;
+            }
+            sent += allowed;
+            if allowed < n {
+                break;
+            }
+        }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
