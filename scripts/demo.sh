@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 . scripts/ensure-deps.sh
 ensure_deps
 
+. scripts/lib-dovecot.sh
+
 DEMO=$(mktemp -d /tmp/syncmail-demo.XXXXXX)
-chmod 755 "$DEMO"
-DOVECOT_PID=""
+# Dovecot runs as its own users and must reach the server directory inside.
+chmod 711 "$DEMO"
 cleanup() {
-    [ -n "$DOVECOT_PID" ] && kill "$DOVECOT_PID" 2>/dev/null && wait "$DOVECOT_PID" 2>/dev/null
+    dovecot_stop
     if [ "${KEEP:-0}" = 1 ]; then echo "demo kept in $DEMO"; else rm -rf "$DEMO"; fi
 }
 trap cleanup EXIT
@@ -20,53 +22,10 @@ echo "== building syncmail"
 cargo build --release --locked -q
 SYNCMAIL=$PWD/target/release/syncmail
 
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 20000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-    echo "no free port" >&2; return 1
-}
-IMAP=$(free_port); IMAPS=$(free_port); POP3=$(free_port); POP3S=$(free_port)
-
-echo "== making a test CA and a certificate for localhost"
-mkdir -p "$DEMO"/{run,state,mail,tls}
-(
-    cd "$DEMO/tls"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-        -subj "/CN=syncmail demo CA" -keyout ca.key -out ca.pem 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > ext
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-        -extfile ext -out server.pem 2>/dev/null
-)
-
-if [ "$(id -u)" -eq 0 ]; then
-    INTERNAL_USER=dovecot; INTERNAL_GROUP=dovecot; LOGIN_USER=dovenull
-    MAIL_UID=$(id -u mail); MAIL_GID=$(id -g mail)
-else
-    INTERNAL_USER=$(id -un); INTERNAL_GROUP=$(id -gn); LOGIN_USER=$(id -un)
-    MAIL_UID=$(id -u); MAIL_GID=$(id -g)
-fi
-mkdir -p "$DEMO/mail/demo"
-chown "$MAIL_UID:$MAIL_GID" "$DEMO/mail/demo"
-echo "demo:{PLAIN}demo-password:$MAIL_UID:$MAIL_GID::$DEMO/mail/demo" > "$DEMO/users"
-sed -e "s|@ROOT@|$DEMO|g" -e "s|@INSTANCE@|demo-$$|g" \
-    -e "s|@INTERNAL_USER@|$INTERNAL_USER|g" -e "s|@INTERNAL_GROUP@|$INTERNAL_GROUP|g" \
-    -e "s|@LOGIN_USER@|$LOGIN_USER|g" -e "s|@IMAP_PORT@|$IMAP|g" -e "s|@IMAPS_PORT@|$IMAPS|g" \
-    -e "s|@POP3_PORT@|$POP3|g" -e "s|@POP3S_PORT@|$POP3S|g" \
-    tests/dovecot/dovecot.conf.in > "$DEMO/dovecot.conf"
-
-echo "== starting Dovecot on 127.0.0.1:$IMAPS (IMAPS) and :$IMAP (IMAP)"
-/usr/sbin/dovecot -F -c "$DEMO/dovecot.conf" </dev/null 2>"$DEMO/master.stderr" &
-DOVECOT_PID=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$IMAPS") 2>/dev/null && break
-    sleep 0.1
-done
-doveadm() { command doveadm -c "$DEMO/dovecot.conf" "$@"; }
+echo "== starting a throwaway Dovecot (test CA, certificate for localhost)"
+dovecot_start "$DEMO/server" demo demo-password
+echo "   IMAPS on 127.0.0.1:$IMAPS, IMAP on :$IMAP"
+doveadm() { dovecot_adm "$@"; }
 
 echo "== seeding sample mail"
 msg() {
@@ -93,7 +52,7 @@ kind = "imap"
 host = "localhost"
 port = $IMAPS
 tls = "implicit"
-ca_file = "$DEMO/tls/ca.pem"
+ca_file = "$DEMO/server/tls/ca.pem"
 user = "demo"
 password_command = ["printf", "demo-password"]
 folders = ["*", "!Junk"]
@@ -103,5 +62,29 @@ echo "== syncmail check-config --connect"
 "$SYNCMAIL" check-config --connect --config "$DEMO/config.toml"
 
 echo
-echo "The demo server is checked. syncmail's sync engine is not built yet, so the demo"
-echo "stops here rather than pretend; see README.md, 'Status'."
+echo "== syncmail sync (first pass: everything is fetched)"
+"$SYNCMAIL" sync --config "$DEMO/config.toml"
+echo
+echo "== the local Maildir"
+(cd "$DEMO/Mail/demo" && find . -type f | sort)
+
+echo
+echo "== a change on each side: mark the welcome mail answered locally (a rename, as"
+echo "   mutt does), and mark 'Lunch?' read on the server from another client"
+welcome=$(grep -l "Subject: Welcome" "$DEMO"/Mail/demo/INBOX/*/* | head -1)
+base=${welcome%%:2,*}
+mv "$welcome" "$DEMO/Mail/demo/INBOX/cur/$(basename "$base"):2,RS"
+doveadm flags add -u demo '\Seen' mailbox INBOX uid 2
+"$SYNCMAIL" sync --config "$DEMO/config.toml"
+echo
+echo "== the local INBOX now ('Lunch?' gained S, the welcome mail has R and S)"
+(cd "$DEMO/Mail/demo/INBOX" && find . -type f | sort)
+echo
+echo "== on the server now"
+doveadm fetch -u demo 'uid flags hdr.subject' mailbox INBOX
+echo
+echo "== syncmail log (every change on each side and what was done with it)"
+"$SYNCMAIL" log --config "$DEMO/config.toml"
+echo
+echo "== a second pass with nothing to do"
+"$SYNCMAIL" sync --config "$DEMO/config.toml"

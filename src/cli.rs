@@ -448,12 +448,14 @@ async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
         connected.capabilities.join(" ")
     )];
     for f in folders.iter().filter(|f| f.selectable) {
-        let selected = settings.folders.includes(&f.raw_name, f.delimiter);
-        lines.push(format!(
-            "    {} {}",
-            if selected { "sync  " } else { "skip  " },
-            f.raw_name
-        ));
+        let line = match crate::maildir::decode_server_name(&f.raw_name) {
+            Ok(name) => {
+                let selected = settings.folders.includes(&name.0, f.delimiter);
+                format!("    {} {name}", if selected { "sync  " } else { "skip  " })
+            }
+            Err(e) => format!("    refuse {e}"),
+        };
+        lines.push(line);
     }
     Ok(lines)
 }
