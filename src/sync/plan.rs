@@ -676,50 +676,6 @@ impl<'p> Builder<'p> {
     /// base bookkeeping that must precede re-fetches and re-appends, additions, flag
     /// changes, deletions last, then base bookkeeping for what is gone.
     fn finish(self, out: &mut Plan, remote: &RemoteSnapshot, local: &LocalSnapshot, base: &Base) {
-        let total = base.pairs.len();
-        let confirm = confirm_command(self.policy, base);
-        let halt = if self.policy.allow_mass_delete {
-            None
-        } else if !self.delete_server.is_empty() && local.stable && local.messages.is_empty() {
-            Some(Halt::Emptied {
-                side: Side::Local,
-                pairs: total,
-                confirm_command: confirm,
-            })
-        } else if !self.delete_local.is_empty()
-            && remote.is_complete()
-            && remote.listed().is_empty()
-        {
-            Some(Halt::Emptied {
-                side: Side::Server,
-                pairs: total,
-                confirm_command: confirm,
-            })
-        } else {
-            let too_many = |count: usize| {
-                count >= MASS_DELETE_FLOOR
-                    && count as f64 > self.policy.max_delete_share * total as f64
-            };
-            if too_many(self.delete_server.len()) {
-                Some(Halt::MassDelete {
-                    side: Side::Server,
-                    count: self.delete_server.len(),
-                    total,
-                    confirm_command: confirm,
-                })
-            } else if too_many(self.delete_local.len()) {
-                Some(Halt::MassDelete {
-                    side: Side::Local,
-                    count: self.delete_local.len(),
-                    total,
-                    confirm_command: confirm,
-                })
-            } else {
-                None
-            }
-        };
-        let deletions_allowed = halt.is_none();
-        out.halt = halt;
         out.changes = self.changes;
         out.conflicts.extend(self.conflicts);
 
@@ -767,7 +723,7 @@ impl<'p> Builder<'p> {
                 .into_iter()
                 .map(|(uid, (remote, local))| Action::RecordFlags { uid, remote, local }),
         );
-        if deletions_allowed && !self.delete_server.is_empty() {
+        if !self.delete_server.is_empty() {
             match &self.policy.trash {
                 Some(trash) if *trash != base.folder => a.push(Action::MoveToTrash {
                     uids: self.delete_server,
@@ -778,13 +734,11 @@ impl<'p> Builder<'p> {
                 }),
             }
         }
-        if deletions_allowed {
-            a.extend(
-                self.delete_local
-                    .into_iter()
-                    .map(|key| Action::DeleteLocal { key }),
-            );
-        }
+        a.extend(
+            self.delete_local
+                .into_iter()
+                .map(|key| Action::DeleteLocal { key }),
+        );
         a.extend(
             self.forget
                 .into_iter()
@@ -800,7 +754,95 @@ impl<'p> Builder<'p> {
                 .into_iter()
                 .map(|uid| Action::DropRemoteOnly { uid }),
         );
+        guard_deletions(out, remote, local, base, self.policy);
     }
+}
+
+/// Rule 7's guards, applied to a finished plan: deletions from an emptied side, or more
+/// than the policy's share of the folder, are moved from `actions` to `held` and the plan
+/// halts with the count and the command that confirms them. Re-run after move detection
+/// (a message moved to another folder is not a deletion), so it is idempotent.
+pub fn guard_deletions(
+    plan: &mut Plan,
+    remote: &RemoteSnapshot,
+    local: &LocalSnapshot,
+    base: &Base,
+    policy: &Policy,
+) {
+    if matches!(plan.halt, Some(Halt::UidValidity { .. })) {
+        return;
+    }
+    let (mut deletions, mut rest): (Vec<Action>, Vec<Action>) = std::mem::take(&mut plan.actions)
+        .into_iter()
+        .partition(Action::is_deletion);
+    deletions.append(&mut plan.held);
+    deletions.sort_by_key(|a| match a {
+        Action::MoveToTrash { .. } | Action::DeleteOnServer { .. } => 0,
+        _ => 1,
+    });
+    let on_server: usize = deletions
+        .iter()
+        .map(|a| match a {
+            Action::MoveToTrash { uids, .. } | Action::DeleteOnServer { uids } => uids.len(),
+            _ => 0,
+        })
+        .sum();
+    let on_local = deletions.len() - deletions.iter().filter(|a| a.touches_server()).count();
+
+    let total = base.pairs.len();
+    let confirm_command = confirm_command(policy, base);
+    let too_many = |count: usize| {
+        count >= MASS_DELETE_FLOOR && count as f64 > policy.max_delete_share * total as f64
+    };
+    plan.halt = if policy.allow_mass_delete {
+        None
+    } else if on_server > 0 && local.stable && local.messages.is_empty() {
+        Some(Halt::Emptied {
+            side: Side::Local,
+            pairs: total,
+            confirm_command,
+        })
+    } else if on_local > 0 && remote.is_complete() && remote.listed().is_empty() {
+        Some(Halt::Emptied {
+            side: Side::Server,
+            pairs: total,
+            confirm_command,
+        })
+    } else if too_many(on_server) {
+        Some(Halt::MassDelete {
+            side: Side::Server,
+            count: on_server,
+            total,
+            confirm_command,
+        })
+    } else if too_many(on_local) {
+        Some(Halt::MassDelete {
+            side: Side::Local,
+            count: on_local,
+            total,
+            confirm_command,
+        })
+    } else {
+        None
+    };
+    if plan.halt.is_some() {
+        plan.held = deletions;
+    } else {
+        // Deletions run after every addition and flag change, before base bookkeeping.
+        let at = rest
+            .iter()
+            .position(|a| {
+                matches!(
+                    a,
+                    Action::Forget { .. }
+                        | Action::DropLocalOnly { .. }
+                        | Action::DropRemoteOnly { .. }
+                )
+            })
+            .unwrap_or(rest.len());
+        rest.splice(at..at, deletions);
+    }
+    plan.actions = rest;
 }
 
 const PULL_ONLY: &str = "direction is pull";
