@@ -121,21 +121,28 @@ pub fn plan(
     let mut local_of: Vec<Option<&LocalMessage>> = vec![None; pairs.len()];
     let mut unpaired_local: Vec<(&MaildirKey, &LocalMessage)> = Vec::new();
     let mut scanned = local.messages.iter().peekable();
+    // The scanned key matched last: it stays current so that a (corrupt) base pairing
+    // one key twice sees the file twice instead of a deletion.
+    let mut matched: Option<&MaildirKey> = None;
     for &(key, i) in &by_key {
         while let Some(&(k, m)) = scanned.peek() {
             match k.0.as_str().cmp(key) {
-                Ordering::Less => unpaired_local.push((k, m)),
+                Ordering::Less => {
+                    if matched != Some(k) {
+                        unpaired_local.push((k, m));
+                    }
+                    scanned.next();
+                }
                 Ordering::Equal => {
                     local_of[i] = Some(m);
-                    scanned.next();
+                    matched = Some(k);
                     break;
                 }
                 Ordering::Greater => break,
             }
-            scanned.next();
         }
     }
-    unpaired_local.extend(scanned);
+    unpaired_local.extend(scanned.filter(|&(k, _)| matched != Some(k)));
     let is_paired_key = |key: &MaildirKey| {
         by_key
             .binary_search_by(|&(k, _)| k.cmp(key.0.as_str()))

@@ -188,6 +188,30 @@ fn arm_paired_unseen_in_unstable_scan_is_left_for_the_next_pass() {
 }
 
 #[test]
+fn arm_paired_unseen_and_gone_on_server_is_left_too() {
+    let mut w = World::synced(&[fl("S")], false);
+    let k = key(&w, 1);
+    w.local.remove(&k);
+    w.server.remove(&Uid(1));
+    let mut local = w.local_snapshot();
+    local.stable = false;
+    let p = super::plan(&w.remote(), &local, &w.base, &policy(), super::Timestamp(0));
+    assert!(p.is_empty(), "{p}");
+}
+
+#[test]
+fn a_base_pairing_one_key_twice_never_deletes() {
+    let mut w = World::synced(&[fl("S"), fl("S")], false);
+    let k1 = key(&w, 1);
+    let k2 = key(&w, 2);
+    w.local.remove(&k2);
+    w.base.pairs.get_mut(&Uid(2)).unwrap().key = k1;
+    let p = w.plan(&policy());
+    // The sizes differ, so it surfaces as a content conflict that keeps both copies.
+    assert!(deletions(&p).is_empty(), "{p}");
+}
+
+#[test]
 fn arm_new_on_server_is_fetched_unless_push() {
     let mut w = World::synced(&[fl("S")], false);
     for flags in [fl("F"), fl(""), fl("S+work")] {
