@@ -231,6 +231,16 @@ impl fmt::Display for Move {
                 "move {} from {from} to {to} in the maildir (server moved it, now UID {uid})",
                 pair.key
             ),
+            Move::Both {
+                from,
+                to,
+                pair,
+                uid,
+            } => write!(
+                f,
+                "re-pair {} as UID {uid}: moved from {from} to {to} on both sides",
+                pair.key
+            ),
         }
     }
 }

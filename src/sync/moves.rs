@@ -41,15 +41,26 @@ pub enum Move {
         pair: Pair,
         uid: Uid,
     },
+    /// Both sides made the same move (two clients, or a server rule and a local
+    /// filter): no IO, only re-pair `pair.key` with `uid` in `to`. Without this the
+    /// message would be appended and downloaded, a duplicate on each side.
+    Both {
+        from: FolderName,
+        to: FolderName,
+        pair: Pair,
+        uid: Uid,
+    },
 }
 
 /// Rewrite deletion + append (or deletion + download) pairs across folders into moves,
 /// matching only when exactly one candidate exists on each side. Local moves become
 /// server moves only when the server has MOVE; otherwise append + delete stays (the
-/// copy lands before the original goes). Re-applies the deletion guards afterwards:
-/// a move is not a deletion.
+/// copy lands before the original goes). A source folder takes part only when its
+/// policy would have carried the deletion over (direction and expunge). Re-applies the
+/// deletion guards afterwards: a move is not a deletion.
 pub fn detect_moves(passes: &mut [FolderPass<'_>], server_has_move: bool) -> Vec<Move> {
     let mut moves = Vec::new();
+    same_moves(passes, &mut moves);
     if server_has_move {
         local_moves(passes, &mut moves);
     }
@@ -64,12 +75,11 @@ fn all_actions(plan: &Plan) -> impl Iterator<Item = &Action> {
     plan.actions.iter().chain(&plan.held)
 }
 
-/// Keys whose file left folder A (so A deletes the server copy) and appeared in B.
-fn local_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
-    let mut left: BTreeMap<MaildirKey, Vec<(usize, Uid)>> = BTreeMap::new();
-    let mut arrived: BTreeMap<MaildirKey, Vec<usize>> = BTreeMap::new();
+/// Keys appended by each folder's plan (not re-appends of a kept conflict copy, which
+/// always follow an `Unpair` of the same key).
+fn appended(passes: &[FolderPass<'_>]) -> BTreeMap<MaildirKey, Vec<usize>> {
+    let mut out: BTreeMap<MaildirKey, Vec<usize>> = BTreeMap::new();
     for (i, p) in passes.iter().enumerate() {
-        // A key appended after an Unpair is a kept conflict copy going back: not a move.
         let unpaired: BTreeSet<&MaildirKey> = p
             .plan
             .actions
@@ -79,91 +89,169 @@ fn local_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
                 _ => None,
             })
             .collect();
+        for a in &p.plan.actions {
+            if let Action::Append { key, .. } = a
+                && !unpaired.contains(key)
+            {
+                out.entry(key.clone()).or_default().push(i);
+            }
+        }
+    }
+    out
+}
+
+/// New server messages each folder's plan downloads, by Message-ID and size.
+fn downloaded(passes: &[FolderPass<'_>]) -> BTreeMap<(MessageId, u64), Vec<(usize, Uid)>> {
+    let mut out: BTreeMap<(MessageId, u64), Vec<(usize, Uid)>> = BTreeMap::new();
+    for (i, p) in passes.iter().enumerate() {
+        for a in &p.plan.actions {
+            let Action::Fetch { uids } = a else { continue };
+            // A re-fetch of a paired UID restores a conflict copy: not an arrival.
+            for uid in uids.iter().filter(|u| !p.base.pairs.contains_key(u)) {
+                if let Some(m) = p.remote.listed().get(&uid)
+                    && let Some(id) = &m.message_id
+                {
+                    out.entry((id.clone(), m.size)).or_default().push((i, uid));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A pair gone from both sides of folder A whose key arrived in B's Maildir while a
+/// message with its Message-ID and size arrived on B's server.
+fn same_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
+    let mut left: BTreeMap<MaildirKey, Vec<(usize, Pair)>> = BTreeMap::new();
+    for (i, p) in passes.iter().enumerate() {
+        for a in &p.plan.actions {
+            if let Action::Forget { uid, key } = a
+                && let Some(pair) = p.base.pairs.get(uid)
+                && pair.message_id.is_some()
+            {
+                left.entry(key.clone()).or_default().push((i, pair.clone()));
+            }
+        }
+    }
+    let arrived_local = appended(passes);
+    let arrived_remote = downloaded(passes);
+    for (key, from) in left {
+        let [(a, ref pair)] = from[..] else { continue };
+        let Some(&[b]) = arrived_local.get(&key).map(Vec::as_slice) else {
+            continue;
+        };
+        let Some(id) = pair.message_id.clone() else {
+            continue;
+        };
+        let Some(&[(b2, uid)]) = arrived_remote
+            .get(&(id, pair.remote_size))
+            .map(Vec::as_slice)
+        else {
+            continue;
+        };
+        if a == b || b != b2 {
+            continue;
+        }
+        leave_source(&mut passes[a].plan, pair);
+        arrive_locally(&mut passes[b].plan, &key);
+        arrive_on_server(&mut passes[b].plan, uid);
+        moves.push(Move::Both {
+            from: passes[a].base.folder.clone(),
+            to: passes[b].base.folder.clone(),
+            pair: pair.clone(),
+            uid,
+        });
+    }
+}
+
+/// Pairs whose file left folder A's Maildir while the server copy is still in A,
+/// however A's plan resolved it (deletion, or a kept conflict copy), and whose key
+/// arrived in B's Maildir.
+fn local_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
+    let mut left: BTreeMap<MaildirKey, Vec<(usize, Pair)>> = BTreeMap::new();
+    for (i, p) in passes.iter().enumerate() {
+        if !p.local.stable || !p.policy.direction.sends() || !p.policy.expunge.on_server() {
+            continue;
+        }
+        let mut uids: BTreeSet<Uid> = BTreeSet::new();
         for a in all_actions(&p.plan) {
             match a {
-                Action::DeleteOnServer { uids } | Action::MoveToTrash { uids, .. } => {
-                    for uid in uids.iter() {
-                        if let Some(pair) = p.base.pairs.get(&uid) {
-                            left.entry(pair.key.clone()).or_default().push((i, uid));
-                        }
-                    }
+                Action::DeleteOnServer { uids: u } | Action::MoveToTrash { uids: u, .. } => {
+                    uids.extend(u.iter())
                 }
-                Action::Append { key, .. } if !unpaired.contains(key) => {
-                    arrived.entry(key.clone()).or_default().push(i);
+                Action::Unpair { uid, key } if !p.local.messages.contains_key(key) => {
+                    uids.insert(*uid);
                 }
                 _ => {}
             }
         }
+        for uid in uids {
+            if let Some(pair) = p.base.pairs.get(&uid) {
+                left.entry(pair.key.clone())
+                    .or_default()
+                    .push((i, pair.clone()));
+            }
+        }
     }
+    let arrived = appended(passes);
     for (key, from) in left {
-        let [(a, uid)] = from[..] else { continue };
+        let [(a, ref pair)] = from[..] else { continue };
         let Some(&[b]) = arrived.get(&key).map(Vec::as_slice) else {
             continue;
         };
         if a == b {
             continue;
         }
-        let Some(pair) = passes[a].base.pairs.get(&uid).cloned() else {
-            continue;
-        };
-        remove_server_deletion(&mut passes[a].plan, uid);
-        passes[b]
-            .plan
-            .actions
-            .retain(|x| !matches!(x, Action::Append { key: k, .. } if *k == key));
-        mark_moved(&mut passes[a].plan, Side::Local, &key, ChangeKind::Deleted);
-        mark_moved(&mut passes[b].plan, Side::Local, &key, ChangeKind::New);
+        leave_source(&mut passes[a].plan, pair);
+        arrive_locally(&mut passes[b].plan, &key);
         moves.push(Move::OnServer {
             from: passes[a].base.folder.clone(),
             to: passes[b].base.folder.clone(),
-            pair,
+            pair: pair.clone(),
         });
     }
 }
 
-/// Server messages that left folder A (so A deletes the local copy) and appeared in B
-/// with the same Message-ID and size.
+/// Pairs whose server copy left folder A while the (unedited) file is still in A,
+/// however A's plan resolved it, and whose Message-ID and size arrived on B's server.
 fn server_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
     type Identity = (MessageId, u64);
     let mut left: BTreeMap<Identity, Vec<(usize, Pair)>> = BTreeMap::new();
-    let mut arrived: BTreeMap<Identity, Vec<(usize, Uid)>> = BTreeMap::new();
     for (i, p) in passes.iter().enumerate() {
-        let deleted: BTreeSet<&MaildirKey> = all_actions(&p.plan)
+        if !p.policy.direction.fetches() || !p.policy.expunge.locally() {
+            continue;
+        }
+        let keys: BTreeSet<&MaildirKey> = all_actions(&p.plan)
             .filter_map(|a| match a {
                 Action::DeleteLocal { key } => Some(key),
+                Action::Unpair { uid, key }
+                    if matches!(p.remote.state(*uid), super::snapshot::RemoteState::Gone) =>
+                {
+                    Some(key)
+                }
                 _ => None,
             })
             .collect();
-        if !deleted.is_empty() {
-            for pair in p.base.pairs.values() {
-                if let Some(id) = &pair.message_id
-                    && deleted.contains(&pair.key)
-                {
-                    left.entry((id.clone(), pair.remote_size))
-                        .or_default()
-                        .push((i, pair.clone()));
-                }
-            }
+        if keys.is_empty() {
+            continue;
         }
-        for a in all_actions(&p.plan) {
-            if let Action::Fetch { uids } = a {
-                for uid in uids.iter() {
-                    // A re-fetch of a paired UID restores a conflict copy: not a move.
-                    if p.base.pairs.contains_key(&uid) {
-                        continue;
-                    }
-                    if let Some(m) = p.remote.listed().get(&uid)
-                        && let Some(id) = &m.message_id
-                    {
-                        arrived
-                            .entry((id.clone(), m.size))
-                            .or_default()
-                            .push((i, uid));
-                    }
-                }
+        for pair in p.base.pairs.values() {
+            let unedited = p
+                .local
+                .messages
+                .get(&pair.key)
+                .is_some_and(|m| m.size == pair.local_size);
+            if let Some(id) = &pair.message_id
+                && unedited
+                && keys.contains(&pair.key)
+            {
+                left.entry((id.clone(), pair.remote_size))
+                    .or_default()
+                    .push((i, pair.clone()));
             }
         }
     }
+    let arrived = downloaded(passes);
     for (identity, from) in left {
         let [(a, ref pair)] = from[..] else { continue };
         let Some(&[(b, uid)]) = arrived.get(&identity).map(Vec::as_slice) else {
@@ -172,25 +260,8 @@ fn server_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
         if a == b {
             continue;
         }
-        let key = pair.key.clone();
-        passes[a]
-            .plan
-            .actions
-            .retain(|x| !matches!(x, Action::DeleteLocal { key: k } if *k == key));
-        passes[a]
-            .plan
-            .held
-            .retain(|x| !matches!(x, Action::DeleteLocal { key: k } if *k == key));
-        remove_fetch(&mut passes[b].plan, uid);
-        mark_moved(&mut passes[a].plan, Side::Server, &key, ChangeKind::Deleted);
-        if let Some(c) = passes[b]
-            .plan
-            .changes
-            .iter_mut()
-            .find(|c| c.side == Side::Server && c.uid == Some(uid) && c.kind == ChangeKind::New)
-        {
-            c.outcome = Outcome::Moved;
-        }
+        leave_source(&mut passes[a].plan, pair);
+        arrive_on_server(&mut passes[b].plan, uid);
         moves.push(Move::Local {
             from: passes[a].base.folder.clone(),
             to: passes[b].base.folder.clone(),
@@ -200,20 +271,62 @@ fn server_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
     }
 }
 
-fn remove_server_deletion(plan: &mut Plan, uid: Uid) {
+/// The pair leaves the source folder: whatever its plan meant to do with either copy
+/// (delete, restore, keep, re-flag) is void, and its conflict, if any, was a move.
+fn leave_source(plan: &mut Plan, pair: &Pair) {
+    let (uid, key) = (pair.uid, &pair.key);
     for list in [&mut plan.actions, &mut plan.held] {
         for a in list.iter_mut() {
-            if let Action::DeleteOnServer { uids } | Action::MoveToTrash { uids, .. } = a {
-                uids.remove(uid);
+            match a {
+                Action::Fetch { uids }
+                | Action::StoreFlags { uids, .. }
+                | Action::DeleteOnServer { uids }
+                | Action::MoveToTrash { uids, .. } => {
+                    uids.remove(uid);
+                }
+                _ => {}
             }
         }
-        list.retain(|a| {
-            !matches!(a, Action::DeleteOnServer { uids } | Action::MoveToTrash { uids, .. } if uids.is_empty())
+        list.retain(|a| match a {
+            Action::Fetch { uids }
+            | Action::StoreFlags { uids, .. }
+            | Action::DeleteOnServer { uids }
+            | Action::MoveToTrash { uids, .. } => !uids.is_empty(),
+            Action::Unpair { uid: u, .. }
+            | Action::Forget { uid: u, .. }
+            | Action::RecordFlags { uid: u, .. }
+            | Action::KeepRemoteOnly { uid: u } => *u != uid,
+            Action::Append { key: k, .. }
+            | Action::SetLocalFlags { key: k, .. }
+            | Action::DeleteLocal { key: k }
+            | Action::KeepLocalOnly { key: k } => k != key,
+            Action::RepairUids(_)
+            | Action::DropLocalOnly { .. }
+            | Action::DropRemoteOnly { .. } => true,
         });
+    }
+    plan.conflicts
+        .retain(|c| c.uid != Some(uid) && c.key.as_ref() != Some(key));
+    for c in &mut plan.changes {
+        if c.uid == Some(uid) || c.key.as_ref() == Some(key) {
+            c.outcome = Outcome::Moved;
+        }
     }
 }
 
-fn remove_fetch(plan: &mut Plan, uid: Uid) {
+/// The moved file arrives in the destination: no upload.
+fn arrive_locally(plan: &mut Plan, key: &MaildirKey) {
+    plan.actions
+        .retain(|x| !matches!(x, Action::Append { key: k, .. } if k == key));
+    for c in &mut plan.changes {
+        if c.side == Side::Local && c.key.as_ref() == Some(key) && c.kind == ChangeKind::New {
+            c.outcome = Outcome::Moved;
+        }
+    }
+}
+
+/// The moved server message arrives in the destination: no download.
+fn arrive_on_server(plan: &mut Plan, uid: Uid) {
     for a in plan.actions.iter_mut() {
         if let Action::Fetch { uids } = a {
             uids.remove(uid);
@@ -221,15 +334,10 @@ fn remove_fetch(plan: &mut Plan, uid: Uid) {
     }
     plan.actions
         .retain(|a| !matches!(a, Action::Fetch { uids } if uids.is_empty()));
-}
-
-fn mark_moved(plan: &mut Plan, side: Side, key: &MaildirKey, kind: ChangeKind) {
-    if let Some(c) = plan
-        .changes
-        .iter_mut()
-        .find(|c| c.side == side && c.key.as_ref() == Some(key) && c.kind == kind)
-    {
-        c.outcome = Outcome::Moved;
+    for c in &mut plan.changes {
+        if c.side == Side::Server && c.uid == Some(uid) && c.kind == ChangeKind::New {
+            c.outcome = Outcome::Moved;
+        }
     }
 }
 
@@ -261,7 +369,15 @@ mod tests {
     }
 
     fn run(inbox: &World, archive: &World, has_move: bool) -> (Vec<Move>, Plan, Plan) {
-        let p = policy();
+        run_with(&policy(), inbox, archive, has_move)
+    }
+
+    fn run_with(
+        p: &Policy,
+        inbox: &World,
+        archive: &World,
+        has_move: bool,
+    ) -> (Vec<Move>, Plan, Plan) {
         let (ri, li, ra, la) = (
             inbox.remote(),
             inbox.local_snapshot(),
@@ -273,15 +389,15 @@ mod tests {
                 remote: &ri,
                 local: &li,
                 base: &inbox.base,
-                policy: &p,
-                plan: inbox.plan(&p),
+                policy: p,
+                plan: inbox.plan(p),
             },
             FolderPass {
                 remote: &ra,
                 local: &la,
                 base: &archive.base,
-                policy: &p,
-                plan: archive.plan(&p),
+                policy: p,
+                plan: archive.plan(p),
             },
         ];
         let moves = detect_moves(&mut passes, has_move);
@@ -309,6 +425,16 @@ mod tests {
                 let file = inbox.local.remove(&pair.key).unwrap();
                 inbox.base.pairs.remove(&pair.uid);
                 archive.local.insert(pair.key.clone(), file);
+                archive.base.pairs.insert(
+                    *uid,
+                    Pair {
+                        uid: *uid,
+                        ..pair.clone()
+                    },
+                );
+            }
+            Move::Both { pair, uid, .. } => {
+                inbox.base.pairs.remove(&pair.uid);
                 archive.base.pairs.insert(
                     *uid,
                     Pair {
@@ -406,6 +532,134 @@ mod tests {
         assert!(b.actions.is_empty(), "{b}");
         settle(&mut inbox, &mut archive, &moves, &a, &b);
         assert_eq!((inbox.local.len(), archive.local.len()), (2, 3));
+    }
+
+    #[test]
+    fn the_same_move_on_both_sides_is_only_re_paired() {
+        let (mut inbox, mut archive) = account(3);
+        let pair = inbox.base.pairs[&Uid(1)].clone();
+        let file = inbox.local.remove(&pair.key).unwrap();
+        archive.local.insert(pair.key.clone(), file);
+        let msg = inbox.server.remove(&Uid(1)).unwrap();
+        let uid = archive.next_uid();
+        archive.server.insert(uid, msg);
+
+        let (moves, a, b) = run(&inbox, &archive, true);
+        assert_eq!(
+            moves,
+            vec![Move::Both {
+                from: FolderName("INBOX".into()),
+                to: FolderName("Archive".into()),
+                pair,
+                uid
+            }]
+        );
+        assert!(a.actions.is_empty() && b.actions.is_empty(), "{a}{b}");
+        settle(&mut inbox, &mut archive, &moves, &a, &b);
+        assert_eq!((archive.server.len(), archive.local.len()), (3, 3));
+    }
+
+    /// One thing a user does to the account between passes.
+    #[derive(Clone, Debug)]
+    enum Op {
+        MoveLocally(usize),
+        MoveOnServer(usize),
+        MoveOnBoth(usize),
+        Flag(usize, bool),
+    }
+
+    fn nth_uid(w: &World, i: usize) -> Option<Uid> {
+        w.base
+            .pairs
+            .keys()
+            .nth(i % w.base.pairs.len().max(1))
+            .copied()
+    }
+
+    fn apply_op(inbox: &mut World, archive: &mut World, op: &Op) {
+        let (i, local, server) = match *op {
+            Op::MoveLocally(i) => (i, true, false),
+            Op::MoveOnServer(i) => (i, false, true),
+            Op::MoveOnBoth(i) => (i, true, true),
+            Op::Flag(i, server) => {
+                let Some(uid) = nth_uid(inbox, i) else { return };
+                let key = inbox.base.pairs[&uid].key.clone();
+                let flags = if server {
+                    inbox.server.get_mut(&uid).map(|m| &mut m.flags)
+                } else {
+                    inbox.local.get_mut(&key).map(|m| &mut m.flags)
+                };
+                if let Some(f) = flags {
+                    f.insert(Flag::Flagged);
+                }
+                return;
+            }
+        };
+        let Some(uid) = nth_uid(inbox, i) else { return };
+        let key = inbox.base.pairs[&uid].key.clone();
+        if local && let Some(file) = inbox.local.remove(&key) {
+            archive.local.insert(key, file);
+        }
+        if server && let Some(msg) = inbox.server.remove(&uid) {
+            let new = archive.next_uid();
+            archive.server.insert(new, msg);
+        }
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<usize>().prop_map(Op::MoveLocally),
+            any::<usize>().prop_map(Op::MoveOnServer),
+            any::<usize>().prop_map(Op::MoveOnBoth),
+            (any::<usize>(), any::<bool>()).prop_map(|(i, s)| Op::Flag(i, s)),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Moves in any mix, with or without server MOVE support: the account settles
+        /// with every message exactly once per side, and never more than one copy.
+        #[test]
+        fn prop_moves_settle_without_loss_or_duplicates(
+            n in 0usize..12,
+            ops in proptest::collection::vec(op(), 0..10),
+            has_move in proptest::prelude::any::<bool>(),
+        ) {
+            let (mut inbox, mut archive) = account(n);
+            for o in &ops {
+                apply_op(&mut inbox, &mut archive, o);
+            }
+            let server_total = inbox.server.len() + archive.server.len();
+            let local_total = inbox.local.len() + archive.local.len();
+            // Emptying a folder by moving everything out, without MOVE, is append +
+            // delete: the user confirms it like any mass deletion.
+            let mut confirmed = policy();
+            confirmed.allow_mass_delete = true;
+            let (moves, a, b) = run_with(&confirmed, &inbox, &archive, has_move);
+            for m in &moves {
+                apply_move(&mut inbox, &mut archive, m);
+            }
+            inbox.apply(&a);
+            archive.apply(&b);
+            for w in [&mut inbox, &mut archive] {
+                w.pass(&policy());
+                proptest::prop_assert!(w.check_in_sync().is_ok(), "{:?}", w.check_in_sync());
+                let again = w.plan(&policy());
+                proptest::prop_assert!(again.is_empty(), "{}", again);
+            }
+            proptest::prop_assert_eq!(inbox.server.len(), inbox.local.len());
+            proptest::prop_assert_eq!(archive.server.len(), archive.local.len());
+            // No duplicates, except a rule-11 copy kept (and logged) when the server
+            // cannot MOVE and the server copy changed while its file was moved away.
+            let kept = a.conflicts.len() + b.conflicts.len();
+            let total = inbox.server.len() + archive.server.len();
+            proptest::prop_assert!(total <= server_total.max(local_total) + kept);
+            if has_move {
+                proptest::prop_assert!(total <= server_total.max(local_total));
+            }
+        }
     }
 
     #[test]
