@@ -121,28 +121,32 @@ pub fn plan(
     let mut local_of: Vec<Option<&LocalMessage>> = vec![None; pairs.len()];
     let mut unpaired_local: Vec<(&MaildirKey, &LocalMessage)> = Vec::new();
     let mut scanned = local.messages.iter().peekable();
-    // The scanned key matched last: it stays current so that a (corrupt) base pairing
-    // one key twice sees the file twice instead of a deletion.
-    let mut matched: Option<&MaildirKey> = None;
+    // A matched file stays current until a greater pair key comes, so that a (corrupt)
+    // base pairing one key twice sees the file twice instead of a deletion.
+    let mut current_matched = false;
     for &(key, i) in &by_key {
         while let Some(&(k, m)) = scanned.peek() {
             match k.0.as_str().cmp(key) {
                 Ordering::Less => {
-                    if matched != Some(k) {
+                    if !current_matched {
                         unpaired_local.push((k, m));
                     }
                     scanned.next();
+                    current_matched = false;
                 }
                 Ordering::Equal => {
                     local_of[i] = Some(m);
-                    matched = Some(k);
+                    current_matched = true;
                     break;
                 }
                 Ordering::Greater => break,
             }
         }
     }
-    unpaired_local.extend(scanned.filter(|&(k, _)| matched != Some(k)));
+    if current_matched {
+        scanned.next();
+    }
+    unpaired_local.extend(scanned);
     let is_paired_key = |key: &MaildirKey| {
         by_key
             .binary_search_by(|&(k, _)| k.cmp(key.0.as_str()))
