@@ -112,19 +112,22 @@ pub fn plan(
     // Maildir side: a merge join too, over the pairs sorted by key. Keys are mostly
     // delivery-time ordered like UIDs, so the (run-adaptive) sort is nearly linear, and
     // the join reads both key lists in order instead of probing a table at random.
-    let mut by_key: Vec<(&str, usize)> = pairs
+    // Sorting on an inline 16-byte prefix first settles most comparisons without a
+    // trip to the heap for the key's bytes (a third of the time with keys in random
+    // order).
+    let mut by_key: Vec<(u128, &str, usize)> = pairs
         .iter()
         .enumerate()
-        .map(|(i, p)| (p.key.0.as_str(), i))
+        .map(|(i, p)| (key_prefix(&p.key.0), p.key.0.as_str(), i))
         .collect();
-    by_key.sort_by(|a, b| a.0.cmp(b.0));
+    by_key.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
     let mut local_of: Vec<Option<&LocalMessage>> = vec![None; pairs.len()];
     let mut unpaired_local: Vec<(&MaildirKey, &LocalMessage)> = Vec::new();
     let mut scanned = local.messages.iter().peekable();
     // A matched file stays current until a greater pair key comes, so that a (corrupt)
     // base pairing one key twice sees the file twice instead of a deletion.
     let mut current_matched = false;
-    for &(key, i) in &by_key {
+    for &(_, key, i) in &by_key {
         while let Some(&(k, m)) = scanned.peek() {
             match k.0.as_str().cmp(key) {
                 Ordering::Less => {
@@ -148,8 +151,9 @@ pub fn plan(
     }
     unpaired_local.extend(scanned);
     let is_paired_key = |key: &MaildirKey| {
+        let wanted = (key_prefix(&key.0), key.0.as_str());
         by_key
-            .binary_search_by(|&(k, _)| k.cmp(key.0.as_str()))
+            .binary_search_by(|&(p, k, _)| (p, k).cmp(&wanted))
             .is_ok()
     };
 
@@ -203,6 +207,15 @@ pub fn plan(
 
     b.finish(&mut out, remote, local, base);
     out
+}
+
+/// The first 16 bytes of a key as a big-endian number (zero-padded): ordering by it,
+/// then by the whole key, is exactly the keys' byte order.
+fn key_prefix(key: &str) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = key.len().min(16);
+    bytes[..n].copy_from_slice(&key.as_bytes()[..n]);
+    u128::from_be_bytes(bytes)
 }
 
 /// Each pair's server state (in `pairs` order), and the listed UIDs no pair has.
