@@ -895,3 +895,23 @@ fn shell_word(word: &str) -> String {
         format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::key_prefix;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The join relies on (prefix, key) ordering exactly as the keys themselves do.
+        #[test]
+        fn prefix_then_key_orders_like_the_key(a in "[0-9.A-Za-z,:_\u{0}-\u{2}]{0,24}", b in "[0-9.A-Za-z,:_\u{0}-\u{2}]{0,24}") {
+            prop_assert_eq!((key_prefix(&a), &a).cmp(&(key_prefix(&b), &b)), a.cmp(&b));
+        }
+
+        #[test]
+        fn shared_long_prefixes_still_order(suffix_a in "[0-9]{0,6}", suffix_b in "[0-9]{0,6}") {
+            let (a, b) = (format!("1700000000.M12{suffix_a}"), format!("1700000000.M12{suffix_b}"));
+            prop_assert_eq!((key_prefix(&a), &a).cmp(&(key_prefix(&b), &b)), a.cmp(&b));
+        }
+    }
+}
