@@ -150,6 +150,8 @@ pub enum Outcome {
     NotPropagated(&'static str),
     /// Part of a conflict; see `Plan::conflicts`.
     Conflict,
+    /// Part of a move between folders; see [`super::moves::Move`].
+    Moved,
 }
 
 /// One change seen on one side (the change log's input).
@@ -238,11 +240,14 @@ pub enum Halt {
 /// The planner's answer for one folder pass.
 ///
 /// When `halt` is set for a mass deletion or an emptied side, `actions` holds no
-/// deletion (the rest is safe to run); for a UIDVALIDITY halt it is empty.
+/// deletion (the rest is safe to run) and `held` the deletions awaiting confirmation;
+/// for a UIDVALIDITY halt both are empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     pub folder: FolderName,
     pub actions: Vec<Action>,
+    /// Deletions withheld by `halt`. Never run; re-planned with the user's confirmation.
+    pub held: Vec<Action>,
     pub changes: Vec<Change>,
     pub conflicts: Vec<Conflict>,
     pub halt: Option<Halt>,
@@ -253,6 +258,7 @@ impl Plan {
         Plan {
             folder,
             actions: Vec::new(),
+            held: Vec::new(),
             changes: Vec::new(),
             conflicts: Vec::new(),
             halt: None,

@@ -8,6 +8,7 @@ use crate::model::Flags;
 use super::actions::{
     Action, Change, ChangeKind, Conflict, ConflictKind, Halt, Outcome, Plan, Resolution, Side,
 };
+use super::moves::Move;
 
 impl fmt::Display for Side {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -130,6 +131,7 @@ impl fmt::Display for Change {
             Outcome::AlreadyInSync => f.write_str(", already in sync"),
             Outcome::NotPropagated(why) => write!(f, ", not propagated: {why}"),
             Outcome::Conflict => f.write_str(", conflict"),
+            Outcome::Moved => f.write_str(", moved between folders"),
         }
     }
 }
@@ -211,6 +213,38 @@ impl fmt::Display for Halt {
     }
 }
 
+impl fmt::Display for Move {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Move::OnServer { from, to, pair } => write!(
+                f,
+                "move UID {} from {from} to {to} on the server (maildir moved {})",
+                pair.uid, pair.key
+            ),
+            Move::Local {
+                from,
+                to,
+                pair,
+                uid,
+            } => write!(
+                f,
+                "move {} from {from} to {to} in the maildir (server moved it, now UID {uid})",
+                pair.key
+            ),
+            Move::Both {
+                from,
+                to,
+                pair,
+                uid,
+            } => write!(
+                f,
+                "re-pair {} as UID {uid}: moved from {from} to {to} on both sides",
+                pair.key
+            ),
+        }
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "folder {}: ", self.folder)?;
@@ -229,6 +263,9 @@ impl fmt::Display for Plan {
         }
         for a in &self.actions {
             writeln!(f, "  do: {a}")?;
+        }
+        for a in &self.held {
+            writeln!(f, "  held: {a}")?;
         }
         for c in &self.changes {
             writeln!(f, "  change: {c}")?;

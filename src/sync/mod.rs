@@ -7,6 +7,24 @@
 //! - [`merge`]: the per-flag three-way merge; [`repair`]: UIDVALIDITY re-pairing;
 //!   [`moves`]: cross-folder moves, detected across several folders' plans.
 //! - [`uidset`]: compressed IMAP UID sets; [`display`]: the `--dry-run` rendering.
+//!
+//! # Contract with the engine
+//!
+//! - Observe, then call [`plan()`] per folder, then [`detect_moves`] over the account's
+//!   folder passes; run the moves, then each plan's `actions` in order. `held` deletions
+//!   never run; a `halt` is shown to the user with its confirmation command, which
+//!   re-runs the pass with [`Policy::allow_mass_delete`].
+//! - Each [`Action`] documents the base change it implies; commit it with the action's
+//!   outcome. [`Action::RecordFlags`] is committed only if every earlier step naming the
+//!   same pair succeeded: the three-way merge then re-derives the same result next pass.
+//! - Watermarks (the new UIDVALIDITY, HIGHESTMODSEQ, highest UID pulled) are not in the
+//!   plan: take them from the snapshot and advance them only when every action of the
+//!   pass committed (rule 4); an incremental listing relies on that to show again
+//!   whatever a failed step left behind.
+//! - A missing or unreadable Maildir folder must not be reported as an empty stable
+//!   scan; the emptied-side guard is a second line of defence, not the first.
+//! - Outside the planner: rule 8's "no UID EXPUNGE without UIDPLUS unless opted in",
+//!   rule 9 (folder creation and deletion), rule 12 (`BODY.PEEK[]`).
 
 pub mod actions;
 pub mod display;
@@ -27,7 +45,8 @@ pub use actions::{
     Action, Change, ChangeKind, Conflict, ConflictKind, Halt, Outcome, Plan, Repair, Resolution,
     Side, Timestamp,
 };
-pub use plan::plan;
+pub use moves::{FolderPass, Move, detect_moves};
+pub use plan::{guard_deletions, plan};
 pub use policy::{
     DEFAULT_MAX_DELETE_SHARE, DeleteVsFlag, Direction, Expunge, MASS_DELETE_FLOOR, Policy,
 };

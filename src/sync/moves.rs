@@ -1,1 +1,718 @@
-//! Cross-folder moves.
+//! Cross-folder moves, decided over every folder's plan of one account pass: a message
+//! that left one folder and appeared in another is moved, not copied and then deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{FolderName, MaildirKey, Uid};
+
+use super::actions::{Action, ChangeKind, Outcome, Plan, Side};
+use super::plan::guard_deletions;
+use super::policy::Policy;
+use super::snapshot::{Base, LocalSnapshot, MessageId, Pair, RemoteSnapshot};
+
+/// One folder's inputs and its plan from [`super::plan()`], as move detection sees them.
+#[derive(Debug)]
+pub struct FolderPass<'a> {
+    pub remote: &'a RemoteSnapshot,
+    pub local: &'a LocalSnapshot,
+    pub base: &'a Base,
+    pub policy: &'a Policy,
+    pub plan: Plan,
+}
+
+/// A message moved between folders on one side, to be mirrored by a move on the other.
+/// The engine runs moves before the folders' plans; each commits "forget `pair` in
+/// `from`, record the moved pair in `to`" with `pair`'s base flags, so a flag change made
+/// along with the move is still merged by the next pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Move {
+    /// The Maildir file moved from `from` to `to`: `UID MOVE pair.uid` from `from` to
+    /// `to` (RFC 6851) and pair the UID the server reports (COPYUID) with `pair.key`.
+    OnServer {
+        from: FolderName,
+        to: FolderName,
+        pair: Pair,
+    },
+    /// The server moved the message from `from` to `to`, where it is now `uid` (same
+    /// Message-ID and size): rename the file `pair.key` into `to`'s Maildir.
+    Local {
+        from: FolderName,
+        to: FolderName,
+        pair: Pair,
+        uid: Uid,
+    },
+    /// Both sides made the same move (two clients, or a server rule and a local
+    /// filter): no IO, only re-pair `pair.key` with `uid` in `to`. Without this the
+    /// message would be appended and downloaded, a duplicate on each side.
+    Both {
+        from: FolderName,
+        to: FolderName,
+        pair: Pair,
+        uid: Uid,
+    },
+}
+
+/// Rewrite deletion + append (or deletion + download) pairs across folders into moves,
+/// matching only when exactly one candidate exists on each side. Local moves become
+/// server moves only when the server has MOVE; otherwise append + delete stays (the
+/// copy lands before the original goes). A source folder takes part only when its
+/// policy would have carried the deletion over (direction and expunge). Re-applies the
+/// deletion guards afterwards: a move is not a deletion.
+pub fn detect_moves(passes: &mut [FolderPass<'_>], server_has_move: bool) -> Vec<Move> {
+    let mut moves = Vec::new();
+    same_moves(passes, &mut moves);
+    if server_has_move {
+        local_moves(passes, &mut moves);
+    }
+    server_moves(passes, &mut moves);
+    for p in passes.iter_mut() {
+        guard_deletions(&mut p.plan, p.remote, p.local, p.base, p.policy);
+    }
+    moves
+}
+
+fn all_actions(plan: &Plan) -> impl Iterator<Item = &Action> {
+    plan.actions.iter().chain(&plan.held)
+}
+
+/// Keys appended by each folder's plan (not re-appends of a kept conflict copy, which
+/// always follow an `Unpair` of the same key).
+fn appended(passes: &[FolderPass<'_>]) -> BTreeMap<MaildirKey, Vec<usize>> {
+    let mut out: BTreeMap<MaildirKey, Vec<usize>> = BTreeMap::new();
+    for (i, p) in passes.iter().enumerate() {
+        let unpaired: BTreeSet<&MaildirKey> = p
+            .plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Unpair { key, .. } => Some(key),
+                _ => None,
+            })
+            .collect();
+        for a in &p.plan.actions {
+            if let Action::Append { key, .. } = a
+                && !unpaired.contains(key)
+            {
+                out.entry(key.clone()).or_default().push(i);
+            }
+        }
+    }
+    out
+}
+
+/// New server messages each folder's plan downloads, by Message-ID and size.
+fn downloaded(passes: &[FolderPass<'_>]) -> BTreeMap<(MessageId, u64), Vec<(usize, Uid)>> {
+    let mut out: BTreeMap<(MessageId, u64), Vec<(usize, Uid)>> = BTreeMap::new();
+    for (i, p) in passes.iter().enumerate() {
+        for a in &p.plan.actions {
+            let Action::Fetch { uids } = a else { continue };
+            // A re-fetch of a paired UID restores a conflict copy: not an arrival.
+            for uid in uids.iter().filter(|u| !p.base.pairs.contains_key(u)) {
+                if let Some(m) = p.remote.listed().get(&uid)
+                    && let Some(id) = &m.message_id
+                {
+                    out.entry((id.clone(), m.size)).or_default().push((i, uid));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A pair gone from both sides of folder A whose key arrived in B's Maildir while a
+/// message with its Message-ID and size arrived on B's server.
+fn same_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
+    let mut left: BTreeMap<MaildirKey, Vec<(usize, Pair)>> = BTreeMap::new();
+    for (i, p) in passes.iter().enumerate() {
+        for a in &p.plan.actions {
+            if let Action::Forget { uid, key } = a
+                && let Some(pair) = p.base.pairs.get(uid)
+                && pair.message_id.is_some()
+            {
+                left.entry(key.clone()).or_default().push((i, pair.clone()));
+            }
+        }
+    }
+    let arrived_local = appended(passes);
+    let arrived_remote = downloaded(passes);
+    for (key, from) in left {
+        let [(a, ref pair)] = from[..] else { continue };
+        let Some(&[b]) = arrived_local.get(&key).map(Vec::as_slice) else {
+            continue;
+        };
+        let Some(id) = pair.message_id.clone() else {
+            continue;
+        };
+        let Some(&[(b2, uid)]) = arrived_remote
+            .get(&(id, pair.remote_size))
+            .map(Vec::as_slice)
+        else {
+            continue;
+        };
+        if a == b || b != b2 {
+            continue;
+        }
+        leave_source(&mut passes[a].plan, pair);
+        arrive_locally(&mut passes[b].plan, &key);
+        arrive_on_server(&mut passes[b].plan, uid);
+        moves.push(Move::Both {
+            from: passes[a].base.folder.clone(),
+            to: passes[b].base.folder.clone(),
+            pair: pair.clone(),
+            uid,
+        });
+    }
+}
+
+/// Pairs whose file left folder A's Maildir while the server copy is still in A,
+/// however A's plan resolved it (deletion, or a kept conflict copy), and whose key
+/// arrived in B's Maildir.
+fn local_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
+    let mut left: BTreeMap<MaildirKey, Vec<(usize, Pair)>> = BTreeMap::new();
+    for (i, p) in passes.iter().enumerate() {
+        if !p.local.stable || !p.policy.direction.sends() || !p.policy.expunge.on_server() {
+            continue;
+        }
+        let mut uids: BTreeSet<Uid> = BTreeSet::new();
+        for a in all_actions(&p.plan) {
+            match a {
+                Action::DeleteOnServer { uids: u } | Action::MoveToTrash { uids: u, .. } => {
+                    uids.extend(u.iter())
+                }
+                Action::Unpair { uid, key } if !p.local.messages.contains_key(key) => {
+                    uids.insert(*uid);
+                }
+                _ => {}
+            }
+        }
+        for uid in uids {
+            if let Some(pair) = p.base.pairs.get(&uid) {
+                left.entry(pair.key.clone())
+                    .or_default()
+                    .push((i, pair.clone()));
+            }
+        }
+    }
+    let arrived = appended(passes);
+    for (key, from) in left {
+        let [(a, ref pair)] = from[..] else { continue };
+        let Some(&[b]) = arrived.get(&key).map(Vec::as_slice) else {
+            continue;
+        };
+        if a == b {
+            continue;
+        }
+        leave_source(&mut passes[a].plan, pair);
+        arrive_locally(&mut passes[b].plan, &key);
+        moves.push(Move::OnServer {
+            from: passes[a].base.folder.clone(),
+            to: passes[b].base.folder.clone(),
+            pair: pair.clone(),
+        });
+    }
+}
+
+/// Pairs whose server copy left folder A while the (unedited) file is still in A,
+/// however A's plan resolved it, and whose Message-ID and size arrived on B's server.
+fn server_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
+    type Identity = (MessageId, u64);
+    let mut left: BTreeMap<Identity, Vec<(usize, Pair)>> = BTreeMap::new();
+    for (i, p) in passes.iter().enumerate() {
+        if !p.policy.direction.fetches() || !p.policy.expunge.locally() {
+            continue;
+        }
+        let keys: BTreeSet<&MaildirKey> = all_actions(&p.plan)
+            .filter_map(|a| match a {
+                Action::DeleteLocal { key } => Some(key),
+                Action::Unpair { uid, key }
+                    if matches!(p.remote.state(*uid), super::snapshot::RemoteState::Gone) =>
+                {
+                    Some(key)
+                }
+                _ => None,
+            })
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        for pair in p.base.pairs.values() {
+            let unedited = p
+                .local
+                .messages
+                .get(&pair.key)
+                .is_some_and(|m| m.size == pair.local_size);
+            if let Some(id) = &pair.message_id
+                && unedited
+                && keys.contains(&pair.key)
+            {
+                left.entry((id.clone(), pair.remote_size))
+                    .or_default()
+                    .push((i, pair.clone()));
+            }
+        }
+    }
+    let arrived = downloaded(passes);
+    for (identity, from) in left {
+        let [(a, ref pair)] = from[..] else { continue };
+        let Some(&[(b, uid)]) = arrived.get(&identity).map(Vec::as_slice) else {
+            continue;
+        };
+        if a == b {
+            continue;
+        }
+        leave_source(&mut passes[a].plan, pair);
+        arrive_on_server(&mut passes[b].plan, uid);
+        moves.push(Move::Local {
+            from: passes[a].base.folder.clone(),
+            to: passes[b].base.folder.clone(),
+            pair: pair.clone(),
+            uid,
+        });
+    }
+}
+
+/// The pair leaves the source folder: whatever its plan meant to do with either copy
+/// (delete, restore, keep, re-flag) is void, and its conflict, if any, was a move.
+fn leave_source(plan: &mut Plan, pair: &Pair) {
+    let (uid, key) = (pair.uid, &pair.key);
+    for list in [&mut plan.actions, &mut plan.held] {
+        for a in list.iter_mut() {
+            match a {
+                Action::Fetch { uids }
+                | Action::StoreFlags { uids, .. }
+                | Action::DeleteOnServer { uids }
+                | Action::MoveToTrash { uids, .. } => {
+                    uids.remove(uid);
+                }
+                _ => {}
+            }
+        }
+        list.retain(|a| match a {
+            Action::Fetch { uids }
+            | Action::StoreFlags { uids, .. }
+            | Action::DeleteOnServer { uids }
+            | Action::MoveToTrash { uids, .. } => !uids.is_empty(),
+            Action::Unpair { uid: u, .. }
+            | Action::Forget { uid: u, .. }
+            | Action::RecordFlags { uid: u, .. }
+            | Action::KeepRemoteOnly { uid: u } => *u != uid,
+            Action::Append { key: k, .. }
+            | Action::SetLocalFlags { key: k, .. }
+            | Action::DeleteLocal { key: k }
+            | Action::KeepLocalOnly { key: k } => k != key,
+            Action::RepairUids(_)
+            | Action::DropLocalOnly { .. }
+            | Action::DropRemoteOnly { .. } => true,
+        });
+    }
+    plan.conflicts
+        .retain(|c| c.uid != Some(uid) && c.key.as_ref() != Some(key));
+    for c in &mut plan.changes {
+        if c.uid == Some(uid) || c.key.as_ref() == Some(key) {
+            c.outcome = Outcome::Moved;
+        }
+    }
+}
+
+/// The moved file arrives in the destination: no upload.
+fn arrive_locally(plan: &mut Plan, key: &MaildirKey) {
+    plan.actions
+        .retain(|x| !matches!(x, Action::Append { key: k, .. } if k == key));
+    for c in &mut plan.changes {
+        if c.side == Side::Local && c.key.as_ref() == Some(key) && c.kind == ChangeKind::New {
+            c.outcome = Outcome::Moved;
+        }
+    }
+}
+
+/// The moved server message arrives in the destination: no download.
+fn arrive_on_server(plan: &mut Plan, uid: Uid) {
+    for a in plan.actions.iter_mut() {
+        if let Action::Fetch { uids } = a {
+            uids.remove(uid);
+        }
+    }
+    plan.actions
+        .retain(|a| !matches!(a, Action::Fetch { uids } if uids.is_empty()));
+    for c in &mut plan.changes {
+        if c.side == Side::Server && c.uid == Some(uid) && c.kind == ChangeKind::New {
+            c.outcome = Outcome::Moved;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Flag, Flags};
+    use crate::sync::actions::Halt;
+    use crate::sync::sim::{World, policy};
+
+    /// INBOX with `n` messages and Archive with 2, keys distinct across folders.
+    fn account(n: usize) -> (World, World) {
+        let inbox = World::synced(&vec![Flags::new(); n], false);
+        let mut archive = World::synced(&[Flags::new(), Flags::new()], false);
+        archive.base.folder = FolderName("Archive".into());
+        let rekey = |k: &MaildirKey| MaildirKey(format!("archive-{k}"));
+        archive.local = std::mem::take(&mut archive.local)
+            .into_iter()
+            .map(|(k, m)| (rekey(&k), m))
+            .collect();
+        for p in archive.base.pairs.values_mut() {
+            p.key = rekey(&p.key);
+            p.message_id = p.message_id.as_ref().map(|m| MessageId(format!("a{m}")));
+        }
+        for m in archive.server.values_mut() {
+            m.message_id = m.message_id.as_ref().map(|m| MessageId(format!("a{m}")));
+        }
+        (inbox, archive)
+    }
+
+    fn run(inbox: &World, archive: &World, has_move: bool) -> (Vec<Move>, Plan, Plan) {
+        run_with(&policy(), inbox, archive, has_move)
+    }
+
+    fn run_with(
+        p: &Policy,
+        inbox: &World,
+        archive: &World,
+        has_move: bool,
+    ) -> (Vec<Move>, Plan, Plan) {
+        let (ri, li, ra, la) = (
+            inbox.remote(),
+            inbox.local_snapshot(),
+            archive.remote(),
+            archive.local_snapshot(),
+        );
+        let mut passes = [
+            FolderPass {
+                remote: &ri,
+                local: &li,
+                base: &inbox.base,
+                policy: p,
+                plan: inbox.plan(p),
+            },
+            FolderPass {
+                remote: &ra,
+                local: &la,
+                base: &archive.base,
+                policy: p,
+                plan: archive.plan(p),
+            },
+        ];
+        let moves = detect_moves(&mut passes, has_move);
+        let [a, b] = passes;
+        (moves, a.plan, b.plan)
+    }
+
+    /// What the engine does for a move, on the simulated account.
+    fn apply_move(inbox: &mut World, archive: &mut World, m: &Move) {
+        match m {
+            Move::OnServer { pair, .. } => {
+                let msg = inbox.server.remove(&pair.uid).unwrap();
+                inbox.base.pairs.remove(&pair.uid);
+                let uid = archive.next_uid();
+                archive.server.insert(uid, msg);
+                archive.base.pairs.insert(
+                    uid,
+                    Pair {
+                        uid,
+                        ..pair.clone()
+                    },
+                );
+            }
+            Move::Local { pair, uid, .. } => {
+                let file = inbox.local.remove(&pair.key).unwrap();
+                inbox.base.pairs.remove(&pair.uid);
+                archive.local.insert(pair.key.clone(), file);
+                archive.base.pairs.insert(
+                    *uid,
+                    Pair {
+                        uid: *uid,
+                        ..pair.clone()
+                    },
+                );
+            }
+            Move::Both { pair, uid, .. } => {
+                inbox.base.pairs.remove(&pair.uid);
+                archive.base.pairs.insert(
+                    *uid,
+                    Pair {
+                        uid: *uid,
+                        ..pair.clone()
+                    },
+                );
+            }
+        }
+    }
+
+    fn settle(inbox: &mut World, archive: &mut World, moves: &[Move], a: &Plan, b: &Plan) {
+        for m in moves {
+            apply_move(inbox, archive, m);
+        }
+        inbox.apply(a);
+        archive.apply(b);
+        for w in [inbox, archive] {
+            // A flag changed along with a move is merged by the next pass.
+            w.pass(&policy());
+            w.check_in_sync().unwrap();
+            let again = w.plan(&policy());
+            assert!(again.is_empty(), "{again}");
+        }
+    }
+
+    #[test]
+    fn a_file_moved_between_maildir_folders_becomes_a_server_uid_move() {
+        let (mut inbox, mut archive) = account(3);
+        let pair = inbox.base.pairs[&Uid(2)].clone();
+        let mut file = inbox.local.remove(&pair.key).unwrap();
+        file.flags.insert(Flag::Seen); // read on the way: still merged next pass
+        archive.local.insert(pair.key.clone(), file);
+
+        let (moves, a, b) = run(&inbox, &archive, true);
+        assert_eq!(
+            moves,
+            vec![Move::OnServer {
+                from: FolderName("INBOX".into()),
+                to: FolderName("Archive".into()),
+                pair: pair.clone()
+            }]
+        );
+        assert!(a.actions.is_empty(), "{a}");
+        assert!(b.actions.is_empty(), "{b}");
+        assert_eq!(a.changes[0].outcome, Outcome::Moved);
+        assert_eq!(b.changes[0].outcome, Outcome::Moved);
+        assert!(
+            moves[0]
+                .to_string()
+                .starts_with("move UID 2 from INBOX to Archive")
+        );
+        settle(&mut inbox, &mut archive, &moves, &a, &b);
+        assert_eq!((inbox.server.len(), archive.server.len()), (2, 3));
+        assert!(
+            archive
+                .server
+                .values()
+                .any(|m| m.flags.contains(Flag::Seen))
+        );
+    }
+
+    #[test]
+    fn without_move_support_a_local_move_stays_append_then_delete() {
+        let (mut inbox, mut archive) = account(3);
+        let key = inbox.base.pairs[&Uid(2)].key.clone();
+        let file = inbox.local.remove(&key).unwrap();
+        archive.local.insert(key.clone(), file);
+        let (moves, a, b) = run(&inbox, &archive, false);
+        assert!(moves.is_empty());
+        assert!(matches!(a.actions[..], [Action::DeleteOnServer { .. }]));
+        assert!(matches!(b.actions[..], [Action::Append { .. }]));
+        settle(&mut inbox, &mut archive, &moves, &a, &b);
+    }
+
+    #[test]
+    fn a_message_moved_between_server_folders_becomes_a_local_rename() {
+        let (mut inbox, mut archive) = account(3);
+        let pair = inbox.base.pairs[&Uid(3)].clone();
+        let msg = inbox.server.remove(&Uid(3)).unwrap();
+        let uid = archive.next_uid();
+        archive.server.insert(uid, msg);
+
+        let (moves, a, b) = run(&inbox, &archive, true);
+        assert_eq!(
+            moves,
+            vec![Move::Local {
+                from: FolderName("INBOX".into()),
+                to: FolderName("Archive".into()),
+                pair,
+                uid
+            }]
+        );
+        assert!(a.actions.is_empty(), "{a}");
+        assert!(b.actions.is_empty(), "{b}");
+        settle(&mut inbox, &mut archive, &moves, &a, &b);
+        assert_eq!((inbox.local.len(), archive.local.len()), (2, 3));
+    }
+
+    #[test]
+    fn the_same_move_on_both_sides_is_only_re_paired() {
+        let (mut inbox, mut archive) = account(3);
+        let pair = inbox.base.pairs[&Uid(1)].clone();
+        let file = inbox.local.remove(&pair.key).unwrap();
+        archive.local.insert(pair.key.clone(), file);
+        let msg = inbox.server.remove(&Uid(1)).unwrap();
+        let uid = archive.next_uid();
+        archive.server.insert(uid, msg);
+
+        let (moves, a, b) = run(&inbox, &archive, true);
+        assert_eq!(
+            moves,
+            vec![Move::Both {
+                from: FolderName("INBOX".into()),
+                to: FolderName("Archive".into()),
+                pair,
+                uid
+            }]
+        );
+        assert!(a.actions.is_empty() && b.actions.is_empty(), "{a}{b}");
+        settle(&mut inbox, &mut archive, &moves, &a, &b);
+        assert_eq!((archive.server.len(), archive.local.len()), (3, 3));
+    }
+
+    /// One thing a user does to the account between passes.
+    #[derive(Clone, Debug)]
+    enum Op {
+        MoveLocally(usize),
+        MoveOnServer(usize),
+        MoveOnBoth(usize),
+        Flag(usize, bool),
+    }
+
+    fn nth_uid(w: &World, i: usize) -> Option<Uid> {
+        w.base
+            .pairs
+            .keys()
+            .nth(i % w.base.pairs.len().max(1))
+            .copied()
+    }
+
+    fn apply_op(inbox: &mut World, archive: &mut World, op: &Op) {
+        let (i, local, server) = match *op {
+            Op::MoveLocally(i) => (i, true, false),
+            Op::MoveOnServer(i) => (i, false, true),
+            Op::MoveOnBoth(i) => (i, true, true),
+            Op::Flag(i, server) => {
+                let Some(uid) = nth_uid(inbox, i) else { return };
+                let key = inbox.base.pairs[&uid].key.clone();
+                let flags = if server {
+                    inbox.server.get_mut(&uid).map(|m| &mut m.flags)
+                } else {
+                    inbox.local.get_mut(&key).map(|m| &mut m.flags)
+                };
+                if let Some(f) = flags {
+                    f.insert(Flag::Flagged);
+                }
+                return;
+            }
+        };
+        let Some(uid) = nth_uid(inbox, i) else { return };
+        let key = inbox.base.pairs[&uid].key.clone();
+        if local && let Some(file) = inbox.local.remove(&key) {
+            archive.local.insert(key, file);
+        }
+        if server && let Some(msg) = inbox.server.remove(&uid) {
+            let new = archive.next_uid();
+            archive.server.insert(new, msg);
+        }
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<usize>().prop_map(Op::MoveLocally),
+            any::<usize>().prop_map(Op::MoveOnServer),
+            any::<usize>().prop_map(Op::MoveOnBoth),
+            (any::<usize>(), any::<bool>()).prop_map(|(i, s)| Op::Flag(i, s)),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Moves in any mix, with or without server MOVE support: the account settles
+        /// with every message exactly once per side, and never more than one copy.
+        #[test]
+        fn prop_moves_settle_without_loss_or_duplicates(
+            n in 0usize..12,
+            ops in proptest::collection::vec(op(), 0..10),
+            has_move in proptest::prelude::any::<bool>(),
+        ) {
+            let (mut inbox, mut archive) = account(n);
+            for o in &ops {
+                apply_op(&mut inbox, &mut archive, o);
+            }
+            let server_total = inbox.server.len() + archive.server.len();
+            let local_total = inbox.local.len() + archive.local.len();
+            // Emptying a folder by moving everything out, without MOVE, is append +
+            // delete: the user confirms it like any mass deletion.
+            let mut confirmed = policy();
+            confirmed.allow_mass_delete = true;
+            let (moves, a, b) = run_with(&confirmed, &inbox, &archive, has_move);
+            for m in &moves {
+                apply_move(&mut inbox, &mut archive, m);
+            }
+            inbox.apply(&a);
+            archive.apply(&b);
+            for w in [&mut inbox, &mut archive] {
+                w.pass(&policy());
+                proptest::prop_assert!(w.check_in_sync().is_ok(), "{:?}", w.check_in_sync());
+                let again = w.plan(&policy());
+                proptest::prop_assert!(again.is_empty(), "{}", again);
+            }
+            proptest::prop_assert_eq!(inbox.server.len(), inbox.local.len());
+            proptest::prop_assert_eq!(archive.server.len(), archive.local.len());
+            // No duplicates, except a rule-11 copy kept (and logged) when the server
+            // cannot MOVE and the server copy changed while its file was moved away.
+            let kept = a.conflicts.len() + b.conflicts.len();
+            let total = inbox.server.len() + archive.server.len();
+            proptest::prop_assert!(total <= server_total.max(local_total) + kept);
+            if has_move {
+                proptest::prop_assert!(total <= server_total.max(local_total));
+            }
+        }
+    }
+
+    #[test]
+    fn ambiguous_server_moves_are_left_as_download_and_delete() {
+        let (mut inbox, mut archive) = account(3);
+        let msg = inbox.server.remove(&Uid(3)).unwrap();
+        for _ in 0..2 {
+            let uid = archive.next_uid();
+            archive.server.insert(uid, msg.clone());
+        }
+        let (moves, a, b) = run(&inbox, &archive, true);
+        assert!(moves.is_empty());
+        assert!(matches!(a.actions[..], [Action::DeleteLocal { .. }]));
+        assert!(matches!(b.actions[..], [Action::Fetch { .. }]));
+    }
+
+    #[test]
+    fn moving_most_of_a_folder_is_not_a_mass_delete() {
+        let (mut inbox, mut archive) = account(20);
+        for uid in 1..=15 {
+            let key = inbox.base.pairs[&Uid(uid)].key.clone();
+            let file = inbox.local.remove(&key).unwrap();
+            archive.local.insert(key, file);
+        }
+        let p = policy();
+        assert!(matches!(
+            inbox.plan(&p).halt,
+            Some(Halt::MassDelete { count: 15, .. })
+        ));
+        let (moves, a, b) = run(&inbox, &archive, true);
+        assert_eq!(moves.len(), 15);
+        assert!(a.halt.is_none() && a.held.is_empty(), "{a}");
+        settle(&mut inbox, &mut archive, &moves, &a, &b);
+        assert_eq!(archive.server.len(), 17);
+    }
+
+    #[test]
+    fn a_re_appended_conflict_copy_is_not_a_move() {
+        let (mut inbox, mut archive) = account(2);
+        // Archive: server deleted UID 1 while the local copy got \Flagged: re-append.
+        let key = archive.base.pairs[&Uid(1)].key.clone();
+        archive.server.remove(&Uid(1));
+        archive
+            .local
+            .get_mut(&key)
+            .unwrap()
+            .flags
+            .insert(Flag::Flagged);
+        // INBOX: an unrelated local deletion.
+        let k = inbox.base.pairs[&Uid(1)].key.clone();
+        inbox.local.remove(&k);
+        let (moves, a, b) = run(&inbox, &archive, true);
+        assert!(moves.is_empty());
+        settle(&mut inbox, &mut archive, &moves, &a, &b);
+    }
+}

@@ -36,6 +36,8 @@ pub enum RemoteListing {
     Complete(BTreeMap<Uid, RemoteMessage>),
     /// QRESYNC/CONDSTORE: only the UIDs changed since the base's HIGHESTMODSEQ, plus the
     /// UIDs the server reported VANISHED. A base UID mentioned in neither is unchanged.
+    /// `changed` must also hold every UID above the base's `highest_uid_pulled` (new
+    /// mail), with its Message-ID and size, as a full listing would.
     Changes {
         changed: BTreeMap<Uid, RemoteMessage>,
         vanished: BTreeSet<Uid>,

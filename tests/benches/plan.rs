@@ -96,6 +96,7 @@ fn bench(label: &str, key_order: impl Fn(u32) -> u32) {
     };
     let policy = Policy::new(AccountName("bench".into()));
 
+    let cpu_before = thread_cpu_ticks();
     let mut times: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let start = Instant::now();
@@ -111,13 +112,34 @@ fn bench(label: &str, key_order: impl Fn(u32) -> u32) {
             elapsed
         })
         .collect();
+    let cpu = thread_cpu_ticks()
+        .zip(cpu_before)
+        .map(|(after, before)| {
+            format!(
+                ", CPU {:.1} ms/run",
+                (after - before) as f64 * 10.0 / RUNS as f64
+            )
+        })
+        .unwrap_or_default();
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "plan(): {PAIRS} unchanged pairs, complete listing, {label}: median {:.1} ms \
-         (min {:.1}, max {:.1}, {RUNS} runs)",
+         (min {:.1}, max {:.1}, {RUNS} runs{cpu})",
         ms(times[RUNS / 2]),
         ms(times[0]),
         ms(times[RUNS - 1])
     );
+}
+
+/// This thread's user + system CPU time in clock ticks (Linux, 100 Hz), so a run on a
+/// busy machine can tell waiting for a core from working. None elsewhere.
+fn thread_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
