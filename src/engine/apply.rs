@@ -211,7 +211,8 @@ impl<'a> FolderRun<'a> {
                         "a move to trash without a trash folder".into(),
                     ));
                 };
-                let ids = self.journal(&list, IntentKind::Move, &trash).await?;
+                let detail = super::moves::MoveDetail::Trash(trash.clone()).encode();
+                let ids = self.journal(&list, IntentKind::Move, &detail).await?;
                 self.session.move_to(&list, &trash).await?;
                 fault::point("after-move");
                 self.forget_uids(&list, ids).await?;

@@ -4,6 +4,7 @@
 //! runs it.
 
 mod apply;
+mod moves;
 mod observe;
 mod recover;
 
@@ -76,6 +77,8 @@ pub struct Counts {
     pub deleted_server: usize,
     pub deleted_local: usize,
     pub conflicts: usize,
+    /// Messages moved between folders (no download or upload).
+    pub moved: usize,
 }
 
 /// The outcome of one account pass: totals, and what needs a human.
@@ -94,7 +97,7 @@ impl std::fmt::Display for Counts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} folders: fetched {} ({} KiB), appended {}, flags pushed {} pulled {}, deleted {} on server {} locally, {} conflicts",
+            "{} folders: fetched {} ({} KiB), appended {}, flags pushed {} pulled {}, deleted {} on server {} locally, {} conflicts, moved {}",
             self.folders,
             self.fetched,
             self.fetched_bytes / 1024,
@@ -103,7 +106,8 @@ impl std::fmt::Display for Counts {
             self.flags_pulled,
             self.deleted_server,
             self.deleted_local,
-            self.conflicts
+            self.conflicts,
+            self.moved
         )
     }
 }
@@ -216,24 +220,70 @@ pub async fn sync_account(
         max_delete_share: settings.max_delete_share,
         allow_mass_delete: opts.confirm_delete,
     };
+    let ctx = Ctx {
+        store: &store,
+        map: &map,
+        settings,
+        policy: &policy,
+        opts,
+    };
+    // Observe and plan every folder first: a move shows only across two folders' plans.
+    let mut prepared: Vec<Prepared> = Vec::new();
     for (name, wire) in &server {
-        if !settings.folders.includes(&name.0, delimiter) {
+        if !settings.folders.includes(&name.0, delimiter)
+            || opts.folder.as_deref().is_some_and(|f| f != name.0)
+        {
             continue;
         }
-        if opts.folder.as_deref().is_some_and(|f| f != name.0) {
-            continue;
-        }
-        let pass = FolderPass {
-            session: &mut session,
-            store: &store,
-            map: &map,
-            settings,
-            policy: &policy,
-            opts,
-        };
-        match pass.run(name, wire, &mut report).await {
-            Ok(()) => report.counts.folders += 1,
+        match ctx.prepare(&mut session, name, wire, &mut report).await {
+            Ok(Some(p)) => prepared.push(p),
+            Ok(None) => {}
             // The connection is gone: the remaining folders cannot run either.
+            Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
+            Err(e) => report.errors.push(format!("{name}: {e}")),
+        }
+    }
+    let moves = {
+        let mut passes: Vec<sync::FolderPass<'_>> = prepared
+            .iter_mut()
+            .map(|p| sync::FolderPass {
+                remote: &p.remote.snapshot,
+                local: &p.local,
+                base: &p.base,
+                policy: &policy,
+                plan: std::mem::replace(&mut p.plan, sync::Plan::new(p.name.clone())),
+            })
+            .collect();
+        let moves = sync::detect_moves(&mut passes, session.has_move());
+        let plans: Vec<sync::Plan> = passes.into_iter().map(|p| p.plan).collect();
+        for (p, plan) in prepared.iter_mut().zip(plans) {
+            p.plan = plan;
+        }
+        moves
+    };
+    if opts.dry_run {
+        for m in &moves {
+            report.plans.push(format!("move: {m:?}"));
+        }
+        for p in &prepared {
+            if !p.plan.is_empty() {
+                report.plans.push(p.plan.to_string());
+            }
+        }
+        session.logout().await;
+        return Ok(report);
+    }
+    for m in &moves {
+        match ctx.run_move(&mut session, &prepared, m).await {
+            Ok(()) => report.counts.moved += 1,
+            Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
+            Err(e) => report.errors.push(format!("move: {e}")),
+        }
+    }
+    for p in prepared {
+        let name = p.name.clone();
+        match ctx.apply(&mut session, p, &mut report).await {
+            Ok(()) => report.counts.folders += 1,
             Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
             Err(e) => report.errors.push(format!("{name}: {e}")),
         }
@@ -276,8 +326,8 @@ fn local_folders(map: &FolderMap) -> Result<Vec<FolderName>, EngineError> {
     Ok(out)
 }
 
-struct FolderPass<'a> {
-    session: &'a mut ImapSession,
+/// What every folder of one account pass shares.
+struct Ctx<'a> {
     store: &'a Store,
     map: &'a FolderMap,
     settings: &'a ImapSettings,
@@ -285,18 +335,42 @@ struct FolderPass<'a> {
     opts: &'a SyncOptions,
 }
 
-impl FolderPass<'_> {
-    async fn run(
-        self,
+fn end(p: &Prepared) -> moves::End<'_> {
+    moves::End {
+        folder: p.folder.id,
+        wire: &p.wire,
+        md: &p.md,
+    }
+}
+
+/// One folder observed and planned, waiting for the moves to run.
+struct Prepared {
+    name: FolderName,
+    wire: String,
+    folder: store::FolderState,
+    base: sync::Base,
+    md: Maildir,
+    scan: maildir::LocalScan,
+    local: sync::LocalSnapshot,
+    remote: observe::RemoteObservation,
+    plan: sync::Plan,
+}
+
+impl Ctx<'_> {
+    /// Observe both sides of a folder and plan it. `None`: nothing to run (halted,
+    /// missing Maildir, or a dry run of a folder not made yet); the report says why.
+    async fn prepare(
+        &self,
+        session: &mut ImapSession,
         name: &FolderName,
         wire: &str,
         report: &mut AccountReport,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Option<Prepared>, EngineError> {
         let local_path = self.map.to_local(name)?;
         let folder = self.store.ensure_folder(name, &local_path).await?;
         if let Some(reason) = &folder.halt_reason {
             report.halts.push(format!("{name}: halted: {reason}"));
-            return Ok(());
+            return Ok(None);
         }
         let base = self.store.base(&folder).await?;
         if self.opts.dry_run && !local_path.join("cur").is_dir() {
@@ -304,13 +378,13 @@ impl FolderPass<'_> {
                 stable: true,
                 ..Default::default()
             };
-            let remote = observe::remote(self.session, wire, &base).await?;
+            let remote = observe::remote(session, wire, &base).await?;
             let plan = sync::plan(&remote.snapshot, &empty, &base, self.policy, now());
             report.plans.push(format!(
                 "{name}: would create {}\n{plan}",
                 local_path.display()
             ));
-            return Ok(());
+            return Ok(None);
         }
         let Some(md) = self.maildir(name, &local_path, &base)? else {
             report.halts.push(format!(
@@ -318,7 +392,7 @@ impl FolderPass<'_> {
                 local_path.display(),
                 base.pairs.len()
             ));
-            return Ok(());
+            return Ok(None);
         };
         let scan = md
             .scan()
@@ -331,15 +405,77 @@ impl FolderPass<'_> {
             ));
         }
         let local = observe::local(&scan);
-        let remote = observe::remote(self.session, wire, &base).await?;
-        let at = now();
-        let plan = sync::plan(&remote.snapshot, &local, &base, self.policy, at);
-        if self.opts.dry_run {
-            if !plan.is_empty() {
-                report.plans.push(plan.to_string());
+        let remote = observe::remote(session, wire, &base).await?;
+        let plan = sync::plan(&remote.snapshot, &local, &base, self.policy, now());
+        Ok(Some(Prepared {
+            name: name.clone(),
+            wire: wire.to_owned(),
+            folder,
+            base,
+            md,
+            scan,
+            local,
+            remote,
+            plan,
+        }))
+    }
+
+    async fn run_move(
+        &self,
+        session: &mut ImapSession,
+        prepared: &[Prepared],
+        m: &sync::Move,
+    ) -> Result<(), EngineError> {
+        let find = |name: &FolderName| {
+            prepared
+                .iter()
+                .find(|p| &p.name == name)
+                .ok_or_else(|| EngineError::Local(format!("move names an unplanned folder {name}")))
+        };
+        match m {
+            sync::Move::OnServer { from, to, pair } => {
+                let (f, t) = (find(from)?, find(to)?);
+                moves::on_server(session, self.store, &end(f), &end(t), pair).await
             }
-            return Ok(());
+            sync::Move::Local {
+                from,
+                to,
+                pair,
+                uid,
+            } => {
+                let (f, t) = (find(from)?, find(to)?);
+                let file = f.scan.messages.get(&pair.key);
+                moves::locally(self.store, &end(f), &end(t), pair, *uid, file).await
+            }
+            sync::Move::Both {
+                from,
+                to,
+                pair,
+                uid,
+            } => {
+                let (f, t) = (find(from)?, find(to)?);
+                moves::repair_moved(self.store, f.folder.id, t.folder.id, pair, *uid, None).await
+            }
         }
+    }
+
+    /// Run one folder's plan and commit its watermarks (rule 4).
+    async fn apply(
+        &self,
+        session: &mut ImapSession,
+        p: Prepared,
+        report: &mut AccountReport,
+    ) -> Result<(), EngineError> {
+        let Prepared {
+            name,
+            wire,
+            folder,
+            md,
+            scan,
+            remote,
+            plan,
+            ..
+        } = p;
         if let Some(halt) = &plan.halt {
             if let Halt::UidValidity { .. } = halt {
                 self.store
@@ -349,20 +485,36 @@ impl FolderPass<'_> {
             report.halts.push(format!("{name}: {halt}"));
         }
         report.counts.conflicts += plan.conflicts.len();
+        let mut uidnext = remote.uidnext;
+        if plan
+            .actions
+            .iter()
+            .any(|a| a.touches_server() || matches!(a, sync::Action::Fetch { .. }))
+        {
+            // Moves and other folders' passes selected other folders meanwhile.
+            let selected = session.select(&wire, None).await?;
+            uidnext = uidnext.max(selected.uidnext.unwrap_or(uidnext));
+        }
         let trash_wire = self.settings.trash.as_ref().map(|t| utf7::encode(&t.0));
         let mut counts = report.counts;
         let mut run = apply::FolderRun::new(
-            self.session,
+            session,
             self.store,
             &md,
             &folder,
-            wire,
+            &wire,
             trash_wire,
             &remote.snapshot,
-            remote.uidnext,
+            uidnext,
             &mut counts,
-            base.pairs.clone(),
-            scan.messages.clone(),
+            // Pairs a move just rewrote are read back, not taken from the stale base.
+            self.store
+                .pairs(folder.id)
+                .await?
+                .into_iter()
+                .map(|p| (p.uid, p))
+                .collect(),
+            scan.messages,
         );
         for action in &plan.actions {
             run.run(action).await?;
@@ -384,12 +536,12 @@ impl FolderPass<'_> {
             changes: plan
                 .changes
                 .iter()
-                .map(|c| change_record(name, c))
+                .map(|c| change_record(&name, c))
                 .collect(),
             conflicts: plan
                 .conflicts
                 .iter()
-                .map(|c| conflict_record(name, c))
+                .map(|c| conflict_record(&name, c))
                 .collect(),
             ..Commit::default()
         };

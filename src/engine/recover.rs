@@ -8,6 +8,7 @@ use crate::store::{Commit, FolderState, Intent, IntentKind, Store};
 use crate::sync::{MessageId, Pair};
 
 use super::apply::{AppendSizes, find_appended, unlink_key};
+use super::moves::{MoveDetail, rename_into, repair_moved};
 use super::{AccountReport, EngineError};
 
 pub async fn server_intents(
@@ -37,7 +38,7 @@ pub async fn server_intents(
             store.drop_intents(vec![intent.id]).await?;
             continue;
         };
-        if let Err(e) = resolve(store, session, map, folder, &intent).await {
+        if let Err(e) = resolve(store, session, map, &folders, folder, &intent).await {
             // An ambiguous APPEND stops this folder until a human looks (rule 2).
             let reason = format!(
                 "an interrupted {} could not be resolved: {e}",
@@ -56,6 +57,7 @@ async fn resolve(
     store: &Store,
     session: &mut ImapSession,
     map: &FolderMap,
+    folders: &[FolderState],
     folder: &FolderState,
     intent: &Intent,
 ) -> Result<(), EngineError> {
@@ -132,18 +134,91 @@ async fn resolve(
                 .await?;
         }
         IntentKind::Move => {
-            if let Some(uid) = spec.uid
-                && !session.search(&format!("UID {}", uid.0)).await?.is_empty()
-                && !spec.detail.is_empty()
-            {
-                session.move_to(&[uid], &spec.detail).await?;
+            let present = match spec.uid {
+                Some(uid) => !session.search(&format!("UID {}", uid.0)).await?.is_empty(),
+                None => false,
+            };
+            match MoveDetail::decode(&spec.detail) {
+                Some(MoveDetail::Trash(trash)) => {
+                    if let (true, Some(uid)) = (present, spec.uid) {
+                        session.move_to(&[uid], &trash).await?;
+                    }
+                    store
+                        .commit(Commit {
+                            remove_pairs: spec.uid.into_iter().collect(),
+                            ..commit
+                        })
+                        .await?;
+                }
+                Some(MoveDetail::Server { to }) => {
+                    let dest = folders.iter().find(|f| f.id == to);
+                    let pair = store
+                        .pairs(folder.id)
+                        .await?
+                        .into_iter()
+                        .find(|p| Some(p.uid) == spec.uid);
+                    let (Some(dest), Some(pair)) = (dest, pair) else {
+                        store.drop_intents(vec![intent.id]).await?;
+                        return Ok(());
+                    };
+                    let dest_wire = utf7::encode(&dest.server_name.0);
+                    let new_uid = if present {
+                        session
+                            .move_to(&[pair.uid], &dest_wire)
+                            .await?
+                            .get(&pair.uid)
+                            .copied()
+                    } else {
+                        None
+                    };
+                    let new_uid = match (new_uid, &spec.token) {
+                        (Some(uid), _) => Some(uid),
+                        (None, Some(id)) => {
+                            session.select(&dest_wire, None).await?;
+                            let found = session
+                                .search(&format!("HEADER Message-ID {}", crate::imap::quote(id)?))
+                                .await?;
+                            (found.len() == 1)
+                                .then(|| found.into_iter().next())
+                                .flatten()
+                        }
+                        (None, None) => None,
+                    };
+                    match new_uid {
+                        Some(uid) => {
+                            repair_moved(store, folder.id, dest.id, &pair, uid, Some(intent.id))
+                                .await?
+                        }
+                        None => {
+                            return Err(EngineError::Server(format!(
+                                "the moved message {} cannot be found in {}",
+                                pair.key, dest.server_name
+                            )));
+                        }
+                    }
+                }
+                Some(MoveDetail::Local { to, uid }) => {
+                    let dest = folders.iter().find(|f| f.id == to);
+                    let pair = store
+                        .pairs(folder.id)
+                        .await?
+                        .into_iter()
+                        .find(|p| Some(p.uid) == spec.uid);
+                    let (Some(dest), Some(pair)) = (dest, pair) else {
+                        store.drop_intents(vec![intent.id]).await?;
+                        return Ok(());
+                    };
+                    let open = |path: &std::path::Path| {
+                        Maildir::open(path)
+                            .map_err(|e| EngineError::Local(format!("{}: {e}", path.display())))
+                    };
+                    let from_md = open(&map.to_local(&folder.server_name)?)?;
+                    let to_md = open(&map.to_local(&dest.server_name)?)?;
+                    rename_into(&from_md, &to_md, &pair.key, None)?;
+                    repair_moved(store, folder.id, dest.id, &pair, uid, Some(intent.id)).await?;
+                }
+                None => store.drop_intents(vec![intent.id]).await?,
             }
-            store
-                .commit(Commit {
-                    remove_pairs: spec.uid.into_iter().collect(),
-                    ..commit
-                })
-                .await?;
         }
         IntentKind::LocalDelete
         | IntentKind::Deliver

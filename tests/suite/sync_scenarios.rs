@@ -315,3 +315,53 @@ fn dry_run_changes_nothing_and_prints_the_plan() {
     assert!(!env.folder("INBOX").exists(), "dry run created the folder");
     assert!(env.sync_ok().contains("fetched 1"));
 }
+
+#[test]
+fn local_move_becomes_a_server_move_without_reupload() {
+    let env = Env::new("");
+    env.dovecot.create_mailbox("alice", "Archive");
+    env.seed("INBOX", "m");
+    env.sync_ok();
+    let key = env.key_of("INBOX", "m");
+    // mutt's save-message: the file leaves INBOX and lands in Archive, same name.
+    let from = md::path_of(&env.folder("INBOX"), &key);
+    let to = env
+        .folder("Archive")
+        .join("cur")
+        .join(from.file_name().unwrap());
+    std::fs::rename(&from, &to).unwrap();
+    let summary = env.sync_ok();
+    assert!(
+        summary.contains("appended 0") && summary.contains("moved 1"),
+        "{summary}"
+    );
+    assert!(env.server("INBOX").is_empty());
+    assert_eq!(env.dovecot.state("alice", "Archive").len(), 1);
+    env.assert_quiet();
+}
+
+#[test]
+fn server_move_becomes_a_local_rename_without_download() {
+    let env = Env::new("");
+    env.dovecot.create_mailbox("alice", "Archive");
+    env.seed("INBOX", "m");
+    env.sync_ok();
+    let key = env.key_of("INBOX", "m");
+    env.dovecot.doveadm(
+        &[
+            "move", "-u", "alice", "Archive", "mailbox", "INBOX", "uid", "1",
+        ],
+        None,
+    );
+    let summary = env.sync_ok();
+    assert!(
+        summary.contains("fetched 0") && summary.contains("moved 1"),
+        "{summary}"
+    );
+    assert!(md::messages(&env.folder("INBOX")).is_empty());
+    assert!(
+        md::messages(&env.folder("Archive")).contains_key(&key),
+        "same file, same key"
+    );
+    env.assert_quiet();
+}

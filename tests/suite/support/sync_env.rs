@@ -9,7 +9,7 @@ use super::maildir as md;
 use super::{Dovecot, stderr, stdout, syncmail_with_env};
 
 /// What a pass that changed nothing prints.
-pub const QUIET: &str = "fetched 0 (0 KiB), appended 0, flags pushed 0 pulled 0, deleted 0 on server 0 locally, 0 conflicts";
+pub const QUIET: &str = "fetched 0 (0 KiB), appended 0, flags pushed 0 pulled 0, deleted 0 on server 0 locally, 0 conflicts, moved 0";
 
 /// The server side and the local side as `(Message-ID, flags)` lists.
 pub type State = (Vec<(String, String)>, Vec<(String, String)>);

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# syncmail vs mbsync on the same local Dovecot, in the same run.
+#
+#   scripts/bench-sync.sh [MESSAGES] [RUNS]        defaults: 10000 3
+#
+# Seeds MESSAGES messages of realistic sizes (most 2-8 KiB, ~13% 100-300 KiB, ~2% near
+# 1 MiB) into two folders (INBOX, Archive), then for each storage (disk under /var/tmp,
+# tmpfs under /dev/shm) and each of RUNS interleaved rounds measures, for syncmail,
+# mbsync with its default FSync yes, and mbsync with FSync no:
+#   initial   sync into an empty Maildir
+#   noop      resync with nothing changed
+#   flags100  resync after 100 flag changes on the server
+# It prints the median seconds and peak RSS of each, and ratios against syncmail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MESSAGES=${1:-10000}
+RUNS=${2:-3}
+. scripts/ensure-deps.sh
+ensure_deps
+for tool in mbsync:isync /usr/bin/time:time; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || apt-get install -y -qq "${tool##*:}" </dev/null >/dev/null
+done
+. scripts/lib-dovecot.sh
+
+cargo build --release --locked -q
+SYNCMAIL=$PWD/target/release/syncmail
+BENCH=$(mktemp -d /var/tmp/syncmail-bench.XXXXXX)
+chmod 711 "$BENCH"
+SHM=$(mktemp -d /dev/shm/syncmail-bench.XXXXXX)
+RESULTS=$BENCH/results.tsv
+cleanup() { dovecot_stop; rm -rf "$BENCH" "$SHM"; }
+trap cleanup EXIT
+
+echo "== starting Dovecot and seeding $MESSAGES messages"
+dovecot_start "$BENCH/server" bench bench-password
+# Written straight into the server's Maildir (fast), then indexed by Dovecot once so no
+# tool pays for the first indexing.
+python3 - "$BENCH/server/mail/bench/Maildir" "$MESSAGES" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(42)
+for folder in ("", ".Archive"):
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(root, folder, sub), exist_ok=True)
+open(os.path.join(root, ".Archive", "maildirfolder"), "w").close()
+line = "The quick brown fox jumps over the lazy dog; 0123456789 abcdefghij.\r\n"
+for i in range(n):
+    r = rng.random()
+    size = rng.randint(2048, 8192) if r < 0.85 else rng.randint(100_000, 300_000) if r < 0.98 else rng.randint(900_000, 1_000_000)
+    head = (f"From: Sender {i % 97} <s{i % 97}@example.com>\r\nTo: bench@example.com\r\n"
+            f"Subject: message {i}\r\nMessage-ID: <{i}.bench@example.com>\r\n"
+            f"Date: Sat, 21 Nov 2026 10:00:00 +0000\r\n\r\n")
+    body = (line * (size // len(line) + 1))[: max(0, size - len(head))]
+    folder = "" if i % 2 == 0 else ".Archive"
+    flags = "S" if rng.random() < 0.7 else ""
+    with open(os.path.join(root, folder, "cur", f"{1700000000 + i}.M{i}P1.bench:2,{flags}"), "w") as f:
+        f.write(head + body)
+PY
+chown -R "$MAIL_UID:$MAIL_GID" "$BENCH/server/mail/bench"
+dovecot_adm mailbox status -u bench "messages vsize" '*'
+
+# The 100 UIDs whose \Flagged flips for the flags100 scenario.
+FLAG_UIDS=$(seq 1 $((MESSAGES / 200)) $((MESSAGES / 2)) | head -100 | paste -sd, -)
+
+measure() { # name scenario storage command... ; appends "name scenario storage secs rss_kib"
+    local name=$1 scenario=$2 storage=$3; shift 3
+    /usr/bin/time -f "%e %M" -o "$BENCH/time.out" "$@" >/dev/null 2>"$BENCH/last.err" || {
+        echo "$name $scenario failed:" >&2; cat "$BENCH/last.err" >&2; exit 1; }
+    read -r secs kib < "$BENCH/time.out"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$scenario" "$storage" "$secs" "$kib" >> "$RESULTS"
+}
+
+run_tool() { # tool storage_dir storage_name
+    local tool=$1 dir=$2 storage=$3 local_root=$2/$1
+    rm -rf "$local_root"; mkdir -p "$local_root"
+    case $tool in
+        syncmail)
+            cat > "$local_root.toml" <<CONF
+[general]
+maildir = "$local_root/Mail"
+state_dir = "$local_root/state"
+[[account]]
+name = "b"
+kind = "imap"
+host = "localhost"
+port = $IMAPS
+user = "bench"
+password = "bench-password"
+ca_file = "$BENCH/server/tls/ca.pem"
+CONF
+            chmod 600 "$local_root.toml"
+            cmd=("$SYNCMAIL" sync --config "$local_root.toml") ;;
+        mbsync|mbsync-nofsync)
+            local fsync=yes; [ "$tool" = mbsync-nofsync ] && fsync=no
+            mkdir -p "$local_root/Mail"
+            cat > "$local_root.rc" <<CONF
+FSync $fsync
+IMAPAccount b
+Host localhost
+Port $IMAPS
+User bench
+Pass bench-password
+SSLType IMAPS
+CertificateFile $BENCH/server/tls/ca.pem
+
+IMAPStore remote
+Account b
+
+MaildirStore local
+Path $local_root/Mail/
+Inbox $local_root/Mail/INBOX
+SubFolders Verbatim
+
+Channel b
+Far :remote:
+Near :local:
+Patterns *
+Create Near
+Sync All
+Expunge Both
+SyncState *
+CONF
+            cmd=(mbsync -q -c "$local_root.rc" -a) ;;
+    esac
+    measure "$tool" initial "$storage" "${cmd[@]}"
+    measure "$tool" noop "$storage" "${cmd[@]}"
+    dovecot_adm flags add -u bench '\Flagged' mailbox INBOX uid "$FLAG_UIDS"
+    measure "$tool" flags100 "$storage" "${cmd[@]}"
+    dovecot_adm flags remove -u bench '\Flagged' mailbox INBOX uid "$FLAG_UIDS"
+    rm -rf "$local_root" "$local_root.toml" "$local_root.rc"
+}
+
+: > "$RESULTS"
+for storage in disk tmpfs; do
+    dir=$BENCH; [ $storage = tmpfs ] && dir=$SHM
+    for run in $(seq "$RUNS"); do
+        for tool in syncmail mbsync mbsync-nofsync; do
+            echo "== $storage run $run: $tool"
+            run_tool "$tool" "$dir" "$storage"
+        done
+    done
+done
+
+python3 - "$RESULTS" "$MESSAGES" "$RUNS" <<'PY'
+import statistics, sys
+from collections import defaultdict
+rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
+t, rss = defaultdict(list), defaultdict(list)
+for name, scen, stor, secs, kib in rows:
+    t[(name, scen, stor)].append(float(secs)); rss[(name, scen, stor)].append(int(kib))
+print(f"\n{sys.argv[2]} messages, median of {sys.argv[3]} interleaved runs (seconds; peak RSS MiB)\n")
+print("| storage | scenario | syncmail | mbsync (FSync yes) | mbsync (FSync no) | vs FSync yes | vs FSync no |")
+print("|---|---|---|---|---|---|---|")
+for stor in ("disk", "tmpfs"):
+    for scen in ("initial", "noop", "flags100"):
+        m = {n: statistics.median(t[(n, scen, stor)]) for n in ("syncmail", "mbsync", "mbsync-nofsync")}
+        r = {n: max(rss[(n, scen, stor)]) / 1024 for n in m}
+        cell = lambda n: f"{m[n]:.2f} ({r[n]:.0f})"
+        ratio = lambda n: f"{m[n] / m['syncmail']:.2f}x" if m["syncmail"] > 0 else "-"
+        print(f"| {stor} | {scen} | {cell('syncmail')} | {cell('mbsync')} | {cell('mbsync-nofsync')} | {ratio('mbsync')} | {ratio('mbsync-nofsync')} |")
+print("\nratios: the other tool's time / syncmail's (above 1 means syncmail is faster)")
+PY

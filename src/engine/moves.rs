@@ -1,0 +1,233 @@
+//! Carrying out cross-folder moves the planner found: a message moved locally becomes a
+//! server `UID MOVE`, one moved on the server becomes a file rename, so nothing is
+//! downloaded or uploaded again. Each move is journaled with where it goes; the pair is
+//! recorded in the destination before it is forgotten in the source, so a crash between
+//! the two leaves a pair that the next pass forgets, never an unpaired copy that would be
+//! appended or fetched a second time.
+
+use std::time::SystemTime;
+
+use crate::imap::ImapSession;
+use crate::maildir::{LocalMessage, Maildir};
+use crate::model::{MaildirKey, Uid};
+use crate::store::{Commit, FolderId, IntentKind, IntentSpec, Store, fault};
+use crate::sync::Pair;
+
+use super::EngineError;
+
+/// Where one end of a move lives.
+pub struct End<'a> {
+    pub folder: FolderId,
+    pub wire: &'a str,
+    pub md: &'a Maildir,
+}
+
+/// The intent `detail` of a move, so recovery knows what kind it was.
+pub enum MoveDetail {
+    /// A server deletion carried out as a move to the trash folder (`wire` name).
+    Trash(String),
+    /// A local move mirrored on the server into folder `to`.
+    Server { to: FolderId },
+    /// A server move mirrored locally into folder `to`, where the message is `uid`.
+    Local { to: FolderId, uid: Uid },
+}
+
+impl MoveDetail {
+    pub fn encode(&self) -> String {
+        match self {
+            MoveDetail::Trash(wire) => format!("trash:{wire}"),
+            MoveDetail::Server { to } => format!("server:{}", to.0),
+            MoveDetail::Local { to, uid } => format!("local:{}:{}", to.0, uid.0),
+        }
+    }
+
+    pub fn decode(detail: &str) -> Option<MoveDetail> {
+        let (kind, rest) = detail.split_once(':')?;
+        match kind {
+            "trash" => Some(MoveDetail::Trash(rest.to_owned())),
+            "server" => Some(MoveDetail::Server {
+                to: FolderId(rest.parse().ok()?),
+            }),
+            "local" => {
+                let (to, uid) = rest.split_once(':')?;
+                Some(MoveDetail::Local {
+                    to: FolderId(to.parse().ok()?),
+                    uid: Uid(uid.parse().ok()?),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+async fn journal(
+    store: &Store,
+    from: FolderId,
+    pair: &Pair,
+    detail: MoveDetail,
+) -> Result<crate::store::IntentId, EngineError> {
+    let spec = IntentSpec {
+        folder: Some(from),
+        uid: Some(pair.uid),
+        local_key: Some(pair.key.clone()),
+        token: pair.message_id.as_ref().map(|m| m.0.clone()),
+        detail: detail.encode(),
+        ..IntentSpec::new(IntentKind::Move)
+    };
+    let ids = store.begin_intents(vec![spec], SystemTime::now()).await?;
+    fault::point("after-intent");
+    ids.into_iter()
+        .next()
+        .ok_or_else(|| EngineError::Local("the journal returned no intent".into()))
+}
+
+/// Record the moved pair in `to`, then forget it in `from` and close the intent.
+pub async fn repair_moved(
+    store: &Store,
+    from: FolderId,
+    to: FolderId,
+    old: &Pair,
+    new_uid: Uid,
+    intent: Option<crate::store::IntentId>,
+) -> Result<(), EngineError> {
+    store
+        .commit(Commit {
+            folder: Some(to),
+            upsert_pairs: vec![Pair {
+                uid: new_uid,
+                ..old.clone()
+            }],
+            ..Commit::default()
+        })
+        .await?;
+    fault::point("move-between-commits");
+    store
+        .commit(Commit {
+            folder: Some(from),
+            remove_pairs: vec![old.uid],
+            complete_intents: intent.into_iter().collect(),
+            ..Commit::default()
+        })
+        .await?;
+    Ok(())
+}
+
+/// The file moved locally: `UID MOVE` it on the server and pair the UID it got there.
+pub async fn on_server(
+    session: &mut ImapSession,
+    store: &Store,
+    from: &End<'_>,
+    to: &End<'_>,
+    pair: &Pair,
+) -> Result<(), EngineError> {
+    let intent = journal(
+        store,
+        from.folder,
+        pair,
+        MoveDetail::Server { to: to.folder },
+    )
+    .await?;
+    session.select(from.wire, None).await?;
+    let mapping = session.move_to(&[pair.uid], to.wire).await?;
+    fault::point("after-move");
+    match mapping.get(&pair.uid) {
+        Some(new_uid) => {
+            repair_moved(store, from.folder, to.folder, pair, *new_uid, Some(intent)).await
+        }
+        // Without COPYUID the new UID is unknown: the intent stays open, and recovery
+        // finds the message in `to` by its Message-ID before the next pass.
+        None => Err(EngineError::Server(format!(
+            "UID MOVE of {} gave no COPYUID; cannot pair the moved message",
+            pair.uid
+        ))),
+    }
+}
+
+/// The server moved it: rename the file into the destination Maildir (same name, so the
+/// key and flags stay), make both directories durable, then re-pair.
+pub async fn locally(
+    store: &Store,
+    from: &End<'_>,
+    to: &End<'_>,
+    pair: &Pair,
+    uid: Uid,
+    file: Option<&LocalMessage>,
+) -> Result<(), EngineError> {
+    let intent = journal(
+        store,
+        from.folder,
+        pair,
+        MoveDetail::Local { to: to.folder, uid },
+    )
+    .await?;
+    rename_into(from.md, to.md, &pair.key, file)?;
+    fault::point("after-move");
+    repair_moved(store, from.folder, to.folder, pair, uid, Some(intent)).await
+}
+
+/// Move the file holding `key` from one Maildir into the same subdirectory of another.
+/// Already there (a replay after a crash) is success.
+pub fn rename_into(
+    from: &Maildir,
+    to: &Maildir,
+    key: &MaildirKey,
+    known: Option<&LocalMessage>,
+) -> Result<(), EngineError> {
+    let local = |e: std::io::Error| EngineError::Local(format!("moving {key}: {e}"));
+    let msg = match known.filter(|m| m.path.exists()) {
+        Some(m) => Some(m.clone()),
+        None => from.scan().map_err(local)?.messages.get(key).cloned(),
+    };
+    let Some(msg) = msg else {
+        return if to.scan().map_err(local)?.messages.contains_key(key) {
+            Ok(())
+        } else {
+            Err(EngineError::Local(format!(
+                "{key} is in neither folder; rescan"
+            )))
+        };
+    };
+    let name = msg
+        .path
+        .file_name()
+        .ok_or_else(|| EngineError::Local(format!("{key}: no file name")))?;
+    let dir = if msg.in_new {
+        to.new_dir()
+    } else {
+        to.cur_dir()
+    };
+    let target = dir.join(name);
+    if target.exists() {
+        return Err(EngineError::Local(format!(
+            "{} already exists; refusing to overwrite it",
+            target.display()
+        )));
+    }
+    std::fs::rename(&msg.path, &target).map_err(local)?;
+    to.sync_dirs().map_err(local)?;
+    from.sync_dirs().map_err(local)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn move_details_round_trip() {
+        for d in [
+            MoveDetail::Trash("Trash".into()),
+            MoveDetail::Server { to: FolderId(7) },
+            MoveDetail::Local {
+                to: FolderId(3),
+                uid: Uid(42),
+            },
+        ] {
+            assert_eq!(
+                MoveDetail::decode(&d.encode()).map(|d| d.encode()),
+                Some(d.encode())
+            );
+        }
+        assert!(MoveDetail::decode("nonsense").is_none());
+    }
+}
