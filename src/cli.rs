@@ -194,6 +194,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 folder,
                 dry_run,
                 confirm_delete,
+                progress: None,
             };
             let selected = select_accounts(&config, &accounts)?;
             runtime()?.block_on(sync_all(&config, &selected, &opts))
@@ -235,16 +236,49 @@ fn select_accounts<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a A
         .collect()
 }
 
+/// On a terminal, one line redrawn in place; otherwise a log line per batch, which is
+/// what journald and cron mail want.
+fn progress_reporter(account: String) -> engine::Progress {
+    use std::io::{IsTerminal, Write};
+    let tty = std::io::stderr().is_terminal();
+    engine::Progress(std::sync::Arc::new(move |folder, c| {
+        let line = format!(
+            "{account} {folder}: {} fetched ({:.1} MiB), {} appended",
+            c.fetched,
+            c.fetched_bytes as f64 / (1024.0 * 1024.0),
+            c.appended
+        );
+        if tty {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{line}");
+            let _ = err.flush();
+        } else {
+            tracing::info!("{line}");
+        }
+    }))
+}
+
 /// Sync the accounts concurrently; a failure in one never stops the others.
 async fn sync_all(
     config: &Config,
     accounts: &[&Account],
     opts: &engine::SyncOptions,
 ) -> Result<(), Failure> {
+    let per_account: Vec<engine::SyncOptions> = accounts
+        .iter()
+        .map(|a| engine::SyncOptions {
+            progress: Some(progress_reporter(a.name.0.clone())),
+            ..opts.clone()
+        })
+        .collect();
     let runs = accounts
         .iter()
-        .map(|a| engine::sync_account(a, &config.general, opts));
+        .zip(&per_account)
+        .map(|(a, o)| engine::sync_account(a, &config.general, o));
     let results = futures::future::join_all(runs).await;
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprint!("\r\x1b[2K");
+    }
     let mut transient = false;
     let mut failed = false;
     for (account, result) in accounts.iter().zip(results) {

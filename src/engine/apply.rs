@@ -31,6 +31,7 @@ pub struct FolderRun<'a> {
     /// The next UID the server will assign: where a lost APPEND answer is searched for.
     pub uidnext: Uid,
     pub counts: &'a mut Counts,
+    progress: Option<super::Progress>,
     /// The pairs as they stand after each step (starts as the base).
     pub pairs: BTreeMap<Uid, Pair>,
     pub local: BTreeMap<MaildirKey, LocalMessage>,
@@ -54,6 +55,7 @@ impl<'a> FolderRun<'a> {
         remote: &'a RemoteSnapshot,
         uidnext: Uid,
         counts: &'a mut Counts,
+        progress: Option<super::Progress>,
         pairs: BTreeMap<Uid, Pair>,
         local: BTreeMap<MaildirKey, LocalMessage>,
     ) -> FolderRun<'a> {
@@ -67,6 +69,7 @@ impl<'a> FolderRun<'a> {
             remote,
             uidnext,
             counts,
+            progress,
             pairs,
             local,
             highest_pulled: None,
@@ -356,6 +359,7 @@ impl<'a> FolderRun<'a> {
             // Intents of UIDs expunged meanwhile are closed too: nothing was written.
             commit.complete_intents = intent_of.values().copied().collect();
             self.store.commit(commit).await?;
+            self.report_progress();
             if !missing.is_empty() {
                 tracing::debug!(folder = %self.folder.server_name, missing = missing.len(), "messages expunged on the server while fetching");
             }
@@ -439,6 +443,7 @@ impl<'a> FolderRun<'a> {
         self.pairs.insert(uid, pair);
         self.uidnext = Uid(uid.0.max(self.uidnext.0) + 1);
         self.counts.appended += 1;
+        self.report_progress();
         Ok(())
     }
 
@@ -472,6 +477,12 @@ impl<'a> FolderRun<'a> {
         self.local.remove(key);
         self.counts.deleted_local += 1;
         Ok(())
+    }
+
+    fn report_progress(&self) {
+        if let Some(p) = &self.progress {
+            (p.0)(&self.folder.server_name, self.counts);
+        }
     }
 
     /// The base updates gathered from flag merges, once the renames are durable.

@@ -63,6 +63,20 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// The user confirmed deletions a guard held back (rule 7).
     pub confirm_delete: bool,
+    /// Told after every batch a folder fetches or message it appends.
+    pub progress: Option<Progress>,
+}
+
+/// A progress listener: the folder and the account's running totals.
+#[derive(Clone)]
+pub struct Progress(pub std::sync::Arc<ProgressFn>);
+
+pub type ProgressFn = dyn Fn(&FolderName, &Counts) + Send + Sync;
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// Totals of one account pass, for the summary line.
@@ -507,6 +521,7 @@ impl Ctx<'_> {
             &remote.snapshot,
             uidnext,
             &mut counts,
+            self.opts.progress.clone(),
             // Pairs a move just rewrote are read back, not taken from the stale base.
             self.store
                 .pairs(folder.id)
