@@ -16,7 +16,10 @@
 //! - [`imap`]: TLS/STARTTLS connection, authentication, and the session layer that wraps
 //!   async-imap's gaps (timeouts, checked FETCH results, raw APPEND/QRESYNC).
 //! - [`pop3`]: the POP3 protocol state machine (sans-IO) and its tokio driver.
-//! - [`engine`]: the only module that knows both sides: observe, plan, apply, commit.
+//! - [`engine`]: the only module that knows both sides: observe (QRESYNC, CONDSTORE or a
+//!   full listing; a stable Maildir scan), plan every folder, turn cross-folder
+//!   delete+add into moves, apply each action under the intent journal, commit; and
+//!   resolve intents a crash left open before anything else.
 //! - [`daemon`]: per-account supervisors, IDLE and file-watch triggers, signals.
 //! - [`secret`]: fetches passwords and tokens from the configured source, never logging them.
 #![forbid(unsafe_code)]
