@@ -66,15 +66,47 @@ pub fn ensure_folder(
     local_path: &Path,
 ) -> Result<FolderState, StoreError> {
     let tx = conn.transaction()?;
+    if let Some(existing) = folder(&tx, name)? {
+        if existing.local_path != local_path {
+            // A changed root or layout would make every paired message look deleted
+            // locally; that needs a deliberate move, never a silent update (rule 7).
+            return Err(StoreError::Invalid(format!(
+                "folder {name} is recorded at {}, but now maps to {}; \
+                 move the Maildir or restore the old root/layout",
+                existing.local_path.display(),
+                local_path.display()
+            )));
+        }
+        return Ok(existing);
+    }
     tx.execute(
-        "INSERT INTO folders (server_name, local_path) VALUES (?1, ?2)
-         ON CONFLICT (server_name) DO UPDATE SET local_path = excluded.local_path",
+        "INSERT INTO folders (server_name, local_path) VALUES (?1, ?2)",
         params![name.0, path_text(local_path)?],
     )?;
     let state =
         folder(&tx, name)?.ok_or_else(|| StoreError::Invalid(format!("folder {name} vanished")))?;
     tx.commit()?;
     Ok(state)
+}
+
+/// Forget a folder and its pairs (after it was deleted on both sides, rule 9). Refused
+/// while intents on it are open.
+pub fn delete_folder(conn: &mut Connection, folder: FolderId) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let open: i64 = tx.query_row(
+        "SELECT count(*) FROM intents WHERE folder_id = ?1",
+        [folder.0],
+        |r| r.get(0),
+    )?;
+    if open > 0 {
+        return Err(StoreError::Invalid(format!(
+            "folder {} has {open} open intents; resolve them first",
+            folder.0
+        )));
+    }
+    tx.execute("DELETE FROM folders WHERE id = ?1", [folder.0])?;
+    tx.commit()?;
+    Ok(())
 }
 
 pub fn set_halt(

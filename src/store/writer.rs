@@ -181,7 +181,8 @@ impl Store {
         self.call(|c| ops::folders(c)).await
     }
 
-    /// The folder's row, created if new; its local path is updated to `local_path`.
+    /// The folder's row, created if new. An existing folder recorded at another local
+    /// path is an error: moving a folder must be deliberate.
     pub async fn ensure_folder(
         &self,
         name: &FolderName,
@@ -190,6 +191,11 @@ impl Store {
         let (name, local_path) = (name.clone(), local_path.to_owned());
         self.call(move |c| ops::ensure_folder(c, &name, &local_path))
             .await
+    }
+
+    /// Forget a folder and its pairs; refused while it has open intents.
+    pub async fn delete_folder(&self, folder: FolderId) -> Result<(), StoreError> {
+        self.call(move |c| ops::delete_folder(c, folder)).await
     }
 
     /// Halt a folder with a reason, or clear the halt with `None`.
@@ -386,6 +392,25 @@ mod tests {
             .unwrap();
         let halted = store.folder(&inbox).await.unwrap().unwrap();
         assert_eq!(halted.halt_reason.as_deref(), Some("UIDVALIDITY changed"));
+
+        // Deleting a folder takes its pairs with it, unless intents are open on it.
+        let ids = store
+            .begin_intents(
+                vec![IntentSpec::deliver(
+                    f.id,
+                    Uid(5),
+                    MaildirKey("k".into()),
+                    &Flags::new(),
+                )],
+                SystemTime::UNIX_EPOCH,
+            )
+            .await
+            .unwrap();
+        assert!(store.delete_folder(f.id).await.is_err());
+        store.drop_intents(ids).await.unwrap();
+        store.delete_folder(f.id).await.unwrap();
+        assert!(store.folder(&inbox).await.unwrap().is_none());
+        assert!(store.pairs(f.id).await.unwrap().is_empty());
     }
 
     #[tokio::test]
