@@ -24,7 +24,8 @@ use crate::store::fault;
 pub enum Placement {
     /// `new/`, no info: mail no client has seen yet.
     New,
-    /// `cur/` with these flags.
+    /// `cur/` with these flags. Only the system flags go into the filename: Maildir has
+    /// no portable spelling for IMAP keywords (Dovecot's letters need its keyword file).
     Cur(Flags),
 }
 
