@@ -1,6 +1,11 @@
 //! Fault points for crash tests: `point("name")` aborts the process (no unwinding, no
 //! destructors, like kill -9) when the environment variable `SYNCMAIL_FAULT` equals
 //! `name`. Without the variable it is one cached comparison.
+//!
+//! Points inside the library: `deliver-mid-link` (in
+//! [`crate::maildir::DeliveryBatch::commit_durable`], after the first file got its
+//! visible name, before the directories are synced). Callers add their own around their
+//! steps (the crash test uses `after-intents`, `before-durable`, `after-deliver`).
 
 use std::sync::OnceLock;
 

@@ -322,6 +322,8 @@ pub struct UidlRecord {
 pub struct Commit {
     /// The folder `upsert_pairs`, `remove_pairs` and `watermarks` apply to.
     pub folder: Option<FolderId>,
+    /// Pairs to insert or replace, each UID at most once. Uniqueness of local keys is
+    /// checked against the commit's end state, so keys may move between UIDs.
     pub upsert_pairs: Vec<Pair>,
     pub remove_pairs: Vec<Uid>,
     pub watermarks: Option<Watermarks>,
