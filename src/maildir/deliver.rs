@@ -51,6 +51,9 @@ pub enum DeliveryError {
     },
     #[error("delivering {key}: {path:?} already exists; refusing to overwrite it")]
     Collision { key: MaildirKey, path: PathBuf },
+    /// Syncing a directory (or a worker failing outside any one message).
+    #[error("making deliveries durable in {path:?}: {source}")]
+    Sync { path: PathBuf, source: io::Error },
 }
 
 fn io_err(key: &MaildirKey, path: &Path) -> impl FnOnce(io::Error) -> DeliveryError {
@@ -190,8 +193,9 @@ impl<'a> DeliveryBatch<'a> {
         Ok(())
     }
 
-    /// Make every message of the batch durable with one round of syncs: all files, then
-    /// link each into place, then each touched directory once. When this returns `Ok`,
+    /// Make every message of the batch durable with one round of syncs: wait for every
+    /// file's fsync (started in the background as each file was finished), then link
+    /// each into place, then fsync each touched directory once. When this returns `Ok`,
     /// the returned messages survive a crash and the caller may commit its state.
     ///
     /// On error some messages may already be linked but not durable; the caller's open
@@ -206,8 +210,7 @@ impl<'a> DeliveryBatch<'a> {
                         path: s.tmp.clone(),
                         source,
                     },
-                    None => DeliveryError::Io {
-                        key: MaildirKey(String::new()),
+                    None => DeliveryError::Sync {
                         path: self.md.tmp_dir(),
                         source,
                     },
@@ -233,8 +236,7 @@ impl<'a> DeliveryBatch<'a> {
             (touched_cur, self.md.cur_dir()),
         ] {
             if touched {
-                sync_dir(&dir).map_err(|source| DeliveryError::Io {
-                    key: MaildirKey(String::new()),
+                sync_dir(&dir).map_err(|source| DeliveryError::Sync {
                     path: dir.clone(),
                     source,
                 })?;
