@@ -153,8 +153,9 @@ impl Store {
         &self.inner.path
     }
 
-    /// Run `f` on the writer thread and await its result. Every typed method is this.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Run `f` on the writer thread and await its result. Every typed method is this;
+    /// crate-private so all SQL stays in this module.
+    pub(crate) async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
