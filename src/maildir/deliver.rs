@@ -247,12 +247,14 @@ impl<'a> DeliveryBatch<'a> {
 }
 
 /// How many fsyncs of one batch run at once. Concurrent fsyncs let the filesystem fold
-/// them into a few journal commits instead of one commit per file; beyond a handful of
-/// threads there is nothing more to fold.
-const SYNC_THREADS: usize = 8;
+/// them into a few journal commits instead of one commit per file. The threads only wait
+/// on the disk (small stacks, no CPU); on ext4 32 beat 8 by about a third in the delivery
+/// benchmark.
+const SYNC_THREADS: usize = 32;
 
-/// Finished files waiting for a sync thread, at most.
-const SYNC_QUEUE: usize = 64;
+/// Finished files waiting for a sync thread, at most. More would not sync sooner, only
+/// hold more open file descriptors.
+const SYNC_QUEUE: usize = SYNC_THREADS;
 
 type SyncFailure = Arc<Mutex<Option<(usize, io::Error)>>>;
 
@@ -282,6 +284,7 @@ impl Syncer {
                 let failure = Arc::clone(&failure);
                 std::thread::Builder::new()
                     .name("syncmail-fsync".into())
+                    .stack_size(64 * 1024)
                     .spawn(move || {
                         loop {
                             let job = match receiver.lock() {
