@@ -180,6 +180,25 @@ fn file_mode(path: &Path) -> Option<u32> {
     std::fs::metadata(path).ok().map(|m| m.permissions().mode())
 }
 
+/// Whether `host` names this machine (`localhost`, 127.0.0.0/8, `::1`): the only place a
+/// plaintext login is allowed without `allow_plaintext`.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Server {
+    /// A plaintext connection is allowed: to loopback, or explicitly opted in.
+    pub fn plaintext_allowed(&self) -> bool {
+        self.allow_plaintext || is_loopback(&self.host)
+    }
+}
+
 impl Config {
     pub fn account(&self, name: &str) -> Option<&Account> {
         self.accounts.iter().find(|a| a.name.0 == name)

@@ -56,18 +56,7 @@ pub enum AuthMech {
     Apop,
 }
 
-/// Where local folders go below the account's Maildir. Config key `layout`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Layout {
-    /// `Archive/2024` becomes the directory `Archive/2024/` with its own cur/new/tmp.
-    #[default]
-    Verbatim,
-    /// `Archive/2024` becomes `.Archive.2024/` (Courier/Dovecot style, what many clients
-    /// expect).
-    #[serde(rename = "maildir++")]
-    MaildirPlusPlus,
-}
+pub use crate::maildir::Layout;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -2,7 +2,6 @@
 //! rule about the file is checked. Each error carries the span of the value at fault.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -350,16 +349,6 @@ fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), Confi
     Ok(())
 }
 
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_end_matches('.');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 fn server(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<Server, ConfigError> {
     let host = a.host.get_ref();
     if host.is_empty()
@@ -373,7 +362,7 @@ fn server(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<Server, ConfigErro
     }
     let tls = a.tls.as_ref().map_or(Tls::Implicit, |t| *t.get_ref());
     let allow_plaintext = a.allow_plaintext.unwrap_or(false);
-    if tls == Tls::None && !allow_plaintext && !is_loopback(host) {
+    if tls == Tls::None && !allow_plaintext && !super::is_loopback(host) {
         let span = a.tls.as_ref().map_or(a.host.span(), Spanned::span);
         return Err(ctx
             .error(
@@ -738,10 +727,10 @@ mod tests {
             "[::1]",
             "localhost.",
         ] {
-            assert!(is_loopback(h), "{h}");
+            assert!(super::super::is_loopback(h), "{h}");
         }
         for h in ["example.com", "10.0.0.1", "localhost.example.com"] {
-            assert!(!is_loopback(h), "{h}");
+            assert!(!super::super::is_loopback(h), "{h}");
         }
     }
 }

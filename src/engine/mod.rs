@@ -134,13 +134,6 @@ fn now() -> Timestamp {
     )
 }
 
-fn maildir_layout(layout: crate::config::Layout) -> maildir::Layout {
-    match layout {
-        crate::config::Layout::Verbatim => maildir::Layout::Verbatim,
-        crate::config::Layout::MaildirPlusPlus => maildir::Layout::MaildirPlusPlus,
-    }
-}
-
 /// Open the account's state with its lock held: a daemon and a one-shot sync on the same
 /// account exclude each other, and the loser is told who holds it.
 pub fn open_state(
@@ -148,9 +141,7 @@ pub fn open_state(
     name: &AccountName,
 ) -> Result<(AccountLock, Store), EngineError> {
     create_private_dir(&general.state_dir)?;
-    let lock = AccountLock::acquire(&general.state_dir, name)?;
-    let store = Store::open(&store::db_path(&general.state_dir, name)?)?;
-    Ok((lock, store))
+    Ok(store::open_account(&general.state_dir, name)?)
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), EngineError> {
@@ -192,7 +183,7 @@ pub async fn sync_account(
     let mut session = ImapSession::new(connected, account.server.timeout).await?;
     let listed = imap::list_folders(session.connected(), account.server.timeout).await?;
     let delimiter = listed.iter().find_map(|f| f.delimiter);
-    let map = FolderMap::new(&account.maildir, maildir_layout(settings.layout), delimiter);
+    let map = FolderMap::new(&account.maildir, settings.layout, delimiter);
     recover::server_intents(&store, &mut session, &map, &mut report).await?;
 
     let mut server: Vec<(FolderName, String)> = Vec::new();
@@ -204,7 +195,17 @@ pub async fn sync_account(
         }
     }
     let on_server: BTreeSet<FolderName> = server.iter().map(|(n, _)| n.clone()).collect();
-    for name in local_folders(&map)? {
+    // A dry run does not create the account root; a missing root holds no folders.
+    let local = if map.root.is_dir() {
+        map.list_local()
+            .map_err(|e| EngineError::Local(format!("{}: {e}", map.root.display())))?
+    } else {
+        maildir::LocalFolders::default()
+    };
+    for (path, e) in &local.skipped {
+        report.errors.push(format!("{}: {e}", path.display()));
+    }
+    for (name, _) in local.folders {
         if on_server.contains(&name) || store.folder(&name).await?.is_some() {
             continue;
         }
@@ -304,40 +305,6 @@ pub async fn sync_account(
     }
     session.logout().await;
     Ok(report)
-}
-
-/// Every Maildir folder under the account root, by the server name it maps to.
-fn local_folders(map: &FolderMap) -> Result<Vec<FolderName>, EngineError> {
-    let mut out = Vec::new();
-    let mut stack = vec![map.root.clone()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            let name = entry.file_name();
-            if !is_dir || ["cur", "new", "tmp"].iter().any(|s| name == *s) {
-                continue;
-            }
-            let is_maildir = ["cur", "new", "tmp"].iter().all(|s| path.join(s).is_dir());
-            if is_maildir
-                && let Ok(rel) = path.strip_prefix(&map.root)
-                && let Ok(folder) = map.to_server(rel)
-            {
-                out.push(folder);
-            }
-            if map.layout == maildir::Layout::Verbatim {
-                stack.push(path);
-            }
-        }
-    }
-    if map.layout == maildir::Layout::MaildirPlusPlus && map.root.join("cur").is_dir() {
-        out.push(FolderName("INBOX".into()));
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// What every folder of one account pass shares.

@@ -5,7 +5,6 @@
 //! buffered reader would silently keep bytes a hostile server injects after the STARTTLS
 //! OK, and it cannot tell a PREAUTH greeting from an OK one.
 
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -131,15 +130,6 @@ async fn within<T>(
         .map_err(|_| ImapError::Timeout { what, limit })
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    host.trim_end_matches('.').eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// TCP, then TLS as configured; returns a stream positioned after the greeting and the
 /// capabilities known before login.
 async fn open(server: &Server) -> Result<(ImapStream, Vec<String>), ImapError> {
@@ -189,7 +179,7 @@ async fn open(server: &Server) -> Result<(ImapStream, Vec<String>), ImapError> {
             Ok((ImapStream::Tls(Box::new(drain_checked(stream)?)), caps))
         }
         Tls::None => {
-            if !server.allow_plaintext && !is_loopback_host(&server.host) {
+            if !server.plaintext_allowed() {
                 return Err(ImapError::Tls(format!(
                     "refusing a plaintext connection to {} (not loopback, allow_plaintext not set)",
                     server.host

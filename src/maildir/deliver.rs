@@ -1,7 +1,8 @@
 //! Durable delivery into a folder, batched (rule 3): each message is written to `tmp/`
-//! (O_EXCL, 0600); at commit every file is fsynced, then each is linked into `new/` or
-//! `cur/` without overwriting, then the touched directories are fsynced once. Only then
-//! may the caller record the messages as existing.
+//! (O_EXCL, 0600) and handed to background fsync threads as soon as it is complete; at
+//! commit, once every file is synced, each is linked into `new/` or `cur/` without
+//! overwriting, then the touched directories are fsynced once. Only then may the caller
+//! record the messages as existing.
 //!
 //! Because files are synced *before* they get their visible name, a crash at any point
 //! leaves either nothing visible or a complete file under its planned key; never a partial
@@ -12,6 +13,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
 
 use crate::maildir::filename::build_cur_name;
 use crate::maildir::{Maildir, sync_dir};
@@ -23,7 +26,8 @@ use crate::store::fault;
 pub enum Placement {
     /// `new/`, no info: mail no client has seen yet.
     New,
-    /// `cur/` with these flags.
+    /// `cur/` with these flags. Only the system flags go into the filename: Maildir has
+    /// no portable spelling for IMAP keywords (Dovecot's letters need its keyword file).
     Cur(Flags),
 }
 
@@ -47,6 +51,9 @@ pub enum DeliveryError {
     },
     #[error("delivering {key}: {path:?} already exists; refusing to overwrite it")]
     Collision { key: MaildirKey, path: PathBuf },
+    /// Syncing a directory (or a worker failing outside any one message).
+    #[error("making deliveries durable in {path:?}: {source}")]
+    Sync { path: PathBuf, source: io::Error },
 }
 
 fn io_err(key: &MaildirKey, path: &Path) -> impl FnOnce(io::Error) -> DeliveryError {
@@ -73,6 +80,7 @@ pub struct DeliveryBatch<'a> {
     sync_each: bool,
     staged: Vec<Staged>,
     done: Vec<Delivered>,
+    syncer: Option<Syncer>,
 }
 
 impl<'a> DeliveryBatch<'a> {
@@ -82,6 +90,7 @@ impl<'a> DeliveryBatch<'a> {
             sync_each: false,
             staged: Vec::new(),
             done: Vec::new(),
+            syncer: None,
         }
     }
 
@@ -176,23 +185,36 @@ impl<'a> DeliveryBatch<'a> {
             sync_dir(&dir).map_err(io_err(&staged.delivered.key, &dir))?;
             self.done.push(staged.delivered);
         } else {
+            self.syncer
+                .get_or_insert_with(Syncer::start)
+                .submit(file, self.staged.len());
             self.staged.push(staged);
         }
         Ok(())
     }
 
-    /// Make every message of the batch durable with one round of syncs: all files, then
-    /// link each into place, then each touched directory once. When this returns `Ok`,
+    /// Make every message of the batch durable with one round of syncs: wait for every
+    /// file's fsync (started in the background as each file was finished), then link
+    /// each into place, then fsync each touched directory once. When this returns `Ok`,
     /// the returned messages survive a crash and the caller may commit its state.
     ///
     /// On error some messages may already be linked but not durable; the caller's open
     /// intents decide (recovery looks each planned key up).
     pub fn commit_durable(mut self) -> Result<Vec<Delivered>, DeliveryError> {
-        for s in &self.staged {
-            let k = &s.delivered.key;
-            File::open(&s.tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(io_err(k, &s.tmp))?;
+        if let Some(syncer) = self.syncer.take() {
+            syncer
+                .finish()
+                .map_err(|(i, source)| match self.staged.get(i) {
+                    Some(s) => DeliveryError::Io {
+                        key: s.delivered.key.clone(),
+                        path: s.tmp.clone(),
+                        source,
+                    },
+                    None => DeliveryError::Sync {
+                        path: self.md.tmp_dir(),
+                        source,
+                    },
+                })?;
         }
         let (mut touched_new, mut touched_cur) = (false, false);
         let staged = std::mem::take(&mut self.staged);
@@ -214,8 +236,7 @@ impl<'a> DeliveryBatch<'a> {
             (touched_cur, self.md.cur_dir()),
         ] {
             if touched {
-                sync_dir(&dir).map_err(|source| DeliveryError::Io {
-                    key: MaildirKey(String::new()),
+                sync_dir(&dir).map_err(|source| DeliveryError::Sync {
                     path: dir.clone(),
                     source,
                 })?;
@@ -225,8 +246,107 @@ impl<'a> DeliveryBatch<'a> {
     }
 }
 
+/// How many fsyncs of one batch run at once. Concurrent fsyncs let the filesystem fold
+/// them into a few journal commits instead of one commit per file. The threads only wait
+/// on the disk (small stacks, no CPU); on ext4 32 beat 8 by about a third in the delivery
+/// benchmark.
+const SYNC_THREADS: usize = 32;
+
+/// Finished files waiting for a sync thread, at most. More would not sync sooner, only
+/// hold more open file descriptors.
+const SYNC_QUEUE: usize = SYNC_THREADS;
+
+type SyncFailure = Arc<Mutex<Option<(usize, io::Error)>>>;
+
+/// Background fsyncs for a batch: each finished tmp file is synced while the caller
+/// writes (or fetches) the next ones, so at commit little is left to wait for.
+struct Syncer {
+    sender: Option<mpsc::SyncSender<(File, usize)>>,
+    workers: Vec<JoinHandle<()>>,
+    failure: SyncFailure,
+}
+
+fn lock_failure(f: &SyncFailure) -> std::sync::MutexGuard<'_, Option<(usize, io::Error)>> {
+    // A poisoned lock only means a worker panicked; the data is still an Option.
+    f.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Syncer {
+    fn start() -> Syncer {
+        // Bounded, so a writer faster than the disk waits instead of holding an open file
+        // descriptor per queued message.
+        let (sender, receiver) = mpsc::sync_channel::<(File, usize)>(SYNC_QUEUE);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let failure: SyncFailure = Arc::new(Mutex::new(None));
+        let workers = (0..SYNC_THREADS)
+            .filter_map(|_| {
+                let receiver = Arc::clone(&receiver);
+                let failure = Arc::clone(&failure);
+                std::thread::Builder::new()
+                    .name("syncmail-fsync".into())
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        loop {
+                            let job = match receiver.lock() {
+                                Ok(rx) => rx.recv(),
+                                Err(_) => return,
+                            };
+                            let Ok((file, index)) = job else { return };
+                            if let Err(e) = file.sync_all() {
+                                lock_failure(&failure).get_or_insert((index, e));
+                            }
+                        }
+                    })
+                    .ok()
+            })
+            .collect();
+        Syncer {
+            sender: Some(sender),
+            workers,
+            failure,
+        }
+    }
+
+    fn submit(&self, file: File, index: usize) {
+        let sent = match (&self.sender, self.workers.is_empty()) {
+            (Some(tx), false) => tx.send((file, index)).map_err(|e| e.0),
+            _ => Err((file, index)),
+        };
+        // No worker could be started (or all are gone): sync here.
+        if let Err((file, index)) = sent
+            && let Err(e) = file.sync_all()
+        {
+            lock_failure(&self.failure).get_or_insert((index, e));
+        }
+    }
+
+    /// Wait for every submitted fsync; the first failure, by staged index.
+    fn finish(mut self) -> Result<(), (usize, io::Error)> {
+        self.stop();
+        match lock_failure(&self.failure).take() {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.sender.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 impl Drop for DeliveryBatch<'_> {
     fn drop(&mut self) {
+        // Let pending fsyncs finish before their files are removed.
+        self.syncer.take();
         for s in &self.staged {
             let _ = std::fs::remove_file(&s.tmp);
         }

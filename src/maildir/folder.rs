@@ -21,10 +21,16 @@ pub const MAX_COMPONENT_BYTES: usize = 255;
 /// The longest folder name we accept, in bytes of its decoded form.
 pub const MAX_NAME_BYTES: usize = 1024;
 
-/// How folders are laid out under the account root.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How folders are laid out under the account root. Config key `layout`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Layout {
+    /// `Archive/2024` becomes the directory `Archive/2024/` with its own cur/new/tmp.
+    #[default]
     Verbatim,
+    /// `Archive/2024` becomes `.Archive.2024/` (Courier/Dovecot style, what many clients
+    /// expect).
+    #[serde(rename = "maildir++")]
     MaildirPlusPlus,
 }
 
@@ -241,6 +247,77 @@ impl FolderMap {
     }
 }
 
+/// The folders found under an account root.
+#[derive(Debug, Default)]
+pub struct LocalFolders {
+    /// Each folder's server name and directory, by server name.
+    pub folders: Vec<(FolderName, PathBuf)>,
+    /// Maildirs whose name we would not create, so cannot map to a server name.
+    pub skipped: Vec<(PathBuf, FolderError)>,
+}
+
+/// Nesting deeper than this is not followed (a loop guard; symlinks are never followed).
+const MAX_DEPTH: usize = 32;
+
+fn is_maildir(dir: &Path) -> bool {
+    ["cur", "new", "tmp"]
+        .iter()
+        .all(|sub| std::fs::symlink_metadata(dir.join(sub)).is_ok_and(|m| m.file_type().is_dir()))
+}
+
+impl FolderMap {
+    /// Find the folders that exist locally (for folders a mail client created). Symlinks
+    /// are not followed; directories that do not map back are reported, not guessed at.
+    pub fn list_local(&self) -> io::Result<LocalFolders> {
+        let mut found = LocalFolders::default();
+        let consider = |rel: PathBuf, found: &mut LocalFolders| match self.to_server(&rel) {
+            Ok(name) => found.folders.push((name, self.root.join(&rel))),
+            Err(e) => found.skipped.push((self.root.join(&rel), e)),
+        };
+        match self.layout {
+            Layout::MaildirPlusPlus => {
+                if is_maildir(&self.root) {
+                    consider(PathBuf::new(), &mut found);
+                }
+                for entry in std::fs::read_dir(&self.root)? {
+                    let entry = entry?;
+                    let name = entry.file_name();
+                    let dotted = name
+                        .to_str()
+                        .is_some_and(|n| n.starts_with('.') && n != "." && n != "..");
+                    if dotted && entry.file_type()?.is_dir() && is_maildir(&entry.path()) {
+                        consider(PathBuf::from(name), &mut found);
+                    }
+                }
+            }
+            Layout::Verbatim => {
+                let mut stack = vec![(PathBuf::new(), 0usize)];
+                while let Some((rel, depth)) = stack.pop() {
+                    let dir = self.root.join(&rel);
+                    if !rel.as_os_str().is_empty() && is_maildir(&dir) {
+                        consider(rel.clone(), &mut found);
+                    }
+                    if depth >= MAX_DEPTH {
+                        continue;
+                    }
+                    for entry in std::fs::read_dir(&dir)? {
+                        let entry = entry?;
+                        let name = entry.file_name();
+                        let skip = name.to_str().is_some_and(|n| {
+                            n.starts_with('.') || ["cur", "new", "tmp"].contains(&n)
+                        });
+                        if !skip && entry.file_type()?.is_dir() {
+                            stack.push((rel.join(name), depth + 1));
+                        }
+                    }
+                }
+            }
+        }
+        found.folders.sort();
+        Ok(found)
+    }
+}
+
 fn make_private_dir(
     path: &Path,
     name: &FolderName,
@@ -376,6 +453,37 @@ mod tests {
         assert!(pp.to_server(Path::new("plain")).is_err());
         assert!(pp.to_server(Path::new(".a..b")).is_err());
         assert!(pp.to_server(Path::new("..")).is_err());
+    }
+
+    #[test]
+    fn lists_local_folders_in_both_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = FolderMap::new(dir.path().join("v"), Layout::Verbatim, Some('/'));
+        std::fs::create_dir(&v.root).unwrap();
+        for n in ["INBOX", "Archive/2024", "Sent"] {
+            v.create(&name(n)).unwrap();
+        }
+        std::fs::create_dir_all(v.root.join("junk/dir")).unwrap();
+        std::os::unix::fs::symlink(v.root.join("Sent"), v.root.join("Link")).unwrap();
+        let found = v.list_local().unwrap();
+        let names: Vec<&str> = found.folders.iter().map(|(n, _)| n.0.as_str()).collect();
+        assert_eq!(names, ["Archive/2024", "INBOX", "Sent"]);
+        assert!(found.skipped.is_empty());
+
+        let pp = FolderMap::new(dir.path().join("pp"), Layout::MaildirPlusPlus, Some('.'));
+        std::fs::create_dir(&pp.root).unwrap();
+        for n in ["INBOX", "Archive.2024", "Sent"] {
+            pp.create(&name(n)).unwrap();
+        }
+        // A directory a client made that we would not create: reported.
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(pp.root.join(".a..b").join(sub)).unwrap();
+        }
+        let found = pp.list_local().unwrap();
+        let names: Vec<&str> = found.folders.iter().map(|(n, _)| n.0.as_str()).collect();
+        assert_eq!(names, ["Archive.2024", "INBOX", "Sent"]);
+        assert_eq!(found.skipped.len(), 1);
+        assert_eq!(found.folders[1].1, pp.root);
     }
 
     fn component() -> impl Strategy<Value = String> {

@@ -129,6 +129,11 @@ pub async fn resolve_delivery_intents(store: &Store) -> Result<Recovery, Recover
                             continue;
                         }
                     }
+                    // A tmp/ link survives if the crash came before its unlink was durable.
+                    md.discard_tmp(&key).map_err(|source| RecoveryError::Io {
+                        path: md.tmp_dir(),
+                        source,
+                    })?;
                     report.completed.push(key);
                 }
                 None => {

@@ -44,7 +44,7 @@ mod tests {
     use crate::model::FolderName;
 
     #[test]
-    fn removes_only_files_older_than_36_hours() {
+    fn rule_14_tmp_cleaning_removes_only_files_older_than_36_hours() {
         let dir = tempfile::tempdir().unwrap();
         let map = FolderMap::new(dir.path(), Layout::Verbatim, Some('/'));
         let md = Maildir::open(map.create(&FolderName("INBOX".into())).unwrap()).unwrap();

@@ -258,6 +258,20 @@ mod tests {
         }
 
         #[test]
+        fn nonzero_padding_bits_are_rejected(c in any::<char>(), pad in 1u32..4) {
+            // One UTF-16 unit is 16 bits in three base64 characters: 2 padding bits.
+            prop_assume!(!is_direct(c) && (c as u32) < 0x10000);
+            let wire = encode(&c.to_string());
+            let mut bytes = wire.into_bytes();
+            let last = b64_value(bytes[3]).unwrap();
+            prop_assert_eq!(last & 3, 0);
+            bytes[3] = ALPHABET[(last | pad) as usize];
+            let tampered = String::from_utf8(bytes).unwrap();
+            let bad_padding = matches!(decode(&tampered), Err(Utf7Error::BadPadding { .. }));
+            prop_assert!(bad_padding, "{tampered}");
+        }
+
+        #[test]
         fn decode_never_panics(s in "\\PC*") {
             let _ = decode(&s);
         }

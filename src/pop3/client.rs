@@ -2,7 +2,6 @@
 //! implicit TLS or strict STLS (rule 19), login, and RETR streamed into a writer.
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,15 +59,6 @@ impl std::fmt::Debug for Pop3Client {
     }
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    host.trim_end_matches('.').eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 fn bare_host(server: &Server) -> &str {
     server.host.trim_start_matches('[').trim_end_matches(']')
 }
@@ -82,7 +72,7 @@ impl Pop3Client {
     ) -> Result<Pop3Client, Pop3Error> {
         let label = format!("{}:{}", server.host, server.port);
         // Decided before any byte goes out, so a refused plaintext never even connects.
-        if server.tls == Tls::None && !server.allow_plaintext && !is_loopback_host(&server.host) {
+        if server.tls == Tls::None && !server.plaintext_allowed() {
             return Err(Pop3Error::Tls(format!(
                 "refusing a plaintext connection to {label} (not loopback, allow_plaintext not set)"
             )));

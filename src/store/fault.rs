@@ -3,6 +3,11 @@
 //! `name`, or is `#N` and this is the N-th fault point the process reaches, whatever its
 //! name (so a test can crash a pass at every step in turn). Without the variable it is
 //! one cached comparison.
+//!
+//! Points inside the library: `deliver-mid-link` (in
+//! [`crate::maildir::DeliveryBatch::commit_durable`], after the first file got its
+//! visible name, before the directories are synced). Callers add their own around their
+//! steps (the crash test uses `after-intents`, `before-durable`, `after-deliver`).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -43,6 +43,19 @@ pub enum StoreError {
     Invalid(String),
     #[error("the state database thread has stopped")]
     WriterGone,
+    #[error(transparent)]
+    Locked(#[from] LockError),
+}
+
+/// What `syncmail sync` and the daemon do first: take the account lock, then open (and
+/// migrate) the account's database. Keep the lock for as long as the store is used.
+pub fn open_account(
+    state_dir: &Path,
+    account: &AccountName,
+) -> Result<(AccountLock, Store), StoreError> {
+    let lock = AccountLock::acquire(state_dir, account)?;
+    let store = Store::open(&db_path(state_dir, account)?)?;
+    Ok((lock, store))
 }
 
 /// The database file of an account.
@@ -302,6 +315,8 @@ pub struct Commit {
     /// Drop every pair and remote-only UID of the folder before applying the rest: the
     /// UIDs changed wholesale (a re-pair after a UIDVALIDITY change).
     pub reset_uids: bool,
+    /// Pairs to insert or replace, each UID at most once. Uniqueness of local keys is
+    /// checked against the commit's end state, so keys may move between UIDs.
     pub upsert_pairs: Vec<Pair>,
     pub remove_pairs: Vec<Uid>,
     pub add_local_only: Vec<MaildirKey>,
@@ -372,6 +387,19 @@ mod tests {
         k.insert_keyword("x");
         assert_eq!(flags_from_db(&flags_to_db(&k)).unwrap(), k);
         assert!(flags_from_db("Q").is_err());
+    }
+
+    #[test]
+    fn open_account_takes_the_lock_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = AccountName("work".into());
+        let (_lock, _store) = open_account(dir.path(), &work).unwrap();
+        assert!(dir.path().join("work.sqlite3").exists());
+        let err = open_account(dir.path(), &work).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Locked(LockError::Held { .. })),
+            "{err}"
+        );
     }
 
     #[test]

@@ -69,15 +69,47 @@ pub fn ensure_folder(
     local_path: &Path,
 ) -> Result<FolderState, StoreError> {
     let tx = conn.transaction()?;
+    if let Some(existing) = folder(&tx, name)? {
+        if existing.local_path != local_path {
+            // A changed root or layout would make every paired message look deleted
+            // locally; that needs a deliberate move, never a silent update (rule 7).
+            return Err(StoreError::Invalid(format!(
+                "folder {name} is recorded at {}, but now maps to {}; \
+                 move the Maildir or restore the old root/layout",
+                existing.local_path.display(),
+                local_path.display()
+            )));
+        }
+        return Ok(existing);
+    }
     tx.execute(
-        "INSERT INTO folders (server_name, local_path) VALUES (?1, ?2)
-         ON CONFLICT (server_name) DO UPDATE SET local_path = excluded.local_path",
+        "INSERT INTO folders (server_name, local_path) VALUES (?1, ?2)",
         params![name.0, path_text(local_path)?],
     )?;
     let state =
         folder(&tx, name)?.ok_or_else(|| StoreError::Invalid(format!("folder {name} vanished")))?;
     tx.commit()?;
     Ok(state)
+}
+
+/// Forget a folder and its pairs (after it was deleted on both sides, rule 9). Refused
+/// while intents on it are open.
+pub fn delete_folder(conn: &mut Connection, folder: FolderId) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let open: i64 = tx.query_row(
+        "SELECT count(*) FROM intents WHERE folder_id = ?1",
+        [folder.0],
+        |r| r.get(0),
+    )?;
+    if open > 0 {
+        return Err(StoreError::Invalid(format!(
+            "folder {} has {open} open intents; resolve them first",
+            folder.0
+        )));
+    }
+    tx.execute("DELETE FROM folders WHERE id = ?1", [folder.0])?;
+    tx.commit()?;
+    Ok(())
 }
 
 pub fn set_halt(
@@ -165,22 +197,24 @@ pub fn commit(conn: &mut Connection, c: &Commit) -> Result<(), StoreError> {
             )?;
         }
         {
+            // Delete every touched row first, then insert: uniqueness then holds for the
+            // commit's end state, so keys may move between UIDs within one commit.
             let mut del =
                 tx.prepare_cached("DELETE FROM pairs WHERE folder_id = ?1 AND uid = ?2")?;
-            for uid in &c.remove_pairs {
+            for uid in c
+                .remove_pairs
+                .iter()
+                .chain(c.upsert_pairs.iter().map(|p| &p.uid))
+            {
                 del.execute(params![folder.0, uid.0])?;
             }
-            let mut up = tx.prepare_cached(
+            let mut ins = tx.prepare_cached(
                 "INSERT INTO pairs (folder_id, uid, local_key, remote_flags, local_flags,
                                     remote_size, local_size, message_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (folder_id, uid) DO UPDATE SET
-                   local_key = excluded.local_key, remote_flags = excluded.remote_flags,
-                   local_flags = excluded.local_flags, remote_size = excluded.remote_size,
-                   local_size = excluded.local_size, message_id = excluded.message_id",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for p in &c.upsert_pairs {
-                up.execute(params![
+                ins.execute(params![
                     folder.0,
                     p.uid.0,
                     p.key.0,
@@ -472,4 +506,88 @@ pub fn forget_uidls(conn: &mut Connection, uidls: &[String]) -> Result<(), Store
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Flag, Flags};
+    use crate::store::schema;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Upsert(u32, u8, u8),
+        Remove(u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u32..20, 0u8..4, 0u8..64).prop_map(|(u, k, f)| Op::Upsert(u, k, f)),
+            (1u32..20).prop_map(Op::Remove),
+        ]
+    }
+
+    fn flags(bits: u8) -> Flags {
+        let mut f: Flags = Flag::ALL
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, f)| f)
+            .collect();
+        if bits & 1 != 0 {
+            f.insert_keyword("$Junk");
+        }
+        f
+    }
+
+    proptest! {
+        /// Commits behave like a map keyed by UID, and a commit that would give two UIDs
+        /// the same local key leaves everything as it was.
+        #[test]
+        fn commits_match_a_model(batches in proptest::collection::vec(proptest::collection::vec(op(), 0..6), 1..12)) {
+            let mut conn = Connection::open_in_memory().unwrap();
+            schema::migrate(&mut conn).unwrap();
+            let f = ensure_folder(&mut conn, &FolderName("INBOX".into()), Path::new("/m")).unwrap();
+            let mut model: BTreeMap<u32, (String, Flags)> = BTreeMap::new();
+            for batch in batches {
+                let mut next = model.clone();
+                let mut c = Commit { folder: Some(f.id), ..Commit::default() };
+                for op in batch {
+                    match op {
+                        Op::Upsert(u, k, b) => {
+                            // Keys derive from the UID, plus a few shared ones to collide.
+                            let key = if k == 0 { "shared".to_owned() } else { format!("k{u}") };
+                            next.insert(u, (key.clone(), flags(b)));
+                            c.upsert_pairs.retain(|p: &Pair| p.uid != Uid(u));
+                            c.remove_pairs.retain(|r| *r != Uid(u));
+                            c.upsert_pairs.push(Pair::synced(Uid(u), MaildirKey(key), flags(b), u64::from(u), None));
+                        }
+                        Op::Remove(u) => {
+                            next.remove(&u);
+                            c.upsert_pairs.retain(|p: &Pair| p.uid != Uid(u));
+                            c.remove_pairs.push(Uid(u));
+                        }
+                    }
+                }
+                let mut keys: Vec<&String> = next.values().map(|(k, _)| k).collect();
+                let before = keys.len();
+                keys.sort();
+                keys.dedup();
+                let valid = keys.len() == before;
+                let result = commit(&mut conn, &c);
+                prop_assert_eq!(result.is_ok(), valid, "{:?}", result);
+                if valid {
+                    model = next;
+                }
+                let got: BTreeMap<u32, (String, Flags)> = pairs(&conn, f.id)
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| (p.uid.0, (p.key.0, p.remote_flags)))
+                    .collect();
+                prop_assert_eq!(&got, &model);
+            }
+        }
+    }
 }

@@ -63,6 +63,43 @@ impl Store {
     /// 0600 whatever the umask (rule 20), WAL, synchronous=FULL (a committed intent must
     /// survive power loss), foreign keys on, migrated to the latest schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::prepare_file(path)?;
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Invalid(format!(
+                "could not switch {} to WAL (got {mode})",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        schema::migrate(&mut conn)?;
+        Store::spawn(conn, path)
+    }
+
+    /// Open an existing database for reading only (`syncmail status`, `syncmail log`
+    /// while a daemon owns the account): no lock needed, no migration; every write
+    /// method fails. WAL lets it read while the daemon writes.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let found = schema::version(&conn)?;
+        if found != schema::latest_version() {
+            return Err(StoreError::Invalid(format!(
+                "{} has schema version {found}, this syncmail reads version {}; run a sync first",
+                path.display(),
+                schema::latest_version()
+            )));
+        }
+        Store::spawn(conn, path)
+    }
+
+    fn prepare_file(path: &Path) -> Result<(), StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.exists()
         {
@@ -83,27 +120,23 @@ impl Store {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(io_err(path))?;
         drop(file);
+        Ok(())
+    }
 
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Invalid(format!(
-                "could not switch {} to WAL (got {mode})",
-                path.display()
-            )));
-        }
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        schema::migrate(&mut conn)?;
-
+    fn spawn(conn: Connection, path: &Path) -> Result<Store, StoreError> {
         let (sender, receiver) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("syncmail-store".into())
             .spawn(move || {
                 let mut conn = conn;
                 for job in receiver {
-                    job(&mut conn);
+                    // A panicking job must not take the store down with it: its caller
+                    // gets `WriterGone` (its reply sender is dropped), its transaction
+                    // rolls back on unwind, and the next job runs normally.
+                    let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+                    if std::panic::catch_unwind(run).is_err() {
+                        tracing::error!("a state database job panicked; continuing");
+                    }
                 }
             })
             .map_err(io_err(path))?;
@@ -120,8 +153,9 @@ impl Store {
         &self.inner.path
     }
 
-    /// Run `f` on the writer thread and await its result. Every typed method is this.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Run `f` on the writer thread and await its result. Every typed method is this;
+    /// crate-private so all SQL stays in this module.
+    pub(crate) async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -148,7 +182,8 @@ impl Store {
         self.call(|c| ops::folders(c)).await
     }
 
-    /// The folder's row, created if new; its local path is updated to `local_path`.
+    /// The folder's row, created if new. An existing folder recorded at another local
+    /// path is an error: moving a folder must be deliberate.
     pub async fn ensure_folder(
         &self,
         name: &FolderName,
@@ -157,6 +192,11 @@ impl Store {
         let (name, local_path) = (name.clone(), local_path.to_owned());
         self.call(move |c| ops::ensure_folder(c, &name, &local_path))
             .await
+    }
+
+    /// Forget a folder and its pairs; refused while it has open intents.
+    pub async fn delete_folder(&self, folder: FolderId) -> Result<(), StoreError> {
+        self.call(move |c| ops::delete_folder(c, folder)).await
     }
 
     /// Halt a folder with a reason, or clear the halt with `None`.
@@ -370,6 +410,25 @@ mod tests {
             .unwrap();
         let halted = store.folder(&inbox).await.unwrap().unwrap();
         assert_eq!(halted.halt_reason.as_deref(), Some("UIDVALIDITY changed"));
+
+        // Deleting a folder takes its pairs with it, unless intents are open on it.
+        let ids = store
+            .begin_intents(
+                vec![IntentSpec::deliver(
+                    f.id,
+                    Uid(5),
+                    MaildirKey("k".into()),
+                    &Flags::new(),
+                )],
+                SystemTime::UNIX_EPOCH,
+            )
+            .await
+            .unwrap();
+        assert!(store.delete_folder(f.id).await.is_err());
+        store.drop_intents(ids).await.unwrap();
+        store.delete_folder(f.id).await.unwrap();
+        assert!(store.folder(&inbox).await.unwrap().is_none());
+        assert!(store.pairs(f.id).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -508,6 +567,29 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let _store = Store::open(&path).unwrap();
         assert_eq!(mode(&path), 0o600);
+    }
+
+    #[tokio::test]
+    async fn read_only_handle_reads_and_cannot_write() {
+        let (dir, store) = open();
+        let inbox = FolderName("INBOX".into());
+        store.ensure_folder(&inbox, Path::new("/m")).await.unwrap();
+        let ro = Store::open_read_only(&dir.path().join("state/work.sqlite3")).unwrap();
+        assert_eq!(ro.folders().await.unwrap().len(), 1);
+        assert!(
+            ro.ensure_folder(&FolderName("x".into()), Path::new("/x"))
+                .await
+                .is_err()
+        );
+        assert!(Store::open_read_only(&dir.path().join("state/none.sqlite3")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_does_not_stop_the_writer() {
+        let (_d, store) = open();
+        let r: Result<(), StoreError> = store.call(|_| panic!("boom")).await;
+        assert!(matches!(r, Err(StoreError::WriterGone)));
+        assert!(store.folders().await.unwrap().is_empty());
     }
 
     #[tokio::test]
