@@ -16,8 +16,11 @@ use crate::sync::{Action, Pair, RemoteSnapshot, UidSet};
 
 use super::{Counts, EngineError};
 
-/// How many messages one fetch round trip (and one durable delivery batch) carries.
-const FETCH_BATCH: usize = 100;
+/// How many messages one fetch round trip (and one durable delivery batch) carries, and
+/// the bytes at which a batch is cut short: large enough that the server is rarely idle
+/// while a batch is committed, small enough to bound what a cut link makes us refetch.
+const FETCH_BATCH: usize = 500;
+const FETCH_BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
 pub struct FolderRun<'a> {
     pub session: &'a mut ImapSession,
@@ -280,8 +283,10 @@ impl<'a> FolderRun<'a> {
             .iter()
             .filter(|u| !self.pairs.contains_key(u))
             .collect();
-        for chunk in todo.chunks(FETCH_BATCH) {
-            let listed = self.remote.listed();
+        let listed = self.remote.listed();
+        let size_of = |uid: &Uid| listed.get(uid).map_or(0, |m| m.size);
+        for chunk in &batches(&todo, size_of) {
+            let chunk = chunk.as_slice();
             let keys: BTreeMap<Uid, MaildirKey> =
                 chunk.iter().map(|uid| (*uid, maildir::new_key())).collect();
             let specs = keys
@@ -295,7 +300,7 @@ impl<'a> FolderRun<'a> {
             let intent_of: BTreeMap<Uid, crate::store::IntentId> =
                 chunk.iter().copied().zip(intents.iter().copied()).collect();
             let mut batch = DeliveryBatch::new(self.md);
-            let mut fetched: BTreeMap<Uid, (Flags, u64)> = BTreeMap::new();
+            let mut fetched: BTreeMap<Uid, (Flags, u64, Option<String>)> = BTreeMap::new();
             let mut failure: Option<EngineError> = None;
             let missing = self
                 .session
@@ -315,7 +320,10 @@ impl<'a> FolderRun<'a> {
                             "cannot write the message locally: {e}"
                         )));
                     }
-                    fetched.insert(m.uid, (m.flags, m.body.len() as u64));
+                    fetched.insert(
+                        m.uid,
+                        (m.flags, m.body.len() as u64, header_message_id(m.body)),
+                    );
                     Ok(())
                 })
                 .await;
@@ -331,7 +339,7 @@ impl<'a> FolderRun<'a> {
             let by_key: BTreeMap<&MaildirKey, &maildir::Delivered> =
                 delivered.iter().map(|d| (&d.key, d)).collect();
             let mut commit = self.commit();
-            for (uid, (flags, body_len)) in &fetched {
+            for (uid, (flags, body_len, body_id)) in &fetched {
                 let (Some(key), Some(d)) =
                     (keys.get(uid), keys.get(uid).and_then(|k| by_key.get(k)))
                 else {
@@ -348,7 +356,9 @@ impl<'a> FolderRun<'a> {
                         .filter(|s| *s > 0)
                         .unwrap_or(*body_len),
                     local_size: d.size,
-                    message_id: listed_msg.and_then(|m| m.message_id.clone()),
+                    message_id: listed_msg
+                        .and_then(|m| m.message_id.clone())
+                        .or_else(|| body_id.clone().map(crate::sync::MessageId)),
                 };
                 self.pairs.insert(*uid, pair.clone());
                 commit.upsert_pairs.push(pair);
@@ -501,6 +511,28 @@ impl<'a> FolderRun<'a> {
         self.store.commit(last).await?;
         Ok(())
     }
+}
+
+/// Split UIDs into fetch batches of at most [`FETCH_BATCH`] messages or about
+/// [`FETCH_BATCH_BYTES`], whichever comes first (a batch always holds at least one).
+fn batches(uids: &[Uid], size_of: impl Fn(&Uid) -> u64) -> Vec<Vec<Uid>> {
+    let mut out: Vec<Vec<Uid>> = Vec::new();
+    let mut bytes = 0u64;
+    for uid in uids {
+        let size = size_of(uid);
+        let full = out.last().is_none_or(|b| {
+            b.len() >= FETCH_BATCH || (bytes + size > FETCH_BATCH_BYTES && !b.is_empty())
+        });
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(b) = out.last_mut() {
+            b.push(*uid);
+        }
+    }
+    out
 }
 
 /// Unlink the file holding `key`, wherever a client may have renamed it to.
@@ -674,6 +706,32 @@ mod tests {
         assert_eq!(imap_date(t), "22-Nov-2026 10:00:00 +0000");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(imap_date(leap), "29-Feb-2000 00:00:00 +0000");
+    }
+
+    #[test]
+    fn fetch_batches_are_cut_by_count_and_bytes() {
+        let uids: Vec<Uid> = (1..=1200).map(Uid).collect();
+        let by_count = batches(&uids, |_| 1000);
+        assert_eq!(
+            by_count.iter().map(Vec::len).collect::<Vec<_>>(),
+            [500, 500, 200]
+        );
+        let by_bytes = batches(&uids[..10], |_| 12 * 1024 * 1024);
+        assert_eq!(
+            by_bytes.iter().map(Vec::len).collect::<Vec<_>>(),
+            [2, 2, 2, 2, 2]
+        );
+        let huge = batches(&uids[..2], |_| 100 * 1024 * 1024);
+        assert_eq!(
+            huge.len(),
+            2,
+            "an oversized message still gets its own batch"
+        );
+        assert_eq!(
+            batches(&uids, |_| 1).concat(),
+            uids,
+            "every UID exactly once, in order"
+        );
     }
 
     #[test]

@@ -179,8 +179,7 @@ pub async fn sync_account(
         ));
     }
     let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT).await?;
-    let connected = imap::connect(&account.server, &secret, kind).await?;
-    let mut session = ImapSession::new(connected, account.server.timeout).await?;
+    let mut session = open_session(account, &secret, kind).await?;
     let listed = imap::list_folders(session.connected(), account.server.timeout).await?;
     let delimiter = listed.iter().find_map(|f| f.delimiter);
     let map = FolderMap::new(&account.maildir, settings.layout, delimiter);
@@ -235,29 +234,85 @@ pub async fn sync_account(
         max_delete_share: settings.max_delete_share,
         allow_mass_delete: opts.confirm_delete,
     };
-    let ctx = Ctx {
-        store: &store,
-        map: &map,
-        settings,
-        policy: &policy,
-        opts,
-    };
-    // Observe and plan every folder first: a move shows only across two folders' plans.
-    let mut prepared: Vec<Prepared> = Vec::new();
-    for (name, wire) in &server {
-        if !settings.folders.includes(&name.0, delimiter)
-            || opts.folder.as_deref().is_some_and(|f| f != name.0)
-        {
-            continue;
-        }
-        match ctx.prepare(&mut session, name, wire, &mut report).await {
-            Ok(Some(p)) => prepared.push(p),
-            Ok(None) => {}
-            // The connection is gone: the remaining folders cannot run either.
-            Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
-            Err(e) => report.errors.push(format!("{name}: {e}")),
+    let wanted: Vec<&(FolderName, String)> = server
+        .iter()
+        .filter(|(name, _)| {
+            settings.folders.includes(&name.0, delimiter)
+                && opts.folder.as_deref().is_none_or(|f| f == name.0)
+        })
+        .collect();
+    // Up to `connections` sessions, each observing and applying its share of the folders,
+    // so the server is never idle while one folder's batch is being committed. A server
+    // that refuses more connections just gets fewer.
+    let extra = settings.connections.min(wanted.len()).saturating_sub(1);
+    let mut sessions = vec![session];
+    for opened in
+        futures::future::join_all((0..extra).map(|_| open_session(account, &secret, kind))).await
+    {
+        match opened {
+            Ok(s) => sessions.push(s),
+            Err(e) => tracing::debug!(account = %account.name, "one connection fewer: {e}"),
         }
     }
+    let n = sessions.len();
+    let totals = std::sync::Arc::new(std::sync::Mutex::new(vec![Counts::default(); n]));
+    let task_opts: Vec<SyncOptions> = (0..n)
+        .map(|i| SyncOptions {
+            progress: opts.progress.clone().map(|p| summed(p, totals.clone(), i)),
+            ..opts.clone()
+        })
+        .collect();
+    let ctxs: Vec<Ctx<'_>> = task_opts
+        .iter()
+        .map(|o| Ctx {
+            store: &store,
+            map: &map,
+            settings,
+            policy: &policy,
+            opts: o,
+        })
+        .collect();
+
+    // Observe and plan every folder first: a move shows only across two folders' plans.
+    let observed = futures::future::join_all(sessions.iter_mut().zip(&ctxs).enumerate().map(
+        |(i, (session, ctx))| {
+            let mine: Vec<(usize, &(FolderName, String))> = wanted
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| j % n == i)
+                .map(|(j, f)| (j, *f))
+                .collect();
+            async move {
+                let mut part = AccountReport::default();
+                let mut out = Vec::new();
+                for (j, (name, wire)) in mine {
+                    let result = ctx.prepare(session, name, wire, &mut part).await;
+                    let lost = matches!(&result, Err(EngineError::Imap(e)) if e.is_transient());
+                    out.push((j, name.clone(), result));
+                    // The connection is gone: its remaining folders cannot run either.
+                    if lost {
+                        break;
+                    }
+                }
+                (out, part)
+            }
+        },
+    ))
+    .await;
+    let mut prepared: Vec<(usize, Prepared)> = Vec::new();
+    for (out, part) in observed {
+        report.merge(part);
+        for (j, name, result) in out {
+            match result {
+                Ok(Some(p)) => prepared.push((j, p)),
+                Ok(None) => {}
+                Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
+                Err(e) => report.errors.push(format!("{name}: {e}")),
+            }
+        }
+    }
+    prepared.sort_by_key(|(j, _)| *j);
+    let mut prepared: Vec<Prepared> = prepared.into_iter().map(|(_, p)| p).collect();
     let moves = {
         let mut passes: Vec<sync::FolderPass<'_>> = prepared
             .iter_mut()
@@ -269,7 +324,7 @@ pub async fn sync_account(
                 plan: std::mem::replace(&mut p.plan, sync::Plan::new(p.name.clone())),
             })
             .collect();
-        let moves = sync::detect_moves(&mut passes, session.has_move());
+        let moves = sync::detect_moves(&mut passes, sessions[0].has_move());
         let plans: Vec<sync::Plan> = passes.into_iter().map(|p| p.plan).collect();
         for (p, plan) in prepared.iter_mut().zip(plans) {
             p.plan = plan;
@@ -285,26 +340,108 @@ pub async fn sync_account(
                 report.plans.push(p.plan.to_string());
             }
         }
-        session.logout().await;
+        logout_all(sessions).await;
         return Ok(report);
     }
     for m in &moves {
-        match ctx.run_move(&mut session, &prepared, m).await {
+        match ctxs[0].run_move(&mut sessions[0], &prepared, m).await {
             Ok(()) => report.counts.moved += 1,
             Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
             Err(e) => report.errors.push(format!("move: {e}")),
         }
     }
-    for p in prepared {
-        let name = p.name.clone();
-        match ctx.apply(&mut session, p, &mut report).await {
-            Ok(()) => report.counts.folders += 1,
-            Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
-            Err(e) => report.errors.push(format!("{name}: {e}")),
-        }
+    let mut shares: Vec<Vec<Prepared>> = (0..n).map(|_| Vec::new()).collect();
+    for (j, p) in prepared.into_iter().enumerate() {
+        shares[j % n].push(p);
     }
-    session.logout().await;
+    let applied = futures::future::join_all(sessions.iter_mut().zip(&ctxs).zip(shares).map(
+        |((session, ctx), share)| async move {
+            let mut part = AccountReport::default();
+            let mut lost = None;
+            for p in share {
+                let name = p.name.clone();
+                match ctx.apply(session, p, &mut part).await {
+                    Ok(()) => part.counts.folders += 1,
+                    Err(EngineError::Imap(e)) if e.is_transient() => {
+                        lost = Some(e);
+                        break;
+                    }
+                    Err(e) => part.errors.push(format!("{name}: {e}")),
+                }
+            }
+            (part, lost)
+        },
+    ))
+    .await;
+    let mut lost = None;
+    for (part, l) in applied {
+        report.merge(part);
+        lost = lost.or(l);
+    }
+    if let Some(e) = lost {
+        return Err(EngineError::Imap(e));
+    }
+    logout_all(sessions).await;
     Ok(report)
+}
+
+async fn open_session(
+    account: &Account,
+    secret: &secret::Secret,
+    kind: secret::CredentialKind,
+) -> Result<ImapSession, EngineError> {
+    let connected = imap::connect(&account.server, secret, kind).await?;
+    Ok(ImapSession::new(connected, account.server.timeout).await?)
+}
+
+async fn logout_all(sessions: Vec<ImapSession>) {
+    futures::future::join_all(sessions.into_iter().map(ImapSession::logout)).await;
+}
+
+/// A progress listener for one of several concurrent sessions that reports the account's
+/// totals, not the session's share.
+fn summed(
+    inner: Progress,
+    totals: std::sync::Arc<std::sync::Mutex<Vec<Counts>>>,
+    i: usize,
+) -> Progress {
+    Progress(std::sync::Arc::new(move |folder, c| {
+        let sum = {
+            let Ok(mut all) = totals.lock() else {
+                return;
+            };
+            all[i] = *c;
+            all.iter().fold(Counts::default(), |mut acc, c| {
+                acc += *c;
+                acc
+            })
+        };
+        (inner.0)(folder, &sum);
+    }))
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.folders += o.folders;
+        self.fetched += o.fetched;
+        self.fetched_bytes += o.fetched_bytes;
+        self.appended += o.appended;
+        self.flags_pushed += o.flags_pushed;
+        self.flags_pulled += o.flags_pulled;
+        self.deleted_server += o.deleted_server;
+        self.deleted_local += o.deleted_local;
+        self.conflicts += o.conflicts;
+        self.moved += o.moved;
+    }
+}
+
+impl AccountReport {
+    fn merge(&mut self, part: AccountReport) {
+        self.counts += part.counts;
+        self.halts.extend(part.halts);
+        self.errors.extend(part.errors);
+        self.plans.extend(part.plans);
+    }
 }
 
 /// What every folder of one account pass shares.
@@ -386,8 +523,11 @@ impl Ctx<'_> {
             ));
         }
         let local = observe::local(&scan);
+        let started = std::time::Instant::now();
         let remote = observe::remote(session, wire, &base).await?;
+        let observed = started.elapsed();
         let plan = sync::plan(&remote.snapshot, &local, &base, self.policy, now());
+        tracing::debug!(folder = %name, ?observed, planned = ?started.elapsed() - observed, actions = plan.actions.len(), "observed and planned");
         Ok(Some(Prepared {
             name: name.clone(),
             wire: wire.to_owned(),
@@ -498,9 +638,11 @@ impl Ctx<'_> {
                 .collect(),
             scan.messages,
         );
+        let started = std::time::Instant::now();
         for action in &plan.actions {
             run.run(action).await?;
         }
+        tracing::debug!(folder = %name, applied = ?started.elapsed(), "applied");
         // Watermarks move only now that the whole pass committed (rule 4). While a guard
         // holds deletions back, HIGHESTMODSEQ stays, so QRESYNC reports them again.
         let holding = plan.halt.is_some();

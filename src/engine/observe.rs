@@ -62,10 +62,13 @@ pub async fn remote(
     } else {
         let listed = session.fetch_flags("1:*", None).await?;
         // After a UIDVALIDITY change every message needs its identity for re-pairing
-        // (rule 13); otherwise only the ones the base does not know.
+        // (rule 13); otherwise only the ones the base does not know. A folder's first pass
+        // asks for none: it downloads every message anyway and reads the Message-ID from
+        // the body, instead of making the server parse every header twice.
+        let first_pass = base.uid_validity.is_none() && base.pairs.is_empty();
         let unknown: Vec<Uid> = listed
             .keys()
-            .filter(|uid| !same_uidvalidity || !base.pairs.contains_key(uid))
+            .filter(|uid| !first_pass && (!same_uidvalidity || !base.pairs.contains_key(uid)))
             .copied()
             .collect();
         let ids = identities(session, &unknown).await?;
