@@ -495,6 +495,11 @@ impl<'a> FolderRun<'a> {
         }
     }
 
+    /// Every step did what the plan said: no flag store refused, no file gone missing.
+    pub fn clean(&self) -> bool {
+        self.failed_uids.is_empty() && self.failed_keys.is_empty()
+    }
+
     /// The base updates gathered from flag merges, once the renames are durable.
     pub async fn finish(&mut self, mut last: Commit) -> Result<(), EngineError> {
         if self.renamed {

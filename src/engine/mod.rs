@@ -350,26 +350,38 @@ pub async fn sync_account(
             Err(e) => report.errors.push(format!("move: {e}")),
         }
     }
+    let moved: BTreeSet<FolderName> = moves
+        .iter()
+        .flat_map(|m| match m {
+            sync::Move::OnServer { from, to, .. }
+            | sync::Move::Local { from, to, .. }
+            | sync::Move::Both { from, to, .. } => [from.clone(), to.clone()],
+        })
+        .collect();
     let mut shares: Vec<Vec<Prepared>> = (0..n).map(|_| Vec::new()).collect();
     for (j, p) in prepared.into_iter().enumerate() {
         shares[j % n].push(p);
     }
     let applied = futures::future::join_all(sessions.iter_mut().zip(&ctxs).zip(shares).map(
-        |((session, ctx), share)| async move {
-            let mut part = AccountReport::default();
-            let mut lost = None;
-            for p in share {
-                let name = p.name.clone();
-                match ctx.apply(session, p, &mut part).await {
-                    Ok(()) => part.counts.folders += 1,
-                    Err(EngineError::Imap(e)) if e.is_transient() => {
-                        lost = Some(e);
-                        break;
+        |((session, ctx), share)| {
+            let moved = &moved;
+            async move {
+                let mut part = AccountReport::default();
+                let mut lost = None;
+                for p in share {
+                    let name = p.name.clone();
+                    let touched = moved.contains(&p.name);
+                    match ctx.apply(session, p, touched, &mut part).await {
+                        Ok(()) => part.counts.folders += 1,
+                        Err(EngineError::Imap(e)) if e.is_transient() => {
+                            lost = Some(e);
+                            break;
+                        }
+                        Err(e) => part.errors.push(format!("{name}: {e}")),
                     }
-                    Err(e) => part.errors.push(format!("{name}: {e}")),
                 }
+                (part, lost)
             }
-            (part, lost)
         },
     ))
     .await;
@@ -472,6 +484,8 @@ struct Prepared {
     local: sync::LocalSnapshot,
     remote: observe::RemoteObservation,
     plan: sync::Plan,
+    /// The Maildir stamp around a stable scan, if it held still.
+    stamp: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -488,6 +502,10 @@ impl Ctx<'_> {
         let folder = self.store.ensure_folder(name, &local_path).await?;
         if let Some(reason) = &folder.halt_reason {
             report.halts.push(format!("{name}: halted: {reason}"));
+            return Ok(None);
+        }
+        if !self.opts.dry_run && self.unchanged(session, &folder, &local_path, wire).await? {
+            report.counts.folders += 1;
             return Ok(None);
         }
         let base = self.store.base(&folder).await?;
@@ -512,9 +530,14 @@ impl Ctx<'_> {
             ));
             return Ok(None);
         };
+        let before = md.stamp().ok();
         let scan = md
             .scan()
             .map_err(|e| EngineError::Local(format!("{}: {e}", local_path.display())))?;
+        let after = md.stamp().ok();
+        let stamp = (scan.stable && scan.duplicates.is_empty() && before == after)
+            .then_some(after)
+            .flatten();
         for dup in &scan.duplicates {
             report.errors.push(format!(
                 "{name}: {} files share the key {}; that message is left alone until one is removed",
@@ -538,7 +561,37 @@ impl Ctx<'_> {
             local,
             remote,
             plan,
+            stamp,
         }))
+    }
+
+    /// Neither side changed since a pass that left them equal: the Maildir's stamp is the
+    /// one recorded then, and QRESYNC reports nothing. One round trip and two `stat`s;
+    /// the base is not even loaded.
+    async fn unchanged(
+        &self,
+        session: &mut ImapSession,
+        folder: &store::FolderState,
+        path: &Path,
+        wire: &str,
+    ) -> Result<bool, EngineError> {
+        let (Some(stamp), Some(uv), Some(ms)) = (
+            &folder.local_stamp,
+            folder.uidvalidity,
+            folder.highestmodseq,
+        ) else {
+            return Ok(false);
+        };
+        if !session.has_qresync()
+            || Maildir::open(path).and_then(|m| m.stamp()).ok().as_ref() != Some(stamp)
+        {
+            return Ok(false);
+        }
+        let selected = session.select(wire, Some((uv, ms))).await?;
+        Ok(selected.resynced
+            && selected.changed.is_empty()
+            && selected.vanished.is_empty()
+            && selected.highestmodseq == Some(ms))
     }
 
     async fn run_move(
@@ -585,18 +638,22 @@ impl Ctx<'_> {
         &self,
         session: &mut ImapSession,
         p: Prepared,
+        moved: bool,
         report: &mut AccountReport,
     ) -> Result<(), EngineError> {
         let Prepared {
             name,
             wire,
             folder,
+            base,
             md,
             scan,
             remote,
             plan,
+            stamp,
             ..
         } = p;
+        let touches_local = moved || plan.actions.iter().any(|a| a.touches_local());
         if let Some(halt) = &plan.halt {
             if let Halt::UidValidity { .. } = halt {
                 self.store
@@ -630,12 +687,16 @@ impl Ctx<'_> {
             &mut counts,
             self.opts.progress.clone(),
             // Pairs a move just rewrote are read back, not taken from the stale base.
-            self.store
-                .pairs(folder.id)
-                .await?
-                .into_iter()
-                .map(|p| (p.uid, p))
-                .collect(),
+            if moved {
+                self.store
+                    .pairs(folder.id)
+                    .await?
+                    .into_iter()
+                    .map(|p| (p.uid, p))
+                    .collect()
+            } else {
+                base.pairs
+            },
             scan.messages,
         );
         let started = std::time::Instant::now();
@@ -655,6 +716,11 @@ impl Ctx<'_> {
                     highest_uid_pulled: run
                         .highest_pulled
                         .filter(|u| *u > folder.highest_uid_pulled),
+                    // Untouched by this pass and equal to the base: the scan's stamp
+                    // stands for the folder. Otherwise forget it; verified below.
+                    local_stamp: Some(stamp.filter(|_| {
+                        !touches_local && plan.halt.is_none() && plan.held.is_empty() && run.clean()
+                    })),
                 }
             }),
             changes: plan
@@ -669,8 +735,63 @@ impl Ctx<'_> {
                 .collect(),
             ..Commit::default()
         };
+        let keeps_one_sided = plan.actions.iter().any(|a| {
+            matches!(
+                a,
+                sync::Action::KeepLocalOnly { .. } | sync::Action::DropLocalOnly { .. }
+            )
+        });
+        let clean = run.clean() && plan.halt.is_none() && plan.held.is_empty() && !keeps_one_sided;
         run.finish(last).await?;
+        let final_pairs = std::mem::take(&mut run.pairs);
+        drop(run);
         report.counts = counts;
+        if touches_local && clean {
+            self.record_stamp(&folder, &md, &final_pairs, &base.local_only)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// After a pass that changed the Maildir folder: if its names now show exactly the
+    /// committed pairs (and local-only messages), remember the folder's stamp, so the
+    /// next pass can skip it while it stays untouched.
+    async fn record_stamp(
+        &self,
+        folder: &store::FolderState,
+        md: &Maildir,
+        pairs: &std::collections::BTreeMap<crate::model::Uid, sync::Pair>,
+        local_only: &BTreeSet<crate::model::MaildirKey>,
+    ) -> Result<(), EngineError> {
+        let Ok(Some((names, stamp))) = md.names_with_stamp() else {
+            return Ok(());
+        };
+        let expected: std::collections::BTreeMap<
+            &crate::model::MaildirKey,
+            Option<crate::model::Flags>,
+        > = pairs
+            .values()
+            .map(|p| (&p.key, Some(p.local_flags.system_only())))
+            .chain(local_only.iter().map(|k| (k, None)))
+            .collect();
+        let equal = names.len() == expected.len()
+            && names.iter().all(|(key, flags)| match expected.get(key) {
+                Some(Some(f)) => *f == flags.system_only(),
+                Some(None) => true,
+                None => false,
+            });
+        if equal {
+            self.store
+                .commit(Commit {
+                    folder: Some(folder.id),
+                    watermarks: Some(Watermarks {
+                        local_stamp: Some(Some(stamp)),
+                        ..Watermarks::default()
+                    }),
+                    ..Commit::default()
+                })
+                .await?;
+        }
         Ok(())
     }
 

@@ -26,6 +26,9 @@ pub use tmpclean::{TMP_MAX_AGE, clean_tmp};
 
 use crate::model::{Flags, MaildirKey};
 
+/// Keys and flags as a folder's file names show them.
+pub type Names = Vec<(MaildirKey, Flags)>;
+
 /// A fresh unique part for a message about to be delivered. Chosen before anything is
 /// written, so the caller can journal it in an intent first (rule 1).
 pub fn new_key() -> MaildirKey {
@@ -144,6 +147,53 @@ impl Maildir {
     /// [`Maildir::sync_dirs`].
     pub fn delete(&self, msg: &LocalMessage) -> Result<(), MessageError> {
         std::fs::remove_file(&msg.path).map_err(|e| MessageError::from_io(&msg.path, e))
+    }
+
+    /// The modification times of `cur/` and `new/` to the nanosecond. Any delivery,
+    /// rename or unlink changes it, so a stamp taken around a stable scan (whose mtimes
+    /// are older than the timestamp granularity) tells later whether the folder changed
+    /// without reading it.
+    pub fn stamp(&self) -> io::Result<String> {
+        let ns = |dir: PathBuf| -> io::Result<u128> {
+            let t = std::fs::metadata(&dir)?.modified()?;
+            Ok(t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()))
+        };
+        Ok(format!("{}.{}", ns(self.cur_dir())?, ns(self.new_dir())?))
+    }
+
+    /// The keys and flags in `new/` and `cur/` from their names alone (no `stat` per
+    /// file), and the stamp they were read under: `None` unless the folder held still and
+    /// its mtimes are older than the timestamp granularity, so any later change moves
+    /// the stamp. Waits out the granularity once if the folder was just written.
+    pub fn names_with_stamp(&self) -> io::Result<Option<(Names, String)>> {
+        let granularity = scan::ScanOptions::default().fine_granularity;
+        for _ in 0..2 {
+            let before = self.stamp()?;
+            let mut names = Vec::new();
+            for dir in [self.new_dir(), self.cur_dir()] {
+                for entry in std::fs::read_dir(&dir)? {
+                    if let Ok(name) = MaildirName::parse(&entry?.file_name().to_string_lossy()) {
+                        names.push((name.key, name.flags));
+                    }
+                }
+            }
+            let fresh = [self.cur_dir(), self.new_dir()].iter().any(|d| {
+                std::fs::metadata(d)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_none_or(|age| age < granularity)
+            });
+            if self.stamp()? != before {
+                return Ok(None);
+            }
+            if !fresh {
+                return Ok(Some((names, before)));
+            }
+            std::thread::sleep(granularity);
+        }
+        Ok(None)
     }
 
     /// Make renames and unlinks in `new/` and `cur/` durable: one fsync per directory.

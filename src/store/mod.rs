@@ -100,6 +100,9 @@ pub struct FolderState {
     /// Set when the folder is halted (e.g. an unresolvable UIDVALIDITY change); the
     /// engine skips it until a human clears it.
     pub halt_reason: Option<String>,
+    /// The Maildir folder's directory stamp when it last matched the base exactly (see
+    /// `maildir::Maildir::stamp`); `None` when unknown.
+    pub local_stamp: Option<String>,
 }
 
 /// Watermark updates; `None` leaves a value as it is. The engine moves them only after a
@@ -110,6 +113,8 @@ pub struct Watermarks {
     pub highestmodseq: Option<ModSeq>,
     pub uidnext: Option<Uid>,
     pub highest_uid_pulled: Option<Uid>,
+    /// `Some(stamp)` records the Maildir stamp (`Some(None)` forgets it).
+    pub local_stamp: Option<Option<String>>,
 }
 
 /// Row id of an intent.

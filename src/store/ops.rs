@@ -32,7 +32,7 @@ fn modseq_db(m: ModSeq) -> Result<i64, StoreError> {
 }
 
 const FOLDER_COLUMNS: &str = "id, server_name, local_path, uidvalidity, highestmodseq, uidnext, \
-     highest_uid_pulled, halt_reason";
+     highest_uid_pulled, halt_reason, local_stamp";
 
 fn folder_from_row(row: &Row<'_>) -> rusqlite::Result<FolderState> {
     Ok(FolderState {
@@ -46,6 +46,7 @@ fn folder_from_row(row: &Row<'_>) -> rusqlite::Result<FolderState> {
         uidnext: u32_col(row, 5)?.map(Uid),
         highest_uid_pulled: Uid(u32_col(row, 6)?.unwrap_or(0)),
         halt_reason: row.get(7)?,
+        local_stamp: row.get(8)?,
     })
 }
 
@@ -254,7 +255,8 @@ pub fn commit(conn: &mut Connection, c: &Commit) -> Result<(), StoreError> {
                    uidvalidity = coalesce(?2, uidvalidity),
                    highestmodseq = coalesce(?3, highestmodseq),
                    uidnext = coalesce(?4, uidnext),
-                   highest_uid_pulled = coalesce(?5, highest_uid_pulled)
+                   highest_uid_pulled = coalesce(?5, highest_uid_pulled),
+                   local_stamp = CASE WHEN ?6 THEN ?7 ELSE local_stamp END
                  WHERE id = ?1",
                 params![
                     folder.0,
@@ -262,6 +264,8 @@ pub fn commit(conn: &mut Connection, c: &Commit) -> Result<(), StoreError> {
                     w.highestmodseq.map(modseq_db).transpose()?,
                     w.uidnext.map(|v| v.0),
                     w.highest_uid_pulled.map(|v| v.0),
+                    w.local_stamp.is_some(),
+                    w.local_stamp.clone().flatten(),
                 ],
             )?;
             if changed != 1 {

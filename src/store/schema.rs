@@ -19,7 +19,10 @@ pub const MIGRATIONS: &[&str] = &[
         uidnext            INTEGER CHECK (uidnext BETWEEN 0 AND 4294967295),
         highest_uid_pulled INTEGER NOT NULL DEFAULT 0
                            CHECK (highest_uid_pulled BETWEEN 0 AND 4294967295),
-        halt_reason        TEXT
+        halt_reason        TEXT,
+        -- The cur/ and new/ mtimes of the last stable scan that matched the committed
+        -- base exactly; unchanged mtimes mean an unchanged Maildir folder.
+        local_stamp        TEXT
     ) STRICT;
 
     -- A server message and its local file, with what each side had at the last sync

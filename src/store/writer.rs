@@ -359,6 +359,7 @@ mod tests {
                     highestmodseq: Some(ModSeq(1 << 40)),
                     uidnext: Some(Uid(3)),
                     highest_uid_pulled: Some(Uid(2)),
+                    local_stamp: None,
                 }),
                 ..Commit::default()
             })

@@ -365,3 +365,20 @@ fn server_move_becomes_a_local_rename_without_download() {
     );
     env.assert_quiet();
 }
+
+#[test]
+fn rule_06_unchanged_folder_is_skipped_but_a_change_right_after_a_pass_is_seen() {
+    let env = Env::new("");
+    env.seed("INBOX", "m");
+    env.sync_ok();
+    env.assert_quiet();
+    // A rename the instant a pass ends must move the folder's stamp, never hide behind it.
+    let key = env.key_of("INBOX", "m");
+    md::set_flags(&env.folder("INBOX"), &key, "S");
+    env.sync_ok();
+    assert!(env.server("INBOX")[0].1.contains("\\Seen"));
+    md::set_flags(&env.folder("INBOX"), &key, "FS");
+    env.sync_ok();
+    assert!(env.server("INBOX")[0].1.contains("\\Flagged"));
+    env.assert_quiet();
+}
