@@ -36,6 +36,8 @@ pub struct FolderRun<'a> {
     pub local: BTreeMap<MaildirKey, LocalMessage>,
     /// Highest UID delivered in this pass (the pulled watermark, rule 4).
     pub highest_pulled: Option<Uid>,
+    /// Set by the caller to stop between fetch batches (shutdown).
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     failed_uids: BTreeSet<Uid>,
     failed_keys: BTreeSet<MaildirKey>,
     dirty: BTreeSet<Uid>,
@@ -70,6 +72,7 @@ impl<'a> FolderRun<'a> {
             pairs,
             local,
             highest_pulled: None,
+            stop: None,
             failed_uids: BTreeSet::new(),
             failed_keys: BTreeSet::new(),
             dirty: BTreeSet::new(),
@@ -277,6 +280,13 @@ impl<'a> FolderRun<'a> {
             .filter(|u| !self.pairs.contains_key(u))
             .collect();
         for chunk in todo.chunks(FETCH_BATCH) {
+            if self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                return Err(EngineError::Stopped);
+            }
             let listed = self.remote.listed();
             let keys: BTreeMap<Uid, MaildirKey> =
                 chunk.iter().map(|uid| (*uid, maildir::new_key())).collect();

@@ -7,8 +7,10 @@ mod apply;
 mod observe;
 mod recover;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Account, AccountKind, General, ImapSettings};
@@ -44,6 +46,9 @@ pub enum EngineError {
     Server(String),
     #[error("{0}")]
     Unsupported(String),
+    /// The caller asked the pass to stop (shutdown); what was done is committed.
+    #[error("stopped before the pass finished (shutting down)")]
+    Stopped,
 }
 
 impl EngineError {
@@ -88,6 +93,27 @@ pub struct AccountReport {
     pub errors: Vec<String>,
     /// `--dry-run`: each folder's plan as text.
     pub plans: Vec<String>,
+    /// Folders whose pass completed.
+    pub synced: Vec<FolderName>,
+    /// Messages pulled from the server into each folder (for `on_new_mail`).
+    pub new_mail: BTreeMap<FolderName, usize>,
+}
+
+/// What a caller that holds the store and session (the daemon) narrows a pass to.
+#[derive(Clone, Debug, Default)]
+pub struct PassScope {
+    /// Only these folders; `None` is every selected folder.
+    pub folders: Option<BTreeSet<FolderName>>,
+    /// Checked between batches: once set, the pass stops at the next boundary with
+    /// [`EngineError::Stopped`], everything before it committed, no watermark moved for
+    /// the unfinished folder.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl PassScope {
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
+    }
 }
 
 impl std::fmt::Display for Counts {
@@ -150,18 +176,49 @@ pub async fn sync_account(
     general: &General,
     opts: &SyncOptions,
 ) -> Result<AccountReport, EngineError> {
-    let AccountKind::Imap(settings) = &account.kind else {
+    if !matches!(account.kind, AccountKind::Imap(_)) {
         return Err(EngineError::Unsupported(
             "POP3 accounts are polled by the daemon; `syncmail sync` does not fetch them yet"
                 .into(),
         ));
-    };
+    }
     let (_lock, store) = open_state(general, &account.name)?;
+    let mut report = AccountReport::default();
+    let result = async {
+        prepare(account, &store, opts.dry_run, &mut report).await?;
+        let mut session = connect_session(account).await?;
+        pass(
+            account,
+            &store,
+            &mut session,
+            opts,
+            &PassScope::default(),
+            &mut report,
+        )
+        .await?;
+        session.logout().await;
+        Ok(())
+    }
+    .await;
     if !opts.dry_run {
+        let error = result.as_ref().err().map(ToString::to_string);
+        let _ = store.record_pass(None, SystemTime::now(), error).await;
+    }
+    result.map(|()| report)
+}
+
+/// Before the first pass on a freshly opened store: the account's Maildir exists and
+/// deliveries a crash interrupted are resolved (rule 1).
+pub async fn prepare(
+    account: &Account,
+    store: &Store,
+    dry_run: bool,
+    report: &mut AccountReport,
+) -> Result<(), EngineError> {
+    if !dry_run {
         create_private_dir(&account.maildir)?;
     }
-    let mut report = AccountReport::default();
-    let recovered = maildir::resolve_delivery_intents(&store)
+    let recovered = maildir::resolve_delivery_intents(store)
         .await
         .map_err(|e| EngineError::Local(e.to_string()))?;
     for (key, why) in recovered.unresolved {
@@ -169,13 +226,46 @@ pub async fn sync_account(
             "an interrupted delivery of {key} could not be resolved: {why}"
         ));
     }
+    Ok(())
+}
+
+/// Fetch the secret, connect, log in and enable QRESYNC/CONDSTORE.
+pub async fn connect_session(account: &Account) -> Result<ImapSession, EngineError> {
     let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT).await?;
     let connected = imap::connect(&account.server, &secret, kind).await?;
-    let mut session = ImapSession::new(connected, account.server.timeout).await?;
+    Ok(ImapSession::new(connected, account.server.timeout).await?)
+}
+
+/// The account's folder mapping for a server hierarchy delimiter.
+pub fn folder_map(account: &Account, delimiter: Option<char>) -> Option<FolderMap> {
+    let AccountKind::Imap(settings) = &account.kind else {
+        return None;
+    };
+    Some(FolderMap::new(
+        &account.maildir,
+        maildir_layout(settings.layout),
+        delimiter,
+    ))
+}
+
+/// One pass over the selected folders (narrowed by `scope`) on a store and a session the
+/// caller holds: `syncmail sync` opens both for one pass, the daemon keeps them.
+/// Each folder's outcome is recorded for `syncmail status`.
+pub async fn pass(
+    account: &Account,
+    store: &Store,
+    session: &mut ImapSession,
+    opts: &SyncOptions,
+    scope: &PassScope,
+    report: &mut AccountReport,
+) -> Result<(), EngineError> {
+    let AccountKind::Imap(settings) = &account.kind else {
+        return Err(EngineError::Unsupported("not an IMAP account".into()));
+    };
     let listed = imap::list_folders(session.connected(), account.server.timeout).await?;
     let delimiter = listed.iter().find_map(|f| f.delimiter);
     let map = FolderMap::new(&account.maildir, maildir_layout(settings.layout), delimiter);
-    recover::server_intents(&store, &mut session, &map, &mut report).await?;
+    recover::server_intents(store, session, &map, report).await?;
 
     let mut server: Vec<(FolderName, String)> = Vec::new();
     for f in listed.iter().filter(|f| f.selectable) {
@@ -223,23 +313,50 @@ pub async fn sync_account(
         if opts.folder.as_deref().is_some_and(|f| f != name.0) {
             continue;
         }
+        if scope.folders.as_ref().is_some_and(|s| !s.contains(name)) {
+            continue;
+        }
+        if scope.stopped() {
+            return Err(EngineError::Stopped);
+        }
         let pass = FolderPass {
-            session: &mut session,
-            store: &store,
+            session: &mut *session,
+            store,
             map: &map,
             settings,
             policy: &policy,
             opts,
+            scope,
         };
-        match pass.run(name, wire, &mut report).await {
-            Ok(()) => report.counts.folders += 1,
+        let fetched_before = report.counts.fetched;
+        let outcome = pass.run(name, wire, report).await;
+        if !opts.dry_run {
+            let error = match &outcome {
+                Ok(()) | Err(EngineError::Stopped) => None,
+                Err(e) => Some(e.to_string()),
+            };
+            if !matches!(outcome, Err(EngineError::Stopped)) {
+                store
+                    .record_pass(Some(name.clone()), SystemTime::now(), error)
+                    .await?;
+            }
+        }
+        match outcome {
+            Ok(()) => {
+                report.counts.folders += 1;
+                report.synced.push(name.clone());
+                let new = report.counts.fetched - fetched_before;
+                if new > 0 {
+                    *report.new_mail.entry(name.clone()).or_default() += new;
+                }
+            }
+            Err(EngineError::Stopped) => return Err(EngineError::Stopped),
             // The connection is gone: the remaining folders cannot run either.
             Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
             Err(e) => report.errors.push(format!("{name}: {e}")),
         }
     }
-    session.logout().await;
-    Ok(report)
+    Ok(())
 }
 
 /// Every Maildir folder under the account root, by the server name it maps to.
@@ -283,6 +400,7 @@ struct FolderPass<'a> {
     settings: &'a ImapSettings,
     policy: &'a Policy,
     opts: &'a SyncOptions,
+    scope: &'a PassScope,
 }
 
 impl FolderPass<'_> {
@@ -364,7 +482,11 @@ impl FolderPass<'_> {
             base.pairs.clone(),
             scan.messages.clone(),
         );
+        run.stop = self.scope.stop.clone();
         for action in &plan.actions {
+            if self.scope.stopped() {
+                return Err(EngineError::Stopped);
+            }
             run.run(action).await?;
         }
         // Watermarks move only now that the whole pass committed (rule 4). While a guard
