@@ -209,10 +209,9 @@ fn is_change(response: &Response<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_imap::imap_proto::parse_response;
 
     fn parsed(line: &[u8]) -> bool {
-        let (_, response) = parse_response(line).unwrap();
+        let (_, response) = Response::parse(line).unwrap();
         is_change(&response)
     }
 

@@ -11,3 +11,5 @@ mod pop3_scripted;
 mod sync_crash;
 mod sync_cut;
 mod sync_scenarios;
+mod daemon_push;
+mod daemon_support;
