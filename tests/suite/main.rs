@@ -13,3 +13,4 @@ mod sync_cut;
 mod sync_scenarios;
 mod daemon_push;
 mod daemon_support;
+mod daemon_resilience;
