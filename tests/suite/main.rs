@@ -14,3 +14,5 @@ mod sync_scenarios;
 mod daemon_push;
 mod daemon_support;
 mod daemon_resilience;
+mod daemon_service;
+mod daemon_bench;
