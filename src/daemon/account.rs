@@ -195,6 +195,17 @@ impl Supervisor {
             let Some(current) = link.as_mut() else {
                 continue;
             };
+            // Deliveries a failed batch left open are resolved before anything else
+            // (rule 1); with none open this is one query.
+            let mut prepared = AccountReport::default();
+            if let Err(e) =
+                engine::prepare(&self.account, &self.store, false, &mut prepared).await
+            {
+                let delay = self.failed(&e, &mut backoff).await;
+                retry_at = Some(Instant::now() + delay);
+                self.triggers.restore(work);
+                continue;
+            }
             let scope = scope_of(&work, &current.map);
             if scope.as_ref().is_some_and(BTreeSet::is_empty) {
                 continue;
@@ -205,7 +216,10 @@ impl Supervisor {
                 folders: scope,
                 stop: Some(stop_flag.clone()),
             };
-            let mut report = AccountReport::default();
+            let mut report = AccountReport {
+                errors: prepared.errors,
+                ..AccountReport::default()
+            };
             let opts = SyncOptions::default();
             let result = {
                 let fut = engine::pass(
@@ -304,13 +318,8 @@ impl Supervisor {
         tracing::info!(account = self.name(), "stopped");
     }
 
-    /// Resolve interrupted deliveries, log in, learn the folder delimiter.
+    /// Log in and learn the folder delimiter.
     async fn connect(&self) -> Result<Link, EngineError> {
-        let mut report = AccountReport::default();
-        engine::prepare(&self.account, &self.store, false, &mut report).await?;
-        for error in &report.errors {
-            tracing::warn!(account = self.name(), "{error}");
-        }
         let mut session = engine::connect_session(&self.account).await?;
         let listed =
             imap::list_folders(session.connected(), self.account.server.timeout).await?;

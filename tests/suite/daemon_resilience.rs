@@ -120,3 +120,84 @@ fn sigterm_during_a_large_initial_sync_exits_cleanly_and_resumes() {
     daemon.stop();
     env.assert_quiet();
 }
+
+/// A small tmpfs mounted for one test, unmounted even on panic.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(dir.to_owned()))
+    }
+
+    fn grow(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_pauses_the_account_and_it_resumes_when_space_returns() {
+    let home_probe = tempfile::tempdir().unwrap();
+    let Some(probe) = SmallDisk::mount(&home_probe.path().join("probe"), "64k") else {
+        eprintln!("cannot mount a tmpfs here (not root?): full-disk test skipped");
+        return;
+    };
+    drop(probe);
+    let env0 = Env::new(FAST);
+    let small = env0.home.path().join("small");
+    let env = {
+        let mut e = env0;
+        let text = std::fs::read_to_string(&e.config).unwrap();
+        std::fs::write(
+            &e.config,
+            format!("{text}maildir = \"{}\"\n", small.display()),
+        )
+        .unwrap();
+        let _ = &mut e;
+        e
+    };
+    let disk = SmallDisk::mount(&small, "400k").unwrap();
+    seed_many(&env, "f", 300);
+    let daemon = Daemon::start(&env);
+    let count = || crate::support::maildir::messages(&small.join("INBOX")).len();
+    wait_until(&daemon, Duration::from_secs(30), "the disk to fill", || {
+        daemon.log().contains("paused: the disk is full")
+    });
+    let out = env.run("status", &[], &[]);
+    let status = crate::support::stdout(&out);
+    assert!(status.contains("paused: the disk is full"), "{status}");
+    let partial = count();
+    assert!(partial < 301, "{partial}");
+    disk.grow("64m");
+    wait_until(&daemon, Duration::from_secs(60), "all 301 after space returned", || {
+        count() == 301
+    });
+    daemon.stop();
+    // Nothing lost, nothing twice: a rerun does nothing and every Message-ID is once.
+    let local = crate::support::maildir::state(&small.join("INBOX"));
+    let mut ids: Vec<&String> = local.iter().map(|(id, _)| id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 301);
+    env.assert_quiet();
+    eprintln!("paused with {partial} of 301 delivered");
+}
