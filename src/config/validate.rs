@@ -220,7 +220,9 @@ fn general(ctx: &Ctx, raw: &RawFile, dirs: &Dirs, base_dir: &Path) -> Result<Gen
         }
         None => "info".to_owned(),
     };
-    let hook = |v: Option<&Spanned<Vec<String>>>, key: &str| -> Result<Option<Vec<String>>, ConfigError> {
+    let hook = |v: Option<&Spanned<Vec<String>>>,
+                key: &str|
+     -> Result<Option<Vec<String>>, ConfigError> {
         match v {
             None => Ok(None),
             Some(argv) if argv.get_ref().first().is_some_and(|p| !p.trim().is_empty()) => {
@@ -655,8 +657,13 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
             let d = duration(ctx, r, "idle_refresh")?;
             if d > MAX_IDLE_REFRESH {
                 return Err(ctx
-                    .error(r.span(), format!("idle_refresh = \"{}\" is too long", r.get_ref()))
-                    .help("servers may drop an IDLE after 30 minutes (RFC 2177); use at most \"29m\""));
+                    .error(
+                        r.span(),
+                        format!("idle_refresh = \"{}\" is too long", r.get_ref()),
+                    )
+                    .help(
+                        "servers may drop an IDLE after 30 minutes (RFC 2177); use at most \"29m\"",
+                    ));
             }
             d
         }

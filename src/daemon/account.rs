@@ -172,7 +172,11 @@ impl Supervisor {
                             ) {
                                 Ok(w) => Some(w),
                                 Err(e) => {
-                                    tracing::warn!(account = self.name(), "cannot watch {} for local changes ({e}); local changes wait for the next poll", self.account.maildir.display());
+                                    tracing::warn!(
+                                        account = self.name(),
+                                        "cannot watch {} for local changes ({e}); local changes wait for the next poll",
+                                        self.account.maildir.display()
+                                    );
                                     None
                                 }
                             };
@@ -198,8 +202,7 @@ impl Supervisor {
             // Deliveries a failed batch left open are resolved before anything else
             // (rule 1); with none open this is one query.
             let mut prepared = AccountReport::default();
-            if let Err(e) =
-                engine::prepare(&self.account, &self.store, false, &mut prepared).await
+            if let Err(e) = engine::prepare(&self.account, &self.store, false, &mut prepared).await
             {
                 let delay = self.failed(&e, &mut backoff).await;
                 retry_at = Some(Instant::now() + delay);
@@ -306,7 +309,10 @@ impl Supervisor {
         // The IDLE tasks see the same stop; give them a moment to LOGOUT.
         for idler in idlers {
             let abort = idler.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), idler).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), idler)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -321,8 +327,7 @@ impl Supervisor {
     /// Log in and learn the folder delimiter.
     async fn connect(&self) -> Result<Link, EngineError> {
         let mut session = engine::connect_session(&self.account).await?;
-        let listed =
-            imap::list_folders(session.connected(), self.account.server.timeout).await?;
+        let listed = imap::list_folders(session.connected(), self.account.server.timeout).await?;
         let delimiter = listed.iter().find_map(|f| f.delimiter);
         let map = engine::folder_map(&self.account, delimiter)
             .ok_or_else(|| EngineError::Unsupported("not an IMAP account".into()))?;
@@ -351,10 +356,7 @@ impl Supervisor {
 
     /// A pass completed: record it, report, run hooks.
     async fn passed(&self, report: &AccountReport) {
-        let _ = self
-            .store
-            .record_pass(None, SystemTime::now(), None)
-            .await;
+        let _ = self.store.record_pass(None, SystemTime::now(), None).await;
         let _ = self.store.set_daemon_state(None).await;
         let c = &report.counts;
         let changed = c.fetched

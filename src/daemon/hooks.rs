@@ -4,7 +4,12 @@
 use std::time::Duration;
 
 /// Start `argv` with `env` added; returns at once.
-pub fn spawn(what: &'static str, argv: &[String], env: Vec<(&'static str, String)>, limit: Duration) {
+pub fn spawn(
+    what: &'static str,
+    argv: &[String],
+    env: Vec<(&'static str, String)>,
+    limit: Duration,
+) {
     let Some((program, args)) = argv.split_first() else {
         return;
     };

@@ -225,8 +225,8 @@ pub async fn run(
                 notifier.reloading();
                 match reload() {
                     Ok(next) => {
-                        let restart_all = format!("{:?}", next.general)
-                            != format!("{:?}", current.general);
+                        let restart_all =
+                            format!("{:?}", next.general) != format!("{:?}", current.general);
                         general = Arc::new(next.general.clone());
                         let mut keep = BTreeMap::new();
                         for a in &next.accounts {

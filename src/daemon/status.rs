@@ -104,9 +104,7 @@ fn render_account(out: &mut String, state_dir: &Path, account: &Account) {
 }
 
 fn line(out: &mut String, label: &str, row: &PassStatus) {
-    let ok = row
-        .last_ok
-        .map_or_else(|| "never".to_owned(), when);
+    let ok = row.last_ok.map_or_else(|| "never".to_owned(), when);
     match &row.last_error {
         None => {
             let _ = writeln!(out, "{label}: last pass ok {ok}");

@@ -25,11 +25,12 @@ pub fn watch(root: &Path, triggers: Arc<Triggers>) -> notify::Result<Recommended
                     match folder_dir(&base, path) {
                         Some(dir) => triggers.dir(dir),
                         // A folder made or removed: let a full pass find out.
-                        None if event.kind.is_create() || event.kind.is_remove() => {
-                            if path.strip_prefix(&base).is_ok_and(|rel| !is_maildir_part(rel))
-                            {
-                                triggers.all();
-                            }
+                        None if (event.kind.is_create() || event.kind.is_remove())
+                            && path
+                                .strip_prefix(&base)
+                                .is_ok_and(|rel| !is_maildir_part(rel)) =>
+                        {
+                            triggers.all();
                         }
                         None => {}
                     }
@@ -47,12 +48,13 @@ pub fn watch(root: &Path, triggers: Arc<Triggers>) -> notify::Result<Recommended
 }
 
 fn counts(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Create(_) | EventKind::Remove(_) => true,
-        EventKind::Modify(ModifyKind::Name(_)) => true,
-        EventKind::Modify(ModifyKind::Any) | EventKind::Any => true,
-        _ => false,
-    }
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Remove(_)
+            | EventKind::Modify(ModifyKind::Name(_) | ModifyKind::Any)
+            | EventKind::Any
+    )
 }
 
 /// `cur`/`new`/`tmp` or anything below them.
@@ -114,7 +116,10 @@ mod tests {
             .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let work = triggers.take();
-        assert_eq!(work.dirs.into_iter().collect::<Vec<_>>(), [PathBuf::from("INBOX")]);
+        assert_eq!(
+            work.dirs.into_iter().collect::<Vec<_>>(),
+            [PathBuf::from("INBOX")]
+        );
         assert!(!work.all);
     }
 }

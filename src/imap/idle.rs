@@ -152,7 +152,11 @@ impl IdleSession {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Seen {
     Continue,
-    Tagged { tag: RequestId, ok: bool, info: String },
+    Tagged {
+        tag: RequestId,
+        ok: bool,
+        info: String,
+    },
     Change,
     Bye(String),
     Other,

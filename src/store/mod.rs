@@ -433,7 +433,10 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let t = |s| UNIX_EPOCH + Duration::from_secs(s);
         let inbox = FolderName("INBOX".into());
-        store.record_pass(Some(inbox.clone()), t(10), None).await.unwrap();
+        store
+            .record_pass(Some(inbox.clone()), t(10), None)
+            .await
+            .unwrap();
         store
             .record_pass(Some(inbox.clone()), t(20), Some("disk full".into()))
             .await

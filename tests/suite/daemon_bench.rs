@@ -47,7 +47,10 @@ impl Watcher {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
-            assert!(self.reader.read_line(&mut line).unwrap() > 0, "server closed");
+            assert!(
+                self.reader.read_line(&mut line).unwrap() > 0,
+                "server closed"
+            );
             if line.starts_with(&format!("{tag} ")) {
                 assert!(line.starts_with(&format!("{tag} OK")), "{command}: {line}");
                 return lines;
@@ -150,11 +153,16 @@ fn idle_footprint_with_three_accounts() {
     std::fs::write(&env.config, format!("{text}{more}")).unwrap();
     let _ = &mut env;
     let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(30), "three accounts synced", || {
-        ["t", "t2", "t3"].iter().all(|a| {
-            md::messages(&env.home.path().join("Mail").join(a).join("INBOX")).len() == 20
-        })
-    });
+    wait_until(
+        &daemon,
+        Duration::from_secs(30),
+        "three accounts synced",
+        || {
+            ["t", "t2", "t3"].iter().all(|a| {
+                md::messages(&env.home.path().join("Mail").join(a).join("INBOX")).len() == 20
+            })
+        },
+    );
     std::thread::sleep(Duration::from_secs(3));
     let pid = daemon.pid();
     let ticks = || -> u64 {

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use crate::daemon_support::{
-    Daemon, FAST, add_general, converged, local_count, wait_until,
-};
+use crate::daemon_support::{Daemon, FAST, add_general, converged, local_count, wait_until};
 use crate::support::maildir as md;
 use crate::support::sync_env::SyncEnv as Env;
 use crate::support::{stderr, stdout};
@@ -57,7 +55,10 @@ fn push_both_ways_server_append_local_flag_and_local_delete() {
     let out = env.run("status", &[], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains(&format!("t (imap): running, pid {}", daemon.pid())), "{text}");
+    assert!(
+        text.contains(&format!("t (imap): running, pid {}", daemon.pid())),
+        "{text}"
+    );
     assert!(text.contains("folder INBOX: last pass ok"), "{text}");
 
     daemon.stop();
@@ -81,9 +82,16 @@ fn a_burst_of_local_changes_is_coalesced_and_converges() {
     for key in md::messages(&inbox).into_keys() {
         md::set_flags(&inbox, &key, "S");
     }
-    wait_until(&daemon, Duration::from_secs(10), "30 flags on the server", || {
-        env.server("INBOX").iter().all(|(_, f)| f.contains("\\Seen"))
-    });
+    wait_until(
+        &daemon,
+        Duration::from_secs(10),
+        "30 flags on the server",
+        || {
+            env.server("INBOX")
+                .iter()
+                .all(|(_, f)| f.contains("\\Seen"))
+        },
+    );
     let log = daemon.log();
     daemon.stop();
     // 30 renames within the debounce make a handful of passes, not 30.
@@ -109,9 +117,12 @@ fn hooks_run_with_account_folder_and_count() {
     env.seed("INBOX", "a");
     env.seed("INBOX", "b");
     let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(15), "the on_new_mail hook", || {
-        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("t INBOX 2"))
-    });
+    wait_until(
+        &daemon,
+        Duration::from_secs(15),
+        "the on_new_mail hook",
+        || std::fs::read_to_string(&out).is_ok_and(|t| t.contains("t INBOX 2")),
+    );
     wait_until(&daemon, PUSH, "the after_sync hook", || after.exists());
     env.seed("INBOX", "c");
     wait_until(&daemon, PUSH, "the hook for the pushed message", || {
@@ -132,10 +143,13 @@ fn sd_notify_ready_status_and_stopping() {
     let daemon = Daemon::start_with(&env, &[("NOTIFY_SOCKET", socket.to_str().unwrap())]);
     let mut seen = Vec::new();
     let mut buf = [0u8; 512];
-    while !seen.iter().any(|m: &String| m == "STATUS=1 account: 1 idle") {
-        let n = listener.recv(&mut buf).unwrap_or_else(|e| {
-            panic!("{e}; got {seen:?}; log:\n{}", daemon.log())
-        });
+    while !seen
+        .iter()
+        .any(|m: &String| m == "STATUS=1 account: 1 idle")
+    {
+        let n = listener
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{e}; got {seen:?}; log:\n{}", daemon.log()));
         seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
     assert!(seen.contains(&"READY=1".to_owned()), "{seen:?}");
@@ -180,9 +194,12 @@ fn sighup_adds_an_account_and_sigusr1_syncs_an_unwatched_folder_now() {
     let _ = &mut env;
     daemon.signal("HUP");
     let t2 = env.home.path().join("Mail/t2/INBOX");
-    wait_until(&daemon, Duration::from_secs(15), "account t2 to sync", || {
-        md::messages(&t2).len() == 1
-    });
+    wait_until(
+        &daemon,
+        Duration::from_secs(15),
+        "account t2 to sync",
+        || md::messages(&t2).len() == 1,
+    );
     env.seed("INBOX", "b");
     wait_until(&daemon, PUSH, "b in both accounts", || {
         local_count(&env, "INBOX") == 2 && md::messages(&t2).len() == 2

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use crate::daemon_support::{
-    Daemon, FAST, converged, local_count, seed_many, wait_until,
-};
+use crate::daemon_support::{Daemon, FAST, converged, local_count, seed_many, wait_until};
 use crate::support::proxy::LinkProxy;
 use crate::support::sync_env::SyncEnv as Env;
 
@@ -59,9 +57,12 @@ fn link_cut_during_idle_and_a_half_open_link() {
     // unanswered, the timeout notices, and once the link is back all converges.
     proxy.set_paused(true);
     env.seed("INBOX", "c");
-    wait_until(&daemon, Duration::from_secs(20), "the dead link to be noticed", || {
-        daemon.log().contains("IDLE on INBOX: no answer")
-    });
+    wait_until(
+        &daemon,
+        Duration::from_secs(20),
+        "the dead link to be noticed",
+        || daemon.log().contains("IDLE on INBOX: no answer"),
+    );
     proxy.set_paused(false);
     wait_until(&daemon, RECOVER, "c after the link came back", || {
         local_count(&env, "INBOX") == 3
@@ -76,9 +77,12 @@ fn kill_9_during_a_pass_then_restart_converges() {
     let env = Env::new(FAST);
     seed_many(&env, "k", 600);
     let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(30), "the first messages", || {
-        local_count(&env, "INBOX") > 0
-    });
+    wait_until(
+        &daemon,
+        Duration::from_secs(30),
+        "the first messages",
+        || local_count(&env, "INBOX") > 0,
+    );
     daemon.kill9();
     let partial = local_count(&env, "INBOX");
     let daemon = Daemon::start(&env);
@@ -96,9 +100,12 @@ fn sigterm_during_a_large_initial_sync_exits_cleanly_and_resumes() {
     let env = Env::new(FAST);
     seed_many(&env, "s", 1500);
     let mut daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(30), "the first messages", || {
-        local_count(&env, "INBOX") > 0
-    });
+    wait_until(
+        &daemon,
+        Duration::from_secs(30),
+        "the first messages",
+        || local_count(&env, "INBOX") > 0,
+    );
     daemon.signal("TERM");
     let status = daemon.wait_exit(Duration::from_secs(8));
     assert_eq!(
@@ -113,9 +120,12 @@ fn sigterm_during_a_large_initial_sync_exits_cleanly_and_resumes() {
     assert!(log.contains("stopped between batches"), "{log}");
     eprintln!("stopped with {partial} of 1501 delivered");
     let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(90), "all 1501 messages", || {
-        local_count(&env, "INBOX") == 1501
-    });
+    wait_until(
+        &daemon,
+        Duration::from_secs(90),
+        "all 1501 messages",
+        || local_count(&env, "INBOX") == 1501,
+    );
     wait_until(&daemon, RECOVER, "converged", || converged(&env));
     daemon.stop();
     env.assert_quiet();
@@ -128,7 +138,13 @@ impl SmallDisk {
     fn mount(dir: &std::path::Path, size: &str) -> Option<SmallDisk> {
         std::fs::create_dir_all(dir).unwrap();
         let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .stderr(std::process::Stdio::null())
             .status()
@@ -189,9 +205,12 @@ fn a_full_disk_pauses_the_account_and_it_resumes_when_space_returns() {
     let partial = count();
     assert!(partial < 301, "{partial}");
     disk.grow("64m");
-    wait_until(&daemon, Duration::from_secs(60), "all 301 after space returned", || {
-        count() == 301
-    });
+    wait_until(
+        &daemon,
+        Duration::from_secs(60),
+        "all 301 after space returned",
+        || count() == 301,
+    );
     daemon.stop();
     // Nothing lost, nothing twice: a rerun does nothing and every Message-ID is once.
     let local = crate::support::maildir::state(&small.join("INBOX"));

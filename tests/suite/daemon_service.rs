@@ -8,7 +8,9 @@ use std::process::Command;
 use crate::support::{stdout, syncmail};
 
 fn contrib(rel: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("contrib")
+        .join(rel)
 }
 
 #[test]
@@ -48,7 +50,10 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
     // verify exits 0 even for keys it ignores; any word about our unit is a defect.
     let about_unit: Vec<&str> = stderr
         .lines()
@@ -84,11 +89,18 @@ print('ok')
             // No python: at least the XML must be balanced and declare a plist.
             let text = std::fs::read_to_string(&plist).unwrap();
             assert!(text.starts_with("<?xml") && text.contains("<plist version=\"1.0\">"));
-            assert_eq!(text.matches("<dict>").count(), text.matches("</dict>").count());
+            assert_eq!(
+                text.matches("<dict>").count(),
+                text.matches("</dict>").count()
+            );
         }
     }
     if let Ok(out) = Command::new("plutil").arg("-lint").arg(&plist).output() {
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
@@ -98,7 +110,13 @@ fn example_config_documents_the_daemon_keys() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/syncmail.example.toml"),
     )
     .unwrap();
-    for key in ["on_new_mail", "after_sync", "hook_timeout", "idle_refresh", "poll_interval"] {
+    for key in [
+        "on_new_mail",
+        "after_sync",
+        "hook_timeout",
+        "idle_refresh",
+        "poll_interval",
+    ] {
         assert!(example.contains(&format!("{key} =")), "example lacks {key}");
     }
 }
@@ -115,7 +133,10 @@ fn status_without_a_daemon_or_any_state() {
         ),
     )
     .unwrap();
-    let out = syncmail(home.path(), &["status", "--config", config.to_str().unwrap()]);
+    let out = syncmail(
+        home.path(),
+        &["status", "--config", config.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     assert!(text.contains("w (imap): not running"), "{text}");

@@ -108,7 +108,10 @@ pub fn wait_until(daemon: &Daemon, limit: Duration, what: &str, mut done: impl F
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("timed out after {limit:?} waiting for {what}; daemon log:\n{}", daemon.log());
+    panic!(
+        "timed out after {limit:?} waiting for {what}; daemon log:\n{}",
+        daemon.log()
+    );
 }
 
 /// The number of messages in a local folder.
@@ -121,7 +124,12 @@ pub fn converged(env: &SyncEnv) -> bool {
     let (server, local) = env.state();
     let mut ids: Vec<&String> = local.iter().map(|(id, _)| id).collect();
     ids.dedup();
-    ids.len() == local.len() && server == local.iter().map(|(i, f)| (i.clone(), maildir_to_imap(f))).collect::<Vec<_>>()
+    ids.len() == local.len()
+        && server
+            == local
+                .iter()
+                .map(|(i, f)| (i.clone(), maildir_to_imap(f)))
+                .collect::<Vec<_>>()
 }
 
 /// Maildir flag letters as Dovecot's sorted IMAP flag list.
@@ -153,7 +161,11 @@ pub fn seed_many(env: &SyncEnv, prefix: &str, n: usize) {
     let new = home.join("Maildir/new");
     for i in 0..n {
         let id = format!("{prefix}-{i}");
-        let body = crate::support::dovecot::message(&id, &format!("{id}@test"), &format!("body of {id} {}", "x".repeat(2000)));
+        let body = crate::support::dovecot::message(
+            &id,
+            &format!("{id}@test"),
+            &format!("body of {id} {}", "x".repeat(2000)),
+        );
         let path = new.join(format!("1700000000.M{i}P1.{prefix}"));
         std::fs::write(&path, body).unwrap();
         std::os::unix::fs::chown(&path, Some(meta.uid()), Some(meta.gid())).unwrap();

@@ -4,6 +4,11 @@
 mod support;
 
 mod config_check;
+mod daemon_bench;
+mod daemon_push;
+mod daemon_resilience;
+mod daemon_service;
+mod daemon_support;
 mod imap_connect;
 mod imap_session;
 mod pop3_client;
@@ -11,8 +16,3 @@ mod pop3_scripted;
 mod sync_crash;
 mod sync_cut;
 mod sync_scenarios;
-mod daemon_push;
-mod daemon_support;
-mod daemon_resilience;
-mod daemon_service;
-mod daemon_bench;

@@ -115,7 +115,11 @@ impl LinkProxy {
                             c.push(client.try_clone().unwrap());
                             c.push(server.try_clone().unwrap());
                         }
-                        relay(server.try_clone().unwrap(), client.try_clone().unwrap(), pausing.clone());
+                        relay(
+                            server.try_clone().unwrap(),
+                            client.try_clone().unwrap(),
+                            pausing.clone(),
+                        );
                         relay(client, server, pausing.clone());
                     }
                     Err(_) => thread::sleep(std::time::Duration::from_millis(5)),
