@@ -208,3 +208,48 @@ fn sighup_adds_an_account_and_sigusr1_syncs_an_unwatched_folder_now() {
     assert!(!log.contains("account=t config changed"), "{log}");
     daemon.stop();
 }
+
+#[test]
+fn a_wrong_password_is_retried_slowly_and_shown_in_status() {
+    // Dovecot answers a failed login only after a penalty delay of a few seconds.
+    let env = Env::new("timeout = \"20s\"\npoll_interval = \"1h\"\n");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace(crate::support::DEFAULT_PASSWORD, "wrong-password"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&env);
+    wait_until(
+        &daemon,
+        Duration::from_secs(30),
+        "the login failure in status",
+        || {
+            let out = stdout(&env.run("status", &[], &[]));
+            out.contains("daemon: error: login failed") && out.contains("retrying in 9")
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // One try by the pass connection and one by the IDLE connection, then quiet.
+    let attempts = env
+        .dovecot
+        .logs()
+        .matches("auth failed")
+        .count()
+        .max(daemon.log().matches("login failed").count());
+    assert!(
+        attempts <= 4,
+        "retried in a loop: {attempts}\n{}",
+        daemon.log()
+    );
+
+    // A second daemon on the same accounts is refused and says who holds them.
+    let second = env.run("daemon", &[], &[]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr(&second).contains(&format!("locked by pid {}", daemon.pid())),
+        "{}",
+        stderr(&second)
+    );
+    daemon.stop();
+}
