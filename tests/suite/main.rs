@@ -5,6 +5,7 @@ mod support;
 
 mod config_check;
 mod daemon_bench;
+mod daemon_idle_scripted;
 mod daemon_push;
 mod daemon_resilience;
 mod daemon_service;
