@@ -165,22 +165,6 @@ impl Supervisor {
                 self.state("connecting");
                 match self.connect().await {
                     Ok(new) => {
-                        if watcher.is_none() {
-                            watcher = match super::watch::watch(
-                                &self.account.maildir,
-                                self.triggers.clone(),
-                            ) {
-                                Ok(w) => Some(w),
-                                Err(e) => {
-                                    tracing::warn!(
-                                        account = self.name(),
-                                        "cannot watch {} for local changes ({e}); local changes wait for the next poll",
-                                        self.account.maildir.display()
-                                    );
-                                    None
-                                }
-                            };
-                        }
                         link = Some(new);
                         // After every (re)connect the whole account is resynced (rule 16).
                         work.all = true;
@@ -208,6 +192,20 @@ impl Supervisor {
                 retry_at = Some(Instant::now() + delay);
                 self.triggers.restore(work);
                 continue;
+            }
+            // The Maildir root exists now (prepare made it): watch it for local changes.
+            if watcher.is_none() {
+                watcher = match super::watch::watch(&self.account.maildir, self.triggers.clone()) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        tracing::warn!(
+                            account = self.name(),
+                            "cannot watch {} for local changes ({e}); they wait for the next poll",
+                            self.account.maildir.display()
+                        );
+                        None
+                    }
+                };
             }
             let scope = scope_of(&work, &current.map);
             if scope.as_ref().is_some_and(BTreeSet::is_empty) {

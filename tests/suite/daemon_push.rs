@@ -61,6 +61,8 @@ fn push_both_ways_server_append_local_flag_and_local_delete() {
     );
     assert!(text.contains("folder INBOX: last pass ok"), "{text}");
 
+    let log = daemon.log();
+    assert!(!log.contains("cannot watch"), "{log}");
     daemon.stop();
     assert!(converged(&env), "{:?}", env.state());
     env.assert_quiet();
