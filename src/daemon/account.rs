@@ -43,27 +43,67 @@ pub fn start(
     general: Arc<General>,
     shared: Shared,
 ) -> Result<Running, EngineError> {
-    let (lock, store) = engine::open_state(&general, &account.name)?;
-    let (stop, stop_rx) = watch::channel(false);
+    let state = engine::open_state(&general, &account.name)?;
+    Ok(spawn(account, general, shared, Some(state)))
+}
+
+/// Like [`start`], for an account whose lock another process holds (a one-shot
+/// `syncmail sync`): the task waits for the lock, then supervises as usual.
+pub fn start_when_free(account: Account, general: Arc<General>, shared: Shared) -> Running {
+    spawn(account, general, shared, None)
+}
+
+fn spawn(
+    account: Account,
+    general: Arc<General>,
+    shared: Shared,
+    state: Option<(AccountLock, Store)>,
+) -> Running {
+    let (stop, mut stop_rx) = watch::channel(false);
     let triggers = Arc::new(Triggers::default());
     let fingerprint = fingerprint(&account);
-    let supervisor = Supervisor {
-        account: Arc::new(account),
-        general,
-        store,
-        _lock: lock,
-        triggers: triggers.clone(),
-        stop: stop_rx,
-        shared,
-    };
-    let handle = tokio::spawn(supervisor.run());
-    Ok(Running {
+    let task_triggers = triggers.clone();
+    let handle = tokio::spawn(async move {
+        let (lock, store) = match state {
+            Some(state) => state,
+            None => loop {
+                shared
+                    .board
+                    .set(&account.name.0, "waiting for the account lock".into());
+                tokio::select! {
+                    () = stopped(&mut stop_rx) => {
+                        shared.board.remove(&account.name.0);
+                        return;
+                    }
+                    () = tokio::time::sleep(LOCK_RETRY) => {}
+                }
+                match engine::open_state(&general, &account.name) {
+                    Ok(state) => break state,
+                    Err(e) => tracing::debug!(account = %account.name, "{e}"),
+                }
+            },
+        };
+        let supervisor = Supervisor {
+            account: Arc::new(account),
+            general,
+            store,
+            _lock: lock,
+            triggers: task_triggers,
+            stop: stop_rx,
+            shared,
+        };
+        supervisor.run().await;
+    });
+    Running {
         stop,
         triggers,
         handle,
         fingerprint,
-    })
+    }
 }
+
+/// How often an account whose lock is held elsewhere tries again.
+const LOCK_RETRY: Duration = Duration::from_secs(10);
 
 struct Supervisor {
     account: Arc<Account>,

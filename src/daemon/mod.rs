@@ -23,6 +23,8 @@ use tokio::sync::{mpsc, watch as tokio_watch};
 pub use sdnotify::Notifier;
 
 use crate::config::Config;
+use crate::engine::EngineError;
+use crate::store::LockError;
 
 /// What the daemon can be told while it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,10 +179,15 @@ pub async fn run(
     let mut general = Arc::new(config.general.clone());
     let mut running: BTreeMap<String, account::Running> = BTreeMap::new();
     let mut refused = Vec::new();
+    let mut busy = Vec::new();
     for a in &config.accounts {
         match account::start(a.clone(), general.clone(), shared.clone()) {
             Ok(r) => {
                 running.insert(a.name.0.clone(), r);
+            }
+            Err(e @ EngineError::Lock(LockError::Held { .. })) => {
+                refused.push(e.to_string());
+                busy.push((a.clone(), e));
             }
             Err(e) => {
                 tracing::error!(account = %a.name, "{e}");
@@ -189,8 +196,17 @@ pub async fn run(
         }
     }
     if running.is_empty() {
+        // Another daemon most likely: refuse rather than wait beside it.
         clock.abort();
         return Err(DaemonError::NoAccount(refused.join("; ")));
+    }
+    for (a, e) in busy {
+        // A one-shot sync holds it: take the account over when that finishes.
+        tracing::warn!(account = %a.name, "{e}; waiting for it");
+        running.insert(
+            a.name.0.clone(),
+            account::start_when_free(a, general.clone(), shared.clone()),
+        );
     }
     tracing::info!(
         "daemon started with {} account(s), pid {}",
@@ -248,6 +264,17 @@ pub async fn run(
                                     {
                                         Ok(r) => {
                                             keep.insert(name, r);
+                                        }
+                                        Err(e @ EngineError::Lock(LockError::Held { .. })) => {
+                                            tracing::warn!(account = %name, "{e}; waiting for it");
+                                            keep.insert(
+                                                name,
+                                                account::start_when_free(
+                                                    a.clone(),
+                                                    general.clone(),
+                                                    shared.clone(),
+                                                ),
+                                            );
                                         }
                                         Err(e) => tracing::error!(account = %name, "{e}"),
                                     }

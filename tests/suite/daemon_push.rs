@@ -255,3 +255,31 @@ fn a_wrong_password_is_retried_slowly_and_shown_in_status() {
     );
     daemon.stop();
 }
+
+#[test]
+fn an_account_busy_with_a_one_shot_sync_is_taken_over_when_free() {
+    let env = Env::new(FAST);
+    let second = env
+        .dovecot
+        .imap_account("t2", "alice", "implicit")
+        .replace("name = \"t2\"", "name = \"t2\"\nmaildir = \"t2\"");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, format!("{text}\n{second}{FAST}")).unwrap();
+    env.seed("INBOX", "a");
+    // Hold t2's lock the way a running `syncmail sync` does.
+    let state = env.home.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let held = std::fs::File::create(state.join("t2.lock")).unwrap();
+    held.lock().unwrap();
+    let daemon = Daemon::start(&env);
+    let t2 = env.home.path().join("Mail/t2/INBOX");
+    wait_until(&daemon, Duration::from_secs(15), "account t", || {
+        local_count(&env, "INBOX") == 1
+    });
+    assert_eq!(md::messages(&t2).len(), 0);
+    drop(held);
+    wait_until(&daemon, Duration::from_secs(30), "t2 once free", || {
+        md::messages(&t2).len() == 1
+    });
+    daemon.stop();
+}
