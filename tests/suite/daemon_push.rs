@@ -206,8 +206,23 @@ fn sighup_adds_an_account_and_sigusr1_syncs_an_unwatched_folder_now() {
     wait_until(&daemon, PUSH, "b in both accounts", || {
         local_count(&env, "INBOX") == 2 && md::messages(&t2).len() == 2
     });
+    // And removed again: t2 stops and lets go of its lock; t keeps pushing.
+    std::fs::write(&env.config, &text).unwrap();
+    daemon.signal("HUP");
+    let t2_lock = env.home.path().join("state/t2.lock");
+    wait_until(
+        &daemon,
+        Duration::from_secs(15),
+        "t2 to release its lock",
+        || std::fs::read_to_string(&t2_lock).is_ok_and(|pid| pid.trim().is_empty()),
+    );
+    env.seed("INBOX", "c");
+    wait_until(&daemon, PUSH, "c in t only", || {
+        local_count(&env, "INBOX") == 3 && md::messages(&t2).len() == 2
+    });
     let log = daemon.log();
-    assert!(!log.contains("account=t config changed"), "{log}");
+    assert!(!log.contains("restarting"), "t was never restarted:\n{log}");
+    assert!(log.contains("1 account(s) removed"), "{log}");
     daemon.stop();
 }
 
