@@ -331,10 +331,18 @@ pub async fn pass(
             scope,
         };
         let fetched_before = report.counts.fetched;
+        let halts_before = report.halts.len();
         let outcome = pass.run(name, wire, report).await;
         if !opts.dry_run {
+            // A halt (a deletion guard, a UIDVALIDITY change) is shown like an error:
+            // the folder is not in sync until a human acts.
             let error = match &outcome {
-                Ok(()) | Err(EngineError::Stopped) => None,
+                Ok(()) => report
+                    .halts
+                    .get(halts_before..)
+                    .and_then(|h| h.first())
+                    .cloned(),
+                Err(EngineError::Stopped) => None,
                 Err(e) => Some(e.to_string()),
             };
             if !matches!(outcome, Err(EngineError::Stopped)) {

@@ -142,3 +142,28 @@ fn status_without_a_daemon_or_any_state() {
     assert!(text.contains("w (imap): not running"), "{text}");
     assert!(text.contains("never synced"), "{text}");
 }
+
+#[test]
+fn status_shows_a_folder_a_deletion_guard_holds() {
+    let env = crate::support::sync_env::SyncEnv::new("");
+    for i in 0..12 {
+        env.seed("INBOX", &format!("m{i}"));
+    }
+    env.sync_ok();
+    let inbox = env.folder("INBOX");
+    for key in crate::support::maildir::messages(&inbox)
+        .into_keys()
+        .take(11)
+    {
+        crate::support::maildir::delete(&inbox, &key);
+    }
+    let out = env.sync(&[]);
+    assert_ne!(out.status.code(), Some(0));
+    let text = stdout(&env.run("status", &[], &[]));
+    assert!(text.contains("t (imap): not running"), "{text}");
+    assert!(
+        text.contains("folder INBOX: last attempt") && text.contains("FAILED"),
+        "{text}"
+    );
+    assert!(text.contains("--confirm-delete"), "{text}");
+}
