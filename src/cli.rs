@@ -147,6 +147,9 @@ fn init_tracing(level: &str, verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: the journal and launchd's log file keep them
+        // as literal escape sequences.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -199,8 +202,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let selected = select_accounts(&config, &accounts)?;
             runtime()?.block_on(sync_all(&config, &selected, &opts))
         }
-        Command::Daemon => not_yet("daemon"),
-        Command::Status => not_yet("status"),
+        Command::Daemon => run_daemon(config),
+        Command::Status => {
+            print!("{}", crate::daemon::status::render(&config));
+            Ok(())
+        }
         Command::Log { account, conflicts } => {
             let names: Vec<String> = account.into_iter().collect();
             let selected = select_accounts(&config, &names)?;
@@ -209,10 +215,19 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn not_yet(command: &str) -> Result<(), Failure> {
-    Err(Failure::Other(format!(
-        "`syncmail {command}` is not implemented yet in this version; nothing was changed"
-    )))
+/// `syncmail daemon`: runs until SIGTERM/SIGINT; SIGHUP re-reads the same config file.
+fn run_daemon(config: Config) -> Result<(), Failure> {
+    let path = config.path.clone();
+    let reload: crate::daemon::Reloader = Box::new(move || {
+        let loaded = config::load(&path, &Dirs::from_env()).map_err(|e| e.to_string())?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        Ok(loaded.config)
+    });
+    runtime()?
+        .block_on(crate::daemon::serve(config, reload))
+        .map_err(|e| Failure::Other(e.to_string()))
 }
 
 /// The accounts named on the command line (all when none), or a usage error naming the

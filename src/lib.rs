@@ -14,13 +14,14 @@
 //! - [`maildir`]: Maildir filenames and flags, stable scans, batched durable delivery,
 //!   renames, folder-name mapping (modified UTF-7, path safety).
 //! - [`imap`]: TLS/STARTTLS connection, authentication, and the session layer that wraps
-//!   async-imap's gaps (timeouts, checked FETCH results, raw APPEND/QRESYNC).
+//!   async-imap's gaps (timeouts, checked FETCH results, raw APPEND/QRESYNC), and IDLE.
 //! - [`pop3`]: the POP3 protocol state machine (sans-IO) and its tokio driver.
 //! - [`engine`]: the only module that knows both sides: observe (QRESYNC, CONDSTORE or a
 //!   full listing; a stable Maildir scan), plan every folder, turn cross-folder
 //!   delete+add into moves, apply each action under the intent journal, commit; and
 //!   resolve intents a crash left open before anything else.
-//! - [`daemon`]: per-account supervisors, IDLE and file-watch triggers, signals.
+//! - [`daemon`]: per-account supervisors, IDLE and file-watch triggers, backoff, signals,
+//!   sd_notify, hooks, and `syncmail status`.
 //! - [`secret`]: fetches passwords and tokens from the configured source, never logging them.
 #![forbid(unsafe_code)]
 

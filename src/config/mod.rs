@@ -33,6 +33,13 @@ pub struct General {
     pub state_dir: PathBuf,
     /// A tracing filter directive such as `info` or `syncmail::imap=debug`.
     pub log_level: String,
+    /// Run (no shell) after a daemon pass delivered new mail into a folder, with
+    /// SYNCMAIL_ACCOUNT, SYNCMAIL_FOLDER and SYNCMAIL_NEW_COUNT set.
+    pub on_new_mail: Option<Vec<String>>,
+    /// Run (no shell) after a daemon pass changed anything, e.g. `notmuch new`.
+    pub after_sync: Option<Vec<String>>,
+    /// A hook still running after this long is killed.
+    pub hook_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -94,6 +101,9 @@ impl std::fmt::Debug for SecretSource {
 pub struct ImapSettings {
     pub folders: FolderPatterns,
     pub idle: Vec<FolderName>,
+    /// How long one IDLE command lasts before it is re-issued (RFC 2177: under 29 min);
+    /// the answer to the re-issue doubles as a check of a half-open link.
+    pub idle_refresh: Duration,
     pub layout: Layout,
     pub direction: Direction,
     pub expunge: Expunge,

@@ -20,6 +20,9 @@ pub struct RawGeneral {
     pub maildir: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
     pub log_level: Option<Spanned<String>>,
+    pub on_new_mail: Option<Spanned<Vec<String>>>,
+    pub after_sync: Option<Spanned<Vec<String>>>,
+    pub hook_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -83,6 +86,7 @@ pub struct RawAccount {
     // IMAP only.
     pub folders: Option<Spanned<Vec<Spanned<String>>>>,
     pub idle: Option<Spanned<Vec<Spanned<String>>>>,
+    pub idle_refresh: Option<Spanned<String>>,
     pub layout: Option<Spanned<Layout>>,
     pub direction: Option<Spanned<Direction>>,
     pub expunge: Option<Spanned<Expunge>>,

@@ -19,6 +19,9 @@ use crate::sync::DEFAULT_MAX_DELETE_SHARE;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_POLL: Duration = Duration::from_secs(300);
+const DEFAULT_IDLE_REFRESH: Duration = Duration::from_secs(25 * 60);
+const MAX_IDLE_REFRESH: Duration = Duration::from_secs(29 * 60);
+const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECTIONS: usize = 3;
 const MAX_CONNECTIONS: i64 = 16;
 
@@ -216,10 +219,34 @@ fn general(ctx: &Ctx, raw: &RawFile, dirs: &Dirs, base_dir: &Path) -> Result<Gen
         }
         None => "info".to_owned(),
     };
+    let hook = |v: Option<&Spanned<Vec<String>>>,
+                key: &str|
+     -> Result<Option<Vec<String>>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(argv) if argv.get_ref().first().is_some_and(|p| !p.trim().is_empty()) => {
+                Ok(Some(argv.get_ref().clone()))
+            }
+            Some(argv) => Err(ctx
+                .error(argv.span(), format!("{key} is empty"))
+                .help(format!(
+                    "give the program and its arguments as a list, run without a shell, e.g. {key} = [\"notmuch\", \"new\"]"
+                ))),
+        }
+    };
+    let on_new_mail = hook(g.and_then(|g| g.on_new_mail.as_ref()), "on_new_mail")?;
+    let after_sync = hook(g.and_then(|g| g.after_sync.as_ref()), "after_sync")?;
+    let hook_timeout = match g.and_then(|g| g.hook_timeout.as_ref()) {
+        Some(t) => duration(ctx, t, "hook_timeout")?,
+        None => DEFAULT_HOOK_TIMEOUT,
+    };
     Ok(General {
         maildir,
         state_dir,
         log_level,
+        on_new_mail,
+        after_sync,
+        hook_timeout,
     })
 }
 
@@ -305,9 +332,10 @@ fn account(
 type KeyAt<'a> = (&'a str, Option<Range<usize>>);
 
 fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), ConfigError> {
-    let imap_only: [KeyAt; 9] = [
+    let imap_only: [KeyAt; 10] = [
         ("folders", a.folders.as_ref().map(Spanned::span)),
         ("idle", a.idle.as_ref().map(Spanned::span)),
+        ("idle_refresh", a.idle_refresh.as_ref().map(Spanned::span)),
         ("layout", a.layout.as_ref().map(Spanned::span)),
         ("direction", a.direction.as_ref().map(Spanned::span)),
         ("expunge", a.expunge.as_ref().map(Spanned::span)),
@@ -613,6 +641,23 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
         Some(list) => folder_list(ctx, list)?,
         None => vec![FolderName("INBOX".into())],
     };
+    let idle_refresh = match &a.idle_refresh {
+        Some(r) => {
+            let d = duration(ctx, r, "idle_refresh")?;
+            if d > MAX_IDLE_REFRESH {
+                return Err(ctx
+                    .error(
+                        r.span(),
+                        format!("idle_refresh = \"{}\" is too long", r.get_ref()),
+                    )
+                    .help(
+                        "servers may drop an IDLE after 30 minutes (RFC 2177); use at most \"29m\"",
+                    ));
+            }
+            d
+        }
+        None => DEFAULT_IDLE_REFRESH,
+    };
     let trash = match &a.trash {
         Some(t) => folder_list(ctx, &Spanned::new(t.span(), vec![t.clone()]))?.pop(),
         None => None,
@@ -646,6 +691,7 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
     Ok(ImapSettings {
         folders,
         idle,
+        idle_refresh,
         layout: a.layout.as_ref().map(|l| *l.get_ref()).unwrap_or_default(),
         direction: a
             .direction

@@ -40,6 +40,8 @@ pub struct FolderRun<'a> {
     pub local: BTreeMap<MaildirKey, LocalMessage>,
     /// Highest UID delivered in this pass (the pulled watermark, rule 4).
     pub highest_pulled: Option<Uid>,
+    /// Set by the caller to stop between fetch batches (shutdown).
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     failed_uids: BTreeSet<Uid>,
     failed_keys: BTreeSet<MaildirKey>,
     dirty: BTreeSet<Uid>,
@@ -76,6 +78,7 @@ impl<'a> FolderRun<'a> {
             pairs,
             local,
             highest_pulled: None,
+            stop: None,
             failed_uids: BTreeSet::new(),
             failed_keys: BTreeSet::new(),
             dirty: BTreeSet::new(),
@@ -286,6 +289,14 @@ impl<'a> FolderRun<'a> {
         let listed = self.remote.listed();
         let size_of = |uid: &Uid| listed.get(uid).map_or(0, |m| m.size);
         for chunk in &batches(&todo, size_of) {
+            // Shutdown: stop at a batch boundary, everything before it committed.
+            if self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                return Err(EngineError::Stopped);
+            }
             let chunk = chunk.as_slice();
             let keys: BTreeMap<Uid, MaildirKey> =
                 chunk.iter().map(|uid| (*uid, maildir::new_key())).collect();

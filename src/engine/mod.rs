@@ -8,8 +8,10 @@ mod moves;
 mod observe;
 mod recover;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Account, AccountKind, General, ImapSettings};
@@ -30,7 +32,7 @@ pub enum EngineError {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error(transparent)]
     Imap(#[from] ImapError),
     #[error(transparent)]
@@ -45,6 +47,20 @@ pub enum EngineError {
     Server(String),
     #[error("{0}")]
     Unsupported(String),
+    /// The caller asked the pass to stop (shutdown); what was done is committed.
+    #[error("stopped before the pass finished (shutting down)")]
+    Stopped,
+}
+
+/// A held account lock stays a lock error, whichever layer found it, so a caller can
+/// wait for the holder instead of failing.
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> EngineError {
+        match e {
+            StoreError::Locked(lock) => EngineError::Lock(lock),
+            other => EngineError::Store(other),
+        }
+    }
 }
 
 impl EngineError {
@@ -105,6 +121,29 @@ pub struct AccountReport {
     pub errors: Vec<String>,
     /// `--dry-run`: each folder's plan as text.
     pub plans: Vec<String>,
+    /// Folders whose pass completed.
+    pub synced: Vec<FolderName>,
+    /// Messages pulled from the server into each folder (for `on_new_mail`).
+    pub new_mail: BTreeMap<FolderName, usize>,
+}
+
+/// What a caller that holds the store and session (the daemon) narrows a pass to.
+#[derive(Clone, Debug, Default)]
+pub struct PassScope {
+    /// Only these folders; `None` is every selected folder.
+    pub folders: Option<BTreeSet<FolderName>>,
+    /// Checked between batches: once set, the pass stops at the next boundary with
+    /// [`EngineError::Stopped`], everything before it committed, no watermark moved for
+    /// the unfinished folder.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl PassScope {
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
 }
 
 impl std::fmt::Display for Counts {
@@ -159,18 +198,49 @@ pub async fn sync_account(
     general: &General,
     opts: &SyncOptions,
 ) -> Result<AccountReport, EngineError> {
-    let AccountKind::Imap(settings) = &account.kind else {
+    if !matches!(account.kind, AccountKind::Imap(_)) {
         return Err(EngineError::Unsupported(
             "POP3 accounts are polled by the daemon; `syncmail sync` does not fetch them yet"
                 .into(),
         ));
-    };
+    }
     let (_lock, store) = open_state(general, &account.name)?;
+    let mut report = AccountReport::default();
+    let result = async {
+        prepare(account, &store, opts.dry_run, &mut report).await?;
+        let mut session = connect_session(account).await?;
+        pass(
+            account,
+            &store,
+            &mut session,
+            opts,
+            &PassScope::default(),
+            &mut report,
+        )
+        .await?;
+        session.logout().await;
+        Ok(())
+    }
+    .await;
     if !opts.dry_run {
+        let error = result.as_ref().err().map(ToString::to_string);
+        let _ = store.record_pass(None, SystemTime::now(), error).await;
+    }
+    result.map(|()| report)
+}
+
+/// Before the first pass on a freshly opened store: the account's Maildir exists and
+/// deliveries a crash interrupted are resolved (rule 1).
+pub async fn prepare(
+    account: &Account,
+    store: &Store,
+    dry_run: bool,
+    report: &mut AccountReport,
+) -> Result<(), EngineError> {
+    if !dry_run {
         create_private_dir(&account.maildir)?;
     }
-    let mut report = AccountReport::default();
-    let recovered = maildir::resolve_delivery_intents(&store)
+    let recovered = maildir::resolve_delivery_intents(store)
         .await
         .map_err(|e| EngineError::Local(e.to_string()))?;
     for (key, why) in recovered.unresolved {
@@ -178,12 +248,42 @@ pub async fn sync_account(
             "an interrupted delivery of {key} could not be resolved: {why}"
         ));
     }
+    Ok(())
+}
+
+/// Fetch the secret, connect, log in and enable QRESYNC/CONDSTORE.
+pub async fn connect_session(account: &Account) -> Result<ImapSession, EngineError> {
     let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT).await?;
-    let mut session = open_session(account, &secret, kind).await?;
+    open_session(account, &secret, kind).await
+}
+
+/// The account's folder mapping for a server hierarchy delimiter.
+pub fn folder_map(account: &Account, delimiter: Option<char>) -> Option<FolderMap> {
+    let AccountKind::Imap(settings) = &account.kind else {
+        return None;
+    };
+    Some(FolderMap::new(&account.maildir, settings.layout, delimiter))
+}
+
+/// One pass over the selected folders (narrowed by `scope`) on a store and a session the
+/// caller holds: `syncmail sync` opens both for one pass, the daemon keeps them. Up to
+/// `connections - 1` more sessions are opened for the pass and closed after it. Each
+/// folder's outcome is recorded for `syncmail status`.
+pub async fn pass(
+    account: &Account,
+    store: &Store,
+    session: &mut ImapSession,
+    opts: &SyncOptions,
+    scope: &PassScope,
+    report: &mut AccountReport,
+) -> Result<(), EngineError> {
+    let AccountKind::Imap(settings) = &account.kind else {
+        return Err(EngineError::Unsupported("not an IMAP account".into()));
+    };
     let listed = imap::list_folders(session.connected(), account.server.timeout).await?;
     let delimiter = listed.iter().find_map(|f| f.delimiter);
     let map = FolderMap::new(&account.maildir, settings.layout, delimiter);
-    recover::server_intents(&store, &mut session, &map, &mut report).await?;
+    recover::server_intents(store, session, &map, report).await?;
 
     let mut server: Vec<(FolderName, String)> = Vec::new();
     for f in listed.iter().filter(|f| f.selectable) {
@@ -239,21 +339,48 @@ pub async fn sync_account(
         .filter(|(name, _)| {
             settings.folders.includes(&name.0, delimiter)
                 && opts.folder.as_deref().is_none_or(|f| f == name.0)
+                && scope.folders.as_ref().is_none_or(|s| s.contains(name))
         })
         .collect();
     // Up to `connections` sessions, each observing and applying its share of the folders,
     // so the server is never idle while one folder's batch is being committed. A server
     // that refuses more connections just gets fewer.
     let extra = settings.connections.min(wanted.len()).saturating_sub(1);
-    let mut sessions = vec![session];
-    for opened in
-        futures::future::join_all((0..extra).map(|_| open_session(account, &secret, kind))).await
-    {
+    let mut more: Vec<ImapSession> = Vec::new();
+    for opened in futures::future::join_all((0..extra).map(|_| connect_session(account))).await {
         match opened {
-            Ok(s) => sessions.push(s),
+            Ok(s) => more.push(s),
             Err(e) => tracing::debug!(account = %account.name, "one connection fewer: {e}"),
         }
     }
+    let result = pass_folders(
+        account, store, session, &mut more, &wanted, &map, &policy, opts, scope, report,
+    )
+    .await;
+    logout_all(more).await;
+    result
+}
+
+/// Observe and plan every wanted folder, run the moves, apply each plan: the folders dealt
+/// over the caller's session and the extra ones.
+#[allow(clippy::too_many_arguments)]
+async fn pass_folders(
+    account: &Account,
+    store: &Store,
+    session: &mut ImapSession,
+    more: &mut [ImapSession],
+    wanted: &[&(FolderName, String)],
+    map: &FolderMap,
+    policy: &Policy,
+    opts: &SyncOptions,
+    scope: &PassScope,
+    report: &mut AccountReport,
+) -> Result<(), EngineError> {
+    let AccountKind::Imap(settings) = &account.kind else {
+        return Err(EngineError::Unsupported("not an IMAP account".into()));
+    };
+    let mut sessions: Vec<&mut ImapSession> =
+        std::iter::once(session).chain(more.iter_mut()).collect();
     let n = sessions.len();
     let totals = std::sync::Arc::new(std::sync::Mutex::new(vec![Counts::default(); n]));
     let task_opts: Vec<SyncOptions> = (0..n)
@@ -265,11 +392,12 @@ pub async fn sync_account(
     let ctxs: Vec<Ctx<'_>> = task_opts
         .iter()
         .map(|o| Ctx {
-            store: &store,
-            map: &map,
+            store,
+            map,
             settings,
-            policy: &policy,
+            policy,
             opts: o,
+            scope,
         })
         .collect();
 
@@ -286,7 +414,23 @@ pub async fn sync_account(
                 let mut part = AccountReport::default();
                 let mut out = Vec::new();
                 for (j, (name, wire)) in mine {
+                    if scope.stopped() {
+                        out.push((j, name.clone(), Err(EngineError::Stopped)));
+                        break;
+                    }
+                    let halts_before = part.halts.len();
                     let result = ctx.prepare(session, name, wire, &mut part).await;
+                    // Nothing left to apply: the folder's outcome is known now.
+                    if let Ok(None) = result {
+                        let halt = part.halts.get(halts_before).cloned();
+                        if let Err(e) = ctx.record(name, halt.as_deref()).await {
+                            out.push((j, name.clone(), Err(e)));
+                            break;
+                        }
+                        if halt.is_none() {
+                            part.synced.push(name.clone());
+                        }
+                    }
                     let lost = matches!(&result, Err(EngineError::Imap(e)) if e.is_transient());
                     out.push((j, name.clone(), result));
                     // The connection is gone: its remaining folders cannot run either.
@@ -306,8 +450,12 @@ pub async fn sync_account(
             match result {
                 Ok(Some(p)) => prepared.push((j, p)),
                 Ok(None) => {}
+                Err(EngineError::Stopped) => return Err(EngineError::Stopped),
                 Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
-                Err(e) => report.errors.push(format!("{name}: {e}")),
+                Err(e) => {
+                    ctxs[0].record(&name, Some(&e.to_string())).await?;
+                    report.errors.push(format!("{name}: {e}"));
+                }
             }
         }
     }
@@ -320,7 +468,7 @@ pub async fn sync_account(
                 remote: &p.remote.snapshot,
                 local: &p.local,
                 base: &p.base,
-                policy: &policy,
+                policy,
                 plan: std::mem::replace(&mut p.plan, sync::Plan::new(p.name.clone())),
             })
             .collect();
@@ -340,11 +488,10 @@ pub async fn sync_account(
                 report.plans.push(p.plan.to_string());
             }
         }
-        logout_all(sessions).await;
-        return Ok(report);
+        return Ok(());
     }
     for m in &moves {
-        match ctxs[0].run_move(&mut sessions[0], &prepared, m).await {
+        match ctxs[0].run_move(sessions[0], &prepared, m).await {
             Ok(()) => report.counts.moved += 1,
             Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
             Err(e) => report.errors.push(format!("move: {e}")),
@@ -369,12 +516,42 @@ pub async fn sync_account(
                 let mut part = AccountReport::default();
                 let mut lost = None;
                 for p in share {
+                    if scope.stopped() {
+                        lost = Some(EngineError::Stopped);
+                        break;
+                    }
                     let name = p.name.clone();
                     let touched = moved.contains(&p.name);
-                    match ctx.apply(session, p, touched, &mut part).await {
-                        Ok(()) => part.counts.folders += 1,
-                        Err(EngineError::Imap(e)) if e.is_transient() => {
+                    let fetched_before = part.counts.fetched;
+                    let halts_before = part.halts.len();
+                    let outcome = ctx.apply(session, p, touched, &mut part).await;
+                    // A halt (a deletion guard, a UIDVALIDITY change) is shown like an
+                    // error: the folder is not in sync until a human acts.
+                    let error = match &outcome {
+                        Ok(()) => part.halts.get(halts_before).cloned(),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    if !matches!(outcome, Err(EngineError::Stopped))
+                        && let Err(e) = ctx.record(&name, error.as_deref()).await
+                    {
+                        lost = Some(e);
+                        break;
+                    }
+                    match outcome {
+                        Ok(()) => {
+                            part.counts.folders += 1;
+                            part.synced.push(name.clone());
+                            let new = part.counts.fetched - fetched_before;
+                            if new > 0 {
+                                *part.new_mail.entry(name).or_default() += new;
+                            }
+                        }
+                        Err(e @ EngineError::Stopped) => {
                             lost = Some(e);
+                            break;
+                        }
+                        Err(EngineError::Imap(e)) if e.is_transient() => {
+                            lost = Some(EngineError::Imap(e));
                             break;
                         }
                         Err(e) => part.errors.push(format!("{name}: {e}")),
@@ -390,11 +567,10 @@ pub async fn sync_account(
         report.merge(part);
         lost = lost.or(l);
     }
-    if let Some(e) = lost {
-        return Err(EngineError::Imap(e));
+    match lost {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    logout_all(sessions).await;
-    Ok(report)
 }
 
 async fn open_session(
@@ -453,6 +629,10 @@ impl AccountReport {
         self.halts.extend(part.halts);
         self.errors.extend(part.errors);
         self.plans.extend(part.plans);
+        self.synced.extend(part.synced);
+        for (folder, n) in part.new_mail {
+            *self.new_mail.entry(folder).or_default() += n;
+        }
     }
 }
 
@@ -463,6 +643,7 @@ struct Ctx<'a> {
     settings: &'a ImapSettings,
     policy: &'a Policy,
     opts: &'a SyncOptions,
+    scope: &'a PassScope,
 }
 
 fn end(p: &Prepared) -> moves::End<'_> {
@@ -489,6 +670,20 @@ struct Prepared {
 }
 
 impl Ctx<'_> {
+    /// Record a folder's outcome for `syncmail status` (not for a dry run).
+    async fn record(&self, folder: &FolderName, error: Option<&str>) -> Result<(), EngineError> {
+        if !self.opts.dry_run {
+            self.store
+                .record_pass(
+                    Some(folder.clone()),
+                    SystemTime::now(),
+                    error.map(str::to_owned),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Observe both sides of a folder and plan it. `None`: nothing to run (halted,
     /// missing Maildir, or a dry run of a folder not made yet); the report says why.
     async fn prepare(
@@ -699,8 +894,12 @@ impl Ctx<'_> {
             },
             scan.messages,
         );
+        run.stop = self.scope.stop.clone();
         let started = std::time::Instant::now();
         for action in &plan.actions {
+            if self.scope.stopped() {
+                return Err(EngineError::Stopped);
+            }
             run.run(action).await?;
         }
         tracing::debug!(folder = %name, applied = ?started.elapsed(), "applied");

@@ -2,6 +2,7 @@
 //! async-imap's gaps: timeouts, checked FETCH results, raw APPEND and QRESYNC.
 
 mod connect;
+mod idle;
 mod session;
 pub mod tls;
 
@@ -11,6 +12,7 @@ use async_imap::types::NameAttribute;
 use futures::TryStreamExt;
 
 pub use connect::{Connected, ImapStream, connect};
+pub use idle::{IdleSession, IdleWake};
 pub use session::{
     FetchedBody, ImapSession, RemoteMessage, Selected, StoreOutcome, quote, uid_set,
 };

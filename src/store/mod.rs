@@ -272,6 +272,58 @@ pub struct ConflictRecord {
     pub resolution: String,
 }
 
+/// The latest pass over a folder (or, with `folder` `None`, the account).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassStatus {
+    pub folder: Option<FolderName>,
+    pub last_ok: Option<SystemTime>,
+    pub last_attempt: SystemTime,
+    /// The error of the latest attempt; `None` when it succeeded.
+    pub last_error: Option<String>,
+    /// What the daemon is doing for the account (account row only).
+    pub daemon_state: Option<String>,
+}
+
+/// What `syncmail status` shows of an account, read without taking the lock.
+#[derive(Clone, Debug, Default)]
+pub struct StatusSnapshot {
+    pub folders: Vec<FolderState>,
+    pub passes: Vec<PassStatus>,
+    /// Journalled actions not yet completed (work an interrupted pass left).
+    pub open_intents: usize,
+}
+
+/// Read an account's status from its database read-only: works while a daemon holds the
+/// lock and writes (WAL readers never block the writer), and never migrates or creates.
+pub fn read_status(path: &Path) -> Result<StatusSnapshot, StoreError> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let version = schema::version(&conn)?;
+    if version > schema::latest_version() {
+        return Err(StoreError::TooNew {
+            found: version,
+            supported: schema::latest_version(),
+        });
+    }
+    if version == 0 {
+        return Ok(StatusSnapshot::default());
+    }
+    Ok(StatusSnapshot {
+        folders: ops::folders(&conn)?,
+        // Version 1 (an older syncmail wrote it) has no pass records yet.
+        passes: if version >= 2 {
+            ops::pass_status(&conn)?
+        } else {
+            Vec::new()
+        },
+        open_intents: ops::open_intent_count(&conn)?,
+    })
+}
+
 /// Where a POP3 message's DELE stands (rule 15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeleState {
@@ -392,6 +444,39 @@ mod tests {
         k.insert_keyword("x");
         assert_eq!(flags_from_db(&flags_to_db(&k)).unwrap(), k);
         assert!(flags_from_db("Q").is_err());
+    }
+
+    #[tokio::test]
+    async fn pass_status_keeps_the_last_success_across_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sqlite3");
+        let store = Store::open(&path).unwrap();
+        let t = |s| UNIX_EPOCH + Duration::from_secs(s);
+        let inbox = FolderName("INBOX".into());
+        store
+            .record_pass(Some(inbox.clone()), t(10), None)
+            .await
+            .unwrap();
+        store
+            .record_pass(Some(inbox.clone()), t(20), Some("disk full".into()))
+            .await
+            .unwrap();
+        store.record_pass(None, t(21), None).await.unwrap();
+        store
+            .set_daemon_state(Some("retrying in 2s".into()))
+            .await
+            .unwrap();
+        let snap = read_status(&path).unwrap();
+        assert_eq!(snap.passes.len(), 2);
+        let (account, folder) = (&snap.passes[0], &snap.passes[1]);
+        assert_eq!(account.folder, None);
+        assert_eq!(account.last_ok, Some(t(21)));
+        assert_eq!(account.daemon_state.as_deref(), Some("retrying in 2s"));
+        assert_eq!(folder.folder, Some(inbox));
+        assert_eq!(folder.last_ok, Some(t(10)));
+        assert_eq!(folder.last_attempt, t(20));
+        assert_eq!(folder.last_error.as_deref(), Some("disk full"));
+        assert_eq!(snap.open_intents, 0);
     }
 
     #[test]

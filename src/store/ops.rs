@@ -512,6 +512,66 @@ pub fn forget_uidls(conn: &mut Connection, uidls: &[String]) -> Result<(), Store
     Ok(())
 }
 
+/// Record one pass attempt: success moves `last_ok`, failure keeps it and sets the error.
+pub fn record_pass(
+    conn: &Connection,
+    folder: Option<&FolderName>,
+    at: SystemTime,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    let at = time_to_db(at);
+    let folder = folder.map_or("", |f| f.0.as_str());
+    conn.execute(
+        "INSERT INTO pass_status (folder, last_ok, last_attempt, last_error)
+         VALUES (?1, CASE WHEN ?3 IS NULL THEN ?2 END, ?2, ?3)
+         ON CONFLICT (folder) DO UPDATE SET
+             last_ok = CASE WHEN ?3 IS NULL THEN ?2 ELSE last_ok END,
+             last_attempt = ?2,
+             last_error = ?3",
+        params![folder, at, error],
+    )?;
+    Ok(())
+}
+
+/// Set what the daemon is doing for the account (`None` clears it).
+pub fn set_daemon_state(
+    conn: &Connection,
+    at: SystemTime,
+    state: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO pass_status (folder, last_attempt, daemon_state) VALUES ('', ?1, ?2)
+         ON CONFLICT (folder) DO UPDATE SET daemon_state = ?2",
+        params![time_to_db(at), state],
+    )?;
+    Ok(())
+}
+
+/// Every recorded pass outcome, the account row first, then folders by name.
+pub fn pass_status(conn: &Connection) -> Result<Vec<crate::store::PassStatus>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT folder, last_ok, last_attempt, last_error, daemon_state
+         FROM pass_status ORDER BY folder",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        let folder: String = row.get(0)?;
+        Ok(crate::store::PassStatus {
+            folder: (!folder.is_empty()).then_some(FolderName(folder)),
+            last_ok: row.get::<_, Option<i64>>(1)?.map(time_from_db),
+            last_attempt: time_from_db(row.get(2)?),
+            last_error: row.get(3)?,
+            daemon_state: row.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Open intents per kind, the cheap measure of work left over from an interrupted pass.
+pub fn open_intent_count(conn: &Connection) -> Result<usize, StoreError> {
+    let n: i64 = conn.query_row("SELECT count(*) FROM intents", [], |r| r.get(0))?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

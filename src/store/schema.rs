@@ -100,6 +100,18 @@ pub const MIGRATIONS: &[&str] = &[
         dele       TEXT NOT NULL DEFAULT 'none' CHECK (dele IN ('none', 'pending', 'done'))
     ) STRICT;
     "#,
+    // Version 2: the outcome of the latest pass, per folder and for the account as a
+    // whole (folder ''), for `syncmail status`; `daemon_state` is what the daemon is doing
+    // (e.g. "retrying in 30s"), set only on the account row.
+    r#"
+    CREATE TABLE pass_status (
+        folder       TEXT PRIMARY KEY,
+        last_ok      INTEGER,
+        last_attempt INTEGER NOT NULL,
+        last_error   TEXT,
+        daemon_state TEXT
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.

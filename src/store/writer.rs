@@ -318,6 +318,27 @@ impl Store {
         self.call(move |c| ops::set_dele(c, &uidls, state)).await
     }
 
+    /// Record the outcome of a pass over `folder` (`None`: the account as a whole).
+    pub async fn record_pass(
+        &self,
+        folder: Option<FolderName>,
+        at: SystemTime,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| ops::record_pass(c, folder.as_ref(), at, error.as_deref()))
+            .await
+    }
+
+    /// What the daemon is doing for this account, for `syncmail status`.
+    pub async fn set_daemon_state(&self, state: Option<String>) -> Result<(), StoreError> {
+        self.call(move |c| ops::set_daemon_state(c, SystemTime::now(), state.as_deref()))
+            .await
+    }
+
+    pub async fn pass_status(&self) -> Result<Vec<crate::store::PassStatus>, StoreError> {
+        self.call(|c| ops::pass_status(c)).await
+    }
+
     pub async fn forget_uidls(&self, uidls: Vec<String>) -> Result<(), StoreError> {
         self.call(move |c| ops::forget_uidls(c, &uidls)).await
     }

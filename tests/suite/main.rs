@@ -4,6 +4,12 @@
 mod support;
 
 mod config_check;
+mod daemon_bench;
+mod daemon_idle_scripted;
+mod daemon_push;
+mod daemon_resilience;
+mod daemon_service;
+mod daemon_support;
 mod imap_connect;
 mod imap_session;
 mod pop3_client;

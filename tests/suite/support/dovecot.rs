@@ -218,6 +218,52 @@ impl Dovecot {
         }
     }
 
+    /// Stop the server and start it again on the same ports, config and mail: what a
+    /// server restart looks like to a client that stays connected.
+    pub fn restart(&mut self) {
+        self.stop_master();
+        let binary = dovecot_binary().expect("dovecot binary");
+        let conf_path = self.root().join("dovecot.conf");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            self.master = Command::new(&binary)
+                .arg("-F")
+                .arg("-c")
+                .arg(&conf_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(self.root().join("master.stderr"))
+                        .expect("master.stderr"),
+                )
+                .spawn()
+                .expect("restart dovecot");
+            match self.wait_ready() {
+                Ok(()) => return,
+                // The old listeners may linger a moment.
+                Err(e) if Instant::now() > deadline => panic!("dovecot did not restart: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    fn stop_master(&mut self) {
+        let pid = self.master.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.master.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.master.kill();
+        let _ = self.master.wait();
+    }
+
     pub fn root(&self) -> &Path {
         self.dir.path()
     }
@@ -400,17 +446,7 @@ impl Dovecot {
 impl Drop for Dovecot {
     fn drop(&mut self) {
         // SIGTERM lets the master stop its children; SIGKILL if it lingers.
-        let pid = self.master.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.master.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.master.kill();
-        let _ = self.master.wait();
+        self.stop_master();
     }
 }
 

@@ -4,8 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +75,98 @@ fn pump(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
             }
             sent += allowed;
             if allowed < n {
+                break;
+            }
+        }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+/// A loopback proxy for long-lived connections with a hand on the cable: cut every
+/// current connection now (a dropped link), or stop forwarding while keeping them open
+/// (a half-open link: nothing arrives, nothing says so).
+pub struct LinkProxy {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl LinkProxy {
+    pub fn start(target_port: u16) -> LinkProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        listener.set_nonblocking(true).unwrap();
+        let (stopping, pausing, conns) = (stop.clone(), paused.clone(), live.clone());
+        thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                            continue;
+                        };
+                        {
+                            let mut c = conns.lock().unwrap();
+                            c.push(client.try_clone().unwrap());
+                            c.push(server.try_clone().unwrap());
+                        }
+                        relay(
+                            server.try_clone().unwrap(),
+                            client.try_clone().unwrap(),
+                            pausing.clone(),
+                        );
+                        relay(client, server, pausing.clone());
+                    }
+                    Err(_) => thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+        LinkProxy {
+            port,
+            stop,
+            paused,
+            live,
+        }
+    }
+
+    /// Drop every connection open now; new ones are accepted as before.
+    pub fn cut_all(&self) {
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// While paused, bytes are held back in both directions and connections stay open.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+}
+
+impl Drop for LinkProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.cut_all();
+    }
+}
+
+/// Copy `from` -> `to`, holding bytes back while paused.
+fn relay(mut from: TcpStream, mut to: TcpStream, paused: Arc<AtomicBool>) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            while paused.load(Ordering::Relaxed) {
+                thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if to.write_all(&buf[..n]).is_err() {
                 break;
             }
         }

@@ -1,0 +1,590 @@
+//! One account's supervisor: holds the account lock and state for its lifetime, runs
+//! passes one at a time on a long-lived connection (so passes of a folder never
+//! overlap), and gathers triggers from IDLE connections, the file watcher and timers.
+//! Failures are retried with backoff here and never leave this task.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::Shared;
+use super::backoff::Backoff;
+use super::hooks;
+use super::triggers::{Triggers, Work};
+use crate::config::{Account, AccountKind, General};
+use crate::engine::{self, AccountReport, EngineError, PassScope, SyncOptions};
+use crate::imap::{self, IdleSession, IdleWake, ImapError, ImapSession};
+use crate::maildir::{FolderMap, utf7};
+use crate::model::FolderName;
+use crate::secret;
+use crate::store::{AccountLock, Store};
+
+/// A running account, as the daemon keeps it.
+pub struct Running {
+    pub stop: watch::Sender<bool>,
+    pub triggers: Arc<Triggers>,
+    pub handle: JoinHandle<()>,
+    /// The account's config as text, to tell on reload whether it changed.
+    pub fingerprint: String,
+}
+
+pub fn fingerprint(account: &Account) -> String {
+    format!("{account:?}")
+}
+
+/// Take the account's lock and state, then supervise it in a task of its own.
+pub fn start(
+    account: Account,
+    general: Arc<General>,
+    shared: Shared,
+) -> Result<Running, EngineError> {
+    let state = engine::open_state(&general, &account.name)?;
+    Ok(spawn(account, general, shared, Some(state)))
+}
+
+/// Like [`start`], for an account whose lock another process holds (a one-shot
+/// `syncmail sync`): the task waits for the lock, then supervises as usual.
+pub fn start_when_free(account: Account, general: Arc<General>, shared: Shared) -> Running {
+    spawn(account, general, shared, None)
+}
+
+fn spawn(
+    account: Account,
+    general: Arc<General>,
+    shared: Shared,
+    state: Option<(AccountLock, Store)>,
+) -> Running {
+    let (stop, mut stop_rx) = watch::channel(false);
+    let triggers = Arc::new(Triggers::default());
+    let fingerprint = fingerprint(&account);
+    let task_triggers = triggers.clone();
+    let handle = tokio::spawn(async move {
+        let (lock, store) = match state {
+            Some(state) => state,
+            None => loop {
+                shared
+                    .board
+                    .set(&account.name.0, "waiting for the account lock".into());
+                tokio::select! {
+                    () = stopped(&mut stop_rx) => {
+                        shared.board.remove(&account.name.0);
+                        return;
+                    }
+                    () = tokio::time::sleep(LOCK_RETRY) => {}
+                }
+                match engine::open_state(&general, &account.name) {
+                    Ok(state) => break state,
+                    Err(e) => tracing::debug!(account = %account.name, "{e}"),
+                }
+            },
+        };
+        let supervisor = Supervisor {
+            account: Arc::new(account),
+            general,
+            store,
+            _lock: lock,
+            triggers: task_triggers,
+            stop: stop_rx,
+            shared,
+        };
+        supervisor.run().await;
+    });
+    Running {
+        stop,
+        triggers,
+        handle,
+        fingerprint,
+    }
+}
+
+/// How often an account whose lock is held elsewhere tries again.
+const LOCK_RETRY: Duration = Duration::from_secs(10);
+
+struct Supervisor {
+    account: Arc<Account>,
+    general: Arc<General>,
+    store: Store,
+    /// Held for the daemon's lifetime: a one-shot `syncmail sync` is refused meanwhile.
+    _lock: AccountLock,
+    triggers: Arc<Triggers>,
+    stop: watch::Receiver<bool>,
+    shared: Shared,
+}
+
+/// The pass connection and what is learned with it.
+struct Link {
+    session: ImapSession,
+    map: FolderMap,
+}
+
+impl Supervisor {
+    fn name(&self) -> &str {
+        &self.account.name.0
+    }
+
+    fn state(&self, state: impl Into<String>) {
+        self.shared.board.set(self.name(), state.into());
+    }
+
+    async fn run(mut self) {
+        let AccountKind::Imap(settings) = &self.account.kind else {
+            tracing::warn!(
+                account = self.name(),
+                "POP3 accounts are not polled by the daemon in this version; skipped"
+            );
+            self.state("skipped (POP3 is not polled by the daemon yet)");
+            stopped(&mut self.stop).await;
+            self.shared.board.remove(self.name());
+            return;
+        };
+        let tuning = self.shared.tuning.clone();
+        self.state("starting");
+        let mut watcher = None;
+        let mut idlers = Vec::new();
+        for folder in &settings.idle {
+            idlers.push(tokio::spawn(idle_folder(
+                self.account.clone(),
+                folder.clone(),
+                settings.idle_refresh,
+                self.triggers.clone(),
+                self.stop.clone(),
+                self.shared.clone(),
+            )));
+        }
+        let mut link: Option<Link> = None;
+        let mut backoff = Backoff::new(tuning.backoff_min, tuning.backoff_max);
+        let mut retry_at: Option<Instant> = None;
+        let mut next_poll = Instant::now() + self.account.poll_interval;
+        let mut epoch = self.shared.epoch.clone();
+        epoch.borrow_and_update();
+        let mut stop = self.stop.clone();
+        self.triggers.all();
+        'main: loop {
+            let far = Instant::now() + Duration::from_secs(365 * 86400);
+            tokio::select! {
+                biased;
+                () = stopped(&mut stop) => break 'main,
+                Ok(()) = epoch.changed() => self.triggers.add(Work { reconnect: true, all: true, ..Work::default() }),
+                () = self.triggers.changed() => {}
+                () = tokio::time::sleep_until(next_poll) => {
+                    next_poll = Instant::now() + self.account.poll_interval;
+                    self.triggers.all();
+                }
+                () = tokio::time::sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
+                    retry_at = None;
+                }
+            }
+            // Gather the rest of a burst before looking.
+            tokio::select! {
+                () = stopped(&mut stop) => break 'main,
+                () = tokio::time::sleep(tuning.debounce) => {}
+            }
+            let mut work = self.triggers.take();
+            if work.is_empty() {
+                continue;
+            }
+            if let Some(at) = retry_at {
+                if !work.now && Instant::now() < at {
+                    // Backing off: keep the work for when the retry timer fires.
+                    self.triggers.restore(work);
+                    continue;
+                }
+                retry_at = None;
+            }
+            if work.reconnect
+                && let Some(old) = link.take()
+            {
+                old.session.logout().await;
+            }
+            if link.is_none() {
+                self.state("connecting");
+                match self.connect().await {
+                    Ok(new) => {
+                        link = Some(new);
+                        // After every (re)connect the whole account is resynced (rule 16).
+                        work.all = true;
+                    }
+                    Err(e) => {
+                        let delay = self.failed(&e, &mut backoff).await;
+                        retry_at = Some(Instant::now() + delay);
+                        self.triggers.restore(Work {
+                            all: true,
+                            ..Work::default()
+                        });
+                        continue;
+                    }
+                }
+            }
+            let Some(current) = link.as_mut() else {
+                continue;
+            };
+            // Deliveries a failed batch left open are resolved before anything else
+            // (rule 1); with none open this is one query.
+            let mut prepared = AccountReport::default();
+            if let Err(e) = engine::prepare(&self.account, &self.store, false, &mut prepared).await
+            {
+                let delay = self.failed(&e, &mut backoff).await;
+                retry_at = Some(Instant::now() + delay);
+                self.triggers.restore(work);
+                continue;
+            }
+            // The Maildir root exists now (prepare made it): watch it for local changes.
+            if watcher.is_none() {
+                watcher = match super::watch::watch(&self.account.maildir, self.triggers.clone()) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        tracing::warn!(
+                            account = self.name(),
+                            "cannot watch {} for local changes ({e}); they wait for the next poll",
+                            self.account.maildir.display()
+                        );
+                        None
+                    }
+                };
+            }
+            let scope = scope_of(&work, &current.map);
+            if scope.as_ref().is_some_and(BTreeSet::is_empty) {
+                continue;
+            }
+            self.state("syncing");
+            let stop_flag = Arc::new(AtomicBool::new(false));
+            let pass_scope = PassScope {
+                folders: scope,
+                stop: Some(stop_flag.clone()),
+            };
+            let mut report = AccountReport {
+                errors: prepared.errors,
+                ..AccountReport::default()
+            };
+            let opts = SyncOptions::default();
+            let result = {
+                let fut = engine::pass(
+                    &self.account,
+                    &self.store,
+                    &mut current.session,
+                    &opts,
+                    &pass_scope,
+                    &mut report,
+                );
+                tokio::pin!(fut);
+                tokio::select! {
+                    r = &mut fut => r,
+                    () = stopped(&mut stop) => {
+                        // Shutdown: finish the batch in flight, then stop at its boundary.
+                        stop_flag.store(true, Ordering::Relaxed);
+                        tokio::time::timeout(tuning.shutdown_grace, &mut fut)
+                            .await
+                            .unwrap_or(Err(EngineError::Stopped))
+                    }
+                }
+            };
+            match result {
+                Ok(()) => {
+                    backoff.reset();
+                    if work.all {
+                        next_poll = Instant::now() + self.account.poll_interval;
+                    }
+                    self.passed(&report).await;
+                    if !report.errors.is_empty() {
+                        // A folder failed (e.g. a full disk): try again later, not now.
+                        let delay = backoff.next_delay();
+                        retry_at = Some(Instant::now() + delay);
+                        let folders: BTreeSet<FolderName> = report
+                            .errors
+                            .iter()
+                            .filter_map(|e| e.split_once(": "))
+                            .map(|(f, _)| FolderName(f.to_owned()))
+                            .collect();
+                        self.triggers.restore(Work {
+                            all: folders.is_empty(),
+                            folders,
+                            ..Work::default()
+                        });
+                        let first = report.errors.first().cloned().unwrap_or_default();
+                        let paused = if is_disk_full(&first) {
+                            "paused: the disk is full"
+                        } else {
+                            "folder errors"
+                        };
+                        let state = format!(
+                            "{paused} ({first}); retrying in {}s",
+                            delay.as_secs().max(1)
+                        );
+                        tracing::warn!(account = self.name(), "{state}");
+                        self.state(state.clone());
+                        let _ = self.store.set_daemon_state(Some(state)).await;
+                    }
+                }
+                Err(EngineError::Stopped) => {
+                    tracing::info!(
+                        account = self.name(),
+                        "stopped between batches; the rest resumes at the next start"
+                    );
+                    break 'main;
+                }
+                Err(e) => {
+                    let _ = self
+                        .store
+                        .record_pass(None, SystemTime::now(), Some(e.to_string()))
+                        .await;
+                    // The connection may be in any state: start afresh.
+                    link = None;
+                    let delay = self.failed(&e, &mut backoff).await;
+                    retry_at = Some(Instant::now() + delay);
+                    self.triggers.restore(Work {
+                        all: true,
+                        ..Work::default()
+                    });
+                }
+            }
+        }
+        drop(watcher);
+        // The IDLE tasks see the same stop; give them a moment to LOGOUT.
+        for idler in idlers {
+            let abort = idler.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), idler)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        if let Some(link) = link {
+            link.session.logout().await;
+        }
+        let _ = self.store.set_daemon_state(None).await;
+        self.shared.board.remove(self.name());
+        tracing::info!(account = self.name(), "stopped");
+    }
+
+    /// Log in and learn the folder delimiter.
+    async fn connect(&self) -> Result<Link, EngineError> {
+        let mut session = engine::connect_session(&self.account).await?;
+        let listed = imap::list_folders(session.connected(), self.account.server.timeout).await?;
+        let delimiter = listed.iter().find_map(|f| f.delimiter);
+        let map = engine::folder_map(&self.account, delimiter)
+            .ok_or_else(|| EngineError::Unsupported("not an IMAP account".into()))?;
+        tracing::info!(account = self.name(), "connected");
+        Ok(Link { session, map })
+    }
+
+    /// Record a failed connect or pass; returns how long to wait before the next try.
+    async fn failed(&self, e: &EngineError, backoff: &mut Backoff) -> Duration {
+        let mut delay = backoff.next_delay();
+        if needs_human(e) {
+            // Wrong password or certificate: retrying soon cannot help; retry slowly.
+            delay = delay.max(self.shared.tuning.auth_retry);
+        }
+        let what = if is_disk_full(&e.to_string()) {
+            "paused: the disk is full"
+        } else {
+            "error"
+        };
+        let state = format!("{what}: {e}; retrying in {}s", delay.as_secs().max(1));
+        tracing::warn!(account = self.name(), "{state}");
+        self.state(state.clone());
+        let _ = self.store.set_daemon_state(Some(state)).await;
+        delay
+    }
+
+    /// A pass completed: record it, report, run hooks.
+    async fn passed(&self, report: &AccountReport) {
+        let _ = self.store.record_pass(None, SystemTime::now(), None).await;
+        let _ = self.store.set_daemon_state(None).await;
+        let c = &report.counts;
+        let changed = c.fetched
+            + c.appended
+            + c.flags_pushed
+            + c.flags_pulled
+            + c.deleted_server
+            + c.deleted_local
+            > 0;
+        if changed {
+            tracing::info!(account = self.name(), "{c}");
+        } else {
+            tracing::debug!(account = self.name(), "{c}");
+        }
+        for halt in &report.halts {
+            tracing::warn!(account = self.name(), "{halt}");
+        }
+        for error in &report.errors {
+            tracing::warn!(account = self.name(), "{error}");
+        }
+        self.state("idle");
+        let limit = self.general.hook_timeout;
+        if let Some(argv) = &self.general.on_new_mail {
+            for (folder, n) in &report.new_mail {
+                hooks::spawn(
+                    "on_new_mail",
+                    argv,
+                    vec![
+                        ("SYNCMAIL_ACCOUNT", self.name().to_owned()),
+                        ("SYNCMAIL_FOLDER", folder.0.clone()),
+                        ("SYNCMAIL_NEW_COUNT", n.to_string()),
+                    ],
+                    limit,
+                );
+            }
+        }
+        if changed && let Some(argv) = &self.general.after_sync {
+            hooks::spawn(
+                "after_sync",
+                argv,
+                vec![("SYNCMAIL_ACCOUNT", self.name().to_owned())],
+                limit,
+            );
+        }
+    }
+}
+
+/// The folders a pass covers: `None` for all, else those IDLE named and those whose
+/// local directory changed.
+fn scope_of(work: &Work, map: &FolderMap) -> Option<BTreeSet<FolderName>> {
+    if work.all {
+        return None;
+    }
+    let mut folders = work.folders.clone();
+    for dir in &work.dirs {
+        if dir.as_os_str().is_empty() {
+            folders.insert(FolderName("INBOX".into()));
+        } else if let Ok(name) = map.to_server(dir) {
+            folders.insert(name);
+        } else {
+            // A directory we cannot name: let a full pass sort it out.
+            return None;
+        }
+    }
+    Some(folders)
+}
+
+/// Resolves once the account is told to stop (or its daemon is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn needs_human(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::Imap(ImapError::Auth(_) | ImapError::Tls(_)) | EngineError::Secret(_)
+    )
+}
+
+fn is_disk_full(text: &str) -> bool {
+    text.contains("No space left") || text.contains("database or disk is full")
+}
+
+/// One IDLE connection on one folder, for as long as the account runs: reconnects with
+/// backoff; each event (and each reconnect, rule 16) triggers a pass of the folder.
+async fn idle_folder(
+    account: Arc<Account>,
+    folder: FolderName,
+    refresh: Duration,
+    triggers: Arc<Triggers>,
+    mut stop: watch::Receiver<bool>,
+    shared: Shared,
+) {
+    let tuning = shared.tuning.clone();
+    let mut backoff = Backoff::new(tuning.backoff_min, tuning.backoff_max);
+    let mut epoch = shared.epoch.clone();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        epoch.borrow_and_update();
+        match idle_once(
+            &account,
+            &folder,
+            refresh,
+            &triggers,
+            &mut stop,
+            &mut epoch,
+            &mut backoff,
+        )
+        .await
+        {
+            Ok(IdleEnd::Stopped) => return,
+            Ok(IdleEnd::Unsupported) => {
+                tracing::info!(
+                    account = %account.name,
+                    "the server has no IDLE; {folder} is polled every {}s",
+                    account.poll_interval.as_secs()
+                );
+                return;
+            }
+            Ok(IdleEnd::Reconnect) => continue,
+            Err(e) => {
+                let mut delay = backoff.next_delay();
+                if needs_human(&e) {
+                    delay = delay.max(tuning.auth_retry);
+                }
+                tracing::warn!(
+                    account = %account.name,
+                    "IDLE on {folder}: {e}; reconnecting in {}s",
+                    delay.as_secs().max(1)
+                );
+                tokio::select! {
+                    () = stopped(&mut stop) => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+enum IdleEnd {
+    Stopped,
+    Unsupported,
+    Reconnect,
+}
+
+async fn idle_once(
+    account: &Account,
+    folder: &FolderName,
+    refresh: Duration,
+    triggers: &Triggers,
+    stop: &mut watch::Receiver<bool>,
+    epoch: &mut watch::Receiver<u64>,
+    backoff: &mut Backoff,
+) -> Result<IdleEnd, EngineError> {
+    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT).await?;
+    let connected = imap::connect(&account.server, &secret, kind).await?;
+    if !IdleSession::supported(&connected) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async move {
+            let mut c = connected;
+            c.session.logout().await
+        })
+        .await;
+        return Ok(IdleEnd::Unsupported);
+    }
+    let wire = utf7::encode(&folder.0);
+    let mut idle = IdleSession::start(connected, &wire, account.server.timeout).await?;
+    backoff.reset();
+    tracing::debug!(account = %account.name, "idling on {folder}");
+    // Whatever happened while we were not listening is found by a pass (rule 16).
+    triggers.folder(folder.clone());
+    loop {
+        let interrupt = async {
+            tokio::select! {
+                () = stopped(stop) => {}
+                Ok(()) = epoch.changed() => {}
+            }
+        };
+        match idle.wait(refresh, interrupt).await? {
+            IdleWake::Changed => triggers.folder(folder.clone()),
+            IdleWake::Refreshed => {}
+            IdleWake::Interrupted => {
+                idle.logout().await;
+                return Ok(if *stop.borrow() {
+                    IdleEnd::Stopped
+                } else {
+                    IdleEnd::Reconnect
+                });
+            }
+        }
+    }
+}

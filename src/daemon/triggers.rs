@@ -1,0 +1,118 @@
+//! What an account's next pass must cover, gathered from every source (IDLE, the file
+//! watcher, timers, signals). A set, not a queue: a burst of 500 events on one folder is
+//! one folder in the set, so it costs one pass.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::model::FolderName;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Every folder (timer, start-up, after a reconnect).
+    pub all: bool,
+    /// Drop the connections first (clock jump).
+    pub reconnect: bool,
+    /// Ignore a running backoff (SIGUSR1).
+    pub now: bool,
+    /// Server folders named by IDLE.
+    pub folders: BTreeSet<FolderName>,
+    /// Local folder directories (relative to the account's Maildir) the watcher saw change.
+    pub dirs: BTreeSet<PathBuf>,
+}
+
+impl Work {
+    pub fn is_empty(&self) -> bool {
+        !self.all && !self.reconnect && self.folders.is_empty() && self.dirs.is_empty()
+    }
+
+    fn merge(&mut self, other: Work) {
+        self.all |= other.all;
+        self.reconnect |= other.reconnect;
+        self.now |= other.now;
+        self.folders.extend(other.folders);
+        self.dirs.extend(other.dirs);
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Triggers {
+    work: Mutex<Work>,
+    wake: Notify,
+}
+
+impl Triggers {
+    fn lock(&self) -> MutexGuard<'_, Work> {
+        // A panic while holding this lock leaves a plain set behind: still usable.
+        self.work.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn add(&self, work: Work) {
+        self.lock().merge(work);
+        self.wake.notify_one();
+    }
+
+    pub fn folder(&self, folder: FolderName) {
+        self.lock().folders.insert(folder);
+        self.wake.notify_one();
+    }
+
+    pub fn dir(&self, dir: PathBuf) {
+        self.lock().dirs.insert(dir);
+        self.wake.notify_one();
+    }
+
+    pub fn all(&self) {
+        self.lock().all = true;
+        self.wake.notify_one();
+    }
+
+    /// Everything gathered so far; the set starts empty again.
+    pub fn take(&self) -> Work {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// Put back work that could not run (the server was unreachable), without waking.
+    pub fn restore(&self, work: Work) {
+        self.lock().merge(work);
+    }
+
+    /// Resolves once something was added since the last wait (a permit is kept, so an
+    /// addition between two waits is never missed).
+    pub async fn changed(&self) {
+        self.wake.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_burst_collapses_to_one_entry_per_folder() {
+        let t = Triggers::default();
+        for i in 0..500 {
+            t.dir(PathBuf::from(if i % 2 == 0 { "INBOX" } else { "Sent" }));
+            t.folder(FolderName("INBOX".into()));
+        }
+        t.changed().await;
+        let work = t.take();
+        assert_eq!(work.dirs.len(), 2);
+        assert_eq!(work.folders.len(), 1);
+        assert!(!work.all);
+        assert!(t.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_addition_before_the_wait_is_not_lost() {
+        let t = Triggers::default();
+        t.all();
+        tokio::time::timeout(std::time::Duration::from_secs(1), t.changed())
+            .await
+            .unwrap();
+        assert!(t.take().all);
+    }
+}

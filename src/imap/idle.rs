@@ -1,0 +1,231 @@
+//! IMAP IDLE (RFC 2177) on a connection of its own: wait until the server reports a
+//! change in one folder, the refresh deadline passes, or the caller interrupts.
+//!
+//! Raw commands over async-imap's framing rather than its `Handle`: that reports a closed
+//! connection as a "manual interrupt", and here every wait has a deadline. An event is a
+//! hint only (rule 16): the caller runs a normal pass and trusts nothing from it.
+
+use std::time::Duration;
+
+use async_imap::imap_proto::{MailboxDatum, RequestId, Response, Status};
+use tokio::time::Instant;
+
+use super::{Connected, ImapError, quote};
+
+/// Why [`IdleSession::wait`] returned; the IDLE is always ended (DONE answered) first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleWake {
+    /// New, expunged or re-flagged messages: run a pass of the folder.
+    Changed,
+    /// The refresh deadline passed with no news; the server answered DONE, so the link
+    /// is alive.
+    Refreshed,
+    /// The caller's interrupt fired (shutdown, reconnect).
+    Interrupted,
+}
+
+/// A connection that has `EXAMINE`d one folder and can IDLE on it.
+pub struct IdleSession {
+    conn: Connected,
+    timeout: Duration,
+}
+
+impl IdleSession {
+    /// Whether the server can push at all; without IDLE the caller polls.
+    pub fn supported(conn: &Connected) -> bool {
+        conn.has("IDLE")
+    }
+
+    /// `EXAMINE` the folder (read-only: watching changes nothing, not even `\Recent`).
+    pub async fn start(
+        conn: Connected,
+        wire_name: &str,
+        timeout: Duration,
+    ) -> Result<IdleSession, ImapError> {
+        let mut idle = IdleSession { conn, timeout };
+        let command = format!("EXAMINE {}", quote(wire_name)?);
+        let tag = idle.send(&command).await?;
+        idle.read_until_done(&tag, "EXAMINE").await?;
+        Ok(idle)
+    }
+
+    async fn send(&mut self, command: &str) -> Result<RequestId, ImapError> {
+        tokio::time::timeout(self.timeout, self.conn.session.run_command(command))
+            .await
+            .map_err(|_| ImapError::Timeout {
+                what: "sending a command",
+                limit: self.timeout,
+            })?
+            .map_err(|e| ImapError::Connect(format!("sending {command}: {e}")))
+    }
+
+    /// One response within `limit`, classified; a closed connection or BYE is an error.
+    async fn read(&mut self, limit: Duration, what: &'static str) -> Result<Seen, ImapError> {
+        let response = tokio::time::timeout(limit, self.conn.session.read_response())
+            .await
+            .map_err(|_| ImapError::Timeout { what, limit })?;
+        alive(response.map(|r| r.map(|d| classify(d.parsed()))))
+    }
+
+    /// Read to the tagged completion of `tag`; returns whether a change was reported on
+    /// the way.
+    async fn read_until_done(&mut self, tag: &RequestId, what: &str) -> Result<bool, ImapError> {
+        let mut changed = false;
+        loop {
+            match self.read(self.timeout, "waiting for the server").await? {
+                Seen::Tagged { tag: t, ok, info } if t == *tag => {
+                    return if ok {
+                        Ok(changed)
+                    } else {
+                        Err(ImapError::Protocol(format!("{what} failed: {info}")))
+                    };
+                }
+                Seen::Change => changed = true,
+                _ => {}
+            }
+        }
+    }
+
+    /// IDLE until a change, `refresh` elapses, or `interrupt` completes; then DONE and
+    /// read its answer within the session timeout, which is what catches a half-open
+    /// link that a silent server would otherwise hide for ever.
+    pub async fn wait(
+        &mut self,
+        refresh: Duration,
+        interrupt: impl Future<Output = ()>,
+    ) -> Result<IdleWake, ImapError> {
+        let tag = self.send("IDLE").await?;
+        // Up to the continuation the server may still report what happened before.
+        let mut changed = false;
+        loop {
+            match self.read(self.timeout, "starting IDLE").await? {
+                Seen::Continue => break,
+                Seen::Tagged { tag: t, info, .. } if t == tag => {
+                    return Err(ImapError::Protocol(format!(
+                        "the server refused IDLE: {info}"
+                    )));
+                }
+                Seen::Change => changed = true,
+                _ => {}
+            }
+        }
+        let deadline = Instant::now() + refresh;
+        tokio::pin!(interrupt);
+        let wake = if changed {
+            IdleWake::Changed
+        } else {
+            loop {
+                tokio::select! {
+                    response = self.conn.session.read_response() => {
+                        let seen = alive(response.map(|r| r.map(|d| classify(d.parsed()))))?;
+                        if seen == Seen::Change {
+                            break IdleWake::Changed;
+                        }
+                        // "* OK Still here" and the like: keep waiting.
+                    }
+                    () = tokio::time::sleep_until(deadline) => break IdleWake::Refreshed,
+                    () = &mut interrupt => break IdleWake::Interrupted,
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, self.conn.session.run_command_untagged("DONE"))
+            .await
+            .map_err(|_| ImapError::Timeout {
+                what: "ending IDLE",
+                limit: self.timeout,
+            })?
+            .map_err(|e| ImapError::Connect(format!("sending DONE: {e}")))?;
+        let more = self.read_until_done(&tag, "IDLE").await?;
+        Ok(if more && wake == IdleWake::Refreshed {
+            IdleWake::Changed
+        } else {
+            wake
+        })
+    }
+
+    pub async fn logout(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.session.logout()).await;
+    }
+}
+
+/// A response reduced to what IDLE needs to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seen {
+    Continue,
+    Tagged {
+        tag: RequestId,
+        ok: bool,
+        info: String,
+    },
+    Change,
+    Bye(String),
+    Other,
+}
+
+fn classify(response: &Response<'_>) -> Seen {
+    match response {
+        Response::Continue { .. } => Seen::Continue,
+        Response::Done {
+            tag,
+            status,
+            outcome,
+        } => Seen::Tagged {
+            tag: tag.clone(),
+            ok: *status == Status::Ok,
+            info: format!(
+                "{status:?} {}",
+                outcome.information.as_deref().unwrap_or_default()
+            ),
+        },
+        Response::Data {
+            status: Status::Bye,
+            outcome,
+        } => Seen::Bye(outcome.information.as_deref().unwrap_or("BYE").to_owned()),
+        other if is_change(other) => Seen::Change,
+        _ => Seen::Other,
+    }
+}
+
+fn alive(response: std::io::Result<Option<Seen>>) -> Result<Seen, ImapError> {
+    match response {
+        Err(e) => Err(ImapError::Connect(format!("while idling: {e}"))),
+        Ok(None) => Err(ImapError::Connect(
+            "the server closed the connection".into(),
+        )),
+        Ok(Some(Seen::Bye(why))) => Err(ImapError::Connect(format!(
+            "the server closed the session: {why}"
+        ))),
+        Ok(Some(seen)) => Ok(seen),
+    }
+}
+
+/// Responses that mean the folder's messages changed (RFC 2177, RFC 7162 VANISHED).
+fn is_change(response: &Response<'_>) -> bool {
+    matches!(
+        response,
+        Response::MailboxData(MailboxDatum::Exists(_))
+            | Response::Expunge(_)
+            | Response::Vanished { .. }
+            | Response::Fetch(..)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(line: &[u8]) -> bool {
+        let (_, response) = Response::parse(line).unwrap();
+        is_change(&response)
+    }
+
+    #[test]
+    fn changes_are_exists_expunge_fetch_and_vanished() {
+        assert!(parsed(b"* 4 EXISTS\r\n"));
+        assert!(parsed(b"* 2 EXPUNGE\r\n"));
+        assert!(parsed(b"* 3 FETCH (FLAGS (\\Seen))\r\n"));
+        assert!(parsed(b"* VANISHED 5:7\r\n"));
+        assert!(!parsed(b"* OK Still here\r\n"));
+        assert!(!parsed(b"* 1 RECENT\r\n"));
+    }
+}
