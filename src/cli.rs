@@ -241,13 +241,18 @@ async fn sync_all(
     accounts: &[&Account],
     opts: &engine::SyncOptions,
 ) -> Result<(), Failure> {
-    let runs = accounts
+    let (pop3, imap): (Vec<&Account>, Vec<&Account>) = accounts
+        .iter()
+        .partition(|a| matches!(a.kind, AccountKind::Pop3(_)));
+    let runs = imap
         .iter()
         .map(|a| engine::sync_account(a, &config.general, opts));
-    let results = futures::future::join_all(runs).await;
-    let mut transient = false;
-    let mut failed = false;
-    for (account, result) in accounts.iter().zip(results) {
+    let (results, (mut failed, mut transient)) = futures::future::join(
+        futures::future::join_all(runs),
+        poll_pop3(config, &pop3, opts),
+    )
+    .await;
+    for (account, result) in imap.iter().zip(results) {
         match result {
             Ok(report) => {
                 for plan in &report.plans {
@@ -285,6 +290,48 @@ async fn sync_all(
     } else {
         Ok(())
     }
+}
+
+/// Poll POP3 accounts once, concurrently, printing a summary line each. Returns
+/// `(failed, transient)` as [`sync_all`] counts them.
+async fn poll_pop3(
+    config: &Config,
+    accounts: &[&Account],
+    opts: &engine::SyncOptions,
+) -> (bool, bool) {
+    let now = std::time::SystemTime::now();
+    let runs = accounts.iter().filter_map(|a| match &a.kind {
+        AccountKind::Pop3(p) if !opts.dry_run => Some(async move {
+            (
+                a,
+                crate::pop3::poll_account(a, p, &config.general, now).await,
+            )
+        }),
+        _ => {
+            println!(
+                "{}: pop3: --dry-run does not contact POP3 servers; nothing done",
+                a.name
+            );
+            None
+        }
+    });
+    let (mut failed, mut transient) = (false, false);
+    for (account, result) in futures::future::join_all(runs).await {
+        match result {
+            Ok(report) => {
+                for warning in &report.warnings {
+                    eprintln!("syncmail: account `{}`: {warning}", account.name);
+                }
+                println!("{}: {report}", account.name);
+            }
+            Err(e) => {
+                eprintln!("syncmail: {e}");
+                transient |= e.is_transient();
+                failed |= !e.is_transient();
+            }
+        }
+    }
+    (failed, transient)
 }
 
 async fn print_log(
