@@ -189,7 +189,8 @@ async fn run(
         .map(|r| (r.uidl.clone(), r))
         .collect();
     let inbox_name = FolderName("INBOX".into());
-    let md = inbox(account, &inbox_name, records.len())?;
+    let delivered_before = !records.is_empty() || store.folder(&inbox_name).await?.is_some();
+    let md = inbox(account, &inbox_name, delivered_before)?;
     let folder = store.ensure_folder(&inbox_name, md.path()).await?.id;
 
     let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT).await?;
@@ -309,10 +310,14 @@ pub fn due(pop3: &Pop3Settings, first_seen: SystemTime, now: SystemTime) -> bool
     })
 }
 
-/// The account's INBOX Maildir, created if new. Missing while UIDLs are recorded (an
-/// unmounted disk, a moved directory) is a halt: delivering into a fresh empty directory
-/// and then deleting from the server would hide mail from the user.
-fn inbox(account: &Account, name: &FolderName, recorded: usize) -> Result<Maildir, PollFault> {
+/// The account's INBOX Maildir, created on the first poll. Missing after mail was
+/// delivered there (an unmounted disk, a moved directory) is a halt: delivering into a
+/// fresh empty directory and then deleting from the server would hide mail from the user.
+fn inbox(
+    account: &Account,
+    name: &FolderName,
+    delivered_before: bool,
+) -> Result<Maildir, PollFault> {
     // POP3 accounts have no folder layout setting: the INBOX is `<maildir>/INBOX`.
     let map = FolderMap::new(&account.maildir, maildir::Layout::Verbatim, None);
     let path = map.to_local(name)?;
@@ -320,9 +325,9 @@ fn inbox(account: &Account, name: &FolderName, recorded: usize) -> Result<Maildi
     if path.join("cur").is_dir() {
         return Maildir::open(&path).map_err(|e| local(&path, e));
     }
-    if recorded > 0 {
+    if delivered_before {
         return Err(PollFault::Halted(format!(
-            "the Maildir folder {} is missing while {recorded} downloaded messages are recorded (unmounted disk?); nothing fetched, nothing deleted",
+            "the Maildir folder {0} is missing, but mail was delivered there before (unmounted disk?); nothing fetched, nothing deleted. If it was removed on purpose, create it again: mkdir -p {0}/cur {0}/new {0}/tmp",
             path.display()
         )));
     }

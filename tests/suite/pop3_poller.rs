@@ -573,3 +573,30 @@ async fn without_uidl_a_content_hash_identifies_messages() {
     assert_eq!((r.downloaded, r.deleted, r.kept), (0, 0, 0), "{r:?}");
     assert_eq!(local(&inbox).len(), 3);
 }
+
+/// Rule 7's spirit for POP3: a Maildir that vanished (an unmounted disk) while UIDLs are
+/// recorded stops the poll before anything is fetched into a fresh directory or deleted.
+#[test]
+fn a_missing_maildir_with_recorded_mail_halts_the_poll() {
+    let env = Pop3Env::new("keep_on_server = false\n");
+    env.dovecot.seed("alice", "INBOX", &numbered(1)[0]);
+    env.sync_ok();
+    // Its UIDL is forgotten once the server no longer lists it; the state still knows
+    // the folder had mail.
+    env.sync_ok();
+    env.dovecot.seed("alice", "INBOX", &numbered(2)[1]);
+    let moved = env.home.path().join("Mail-elsewhere");
+    std::fs::rename(env.home.path().join("Mail"), &moved).unwrap();
+    let out = env.sync_with(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("POP3 account `p`") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(
+        !env.inbox().exists(),
+        "nothing delivered into a fresh directory"
+    );
+    assert_eq!(env.on_server(), 1, "nothing deleted");
+}
