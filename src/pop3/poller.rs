@@ -201,12 +201,12 @@ async fn run(
 
     // The listing is complete, so a record it lacks is a message the server no longer
     // has: forget it. Never one the server still lists (that would fetch it again). An
-    // empty maildrop while we remember kept messages looks like a server hiccup rather
-    // than a user who emptied it, so those few rows wait for a listing that has mail.
+    // empty maildrop looks too much like a server hiccup: then only messages whose
+    // deletion a QUIT confirmed are forgotten, the rest wait for a listing with mail.
     let forget: Vec<String> = records
         .values()
         .filter(|r| !listed.contains(r.uidl.as_str()))
-        .filter(|r| !listing.is_empty() || r.dele != DeleState::None)
+        .filter(|r| !listing.is_empty() || r.dele == DeleState::Done)
         .map(|r| r.uidl.clone())
         .collect();
     if !forget.is_empty() {
@@ -258,14 +258,19 @@ async fn run(
         Err(e) => return Err(e.into()),
     };
     fault::point("pop3-after-dele-before-quit");
-    client.quit().await?;
+    let refused = match client.quit().await {
+        Ok(()) => refused,
+        // `-ERR` to QUIT: the server could not remove some (RFC 1939 §6).
+        Err(e @ Pop3Error::Refused { .. }) => Some(e),
+        Err(e) => return Err(e.into()),
+    };
     fault::point("pop3-after-quit");
     if let Some(e) = refused {
         // Some were marked and are now gone, some not: all stay Pending. The next poll
         // forgets the gone ones and sends DELE again for the rest.
         report.kept += doomed.len();
         report.warnings.push(format!(
-            "the server refused some deletions ({e}); they are tried again next poll"
+            "the server did not confirm every deletion ({e}); those left are deleted next poll"
         ));
         return Ok(report);
     }

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use syncmail::config::{self, Account, AccountKind, Config, Dirs, Pop3Settings};
@@ -425,7 +427,12 @@ fn wrong_password_is_a_clear_permanent_error() {
 /// A scripted POP3 server without UIDL, on loopback plaintext: serves `maildrop` to every
 /// connection and deletes what was marked at QUIT. Returns its port.
 async fn no_uidl_server(maildrop: Vec<Vec<u8>>) -> u16 {
-    use std::sync::{Arc, Mutex};
+    no_uidl_server_failing_quit(maildrop, Arc::new(AtomicBool::new(false))).await
+}
+
+/// The same; while `quit_fails` is set, QUIT answers `-ERR` and deletes nothing.
+async fn no_uidl_server_failing_quit(maildrop: Vec<Vec<u8>>, quit_fails: Arc<AtomicBool>) -> u16 {
+    use std::sync::Mutex;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -437,6 +444,7 @@ async fn no_uidl_server(maildrop: Vec<Vec<u8>>) -> u16 {
                 return;
             };
             let drop_box = Arc::clone(&drop_box);
+            let quit_fails = Arc::clone(&quit_fails);
             tokio::spawn(async move {
                 let (read, mut write) = socket.into_split();
                 let mut read = BufReader::new(read);
@@ -494,6 +502,10 @@ async fn no_uidl_server(maildrop: Vec<Vec<u8>>) -> u16 {
                             }
                             _ => b"-ERR no such message\r\n".to_vec(),
                         },
+                        Some(c) if c == "QUIT" && quit_fails.load(Ordering::SeqCst) => {
+                            let _ = write.write_all(b"-ERR [SYS/PERM] cannot delete\r\n").await;
+                            return;
+                        }
                         Some(c) if c == "QUIT" => {
                             let kept: Vec<Vec<u8>> = msgs
                                 .iter()
@@ -599,4 +611,50 @@ fn a_missing_maildir_with_recorded_mail_halts_the_poll() {
         "nothing delivered into a fresh directory"
     );
     assert_eq!(env.on_server(), 1, "nothing deleted");
+}
+
+#[tokio::test]
+async fn a_quit_that_fails_leaves_deletions_pending_for_the_next_poll() {
+    let quit_fails = Arc::new(AtomicBool::new(true));
+    let msgs = vec![
+        message("a", "a@test", "body a"),
+        message("b", "b@test", "body b"),
+    ];
+    let port = no_uidl_server_failing_quit(msgs, Arc::clone(&quit_fails)).await;
+    let home = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n\
+         [[account]]\nname = \"old\"\nkind = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         tls = \"none\"\nuser = \"alice\"\npassword = \"pw\"\nauth = \"login\"\n\
+         keep_on_server = false\n",
+        home.path().display()
+    );
+    let config = config::parse(Path::new("t.toml"), &text, &Dirs::default())
+        .unwrap()
+        .config;
+    let account = &config.accounts[0];
+    let AccountKind::Pop3(settings) = &account.kind else {
+        panic!("not POP3");
+    };
+    let now = SystemTime::now();
+    let r = poll_account(account, settings, &config.general, now)
+        .await
+        .unwrap();
+    assert_eq!((r.downloaded, r.deleted, r.kept), (2, 0, 2), "{r:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("did not confirm every deletion")),
+        "{r:?}"
+    );
+    quit_fails.store(false, Ordering::SeqCst);
+    let r = poll_account(account, settings, &config.general, now)
+        .await
+        .unwrap();
+    assert_eq!((r.downloaded, r.deleted, r.kept), (0, 2, 0), "{r:?}");
+    let r = poll_account(account, settings, &config.general, now)
+        .await
+        .unwrap();
+    assert_eq!((r.downloaded, r.deleted, r.kept), (0, 0, 0), "{r:?}");
+    assert_eq!(local(&home.path().join("Mail/old/INBOX")).len(), 2);
 }
