@@ -562,6 +562,19 @@ mod tests {
         }
     }
 
+    /// The daemon spawns polls on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn polls_can_be_spawned(
+        account: &Account,
+        pop3: &Pop3Settings,
+        general: &General,
+        store: &Store,
+    ) {
+        fn send<T: Send>(_: T) {}
+        send(poll_with_store(account, pop3, store, SystemTime::now()));
+        send(poll_account(account, pop3, general, SystemTime::now()));
+    }
+
     #[test]
     fn deletion_policy_counts_days_from_first_sight() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
