@@ -3,7 +3,7 @@
 # same maildrop of N messages (default 2000) from one throwaway Dovecot over POP3S with
 # the test CA into an empty Maildir, keeping the mail on the server. Each tool runs RUNS
 # times (default 3) with fresh local state; the table shows the median wall time.
-#   scripts/bench-pop3.sh            N=500 RUNS=5 scripts/bench-pop3.sh
+#   scripts/bench-pop3.sh    N=500 RUNS=5 scripts/bench-pop3.sh    TOOLS="syncmail mpop" ...
 # KEEP=1 keeps the work directory. Missing tools: apt-get install -y mpop getmail6
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,7 +69,16 @@ AS=()
 if [ "$(id -u)" -eq 0 ]; then
     AS=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
 fi
-as_user() { env HOME="$DIR" "${AS[@]}" "$@"; }
+# CPU seconds (user + system) too: on a shared machine wall time is noisy, CPU less so.
+TIMER=()
+[ -x /usr/bin/time ] && TIMER=(/usr/bin/time -f "%U %S")
+as_user() {
+    if [ ${#TIMER[@]} -gt 0 ]; then
+        env HOME="$DIR" "${TIMER[@]}" -o "$DIR/cpu" "${AS[@]}" "$@"
+    else
+        env HOME="$DIR" "${AS[@]}" "$@"
+    fi
+}
 
 maildir() { mkdir -p "$1"/{cur,new,tmp}; }
 
@@ -149,8 +158,8 @@ own() { [ ${#AS[@]} -eq 0 ] || chown -R nobody:nogroup "$1"; }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-declare -A TIMES FAILS
-TOOLS=(syncmail mpop getmail)
+declare -A TIMES FAILS CPU
+read -r -a TOOLS <<< "${TOOLS:-syncmail mpop getmail}"
 echo "== $RUNS runs of each tool, interleaved, fresh local state every run"
 for run in $(seq "$RUNS"); do
     for tool in "${TOOLS[@]}"; do
@@ -174,14 +183,16 @@ for run in $(seq "$RUNS"); do
         fi
         secs=$(echo "$end - $start" | bc -l)
         TIMES[$tool]+="$secs "
-        printf '   run %d %-9s %6.2f s\n' "$run" "$tool" "$secs"
+        cpu=$(awk '{ print $1 + $2 }' "$dir/cpu" 2>/dev/null || echo 0)
+        CPU[$tool]+="$cpu "
+        printf '   run %d %-9s %6.2f s  (%.2f s CPU)\n' "$run" "$tool" "$secs" "$cpu"
         rm -rf "$dir"
     done
 done
 
 echo
-printf '| %-26s | %8s | %9s | %s\n' "tool ($N msgs, $TOTAL_KIB KiB)" "median s" "msgs/s" "runs (s)"
-printf '|%s|%s|%s|%s\n' "----------------------------" "----------" "-----------" "---------"
+printf '| %-26s | %8s | %9s | %9s | %s\n' "tool ($N msgs, $TOTAL_KIB KiB)" "median s" "msgs/s" "CPU s" "runs (s)"
+printf '|%s|%s|%s|%s|%s\n' "----------------------------" "----------" "-----------" "-----------" "---------"
 for tool in "${TOOLS[@]}"; do
     case $tool in
         syncmail) label="syncmail $(git describe --always --dirty 2>/dev/null || true)" ;;
@@ -191,10 +202,11 @@ for tool in "${TOOLS[@]}"; do
     failed=""
     [ -n "${FAILS[$tool]:-}" ] && failed=" (${FAILS[$tool]} failed runs)"
     if [ -z "${TIMES[$tool]:-}" ]; then
-        printf '| %-26s | %8s | %9s | %s\n' "$label" "-" "-" "all runs failed"
+        printf '| %-26s | %8s | %9s | %9s | %s\n' "$label" "-" "-" "-" "all runs failed"
         continue
     fi
     med=$(echo "${TIMES[$tool]}" | tr ' ' '\n' | grep . | median)
     rate=$(echo "$N / $med" | bc -l)
-    printf '| %-26s | %8.2f | %9.0f | %s\n' "$label" "$med" "$rate" "${TIMES[$tool]}$failed"
+    cpu=$(echo "${CPU[$tool]}" | tr ' ' '\n' | grep . | median)
+    printf '| %-26s | %8.2f | %9.0f | %9.2f | %s\n' "$label" "$med" "$rate" "$cpu" "${TIMES[$tool]}$failed"
 done
