@@ -279,24 +279,29 @@ async fn sync_all(
     accounts: &[&Account],
     opts: &engine::SyncOptions,
 ) -> Result<(), Failure> {
-    let per_account: Vec<engine::SyncOptions> = accounts
+    let (pop3, imap): (Vec<&Account>, Vec<&Account>) = accounts
+        .iter()
+        .partition(|a| matches!(a.kind, AccountKind::Pop3(_)));
+    let per_account: Vec<engine::SyncOptions> = imap
         .iter()
         .map(|a| engine::SyncOptions {
             progress: Some(progress_reporter(a.name.0.clone())),
             ..opts.clone()
         })
         .collect();
-    let runs = accounts
+    let runs = imap
         .iter()
         .zip(&per_account)
         .map(|(a, o)| engine::sync_account(a, &config.general, o));
-    let results = futures::future::join_all(runs).await;
+    let (results, (mut failed, mut transient)) = futures::future::join(
+        futures::future::join_all(runs),
+        poll_pop3(config, &pop3, opts),
+    )
+    .await;
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprint!("\r\x1b[2K");
     }
-    let mut transient = false;
-    let mut failed = false;
-    for (account, result) in accounts.iter().zip(results) {
+    for (account, result) in imap.iter().zip(results) {
         match result {
             Ok(report) => {
                 for plan in &report.plans {
@@ -334,6 +339,58 @@ async fn sync_all(
     } else {
         Ok(())
     }
+}
+
+/// Poll POP3 accounts once, concurrently, printing a summary line each. Returns
+/// `(failed, transient)` as [`sync_all`] counts them.
+async fn poll_pop3(
+    config: &Config,
+    accounts: &[&Account],
+    opts: &engine::SyncOptions,
+) -> (bool, bool) {
+    let now = std::time::SystemTime::now();
+    let runs = accounts.iter().filter_map(|a| match &a.kind {
+        AccountKind::Pop3(p) if !opts.dry_run => {
+            let (account, pop3, general) = ((*a).clone(), p.clone(), config.general.clone());
+            // Spawned onto a worker, where the IO driver runs: each network read then
+            // wakes one thread instead of two, which shows on a busy machine.
+            let poll = tokio::spawn(async move {
+                crate::pop3::poll_account(&account, &pop3, &general, now).await
+            });
+            Some(async move { (a, poll.await) })
+        }
+        _ => {
+            println!(
+                "{}: pop3: --dry-run does not contact POP3 servers; nothing done",
+                a.name
+            );
+            None
+        }
+    });
+    let (mut failed, mut transient) = (false, false);
+    for (account, result) in futures::future::join_all(runs).await {
+        match result {
+            Err(e) => {
+                eprintln!(
+                    "syncmail: POP3 account `{}`: the poll failed: {e}",
+                    account.name
+                );
+                failed = true;
+            }
+            Ok(Ok(report)) => {
+                for warning in &report.warnings {
+                    eprintln!("syncmail: account `{}`: {warning}", account.name);
+                }
+                println!("{}: {report}", account.name);
+            }
+            Ok(Err(e)) => {
+                eprintln!("syncmail: {e}");
+                transient |= e.is_transient();
+                failed |= !e.is_transient();
+            }
+        }
+    }
+    (failed, transient)
 }
 
 async fn print_log(

@@ -132,15 +132,14 @@ impl Supervisor {
     }
 
     async fn run(mut self) {
-        let AccountKind::Imap(settings) = &self.account.kind else {
-            tracing::warn!(
-                account = self.name(),
-                "POP3 accounts are not polled by the daemon in this version; skipped"
-            );
-            self.state("skipped (POP3 is not polled by the daemon yet)");
-            stopped(&mut self.stop).await;
-            self.shared.board.remove(self.name());
-            return;
+        let settings = match &self.account.kind {
+            AccountKind::Imap(settings) => settings,
+            AccountKind::Pop3(pop3) => {
+                let pop3 = pop3.clone();
+                self.run_pop3(&pop3).await;
+                self.shared.board.remove(self.name());
+                return;
+            }
         };
         let tuning = self.shared.tuning.clone();
         self.state("starting");
@@ -393,6 +392,72 @@ impl Supervisor {
     }
 
     /// A pass completed: record it, report, run hooks.
+    /// A POP3 account: poll every `poll_interval`, on SIGUSR1 and at start; a network
+    /// failure is retried with backoff, a permanent one (a wrong password) slowly.
+    async fn run_pop3(&mut self, pop3: &crate::config::Pop3Settings) {
+        let tuning = self.shared.tuning.clone();
+        let mut backoff = Backoff::new(tuning.backoff_min, tuning.backoff_max);
+        let mut stop = self.stop.clone();
+        let mut next = Instant::now();
+        loop {
+            let far = Instant::now() + Duration::from_secs(365 * 86400);
+            tokio::select! {
+                biased;
+                () = stopped(&mut stop) => return,
+                () = self.triggers.changed() => {}
+                () = tokio::time::sleep_until(next.min(far)) => {}
+            }
+            self.triggers.take();
+            self.state("polling");
+            let poll =
+                crate::pop3::poll_with_store(&self.account, pop3, &self.store, SystemTime::now());
+            // A poll stops only at its own safe points; shutdown waits for it briefly.
+            let result = tokio::select! {
+                r = poll => Some(r),
+                () = stopped(&mut stop) => None,
+            };
+            let Some(result) = result else {
+                return;
+            };
+            match result {
+                Ok(report) => {
+                    backoff.reset();
+                    next = Instant::now() + self.account.poll_interval;
+                    for warning in &report.warnings {
+                        tracing::warn!(account = self.name(), "{warning}");
+                    }
+                    let inbox = FolderName("INBOX".into());
+                    let mut done = AccountReport {
+                        synced: vec![inbox.clone()],
+                        ..AccountReport::default()
+                    };
+                    done.counts.fetched = report.downloaded;
+                    done.counts.fetched_bytes = report.downloaded_bytes;
+                    done.counts.deleted_server = report.deleted;
+                    if report.downloaded > 0 {
+                        done.new_mail.insert(inbox, report.downloaded);
+                    }
+                    self.passed(&done).await;
+                }
+                Err(e) => {
+                    let mut delay = backoff.next_delay();
+                    if !e.is_transient() {
+                        delay = delay.max(tuning.auth_retry);
+                    }
+                    let state = format!("{e}; retrying in {}s", delay.as_secs().max(1));
+                    tracing::warn!(account = self.name(), "{state}");
+                    self.state(state.clone());
+                    let _ = self
+                        .store
+                        .record_pass(None, SystemTime::now(), Some(e.to_string()))
+                        .await;
+                    let _ = self.store.set_daemon_state(Some(state)).await;
+                    next = Instant::now() + delay;
+                }
+            }
+        }
+    }
+
     async fn passed(&self, report: &AccountReport) {
         let _ = self.store.record_pass(None, SystemTime::now(), None).await;
         let _ = self.store.set_daemon_state(None).await;

@@ -1,5 +1,6 @@
-//! POP3 for legacy accounts: a sans-IO protocol state machine ([`proto`]) and a thin
-//! tokio driver ([`Pop3Client`]) with TLS, strict STLS, login, and streamed RETR.
+//! POP3 for legacy accounts: a sans-IO protocol state machine ([`proto`]), a thin
+//! tokio driver ([`Pop3Client`]) with TLS, strict STLS, login, and streamed RETR, and the
+//! [`poller`] that delivers a maildrop into the account's INBOX ([`poll_account`]).
 //!
 //! A poller drives one session as rule 15 asks:
 //!
@@ -19,11 +20,13 @@
 
 mod client;
 mod encode;
+pub mod poller;
 pub mod proto;
 
 use std::time::Duration;
 
 pub use client::{Pop3Client, Stat};
+pub use poller::{PollError, PollFault, PollReport, poll_account, poll_with_store};
 pub use proto::{MsgNo, ProtoError};
 
 #[derive(Debug, thiserror::Error)]

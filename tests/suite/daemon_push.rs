@@ -298,3 +298,30 @@ fn an_account_busy_with_a_one_shot_sync_is_taken_over_when_free() {
     });
     daemon.stop();
 }
+
+#[test]
+fn a_pop3_account_is_polled_at_start_and_on_sigusr1() {
+    let env = Env::new(FAST);
+    // The same server user, fetched over POP3 into its own Maildir.
+    let pop = env.dovecot.pop3_account("p", "alice", "implicit").replace(
+        "name = \"p\"",
+        "name = \"p\"\nmaildir = \"p\"\npoll_interval = \"1h\"",
+    );
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, format!("{text}\n{pop}")).unwrap();
+    env.seed("INBOX", "first");
+    let daemon = Daemon::start(&env);
+    let inbox = env.home.path().join("Mail/p/INBOX");
+    wait_until(&daemon, Duration::from_secs(15), "the first poll", || {
+        md::messages(&inbox).len() == 1
+    });
+    env.seed("INBOX", "second");
+    daemon.signal("USR1");
+    wait_until(
+        &daemon,
+        Duration::from_secs(15),
+        "the poll SIGUSR1 asks for",
+        || md::messages(&inbox).len() == 2,
+    );
+    daemon.stop();
+}

@@ -13,6 +13,7 @@ mod daemon_support;
 mod imap_connect;
 mod imap_session;
 mod pop3_client;
+mod pop3_poller;
 mod pop3_scripted;
 mod sync_crash;
 mod sync_cut;

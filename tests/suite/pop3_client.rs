@@ -335,3 +335,29 @@ async fn dele_many_is_pipelined_and_reports_a_refusal_after_all_answers() {
     );
     c.quit().await.unwrap();
 }
+
+#[tokio::test]
+async fn pipelined_retr_reads_answers_in_order_and_survives_a_refusal() {
+    let dovecot = Dovecot::start();
+    let seeded = seed(&dovecot, 3);
+    let mut c = connect(&dovecot, "implicit").await;
+    c.retr_ahead(&[MsgNo(1), MsgNo(7)]).await.unwrap();
+    c.retr_ahead(&[MsgNo(3)]).await.unwrap();
+    // Nothing else goes out while RETR answers are owed, and that does not break it.
+    let err = c.stat().await.unwrap_err();
+    assert!(matches!(err, Pop3Error::Protocol(_)), "{err:?}");
+    let mut one = Vec::new();
+    c.retr_next(&mut one).await.unwrap();
+    assert_eq!(one, seeded[0]);
+    let err = c.retr_next(&mut Vec::new()).await.unwrap_err();
+    assert!(
+        matches!(&err, Pop3Error::Refused { command, .. } if command == "RETR 7"),
+        "{err:?}"
+    );
+    let mut three = Vec::new();
+    c.retr_next(&mut three).await.unwrap();
+    assert_eq!(three, seeded[2]);
+    assert!(c.retr_next(&mut Vec::new()).await.is_err(), "none left");
+    assert_eq!(c.stat().await.unwrap().count, 3);
+    c.quit().await.unwrap();
+}

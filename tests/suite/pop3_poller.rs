@@ -1,0 +1,660 @@
+//! The POP3 poller against a real Dovecot: a fresh download of 500 messages and nothing
+//! twice, byte-exact delivery, both deletion policies, a link dropped between DELE and
+//! QUIT (rule 15), a kill between delivery and the UIDL commit (rule 1), a wrong
+//! password; and the no-UIDL fallback against a scripted server.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use syncmail::config::{self, Account, AccountKind, Config, Dirs, Pop3Settings};
+use syncmail::pop3::{PollReport, poll_account};
+
+use crate::support::dovecot::message;
+use crate::support::{Dovecot, stderr, stdout, syncmail_with_env};
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// One POP3 account `p` for `alice` over implicit TLS, with a config file and a home.
+struct Pop3Env {
+    dovecot: Dovecot,
+    home: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Pop3Env {
+    fn new(extra: &str) -> Pop3Env {
+        let dovecot = Dovecot::start();
+        let home = tempfile::tempdir().unwrap();
+        let config = home.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{1}{extra}",
+                home.path().display(),
+                dovecot.pop3_account("p", "alice", "implicit"),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        Pop3Env {
+            dovecot,
+            home,
+            config,
+        }
+    }
+
+    fn inbox(&self) -> PathBuf {
+        self.home.path().join("Mail/p/INBOX")
+    }
+
+    fn sync_with(&self, vars: &[(&str, &str)]) -> Output {
+        let config = self.config.to_str().unwrap();
+        syncmail_with_env(self.home.path(), &["sync", "--config", config], vars)
+    }
+
+    /// `syncmail sync`, required to succeed; its summary line.
+    fn sync_ok(&self) -> String {
+        let out = self.sync_with(&[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "sync failed:\n{}\n{}\n{}",
+            stdout(&out),
+            stderr(&out),
+            self.dovecot.logs()
+        );
+        stdout(&out)
+    }
+
+    fn loaded(&self) -> Config {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        config::parse(&self.config, &text, &Dirs::default())
+            .unwrap()
+            .config
+    }
+
+    /// Poll through the library with the clock as a parameter.
+    async fn poll_at(&self, now: SystemTime) -> PollReport {
+        let config = self.loaded();
+        let account: &Account = &config.accounts[0];
+        let AccountKind::Pop3(settings) = &account.kind else {
+            panic!("not a POP3 account");
+        };
+        let settings: &Pop3Settings = settings;
+        poll_account(account, settings, &config.general, now)
+            .await
+            .unwrap_or_else(|e| panic!("poll failed: {e}\n{}", self.dovecot.logs()))
+    }
+
+    fn on_server(&self) -> usize {
+        self.dovecot.list("alice", "INBOX").len()
+    }
+
+    /// The server count, once Dovecot has finished with a session that just ended.
+    fn on_server_settled(&self, want: usize) -> usize {
+        let mut n = self.on_server();
+        for _ in 0..50 {
+            if n == want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            n = self.on_server();
+        }
+        n
+    }
+}
+
+/// Every delivered message's bytes, sorted; panics on anything in `cur/` or `tmp/`.
+fn local(inbox: &Path) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = std::fs::read_dir(inbox.join("new"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    for sub in ["cur", "tmp"] {
+        assert_eq!(
+            std::fs::read_dir(inbox.join(sub)).unwrap().count(),
+            0,
+            "nothing may be left in {sub}/"
+        );
+    }
+    out.sort();
+    out
+}
+
+fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    v.sort();
+    v
+}
+
+fn numbered(n: usize) -> Vec<Vec<u8>> {
+    (1..=n)
+        .map(|i| {
+            message(
+                &format!("m{i}"),
+                &format!("m{i}@test"),
+                &format!("body {i}"),
+            )
+        })
+        .collect()
+}
+
+/// Put messages into alice's INBOX the way an MDA does: write into the Maildir's `tmp/`,
+/// rename into `new/`. One `doveadm save` per message would take most of a minute for
+/// 500; Dovecot picks these up at the next session.
+fn seed_fast(dovecot: &Dovecot, messages: &[Vec<u8>]) {
+    use std::os::unix::fs::MetadataExt;
+    // Have Dovecot create the Maildir with its own owner first.
+    dovecot.doveadm(
+        &["mailbox", "status", "-u", "alice", "messages", "INBOX"],
+        None,
+    );
+    let maildir = dovecot.root().join("mail/alice/Maildir");
+    let meta = std::fs::metadata(&maildir).unwrap();
+    // Unique names across calls: Dovecot ignores a name it already has in cur/.
+    let batch = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    for (i, m) in messages.iter().enumerate() {
+        let name = format!("1790000000.S{batch}N{i}.localhost");
+        let tmp = maildir.join("tmp").join(&name);
+        std::fs::write(&tmp, m).unwrap();
+        std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid())).unwrap();
+        std::fs::rename(&tmp, maildir.join("new").join(&name)).unwrap();
+    }
+}
+
+fn assert_summary(summary: &str, downloaded: usize, deleted: usize) {
+    let want = format!("downloaded {downloaded} (");
+    assert!(summary.contains(&want), "want {want:?}: {summary}");
+    let want = format!("deleted {deleted} on the server");
+    assert!(summary.contains(&want), "want {want:?}: {summary}");
+}
+
+#[test]
+fn fresh_download_of_500_then_nothing_twice() {
+    let env = Pop3Env::new("");
+    let seeded = numbered(500);
+    seed_fast(&env.dovecot, &seeded);
+    let started = std::time::Instant::now();
+    let summary = env.sync_ok();
+    eprintln!("500 messages polled in {:?}", started.elapsed());
+    assert_summary(&summary, 500, 0);
+    assert!(summary.starts_with("p: pop3: "), "{summary}");
+    assert_eq!(local(&env.inbox()), sorted(seeded.clone()));
+    assert_eq!(env.on_server(), 500, "keep_on_server is the default");
+
+    let summary = env.sync_ok();
+    assert_summary(&summary, 0, 0);
+    assert!(summary.contains("500 kept there"), "{summary}");
+    assert_eq!(local(&env.inbox()).len(), 500, "nothing downloaded twice");
+
+    // New mail is fetched, and only it.
+    let more = numbered(502).split_off(500);
+    seed_fast(&env.dovecot, &more);
+    assert_summary(&env.sync_ok(), 2, 0);
+    let mut all = seeded;
+    all.extend(more);
+    assert_eq!(local(&env.inbox()), sorted(all));
+
+    // Mode 0700 directories and 0600 files (rule 20).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&env.inbox()), 0o700);
+    let file = std::fs::read_dir(env.inbox().join("new"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(mode(&file), 0o600);
+}
+
+#[test]
+fn rule_15_dot_lines_and_a_5_mib_message_arrive_byte_exact() {
+    let env = Pop3Env::new("");
+    let dots: Vec<u8> = b"From: a@example.com\r\nTo: alice@example.com\r\nSubject: dots\r\n\
+        Message-ID: <dots@test>\r\n\r\n.\r\n..\r\n...\r\n.leading\r\n..two leading\r\n\
+        mid.dle\r\n. space\r\n\r\n.\r\nlast line\r\n"
+        .to_vec();
+    let mut big = b"From: a@example.com\r\nSubject: big\r\nMessage-ID: <big@test>\r\n\r\n".to_vec();
+    let mut i = 0u64;
+    while big.len() < 5 * 1024 * 1024 {
+        let line = match i % 7 {
+            0 => format!(".{i} a line that starts with a dot\r\n"),
+            1 => "..\r\n".to_owned(),
+            2 => ".\r\n".to_owned(),
+            _ => format!("{i:08} {}\r\n", "x".repeat(60)),
+        };
+        big.extend_from_slice(line.as_bytes());
+        i += 1;
+    }
+    env.dovecot.seed("alice", "INBOX", &dots);
+    env.dovecot.seed("alice", "INBOX", &big);
+    let summary = env.sync_ok();
+    assert_summary(&summary, 2, 0);
+    let got = local(&env.inbox());
+    assert_eq!(got.len(), 2);
+    let (small, large) = if got[0].len() < got[1].len() {
+        (&got[0], &got[1])
+    } else {
+        (&got[1], &got[0])
+    };
+    assert_eq!(
+        String::from_utf8_lossy(small),
+        String::from_utf8_lossy(&dots)
+    );
+    assert!(*large == big, "the 5 MiB message differs");
+}
+
+#[test]
+fn keep_on_server_false_deletes_after_delivery() {
+    let env = Pop3Env::new("keep_on_server = false\n");
+    let seeded = numbered(3);
+    for m in &seeded {
+        env.dovecot.seed("alice", "INBOX", m);
+    }
+    assert_summary(&env.sync_ok(), 3, 3);
+    assert_eq!(local(&env.inbox()), sorted(seeded.clone()));
+    assert_eq!(env.on_server(), 0);
+
+    // Nothing left to do; new mail is fetched and deleted in turn.
+    assert_summary(&env.sync_ok(), 0, 0);
+    let more = numbered(4).split_off(3);
+    env.dovecot.seed("alice", "INBOX", &more[0]);
+    assert_summary(&env.sync_ok(), 1, 1);
+    assert_eq!(env.on_server(), 0);
+    assert_eq!(local(&env.inbox()).len(), 4);
+
+    // The UIDLs of deleted mail are forgotten once the server no longer lists them.
+    assert_summary(&env.sync_ok(), 0, 0);
+    let log = syncmail_with_env(
+        env.home.path(),
+        &["log", "--config", env.config.to_str().unwrap()],
+        &[],
+    );
+    let log = stdout(&log);
+    assert_eq!(log.matches("downloaded (POP3 UIDL").count(), 4, "{log}");
+    assert_eq!(log.matches("deleted on the server").count(), 4, "{log}");
+}
+
+#[tokio::test]
+async fn delete_after_days_counts_from_first_sight() {
+    let env = Pop3Env::new("delete_after_days = 3\n");
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let seeded = numbered(3);
+    env.dovecot.seed("alice", "INBOX", &seeded[0]);
+    env.dovecot.seed("alice", "INBOX", &seeded[1]);
+
+    let r = env.poll_at(t0).await;
+    assert_eq!((r.downloaded, r.deleted, r.kept), (2, 0, 2), "{r:?}");
+
+    // Two days later a third arrives; nothing is old enough yet.
+    env.dovecot.seed("alice", "INBOX", &seeded[2]);
+    let r = env.poll_at(t0 + DAY * 2).await;
+    assert_eq!((r.downloaded, r.deleted, r.kept), (1, 0, 3), "{r:?}");
+    let r = env.poll_at(t0 + DAY * 3 - Duration::from_secs(1)).await;
+    assert_eq!((r.downloaded, r.deleted, r.kept), (0, 0, 3), "{r:?}");
+
+    // Three days after the first sight of the first two, they go; the third stays.
+    let r = env.poll_at(t0 + DAY * 3).await;
+    assert_eq!((r.downloaded, r.deleted, r.kept), (0, 2, 1), "{r:?}");
+    assert_eq!(env.on_server(), 1);
+    let r = env.poll_at(t0 + DAY * 5).await;
+    assert_eq!((r.downloaded, r.deleted, r.kept), (0, 1, 0), "{r:?}");
+    assert_eq!(env.on_server(), 0);
+    assert_eq!(local(&env.inbox()), sorted(seeded));
+}
+
+#[test]
+fn rule_15_connection_dropped_after_dele_before_quit() {
+    let env = Pop3Env::new("keep_on_server = false\n");
+    let seeded = numbered(3);
+    for m in &seeded {
+        env.dovecot.seed("alice", "INBOX", m);
+    }
+    // The process dies after sending DELE and before QUIT: the link drops mid-session.
+    let out = env.sync_with(&[("SYNCMAIL_FAULT", "pop3-after-dele-before-quit")]);
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stderr(&out).contains("fault point"), "{}", stderr(&out));
+    assert_eq!(
+        env.on_server_settled(3),
+        3,
+        "DELE without QUIT deleted mail"
+    );
+    assert_eq!(local(&env.inbox()), sorted(seeded.clone()));
+
+    // The next session downloads nothing again and sends DELE again; QUIT makes it real.
+    assert_summary(&env.sync_ok(), 0, 3);
+    assert_eq!(env.on_server(), 0);
+    assert_eq!(local(&env.inbox()), sorted(seeded));
+    assert_summary(&env.sync_ok(), 0, 0);
+}
+
+#[test]
+fn rule_01_sigkill_after_delivery_before_uidl_commit_no_duplicate() {
+    let env = Pop3Env::new("");
+    let seeded = numbered(3);
+    for m in &seeded {
+        env.dovecot.seed("alice", "INBOX", m);
+    }
+    let out = env.sync_with(&[("SYNCMAIL_FAULT", "pop3-before-uidl-commit")]);
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stderr(&out).contains("fault point"), "{}", stderr(&out));
+    // Delivered and durable, but the UIDLs were never recorded.
+    assert_eq!(local(&env.inbox()), sorted(seeded.clone()));
+
+    let summary = env.sync_ok();
+    assert_summary(&summary, 0, 0);
+    assert!(summary.contains("3 recovered after a crash"), "{summary}");
+    assert_eq!(local(&env.inbox()), sorted(seeded));
+    assert_eq!(env.on_server(), 3);
+}
+
+/// Rule 1 at every step: crash at the N-th fault point of a poll that downloads and
+/// deletes, for every N; a normal rerun then ends with each message exactly once locally
+/// and none on the server.
+#[test]
+fn rule_01_kill_at_every_step_then_rerun_loses_and_duplicates_nothing() {
+    let seeded = numbered(3);
+    let mut crashes = 0;
+    for n in 1.. {
+        let env = Pop3Env::new("keep_on_server = false\n");
+        for m in &seeded {
+            env.dovecot.seed("alice", "INBOX", m);
+        }
+        let out = env.sync_with(&[("SYNCMAIL_FAULT", &format!("#{n}"))]);
+        if out.status.code() == Some(0) {
+            assert_summary(&stdout(&out), 3, 3);
+            break;
+        }
+        assert!(
+            stderr(&out).contains("fault point"),
+            "run {n} failed without crashing: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        crashes += 1;
+        let after = std::fs::read_dir(env.inbox().join("new"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert!(after <= 3, "duplicate right after crash #{n}");
+        env.sync_ok();
+        env.on_server_settled(0);
+        // A deletion cut before QUIT may need one more session; after it, all is settled.
+        let last = env.sync_ok();
+        assert_summary(&last, 0, 0);
+        assert_eq!(
+            local(&env.inbox()),
+            sorted(seeded.clone()),
+            "after crash #{n}"
+        );
+        assert_eq!(env.on_server(), 0, "after crash #{n}");
+    }
+    eprintln!("crashed and recovered at {crashes} fault points");
+    assert!(crashes >= 7, "only {crashes} fault points were reached");
+}
+
+#[test]
+fn wrong_password_is_a_clear_permanent_error() {
+    let env = Pop3Env::new("");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let wrong = "n0t-the-Passw0rd";
+    std::fs::write(
+        &env.config,
+        text.replace(crate::support::DEFAULT_PASSWORD, wrong),
+    )
+    .unwrap();
+    env.dovecot.seed("alice", "INBOX", &numbered(1)[0]);
+    let out = env.sync_with(&[]);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a wrong password is not worth retrying (not 75): {err}"
+    );
+    assert!(err.contains("POP3 account `p`"), "{err}");
+    assert!(err.contains("login failed"), "{err}");
+    assert!(err.contains("`alice`"), "{err}");
+    assert!(!err.contains(wrong), "rule 20: {err}");
+    assert!(!env.inbox().join("new").exists() || local(&env.inbox()).is_empty());
+}
+
+/// A scripted POP3 server without UIDL, on loopback plaintext: serves `maildrop` to every
+/// connection and deletes what was marked at QUIT. Returns its port.
+async fn no_uidl_server(maildrop: Vec<Vec<u8>>) -> u16 {
+    no_uidl_server_failing_quit(maildrop, Arc::new(AtomicBool::new(false))).await
+}
+
+/// The same; while `quit_fails` is set, QUIT answers `-ERR` and deletes nothing.
+async fn no_uidl_server_failing_quit(maildrop: Vec<Vec<u8>>, quit_fails: Arc<AtomicBool>) -> u16 {
+    use std::sync::Mutex;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let drop_box = Arc::new(Mutex::new(maildrop));
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let drop_box = Arc::clone(&drop_box);
+            let quit_fails = Arc::clone(&quit_fails);
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut read = BufReader::new(read);
+                let msgs = drop_box.lock().unwrap().clone();
+                let mut marked = vec![false; msgs.len()];
+                let _ = write.write_all(b"+OK ready\r\n").await;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    let n = |i: usize| words.get(i).and_then(|w| w.parse::<usize>().ok());
+                    let body = |m: &[u8], head_only: bool| {
+                        let end = if head_only {
+                            m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4
+                        } else {
+                            m.len()
+                        };
+                        let mut out = b"+OK\r\n".to_vec();
+                        for l in m[..end].split_inclusive(|b| *b == b'\n') {
+                            if l.starts_with(b".") {
+                                out.push(b'.');
+                            }
+                            out.extend_from_slice(l);
+                        }
+                        out.extend_from_slice(b".\r\n");
+                        out
+                    };
+                    let reply: Vec<u8> = match words.first().map(|w| w.to_ascii_uppercase()) {
+                        Some(c) if c == "USER" || c == "PASS" || c == "NOOP" => b"+OK\r\n".to_vec(),
+                        Some(c) if c == "CAPA" => b"+OK\r\nUSER\r\nTOP\r\n.\r\n".to_vec(),
+                        Some(c) if c == "UIDL" => b"-ERR unknown command\r\n".to_vec(),
+                        Some(c) if c == "LIST" => {
+                            let mut out = b"+OK\r\n".to_vec();
+                            for (i, m) in msgs.iter().enumerate() {
+                                if !marked[i] {
+                                    out.extend(format!("{} {}\r\n", i + 1, m.len()).bytes());
+                                }
+                            }
+                            out.extend_from_slice(b".\r\n");
+                            out
+                        }
+                        Some(c) if c == "TOP" || c == "RETR" => match n(1) {
+                            Some(i) if i >= 1 && i <= msgs.len() && !marked[i - 1] => {
+                                body(&msgs[i - 1], c == "TOP")
+                            }
+                            _ => b"-ERR no such message\r\n".to_vec(),
+                        },
+                        Some(c) if c == "DELE" => match n(1) {
+                            Some(i) if i >= 1 && i <= msgs.len() => {
+                                marked[i - 1] = true;
+                                b"+OK\r\n".to_vec()
+                            }
+                            _ => b"-ERR no such message\r\n".to_vec(),
+                        },
+                        Some(c) if c == "QUIT" && quit_fails.load(Ordering::SeqCst) => {
+                            let _ = write.write_all(b"-ERR [SYS/PERM] cannot delete\r\n").await;
+                            return;
+                        }
+                        Some(c) if c == "QUIT" => {
+                            let kept: Vec<Vec<u8>> = msgs
+                                .iter()
+                                .zip(&marked)
+                                .filter(|(_, m)| !**m)
+                                .map(|(b, _)| b.clone())
+                                .collect();
+                            *drop_box.lock().unwrap() = kept;
+                            let _ = write.write_all(b"+OK bye\r\n").await;
+                            return;
+                        }
+                        _ => b"-ERR what\r\n".to_vec(),
+                    };
+                    if write.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn without_uidl_a_content_hash_identifies_messages() {
+    let a = message("a", "a@test", "body a");
+    let b = message("b", "b@test", "body b");
+    // Two identical copies are two messages, both delivered once.
+    let port = no_uidl_server(vec![a.clone(), b.clone(), a.clone()]).await;
+    let home = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n\
+         [[account]]\nname = \"old\"\nkind = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         tls = \"none\"\nuser = \"alice\"\npassword = \"pw\"\nauth = \"login\"\n",
+        home.path().display()
+    );
+    let config = config::parse(Path::new("t.toml"), &text, &Dirs::default())
+        .unwrap()
+        .config;
+    let account = &config.accounts[0];
+    let AccountKind::Pop3(settings) = &account.kind else {
+        panic!("not POP3");
+    };
+    let now = SystemTime::now();
+    let r = poll_account(account, settings, &config.general, now)
+        .await
+        .unwrap();
+    assert_eq!((r.downloaded, r.deleted, r.kept), (3, 0, 3), "{r:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("does not support UIDL")),
+        "{r:?}"
+    );
+    let inbox = home.path().join("Mail/old/INBOX");
+    assert_eq!(local(&inbox), sorted(vec![a.clone(), a.clone(), b.clone()]));
+
+    let r = poll_account(account, settings, &config.general, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.downloaded, r.kept),
+        (0, 3),
+        "nothing fetched twice: {r:?}"
+    );
+
+    // With deletion on, all three go, and nothing is fetched again.
+    let mut deleting = settings.clone();
+    deleting.keep_on_server = false;
+    let r = poll_account(account, &deleting, &config.general, now)
+        .await
+        .unwrap();
+    assert_eq!((r.downloaded, r.deleted, r.kept), (0, 3, 0), "{r:?}");
+    let r = poll_account(account, &deleting, &config.general, now)
+        .await
+        .unwrap();
+    assert_eq!((r.downloaded, r.deleted, r.kept), (0, 0, 0), "{r:?}");
+    assert_eq!(local(&inbox).len(), 3);
+}
+
+/// Rule 7's spirit for POP3: a Maildir that vanished (an unmounted disk) while UIDLs are
+/// recorded stops the poll before anything is fetched into a fresh directory or deleted.
+#[test]
+fn a_missing_maildir_with_recorded_mail_halts_the_poll() {
+    let env = Pop3Env::new("keep_on_server = false\n");
+    env.dovecot.seed("alice", "INBOX", &numbered(1)[0]);
+    env.sync_ok();
+    // Its UIDL is forgotten once the server no longer lists it; the state still knows
+    // the folder had mail.
+    env.sync_ok();
+    env.dovecot.seed("alice", "INBOX", &numbered(2)[1]);
+    let moved = env.home.path().join("Mail-elsewhere");
+    std::fs::rename(env.home.path().join("Mail"), &moved).unwrap();
+    let out = env.sync_with(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("POP3 account `p`") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(
+        !env.inbox().exists(),
+        "nothing delivered into a fresh directory"
+    );
+    assert_eq!(env.on_server(), 1, "nothing deleted");
+}
+
+#[tokio::test]
+async fn a_quit_that_fails_leaves_deletions_pending_for_the_next_poll() {
+    let quit_fails = Arc::new(AtomicBool::new(true));
+    let msgs = vec![
+        message("a", "a@test", "body a"),
+        message("b", "b@test", "body b"),
+    ];
+    let port = no_uidl_server_failing_quit(msgs, Arc::clone(&quit_fails)).await;
+    let home = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n\
+         [[account]]\nname = \"old\"\nkind = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         tls = \"none\"\nuser = \"alice\"\npassword = \"pw\"\nauth = \"login\"\n\
+         keep_on_server = false\n",
+        home.path().display()
+    );
+    let config = config::parse(Path::new("t.toml"), &text, &Dirs::default())
+        .unwrap()
+        .config;
+    let account = &config.accounts[0];
+    let AccountKind::Pop3(settings) = &account.kind else {
+        panic!("not POP3");
+    };
+    let now = SystemTime::now();
+    let r = poll_account(account, settings, &config.general, now)
+        .await
+        .unwrap();
+    assert_eq!((r.downloaded, r.deleted, r.kept), (2, 0, 2), "{r:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("did not confirm every deletion")),
+        "{r:?}"
+    );
+    quit_fails.store(false, Ordering::SeqCst);
+    let r = poll_account(account, settings, &config.general, now)
+        .await
+        .unwrap();
+    assert_eq!((r.downloaded, r.deleted, r.kept), (0, 2, 0), "{r:?}");
+    let r = poll_account(account, settings, &config.general, now)
+        .await
+        .unwrap();
+    assert_eq!((r.downloaded, r.deleted, r.kept), (0, 0, 0), "{r:?}");
+    assert_eq!(local(&home.path().join("Mail/old/INBOX")).len(), 2);
+}
