@@ -15,7 +15,8 @@
 //!   renames, folder-name mapping (modified UTF-7, path safety).
 //! - [`imap`]: TLS/STARTTLS connection, authentication, and the session layer that wraps
 //!   async-imap's gaps (timeouts, checked FETCH results, raw APPEND/QRESYNC), and IDLE.
-//! - [`pop3`]: the POP3 protocol state machine (sans-IO) and its tokio driver.
+//! - [`pop3`]: the POP3 protocol state machine (sans-IO), its tokio driver, and the
+//!   poller that delivers a maildrop into the INBOX (deliver, record UIDL, DELE, QUIT).
 //! - [`engine`]: the only module that knows both sides: observe (QRESYNC, CONDSTORE or a
 //!   full listing; a stable Maildir scan), plan every folder, turn cross-folder
 //!   delete+add into moves, apply each action under the intent journal, commit; and
