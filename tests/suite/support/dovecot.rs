@@ -92,6 +92,11 @@ impl Dovecot {
     }
 
     pub fn start_with_users(users: &[&str]) -> Dovecot {
+        Dovecot::start_with(users, &["localhost", "127.0.0.1", "::1"])
+    }
+
+    /// A server whose certificate names only `cert_names` (for wrong-host tests).
+    pub fn start_with(users: &[&str], cert_names: &[&str]) -> Dovecot {
         let binary = dovecot_binary().unwrap_or_else(|| {
             panic!(
                 "Dovecot is not installed, and these tests need a real one.\n\
@@ -102,7 +107,7 @@ impl Dovecot {
         // Ports are picked free then handed to Dovecot; on the rare race, try again.
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Dovecot::try_start(&binary, users) {
+            match Dovecot::try_start(&binary, users, cert_names) {
                 Ok(d) => return d,
                 Err(e) => last_error = e,
             }
@@ -110,7 +115,7 @@ impl Dovecot {
         panic!("Dovecot did not start:\n{last_error}");
     }
 
-    fn try_start(binary: &Path, users: &[&str]) -> Result<Dovecot, String> {
+    fn try_start(binary: &Path, users: &[&str], cert_names: &[&str]) -> Result<Dovecot, String> {
         let dir = tempfile::Builder::new()
             .prefix("syncmail-dovecot-")
             .tempdir()
@@ -124,7 +129,7 @@ impl Dovecot {
             std::fs::create_dir_all(root.join(sub)).map_err(|e| e.to_string())?;
         }
         let ca = TestCa::new("syncmail test CA");
-        let leaf = ca.leaf(&["localhost", "127.0.0.1", "::1"]);
+        let leaf = ca.leaf(cert_names);
         std::fs::write(root.join("tls/server.pem"), &leaf.cert_pem).map_err(|e| e.to_string())?;
         std::fs::write(root.join("tls/server.key"), &leaf.key_pem).map_err(|e| e.to_string())?;
         std::fs::write(root.join("tls/ca.pem"), &ca.cert_pem).map_err(|e| e.to_string())?;
