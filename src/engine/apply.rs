@@ -86,6 +86,17 @@ impl<'a> FolderRun<'a> {
         }
     }
 
+    /// Commit a base-only change to this folder.
+    async fn commit_base(&self, change: Commit) -> Result<(), EngineError> {
+        self.store
+            .commit(Commit {
+                folder: Some(self.folder.id),
+                ..change
+            })
+            .await?;
+        Ok(())
+    }
+
     fn commit(&self) -> Commit {
         Commit {
             folder: Some(self.folder.id),
@@ -131,37 +142,34 @@ impl<'a> FolderRun<'a> {
                     .await?;
                 self.pairs.remove(uid);
             }
+            // Base only: which messages stay on one side.
             Action::KeepLocalOnly { key } => {
-                self.store
-                    .commit(Commit {
-                        add_local_only: vec![key.clone()],
-                        ..self.commit()
-                    })
-                    .await?;
+                self.commit_base(Commit {
+                    add_local_only: vec![key.clone()],
+                    ..Commit::default()
+                })
+                .await?
             }
             Action::KeepRemoteOnly { uid } => {
-                self.store
-                    .commit(Commit {
-                        add_remote_only: vec![*uid],
-                        ..self.commit()
-                    })
-                    .await?;
+                self.commit_base(Commit {
+                    add_remote_only: vec![*uid],
+                    ..Commit::default()
+                })
+                .await?
             }
             Action::DropLocalOnly { key } => {
-                self.store
-                    .commit(Commit {
-                        remove_local_only: vec![key.clone()],
-                        ..self.commit()
-                    })
-                    .await?;
+                self.commit_base(Commit {
+                    remove_local_only: vec![key.clone()],
+                    ..Commit::default()
+                })
+                .await?
             }
             Action::DropRemoteOnly { uid } => {
-                self.store
-                    .commit(Commit {
-                        remove_remote_only: vec![*uid],
-                        ..self.commit()
-                    })
-                    .await?;
+                self.commit_base(Commit {
+                    remove_remote_only: vec![*uid],
+                    ..Commit::default()
+                })
+                .await?
             }
             Action::Fetch { uids } => self.fetch(uids).await?,
             Action::Append { key, flags } => self.append(key, flags).await?,

@@ -354,7 +354,7 @@ pub async fn pass(
         }
     }
     let result = pass_folders(
-        account, store, session, &mut more, &wanted, &map, &policy, opts, scope, report,
+        settings, store, session, &mut more, &wanted, &map, &policy, opts, scope, report,
     )
     .await;
     logout_all(more).await;
@@ -365,7 +365,7 @@ pub async fn pass(
 /// over the caller's session and the extra ones.
 #[allow(clippy::too_many_arguments)]
 async fn pass_folders(
-    account: &Account,
+    settings: &ImapSettings,
     store: &Store,
     session: &mut ImapSession,
     more: &mut [ImapSession],
@@ -376,9 +376,6 @@ async fn pass_folders(
     scope: &PassScope,
     report: &mut AccountReport,
 ) -> Result<(), EngineError> {
-    let AccountKind::Imap(settings) = &account.kind else {
-        return Err(EngineError::Unsupported("not an IMAP account".into()));
-    };
     let mut sessions: Vec<&mut ImapSession> =
         std::iter::once(session).chain(more.iter_mut()).collect();
     let n = sessions.len();

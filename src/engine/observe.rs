@@ -77,10 +77,7 @@ pub async fn remote(
                 .into_iter()
                 .map(|(uid, m)| {
                     let size = m.size.unwrap_or(0);
-                    let message_id = ids
-                        .get(&uid)
-                        .and_then(|(id, _)| id.clone())
-                        .or_else(|| known_id(base, uid));
+                    let message_id = message_id(&ids, base, uid);
                     (
                         uid,
                         sync::RemoteMessage {
@@ -109,8 +106,16 @@ pub async fn remote(
     })
 }
 
-fn known_id(base: &Base, uid: Uid) -> Option<MessageId> {
-    base.pairs.get(&uid).and_then(|p| p.message_id.clone())
+/// A message's Message-ID: as just fetched, else as the base remembers it.
+fn message_id(
+    fetched: &BTreeMap<Uid, (Option<MessageId>, u64)>,
+    base: &Base,
+    uid: Uid,
+) -> Option<MessageId> {
+    fetched
+        .get(&uid)
+        .and_then(|(id, _)| id.clone())
+        .or_else(|| base.pairs.get(&uid).and_then(|p| p.message_id.clone()))
 }
 
 /// An incremental listing: sizes of known messages come from the base (a server message
@@ -134,10 +139,7 @@ async fn changes(
                 .or_else(|| base.pairs.get(&uid).map(|p| p.remote_size))
                 .or_else(|| ids.get(&uid).map(|(_, size)| *size))
                 .unwrap_or(0);
-            let message_id = ids
-                .get(&uid)
-                .and_then(|(id, _)| id.clone())
-                .or_else(|| known_id(base, uid));
+            let message_id = message_id(&ids, base, uid);
             (
                 uid,
                 sync::RemoteMessage {

@@ -151,13 +151,8 @@ async fn resolve(
                         .await?;
                 }
                 Some(MoveDetail::Server { to }) => {
-                    let dest = folders.iter().find(|f| f.id == to);
-                    let pair = store
-                        .pairs(folder.id)
-                        .await?
-                        .into_iter()
-                        .find(|p| Some(p.uid) == spec.uid);
-                    let (Some(dest), Some(pair)) = (dest, pair) else {
+                    let Some((dest, pair)) = parties(store, folders, folder, to, spec.uid).await?
+                    else {
                         store.drop_intents(vec![intent.id]).await?;
                         return Ok(());
                     };
@@ -198,13 +193,8 @@ async fn resolve(
                     }
                 }
                 Some(MoveDetail::Local { to, uid }) => {
-                    let dest = folders.iter().find(|f| f.id == to);
-                    let pair = store
-                        .pairs(folder.id)
-                        .await?
-                        .into_iter()
-                        .find(|p| Some(p.uid) == spec.uid);
-                    let (Some(dest), Some(pair)) = (dest, pair) else {
+                    let Some((dest, pair)) = parties(store, folders, folder, to, spec.uid).await?
+                    else {
                         store.drop_intents(vec![intent.id]).await?;
                         return Ok(());
                     };
@@ -226,4 +216,24 @@ async fn resolve(
         | IntentKind::Pop3Dele => {}
     }
     Ok(())
+}
+
+/// The destination folder and the source pair a journaled move names; `None` when either
+/// is gone, and the move is moot.
+async fn parties<'f>(
+    store: &Store,
+    folders: &'f [FolderState],
+    from: &FolderState,
+    to: crate::store::FolderId,
+    uid: Option<crate::model::Uid>,
+) -> Result<Option<(&'f FolderState, Pair)>, EngineError> {
+    let Some(dest) = folders.iter().find(|f| f.id == to) else {
+        return Ok(None);
+    };
+    let pair = store
+        .pairs(from.id)
+        .await?
+        .into_iter()
+        .find(|p| Some(p.uid) == uid);
+    Ok(pair.map(|p| (dest, p)))
 }
