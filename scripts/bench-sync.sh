@@ -91,6 +91,8 @@ port = $IMAPS
 user = "bench"
 password = "bench-password"
 ca_file = "$BENCH/server/tls/ca.pem"
+# mbsync cannot compress, and on loopback compression only costs CPU.
+compress = false
 CONF
             chmod 600 "$local_root.toml"
             cmd=("$SYNCMAIL" sync --config "$local_root.toml") ;;

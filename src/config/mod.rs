@@ -74,6 +74,8 @@ pub struct Server {
     pub cert_fingerprint: Option<[u8; 32]>,
     /// Limit for any single network read or write.
     pub timeout: Duration,
+    /// Use COMPRESS=DEFLATE (RFC 4978) when the IMAP server offers it.
+    pub compress: bool,
 }
 
 /// Where the secret comes from. Never printed: `Debug` shows only the source kind.

@@ -70,6 +70,7 @@ pub struct RawAccount {
     pub port: Option<Spanned<i64>>,
     pub tls: Option<Spanned<Tls>>,
     pub allow_plaintext: Option<bool>,
+    pub compress: Option<Spanned<bool>>,
     pub user: Spanned<String>,
     pub auth: Option<Spanned<AuthMech>>,
 

@@ -332,7 +332,7 @@ fn account(
 type KeyAt<'a> = (&'a str, Option<Range<usize>>);
 
 fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), ConfigError> {
-    let imap_only: [KeyAt; 10] = [
+    let imap_only: [KeyAt; 11] = [
         ("folders", a.folders.as_ref().map(Spanned::span)),
         ("idle", a.idle.as_ref().map(Spanned::span)),
         ("idle_refresh", a.idle_refresh.as_ref().map(Spanned::span)),
@@ -349,6 +349,7 @@ fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), Confi
             a.max_delete_share.as_ref().map(Spanned::span),
         ),
         ("connections", a.connections.as_ref().map(Spanned::span)),
+        ("compress", a.compress.as_ref().map(Spanned::span)),
     ];
     let pop3_only: [KeyAt; 2] = [
         (
@@ -466,6 +467,7 @@ fn server(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<Server, ConfigErro
         ca_file,
         cert_fingerprint,
         timeout,
+        compress: a.compress.as_ref().is_none_or(|c| *c.get_ref()),
     })
 }
 

@@ -26,6 +26,8 @@ use crate::secret::{CredentialKind, Secret};
 pub enum ImapStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// After COMPRESS=DEFLATE (RFC 4978): the stream above, compressed.
+    Deflate(Box<async_imap::DeflateStream<ImapStream>>),
 }
 
 impl AsyncRead for ImapStream {
@@ -37,6 +39,7 @@ impl AsyncRead for ImapStream {
         match self.get_mut() {
             ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -50,6 +53,7 @@ impl AsyncWrite for ImapStream {
         match self.get_mut() {
             ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -57,6 +61,7 @@ impl AsyncWrite for ImapStream {
         match self.get_mut() {
             ImapStream::Plain(s) => Pin::new(s).poll_flush(cx),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -64,6 +69,7 @@ impl AsyncWrite for ImapStream {
         match self.get_mut() {
             ImapStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -114,6 +120,18 @@ pub async fn connect(
         })
         .collect();
     capabilities.sort();
+    let offered = capabilities
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case("COMPRESS=DEFLATE"));
+    if server.compress && offered {
+        session = within(
+            deadline,
+            "starting compression",
+            session.compress(|d| ImapStream::Deflate(Box::new(d))),
+        )
+        .await?
+        .map_err(|e| ImapError::Protocol(format!("COMPRESS DEFLATE failed: {e}")))?;
+    }
     Ok(Connected {
         session,
         capabilities,

@@ -117,6 +117,7 @@ fn example_config_passes() {
         "delete_vs_flag",
         "max_delete_share",
         "connections",
+        "compress",
         "keep_on_server",
         "delete_after_days",
     ] {

@@ -189,3 +189,21 @@ fn check_config_connect_lists_folders_and_maps_exit_codes() {
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
     assert!(stderr(&out).contains("account `t`"), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn compress_deflate_is_used_when_offered_unless_turned_off() {
+    let dovecot = Dovecot::start();
+    let toml = dovecot.imap_account("t", "alice", "implicit");
+    let mut on = login(&account(&toml)).await.unwrap();
+    assert!(on.has("COMPRESS=DEFLATE"), "{:?}", on.capabilities);
+    assert!(matches!(on.session.get_ref(), imap::ImapStream::Deflate(_)));
+    // A compressed session does real work: list the folders through it.
+    let folders = imap::list_folders(&mut on, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(folders.iter().any(|f| f.raw_name == "INBOX"));
+    let off = login(&account(&format!("{toml}compress = false\n")))
+        .await
+        .unwrap();
+    assert!(matches!(off.session.get_ref(), imap::ImapStream::Tls(_)));
+}

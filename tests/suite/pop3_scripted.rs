@@ -69,6 +69,7 @@ fn server(port: u16, tls: Tls) -> Server {
         auth: AuthMech::Auto,
         ca_file: None,
         cert_fingerprint: None,
+        compress: false,
         timeout: Duration::from_millis(500),
     }
 }

@@ -7,13 +7,24 @@ use crate::support::proxy::{CutProxy, Direction};
 use crate::support::stderr;
 use crate::support::sync_env::SyncEnv;
 
+/// A message of about `kib` KiB of pseudo-random text: incompressible, so the proxy's
+/// byte count means the same with COMPRESS=DEFLATE on.
 fn big(id: &str, kib: usize) -> Vec<u8> {
-    let line = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n";
-    message(
-        id,
-        &format!("{id}@cut"),
-        &line.repeat(kib * 1024 / line.len()),
-    )
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut state: u64 = id.bytes().fold(0x9e37_79b9_7f4a_7c15, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x1000_0000_01b3)
+    });
+    let mut body = String::with_capacity(kib * 1024);
+    while body.len() < kib * 1024 {
+        for _ in 0..76 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            body.push(ALPHABET[(state >> 58) as usize] as char);
+        }
+        body.push_str("\r\n");
+    }
+    message(id, &format!("{id}@cut"), &body)
 }
 
 fn tmp_is_empty(env: &SyncEnv) -> bool {
