@@ -531,12 +531,41 @@ fn secret_failure(e: SecretError) -> Failure {
     Failure::Other(e.to_string())
 }
 
+/// Log in to a POP3 account and report what the maildrop holds; changes nothing (QUIT
+/// after STAT and no DELE).
+async fn check_pop3(account: &Account) -> Result<Vec<String>, Failure> {
+    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT)
+        .await
+        .map_err(secret_failure)?;
+    let failure = |e: crate::pop3::Pop3Error| {
+        if e.is_transient() {
+            Failure::TempFail(e.to_string())
+        } else {
+            Failure::Other(e.to_string())
+        }
+    };
+    let mut client = crate::pop3::Pop3Client::connect(&account.server, &secret, kind)
+        .await
+        .map_err(failure)?;
+    let stat = client.stat().await.map_err(failure)?;
+    let uidl = client.has_capability("UIDL");
+    let _ = client.quit().await;
+    Ok(vec![format!(
+        "  account {}: logged in; {} messages ({} KiB) on the server{}",
+        account.name,
+        stat.count,
+        stat.octets / 1024,
+        if uidl {
+            ""
+        } else {
+            "; no UIDL: messages are told apart by a content hash"
+        }
+    )])
+}
+
 async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
     let AccountKind::Imap(settings) = &account.kind else {
-        return Ok(vec![format!(
-            "  account {}: POP3 checking is not implemented yet",
-            account.name
-        )]);
+        return check_pop3(account).await;
     };
     let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT)
         .await

@@ -139,6 +139,9 @@ pub async fn poll_account(
     let path = store::db_path(&general.state_dir, &account.name).map_err(|e| fail(e.into()))?;
     let store = Store::open(&path).map_err(|e| fail(e.into()))?;
     let result = poll_with_store(account, pop3, &store, now).await;
+    // For `syncmail status`, as an IMAP pass records it (the daemon records its own).
+    let error = result.as_ref().err().map(ToString::to_string);
+    let _ = store.record_pass(None, SystemTime::now(), error).await;
     // The database closes before the lock goes, so the next holder sees every write.
     drop(store);
     drop(lock);

@@ -207,3 +207,38 @@ async fn compress_deflate_is_used_when_offered_unless_turned_off() {
         .unwrap();
     assert!(matches!(off.session.get_ref(), imap::ImapStream::Tls(_)));
 }
+
+#[test]
+fn check_config_connect_logs_in_to_pop3_and_changes_nothing() {
+    let dovecot = Dovecot::start();
+    dovecot.seed(
+        "alice",
+        "INBOX",
+        &crate::support::dovecot::message("a", "a@t", "body"),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("config.toml");
+    let account = dovecot.pop3_account("p", "alice", "implicit");
+    std::fs::write(&path, format!("[general]\nmaildir = \"mail\"\n\n{account}")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = syncmail(
+        home.path(),
+        &[
+            "check-config",
+            "--connect",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("account p: logged in; 1 messages"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        dovecot.list("alice", "INBOX").len(),
+        1,
+        "a check deletes nothing"
+    );
+}
