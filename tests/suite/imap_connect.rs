@@ -10,6 +10,18 @@ use syncmail::secret::{self, Secret};
 use crate::support::certs::TestCa;
 use crate::support::{DEFAULT_PASSWORD, Dovecot, stderr, stdout, syncmail};
 
+/// A private config file in `home` holding these accounts.
+fn config_file(home: &Path, accounts: &str) -> std::path::PathBuf {
+    let path = home.join("config.toml");
+    std::fs::write(
+        &path,
+        format!("[general]\nmaildir = \"mail\"\n\n{accounts}"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    path
+}
+
 fn account(toml: &str) -> Account {
     let dirs = Dirs {
         home: Some("/nonexistent-home".into()),
@@ -146,10 +158,8 @@ fn check_config_connect_lists_folders_and_maps_exit_codes() {
     dovecot.create_mailbox("alice", "Archive/2024");
     dovecot.create_mailbox("alice", "Junk");
     let home = tempfile::tempdir().unwrap();
-    let path = home.path().join("config.toml");
     let account = dovecot.imap_account("t", "alice", "implicit") + "folders = [\"*\", \"!Junk\"]\n";
-    std::fs::write(&path, format!("[general]\nmaildir = \"mail\"\n\n{account}")).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let path = config_file(home.path(), &account);
     let out = syncmail(
         home.path(),
         &[
@@ -176,7 +186,7 @@ fn check_config_connect_lists_folders_and_maps_exit_codes() {
         &format!("port = {}", dovecot.imaps_port),
         &format!("port = {port}"),
     );
-    std::fs::write(&path, format!("[general]\nmaildir = \"mail\"\n\n{down}")).unwrap();
+    config_file(home.path(), &down);
     let out = syncmail(
         home.path(),
         &[
@@ -217,10 +227,8 @@ fn check_config_connect_logs_in_to_pop3_and_changes_nothing() {
         &crate::support::dovecot::message("a", "a@t", "body"),
     );
     let home = tempfile::tempdir().unwrap();
-    let path = home.path().join("config.toml");
     let account = dovecot.pop3_account("p", "alice", "implicit");
-    std::fs::write(&path, format!("[general]\nmaildir = \"mail\"\n\n{account}")).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let path = config_file(home.path(), &account);
     let out = syncmail(
         home.path(),
         &[

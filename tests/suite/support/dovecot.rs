@@ -420,28 +420,31 @@ impl Dovecot {
         rows
     }
 
-    /// Config TOML for an account of `user` on this server.
+    /// Config TOML for an IMAP account of `user`: `implicit` uses the IMAPS port,
+    /// anything else the plain port (where STARTTLS is offered).
     pub fn imap_account(&self, name: &str, user: &str, tls: &str) -> String {
-        let port = match tls {
-            "implicit" => self.imaps_port,
-            _ => self.imap_port,
+        let port = if tls == "implicit" {
+            self.imaps_port
+        } else {
+            self.imap_port
         };
-        format!(
-            "[[account]]\nname = \"{name}\"\nkind = \"imap\"\nhost = \"localhost\"\nport = {port}\n\
-             tls = \"{tls}\"\nuser = \"{user}\"\npassword = \"{DEFAULT_PASSWORD}\"\nca_file = \"{}\"\n",
-            self.ca_file.display()
-        )
+        self.account("imap", port, name, user, tls)
     }
 
     /// Config TOML for a POP3 account of `user`: `implicit` uses the POP3S port, anything
     /// else the plain port (where STLS is offered).
     pub fn pop3_account(&self, name: &str, user: &str, tls: &str) -> String {
-        let port = match tls {
-            "implicit" => self.pop3s_port,
-            _ => self.pop3_port,
+        let port = if tls == "implicit" {
+            self.pop3s_port
+        } else {
+            self.pop3_port
         };
+        self.account("pop3", port, name, user, tls)
+    }
+
+    fn account(&self, kind: &str, port: u16, name: &str, user: &str, tls: &str) -> String {
         format!(
-            "[[account]]\nname = \"{name}\"\nkind = \"pop3\"\nhost = \"localhost\"\nport = {port}\n\
+            "[[account]]\nname = \"{name}\"\nkind = \"{kind}\"\nhost = \"localhost\"\nport = {port}\n\
              tls = \"{tls}\"\nuser = \"{user}\"\npassword = \"{DEFAULT_PASSWORD}\"\nca_file = \"{}\"\n",
             self.ca_file.display()
         )
