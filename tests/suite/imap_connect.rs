@@ -22,6 +22,19 @@ fn config_file(home: &Path, accounts: &str) -> std::path::PathBuf {
     path
 }
 
+/// `syncmail check-config --connect` on a config file.
+fn check_connect(home: &Path, config: &Path) -> std::process::Output {
+    syncmail(
+        home,
+        &[
+            "check-config",
+            "--connect",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+}
+
 fn account(toml: &str) -> Account {
     let dirs = Dirs {
         home: Some("/nonexistent-home".into()),
@@ -160,15 +173,7 @@ fn check_config_connect_lists_folders_and_maps_exit_codes() {
     let home = tempfile::tempdir().unwrap();
     let account = dovecot.imap_account("t", "alice", "implicit") + "folders = [\"*\", \"!Junk\"]\n";
     let path = config_file(home.path(), &account);
-    let out = syncmail(
-        home.path(),
-        &[
-            "check-config",
-            "--connect",
-            "--config",
-            path.to_str().unwrap(),
-        ],
-    );
+    let out = check_connect(home.path(), &path);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{}\n{text}", stderr(&out));
     assert!(
@@ -187,15 +192,7 @@ fn check_config_connect_lists_folders_and_maps_exit_codes() {
         &format!("port = {port}"),
     );
     config_file(home.path(), &down);
-    let out = syncmail(
-        home.path(),
-        &[
-            "check-config",
-            "--connect",
-            "--config",
-            path.to_str().unwrap(),
-        ],
-    );
+    let out = check_connect(home.path(), &path);
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
     assert!(stderr(&out).contains("account `t`"), "{}", stderr(&out));
 }
@@ -229,15 +226,7 @@ fn check_config_connect_logs_in_to_pop3_and_changes_nothing() {
     let home = tempfile::tempdir().unwrap();
     let account = dovecot.pop3_account("p", "alice", "implicit");
     let path = config_file(home.path(), &account);
-    let out = syncmail(
-        home.path(),
-        &[
-            "check-config",
-            "--connect",
-            "--config",
-            path.to_str().unwrap(),
-        ],
-    );
+    let out = check_connect(home.path(), &path);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("account p: logged in; 1 messages"),
