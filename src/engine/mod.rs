@@ -4,6 +4,7 @@
 //! runs it.
 
 mod apply;
+mod folders;
 mod moves;
 mod observe;
 mod recover;
@@ -294,6 +295,20 @@ pub async fn pass(
         }
     }
     let on_server: BTreeSet<FolderName> = server.iter().map(|(n, _)| n.clone()).collect();
+    // Folders one side deleted (rule 9); only a pass over every folder can tell.
+    if opts.folder.is_none() && scope.folders.is_none() {
+        folders::reconcile(
+            settings,
+            store,
+            session,
+            &map,
+            delimiter,
+            &mut server,
+            opts,
+            report,
+        )
+        .await?;
+    }
     // A dry run does not create the account root; a missing root holds no folders.
     let local = if map.root.is_dir() {
         map.list_local()

@@ -588,6 +588,38 @@ impl ImapSession {
             .map(|_| ())
     }
 
+    /// How many messages a folder holds (`STATUS ... (MESSAGES)`), without selecting it.
+    pub async fn message_count(&mut self, wire_name: &str) -> Result<u32, ImapError> {
+        let mut count = None;
+        self.command(
+            &format!("STATUS {} (MESSAGES)", quote(wire_name)?),
+            |response| {
+                if let Response::MailboxData(MailboxDatum::Status { status, .. }) = response {
+                    for attribute in status {
+                        if let imap_proto::StatusAttribute::Messages(n) = attribute {
+                            count = Some(*n);
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        count.ok_or_else(|| {
+            ImapError::Protocol(format!(
+                "STATUS {wire_name:?} came back without a MESSAGES count"
+            ))
+        })
+    }
+
+    /// `DELETE` a folder. The server removes whatever it still holds, so the caller
+    /// makes sure it is empty first (rule 9).
+    pub async fn delete_folder(&mut self, wire_name: &str) -> Result<(), ImapError> {
+        self.command(&format!("DELETE {}", quote(wire_name)?), |_| Ok(()))
+            .await
+            .map(|_| ())
+    }
+
     pub async fn logout(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.session.logout()).await;
     }

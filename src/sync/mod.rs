@@ -6,6 +6,7 @@
 //!   [`Change`], every [`Conflict`], and a [`Halt`] when the pass must stop and ask.
 //! - [`merge`]: the per-flag three-way merge; [`repair`]: UIDVALIDITY re-pairing;
 //!   [`moves`]: cross-folder moves, detected across several folders' plans.
+//! - [`folders`]: rule 9, the fate of a folder one side no longer has.
 //! - [`uidset`]: compressed IMAP UID sets; [`display`]: the `--dry-run` rendering.
 //!
 //! # Contract with the engine
@@ -24,10 +25,11 @@
 //! - A missing or unreadable Maildir folder must not be reported as an empty stable
 //!   scan; the emptied-side guard is a second line of defence, not the first.
 //! - Outside the planner: rule 8's "no UID EXPUNGE without UIDPLUS unless opted in",
-//!   rule 9 (folder creation and deletion), rule 12 (`BODY.PEEK[]`).
+//!   carrying out rule 9's folder decisions, rule 12 (`BODY.PEEK[]`).
 
 pub mod actions;
 pub mod display;
+pub mod folders;
 pub mod merge;
 pub mod moves;
 pub mod plan;

@@ -17,4 +17,5 @@ mod pop3_poller;
 mod pop3_scripted;
 mod sync_crash;
 mod sync_cut;
+mod sync_folders;
 mod sync_scenarios;

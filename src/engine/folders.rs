@@ -1,0 +1,166 @@
+//! Rule 9 in the engine: folders known from an earlier pass that one side no longer has.
+//! `sync::folder_fate` decides; this gathers the facts it asks for and carries out the
+//! decision. Runs only in a pass over every folder, so a narrowed pass (one `--folder`,
+//! a daemon pass of the folders that changed) never reads a folder it skipped as gone.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::{AccountReport, EngineError, SyncOptions};
+use crate::config::ImapSettings;
+use crate::imap::ImapSession;
+use crate::maildir::FolderMap;
+use crate::model::FolderName;
+use crate::store::Store;
+use crate::sync::folders::{FolderFacts, FolderFate, folder_fate, needs_counts};
+
+/// Delete what rule 9 allows, forget folders gone from both sides, and report folders
+/// deleted on the server that still hold local mail. `server` (name, wire name) loses
+/// the folders deleted here, so the pass does not recreate them.
+#[allow(clippy::too_many_arguments)]
+pub async fn reconcile(
+    settings: &ImapSettings,
+    store: &Store,
+    session: &mut ImapSession,
+    map: &FolderMap,
+    delimiter: Option<char>,
+    server: &mut Vec<(FolderName, String)>,
+    opts: &SyncOptions,
+    report: &mut AccountReport,
+) -> Result<(), EngineError> {
+    let known: Vec<_> = store
+        .folders()
+        .await?
+        .into_iter()
+        .filter(|f| settings.folders.includes(&f.server_name.0, delimiter))
+        .collect();
+    let on_server: BTreeSet<FolderName> = server.iter().map(|(n, _)| n.clone()).collect();
+    let mut on_local = BTreeSet::new();
+    for f in &known {
+        if map.to_local(&f.server_name)?.join("cur").is_dir() {
+            on_local.insert(f.server_name.clone());
+        }
+    }
+    // An existing root with none of the known folders in it is an unmounted disk or a
+    // wiped directory until proven otherwise (rule 7).
+    let local_root_trusted = map.root.is_dir() && !on_local.is_empty();
+    // INBOX cannot be deleted in IMAP; a missing local one is simply made again.
+    // Children before their parent, so an emptied parent directory can go too.
+    let mut known: Vec<_> = known
+        .into_iter()
+        .filter(|f| !f.server_name.0.eq_ignore_ascii_case("INBOX"))
+        .collect();
+    known.sort_by(|a, b| b.server_name.cmp(&a.server_name));
+    for folder in known {
+        let name = &folder.server_name;
+        let path = map.to_local(name)?;
+        let mut facts = FolderFacts {
+            on_server: on_server.contains(name),
+            on_local: on_local.contains(name),
+            paired: 0,
+            server_messages: None,
+            local_messages: None,
+            local_root_trusted,
+        };
+        if facts.on_server && facts.on_local {
+            continue;
+        }
+        facts.paired = store.pairs(folder.id).await?.len();
+        let wire = server
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, w)| w.clone());
+        let (ask_server, ask_local) = needs_counts(&facts);
+        if let (true, Some(wire)) = (ask_server, &wire) {
+            facts.server_messages = Some(session.message_count(wire).await?);
+        }
+        if ask_local {
+            facts.local_messages = Some(local_files(&path)?);
+        }
+        match folder_fate(&facts, settings.direction) {
+            FolderFate::Sync => {}
+            FolderFate::Forget => {
+                if !opts.dry_run {
+                    store.delete_folder(folder.id).await?;
+                }
+            }
+            FolderFate::DeleteOnServer => {
+                let wire = wire.expect("a folder on the server has a wire name");
+                if opts.dry_run {
+                    report.plans.push(format!(
+                        "{name}: would delete the empty folder on the server (deleted locally)"
+                    ));
+                    continue;
+                }
+                session.delete_folder(&wire).await?;
+                store.delete_folder(folder.id).await?;
+                server.retain(|(n, _)| n != name);
+                tracing::info!(folder = %name, "deleted locally and empty on the server: deleted on the server (rule 9)");
+            }
+            FolderFate::DeleteLocally => {
+                if opts.dry_run {
+                    report.plans.push(format!(
+                        "{name}: would remove the empty Maildir folder {} (deleted on the server)",
+                        path.display()
+                    ));
+                    continue;
+                }
+                remove_empty_maildir(&path)?;
+                store.delete_folder(folder.id).await?;
+                tracing::info!(folder = %name, path = %path.display(), "deleted on the server and empty locally: Maildir folder removed (rule 9)");
+            }
+            FolderFate::KeepLocal => {
+                let held = facts
+                    .local_messages
+                    .map_or_else(|| format!("{} paired", facts.paired), |n| n.to_string());
+                report.halts.push(format!(
+                    "{name}: deleted on the server, but the Maildir folder {} still holds messages ({held}); it is left alone (rule 9). Move them to another folder, or remove the folder yourself",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Entries in the folder's `cur/`, `new/` and `tmp/`: any file at all counts, so a
+/// half-delivered message keeps the folder.
+fn local_files(path: &Path) -> Result<usize, EngineError> {
+    let mut n = 0;
+    for sub in ["cur", "new", "tmp"] {
+        match std::fs::read_dir(path.join(sub)) {
+            Ok(entries) => n += entries.count(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(EngineError::Local(format!("{}: {e}", path.display()))),
+        }
+    }
+    Ok(n)
+}
+
+/// Remove an empty Maildir folder: its three directories (each must be empty: `rmdir`
+/// refuses otherwise, so a message arriving meanwhile is never removed), then the folder
+/// directory itself unless it holds subfolders.
+fn remove_empty_maildir(path: &Path) -> Result<(), EngineError> {
+    let local = |e: std::io::Error| EngineError::Local(format!("{}: {e}", path.display()));
+    let mut removed = Vec::new();
+    for sub in ["tmp", "new", "cur"] {
+        match std::fs::remove_dir(path.join(sub)) {
+            Ok(()) => removed.push(sub),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                // Something arrived: put the folder back as it was, and say so.
+                for sub in removed {
+                    let _ = std::fs::create_dir(path.join(sub));
+                }
+                return Err(local(e));
+            }
+        }
+    }
+    match std::fs::remove_dir(path) {
+        Ok(()) => {}
+        // Subfolders live inside (verbatim layout): the directory stays for them.
+        Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {}
+        Err(e) => return Err(local(e)),
+    }
+    crate::maildir::sync_dir(path.parent().unwrap_or(path)).map_err(local)
+}

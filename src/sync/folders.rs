@@ -1,0 +1,238 @@
+//! Rule 9: what happens to a folder that was synced before and is now missing on one
+//! side. It is deleted on the other side only when that side holds nothing; a folder
+//! with mail in it is never removed automatically, and a Maildir root that looks
+//! unmounted never counts as "every folder deleted".
+
+use super::Direction;
+
+/// What the engine knows about one folder that has state from an earlier pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FolderFacts {
+    /// The server lists it (selectable).
+    pub on_server: bool,
+    /// Its Maildir folder exists (has `cur/`).
+    pub on_local: bool,
+    /// Messages paired in the base.
+    pub paired: usize,
+    /// Messages the server holds; asked only when it decides something.
+    pub server_messages: Option<u32>,
+    /// Messages in the Maildir folder (and files in its `tmp/`); asked only when needed.
+    pub local_messages: Option<usize>,
+    /// The Maildir root can be trusted to show deletions: it exists and at least one
+    /// known folder is still in it. An empty or missing root is an unmounted disk until
+    /// proven otherwise (rule 7).
+    pub local_root_trusted: bool,
+}
+
+/// The decision for one folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FolderFate {
+    /// Both sides have it, or the ordinary folder pass decides (recreate a missing side
+    /// and copy messages; or halt because pairs point into a missing Maildir folder).
+    Sync,
+    /// Deleted locally and empty on the server: `DELETE` it there, forget it.
+    DeleteOnServer,
+    /// Deleted on the server and empty locally: remove the Maildir folder, forget it.
+    DeleteLocally,
+    /// Gone from both sides: forget the state.
+    Forget,
+    /// Deleted on the server but the Maildir folder still holds messages, or the
+    /// direction forbids the deletion: left alone, and said so.
+    KeepLocal,
+}
+
+/// Which facts [`folder_fate`] needs counted: the server's message count for a folder
+/// missing locally, the local one for a folder missing on the server.
+pub fn needs_counts(f: &FolderFacts) -> (bool, bool) {
+    let server = f.on_server && !f.on_local && f.local_root_trusted && f.paired == 0;
+    let local = !f.on_server && f.on_local && f.paired == 0;
+    (server, local)
+}
+
+/// Decide one folder's fate (rule 9).
+pub fn folder_fate(f: &FolderFacts, direction: Direction) -> FolderFate {
+    match (f.on_server, f.on_local) {
+        (true, true) => FolderFate::Sync,
+        (false, false) => FolderFate::Forget,
+        // Deleted locally. Paired messages in a missing folder halt in the folder pass
+        // (rule 7); so does an untrusted root. Mail on the server comes back down.
+        (true, false) => {
+            let empty_server = f.server_messages == Some(0);
+            if f.local_root_trusted && f.paired == 0 && empty_server && direction.sends() {
+                FolderFate::DeleteOnServer
+            } else {
+                FolderFate::Sync
+            }
+        }
+        // Deleted on the server.
+        (false, true) => {
+            let empty_local = f.local_messages == Some(0);
+            if f.paired == 0 && empty_local && direction.fetches() {
+                FolderFate::DeleteLocally
+            } else {
+                FolderFate::KeepLocal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(on_server: bool, on_local: bool) -> FolderFacts {
+        FolderFacts {
+            on_server,
+            on_local,
+            paired: 0,
+            server_messages: Some(0),
+            local_messages: Some(0),
+            local_root_trusted: true,
+        }
+    }
+
+    #[test]
+    fn rule_9_an_empty_folder_deleted_locally_is_deleted_on_the_server() {
+        assert_eq!(
+            folder_fate(&facts(true, false), Direction::Both),
+            FolderFate::DeleteOnServer
+        );
+    }
+
+    #[test]
+    fn rule_9_a_folder_deleted_locally_with_mail_on_the_server_is_never_deleted() {
+        let f = FolderFacts {
+            server_messages: Some(3),
+            ..facts(true, false)
+        };
+        assert_eq!(folder_fate(&f, Direction::Both), FolderFate::Sync);
+        // Unknown counts never read as empty.
+        let f = FolderFacts {
+            server_messages: None,
+            ..facts(true, false)
+        };
+        assert_eq!(folder_fate(&f, Direction::Both), FolderFate::Sync);
+    }
+
+    #[test]
+    fn rule_9_a_folder_with_paired_messages_is_never_deleted_for_a_missing_maildir() {
+        let f = FolderFacts {
+            paired: 1,
+            ..facts(true, false)
+        };
+        assert_eq!(folder_fate(&f, Direction::Both), FolderFate::Sync);
+        assert_eq!(needs_counts(&f), (false, false));
+    }
+
+    #[test]
+    fn rule_7_an_untrusted_local_root_deletes_no_server_folder() {
+        let f = FolderFacts {
+            local_root_trusted: false,
+            ..facts(true, false)
+        };
+        assert_eq!(folder_fate(&f, Direction::Both), FolderFate::Sync);
+        assert_eq!(needs_counts(&f), (false, false));
+    }
+
+    #[test]
+    fn rule_9_an_empty_folder_deleted_on_the_server_is_removed_locally() {
+        assert_eq!(
+            folder_fate(&facts(false, true), Direction::Both),
+            FolderFate::DeleteLocally
+        );
+        assert_eq!(needs_counts(&facts(false, true)), (false, true));
+    }
+
+    #[test]
+    fn rule_9_a_folder_deleted_on_the_server_with_local_mail_is_kept() {
+        for f in [
+            FolderFacts {
+                local_messages: Some(2),
+                ..facts(false, true)
+            },
+            FolderFacts {
+                local_messages: None,
+                ..facts(false, true)
+            },
+            FolderFacts {
+                paired: 4,
+                local_messages: Some(0),
+                ..facts(false, true)
+            },
+        ] {
+            assert_eq!(
+                folder_fate(&f, Direction::Both),
+                FolderFate::KeepLocal,
+                "{f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rule_9_one_way_directions_delete_only_in_their_direction() {
+        assert_eq!(
+            folder_fate(&facts(true, false), Direction::Pull),
+            FolderFate::Sync,
+            "pull never changes the server"
+        );
+        assert_eq!(
+            folder_fate(&facts(false, true), Direction::Push),
+            FolderFate::KeepLocal,
+            "push never takes a server change to the Maildir"
+        );
+        assert_eq!(
+            folder_fate(&facts(true, false), Direction::Push),
+            FolderFate::DeleteOnServer
+        );
+        assert_eq!(
+            folder_fate(&facts(false, true), Direction::Pull),
+            FolderFate::DeleteLocally
+        );
+    }
+
+    #[test]
+    fn rule_9_every_combination_deletes_only_an_empty_side() {
+        // Exhaustive over the facts that matter: a deletion never happens while the
+        // side losing the folder has, or may have, a message.
+        let counts = [None, Some(0), Some(1)];
+        for on_server in [false, true] {
+            for on_local in [false, true] {
+                for paired in [0, 1] {
+                    for server_messages in counts {
+                        for local_messages in counts.map(|c| c.map(|n| n as usize)) {
+                            for local_root_trusted in [false, true] {
+                                for direction in [Direction::Both, Direction::Pull, Direction::Push]
+                                {
+                                    let f = FolderFacts {
+                                        on_server,
+                                        on_local,
+                                        paired,
+                                        server_messages,
+                                        local_messages,
+                                        local_root_trusted,
+                                    };
+                                    match folder_fate(&f, direction) {
+                                        FolderFate::DeleteOnServer => {
+                                            assert!(server_messages == Some(0) && paired == 0);
+                                            assert!(local_root_trusted && !on_local);
+                                            assert!(direction.sends());
+                                        }
+                                        FolderFate::DeleteLocally => {
+                                            assert!(local_messages == Some(0) && paired == 0);
+                                            assert!(!on_server && direction.fetches());
+                                        }
+                                        FolderFate::Forget => assert!(!on_server && !on_local),
+                                        FolderFate::Sync => assert!(on_server),
+                                        FolderFate::KeepLocal => {
+                                            assert!(!on_server && on_local)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Rule 9 end to end: a folder deleted on one side is deleted on the other only when
+//! empty; a folder with mail in it is never removed automatically.
+
+use crate::support::maildir as md;
+use crate::support::stderr;
+use crate::support::sync_env::SyncEnv as Env;
+
+fn server_folders(env: &Env) -> Vec<String> {
+    let out = env
+        .dovecot
+        .doveadm(&["mailbox", "list", "-u", "alice"], None);
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn rule_9_an_empty_folder_deleted_locally_is_deleted_on_the_server() {
+    let env = Env::new("");
+    env.dovecot.create_mailbox("alice", "Old");
+    env.seed("INBOX", "keep");
+    env.sync_ok();
+    assert!(env.folder("Old").join("cur").is_dir());
+
+    std::fs::remove_dir_all(env.folder("Old")).unwrap();
+    env.sync_ok();
+    assert_eq!(server_folders(&env), ["INBOX"]);
+    assert!(!env.folder("Old").exists(), "not made again locally");
+    assert_eq!(md::messages(&env.inbox()).len(), 1);
+    env.assert_quiet();
+    assert_eq!(server_folders(&env), ["INBOX"]);
+}
+
+#[test]
+fn rule_9_a_folder_deleted_locally_with_mail_on_the_server_is_never_deleted() {
+    let env = Env::new("");
+    env.dovecot.create_mailbox("alice", "Late");
+    env.seed("INBOX", "keep");
+    env.sync_ok();
+    // Mail reaches the server folder after the local folder was deleted: the folder and
+    // the message come back down; nothing is deleted on the server.
+    std::fs::remove_dir_all(env.folder("Late")).unwrap();
+    env.seed("Late", "new-arrival");
+    env.sync_ok();
+    assert_eq!(server_folders(&env), ["INBOX", "Late"]);
+    assert_eq!(env.server("Late").len(), 1);
+    assert_eq!(md::messages(&env.folder("Late")).len(), 1);
+    env.assert_quiet();
+}
+
+#[test]
+fn rule_9_an_empty_folder_deleted_on_the_server_is_removed_locally() {
+    let env = Env::new("");
+    env.dovecot.create_mailbox("alice", "Projects");
+    env.dovecot.create_mailbox("alice", "Projects/Done");
+    env.seed("INBOX", "keep");
+    env.sync_ok();
+    assert!(env.folder("Projects/Done").join("cur").is_dir());
+
+    env.dovecot
+        .doveadm(&["mailbox", "delete", "-u", "alice", "Projects/Done"], None);
+    env.dovecot
+        .doveadm(&["mailbox", "delete", "-u", "alice", "Projects"], None);
+    env.sync_ok();
+    assert!(!env.folder("Projects").exists(), "both levels removed");
+    assert_eq!(
+        server_folders(&env),
+        ["INBOX"],
+        "and not made again on the server"
+    );
+    env.assert_quiet();
+}
+
+#[test]
+fn rule_9_a_folder_deleted_on_the_server_with_local_mail_is_kept_and_said_so() {
+    let env = Env::new("");
+    env.dovecot.create_mailbox("alice", "Busy");
+    env.seed("Busy", "precious");
+    env.seed("INBOX", "keep");
+    env.sync_ok();
+
+    env.dovecot
+        .doveadm(&["mailbox", "delete", "-u", "alice", "Busy"], None);
+    for _ in 0..2 {
+        let out = env.sync(&[]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "a folder left alone needs a human"
+        );
+        assert!(
+            stderr(&out).contains("Busy: deleted on the server"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(
+            md::messages(&env.folder("Busy")).len(),
+            1,
+            "the mail is kept"
+        );
+        assert_eq!(
+            server_folders(&env),
+            ["INBOX"],
+            "and not pushed back unasked"
+        );
+    }
+    // The user moves the message away and removes the folder: quiet from then on.
+    std::fs::remove_dir_all(env.folder("Busy")).unwrap();
+    env.sync_ok();
+    env.assert_quiet();
+}
+
+#[test]
+fn rule_9_a_narrowed_pass_never_reads_a_skipped_folder_as_deleted() {
+    let env = Env::new("");
+    env.dovecot.create_mailbox("alice", "Other");
+    env.seed("INBOX", "keep");
+    env.sync_ok();
+    std::fs::remove_dir_all(env.folder("Other")).unwrap();
+    // A pass of INBOX only decides nothing about Other.
+    let out = env.sync(&["--folder", "INBOX"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(server_folders(&env), ["INBOX", "Other"]);
+    // A dry run says what a full pass would do, and does not do it.
+    let out = env.sync(&["--dry-run"]);
+    assert!(
+        crate::support::stdout(&out).contains("Other: would delete the empty folder on the server"),
+        "{}",
+        crate::support::stdout(&out)
+    );
+    assert_eq!(server_folders(&env), ["INBOX", "Other"]);
+}
