@@ -34,7 +34,17 @@ pub struct Running {
 }
 
 pub fn fingerprint(account: &Account) -> String {
-    format!("{account:?}")
+    // `Debug` redacts a password written in the config, so a change of that password
+    // alone would go unnoticed on SIGHUP; a digest of it shows the change without
+    // keeping a second copy of the password.
+    let secret = match &account.secret {
+        crate::config::SecretSource::Password(p) => {
+            let digest = ring::digest::digest(&ring::digest::SHA256, p.as_bytes());
+            digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        }
+        _ => String::new(),
+    };
+    format!("{account:?} {secret}")
 }
 
 /// Take the account's lock and state, then supervise it in a task of its own.
@@ -651,5 +661,35 @@ async fn idle_once(
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::fingerprint;
+    use crate::config::{Account, Dirs, parse};
+
+    fn account(password: &str) -> Account {
+        let text = format!(
+            "[general]\nmaildir = \"/m\"\nstate_dir = \"/s\"\n[[account]]\nname = \"a\"\n\
+             kind = \"imap\"\nhost = \"localhost\"\ntls = \"none\"\nuser = \"u\"\n\
+             password = \"{password}\"\n"
+        );
+        parse(Path::new("t.toml"), &text, &Dirs::default())
+            .unwrap()
+            .config
+            .accounts
+            .remove(0)
+    }
+
+    #[test]
+    fn a_changed_password_alone_changes_the_fingerprint_without_showing_it() {
+        let old = fingerprint(&account("old-secret"));
+        let new = fingerprint(&account("new-secret"));
+        assert_ne!(old, new, "SIGHUP must restart the account");
+        assert_eq!(old, fingerprint(&account("old-secret")));
+        assert!(!old.contains("old-secret") && !new.contains("new-secret"));
     }
 }

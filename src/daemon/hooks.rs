@@ -40,3 +40,50 @@ pub fn spawn(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::spawn;
+
+    /// The process exists (a zombie not yet reaped still would).
+    fn alive(pid: u32) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    #[tokio::test]
+    async fn a_hook_past_its_timeout_is_killed_and_the_environment_reaches_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!(
+            "echo \"$$ $SYNCMAIL_ACCOUNT\" > {}; exec sleep 30",
+            pid_file.display()
+        );
+        spawn(
+            "test",
+            &["sh".into(), "-c".into(), script],
+            vec![("SYNCMAIL_ACCOUNT", "work".into())],
+            Duration::from_millis(300),
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let line = loop {
+            match std::fs::read_to_string(&pid_file) {
+                Ok(s) if s.ends_with('\n') => break s,
+                _ if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                other => panic!("the hook never ran: {other:?}"),
+            }
+        };
+        let (pid, account) = line.trim().split_once(' ').unwrap();
+        assert_eq!(account, "work");
+        let pid: u32 = pid.parse().unwrap();
+        assert!(alive(pid), "running until the timeout");
+        while alive(pid) {
+            // Reaped by the hook's task after the kill; a zombie would stay "alive".
+            assert!(Instant::now() < deadline, "the hook outlived its timeout");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
