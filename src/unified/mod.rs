@@ -19,6 +19,8 @@ pub mod plan;
 #[cfg(test)]
 mod plan_tests;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -375,19 +377,18 @@ pub fn rebuild(config: &Config) -> Result<Report, UnifiedError> {
         if unified.path.join("cur").is_dir() {
             let md = Maildir::open(&unified.path).map_err(|e| local_err(&unified.path, e))?;
             let scan = md.scan().map_err(|e| local_err(md.path(), e))?;
-            let paths: BTreeMap<Source, PathBuf> = sources(config, unified)
+            // One scan per source folder; a folder that cannot be read has no copies.
+            let accounts: BTreeMap<Source, LocalScan> = sources(config, unified)
                 .into_iter()
-                .map(|(s, p, _)| (s, p))
+                .filter_map(|(s, p, _)| Some((s, Maildir::open(&p).ok()?.scan().ok()?)))
                 .collect();
             let mut kept = 0;
             for (e, _) in &entries {
                 let Some(msg) = scan.messages.get(&e.unified) else {
                     continue;
                 };
-                let in_account = paths
+                let in_account = accounts
                     .get(&e.source)
-                    .and_then(|p| Maildir::open(p).ok())
-                    .and_then(|m| m.scan().ok())
                     .is_some_and(|s| s.contains(&e.local_key));
                 if in_account {
                     md.delete(msg).map_err(|err| local_err(&msg.path, err))?;
