@@ -222,6 +222,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             };
             let selected = select_accounts(&config, &accounts)?;
             let unified = config.unified.is_some() && !dry_run;
+            if config.unified.is_some() && dry_run {
+                println!("unified: --dry-run does not reconcile the unified folder; nothing done");
+            }
             // Before the passes, so a change made in the unified folder reaches the
             // servers in this run; after them, so what the passes brought shows there.
             let before = if unified {
@@ -567,6 +570,15 @@ fn print_summary(config: &Config) {
             format_args!("{}:{}", s.host, s.port),
             s.user,
             account.maildir.display()
+        );
+    }
+    if let Some(u) = &config.unified {
+        let list = |v: Vec<&str>| v.join(", ");
+        println!(
+            "  unified folder {}: {} of {}",
+            u.path.display(),
+            list(u.folders.iter().map(|f| f.0.as_str()).collect()),
+            list(u.accounts.iter().map(|a| a.0.as_str()).collect())
         );
     }
 }

@@ -56,6 +56,7 @@ pub fn apply(
                 flags,
             } => {
                 let Some(f) = sides.sources.get(source) else {
+                    failed.insert(unified.clone());
                     continue;
                 };
                 match touch(&f.md, f.scan.messages.get(local_key), |md, m| {

@@ -122,6 +122,23 @@ impl Env {
             .unwrap_or_else(|| panic!("{id} not on {user}'s server"))
     }
 
+    /// The mapping's rows, as stored.
+    fn mapping(&self) -> Vec<(String, String, String, String, String)> {
+        let db = self.home.path().join("state/unified.sqlite");
+        let conn =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let mut stmt = conn
+            .prepare("SELECT unified_key, account, folder, local_key, base_flags FROM entries ORDER BY unified_key")
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
     /// No Message-ID twice: in the unified folder, on each server, in each account.
     fn assert_no_duplicates(&self) {
         let once = |what: &str, ids: Vec<String>| {
@@ -200,6 +217,14 @@ fn messages_of_every_account_appear_once_as_hard_links_and_stay_put() {
     let db = env.home.path().join("state/unified.sqlite");
     assert_eq!(std::fs::metadata(&db).unwrap().mode() & 0o777, 0o600);
 
+    let out = env.run(&["check-config"]);
+    assert!(
+        stdout(&out).contains("unified folder")
+            && stdout(&out).contains("INBOX of work, home, old"),
+        "{}",
+        stdout(&out)
+    );
+
     // A file saved into the unified folder by hand is left alone and named once.
     md::add(
         &u,
@@ -208,6 +233,8 @@ fn messages_of_every_account_appear_once_as_hard_links_and_stay_put() {
         &message("mine", "mine@test", "body of mine"),
     );
     let names = md::messages(&u);
+    let rows = env.mapping();
+    assert_eq!(rows.len(), 4);
     for round in 0..2 {
         let out = env.run(&["sync"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -217,6 +244,7 @@ fn messages_of_every_account_appear_once_as_hard_links_and_stay_put() {
         let warned = stderr(&out).contains("1700000000.M1P1.mine");
         assert_eq!(warned, round == 0, "warned once: {}", stderr(&out));
         assert_eq!(md::messages(&u), names, "no new links, no renames");
+        assert_eq!(env.mapping(), rows, "the mapping is kept as it was");
     }
     assert_eq!(env.server_ids("alice"), ids(&["a1", "a2"]));
     let status = stdout(&env.run(&["unified", "status"]));
@@ -469,5 +497,61 @@ fn daemon_shows_new_mail_in_unified_and_carries_a_unified_flag_to_the_server() {
     assert_eq!(got, ids(&["a1", "b1", "b2"]));
     let text = env.sync_ok();
     assert!(text.contains(UNIFIED_QUIET), "{text}");
+    env.assert_no_duplicates();
+}
+
+#[test]
+fn rule_7_deleting_most_of_an_account_in_unified_stops_and_asks() {
+    let env = Env::new(false, "");
+    let n = 12;
+    for i in 0..n {
+        env.seed("alice", &format!("m{i}"));
+    }
+    env.seed("bob", "b1");
+    env.seed("bob", "b2");
+    env.sync_ok();
+    let u = env.unified();
+    for i in 1..n {
+        md::delete(&u, &env.key_of(&u, &format!("m{i}")));
+    }
+    let out = env.run(&["sync"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("held back deleting 11 of 12")
+            && err.contains("syncmail unified reconcile --confirm-delete"),
+        "{err}"
+    );
+    assert_eq!(
+        env.server_ids("alice").len(),
+        n,
+        "nothing deleted on the server"
+    );
+    assert_eq!(md::messages(&env.inbox("work")).len(), n);
+    // Bob's folder is not affected by work's halt.
+    md::delete(&u, &env.key_of(&u, "b1"));
+    let out = env.run(&["sync"]);
+    assert!(
+        stdout(&out).contains("deleted 1 in accounts"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(env.server_ids("bob"), ids(&["b2"]));
+    let status = stdout(&env.run(&["unified", "status"]));
+    assert!(status.contains("halted:"), "{status}");
+
+    // Confirmed: the account copies go; the account's own guard then asks for the server.
+    let out = env.run(&["unified", "reconcile", "--confirm-delete"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("deleted 11 in accounts"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.run(&["sync", "--confirm-delete"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(env.server_ids("alice"), ids(&["m0"]));
+    let status = stdout(&env.run(&["unified", "status"]));
+    assert!(!status.contains("halted:"), "{status}");
     env.assert_no_duplicates();
 }
