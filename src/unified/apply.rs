@@ -86,7 +86,7 @@ pub fn apply(
                         touched_unified = true;
                     }
                     Err(e) => {
-                        report.errors.push(format!("unified folder: {e}"));
+                        note_unified(report, &e);
                         failed.insert(unified.clone());
                     }
                 }
@@ -127,7 +127,7 @@ pub fn apply(
                         touched_unified = true;
                         dropped.push(unified.clone());
                     }
-                    Err(e) => report.errors.push(format!("unified folder: {e}")),
+                    Err(e) => note_unified(report, &e),
                 }
             }
             Action::Forget { unified } => {
@@ -178,6 +178,16 @@ fn note(report: &mut Report, e: &MessageError, source: &Source) {
             report.rescan = true;
         }
         _ => report.errors.push(format!("{source}: {e}")),
+    }
+}
+
+fn note_unified(report: &mut Report, e: &MessageError) {
+    match e {
+        MessageError::Vanished { .. } => {
+            tracing::debug!("unified folder: {e}");
+            report.rescan = true;
+        }
+        _ => report.errors.push(format!("unified folder: {e}")),
     }
 }
 

@@ -74,7 +74,25 @@ pub struct Report {
     pub rescan: bool,
 }
 
+/// How many times one reconcile looks again after a file moved under it.
+const RESCANS: usize = 2;
+
 impl Report {
+    /// This report followed by `next`: counts add up, halts and errors are the latest.
+    fn then(self, next: Report) -> Report {
+        Report {
+            linked: self.linked + next.linked,
+            copied: self.copied + next.copied,
+            to_accounts: self.to_accounts + next.to_accounts,
+            to_unified: self.to_unified + next.to_unified,
+            deleted: self.deleted + next.deleted,
+            removed: self.removed + next.removed,
+            halts: next.halts,
+            errors: next.errors,
+            rescan: next.rescan,
+        }
+    }
+
     /// Whether anything changed on either side.
     pub fn changed(&self) -> bool {
         self.linked + self.copied + self.to_accounts + self.to_unified + self.deleted + self.removed
@@ -260,7 +278,17 @@ pub fn reconcile(config: &Config, opts: Options) -> Result<Report, UnifiedError>
     let state_dir = &config.general.state_dir;
     let _lock = ReconcileLock::acquire(state_dir)?;
     let mut store = MapStore::open(state_dir)?;
-    let result = reconcile_locked(config, unified, opts, &mut store);
+    // A file a client moved while we worked is picked up by looking again (rule 14).
+    let mut result = reconcile_locked(config, unified, opts, &mut store);
+    for _ in 0..RESCANS {
+        match &mut result {
+            Ok(so_far) if so_far.rescan => {
+                let next = reconcile_locked(config, unified, opts, &mut store);
+                result = next.map(|r| so_far.clone().then(r));
+            }
+            _ => break,
+        }
+    }
     let (error, halts) = match &result {
         Ok(r) => (None, r.halts.clone()),
         Err(e) => (Some(e.to_string()), Vec::new()),
