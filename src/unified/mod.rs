@@ -311,6 +311,7 @@ fn reconcile_locked(
         report.halts.push(halt.to_string());
         return Ok(report);
     };
+    remove_doomed(&md, store)?;
     let scan = md.scan().map_err(|e| local_err(md.path(), e))?;
     // Links a crash interrupted (rule 1): kept if the file is there, else forgotten.
     let pending: Vec<_> = all.iter().filter(|(_, p)| *p).map(|(e, _)| e).collect();
@@ -410,7 +411,7 @@ pub fn rebuild(config: &Config) -> Result<Report, UnifiedError> {
                 .into_iter()
                 .filter_map(|(s, p, _)| Some((s, Maildir::open(&p).ok()?.scan().ok()?)))
                 .collect();
-            let mut kept = 0;
+            let mut doomed = Vec::new();
             for (e, _) in &entries {
                 let Some(msg) = scan.messages.get(&e.unified) else {
                     continue;
@@ -419,32 +420,48 @@ pub fn rebuild(config: &Config) -> Result<Report, UnifiedError> {
                     .get(&e.source)
                     .is_some_and(|s| s.contains(&e.local_key));
                 if in_account {
-                    md.delete(msg).map_err(|err| local_err(&msg.path, err))?;
+                    doomed.push(e.unified.clone());
                 } else {
-                    kept += 1;
                     tracing::warn!(
-                        "unified: rebuild keeps {} ({}): its account copy was not found, so it may be the only one",
+                        "unified: rebuild keeps {} ({}): its account copy was not found, so it may be the only one; it is no longer synced",
                         msg.path.display(),
                         e.source
                     );
                 }
             }
-            md.sync_dirs().map_err(|e| local_err(md.path(), e))?;
-            if kept > 0 {
-                tracing::warn!(
-                    "unified: {kept} file(s) kept as they are; they are no longer synced"
-                );
-            }
+            store.begin_rebuild(&doomed)?;
+            remove_doomed(&md, &mut store)?;
         } else {
             create_maildir(&unified.path)?;
+            store.begin_rebuild(&[])?;
         }
-        store.clear()?;
         tracing::info!(
             "unified: mapping of {} entries dropped; building the view again",
             entries.len()
         );
     }
     reconcile(config, Options::default())
+}
+
+/// Remove the unified files a rebuild recorded, durably, then forget the list. Run by
+/// the rebuild, and by the next reconcile if a crash interrupted it.
+fn remove_doomed(md: &Maildir, store: &mut MapStore) -> Result<(), UnifiedError> {
+    let doomed = store.doomed()?;
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    let scan = md.scan().map_err(|e| local_err(md.path(), e))?;
+    for key in &doomed {
+        if let Some(msg) = scan.messages.get(key) {
+            match md.delete(msg) {
+                Ok(()) | Err(crate::maildir::MessageError::Vanished { .. }) => {}
+                Err(e) => return Err(local_err(&msg.path, e)),
+            }
+        }
+    }
+    md.sync_dirs().map_err(|e| local_err(md.path(), e))?;
+    store.clear_doomed()?;
+    Ok(())
 }
 
 /// `syncmail unified status`: the folder, entries per source, the last reconcile.

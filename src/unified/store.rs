@@ -34,6 +34,13 @@ const MIGRATIONS: &[&str] = &[r#"
         unified_key TEXT PRIMARY KEY
     ) STRICT;
 
+    -- Unified files a rebuild removes. Written with the emptied mapping in one
+    -- transaction, before any file goes: a crash never leaves an entry whose unified
+    -- file is gone (which would read as "deleted by the user") nor a file left behind.
+    CREATE TABLE doomed (
+        unified_key TEXT PRIMARY KEY
+    ) STRICT;
+
     -- The latest reconcile, for `syncmail unified status`.
     CREATE TABLE status (
         id           INTEGER PRIMARY KEY CHECK (id = 1),
@@ -221,10 +228,35 @@ impl MapStore {
         Ok(())
     }
 
-    /// Forget every entry (`syncmail unified rebuild`).
-    pub fn clear(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("DELETE FROM entries; DELETE FROM strangers;")?;
+    /// Start a rebuild: forget every entry and remember which unified files to remove,
+    /// in one transaction.
+    pub fn begin_rebuild(&mut self, doomed: &[MaildirKey]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute_batch("DELETE FROM entries; DELETE FROM strangers;")?;
+        for k in doomed {
+            tx.execute(
+                "INSERT OR IGNORE INTO doomed (unified_key) VALUES (?1)",
+                [&k.0],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Unified files a rebuild still has to remove.
+    pub fn doomed(&self) -> Result<Vec<MaildirKey>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT unified_key FROM doomed ORDER BY unified_key")?;
+        let keys = stmt
+            .query_map([], |r| r.get(0).map(MaildirKey))?
+            .collect::<Result<_, _>>()?;
+        Ok(keys)
+    }
+
+    /// The rebuild's files are removed (and that is durable).
+    pub fn clear_doomed(&mut self) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM doomed", [])?;
         Ok(())
     }
 

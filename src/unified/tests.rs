@@ -296,3 +296,38 @@ fn rebuild_keeps_a_unified_file_whose_account_copy_is_gone() {
     assert!(files.iter().any(|(_, b)| b == "two"));
     assert_eq!(f.store().entries().unwrap().len(), 1);
 }
+
+#[test]
+fn rule_1_a_rebuild_interrupted_after_forgetting_the_mapping_never_doubles_the_view() {
+    let f = fixture();
+    f.deliver("work", "1.M1P1.w", "one");
+    f.deliver("home", "2.M1P1.h", "two");
+    f.reconcile();
+    // The rebuild recorded its plan and was killed before removing any file.
+    let mut store = f.store();
+    let keys: Vec<MaildirKey> = store
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.unified)
+        .collect();
+    store.begin_rebuild(&keys).unwrap();
+    drop(store);
+    let r = f.reconcile();
+    assert_eq!(r.linked, 2, "{r}");
+    assert_eq!((r.deleted, r.removed), (0, 0), "{r}");
+    let files = Fixture::files(&f.unified());
+    assert_eq!(
+        files.len(),
+        2,
+        "the old entries went, the new ones came: {files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .all(|(n, _)| !keys.iter().any(|k| n.contains(&k.0)))
+    );
+    assert_eq!(Fixture::files(&f.inbox("work")).len(), 1);
+    assert_eq!(Fixture::files(&f.inbox("home")).len(), 1);
+    assert!(f.store().doomed().unwrap().is_empty());
+}
