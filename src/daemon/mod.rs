@@ -263,6 +263,7 @@ pub async fn run(
             Control::Shutdown => break,
             Control::SyncNow => {
                 tracing::info!("syncing everything now (SIGUSR1)");
+                unified_kick.notify_one();
                 for r in running.values() {
                     r.triggers.add(triggers::Work {
                         all: true,
