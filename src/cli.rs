@@ -10,6 +10,7 @@ use crate::config::{self, Account, AccountKind, Config, ConfigError, Dirs, Tls};
 use crate::engine;
 use crate::imap::{self, ImapError};
 use crate::secret::{self, SecretError};
+use crate::unified;
 
 /// Exit codes: 0 ok, 1 other failure, 2 usage, 75 transient (EX_TEMPFAIL: try again
 /// later), 78 config error (EX_CONFIG).
@@ -66,6 +67,11 @@ pub enum Command {
     Daemon,
     /// Show each account's and folder's state
     Status,
+    /// The unified inbox: status, reconcile, rebuild
+    Unified {
+        #[command(subcommand)]
+        command: UnifiedCommand,
+    },
     /// Print the change and conflict log
     Log {
         account: Option<String>,
@@ -73,6 +79,21 @@ pub enum Command {
         #[arg(long)]
         conflicts: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UnifiedCommand {
+    /// Entries per account, the last reconcile, halts
+    Status,
+    /// Reconcile the unified folder with the accounts' Maildirs now (no network)
+    Reconcile {
+        /// Carry out deletions a safety guard held back
+        #[arg(long)]
+        confirm_delete: bool,
+    },
+    /// Drop the mapping and the unified folder's entries and build it again from the
+    /// accounts' Maildirs; nothing is deleted in any account
+    Rebuild,
 }
 
 /// A failed command, carrying the exit code it deserves.
@@ -200,8 +221,26 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 progress: None,
             };
             let selected = select_accounts(&config, &accounts)?;
-            runtime()?.block_on(sync_all(&config, &selected, &opts))
+            let unified = config.unified.is_some() && !dry_run;
+            if config.unified.is_some() && dry_run {
+                println!("unified: --dry-run does not reconcile the unified folder; nothing done");
+            }
+            // Before the passes, so a change made in the unified folder reaches the
+            // servers in this run; after them, so what the passes brought shows there.
+            let before = if unified {
+                print_unified(unified::reconcile(&config, unified::Options::default()))
+            } else {
+                Ok(())
+            };
+            let passes = runtime()?.block_on(sync_all(&config, &selected, &opts));
+            let after = if unified {
+                print_unified(unified::reconcile(&config, unified::Options::default()))
+            } else {
+                Ok(())
+            };
+            passes.and(before).and(after)
         }
+        Command::Unified { command } => run_unified(&config, command),
         Command::Daemon => run_daemon(config),
         Command::Status => {
             print!("{}", crate::daemon::status::render(&config));
@@ -212,6 +251,49 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let selected = select_accounts(&config, &names)?;
             runtime()?.block_on(print_log(&config, &selected, conflicts))
         }
+    }
+}
+
+/// Print a reconcile's summary, halts and errors the way account passes print theirs.
+fn print_unified(result: Result<unified::Report, unified::UnifiedError>) -> Result<(), Failure> {
+    match result {
+        Ok(report) => {
+            for halt in &report.halts {
+                eprintln!("syncmail: unified: {halt}");
+            }
+            for error in &report.errors {
+                eprintln!("syncmail: unified: {error}");
+            }
+            println!("unified: {report}");
+            if report.halts.is_empty() && report.errors.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::Other(
+                    "the unified folder needs attention (see above)".into(),
+                ))
+            }
+        }
+        Err(e) => Err(Failure::Other(e.to_string())),
+    }
+}
+
+fn run_unified(config: &Config, command: UnifiedCommand) -> Result<(), Failure> {
+    if config.unified.is_none() {
+        return Err(Failure::Usage(format!(
+            "{} has no [unified] table; config/syncmail.example.toml shows one",
+            config.path.display()
+        )));
+    }
+    match command {
+        UnifiedCommand::Status => {
+            print!("{}", unified::render_status(config));
+            Ok(())
+        }
+        UnifiedCommand::Reconcile { confirm_delete } => print_unified(unified::reconcile(
+            config,
+            unified::Options { confirm_delete },
+        )),
+        UnifiedCommand::Rebuild => print_unified(unified::rebuild(config)),
     }
 }
 
@@ -488,6 +570,15 @@ fn print_summary(config: &Config) {
             format_args!("{}:{}", s.host, s.port),
             s.user,
             account.maildir.display()
+        );
+    }
+    if let Some(u) = &config.unified {
+        let list = |v: Vec<&str>| v.join(", ");
+        println!(
+            "  unified folder {}: {} of {}",
+            u.path.display(),
+            list(u.folders.iter().map(|f| f.0.as_str()).collect()),
+            list(u.accounts.iter().map(|a| a.0.as_str()).collect())
         );
     }
 }

@@ -24,6 +24,9 @@
 //! - [`daemon`]: per-account supervisors, IDLE and file-watch triggers, backoff, signals,
 //!   sd_notify, hooks, and `syncmail status`.
 //! - [`secret`]: fetches passwords and tokens from the configured source, never logging them.
+//! - [`unified`]: the unified inbox: one Maildir of hard links to several accounts' folders,
+//!   reconciled two ways by a pure planner (flags per-flag merged, deletions only from
+//!   stable scans) with its mapping in `unified.sqlite`; to the accounts a mail client.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -37,3 +40,4 @@ pub mod pop3;
 pub mod secret;
 pub mod store;
 pub mod sync;
+pub mod unified;

@@ -23,6 +23,20 @@ pub struct Config {
     pub general: General,
     /// In file order.
     pub accounts: Vec<Account>,
+    /// The unified inbox, when `[unified]` is configured.
+    pub unified: Option<Unified>,
+}
+
+/// `[unified]`: a Maildir of its own holding (as hard links) every message of the chosen
+/// folders of the chosen accounts, kept two-way in step with them by `crate::unified`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unified {
+    /// The unified Maildir folder (`cur/`, `new/`, `tmp/`).
+    pub path: PathBuf,
+    /// Which folder of each account is merged (server names, e.g. `INBOX`).
+    pub folders: Vec<FolderName>,
+    /// The accounts merged, in config order.
+    pub accounts: Vec<AccountName>,
 }
 
 #[derive(Clone, Debug)]

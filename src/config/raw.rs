@@ -12,6 +12,16 @@ pub struct RawFile {
     pub general: Option<RawGeneral>,
     #[serde(default)]
     pub account: Vec<Spanned<RawAccount>>,
+    pub unified: Option<Spanned<RawUnified>>,
+}
+
+/// `[unified]`: one Maildir showing every configured account's folders together.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnified {
+    pub path: Spanned<String>,
+    pub folders: Option<Spanned<Vec<Spanned<String>>>>,
+    pub accounts: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,10 +9,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, locate};
-use super::raw::{AuthMech, Outline, RawAccount, RawFile, RawKind, Tls};
+use super::raw::{AuthMech, Outline, RawAccount, RawFile, RawKind, RawUnified, Tls};
 use super::{
     Account, AccountKind, Config, Dirs, FolderPattern, FolderPatterns, General, ImapSettings,
-    Loaded, Pop3Settings, SecretSource, Server,
+    Loaded, Pop3Settings, SecretSource, Server, Unified,
 };
 use crate::model::{AccountName, FolderName};
 use crate::sync::DEFAULT_MAX_DELETE_SHARE;
@@ -120,11 +120,16 @@ pub(super) fn parse(
         }
         accounts.push(account);
     }
+    let unified = match &raw.unified {
+        Some(u) => Some(unified(&ctx, u.get_ref(), &accounts, dirs, base_dir)?),
+        None => None,
+    };
     Ok(Loaded {
         config: Config {
             path: path.to_owned(),
             general,
             accounts,
+            unified,
         },
         warnings,
     })
@@ -275,6 +280,95 @@ fn path_value(
         expanded
     } else {
         base.join(expanded)
+    })
+}
+
+/// `[unified]`: the path must be outside every account's Maildir (the engine would take it
+/// for a folder of that account and upload it) and hold none; the names must be accounts.
+fn unified(
+    ctx: &Ctx,
+    u: &RawUnified,
+    accounts: &[Account],
+    dirs: &Dirs,
+    base_dir: &Path,
+) -> Result<Unified, ConfigError> {
+    let path = path_value(ctx, &u.path, dirs, base_dir)?;
+    let folders = match &u.folders {
+        Some(list) if list.get_ref().is_empty() => {
+            return Err(ctx
+                .error(
+                    list.span(),
+                    "`folders` is empty, so nothing would be merged",
+                )
+                .help(
+                    "name the folders to merge, e.g. folders = [\"INBOX\"], or leave the key out",
+                ));
+        }
+        Some(list) => folder_list(ctx, list)?,
+        None => vec![FolderName("INBOX".into())],
+    };
+    let names = match &u.accounts {
+        Some(list) if list.get_ref().is_empty() => {
+            return Err(ctx
+                .error(
+                    list.span(),
+                    "`accounts` is empty, so nothing would be merged",
+                )
+                .help("name the accounts to merge, or leave the key out to merge every account"));
+        }
+        Some(list) => {
+            let mut names: Vec<AccountName> = Vec::new();
+            for n in list.get_ref() {
+                if !accounts.iter().any(|a| &a.name.0 == n.get_ref()) {
+                    let known: Vec<&str> = accounts.iter().map(|a| a.name.0.as_str()).collect();
+                    return Err(ctx
+                        .error(
+                            n.span(),
+                            format!("there is no account named `{}`", n.get_ref()),
+                        )
+                        .help(format!(
+                            "use the `name` of an [[account]]: {}",
+                            known.join(", ")
+                        )));
+                }
+                if names.iter().any(|m| &m.0 == n.get_ref()) {
+                    return Err(ctx
+                        .error(
+                            n.span(),
+                            format!("account `{}` is listed twice", n.get_ref()),
+                        )
+                        .help("name each account once"));
+                }
+                names.push(AccountName(n.get_ref().clone()));
+            }
+            names
+        }
+        None => accounts.iter().map(|a| a.name.clone()).collect(),
+    };
+    if let Some(a) = accounts.iter().find(|a| overlaps(&a.maildir, &path)) {
+        return Err(ctx
+            .error(
+                u.path.span(),
+                format!(
+                    "the unified folder {} overlaps account `{}`'s Maildir {}",
+                    path.display(),
+                    a.name,
+                    a.maildir.display()
+                ),
+            )
+            .help(format!(
+                "put it beside the accounts' Maildirs, not inside one (the account would sync it to its server as a folder), e.g. path = \"{}\"",
+                a.maildir
+                    .parent()
+                    .unwrap_or(Path::new("~"))
+                    .join("Unified/INBOX")
+                    .display()
+            )));
+    }
+    Ok(Unified {
+        path,
+        folders,
+        accounts: names,
     })
 }
 
@@ -763,6 +857,60 @@ mod tests {
         assert_eq!(fingerprint(&format!("sha256:{hex}")), Some([0xab; 32]));
         assert_eq!(fingerprint(&colons), Some([0xab; 32]));
         assert_eq!(fingerprint("sha256:abcd"), None);
+    }
+
+    const TWO: &str = r#"[general]
+maildir = "/m"
+state_dir = "/s"
+
+[[account]]
+name = "work"
+kind = "imap"
+host = "imap.example.com"
+user = "me"
+password_command = ["pass", "work"]
+
+[[account]]
+name = "home"
+kind = "pop3"
+host = "pop.example.com"
+user = "me"
+password_command = ["pass", "home"]
+"#;
+
+    fn load(extra: &str) -> Result<Config, ConfigError> {
+        let text = format!("{TWO}\n{extra}");
+        parse(Path::new("/c/config.toml"), &text, &Dirs::default(), None).map(|l| l.config)
+    }
+
+    #[test]
+    fn unified_defaults_to_every_account_and_the_inbox() {
+        let c = load("[unified]\npath = \"/m/Unified/INBOX\"\n").unwrap();
+        let u = c.unified.unwrap();
+        assert_eq!(u.path, PathBuf::from("/m/Unified/INBOX"));
+        assert_eq!(u.folders, [FolderName("INBOX".into())]);
+        assert_eq!(
+            u.accounts,
+            [AccountName("work".into()), AccountName("home".into())]
+        );
+        assert!(load("").unwrap().unified.is_none());
+    }
+
+    #[test]
+    fn unified_errors_are_located() {
+        let e = load("[unified]\npath = \"/m/U\"\naccounts = [\"work\", \"nope\"]\n").unwrap_err();
+        assert!(e.message.contains("no account named `nope`"), "{e}");
+        assert_eq!(e.line_col(), Some((21, 21)));
+        assert!(e.account.is_none());
+        let e = load("[unified]\npath = \"/m/work/Unified\"\n").unwrap_err();
+        assert!(e.message.contains("overlaps account `work`"), "{e}");
+        assert_eq!(e.line_col(), Some((20, 8)));
+        let e = load("[unified]\npath = \"/m/U\"\nfolders = []\n").unwrap_err();
+        assert!(e.message.contains("`folders` is empty"), "{e}");
+        let e = load("[unified]\nfolders = [\"INBOX\"]\n").unwrap_err();
+        assert!(e.message.contains("missing field `path`"), "{e}");
+        let e = load("[unified]\npath = \"/m/U\"\nfolder = [\"INBOX\"]\n").unwrap_err();
+        assert!(e.message.contains("unknown field `folder`"), "{e}");
     }
 
     #[test]

@@ -481,6 +481,8 @@ impl Supervisor {
             > 0;
         if changed {
             tracing::info!(account = self.name(), "{c}");
+            // What the pass brought (or carried away) shows in the unified folder.
+            self.shared.unified_kick.notify_one();
         } else {
             tracing::debug!(account = self.name(), "{c}");
         }

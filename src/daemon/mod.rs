@@ -11,6 +11,7 @@ mod hooks;
 mod sdnotify;
 pub mod status;
 mod triggers;
+mod unified;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch as tokio_watch};
+use tokio::sync::{Notify, mpsc, watch as tokio_watch};
 
 pub use sdnotify::Notifier;
 
@@ -150,6 +151,36 @@ pub struct Shared {
     board: Arc<Board>,
     /// Bumped on each clock jump: every connection is dropped and every folder resynced.
     epoch: tokio_watch::Receiver<u64>,
+    /// Notified after an account pass that changed something: the unified folder is
+    /// reconciled (a no-op without `[unified]`).
+    unified_kick: Arc<Notify>,
+}
+
+/// The running unified-folder task.
+struct UnifiedTask {
+    stop: tokio_watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+fn start_unified(config: &Config, kick: &Arc<Notify>, debounce: Duration) -> Option<UnifiedTask> {
+    let (stop, stop_rx) = tokio_watch::channel(false);
+    unified::start(Arc::new(config.clone()), kick.clone(), debounce, stop_rx)
+        .map(|handle| UnifiedTask { stop, handle })
+}
+
+/// Stop the unified task: it finishes the reconcile in flight (they are short).
+async fn stop_unified(task: Option<UnifiedTask>, grace: Duration) {
+    if let Some(t) = task {
+        let _ = t.stop.send(true);
+        let abort = t.handle.abort_handle();
+        if tokio::time::timeout(grace + Duration::from_secs(3), t.handle)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the unified folder task did not stop in time; aborted");
+            abort.abort();
+        }
+    }
 }
 
 /// Re-reads the config file for a reload.
@@ -171,10 +202,12 @@ pub async fn run(
         epoch_tx,
     ));
     let board = Arc::new(Board::new(notifier.clone()));
+    let unified_kick = Arc::new(Notify::new());
     let shared = Shared {
         tuning: tuning.clone(),
         board: board.clone(),
         epoch,
+        unified_kick: unified_kick.clone(),
     };
     let mut general = Arc::new(config.general.clone());
     let mut running: BTreeMap<String, account::Running> = BTreeMap::new();
@@ -213,6 +246,7 @@ pub async fn run(
         running.len(),
         std::process::id()
     );
+    let mut unified_task = start_unified(&config, &unified_kick, tuning.debounce);
     notifier.ready();
     let watchdog = sdnotify::watchdog_interval().map(|every| {
         let n = notifier.clone();
@@ -229,6 +263,7 @@ pub async fn run(
             Control::Shutdown => break,
             Control::SyncNow => {
                 tracing::info!("syncing everything now (SIGUSR1)");
+                unified_kick.notify_one();
                 for r in running.values() {
                     r.triggers.add(triggers::Work {
                         all: true,
@@ -288,6 +323,13 @@ pub async fn run(
                         }
                         stop_all(removed, tuning.shutdown_grace).await;
                         running = keep;
+                        if format!("{:?}", next.unified) != format!("{:?}", current.unified)
+                            || format!("{:?}", next.accounts) != format!("{:?}", current.accounts)
+                            || restart_all
+                        {
+                            stop_unified(unified_task.take(), tuning.shutdown_grace).await;
+                            unified_task = start_unified(&next, &unified_kick, tuning.debounce);
+                        }
                         current = next;
                         tracing::info!("config reloaded: {} account(s) running", running.len());
                     }
@@ -301,6 +343,7 @@ pub async fn run(
     }
     tracing::info!("shutting down");
     notifier.stopping();
+    stop_unified(unified_task, tuning.shutdown_grace).await;
     stop_all(running.into_values().collect(), tuning.shutdown_grace).await;
     if let Some(w) = watchdog {
         w.abort();

@@ -15,6 +15,9 @@ pub fn render(config: &Config) -> String {
     for account in &config.accounts {
         render_account(&mut out, &config.general.state_dir, account);
     }
+    if config.unified.is_some() {
+        out.push_str(&crate::unified::render_status(config));
+    }
     out
 }
 

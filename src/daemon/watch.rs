@@ -47,7 +47,7 @@ pub fn watch(root: &Path, triggers: Arc<Triggers>) -> notify::Result<Recommended
     Ok(watcher)
 }
 
-fn counts(kind: &EventKind) -> bool {
+pub(super) fn counts(kind: &EventKind) -> bool {
     matches!(
         kind,
         EventKind::Create(_)

@@ -120,6 +120,8 @@ fn example_config_passes() {
         "compress",
         "keep_on_server",
         "delete_after_days",
+        "path",
+        "accounts",
     ] {
         assert!(
             EXAMPLE.contains(&format!("{key} =")),

@@ -19,3 +19,4 @@ mod sync_crash;
 mod sync_cut;
 mod sync_folders;
 mod sync_scenarios;
+mod unified;
