@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what syncmail's tests and demo need when it is missing: Dovecot (IMAP and
-# POP3) and openssl. Sourced by scripts/test.sh and scripts/demo.sh.
+# POP3), openssl, and the mail clients the integration tests drive (neomutt, aerc,
+# tmux, notmuch). Sourced by scripts/test.sh and scripts/demo.sh.
 
 ensure_deps() {
     local missing=()
@@ -8,6 +9,11 @@ ensure_deps() {
     [ -e /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
     command -v doveadm >/dev/null 2>&1 || [ -x /usr/bin/doveadm ] || missing+=(dovecot-core)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    # The mail-client tests drive a real neomutt and aerc in tmux, and run notmuch.
+    command -v neomutt >/dev/null 2>&1 || missing+=(neomutt)
+    command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+    command -v notmuch >/dev/null 2>&1 || missing+=(notmuch)
+    command -v aerc >/dev/null 2>&1 || missing+=(aerc)
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "syncmail: installing ${missing[*]} (Debian packages)" >&2
     local sudo=""

@@ -1,7 +1,7 @@
 //! Running `syncmail daemon` in a test: start it on a SyncEnv, signal it, wait for what
 //! it should bring about with a deadline (never a fixed sleep), read its log on failure.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,12 @@ impl Daemon {
     }
 
     pub fn start_with(env: &SyncEnv, vars: &[(&str, &str)]) -> Daemon {
-        let log = env.home.path().join(format!(
+        Daemon::launch(env.home.path(), &env.config, vars)
+    }
+
+    /// Start on any config, with `home` as HOME and the place for the log.
+    pub fn launch(home: &Path, config: &Path, vars: &[(&str, &str)]) -> Daemon {
+        let log = home.join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -30,11 +35,11 @@ impl Daemon {
                 .as_nanos()
         ));
         let child = Command::new(env!("CARGO_BIN_EXE_syncmail"))
-            .args(["daemon", "--config", env.config.to_str().unwrap()])
+            .args(["daemon", "--config", config.to_str().unwrap()])
             .env_clear()
             .envs(vars.iter().copied())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", env.home.path())
+            .env("HOME", home)
             .env("SYNCMAIL_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod clients;
 mod config_check;
 mod daemon_bench;
 mod daemon_idle_scripted;
