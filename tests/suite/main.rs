@@ -18,3 +18,4 @@ mod pop3_scripted;
 mod sync_crash;
 mod sync_cut;
 mod sync_scenarios;
+mod tls_certs;
