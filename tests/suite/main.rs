@@ -15,6 +15,7 @@ mod imap_session;
 mod pop3_client;
 mod pop3_poller;
 mod pop3_scripted;
+mod secrets;
 mod sync_crash;
 mod sync_cut;
 mod sync_scenarios;
