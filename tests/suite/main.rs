@@ -10,6 +10,7 @@ mod daemon_push;
 mod daemon_resilience;
 mod daemon_service;
 mod daemon_support;
+mod disk_full;
 mod file_modes;
 mod imap_connect;
 mod imap_session;

@@ -1,0 +1,123 @@
+//! A full disk under `syncmail sync`: the pass stops with a message naming the account,
+//! the folder and the cause, leaves no partial message and a clean `tmp/`, touches
+//! nothing on the server, and once there is room a rerun finishes the job exactly once.
+
+use std::path::Path;
+
+use crate::daemon_support::seed_many;
+use crate::support::dovecot::message;
+use crate::support::maildir as md;
+use crate::support::sync_env::SyncEnv;
+use crate::support::tmpfs::Tmpfs;
+use crate::support::{stderr, stdout};
+
+/// The bytes the server holds for the message with this Subject (see `seed_many`).
+fn expected(subject: &str) -> Vec<u8> {
+    let id = subject;
+    let body = if id == "f-first" {
+        format!("body of {id}")
+    } else {
+        format!("body of {id} {}", "x".repeat(2000))
+    };
+    message(id, &format!("{id}@test"), &body)
+}
+
+/// Every message file in `cur/` and `new/` is whole: byte for byte what the server has.
+/// Returns their Subjects.
+fn assert_whole(folder: &Path) -> Vec<String> {
+    let mut subjects = Vec::new();
+    for key in md::messages(folder).keys() {
+        let bytes = md::read(folder, key);
+        let text = String::from_utf8_lossy(&bytes);
+        let subject = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or_else(|| panic!("{key}: no Subject, a partial file?\n{text}"))
+            .trim()
+            .to_owned();
+        assert!(
+            bytes == expected(&subject),
+            "{key} is not the whole message {subject} ({} bytes)",
+            bytes.len()
+        );
+        subjects.push(subject);
+    }
+    subjects
+}
+
+/// `seed_many`'s messages and the one it seeds first.
+const ALL: usize = 1201;
+
+fn tmp_is_empty(folder: &Path) -> bool {
+    std::fs::read_dir(folder.join("tmp"))
+        .unwrap()
+        .next()
+        .is_none()
+}
+
+#[test]
+fn disk_full_sync_fails_cleanly_and_resumes() {
+    let env = SyncEnv::new("");
+    let small = env.home.path().join("small");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        format!("{text}maildir = \"{}\"\n", small.display()),
+    )
+    .unwrap();
+    // 1201 messages of about 2.2 KiB, a 4 KiB page each on tmpfs: about 4.7 MiB for a
+    // disk of 3. The first batch of 500 fits, so the disk fills with work committed.
+    let disk = Tmpfs::mount_or_fail(&small, "3m");
+    seed_many(&env, "f", 1200);
+    let inbox = small.join("INBOX");
+    let server_before = env.server("INBOX");
+    assert_eq!(server_before.len(), ALL);
+
+    let out = env.sync(&[]);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a full disk needs attention: exit 1\n{}\n{err}",
+        stdout(&out)
+    );
+    let line = err
+        .lines()
+        .find(|l| l.to_lowercase().contains("no space left"))
+        .unwrap_or_else(|| panic!("no line says the disk is full:\n{err}"));
+    assert!(
+        line.contains("account `t`") && line.contains("INBOX"),
+        "the message names the account and the folder: {line}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let partial = assert_whole(&inbox);
+    assert!(
+        !partial.is_empty() && partial.len() < ALL,
+        "the disk was meant to fill after a committed batch: {}",
+        partial.len()
+    );
+    assert!(tmp_is_empty(&inbox), "tmp/ keeps no partial download");
+    assert_eq!(
+        env.server("INBOX"),
+        server_before,
+        "the server is untouched"
+    );
+
+    disk.grow("64m");
+    let summary = env.sync_ok();
+    assert!(
+        summary.contains(&format!("fetched {}", ALL - partial.len())),
+        "the rerun fetches only what is missing: {summary}"
+    );
+    let mut all = assert_whole(&inbox);
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a message twice");
+    assert_eq!(all.len(), ALL);
+    assert!(tmp_is_empty(&inbox));
+    assert_eq!(env.server("INBOX"), server_before, "nothing went back up");
+    env.assert_quiet();
+    eprintln!("the disk filled at {} of {ALL}", partial.len());
+}
