@@ -1,6 +1,7 @@
-//! A full disk under `syncmail sync`: the pass stops with a message naming the account,
-//! the folder and the cause, leaves no partial message and a clean `tmp/`, touches
-//! nothing on the server, and once there is room a rerun finishes the job exactly once.
+//! A full disk under `syncmail sync` (IMAP, and a POP3 poll that deletes what it
+//! fetched): the pass stops with a message naming the account, the folder and the cause,
+//! leaves no partial message and a clean `tmp/`, loses nothing on the server, and once
+//! there is room a rerun finishes the job exactly once.
 
 use std::path::Path;
 
@@ -119,5 +120,72 @@ fn disk_full_sync_fails_cleanly_and_resumes() {
     assert!(tmp_is_empty(&inbox));
     assert_eq!(env.server("INBOX"), server_before, "nothing went back up");
     env.assert_quiet();
-    eprintln!("the disk filled at {} of {ALL}", partial.len());
+    eprintln!("the disk filled at {} of {ALL}: {line}", partial.len());
+}
+
+#[test]
+fn disk_full_pop3_poll_loses_nothing_and_resumes() {
+    let env = SyncEnv::new("");
+    let small = env.home.path().join("small");
+    let disk = Tmpfs::mount_or_fail(&small, "3m");
+    seed_many(&env, "f", 1200);
+    // Only a POP3 account that deletes what it fetched: a DELE of a message that never
+    // reached the disk would lose it for good.
+    std::fs::write(
+        &env.config,
+        format!(
+            "[general]\nmaildir = \"{}\"\nstate_dir = \"{}/state\"\n\n{}keep_on_server = false\n",
+            small.display(),
+            env.home.path().display(),
+            env.dovecot.pop3_account("p", "alice", "implicit"),
+        ),
+    )
+    .unwrap();
+    let inbox = small.join("p/INBOX");
+    let ids = |rows: Vec<(String, String)>| -> Vec<String> {
+        rows.into_iter().map(|(id, _)| id).collect()
+    };
+    let all = ids(env.dovecot.state("alice", "INBOX"));
+    assert_eq!(all.len(), ALL);
+
+    let out = env.sync(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}\n{err}", stdout(&out));
+    let line = err
+        .lines()
+        .find(|l| l.to_lowercase().contains("no space left"))
+        .unwrap_or_else(|| panic!("no line says the disk is full:\n{err}"));
+    assert!(
+        line.contains("`p`"),
+        "the message names the account: {line}"
+    );
+
+    let local = assert_whole(&inbox);
+    assert!(!local.is_empty() && local.len() < ALL, "{}", local.len());
+    assert!(tmp_is_empty(&inbox), "tmp/ keeps no partial download");
+    // Every message is on the disk or still on the server: none deleted unsaved.
+    let mut held: Vec<String> = ids(env.dovecot.state("alice", "INBOX"));
+    held.extend(local.iter().map(|s| format!("<{s}@test>")));
+    held.sort();
+    held.dedup();
+    assert_eq!(
+        held, all,
+        "a message was deleted on the server but not saved"
+    );
+
+    disk.grow("64m");
+    let summary = env.sync_ok();
+    let mut got = assert_whole(&inbox);
+    got.sort();
+    let count = got.len();
+    got.dedup();
+    assert_eq!((count, got.len()), (ALL, ALL), "{summary}");
+    assert!(tmp_is_empty(&inbox));
+    assert!(
+        env.dovecot.state("alice", "INBOX").is_empty(),
+        "delivered messages are deleted from the server: {summary}"
+    );
+    let third = env.sync_ok();
+    assert_eq!(md::messages(&inbox).len(), ALL, "{third}");
+    eprintln!("the disk filled at {} of {ALL}: {line}", local.len());
 }
