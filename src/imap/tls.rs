@@ -104,7 +104,7 @@ struct Verifier {
 #[derive(Debug, thiserror::Error)]
 enum Refusal {
     #[error(
-        "the server's certificate is self-signed: no trusted CA issued it; if this is your own server, make a private CA, have it sign the server's certificate and set ca_file to that CA's PEM file"
+        "the server's certificate is self-signed: no trusted CA issued it; if you know it is this server's, set ca_file to that certificate (PEM) and pin it with cert_fingerprint"
     )]
     SelfSigned,
     #[error("certificate fingerprint mismatch: expected {expected} (cert_fingerprint), got {got}")]

@@ -1,5 +1,5 @@
 //! Rule 19, certificates: every way a server certificate can be wrong is refused, for
-//! IMAP (implicit TLS and STARTTLS) and POP3 alike, with a message that says which check
+//! IMAP and POP3 alike, each over implicit TLS and STARTTLS/STLS, with a message that says which check
 //! failed; a pin over a private CA is accepted, and a pin never stands in for the chain.
 //! Run through `syncmail check-config --connect`, the command a user tries first.
 
@@ -9,8 +9,8 @@ use crate::support::certs::TestCa;
 use crate::support::dovecot::{LOCAL_NAMES, ServerCert, Setup};
 use crate::support::{DEFAULT_PASSWORD, Dovecot, stderr, stdout, syncmail};
 
-/// The accounts every case checks: IMAPS, IMAP with STARTTLS, POP3S.
-const ACCOUNTS: [&str; 3] = ["imaps", "imap-starttls", "pop3s"];
+/// The accounts every case checks: IMAPS, IMAP with STARTTLS, POP3S, POP3 with STLS.
+const ACCOUNTS: [&str; 4] = ["imaps", "imap-starttls", "pop3s", "pop3-stls"];
 
 fn start(cert: ServerCert<'_>) -> Dovecot {
     Dovecot::start_setup(Setup {
@@ -19,12 +19,13 @@ fn start(cert: ServerCert<'_>) -> Dovecot {
     })
 }
 
-/// The three accounts against `dovecot`, each with `extra` keys, trusting `ca_file`.
+/// The four accounts against `dovecot`, each with `extra` keys, trusting `ca_file`.
 fn accounts(dovecot: &Dovecot, ca_file: &Path, extra: &str) -> String {
     [
         dovecot.imap_account("imaps", "alice", "implicit"),
         dovecot.imap_account("imap-starttls", "alice", "starttls"),
         dovecot.pop3_account("pop3s", "alice", "implicit"),
+        dovecot.pop3_account("pop3-stls", "alice", "starttls"),
     ]
     .iter()
     .map(|a| {
@@ -138,7 +139,7 @@ fn rule_19_pin_mismatch_is_refused_naming_both_fingerprints() {
         "certificate fingerprint mismatch: expected sha256:AB:AB:",
     );
     let got = format!("got {}", dovecot.cert_pin());
-    assert_eq!(err.matches(&got).count(), 3, "{err}");
+    assert_eq!(err.matches(&got).count(), ACCOUNTS.len(), "{err}");
 }
 
 #[test]
@@ -174,4 +175,15 @@ fn rule_19_a_pin_never_replaces_the_chain() {
         &accounts(&dovecot, &dovecot.ca_file, &pin),
         "self-signed",
     );
+}
+
+#[test]
+fn rule_19_a_self_signed_certificate_named_as_ca_file_is_trusted() {
+    // What the refusal advises: trust this one certificate, and pin it.
+    let dovecot = start(ServerCert::SelfSigned);
+    let own = dovecot.root().join("tls/server.pem");
+    let pin = format!("cert_fingerprint = \"{}\"", dovecot.cert_pin());
+    let (code, out, err) = check_connect(&accounts(&dovecot, &own, &pin));
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(out.matches("logged in").count(), ACCOUNTS.len(), "{out}");
 }
