@@ -104,6 +104,14 @@ fn disk_full_sync_fails_cleanly_and_resumes() {
         server_before,
         "the server is untouched"
     );
+    // The state says what happened, for `syncmail status`.
+    let status = stdout(&env.run("status", &[], &[]));
+    assert!(
+        status.lines().any(|l| l.contains("folder INBOX")
+            && l.contains("FAILED")
+            && l.contains("No space left")),
+        "{status}"
+    );
 
     disk.grow("64m");
     let summary = env.sync_ok();
@@ -119,6 +127,11 @@ fn disk_full_sync_fails_cleanly_and_resumes() {
     assert_eq!(all.len(), ALL);
     assert!(tmp_is_empty(&inbox));
     assert_eq!(env.server("INBOX"), server_before, "nothing went back up");
+    let status = stdout(&env.run("status", &[], &[]));
+    assert!(
+        !status.contains("FAILED") && !status.contains("interrupted"),
+        "the rerun resolved everything: {status}"
+    );
     env.assert_quiet();
     eprintln!("the disk filled at {} of {ALL}: {line}", partial.len());
 }
