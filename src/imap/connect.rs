@@ -425,13 +425,13 @@ async fn login(
             return client
                 .authenticate("LOGIN", &mut sasl)
                 .await
-                .map_err(|(e, _)| auth_error(user, &e));
+                .map_err(|(e, _)| auth_error(user, secret, &e));
         }
         AuthMech::Login => {
             return client
                 .login(user, token)
                 .await
-                .map_err(|(e, _)| auth_error(user, &e));
+                .map_err(|(e, _)| auth_error(user, secret, &e));
         }
         AuthMech::Plain => ("PLAIN", format!("\0{user}\0{token}")),
         AuthMech::Xoauth2 => (
@@ -457,16 +457,37 @@ async fn login(
     client
         .authenticate(name, &mut sasl)
         .await
-        .map_err(|(e, _)| auth_error(user, &e))
+        .map_err(|(e, _)| auth_error(user, secret, &e))
 }
 
-fn auth_error(user: &str, e: &async_imap::error::Error) -> ImapError {
+/// The server's refusal in words, naming the user. Rule 20: a server that echoes the
+/// secret back (as is, or escaped as async-imap quotes its text) gets it cut out.
+fn auth_error(user: &str, secret: &Secret, e: &async_imap::error::Error) -> ImapError {
     match e {
         async_imap::error::Error::No(msg) | async_imap::error::Error::Bad(msg) => {
-            ImapError::Auth(format!("the server rejected the login of `{user}`: {msg}"))
+            let text = scrub(server_text(msg), secret.expose());
+            ImapError::Auth(format!("the server rejected the login of `{user}`: {text}"))
         }
         other => ImapError::Connect(format!("connection lost while logging in: {other}")),
     }
+}
+
+/// async-imap reports a tagged NO or BAD as `code: .., info: Some("text")`; the text is
+/// what the server told the user.
+fn server_text(msg: &str) -> &str {
+    msg.split_once("info: Some(\"")
+        .and_then(|(_, rest)| rest.strip_suffix("\")"))
+        .unwrap_or(msg)
+}
+
+fn scrub(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        return text.to_owned();
+    }
+    let escaped = format!("{secret:?}");
+    let escaped = &escaped[1..escaped.len() - 1];
+    text.replace(secret, "<redacted>")
+        .replace(escaped, "<redacted>")
 }
 
 #[cfg(test)]
@@ -478,6 +499,20 @@ mod tests {
         let caps = capabilities_in("* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] ready\r\n");
         assert_eq!(caps, ["IMAP4rev1", "STARTTLS", "AUTH=PLAIN"]);
         assert!(capabilities_in("* OK ready\r\n").is_empty());
+    }
+
+    #[test]
+    fn a_refusal_shows_the_server_text_without_the_secret() {
+        let msg = r#"code: None, info: Some("[AUTHENTICATIONFAILED] bad password p\"w for u")"#;
+        let err = auth_error(
+            "u",
+            &Secret::new(r#"p"w"#),
+            &async_imap::error::Error::No(msg.into()),
+        );
+        assert_eq!(
+            err.to_string(),
+            "login failed: the server rejected the login of `u`: [AUTHENTICATIONFAILED] bad password <redacted> for u"
+        );
     }
 
     #[test]

@@ -106,10 +106,9 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// Everything that would betray `login`'s secret: the secret itself, its quoted-string
+/// Everything that would betray user `u`'s secret `s`: the secret itself, its quoted-string
 /// escape, a fragment of it, and each SASL message that carries it, raw and in base64.
-fn needles(login: &Login, port: u16) -> Vec<(String, Vec<u8>)> {
-    let (u, s) = (login.user, login.secret);
+fn needles(u: &str, s: &str, port: u16) -> Vec<(String, Vec<u8>)> {
     let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
     let tail: String = s.chars().skip(s.chars().count() - 6).collect();
     let sasl = [
@@ -152,29 +151,18 @@ fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-#[test]
-fn rule_20_no_password_or_token_reaches_output_or_files_at_trace_level() {
-    let users: Vec<(&str, &str)> = LOGINS.iter().map(|l| (l.user, l.secret)).collect();
-    let dovecot = Dovecot::start_setup(Setup {
-        users: &users,
-        cert: ServerCert::For(LOCAL_NAMES),
-    });
-    for l in LOGINS {
-        dovecot.seed(
-            l.user,
-            "INBOX",
-            &message(l.name, &format!("{}@t", l.name), "body"),
-        );
-    }
-
-    // Secrets come from files outside the home directory, so that nothing under it
-    // holds them unless syncmail put them there.
-    let vault = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
+/// A config with every account of [`LOGINS`], each reading `secret(login)` from a file
+/// in `vault` by a command.
+fn write_config(
+    dovecot: &Dovecot,
+    home: &Path,
+    vault: &Path,
+    secret: impl Fn(&Login) -> String,
+) -> std::path::PathBuf {
     let mut accounts = String::new();
     for l in LOGINS {
-        let file = vault.path().join(l.name);
-        std::fs::write(&file, l.secret).unwrap();
+        let file = vault.join(l.name);
+        std::fs::write(&file, secret(l)).unwrap();
         let base = if l.kind == "imap" {
             dovecot.imap_account(l.name, l.user, "implicit")
         } else {
@@ -191,15 +179,50 @@ fn rule_20_no_password_or_token_reaches_output_or_files_at_trace_level() {
         );
         accounts.push_str(&format!("{base}auth = \"{}\"\n\n", l.auth));
     }
-    let config = home.path().join("config.toml");
+    let config = home.join("config.toml");
     std::fs::write(
         &config,
         format!(
             "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{accounts}",
-            home.path().display()
+            home.display()
         ),
     )
     .unwrap();
+    config
+}
+
+fn port_of(dovecot: &Dovecot, login: &Login) -> u16 {
+    if login.kind == "imap" {
+        dovecot.imaps_port
+    } else {
+        dovecot.pop3s_port
+    }
+}
+
+fn start_dovecot() -> Dovecot {
+    let users: Vec<(&str, &str)> = LOGINS.iter().map(|l| (l.user, l.secret)).collect();
+    Dovecot::start_setup(Setup {
+        users: &users,
+        cert: ServerCert::For(LOCAL_NAMES),
+    })
+}
+
+#[test]
+fn rule_20_no_password_or_token_reaches_output_or_files_at_trace_level() {
+    let dovecot = start_dovecot();
+    for l in LOGINS {
+        dovecot.seed(
+            l.user,
+            "INBOX",
+            &message(l.name, &format!("{}@t", l.name), "body"),
+        );
+    }
+
+    // Secrets come from files outside the home directory, so that nothing under it
+    // holds them unless syncmail put them there.
+    let vault = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let config = write_config(&dovecot, home.path(), vault.path(), |l| l.secret.to_owned());
     let config = config.to_str().unwrap();
 
     let check = syncmail(
@@ -317,13 +340,55 @@ fn rule_20_no_password_or_token_reaches_output_or_files_at_trace_level() {
     let log = dovecot.logs();
     assert!(log.contains("user=<literal>, method=LOGIN"), "{log}");
     for l in LOGINS {
-        let port = if l.kind == "imap" {
-            dovecot.imaps_port
-        } else {
-            dovecot.pop3s_port
-        };
-        for (what, needle) in needles(l, port) {
+        for (what, needle) in needles(l.user, l.secret, port_of(&dovecot, l)) {
             for (place, bytes) in &places {
+                assert!(
+                    !contains(bytes, &needle),
+                    "{}: {what} ({}) is in {place}",
+                    l.name,
+                    String::from_utf8_lossy(&needle)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn rule_20_a_refused_login_echoes_no_secret_at_trace_level() {
+    // Wrong secrets: the server says NO (after an error challenge, for XOAUTH2 and
+    // OAUTHBEARER, which gets an empty SASL response), and the errors name the account
+    // and the user but carry no secret.
+    let dovecot = start_dovecot();
+    let vault = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let wrong = |l: &Login| format!("Wrong-{}", l.secret);
+    let config = write_config(&dovecot, home.path(), vault.path(), wrong);
+    let check = syncmail(
+        home.path(),
+        &[
+            "-vv",
+            "check-config",
+            "--connect",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&check);
+    assert_eq!(check.status.code(), Some(1), "{}\n{err}", stdout(&check));
+    for l in LOGINS {
+        let line = err
+            .lines()
+            .find(|line| line.contains(&format!("account `{}`:", l.name)))
+            .unwrap_or_else(|| panic!("no error for {}:\n{err}", l.name));
+        assert!(
+            line.contains(&format!("`{}`", l.user)) && line.contains("rejected"),
+            "the error names the user and says the login was rejected: {line}"
+        );
+        for (what, needle) in needles(l.user, &wrong(l), port_of(&dovecot, l))
+            .into_iter()
+            .chain(needles(l.user, l.secret, port_of(&dovecot, l)))
+        {
+            for (place, bytes) in [("stdout", &check.stdout), ("stderr", &check.stderr)] {
                 assert!(
                     !contains(bytes, &needle),
                     "{}: {what} ({}) is in {place}",
