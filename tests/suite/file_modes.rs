@@ -1,6 +1,7 @@
 //! Rule 20, file modes: whatever the umask (000 or 077), what syncmail creates is private:
 //! the state directory 0700, the state DBs, their -wal/-shm and the lock files 0600, every
-//! Maildir directory (root, account, folders, cur/new/tmp) 0700 and every message 0600.
+//! Maildir directory (root, account, folders, cur/new/tmp; verbatim and Maildir++
+//! layouts) 0700 and every file in them 0600.
 //! One-shot IMAP sync and POP3 poll, then the daemon (read while it runs, when the WAL
 //! and shared-memory files exist).
 
@@ -69,9 +70,10 @@ fn check_umask(dovecot: &Dovecot, umask: &str) {
     std::fs::write(
         &config,
         format!(
-            "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{1}\n{2}keep_on_server = true\n",
+            "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{1}\n{2}layout = \"maildir++\"\n\n{3}keep_on_server = true\n",
             home.path().display(),
             dovecot.imap_account("imap", "alice", "implicit"),
+            dovecot.imap_account("plusplus", "carol", "implicit"),
             dovecot.pop3_account("pop", "bob", "implicit"),
         ),
     )
@@ -95,6 +97,10 @@ fn check_umask(dovecot: &Dovecot, umask: &str) {
     assert_private(&mail, umask);
     assert_eq!(
         crate::support::maildir::messages(&mail.join("imap/Archive/2024")).len(),
+        1
+    );
+    assert_eq!(
+        crate::support::maildir::messages(&mail.join("plusplus/.Archive.2024")).len(),
         1
     );
     assert_eq!(
@@ -155,10 +161,12 @@ fn check_umask(dovecot: &Dovecot, umask: &str) {
 
 #[test]
 fn rule_20_state_and_maildir_are_private_under_any_umask() {
-    let dovecot = Dovecot::start_with_users(&["alice", "bob"]);
-    dovecot.create_mailbox("alice", "Archive/2024");
-    dovecot.seed("alice", "INBOX", &message("a", "a@t", "a"));
-    dovecot.seed("alice", "Archive/2024", &message("b", "b@t", "b"));
+    let dovecot = Dovecot::start_with_users(&["alice", "bob", "carol"]);
+    for user in ["alice", "carol"] {
+        dovecot.create_mailbox(user, "Archive/2024");
+        dovecot.seed(user, "INBOX", &message("a", "a@t", "a"));
+        dovecot.seed(user, "Archive/2024", &message("b", "b@t", "b"));
+    }
     dovecot.seed("bob", "INBOX", &message("p", "p@t", "p"));
     for umask in ["000", "077"] {
         check_umask(&dovecot, umask);
