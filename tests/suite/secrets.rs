@@ -2,7 +2,7 @@
 //! escaped quoted password; an 8-bit password, which a quoted string cannot carry, sent
 //! by SASL LOGIN instead of a literal; AUTHENTICATE PLAIN, XOAUTH2, OAUTHBEARER; POP3
 //! USER/PASS, AUTH PLAIN, AUTH XOAUTH2), no password or token reaches the output of
-//! check-config, sync or the daemon, or any file syncmail writes (state DB and its WAL,
+//! check-config, sync, the daemon, status or log, or any file syncmail writes (state DB and its WAL,
 //! lock files, Maildir), neither as is nor in any encoding that goes on the wire.
 
 use std::path::Path;
@@ -330,6 +330,16 @@ fn rule_20_no_password_or_token_reaches_output_or_files_at_trace_level() {
         ),
         ("daemon stderr".into(), std::fs::read(&daemon_log).unwrap()),
     ]);
+    // What syncmail shows from its state: status, and the change and conflict logs.
+    for args in [&["status"][..], &["log"], &["log", "--conflicts"]] {
+        let mut all = vec!["-vv"];
+        all.extend_from_slice(args);
+        all.extend(["--config", config]);
+        let out = syncmail(home.path(), &all);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        places.push((format!("{args:?} stdout"), out.stdout));
+        places.push((format!("{args:?} stderr"), out.stderr));
+    }
     // And the files as the processes left them.
     let mut written = Vec::new();
     files(home.path(), &mut written);
