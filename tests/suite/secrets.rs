@@ -2,8 +2,9 @@
 //! escaped quoted password; an 8-bit password, which a quoted string cannot carry, sent
 //! by SASL LOGIN instead of a literal; AUTHENTICATE PLAIN, XOAUTH2, OAUTHBEARER; POP3
 //! USER/PASS, AUTH PLAIN, AUTH XOAUTH2), no password or token reaches the output of
-//! check-config, sync, the daemon, status or log, or any file syncmail writes (state DB and its WAL,
-//! lock files, Maildir), neither as is nor in any encoding that goes on the wire.
+//! check-config, sync, the daemon, status or log, or any file syncmail writes (state DB
+//! and its WAL, lock files, Maildir), neither as is nor in any encoding that goes on the
+//! wire.
 
 use std::path::Path;
 
