@@ -341,18 +341,26 @@ async fn capability<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// SASL initial responses. Each answers the first challenge; later challenges (an error
-/// report in XOAUTH2) get an empty response so the server can finish with NO.
+/// SASL responses, one per server challenge in order (SASL LOGIN takes two: user, then
+/// password). A challenge beyond them (an error report in XOAUTH2) gets an empty response
+/// so the server can finish with NO.
 struct Sasl {
-    first: Option<Vec<u8>>,
+    steps: std::collections::VecDeque<Vec<u8>>,
 }
 
 impl Authenticator for &mut Sasl {
     type Response = Vec<u8>;
 
     fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
-        self.first.take().unwrap_or_default()
+        self.steps.pop_front().unwrap_or_default()
     }
+}
+
+/// Whether IMAP's quoted string can carry `s`: 7-bit, no NUL, CR or LF (RFC 3501
+/// `QUOTED-CHAR`; async-imap escapes `"` and `\`).
+fn quotable(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (1..0x80).contains(&b) && b != b'\r' && b != b'\n')
 }
 
 /// The mechanism to use, from the config and the server's offer.
@@ -402,12 +410,28 @@ async fn login(
     let user = &server.user;
     let token = secret.expose();
     let mechanism = choose_mechanism(server.auth, kind, caps)?;
+    let offers = |m: &str| {
+        caps.iter()
+            .any(|c| c.eq_ignore_ascii_case(&format!("AUTH={m}")))
+    };
     let (name, initial) = match mechanism {
+        // A password a quoted string cannot carry (8-bit, control characters) would need
+        // a literal, which async-imap's LOGIN never sends: SASL LOGIN carries the same
+        // credentials in base64. Without it, the quoted form is the best left.
+        AuthMech::Login if !(quotable(user) && quotable(token)) && offers("LOGIN") => {
+            let mut sasl = Sasl {
+                steps: [user.as_bytes().to_vec(), token.as_bytes().to_vec()].into(),
+            };
+            return client
+                .authenticate("LOGIN", &mut sasl)
+                .await
+                .map_err(|(e, _)| auth_error(user, secret, &e));
+        }
         AuthMech::Login => {
             return client
                 .login(user, token)
                 .await
-                .map_err(|(e, _)| auth_error(user, &e));
+                .map_err(|(e, _)| auth_error(user, secret, &e));
         }
         AuthMech::Plain => ("PLAIN", format!("\0{user}\0{token}")),
         AuthMech::Xoauth2 => (
@@ -428,21 +452,42 @@ async fn login(
         }
     };
     let mut sasl = Sasl {
-        first: Some(initial.into_bytes()),
+        steps: [initial.into_bytes()].into(),
     };
     client
         .authenticate(name, &mut sasl)
         .await
-        .map_err(|(e, _)| auth_error(user, &e))
+        .map_err(|(e, _)| auth_error(user, secret, &e))
 }
 
-fn auth_error(user: &str, e: &async_imap::error::Error) -> ImapError {
+/// The server's refusal in words, naming the user. Rule 20: a server that echoes the
+/// secret back (as is, or escaped as async-imap quotes its text) gets it cut out.
+fn auth_error(user: &str, secret: &Secret, e: &async_imap::error::Error) -> ImapError {
     match e {
         async_imap::error::Error::No(msg) | async_imap::error::Error::Bad(msg) => {
-            ImapError::Auth(format!("the server rejected the login of `{user}`: {msg}"))
+            let text = scrub(server_text(msg), secret.expose());
+            ImapError::Auth(format!("the server rejected the login of `{user}`: {text}"))
         }
         other => ImapError::Connect(format!("connection lost while logging in: {other}")),
     }
+}
+
+/// async-imap reports a tagged NO or BAD as `code: .., info: Some("text")`; the text is
+/// what the server told the user.
+fn server_text(msg: &str) -> &str {
+    msg.split_once("info: Some(\"")
+        .and_then(|(_, rest)| rest.strip_suffix("\")"))
+        .unwrap_or(msg)
+}
+
+fn scrub(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        return text.to_owned();
+    }
+    let escaped = format!("{secret:?}");
+    let escaped = &escaped[1..escaped.len() - 1];
+    text.replace(secret, "<redacted>")
+        .replace(escaped, "<redacted>")
 }
 
 #[cfg(test)]
@@ -454,6 +499,28 @@ mod tests {
         let caps = capabilities_in("* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] ready\r\n");
         assert_eq!(caps, ["IMAP4rev1", "STARTTLS", "AUTH=PLAIN"]);
         assert!(capabilities_in("* OK ready\r\n").is_empty());
+    }
+
+    #[test]
+    fn a_refusal_shows_the_server_text_without_the_secret() {
+        let msg = r#"code: None, info: Some("[AUTHENTICATIONFAILED] bad password p\"w for u")"#;
+        let err = auth_error(
+            "u",
+            &Secret::new(r#"p"w"#),
+            &async_imap::error::Error::No(msg.into()),
+        );
+        assert_eq!(
+            err.to_string(),
+            "login failed: the server rejected the login of `u`: [AUTHENTICATIONFAILED] bad password <redacted> for u"
+        );
+    }
+
+    #[test]
+    fn only_7_bit_text_without_line_breaks_is_quotable() {
+        assert!(quotable(r#"a "quoted" \ password"#));
+        assert!(!quotable("pässwörd"));
+        assert!(!quotable("a\r\nb"));
+        assert!(!quotable("nul\0"));
     }
 
     #[test]

@@ -52,13 +52,14 @@ pub fn client_config(server: &Server) -> Result<Arc<ClientConfig>, TlsSetupError
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
-    let config = match server.cert_fingerprint {
-        Some(pin) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier { inner: webpki, pin })),
-        None => builder.with_webpki_verifier(webpki),
-    }
-    .with_no_client_auth();
+    let verifier = Verifier {
+        inner: webpki,
+        pin: server.cert_fingerprint,
+    };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -90,14 +91,40 @@ pub fn fingerprint_hex(fp: &[u8; 32]) -> String {
     format!("sha256:{}", hex.join(":"))
 }
 
-/// Full chain and hostname verification first; then the leaf must match the pin.
+/// Full chain and host name verification by webpki first. A certificate no trusted CA
+/// issued is then told apart when it issued itself, so the message says "self-signed";
+/// last, the leaf must match the pin if one is set: a pin adds a check, never replaces one.
 #[derive(Debug)]
-struct PinnedVerifier {
+struct Verifier {
     inner: Arc<WebPkiServerVerifier>,
-    pin: [u8; 32],
+    pin: Option<[u8; 32]>,
 }
 
-impl ServerCertVerifier for PinnedVerifier {
+/// Refusals webpki has no words for; [`explain`] shows their text as is.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error(
+        "the server's certificate is self-signed: no trusted CA issued it; if you know it is this server's, set ca_file to that certificate (PEM) and pin it with cert_fingerprint"
+    )]
+    SelfSigned,
+    #[error("certificate fingerprint mismatch: expected {expected} (cert_fingerprint), got {got}")]
+    PinMismatch { expected: String, got: String },
+}
+
+impl Refusal {
+    fn into_error(self) -> rustls::Error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+            Arc::new(self),
+        )))
+    }
+}
+
+/// Whether the certificate names itself as its issuer.
+fn self_issued(cert: &CertificateDer<'_>) -> bool {
+    webpki::EndEntityCert::try_from(cert).is_ok_and(|c| c.issuer() == c.subject())
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -106,20 +133,25 @@ impl ServerCertVerifier for PinnedVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        let seen = fingerprint(end_entity.as_ref());
-        if seen != self.pin {
-            return Err(rustls::Error::General(format!(
-                "certificate fingerprint mismatch: the server presented {}, cert_fingerprint pins {}",
-                fingerprint_hex(&seen),
-                fingerprint_hex(&self.pin)
-            )));
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+                    if intermediates.is_empty() && self_issued(end_entity) =>
+                {
+                    Refusal::SelfSigned.into_error()
+                }
+                other => other,
+            })?;
+        if let Some(pin) = self.pin {
+            let seen = fingerprint(end_entity.as_ref());
+            if seen != pin {
+                return Err(Refusal::PinMismatch {
+                    expected: fingerprint_hex(&pin),
+                    got: fingerprint_hex(&seen),
+                }
+                .into_error());
+            }
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -157,12 +189,53 @@ pub fn explain(err: &std::io::Error) -> String {
     };
     use rustls::CertificateError as C;
     match tls {
-        rustls::Error::InvalidCertificate(C::UnknownIssuer) => "the server's certificate is not signed by a trusted CA (self-signed or private CA?); set ca_file to that CA's PEM file".into(),
-        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => "the server's certificate is not valid for this host name (wrong host?)".into(),
-        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => "the server's certificate has expired".into(),
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => "the server's certificate is not signed by a trusted CA (a private CA?); set ca_file to that CA's PEM file".into(),
+        rustls::Error::InvalidCertificate(C::NotValidForNameContext { expected, presented }) => format!(
+            "the server's certificate is not valid for host {} (it is for {}); wrong host?",
+            expected.to_str(),
+            if presented.is_empty() {
+                "no host name".to_owned()
+            } else {
+                presented.iter().map(|n| bare_name(n)).collect::<Vec<_>>().join(", ")
+            }
+        ),
+        rustls::Error::InvalidCertificate(C::NotValidForName) => "the server's certificate is not valid for this host name (wrong host?)".into(),
+        rustls::Error::InvalidCertificate(C::ExpiredContext { not_after, .. }) => format!(
+            "the server's certificate has expired (on {})",
+            expiry(not_after.as_secs())
+        ),
+        rustls::Error::InvalidCertificate(C::Expired) => "the server's certificate has expired".into(),
         rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => "the server's certificate is not valid yet (check the clock)".into(),
         rustls::Error::InvalidCertificate(C::Revoked) => "the server's certificate is revoked".into(),
-        rustls::Error::General(msg) if msg.contains("fingerprint") => msg.clone(),
+        rustls::Error::InvalidCertificate(C::Other(other)) => other.0.to_string(),
         other => format!("TLS failed: {other}"),
+    }
+}
+
+/// rustls reports presented names in their `Debug` form, `DnsName("mail.example.org")`.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once("(\"")
+        .and_then(|(_, rest)| rest.strip_suffix("\")"))
+        .unwrap_or(presented)
+}
+
+/// A certificate's end date as the rest of syncmail prints dates.
+fn expiry(unix_secs: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs);
+    crate::engine::imap_date(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presented_names_lose_their_debug_wrapping() {
+        assert_eq!(
+            bare_name("DnsName(\"mail.example.org\")"),
+            "mail.example.org"
+        );
+        assert_eq!(bare_name("10.0.0.1"), "10.0.0.1");
     }
 }

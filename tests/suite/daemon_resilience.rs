@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::daemon_support::{Daemon, FAST, converged, local_count, seed_many, wait_until};
 use crate::support::proxy::LinkProxy;
 use crate::support::sync_env::SyncEnv as Env;
+use crate::support::tmpfs::Tmpfs;
 
 const RECOVER: Duration = Duration::from_secs(30);
 
@@ -135,55 +136,13 @@ fn sigterm_during_a_large_initial_sync_exits_cleanly_and_resumes() {
     env.assert_quiet();
 }
 
-/// A small tmpfs mounted for one test, unmounted even on panic.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &std::path::Path, size: &str) -> Option<SmallDisk> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| SmallDisk(dir.to_owned()))
-    }
-
-    fn grow(&self, size: &str) {
-        let status = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[test]
 fn a_full_disk_pauses_the_account_and_it_resumes_when_space_returns() {
     let home_probe = tempfile::tempdir().unwrap();
-    let Some(probe) = SmallDisk::mount(&home_probe.path().join("probe"), "64k") else {
-        panic!(
-            "the full-disk test needs a small tmpfs and could not mount one; run the suite as root (CI does)"
-        );
-    };
-    drop(probe);
+    drop(Tmpfs::mount_or_fail(
+        &home_probe.path().join("probe"),
+        "64k",
+    ));
     let env0 = Env::new(FAST);
     let small = env0.home.path().join("small");
     let env = {
@@ -197,7 +156,7 @@ fn a_full_disk_pauses_the_account_and_it_resumes_when_space_returns() {
         let _ = &mut e;
         e
     };
-    let disk = SmallDisk::mount(&small, "400k").unwrap();
+    let disk = Tmpfs::mount_or_fail(&small, "400k");
     seed_many(&env, "f", 300);
     let daemon = Daemon::start(&env);
     let count = || crate::support::maildir::messages(&small.join("INBOX")).len();

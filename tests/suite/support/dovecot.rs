@@ -10,12 +10,33 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::certs::TestCa;
+use super::certs::{Leaf, TestCa};
 
 const TEMPLATE: &str = include_str!("../../dovecot/dovecot.conf.in");
 pub const DEFAULT_PASSWORD: &str = "test-password-1";
 
 static INSTANCE: AtomicUsize = AtomicUsize::new(0);
+
+/// The names the default server certificate is for.
+pub const LOCAL_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// The certificate a test server presents.
+#[derive(Clone, Copy)]
+pub enum ServerCert<'a> {
+    /// Issued by the test CA for these DNS names / IP addresses.
+    For(&'a [&'a str]),
+    /// Issued by the test CA for [`LOCAL_NAMES`], but expired in 2021.
+    Expired,
+    /// For [`LOCAL_NAMES`], signed by its own key: no CA issued it.
+    SelfSigned,
+}
+
+/// What a test server starts with: its users, each with a password, and its certificate.
+#[derive(Clone, Copy)]
+pub struct Setup<'a> {
+    pub users: &'a [(&'a str, &'a str)],
+    pub cert: ServerCert<'a>,
+}
 
 pub struct Dovecot {
     dir: tempfile::TempDir,
@@ -92,11 +113,20 @@ impl Dovecot {
     }
 
     pub fn start_with_users(users: &[&str]) -> Dovecot {
-        Dovecot::start_with(users, &["localhost", "127.0.0.1", "::1"])
+        Dovecot::start_with(users, LOCAL_NAMES)
     }
 
     /// A server whose certificate names only `cert_names` (for wrong-host tests).
     pub fn start_with(users: &[&str], cert_names: &[&str]) -> Dovecot {
+        let users: Vec<(&str, &str)> = users.iter().map(|u| (*u, DEFAULT_PASSWORD)).collect();
+        Dovecot::start_setup(Setup {
+            users: &users,
+            cert: ServerCert::For(cert_names),
+        })
+    }
+
+    /// A server with these users, passwords and certificate.
+    pub fn start_setup(setup: Setup<'_>) -> Dovecot {
         let binary = dovecot_binary().unwrap_or_else(|| {
             panic!(
                 "Dovecot is not installed, and these tests need a real one.\n\
@@ -107,7 +137,7 @@ impl Dovecot {
         // Ports are picked free then handed to Dovecot; on the rare race, try again.
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Dovecot::try_start(&binary, users, cert_names) {
+            match Dovecot::try_start(&binary, setup) {
                 Ok(d) => return d,
                 Err(e) => last_error = e,
             }
@@ -115,7 +145,7 @@ impl Dovecot {
         panic!("Dovecot did not start:\n{last_error}");
     }
 
-    fn try_start(binary: &Path, users: &[&str], cert_names: &[&str]) -> Result<Dovecot, String> {
+    fn try_start(binary: &Path, setup: Setup<'_>) -> Result<Dovecot, String> {
         let dir = tempfile::Builder::new()
             .prefix("syncmail-dovecot-")
             .tempdir()
@@ -129,19 +159,27 @@ impl Dovecot {
             std::fs::create_dir_all(root.join(sub)).map_err(|e| e.to_string())?;
         }
         let ca = TestCa::new("syncmail test CA");
-        let leaf = ca.leaf(cert_names);
+        let leaf = match setup.cert {
+            ServerCert::For(names) => ca.leaf(names),
+            ServerCert::Expired => ca.expired_leaf(LOCAL_NAMES),
+            ServerCert::SelfSigned => Leaf::self_signed(LOCAL_NAMES),
+        };
         std::fs::write(root.join("tls/server.pem"), &leaf.cert_pem).map_err(|e| e.to_string())?;
         std::fs::write(root.join("tls/server.key"), &leaf.key_pem).map_err(|e| e.to_string())?;
         std::fs::write(root.join("tls/ca.pem"), &ca.cert_pem).map_err(|e| e.to_string())?;
 
         let mut passwd = String::new();
-        for user in users {
+        for (user, password) in setup.users {
+            assert!(
+                !password.contains([':', '\n']),
+                "a passwd-file password cannot hold `:` or a line break"
+            );
             let home = root.join("mail").join(user);
             std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
             std::os::unix::fs::chown(&home, Some(id.mail_uid), Some(id.mail_gid))
                 .map_err(|e| e.to_string())?;
             passwd.push_str(&format!(
-                "{user}:{{PLAIN}}{DEFAULT_PASSWORD}:{}:{}::{}\n",
+                "{user}:{{PLAIN}}{password}:{}:{}::{}\n",
                 id.mail_uid,
                 id.mail_gid,
                 home.display()
@@ -267,6 +305,15 @@ impl Dovecot {
         }
         let _ = self.master.kill();
         let _ = self.master.wait();
+    }
+
+    /// The `cert_fingerprint` of the certificate this server presents.
+    pub fn cert_pin(&self) -> String {
+        let pem = std::fs::read_to_string(self.root().join("tls/server.pem")).expect("server.pem");
+        let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+            .map(|c: rustls::pki_types::CertificateDer| c.to_vec())
+            .expect("server.pem holds a certificate");
+        syncmail::imap::tls::fingerprint_hex(&syncmail::imap::tls::fingerprint(&der))
     }
 
     pub fn root(&self) -> &Path {

@@ -6,6 +6,7 @@ pub mod dovecot;
 pub mod maildir;
 pub mod proxy;
 pub mod sync_env;
+pub mod tmpfs;
 
 use std::path::Path;
 use std::process::{Command, Output};
