@@ -8,7 +8,8 @@
 //!   [`config::Config`] in one place; errors name file:line:col and the account.
 //! - [`cli`]: subcommands and exit codes; `main.rs` only calls [`cli::main`].
 //! - [`sync`]: the pure planner: snapshots of both sides plus the base in, a `Plan` of
-//!   actions, changes and conflicts out. No tokio, no SQLite, no filesystem, no clock.
+//!   actions, changes and conflicts out; the fate of a folder one side deleted (rule 9).
+//!   No tokio, no SQLite, no filesystem, no clock.
 //! - [`store`]: the per-account SQLite state (pairs, watermarks, intents journal, change
 //!   and conflict logs, POP3 UIDLs), one writer, migrations, the account lock.
 //! - [`maildir`]: Maildir filenames and flags, stable scans, batched durable delivery,
@@ -19,8 +20,8 @@
 //!   poller that delivers a maildrop into the INBOX (deliver, record UIDL, DELE, QUIT).
 //! - [`engine`]: the only module that knows both sides: observe (QRESYNC, CONDSTORE or a
 //!   full listing; a stable Maildir scan), plan every folder, turn cross-folder
-//!   delete+add into moves, apply each action under the intent journal, commit; and
-//!   resolve intents a crash left open before anything else.
+//!   delete+add into moves, apply each action under the intent journal, commit; delete
+//!   folders rule 9 allows; and resolve intents a crash left open before anything else.
 //! - [`daemon`]: per-account supervisors, IDLE and file-watch triggers, backoff, signals,
 //!   sd_notify, hooks, and `syncmail status`.
 //! - [`secret`]: fetches passwords and tokens from the configured source, never logging them.
