@@ -79,7 +79,21 @@ fn render_account(out: &mut String, state_dir: &Path, account: &Account) {
         if let Some(state) = &row.daemon_state {
             let _ = writeln!(out, "  daemon: {state}");
         }
-        line(out, "  account", row);
+        let failing = snapshot
+            .passes
+            .iter()
+            .filter(|p| p.folder.is_some() && p.last_error.is_some())
+            .count();
+        if row.last_error.is_none() && failing > 0 {
+            // The account's pass ran, but "ok" would hide the folders that failed in it.
+            let _ = writeln!(
+                out,
+                "  account: last pass {} ran, but {failing} folder(s) FAILED (below)",
+                when(row.last_attempt)
+            );
+        } else {
+            line(out, "  account", row);
+        }
     }
     if snapshot.open_intents > 0 {
         let _ = writeln!(

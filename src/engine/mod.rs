@@ -908,11 +908,22 @@ impl Ctx<'_> {
         );
         run.stop = self.scope.stop.clone();
         let started = std::time::Instant::now();
+        let mut failed = None;
         for action in &plan.actions {
             if self.scope.stopped() {
-                return Err(EngineError::Stopped);
+                failed = Some(EngineError::Stopped);
+                break;
             }
-            run.run(action).await?;
+            if let Err(e) = run.run(action).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            // What ran before the failure is committed: the summary counts it.
+            drop(run);
+            report.counts = counts;
+            return Err(e);
         }
         tracing::debug!(folder = %name, applied = ?started.elapsed(), "applied");
         // Watermarks move only now that the whole pass committed (rule 4). While a guard
@@ -953,10 +964,11 @@ impl Ctx<'_> {
             )
         });
         let clean = run.clean() && plan.halt.is_none() && plan.held.is_empty() && !keeps_one_sided;
-        run.finish(last).await?;
+        let finished = run.finish(last).await;
         let final_pairs = std::mem::take(&mut run.pairs);
         drop(run);
         report.counts = counts;
+        finished?;
         if touches_local && clean {
             self.record_stamp(&folder, &md, &final_pairs, &base.local_only)
                 .await?;

@@ -99,13 +99,20 @@ fn disk_full_sync_fails_cleanly_and_resumes() {
         partial.len()
     );
     assert!(tmp_is_empty(&inbox), "tmp/ keeps no partial download");
+    // The summary counts what was fetched and committed before the disk filled.
+    assert!(
+        stdout(&out).contains(&format!("fetched {}", partial.len())),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(
         env.server("INBOX"),
         server_before,
         "the server is untouched"
     );
-    // The state says what happened, for `syncmail status`.
+    // The state says what happened, for `syncmail status`, the account line included.
     let status = stdout(&env.run("status", &[], &[]));
+    assert!(status.contains("1 folder(s) FAILED"), "{status}");
     assert!(
         status.lines().any(|l| l.contains("folder INBOX")
             && l.contains("FAILED")
