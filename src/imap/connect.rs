@@ -17,6 +17,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::ImapError;
+use super::bound::Bounded;
 use super::tls;
 use crate::config::{AuthMech, Server, Tls};
 use crate::secret::{CredentialKind, Secret};
@@ -28,6 +29,24 @@ pub enum ImapStream {
     Tls(Box<TlsStream<TcpStream>>),
     /// After COMPRESS=DEFLATE (RFC 4978): the stream above, compressed.
     Deflate(Box<async_imap::DeflateStream<ImapStream>>),
+    /// What an IMAP session reads through: one of the above, every byte checked against
+    /// the bounds on lines and literals (rule 18) before async-imap buffers it.
+    Bounded(Box<Bounded<ImapStream>>),
+}
+
+impl ImapStream {
+    /// The transport under the bounds check: `Plain`, `Tls` or `Deflate`.
+    pub fn transport(&self) -> &ImapStream {
+        match self {
+            ImapStream::Bounded(b) => b.get_ref().transport(),
+            other => other,
+        }
+    }
+
+    fn bounded(inner: ImapStream, server: &Server) -> ImapStream {
+        let label = format!("{}:{}", server.host, server.port);
+        ImapStream::Bounded(Box::new(Bounded::new(inner, label)))
+    }
 }
 
 impl AsyncRead for ImapStream {
@@ -40,6 +59,7 @@ impl AsyncRead for ImapStream {
             ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -54,6 +74,7 @@ impl AsyncWrite for ImapStream {
             ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -62,6 +83,7 @@ impl AsyncWrite for ImapStream {
             ImapStream::Plain(s) => Pin::new(s).poll_flush(cx),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -70,6 +92,7 @@ impl AsyncWrite for ImapStream {
             ImapStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -110,7 +133,10 @@ pub async fn connect(
     // Capabilities may change after STARTTLS and after login (rule 19): read them afresh.
     let capabilities = within(deadline, "reading capabilities", session.capabilities())
         .await?
-        .map_err(|e| ImapError::Protocol(format!("CAPABILITY failed: {e}")))?;
+        .map_err(|e| match &e {
+            async_imap::error::Error::Io(io) => ImapError::io(io, "during CAPABILITY"),
+            other => ImapError::Protocol(format!("CAPABILITY failed: {other}")),
+        })?;
     let mut capabilities: Vec<String> = capabilities
         .iter()
         .map(|c| match c {
@@ -127,7 +153,13 @@ pub async fn connect(
         session = within(
             deadline,
             "starting compression",
-            session.compress(|d| ImapStream::Deflate(Box::new(d))),
+            session.compress(|mut d| {
+                // The bytes under the decompressor are not IMAP; check what it yields.
+                if let ImapStream::Bounded(b) = d.get_mut() {
+                    b.stop_checking();
+                }
+                ImapStream::bounded(ImapStream::Deflate(Box::new(d)), server)
+            }),
         )
         .await?
         .map_err(|e| ImapError::Protocol(format!("COMPRESS DEFLATE failed: {e}")))?;
@@ -163,7 +195,8 @@ async fn open(server: &Server) -> Result<(ImapStream, Vec<String>), ImapError> {
         Tls::Implicit => {
             let mut stream = BufReader::new(handshake(server, tcp).await?);
             let caps = greeting(&mut stream).await?;
-            Ok((ImapStream::Tls(Box::new(drain_checked(stream)?)), caps))
+            let tls = ImapStream::Tls(Box::new(drain_checked(stream)?));
+            Ok((ImapStream::bounded(tls, server), caps))
         }
         Tls::Starttls => {
             let mut plain = BufReader::new(tcp);
@@ -194,7 +227,8 @@ async fn open(server: &Server) -> Result<(ImapStream, Vec<String>), ImapError> {
             let mut stream = BufReader::new(handshake(server, plain.into_inner()).await?);
             // Capabilities learned before TLS are forgotten; ask again over TLS.
             let caps = capability(&mut stream).await?;
-            Ok((ImapStream::Tls(Box::new(drain_checked(stream)?)), caps))
+            let tls = ImapStream::Tls(Box::new(drain_checked(stream)?));
+            Ok((ImapStream::bounded(tls, server), caps))
         }
         Tls::None => {
             if !server.plaintext_allowed() {
@@ -205,7 +239,8 @@ async fn open(server: &Server) -> Result<(ImapStream, Vec<String>), ImapError> {
             }
             let mut stream = BufReader::new(tcp);
             let caps = greeting(&mut stream).await?;
-            Ok((ImapStream::Plain(drain_checked(stream)?), caps))
+            let plain = ImapStream::Plain(drain_checked(stream)?);
+            Ok((ImapStream::bounded(plain, server), caps))
         }
     }
 }
@@ -441,7 +476,7 @@ fn auth_error(user: &str, e: &async_imap::error::Error) -> ImapError {
         async_imap::error::Error::No(msg) | async_imap::error::Error::Bad(msg) => {
             ImapError::Auth(format!("the server rejected the login of `{user}`: {msg}"))
         }
-        other => ImapError::Connect(format!("connection lost while logging in: {other}")),
+        other => ImapError::lib(other, "connection lost while logging in"),
     }
 }
 

@@ -139,7 +139,7 @@ impl ImapSession {
                 what: "sending a command",
                 limit: self.timeout,
             })?
-            .map_err(|e| ImapError::Connect(format!("sending {}: {e}", verb(command))))?;
+            .map_err(|e| ImapError::lib(&e, format_args!("sending {}", verb(command))))?;
         self.read_until_done(&tag, command, on_untagged).await
     }
 
@@ -156,7 +156,7 @@ impl ImapSession {
                     what: "waiting for the server",
                     limit: self.timeout,
                 })?
-                .map_err(|e| ImapError::Connect(format!("during {}: {e}", verb(command))))?
+                .map_err(|e| ImapError::io(&e, format_args!("during {}", verb(command))))?
                 .ok_or_else(|| {
                     ImapError::Connect(format!(
                         "the server closed the connection during {}",
@@ -427,7 +427,7 @@ impl ImapSession {
                 what: "sending APPEND",
                 limit: self.timeout,
             })?
-            .map_err(|e| ImapError::Connect(format!("sending APPEND: {e}")))?;
+            .map_err(|e| ImapError::lib(&e, "sending APPEND"))?;
         if !self.literal_plus {
             self.wait_continuation().await?;
         }
@@ -462,7 +462,7 @@ impl ImapSession {
                     what: "waiting for APPEND continuation",
                     limit: self.timeout,
                 })?
-                .map_err(|e| ImapError::Connect(format!("during APPEND: {e}")))?
+                .map_err(|e| ImapError::io(&e, "during APPEND"))?
                 .ok_or_else(|| {
                     ImapError::Connect("the server closed the connection during APPEND".into())
                 })?;

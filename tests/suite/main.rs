@@ -11,6 +11,7 @@ mod daemon_resilience;
 mod daemon_service;
 mod daemon_support;
 mod imap_connect;
+mod imap_hostile;
 mod imap_session;
 mod pop3_client;
 mod pop3_poller;
