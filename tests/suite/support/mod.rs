@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod dovecot;
+pub mod hostile;
 pub mod imap_script;
 pub mod maildir;
 pub mod proxy;
