@@ -250,6 +250,11 @@ impl<S> Bounded<S> {
         &self.server
     }
 
+    /// Whether the bytes read through this layer are checked (see [`Bounded::stop_checking`]).
+    pub fn is_checking(&self) -> bool {
+        self.checking
+    }
+
     /// Stop checking: the bytes read from now on are compressed, and a new `Bounded`
     /// above the decompressor checks what they decode to.
     pub fn stop_checking(&mut self) {

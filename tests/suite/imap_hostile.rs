@@ -5,6 +5,15 @@
 //! error names the account and the fault, that nothing was written outside the Maildir
 //! root, and (where it matters) the child's peak memory.
 
+use std::path::Path;
+use std::time::Duration;
+
+use syncmail::config::{self, Dirs};
+use syncmail::imap::{self, ImapSession, ImapStream};
+use syncmail::model::Uid;
+use syncmail::secret;
+
+use crate::support::Dovecot;
 use crate::support::hostile::{ACCOUNT, Home, MAX_RSS_KIB, PASSWORD, TIMEOUT};
 use crate::support::imap_script::{Misbehaviour, ScriptedImap};
 
@@ -265,4 +274,63 @@ fn rule_16_a_server_silent_mid_command_times_out() {
         Misbehaviour::SilentAt("UID FETCH"),
         "waiting for the server",
     );
+}
+
+/// With COMPRESS=DEFLATE the bound must check what the decompressor yields, not the
+/// compressed bytes: the session reads through a checking layer above `Deflate`, whose
+/// own layer below has stopped checking; a 3 MB message comes through intact.
+#[tokio::test]
+async fn rule_18_the_bound_checks_what_compress_decodes() {
+    let dovecot = Dovecot::start();
+    let body: String = (0..40_000)
+        .map(|i| format!("line {i:06} of a message big enough to need many reads\r\n"))
+        .collect();
+    let msg = crate::support::dovecot::message("big", "big@test", &body);
+    dovecot.seed("alice", "INBOX", &msg);
+    let toml = dovecot.imap_account("t", "alice", "implicit");
+    let text = format!("[general]\nmaildir = \"/tmp/unused\"\n\n{toml}");
+    let dirs = Dirs {
+        home: Some("/nonexistent-home".into()),
+        ..Dirs::default()
+    };
+    let account = config::parse(Path::new("test.toml"), &text, &dirs)
+        .expect("valid config")
+        .config
+        .accounts
+        .remove(0);
+    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT)
+        .await
+        .unwrap();
+    let connected = imap::connect(&account.server, &secret, kind).await.unwrap();
+    let ImapStream::Bounded(outer) = connected.session.get_ref() else {
+        panic!("the session does not read through the bound");
+    };
+    assert!(outer.is_checking());
+    let ImapStream::Deflate(deflate) = outer.get_ref() else {
+        panic!("no COMPRESS=DEFLATE under the bound");
+    };
+    let ImapStream::Bounded(inner) = deflate.get_ref() else {
+        panic!("no transport layer under the decompressor");
+    };
+    assert!(
+        !inner.is_checking(),
+        "compressed bytes must not be scanned as IMAP"
+    );
+
+    let mut session = ImapSession::new(connected, Duration::from_secs(20))
+        .await
+        .unwrap();
+    session.select("INBOX", None).await.unwrap();
+    let mut got = Vec::new();
+    let missing = session
+        .fetch_bodies(&[Uid(1)], |m| {
+            got = m.body.to_vec();
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert!(missing.is_empty());
+    assert_eq!(got.len(), msg.len());
+    assert!(got == msg, "the message changed on the way");
+    session.logout().await;
 }
