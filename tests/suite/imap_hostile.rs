@@ -129,6 +129,38 @@ fn rule_17_hostile_folder_names_are_refused_and_the_rest_syncs() {
     home.assert_nothing_outside_the_root();
 }
 
+#[test]
+fn rule_17_with_a_dot_delimiter_a_slash_inside_a_component_is_refused() {
+    // Components are split at the server's delimiter '.', so '/' is data inside one.
+    let hostile = [
+        ("x/y", "component contains '/'"),
+        ("../etc", "empty hierarchy component"),
+        ("a./..", "component contains '/'"),
+        ("INBOX./tmp", "component contains '/'"),
+    ];
+    let server = ScriptedImap::start_with(
+        '.',
+        Misbehaviour::ListNames(hostile.iter().map(|(n, _)| n.to_string()).collect()),
+    );
+    server.add("INBOX", &[], &message("in"));
+    server.add("Archive.2024", &[], &message("nested"));
+    let home = Home::new("imap", server.port, "none");
+    let run = home.sync();
+    assert_eq!(home.messages("INBOX"), [message("in")], "{run}");
+    assert_eq!(home.messages("Archive/2024"), [message("nested")], "{run}");
+    assert_eq!(home.folders(), ["Archive", "INBOX"], "{run}");
+    assert_eq!(run.code, Some(1), "{run}");
+    for (name, reason) in hostile {
+        assert!(
+            run.stderr.lines().any(|l| l.starts_with(&format!(
+                "syncmail: account `{ACCOUNT}`: server folder {name:?}: {reason}"
+            ))),
+            "no warning for {name:?}: {run}"
+        );
+    }
+    home.assert_nothing_outside_the_root();
+}
+
 /// A pass that a bound stops: exit 1 at once, the account and the server named, peak
 /// memory far below what was offered, nothing written.
 fn bounded_failure(m: Misbehaviour, what: &str) {
