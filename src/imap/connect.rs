@@ -114,6 +114,8 @@ impl Connected {
 
 /// Greeting and pre-login lines are short; a server sending more is misbehaving.
 const MAX_PRELOGIN_LINE: usize = 16 * 1024;
+/// The most lines a pre-login CAPABILITY answer may take (real servers send one or two).
+const MAX_PRELOGIN_LINES: usize = 100;
 
 /// Connect, secure and log in.
 pub async fn connect(
@@ -356,7 +358,9 @@ async fn capability<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(io_err)?;
     let mut caps = Vec::new();
-    loop {
+    // Each line is bounded; so is their number, or a server could send lines for as long
+    // as the connect deadline lasts and have us keep every capability (rule 18).
+    for _ in 0..MAX_PRELOGIN_LINES {
         let line = read_line(reader).await?;
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("* CAPABILITY ") {
@@ -374,6 +378,9 @@ async fn capability<S: AsyncRead + AsyncWrite + Unpin>(
             )));
         }
     }
+    Err(ImapError::Protocol(format!(
+        "the server sent more than {MAX_PRELOGIN_LINES} lines without answering CAPABILITY"
+    )))
 }
 
 /// SASL initial responses. Each answers the first challenge; later challenges (an error

@@ -80,6 +80,24 @@ fn rule_19_bytes_injected_after_the_starttls_ok_abort() {
 }
 
 #[test]
+fn rule_18_an_endless_pre_tls_capability_answer_is_refused() {
+    let server = ScriptedImap::start(Misbehaviour::CapabilityFlood);
+    let home = Home::new("imap", server.port, "starttls");
+    let run = home.sync();
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stderr.contains(&format!("account `{ACCOUNT}`"))
+            && run
+                .stderr
+                .contains("more than 100 lines without answering CAPABILITY"),
+        "{run}"
+    );
+    assert!(run.max_rss_kib < MAX_RSS_KIB, "peak memory too high: {run}");
+    assert_no_password(&server);
+    home.assert_nothing_outside_the_root();
+}
+
+#[test]
 fn rule_17_hostile_folder_names_are_refused_and_the_rest_syncs() {
     let long = "x".repeat(5000);
     // As sent (modified UTF-7), and how the warning shows it: decoded, quoted, escaped,

@@ -24,6 +24,9 @@ pub enum Misbehaviour {
     Preauth,
     /// Forged responses follow "OK begin TLS" before any handshake.
     StarttlsInjection,
+    /// The greeting carries no capabilities, and CAPABILITY is answered by untagged
+    /// lines that never end.
+    CapabilityFlood,
     /// LIST reports these extra folders (modified UTF-7, as sent).
     ListNames(Vec<String>),
     /// A FETCH of message bodies announces a literal of 4294967295 bytes.
@@ -198,6 +201,7 @@ async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> Opt
     };
     let greeting = match mode {
         Misbehaviour::Preauth => "* PREAUTH [CAPABILITY IMAP4rev1] logged in already\r\n".into(),
+        Misbehaviour::CapabilityFlood => "* OK scripted ready\r\n".into(),
         _ => format!("* OK [CAPABILITY IMAP4rev1 UIDPLUS{starttls_cap}] scripted ready\r\n"),
     };
     write.write_all(greeting.as_bytes()).await.ok()?;
@@ -228,6 +232,15 @@ async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> Opt
             return None;
         }
         let reply: Vec<u8> = match verb.as_str() {
+            "CAPABILITY" if mode == Misbehaviour::CapabilityFlood => {
+                let line = format!("* CAPABILITY IMAP4rev1 {}\r\n", "X-FLOOD ".repeat(1000));
+                // 100 MB of capabilities, unless the client hangs up first.
+                for _ in 0..(100_000_000 / line.len()) {
+                    write.write_all(line.as_bytes()).await.ok()?;
+                }
+                tokio::time::sleep(IDLE_LIMIT).await;
+                return None;
+            }
             "CAPABILITY" => {
                 format!("* CAPABILITY IMAP4rev1 UIDPLUS{starttls_cap}\r\n{tag} OK done\r\n").into()
             }
