@@ -199,9 +199,11 @@ impl BoundError {
 
 /// A stream whose every read passes a [`FrameScanner`]; writes go straight through.
 ///
-/// It also holds back an unfinished line until its CRLF arrives (at most the line bound):
-/// async-imap re-parses its whole buffer on every read, so feeding it a long line 4 KiB
-/// at a time costs time quadratic in the line's length. Literal bytes pass at once.
+/// It also holds back an unfinished line until its CRLF arrives (at most the line bound),
+/// so an overlong line is refused as soon as it crosses the bound: async-imap re-parses
+/// its whole buffer on every read of at most 4 KiB, and feeding it the line as it comes
+/// would cost time quadratic in the line's length before the bound is even reached.
+/// Literal bytes pass at once.
 #[derive(Debug)]
 pub struct Bounded<S> {
     inner: S,
