@@ -252,6 +252,35 @@ fn rule_2_an_appenduid_for_another_uidvalidity_pairs_nothing_and_duplicates_noth
     home.assert_nothing_outside_the_root();
 }
 
+/// `[APPENDUID 7 1:4294967295]` is 27 bytes; expanded it would be 16 GiB. It is taken as
+/// no APPENDUID at all, and the message is found again by searching (rule 2).
+#[test]
+fn rule_18_an_appenduid_range_of_four_billion_is_not_expanded() {
+    let server = ScriptedImap::start(Misbehaviour::None);
+    let home = Home::new("imap", server.port, "none");
+    let first = home.sync();
+    assert_eq!(first.code, Some(0), "{first}");
+    let local = message("local");
+    std::fs::write(home.root().join("INBOX/new/1700000000.local.host"), &local).unwrap();
+    server.set_misbehaviour(Misbehaviour::AppendUidSet("1:4294967295"));
+    let run = home.sync();
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.contains("appended 1"), "{run}");
+    assert!(run.max_rss_kib < MAX_RSS_KIB, "peak memory too high: {run}");
+    let transcript = server.transcript();
+    assert!(
+        transcript.contains("HEADER Message-ID \"<local@test>\""),
+        "the APPEND was not searched for: {transcript}"
+    );
+    server.set_misbehaviour(Misbehaviour::None);
+    let again = home.sync();
+    assert_eq!(again.code, Some(0), "{again}");
+    assert!(again.stdout.contains("appended 0"), "{again}");
+    assert_eq!(server.folder("INBOX").unwrap().messages.len(), 1);
+    assert_eq!(home.messages("INBOX"), [local]);
+    home.assert_nothing_outside_the_root();
+}
+
 #[test]
 fn a_fetch_for_a_uid_nobody_asked_for_is_never_written() {
     let server = ScriptedImap::start(Misbehaviour::UnaskedFetch(999));

@@ -35,6 +35,8 @@ pub enum Misbehaviour {
     EndlessLine,
     /// APPENDUID names this UIDVALIDITY instead of the folder's.
     AppendUidValidity(u32),
+    /// APPENDUID names this UID set instead of the new message's UID.
+    AppendUidSet(&'static str),
     /// A FETCH of message bodies also returns this UID, which nobody asked for.
     UnaskedFetch(u32),
     /// Greet, then never answer anything.
@@ -309,13 +311,18 @@ async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> Opt
                     Misbehaviour::AppendUidValidity(uv) => Some(*uv),
                     _ => None,
                 };
+                let answer_set = match &s.misbehaviour {
+                    Misbehaviour::AppendUidSet(set) => Some(*set),
+                    _ => None,
+                };
                 match s.folders.get_mut(&name) {
                     Some(f) => {
                         let uid = f.uidnext;
                         f.uidnext += 1;
                         f.messages.insert(uid, Message { flags, body });
                         let uv = answer_uv.unwrap_or(f.uidvalidity);
-                        format!("{tag} OK [APPENDUID {uv} {uid}] appended\r\n").into()
+                        let set = answer_set.map_or(uid.to_string(), str::to_owned);
+                        format!("{tag} OK [APPENDUID {uv} {set}] appended\r\n").into()
                     }
                     None => format!("{tag} NO [TRYCREATE] no such folder\r\n").into(),
                 }
