@@ -281,6 +281,44 @@ fn rule_18_an_appenduid_range_of_four_billion_is_not_expanded() {
     home.assert_nothing_outside_the_root();
 }
 
+/// An APPENDUID naming UID 4294967295 twice: counting past it must not overflow and
+/// crash, and a UID already paired is not believed a second time.
+#[test]
+fn rule_18_an_appenduid_of_the_largest_uid_does_not_crash() {
+    let server = ScriptedImap::start(Misbehaviour::None);
+    let home = Home::new("imap", server.port, "none");
+    let first = home.sync();
+    assert_eq!(first.code, Some(0), "{first}");
+    for i in 0..2 {
+        let local = message(&format!("local{i}"));
+        std::fs::write(
+            home.root().join(format!("INBOX/new/170000000{i}.l.host")),
+            &local,
+        )
+        .unwrap();
+    }
+    server.set_misbehaviour(Misbehaviour::AppendUidSet("4294967295"));
+    let run = home.sync();
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.contains("appended 2"), "{run}");
+    // The second answer repeats a paired UID: not trusted, the message is searched for.
+    assert!(run.stderr.contains("cannot be new"), "{run}");
+    assert_eq!(server.folder("INBOX").unwrap().messages.len(), 2, "{run}");
+
+    // A sane server next: the first pair is wrong (UID 4294967295 does not exist), so
+    // that message is seen deleted on the server and fetched again under its real UID;
+    // nothing is lost and nothing is appended twice.
+    server.set_misbehaviour(Misbehaviour::None);
+    let next = home.sync();
+    assert_eq!(next.code, Some(0), "{next}");
+    assert!(next.stdout.contains("appended 0"), "{next}");
+    assert_eq!(server.folder("INBOX").unwrap().messages.len(), 2, "{next}");
+    let mut want = vec![message("local0"), message("local1")];
+    want.sort();
+    assert_eq!(home.messages("INBOX"), want, "{next}");
+    home.assert_nothing_outside_the_root();
+}
+
 #[test]
 fn a_fetch_for_a_uid_nobody_asked_for_is_never_written() {
     let server = ScriptedImap::start(Misbehaviour::UnaskedFetch(999));
