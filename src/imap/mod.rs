@@ -70,6 +70,14 @@ impl ImapError {
     }
 }
 
+/// A failed LIST: a crossed bound, the network, or the server's refusal.
+fn list_error(e: &async_imap::error::Error) -> ImapError {
+    match e {
+        async_imap::error::Error::Io(io) => ImapError::io(io, "during LIST"),
+        other => ImapError::Protocol(format!("LIST failed: {other}")),
+    }
+}
+
 /// A folder as LIST reports it: the raw (modified UTF-7) name and its delimiter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedFolder {
@@ -90,11 +98,8 @@ pub async fn list_folders(
             .session
             .list(Some(""), Some("*"))
             .await
-            .map_err(|e| ImapError::lib(&e, "during LIST"))?;
-        let names: Vec<_> = stream.try_collect().await.map_err(|e| match &e {
-            async_imap::error::Error::Io(io) => ImapError::io(io, "during LIST"),
-            other => ImapError::Protocol(format!("LIST failed: {other}")),
-        })?;
+            .map_err(|e| list_error(&e))?;
+        let names: Vec<_> = stream.try_collect().await.map_err(|e| list_error(&e))?;
         Ok::<_, ImapError>(names)
     };
     let names = tokio::time::timeout(timeout, fut)
