@@ -80,6 +80,26 @@ fn rule_19_bytes_injected_after_the_starttls_ok_abort() {
 }
 
 #[test]
+fn rule_18_an_endless_greeting_is_refused() {
+    for tls in ["none", "starttls"] {
+        let server = ScriptedImap::start(Misbehaviour::EndlessGreeting);
+        let home = Home::new("imap", server.port, tls);
+        let run = home.sync();
+        assert_eq!(run.code, Some(1), "{tls}: {run}");
+        assert!(
+            run.stderr.contains(&format!("account `{ACCOUNT}`"))
+                && run
+                    .stderr
+                    .contains("a pre-login line longer than 16384 bytes"),
+            "{tls}: {run}"
+        );
+        assert!(run.max_rss_kib < MAX_RSS_KIB, "peak memory too high: {run}");
+        assert_no_password(&server);
+        home.assert_nothing_outside_the_root();
+    }
+}
+
+#[test]
 fn rule_18_an_endless_pre_tls_capability_answer_is_refused() {
     let server = ScriptedImap::start(Misbehaviour::CapabilityFlood);
     let home = Home::new("imap", server.port, "starttls");

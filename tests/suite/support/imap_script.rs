@@ -24,6 +24,8 @@ pub enum Misbehaviour {
     Preauth,
     /// Forged responses follow "OK begin TLS" before any handshake.
     StarttlsInjection,
+    /// The greeting is a 100 MB line without an end.
+    EndlessGreeting,
     /// The greeting carries no capabilities, and CAPABILITY is answered by untagged
     /// lines that never end.
     CapabilityFlood,
@@ -206,6 +208,15 @@ async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> Opt
         Misbehaviour::CapabilityFlood => "* OK scripted ready\r\n".into(),
         _ => format!("* OK [CAPABILITY IMAP4rev1 UIDPLUS{starttls_cap}] scripted ready\r\n"),
     };
+    if mode == Misbehaviour::EndlessGreeting {
+        write.write_all(b"* OK ").await.ok()?;
+        let chunk = vec![b'a'; 64 * 1024];
+        for _ in 0..(100 * 1024 * 1024 / chunk.len()) {
+            write.write_all(&chunk).await.ok()?;
+        }
+        tokio::time::sleep(IDLE_LIMIT).await;
+        return None;
+    }
     write.write_all(greeting.as_bytes()).await.ok()?;
     let mut selected: Option<String> = None;
     loop {
