@@ -664,6 +664,8 @@ pub async fn find_appended(
         .await?;
     let matches: Vec<Uid> = ids
         .into_iter()
+        // Only the UIDs asked about: a FETCH answer for another is not evidence.
+        .filter(|(uid, _)| candidates.contains(uid))
         .filter(|(_, (id, size))| {
             (*size == sizes.crlf || *size == sizes.raw)
                 && (message_id.is_none() || id.as_deref() == message_id)

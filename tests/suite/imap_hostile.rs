@@ -1,7 +1,8 @@
 //! The real `syncmail sync` against a scripted hostile IMAP server: STARTTLS stripping
 //! and injection (rule 19), folder names that try to leave the Maildir root (rule 17),
-//! huge literals and endless lines (rule 18), lying APPENDUIDs, unrequested FETCH data,
-//! messages without a header, and servers that stop answering. Each run checks the
+//! huge literals, endless lines and greetings, UID ranges that would expand to billions
+//! (rule 18), lying APPENDUIDs, unrequested FETCH data, messages without a header, and
+//! servers that stop answering; and, against Dovecot, the bound above COMPRESS. Each run checks the
 //! error names the account and the fault, that nothing was written outside the Maildir
 //! root, and (where it matters) the child's peak memory.
 
