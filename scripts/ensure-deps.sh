@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what syncmail's tests and demo need when it is missing: Dovecot (IMAP and
-# POP3) and openssl. Sourced by scripts/test.sh and scripts/demo.sh.
+# POP3), openssl, and GNU time (the hostile-server tests measure peak memory with it).
+# Sourced by scripts/test.sh and scripts/demo.sh.
 
 ensure_deps() {
     local missing=()
@@ -8,6 +9,7 @@ ensure_deps() {
     [ -e /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
     command -v doveadm >/dev/null 2>&1 || [ -x /usr/bin/doveadm ] || missing+=(dovecot-core)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    [ -x /usr/bin/time ] || missing+=(time)
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "syncmail: installing ${missing[*]} (Debian packages)" >&2
     local sudo=""
