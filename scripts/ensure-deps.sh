@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what syncmail's tests and demo need when it is missing: Dovecot (IMAP and
-# POP3), openssl, and the mail clients the integration tests drive (neomutt, aerc,
-# tmux, notmuch). Sourced by scripts/test.sh and scripts/demo.sh.
+# POP3), openssl, GNU time (the hostile-server tests measure peak memory with it), and
+# the mail clients the integration tests drive (neomutt, aerc, tmux, notmuch). Sourced
+# by scripts/test.sh and scripts/demo.sh.
 
 ensure_deps() {
     local missing=()
@@ -9,6 +10,7 @@ ensure_deps() {
     [ -e /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
     command -v doveadm >/dev/null 2>&1 || [ -x /usr/bin/doveadm ] || missing+=(dovecot-core)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    [ -x /usr/bin/time ] || missing+=(time)
     # The mail-client tests drive a real neomutt and aerc in tmux, and run notmuch.
     command -v neomutt >/dev/null 2>&1 || missing+=(neomutt)
     command -v tmux >/dev/null 2>&1 || missing+=(tmux)

@@ -14,7 +14,8 @@
 //!   and conflict logs, POP3 UIDLs), one writer, migrations, the account lock.
 //! - [`maildir`]: Maildir filenames and flags, stable scans, batched durable delivery,
 //!   renames, folder-name mapping (modified UTF-7, path safety).
-//! - [`imap`]: TLS/STARTTLS connection, authentication, and the session layer that wraps
+//! - [`imap`]: TLS/STARTTLS connection, authentication, bounds on every line and literal
+//!   a server sends (`imap::bound`, rule 18), and the session layer that wraps
 //!   async-imap's gaps (timeouts, checked FETCH results, raw APPEND/QRESYNC), and IDLE.
 //! - [`pop3`]: the POP3 protocol state machine (sans-IO), its tokio driver, and the
 //!   poller that delivers a maildrop into the INBOX (deliver, record UIDL, DELE, QUIT).

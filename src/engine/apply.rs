@@ -437,7 +437,24 @@ impl<'a> FolderRun<'a> {
             .await?;
         fault::point("after-append");
         let uid = match answer {
-            Some((uv, uid)) if uv == self.remote.uid_validity => Some(uid),
+            // A new message's UID is at least UIDNEXT and not one we already pair; an
+            // answer that breaks this is not trusted, the message is searched for.
+            Some((uv, uid))
+                if uv == self.remote.uid_validity
+                    && uid >= self.uidnext
+                    && !self.pairs.contains_key(&uid) =>
+            {
+                Some(uid)
+            }
+            Some((uv, uid)) if uv == self.remote.uid_validity => {
+                tracing::warn!(
+                    uid = uid.0,
+                    "APPENDUID names a UID that cannot be new; searching for the message instead"
+                );
+                // From UIDNEXT as SELECT saw it: an earlier answer may have lied too.
+                let from = self.remote.uid_next;
+                find_appended(self.session, from, message_id.as_deref(), &sizes).await?
+            }
             Some((uv, _)) => {
                 return Err(EngineError::Server(format!(
                     "APPENDUID names UIDVALIDITY {uv}, but the folder has {}; refusing to pair",
@@ -470,7 +487,8 @@ impl<'a> FolderRun<'a> {
             })
             .await?;
         self.pairs.insert(uid, pair);
-        self.uidnext = Uid(uid.0.max(self.uidnext.0) + 1);
+        // The UID is the server's word: u32::MAX must not overflow (rule 18).
+        self.uidnext = Uid(uid.0.max(self.uidnext.0).saturating_add(1));
         self.counts.appended += 1;
         self.report_progress();
         Ok(())
@@ -646,6 +664,8 @@ pub async fn find_appended(
         .await?;
     let matches: Vec<Uid> = ids
         .into_iter()
+        // Only the UIDs asked about: a FETCH answer for another is not evidence.
+        .filter(|(uid, _)| candidates.contains(uid))
         .filter(|(_, (id, size))| {
             (*size == sizes.crlf || *size == sizes.raw)
                 && (message_id.is_none() || id.as_deref() == message_id)

@@ -64,6 +64,15 @@ impl From<StoreError> for EngineError {
     }
 }
 
+/// A folder's failure as one report line. A folder error names the folder itself; any
+/// other gets the name in front, made safe to print (rule 17: names come from the server).
+fn folder_failure(name: &FolderName, e: &EngineError) -> String {
+    match e {
+        EngineError::Folder(_) => e.to_string(),
+        _ => format!("{}: {e}", maildir::shown_prefix(&name.0)),
+    }
+}
+
 impl EngineError {
     /// Worth retrying later without a human (network trouble).
     pub fn is_transient(&self) -> bool {
@@ -443,7 +452,7 @@ async fn pass_folders(
                             part.synced.push(name.clone());
                         }
                     }
-                    let lost = matches!(&result, Err(EngineError::Imap(e)) if e.is_transient());
+                    let lost = matches!(&result, Err(EngineError::Imap(e)) if e.ends_session());
                     out.push((j, name.clone(), result));
                     // The connection is gone: its remaining folders cannot run either.
                     if lost {
@@ -463,10 +472,10 @@ async fn pass_folders(
                 Ok(Some(p)) => prepared.push((j, p)),
                 Ok(None) => {}
                 Err(EngineError::Stopped) => return Err(EngineError::Stopped),
-                Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
+                Err(EngineError::Imap(e)) if e.ends_session() => return Err(EngineError::Imap(e)),
                 Err(e) => {
                     ctxs[0].record(&name, Some(&e.to_string())).await?;
-                    report.errors.push(format!("{name}: {e}"));
+                    report.errors.push(folder_failure(&name, &e));
                 }
             }
         }
@@ -505,7 +514,7 @@ async fn pass_folders(
     for m in &moves {
         match ctxs[0].run_move(sessions[0], &prepared, m).await {
             Ok(()) => report.counts.moved += 1,
-            Err(EngineError::Imap(e)) if e.is_transient() => return Err(EngineError::Imap(e)),
+            Err(EngineError::Imap(e)) if e.ends_session() => return Err(EngineError::Imap(e)),
             Err(e) => report.errors.push(format!("move: {e}")),
         }
     }
@@ -562,11 +571,11 @@ async fn pass_folders(
                             lost = Some(e);
                             break;
                         }
-                        Err(EngineError::Imap(e)) if e.is_transient() => {
+                        Err(EngineError::Imap(e)) if e.ends_session() => {
                             lost = Some(EngineError::Imap(e));
                             break;
                         }
-                        Err(e) => part.errors.push(format!("{name}: {e}")),
+                        Err(e) => part.errors.push(folder_failure(&name, &e)),
                     }
                 }
                 (part, lost)

@@ -91,8 +91,11 @@ pub async fn remote(
         )
     };
     let next_from_listing = match &listing {
-        RemoteListing::Complete(all) => all.keys().next_back().map(|u| Uid(u.0 + 1)),
-        RemoteListing::Changes { changed, .. } => changed.keys().next_back().map(|u| Uid(u.0 + 1)),
+        RemoteListing::Complete(all) => all.keys().next_back().map(|u| Uid(u.0.saturating_add(1))),
+        RemoteListing::Changes { changed, .. } => changed
+            .keys()
+            .next_back()
+            .map(|u| Uid(u.0.saturating_add(1))),
     };
     let uidnext = selected.uidnext.or(next_from_listing).unwrap_or(Uid(1));
     Ok(RemoteObservation {

@@ -17,6 +17,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::ImapError;
+use super::bound::Bounded;
 use super::tls;
 use crate::config::{AuthMech, Server, Tls};
 use crate::secret::{CredentialKind, Secret};
@@ -28,6 +29,24 @@ pub enum ImapStream {
     Tls(Box<TlsStream<TcpStream>>),
     /// After COMPRESS=DEFLATE (RFC 4978): the stream above, compressed.
     Deflate(Box<async_imap::DeflateStream<ImapStream>>),
+    /// What an IMAP session reads through: one of the above, every byte checked against
+    /// the bounds on lines and literals (rule 18) before async-imap buffers it.
+    Bounded(Box<Bounded<ImapStream>>),
+}
+
+impl ImapStream {
+    /// The transport under the bounds check: `Plain`, `Tls` or `Deflate`.
+    pub fn transport(&self) -> &ImapStream {
+        match self {
+            ImapStream::Bounded(b) => b.get_ref().transport(),
+            other => other,
+        }
+    }
+
+    fn bounded(inner: ImapStream, server: &Server) -> ImapStream {
+        let label = format!("{}:{}", server.host, server.port);
+        ImapStream::Bounded(Box::new(Bounded::new(inner, label)))
+    }
 }
 
 impl AsyncRead for ImapStream {
@@ -40,6 +59,7 @@ impl AsyncRead for ImapStream {
             ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -54,6 +74,7 @@ impl AsyncWrite for ImapStream {
             ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -62,6 +83,7 @@ impl AsyncWrite for ImapStream {
             ImapStream::Plain(s) => Pin::new(s).poll_flush(cx),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -70,6 +92,7 @@ impl AsyncWrite for ImapStream {
             ImapStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -91,6 +114,8 @@ impl Connected {
 
 /// Greeting and pre-login lines are short; a server sending more is misbehaving.
 const MAX_PRELOGIN_LINE: usize = 16 * 1024;
+/// The most lines a pre-login CAPABILITY answer may take (real servers send one or two).
+const MAX_PRELOGIN_LINES: usize = 100;
 
 /// Connect, secure and log in.
 pub async fn connect(
@@ -110,7 +135,10 @@ pub async fn connect(
     // Capabilities may change after STARTTLS and after login (rule 19): read them afresh.
     let capabilities = within(deadline, "reading capabilities", session.capabilities())
         .await?
-        .map_err(|e| ImapError::Protocol(format!("CAPABILITY failed: {e}")))?;
+        .map_err(|e| match &e {
+            async_imap::error::Error::Io(io) => ImapError::io(io, "during CAPABILITY"),
+            other => ImapError::Protocol(format!("CAPABILITY failed: {other}")),
+        })?;
     let mut capabilities: Vec<String> = capabilities
         .iter()
         .map(|c| match c {
@@ -127,7 +155,13 @@ pub async fn connect(
         session = within(
             deadline,
             "starting compression",
-            session.compress(|d| ImapStream::Deflate(Box::new(d))),
+            session.compress(|mut d| {
+                // The bytes under the decompressor are not IMAP; check what it yields.
+                if let ImapStream::Bounded(b) = d.get_mut() {
+                    b.stop_checking();
+                }
+                ImapStream::bounded(ImapStream::Deflate(Box::new(d)), server)
+            }),
         )
         .await?
         .map_err(|e| ImapError::Protocol(format!("COMPRESS DEFLATE failed: {e}")))?;
@@ -163,7 +197,8 @@ async fn open(server: &Server) -> Result<(ImapStream, Vec<String>), ImapError> {
         Tls::Implicit => {
             let mut stream = BufReader::new(handshake(server, tcp).await?);
             let caps = greeting(&mut stream).await?;
-            Ok((ImapStream::Tls(Box::new(drain_checked(stream)?)), caps))
+            let tls = ImapStream::Tls(Box::new(drain_checked(stream)?));
+            Ok((ImapStream::bounded(tls, server), caps))
         }
         Tls::Starttls => {
             let mut plain = BufReader::new(tcp);
@@ -194,7 +229,8 @@ async fn open(server: &Server) -> Result<(ImapStream, Vec<String>), ImapError> {
             let mut stream = BufReader::new(handshake(server, plain.into_inner()).await?);
             // Capabilities learned before TLS are forgotten; ask again over TLS.
             let caps = capability(&mut stream).await?;
-            Ok((ImapStream::Tls(Box::new(drain_checked(stream)?)), caps))
+            let tls = ImapStream::Tls(Box::new(drain_checked(stream)?));
+            Ok((ImapStream::bounded(tls, server), caps))
         }
         Tls::None => {
             if !server.plaintext_allowed() {
@@ -205,7 +241,8 @@ async fn open(server: &Server) -> Result<(ImapStream, Vec<String>), ImapError> {
             }
             let mut stream = BufReader::new(tcp);
             let caps = greeting(&mut stream).await?;
-            Ok((ImapStream::Plain(drain_checked(stream)?), caps))
+            let plain = ImapStream::Plain(drain_checked(stream)?);
+            Ok((ImapStream::bounded(plain, server), caps))
         }
     }
 }
@@ -321,7 +358,9 @@ async fn capability<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(io_err)?;
     let mut caps = Vec::new();
-    loop {
+    // Each line is bounded; so is their number, or a server could send lines for as long
+    // as the connect deadline lasts and have us keep every capability (rule 18).
+    for _ in 0..MAX_PRELOGIN_LINES {
         let line = read_line(reader).await?;
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("* CAPABILITY ") {
@@ -339,6 +378,9 @@ async fn capability<S: AsyncRead + AsyncWrite + Unpin>(
             )));
         }
     }
+    Err(ImapError::Protocol(format!(
+        "the server sent more than {MAX_PRELOGIN_LINES} lines without answering CAPABILITY"
+    )))
 }
 
 /// SASL responses, one per server challenge in order (SASL LOGIN takes two: user, then
@@ -468,7 +510,7 @@ fn auth_error(user: &str, secret: &Secret, e: &async_imap::error::Error) -> Imap
             let text = scrub(server_text(msg), secret.expose());
             ImapError::Auth(format!("the server rejected the login of `{user}`: {text}"))
         }
-        other => ImapError::Connect(format!("connection lost while logging in: {other}")),
+        other => ImapError::lib(other, "connection lost while logging in"),
     }
 }
 

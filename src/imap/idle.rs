@@ -56,7 +56,7 @@ impl IdleSession {
                 what: "sending a command",
                 limit: self.timeout,
             })?
-            .map_err(|e| ImapError::Connect(format!("sending {command}: {e}")))
+            .map_err(|e| ImapError::lib(&e, format_args!("sending {command}")))
     }
 
     /// One response within `limit`, classified; a closed connection or BYE is an error.
@@ -188,7 +188,7 @@ fn classify(response: &Response<'_>) -> Seen {
 
 fn alive(response: std::io::Result<Option<Seen>>) -> Result<Seen, ImapError> {
     match response {
-        Err(e) => Err(ImapError::Connect(format!("while idling: {e}"))),
+        Err(e) => Err(ImapError::io(&e, "while idling")),
         Ok(None) => Err(ImapError::Connect(
             "the server closed the connection".into(),
         )),

@@ -1,6 +1,7 @@
 //! IMAP: TLS and STARTTLS, login, and (with the sync engine) the session layer that wraps
 //! async-imap's gaps: timeouts, checked FETCH results, raw APPEND and QRESYNC.
 
+pub mod bound;
 mod connect;
 mod idle;
 mod session;
@@ -33,13 +34,47 @@ pub enum ImapError {
     /// The server said something we cannot accept.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The server sent a line or literal beyond the bounds (rule 18): hostile or broken.
+    /// The connection is out of step and unusable; retrying soon will not help.
+    #[error("{0}")]
+    Bound(String),
 }
 
 impl ImapError {
+    /// A failed read or write on the session's stream: a crossed bound (rule 18) is the
+    /// server's fault and says what it sent; anything else is the network.
+    pub(crate) fn io(e: &std::io::Error, during: impl std::fmt::Display) -> ImapError {
+        match bound::BoundError::within(e) {
+            Some(b) => ImapError::Bound(format!("{b} ({during})")),
+            None => ImapError::Connect(format!("{during}: {e}")),
+        }
+    }
+
+    /// The same for an error async-imap reports.
+    pub(crate) fn lib(e: &async_imap::error::Error, during: impl std::fmt::Display) -> ImapError {
+        match e {
+            async_imap::error::Error::Io(io) => ImapError::io(io, during),
+            other => ImapError::Connect(format!("{during}: {other}")),
+        }
+    }
+
     /// Failures that may go away by themselves (network, timeouts), as opposed to ones
     /// the user must fix (credentials, certificates).
     pub fn is_transient(&self) -> bool {
         matches!(self, ImapError::Connect(_) | ImapError::Timeout { .. })
+    }
+
+    /// Whether the connection is gone or out of step, so nothing more can be sent on it.
+    pub fn ends_session(&self) -> bool {
+        self.is_transient() || matches!(self, ImapError::Bound(_))
+    }
+}
+
+/// A failed LIST: a crossed bound, the network, or the server's refusal.
+fn list_error(e: &async_imap::error::Error) -> ImapError {
+    match e {
+        async_imap::error::Error::Io(io) => ImapError::io(io, "during LIST"),
+        other => ImapError::Protocol(format!("LIST failed: {other}")),
     }
 }
 
@@ -63,11 +98,8 @@ pub async fn list_folders(
             .session
             .list(Some(""), Some("*"))
             .await
-            .map_err(|e| ImapError::Protocol(format!("LIST failed: {e}")))?;
-        let names: Vec<_> = stream
-            .try_collect()
-            .await
-            .map_err(|e| ImapError::Protocol(format!("LIST failed: {e}")))?;
+            .map_err(|e| list_error(&e))?;
+        let names: Vec<_> = stream.try_collect().await.map_err(|e| list_error(&e))?;
         Ok::<_, ImapError>(names)
     };
     let names = tokio::time::timeout(timeout, fut)

@@ -76,11 +76,11 @@ impl TaggedCode {
     fn from(code: &Option<ResponseCode<'_>>) -> Option<TaggedCode> {
         match code {
             Some(ResponseCode::AppendUid(uv, uids)) => {
-                Some(TaggedCode::AppendUid(*uv, expand(uids)))
+                expand(uids).map(|uids| TaggedCode::AppendUid(*uv, uids))
             }
-            Some(ResponseCode::CopyUid(_, from, to)) => {
-                Some(TaggedCode::CopyUid(expand(from), expand(to)))
-            }
+            Some(ResponseCode::CopyUid(_, from, to)) => expand(from)
+                .zip(expand(to))
+                .map(|(from, to)| TaggedCode::CopyUid(from, to)),
             _ => None,
         }
     }
@@ -139,7 +139,7 @@ impl ImapSession {
                 what: "sending a command",
                 limit: self.timeout,
             })?
-            .map_err(|e| ImapError::Connect(format!("sending {}: {e}", verb(command))))?;
+            .map_err(|e| ImapError::lib(&e, format_args!("sending {}", verb(command))))?;
         self.read_until_done(&tag, command, on_untagged).await
     }
 
@@ -156,7 +156,7 @@ impl ImapSession {
                     what: "waiting for the server",
                     limit: self.timeout,
                 })?
-                .map_err(|e| ImapError::Connect(format!("during {}: {e}", verb(command))))?
+                .map_err(|e| ImapError::io(&e, format_args!("during {}", verb(command))))?
                 .ok_or_else(|| {
                     ImapError::Connect(format!(
                         "the server closed the connection during {}",
@@ -211,6 +211,9 @@ impl ImapSession {
             command.push_str(" (CONDSTORE)");
         }
         let mut selected = Selected::default();
+        // VANISHED ranges are expanded; past the bound the incremental answer is dropped
+        // and the folder listed in full instead (rule 18: `1:4294967295` is 20 bytes).
+        let mut vanished_overflow = false;
         self.command(&command, |r| {
             match r {
                 Response::Data { outcome, .. } => match &outcome.code {
@@ -226,7 +229,13 @@ impl ImapSession {
                 Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
                 Response::Vanished { uids, .. } => {
                     for range in uids {
-                        selected.vanished.extend(range.clone().map(Uid));
+                        let n = range_len(*range.start(), *range.end());
+                        if selected.vanished.len() as u64 + n > MAX_SET_MEMBERS as u64 {
+                            vanished_overflow = true;
+                        }
+                        if !vanished_overflow {
+                            selected.vanished.extend(range.clone().map(Uid));
+                        }
                     }
                 }
                 Response::Fetch(_, attrs) => {
@@ -247,7 +256,8 @@ impl ImapSession {
             )));
         }
         // The incremental answer is valid only if UIDVALIDITY is still the one we know.
-        selected.resynced = qresync && known.map(|(uv, _)| uv) == selected.uidvalidity;
+        selected.resynced =
+            qresync && known.map(|(uv, _)| uv) == selected.uidvalidity && !vanished_overflow;
         if !selected.resynced {
             selected.vanished.clear();
             selected.changed.clear();
@@ -427,7 +437,7 @@ impl ImapSession {
                 what: "sending APPEND",
                 limit: self.timeout,
             })?
-            .map_err(|e| ImapError::Connect(format!("sending APPEND: {e}")))?;
+            .map_err(|e| ImapError::lib(&e, "sending APPEND"))?;
         if !self.literal_plus {
             self.wait_continuation().await?;
         }
@@ -462,7 +472,7 @@ impl ImapSession {
                     what: "waiting for APPEND continuation",
                     limit: self.timeout,
                 })?
-                .map_err(|e| ImapError::Connect(format!("during APPEND: {e}")))?
+                .map_err(|e| ImapError::io(&e, "during APPEND"))?
                 .ok_or_else(|| {
                     ImapError::Connect("the server closed the connection during APPEND".into())
                 })?;
@@ -508,7 +518,7 @@ impl ImapSession {
             .as_deref()
             .and_then(|text| text.strip_prefix("[MODIFIED "))
             .and_then(|rest| rest.split(']').next())
-            .map(parse_uid_set)
+            .map(|set| parse_uid_set_within(set, uids))
             .unwrap_or_default();
         Ok(StoreOutcome { modified })
     }
@@ -566,7 +576,7 @@ impl ImapSession {
                 if let Response::Data { outcome, .. } = r
                     && let Some(ResponseCode::CopyUid(_, from, to)) = &outcome.code
                 {
-                    copyuid = Some((expand(from), expand(to)));
+                    copyuid = expand(from).zip(expand(to));
                 }
                 Ok(())
             })
@@ -655,14 +665,41 @@ fn flags_of(attrs: &[AttributeValue<'_>]) -> Option<Flags> {
     })
 }
 
-fn expand(members: &[imap_proto::rfc4315::UidSetMember]) -> Vec<u32> {
-    members
+/// The most UIDs a set in a server answer (APPENDUID, COPYUID, VANISHED) is expanded
+/// to: `1:4294967295` is a few bytes on the wire and 16 GiB as a list (rule 18).
+const MAX_SET_MEMBERS: usize = 1 << 20;
+
+fn range_len(start: u32, end: u32) -> u64 {
+    if end >= start {
+        u64::from(end - start) + 1
+    } else {
+        0
+    }
+}
+
+/// A UID set from a response code, or `None` if it is larger than [`MAX_SET_MEMBERS`]
+/// (then treated as if the server had not sent it).
+fn expand(members: &[imap_proto::rfc4315::UidSetMember]) -> Option<Vec<u32>> {
+    use imap_proto::rfc4315::UidSetMember;
+    let total: u64 = members
         .iter()
-        .flat_map(|m| match m {
-            imap_proto::rfc4315::UidSetMember::Uid(u) => *u..=*u,
-            imap_proto::rfc4315::UidSetMember::UidRange(r) => r.clone(),
+        .map(|m| match m {
+            UidSetMember::Uid(_) => 1,
+            UidSetMember::UidRange(r) => range_len(*r.start(), *r.end()),
         })
-        .collect()
+        .sum();
+    if total > MAX_SET_MEMBERS as u64 {
+        return None;
+    }
+    Some(
+        members
+            .iter()
+            .flat_map(|m| match m {
+                UidSetMember::Uid(u) => *u..=*u,
+                UidSetMember::UidRange(r) => r.clone(),
+            })
+            .collect(),
+    )
 }
 
 /// A quoted string for a mailbox name that is already in modified UTF-7 (so ASCII).
@@ -707,19 +744,22 @@ pub fn uid_set(uids: &[Uid]) -> String {
     parts.join(",")
 }
 
-fn parse_uid_set(text: &str) -> BTreeSet<Uid> {
-    let mut out = BTreeSet::new();
+/// Which of `ours` a UID set from the server (`[MODIFIED 1:3,5]`) names. Only our own
+/// UIDs are kept, so a range of four billion costs nothing (rule 18).
+fn parse_uid_set_within(text: &str, ours: &[Uid]) -> BTreeSet<Uid> {
+    let mut ranges = Vec::new();
     for part in text.split(',') {
         let mut ends = part.split(':').filter_map(|n| n.trim().parse::<u32>().ok());
         match (ends.next(), ends.next()) {
-            (Some(a), Some(b)) => out.extend((a.min(b)..=a.max(b)).map(Uid)),
-            (Some(a), None) => {
-                out.insert(Uid(a));
-            }
+            (Some(a), Some(b)) => ranges.push((a.min(b), a.max(b))),
+            (Some(a), None) => ranges.push((a, a)),
             _ => {}
         }
     }
-    out
+    ours.iter()
+        .copied()
+        .filter(|u| ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&u.0)))
+        .collect()
 }
 
 /// The Message-ID from a `HEADER.FIELDS (MESSAGE-ID)` section, unfolded.
@@ -753,9 +793,15 @@ mod tests {
     fn uid_sets_compress_ranges() {
         let uids: Vec<Uid> = [5, 1, 2, 3, 9, 10, 7].into_iter().map(Uid).collect();
         assert_eq!(uid_set(&uids), "1:3,5,7,9:10");
+        let ours: Vec<Uid> = (1..=12).map(Uid).collect();
         assert_eq!(
-            parse_uid_set("1:3,5,10:9"),
+            parse_uid_set_within("1:3,5,10:9", &ours),
             [1, 2, 3, 5, 9, 10].into_iter().map(Uid).collect()
+        );
+        // A hostile range names nothing beyond what we sent.
+        assert_eq!(
+            parse_uid_set_within("1:4294967295", &ours[..2]),
+            [1, 2].into_iter().map(Uid).collect()
         );
     }
 
@@ -767,6 +813,23 @@ mod tests {
             quote("Gr\u{f6}\u{df}e").is_err(),
             "must be UTF-7 encoded first"
         );
+    }
+
+    #[test]
+    fn huge_uid_sets_in_answers_are_not_expanded() {
+        use imap_proto::rfc4315::UidSetMember;
+        let small = [UidSetMember::Uid(3), UidSetMember::UidRange(5..=7)];
+        assert_eq!(expand(&small), Some(vec![3, 5, 6, 7]));
+        let huge = [UidSetMember::UidRange(1..=u32::MAX)];
+        assert_eq!(expand(&huge), None);
+        let many = [
+            UidSetMember::UidRange(1..=(1 << 19)),
+            UidSetMember::UidRange(1..=(1 << 19)),
+            UidSetMember::Uid(1),
+        ];
+        assert_eq!(expand(&many), None);
+        assert_eq!(range_len(5, 4), 0);
+        assert_eq!(range_len(0, u32::MAX), 1 << 32);
     }
 
     #[test]

@@ -61,6 +61,17 @@ pub enum FolderError {
     },
 }
 
+/// A folder name as a message prefix: as it is when short and printable, else as
+/// [`shown`] makes it, so a hostile name cannot put control characters or 5 kB into a
+/// log line.
+pub fn shown_prefix(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().count() <= 100 && !name.chars().any(char::is_control) {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(shown(name))
+    }
+}
+
 /// A folder name for a message: quoted and escaped, and cut after 100 characters so a
 /// hostile 5 kB name does not flood the log.
 fn shown(name: &str) -> String {

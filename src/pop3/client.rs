@@ -11,7 +11,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::Pop3Error;
-use super::proto::{Command, Event, MsgNo, ProtoError, Protocol, Sasl, response_code};
+use super::proto::{Command, Event, MAX_MESSAGE, MsgNo, ProtoError, Protocol, Sasl, response_code};
 use crate::config::{AuthMech, Server, Tls};
 use crate::imap::ImapStream;
 use crate::imap::tls;
@@ -529,6 +529,14 @@ impl Pop3Client {
         loop {
             match self.event(name).await? {
                 Event::Body(chunk) => {
+                    // A message that never ends must not fill the disk (rule 18).
+                    if written + chunk.len() as u64 > MAX_MESSAGE {
+                        let why = format!(
+                            "{name} sent a message longer than {MAX_MESSAGE} bytes; the limit is {MAX_MESSAGE} bytes"
+                        );
+                        self.broken = Some((false, why.clone()));
+                        return Err(Pop3Error::Protocol(format!("{}: {why}", self.server)));
+                    }
                     if let Err(e) = out.write_all(&chunk) {
                         self.broken = Some((false, format!("an earlier {name} failed: {e}")));
                         return Err(Pop3Error::Write(e));

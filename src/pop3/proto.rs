@@ -11,7 +11,7 @@
 //! of more than [`MAX_LISTING`] entries, a UIDL outside RFC 1939's 1-70 printable
 //! characters are errors. Message bodies are never buffered: RETR and TOP data come out
 //! as [`Event::Body`] chunks of at most [`BODY_CHUNK`] bytes, dot-unstuffed, whatever the
-//! read boundaries were. As RFC 1939 defines lines by CR LF, only a dot after CR LF (or
+//! read boundaries were; the client refuses a body above [`MAX_MESSAGE`]. As RFC 1939 defines lines by CR LF, only a dot after CR LF (or
 //! at the start of the body) is stuffing or the terminator; a bare LF is message data.
 
 use std::collections::VecDeque;
@@ -28,6 +28,10 @@ pub const MAX_LINE: usize = 8 * 1024;
 pub const MAX_LISTING: usize = 1_000_000;
 /// Longest UIDL RFC 1939 allows.
 pub const MAX_UIDL: usize = 70;
+/// Largest message accepted from RETR or TOP; the same bound as an IMAP literal. The
+/// body streams to disk, so this bounds the disk a server that never ends a message can
+/// fill, not memory.
+pub const MAX_MESSAGE: u64 = crate::imap::bound::MAX_LITERAL;
 /// Largest body chunk one event carries.
 pub const BODY_CHUNK: usize = 64 * 1024;
 

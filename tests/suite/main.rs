@@ -14,6 +14,7 @@ mod daemon_support;
 mod disk_full;
 mod file_modes;
 mod imap_connect;
+mod imap_hostile;
 mod imap_session;
 mod pop3_client;
 mod pop3_poller;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+use crate::support::hostile::{ACCOUNT, Home, MAX_RSS_KIB};
 use syncmail::config::{AuthMech, Server, Tls};
 use syncmail::pop3::{MsgNo, Pop3Client, Pop3Error};
 use syncmail::secret::{CredentialKind, Secret};
@@ -19,6 +20,12 @@ enum Reply {
     Send(Vec<u8>),
     /// Say nothing and keep the connection open.
     Stall,
+    /// Send `head`, then `body` `times` times (a flood), then say nothing.
+    Flood {
+        head: &'static [u8],
+        body: &'static [u8],
+        times: usize,
+    },
 }
 
 /// A one-connection server: sends `greeting`, then answers each command line with
@@ -51,6 +58,17 @@ async fn scripted(
                     }
                 }
                 Reply::Stall => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                Reply::Flood { head, body, times } => {
+                    if write.write_all(head).await.is_err() {
+                        return;
+                    }
+                    for _ in 0..times {
+                        if write.write_all(body).await.is_err() {
+                            return;
+                        }
+                    }
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                 }
             }
@@ -408,4 +426,121 @@ async fn a_password_with_a_line_break_is_never_sent() {
             .all(|l| !l.starts_with("PASS") && !l.starts_with("DELE")),
         "{seen:?}"
     );
+}
+
+/// A well-behaved maildrop of one message, except for RETR (the caller's part).
+fn one_message(line: &str) -> Reply {
+    logged_in(line, |l| match l.split(' ').next().unwrap_or("") {
+        "STAT" => send("+OK 1 100\r\n"),
+        "LIST" => send("+OK\r\n1 100\r\n.\r\n"),
+        "UIDL" => send("+OK\r\n1 one\r\n.\r\n"),
+        "QUIT" => send("+OK bye\r\n"),
+        _ => send("-ERR not in this script\r\n"),
+    })
+}
+
+/// `syncmail sync` off the runtime the scripted server runs on.
+async fn sync(home: Home) -> (Home, crate::support::hostile::Run) {
+    tokio::task::spawn_blocking(move || {
+        let run = home.sync();
+        (home, run)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_18_an_endless_retr_goes_to_tmp_only_and_memory_stays_bounded() {
+    const LINE: &[u8] =
+        b"0123456789012345678901234567890123456789012345678901234567890123456789012345\r\n";
+    let (port, _) = scripted(b"+OK hello\r\n", |line| {
+        if !line.starts_with("RETR") {
+            return one_message(line);
+        }
+        Reply::Flood {
+            head: b"+OK\r\nSubject: endless\r\n\r\n",
+            body: LINE,
+            // 100 MB, and no terminating dot: then silence.
+            times: 100_000_000 / LINE.len(),
+        }
+    })
+    .await;
+    let (home, run) = sync(Home::new("pop3", port, "none")).await;
+    eprintln!("{run}");
+    assert_eq!(run.code, Some(75), "{run}");
+    assert!(
+        run.stderr.contains(&format!("account `{ACCOUNT}`")) && run.stderr.contains("no answer"),
+        "{run}"
+    );
+    assert!(run.max_rss_kib < MAX_RSS_KIB, "peak memory too high: {run}");
+    assert!(home.messages("INBOX").is_empty(), "{run}");
+    let tmp: Vec<_> = std::fs::read_dir(home.root().join("INBOX/tmp"))
+        .unwrap()
+        .collect();
+    assert!(
+        tmp.is_empty(),
+        "the unfinished download stayed in tmp/: {tmp:?}"
+    );
+    home.assert_nothing_outside_the_root();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_18_a_message_above_256_mib_is_refused_and_removed_from_tmp() {
+    const LINE: &[u8] =
+        b"0123456789012345678901234567890123456789012345678901234567890123456789012345\r\n";
+    let (port, _) = scripted(b"+OK hello\r\n", |line| {
+        if !line.starts_with("RETR") {
+            return one_message(line);
+        }
+        Reply::Flood {
+            head: b"+OK\r\nSubject: too big\r\n\r\n",
+            body: LINE,
+            // Just past the bound, still without an end.
+            times: (270 << 20) / LINE.len(),
+        }
+    })
+    .await;
+    let (home, run) = sync(Home::new("pop3", port, "none")).await;
+    eprintln!("{run}");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stderr.contains(&format!("account `{ACCOUNT}`"))
+            && run.stderr.contains(&format!("127.0.0.1:{port}"))
+            && run
+                .stderr
+                .contains("RETR sent a message longer than 268435456 bytes"),
+        "{run}"
+    );
+    assert!(run.max_rss_kib < MAX_RSS_KIB, "peak memory too high: {run}");
+    assert!(home.messages("INBOX").is_empty(), "{run}");
+    let tmp: Vec<_> = std::fs::read_dir(home.root().join("INBOX/tmp"))
+        .unwrap()
+        .collect();
+    assert!(
+        tmp.is_empty(),
+        "the refused download stayed in tmp/: {tmp:?}"
+    );
+    home.assert_nothing_outside_the_root();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_18_a_200_byte_uidl_fails_the_poll_and_writes_nothing() {
+    let (port, _) = scripted(b"+OK hello\r\n", |line| {
+        logged_in(line, |l| match l {
+            "UIDL" => {
+                Reply::Send(format!("+OK\r\n1 ok\r\n2 {}\r\n.\r\n", "u".repeat(200)).into_bytes())
+            }
+            "QUIT" => send("+OK bye\r\n"),
+            _ => send("-ERR not in this script\r\n"),
+        })
+    })
+    .await;
+    let (home, run) = sync(Home::new("pop3", port, "none")).await;
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stderr.contains(&format!("account `{ACCOUNT}`")) && run.stderr.contains("message 2"),
+        "{run}"
+    );
+    assert!(home.messages("INBOX").is_empty(), "{run}");
+    home.assert_nothing_outside_the_root();
 }

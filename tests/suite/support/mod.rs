@@ -3,6 +3,8 @@
 
 pub mod certs;
 pub mod dovecot;
+pub mod hostile;
+pub mod imap_script;
 pub mod maildir;
 pub mod proxy;
 pub mod sync_env;
