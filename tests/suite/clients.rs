@@ -4,88 +4,29 @@
 //! inbox without a duplicate; the notification hook says which account and how many.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::daemon_support::{Daemon, wait_until};
-use crate::support::dovecot::message;
 use crate::support::maildir as md;
-use crate::support::{Dovecot, stderr, stdout, syncmail};
+use crate::support::unified_env::UnifiedEnv as Env;
+use crate::support::{stderr, stdout, syncmail};
 
 const CONTRIB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib");
 
-/// Two IMAP accounts, `work` (Dovecot user alice) and `home` (bob), under `~/Mail`, with
-/// the unified inbox at `~/Mail/Unified/INBOX`: the layout contrib's snippets assume.
-struct TwoAccounts {
-    dovecot: Dovecot,
-    home: tempfile::TempDir,
-    config: PathBuf,
+/// Two IMAP accounts, `work` (alice) and `home` (bob), under `~/Mail`, with the unified
+/// inbox at `~/Mail/Unified/INBOX`: the layout contrib's snippets assume.
+fn two_accounts() -> Env {
+    Env::new(false, "timeout = \"4s\"\npoll_interval = \"1h\"\n")
 }
 
-impl TwoAccounts {
-    fn new() -> TwoAccounts {
-        let dovecot = Dovecot::start_with_users(&["alice", "bob"]);
-        let home = tempfile::tempdir().unwrap();
-        let config = home.path().join("config.toml");
-        let fast = "timeout = \"4s\"\npoll_interval = \"1h\"\n";
-        std::fs::write(
-            &config,
-            format!(
-                "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n\
-                 [unified]\npath = \"{0}/Mail/Unified/INBOX\"\n\n{1}{fast}\n{2}{fast}",
-                home.path().display(),
-                dovecot.imap_account("work", "alice", "implicit"),
-                dovecot.imap_account("home", "bob", "implicit"),
-            ),
-        )
-        .unwrap();
-        TwoAccounts {
-            dovecot,
-            home,
-            config,
-        }
-    }
-
-    fn mail(&self) -> PathBuf {
-        self.home.path().join("Mail")
-    }
-
-    fn unified(&self) -> PathBuf {
-        self.mail().join("Unified/INBOX")
-    }
-
-    fn seed(&self, user: &str, id: &str) {
-        self.dovecot.seed(
-            user,
-            "INBOX",
-            &message(id, &format!("{id}@test"), &format!("body of {id}")),
-        );
-    }
-
-    fn sync_ok(&self) -> Output {
-        let out = syncmail(
-            self.home.path(),
-            &["sync", "--config", self.config.to_str().unwrap()],
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "sync failed:\n{}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        out
-    }
-
-    /// The server's flags of the message with Message-ID `<id@test>`, if `user` has it.
-    fn server_flags(&self, user: &str, id: &str) -> Option<String> {
-        let mid = format!("<{id}@test>");
-        self.dovecot
-            .state(user, "INBOX")
-            .into_iter()
-            .find(|(m, _)| *m == mid)
-            .map(|(_, flags)| flags)
-    }
+fn server_flags(env: &Env, user: &str, id: &str) -> Option<String> {
+    let mid = format!("<{id}@test>");
+    env.dovecot
+        .state(user, "INBOX")
+        .into_iter()
+        .find(|(m, _)| *m == mid)
+        .map(|(_, flags)| flags)
 }
 
 /// A private tmux server (its own socket) with one session running `command`; killed on
@@ -210,18 +151,11 @@ fn require(program: &str, package: &str) {
     );
 }
 
-/// The Message-IDs of a Maildir folder's files, sorted (a duplicate shows twice).
-fn ids_in(folder: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = md::state(folder).into_iter().map(|(id, _)| id).collect();
-    ids.sort();
-    ids
-}
-
 #[test]
 fn neomutt_flags_a_message_in_the_unified_inbox_and_the_daemon_pushes_it_to_its_server() {
     require("neomutt", "neomutt");
     require("tmux", "tmux");
-    let env = TwoAccounts::new();
+    let env = two_accounts();
     env.seed("alice", "work-1");
     env.seed("alice", "work-2");
     env.seed("bob", "home-1");
@@ -302,39 +236,29 @@ fn neomutt_flags_a_message_in_the_unified_inbox_and_the_daemon_pushes_it_to_its_
         &daemon,
         Duration::from_secs(15),
         "\\Flagged on bob's server",
-        || {
-            env.server_flags("bob", "home-target")
-                .is_some_and(|f| f.contains("\\Flagged"))
-        },
+        || server_flags(&env, "bob", "home-target").is_some_and(|f| f.contains("\\Flagged")),
     );
     // Nothing else changed anywhere, and nothing is doubled.
-    assert_eq!(env.server_flags("bob", "home-1").as_deref(), Some(""));
-    assert_eq!(env.server_flags("alice", "work-1").as_deref(), Some(""));
-    assert_eq!(env.server_flags("alice", "work-2").as_deref(), Some(""));
-    assert_eq!(env.server_flags("alice", "home-target"), None);
-    let bob_local = md::state(&env.mail().join("home/INBOX"));
+    assert_eq!(server_flags(&env, "bob", "home-1").as_deref(), Some(""));
+    assert_eq!(server_flags(&env, "alice", "work-1").as_deref(), Some(""));
+    assert_eq!(server_flags(&env, "alice", "work-2").as_deref(), Some(""));
+    assert_eq!(server_flags(&env, "alice", "home-target"), None);
+    let bob_local = md::state(&env.inbox("home"));
     assert!(
         bob_local
             .iter()
             .any(|(id, flags)| id == "<home-target@test>" && flags.contains('F')),
         "the account's own copy carries the flag: {bob_local:?}"
     );
-    assert_eq!(
-        ids_in(&env.unified()),
-        [
-            "<home-1@test>",
-            "<home-target@test>",
-            "<work-1@test>",
-            "<work-2@test>"
-        ]
-    );
+    assert_eq!(md::messages(&env.unified()).len(), 4);
+    env.assert_no_duplicates();
     daemon.stop();
 }
 
 #[test]
 fn notmuch_hook_indexes_both_accounts_and_the_unified_inbox_once_tagged_by_account() {
     require("notmuch", "notmuch");
-    let env = TwoAccounts::new();
+    let env = two_accounts();
     env.seed("alice", "w1");
     env.seed("alice", "w2");
     env.seed("bob", "h1");
@@ -346,7 +270,7 @@ fn notmuch_hook_indexes_both_accounts_and_the_unified_inbox_once_tagged_by_accou
         &notmuch_config,
         format!(
             "[database]\npath={}\n[new]\ntags=unread;inbox;\n[maildir]\nsynchronize_flags=true\n",
-            env.mail().display()
+            env.home.path().join("Mail").display()
         ),
     )
     .unwrap();
@@ -458,7 +382,7 @@ fn notify_hook_names_the_account_folder_and_count() {
 fn aerc_example_config_shows_every_account_and_the_unified_inbox() {
     require("aerc", "aerc");
     require("tmux", "tmux");
-    let env = TwoAccounts::new();
+    let env = two_accounts();
     env.seed("alice", "work-mail");
     env.seed("bob", "home-mail");
     env.dovecot.create_mailbox("alice", "Sent");

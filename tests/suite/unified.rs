@@ -4,171 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use crate::daemon_support::{Daemon, wait_until};
 use crate::support::dovecot::message;
 use crate::support::maildir as md;
 use crate::support::sync_env::QUIET;
-use crate::support::{Dovecot, stderr, stdout, syncmail};
+use crate::support::unified_env::UnifiedEnv as Env;
+use crate::support::{stderr, stdout};
 
 /// What a reconcile that changed nothing prints.
 const UNIFIED_QUIET: &str = "unified: linked 0, flags to accounts 0 to unified 0, deleted 0 in accounts, removed 0 from unified";
-
-struct Env {
-    dovecot: Dovecot,
-    home: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Env {
-    /// `work` (alice) and `home` (bob) over IMAPS; with `pop3`, also `old` (carol).
-    fn new(pop3: bool, account_extra: &str) -> Env {
-        let dovecot = Dovecot::start_with_users(&["alice", "bob", "carol"]);
-        let home = tempfile::tempdir().unwrap();
-        let config = home.path().join("config.toml");
-        let mut text = format!(
-            "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n",
-            home.path().display()
-        );
-        for (name, user) in [("work", "alice"), ("home", "bob")] {
-            text.push_str(&dovecot.imap_account(name, user, "implicit"));
-            text.push_str(account_extra);
-            text.push('\n');
-        }
-        if pop3 {
-            text.push_str(&dovecot.pop3_account("old", "carol", "implicit"));
-            text.push('\n');
-        }
-        text.push_str(&format!(
-            "[unified]\npath = \"{}/Mail/Unified/INBOX\"\n",
-            home.path().display()
-        ));
-        std::fs::write(&config, text).unwrap();
-        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        Env {
-            dovecot,
-            home,
-            config,
-        }
-    }
-
-    fn seed(&self, user: &str, id: &str) {
-        self.dovecot.seed(
-            user,
-            "INBOX",
-            &message(id, &format!("{id}@test"), &format!("body of {id}")),
-        );
-    }
-
-    fn unified(&self) -> PathBuf {
-        self.home.path().join("Mail/Unified/INBOX")
-    }
-
-    fn inbox(&self, account: &str) -> PathBuf {
-        self.home.path().join("Mail").join(account).join("INBOX")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut all = vec![args[0], "--config", self.config.to_str().unwrap()];
-        all.extend_from_slice(&args[1..]);
-        syncmail(self.home.path(), &all)
-    }
-
-    /// `syncmail sync`, required to succeed; its stdout.
-    fn sync_ok(&self) -> String {
-        let out = self.run(&["sync"]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "sync failed:\n{}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
-    }
-
-    /// The unified key of the message `id`.
-    fn key_of(&self, dir: &Path, id: &str) -> String {
-        let needle = format!("body of {id}\r\n");
-        md::messages(dir)
-            .into_keys()
-            .find(|k| md::read(dir, k).ends_with(needle.as_bytes()))
-            .unwrap_or_else(|| panic!("no message {id} in {dir:?}"))
-    }
-
-    /// `(Message-ID, flag letters)` of the unified folder.
-    fn unified_state(&self) -> Vec<(String, String)> {
-        md::state(&self.unified())
-    }
-
-    fn server_ids(&self, user: &str) -> Vec<String> {
-        self.dovecot
-            .state(user, "INBOX")
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect()
-    }
-
-    fn server_flags(&self, user: &str, id: &str) -> String {
-        let want = format!("<{id}@test>");
-        self.dovecot
-            .state(user, "INBOX")
-            .into_iter()
-            .find(|(i, _)| *i == want)
-            .map(|(_, f)| f)
-            .unwrap_or_else(|| panic!("{id} not on {user}'s server"))
-    }
-
-    /// The mapping's rows, as stored.
-    fn mapping(&self) -> Vec<(String, String, String, String, String)> {
-        let db = self.home.path().join("state/unified.sqlite");
-        let conn =
-            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .unwrap();
-        let mut stmt = conn
-            .prepare("SELECT unified_key, account, folder, local_key, base_flags FROM entries ORDER BY unified_key")
-            .unwrap();
-        stmt.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-    }
-
-    /// No Message-ID twice: in the unified folder, on each server, in each account.
-    fn assert_no_duplicates(&self) {
-        let once = |what: &str, ids: Vec<String>| {
-            let mut seen = BTreeMap::new();
-            for id in ids {
-                *seen.entry(id).or_insert(0) += 1;
-            }
-            let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-            assert!(twice.is_empty(), "{what} holds duplicates: {twice:?}");
-        };
-        once(
-            "the unified folder",
-            self.unified_state().into_iter().map(|(i, _)| i).collect(),
-        );
-        for user in ["alice", "bob"] {
-            once(user, self.server_ids(user));
-        }
-        for account in ["work", "home"] {
-            if self.inbox(account).is_dir() {
-                once(
-                    account,
-                    md::state(&self.inbox(account))
-                        .into_iter()
-                        .map(|(i, _)| i)
-                        .collect(),
-                );
-            }
-        }
-    }
-}
 
 fn ids(list: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = list.iter().map(|i| format!("<{i}@test>")).collect();
@@ -387,76 +234,6 @@ fn unified_rebuild_recreates_the_same_view_and_deletes_nothing_in_accounts() {
 
 // ---- the daemon ---------------------------------------------------------------------
 
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(env: &Env) -> Daemon {
-        let log = env.home.path().join("daemon.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_syncmail"))
-            .args(["daemon", "--config", env.config.to_str().unwrap()])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", env.home.path())
-            .env("SYNCMAIL_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start syncmail daemon");
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_until(&self, limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if done() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!(
-            "timed out after {limit:?} waiting for {what}; daemon log:\n{}",
-            self.log()
-        );
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert_eq!(status.code(), Some(0), "log:\n{}", self.log());
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the daemon did not stop; log:\n{}", self.log());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 #[test]
 fn daemon_shows_new_mail_in_unified_and_carries_a_unified_flag_to_the_server() {
     let env = Env::new(
@@ -465,7 +242,7 @@ fn daemon_shows_new_mail_in_unified_and_carries_a_unified_flag_to_the_server() {
     );
     env.seed("alice", "a1");
     env.seed("bob", "b1");
-    let daemon = Daemon::start(&env);
+    let daemon = Daemon::launch(env.home.path(), &env.config, &[]);
     let u = env.unified();
     let count = |dir: &Path| {
         if dir.join("cur").is_dir() {
@@ -474,17 +251,23 @@ fn daemon_shows_new_mail_in_unified_and_carries_a_unified_flag_to_the_server() {
             0
         }
     };
-    daemon.wait_until(Duration::from_secs(20), "the first view", || count(&u) == 2);
+    wait_until(&daemon, Duration::from_secs(20), "the first view", || {
+        count(&u) == 2
+    });
 
     // Server -> account (IDLE) -> unified.
     env.seed("bob", "b2");
-    daemon.wait_until(Duration::from_secs(10), "b2 in the unified folder", || {
-        count(&u) == 3
-    });
+    wait_until(
+        &daemon,
+        Duration::from_secs(10),
+        "b2 in the unified folder",
+        || count(&u) == 3,
+    );
 
     // Unified -> account (reconcile) -> server (the account's watcher).
     md::set_flags(&u, &env.key_of(&u, "a1"), "FS");
-    daemon.wait_until(
+    wait_until(
+        &daemon,
         Duration::from_secs(10),
         "a1's flags on alice's server",
         || env.server_flags("alice", "a1") == "\\Flagged \\Seen",

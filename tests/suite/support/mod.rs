@@ -9,6 +9,7 @@ pub mod maildir;
 pub mod proxy;
 pub mod sync_env;
 pub mod tmpfs;
+pub mod unified_env;
 
 use std::path::Path;
 use std::process::{Command, Output};
