@@ -2,9 +2,8 @@
 //! other. An exclusive lock on `<state_dir>/<account>.lock` (released by the kernel when
 //! the holder exits, even on kill -9), with the holder's pid written inside for the message.
 
-use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::model::AccountName;
@@ -43,22 +42,8 @@ impl AccountLock {
             path: path.clone(),
             source,
         };
-        if !state_dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(state_dir)
-                .map_err(io_err)?;
-        }
-        // Never truncate on open: the file may hold the current holder's pid.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err)?;
+        // Never truncated on open: the file may hold the current holder's pid.
+        let mut file = super::files::private_file(&path).map_err(io_err)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

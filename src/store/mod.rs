@@ -7,6 +7,7 @@
 //! Every multi-row change is one transaction ([`Store::commit`]).
 
 pub mod fault;
+pub mod files;
 pub mod lock;
 mod ops;
 pub mod schema;

@@ -4,8 +4,6 @@
 //! async task ever blocks on disk I/O. Reads go through the same thread: they are short,
 //! and it keeps every read consistent with the writes queued before it.
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -63,17 +61,7 @@ impl Store {
     /// 0600 whatever the umask (rule 20), WAL, synchronous=FULL (a committed intent must
     /// survive power loss), foreign keys on, migrated to the latest schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::prepare_file(path)?;
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Invalid(format!(
-                "could not switch {} to WAL (got {mode})",
-                path.display()
-            )));
-        }
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let mut conn = super::files::open_db(path)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         schema::migrate(&mut conn)?;
         Store::spawn(conn, path)
@@ -97,30 +85,6 @@ impl Store {
             )));
         }
         Store::spawn(conn, path)
-    }
-
-    fn prepare_file(path: &Path) -> Result<(), StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-            && !parent.exists()
-        {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(io_err(parent))?;
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_err(path))?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err(path))?;
-        drop(file);
-        Ok(())
     }
 
     fn spawn(conn: Connection, path: &Path) -> Result<Store, StoreError> {
@@ -572,6 +536,7 @@ mod tests {
 
     #[tokio::test]
     async fn rule_20_state_created_private() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let path = state.join("work.sqlite3");

@@ -24,7 +24,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -134,25 +134,12 @@ struct ReconcileLock {
 
 impl ReconcileLock {
     fn acquire(state_dir: &Path) -> Result<ReconcileLock, UnifiedError> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let path = state_dir.join(".unified.lock");
         let err = |source| UnifiedError::Lock {
             path: path.clone(),
             source,
         };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(state_dir)
-            .map_err(err)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(err)?;
+        let file = crate::store::files::private_file(&path).map_err(err)?;
         file.lock().map_err(err)?;
         Ok(ReconcileLock { _file: file })
     }

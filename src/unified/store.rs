@@ -71,11 +71,6 @@ pub struct LastRun {
     pub halts: String,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
-    let path = path.to_owned();
-    move |source| StoreError::Io { path, source }
-}
-
 fn to_db(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -88,36 +83,8 @@ fn from_db(secs: i64) -> SystemTime {
 impl MapStore {
     /// Open (creating 0700/0600 if needed) and migrate the mapping of `state_dir`.
     pub fn open(state_dir: &Path) -> Result<MapStore, StoreError> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-        if !state_dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(state_dir)
-                .map_err(io_err(state_dir))?;
-        }
         let path = state_dir.join(FILE_NAME);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err(&path))?;
-        drop(file);
-        let mut conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Invalid(format!(
-                "could not switch {} to WAL (got {mode})",
-                path.display()
-            )));
-        }
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let mut conn = crate::store::files::open_db(&path)?;
         migrate(&mut conn)?;
         Ok(MapStore { conn, path })
     }
