@@ -47,6 +47,8 @@ pub fn apply(
     let mut touched: BTreeSet<Source> = BTreeSet::new();
     let mut touched_unified = false;
     let mut links = Vec::new();
+    let mut adopts = Vec::new();
+    let mut claims = Vec::new();
     for action in &plan.actions {
         match action {
             Action::SetSourceFlags {
@@ -141,6 +143,25 @@ pub fn apply(
                 local_key,
                 flags,
             } => links.push((source, local_key, flags)),
+            Action::Adopt {
+                unified,
+                source,
+                flags,
+            } => adopts.push((unified, source, flags)),
+            Action::Claim {
+                unified,
+                source,
+                local_key,
+                flags,
+            } => {
+                tracing::info!(account = %source.account, folder = %source.folder, key = %local_key, "unified: {unified} is the same file as the account's message; recorded (a crash kept it from being)");
+                claims.push(Entry {
+                    unified: unified.clone(),
+                    source: source.clone(),
+                    local_key: local_key.clone(),
+                    base: flags.clone(),
+                });
+            }
         }
     }
     // Durable before the mapping says so.
@@ -154,7 +175,78 @@ pub fn apply(
         sync_unified(&sides.unified.md)?;
     }
     store.commit(&[], &dropped, &bases)?;
+    record(store, &claims)?;
+    adopt_all(&adopts, sides, store, report)?;
     link_all(&links, sides, store, report)
+}
+
+/// Add entries whose files are already in place on both sides.
+fn record(store: &mut MapStore, entries: &[Entry]) -> Result<(), UnifiedError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    store.add_pending(entries)?;
+    let keys: Vec<MaildirKey> = entries.iter().map(|e| e.unified.clone()).collect();
+    store.commit(&keys, &[], &[])?;
+    Ok(())
+}
+
+/// Replacements made in the unified folder (an in-place edit): each linked into its
+/// account under a new unique part, made durable there, then recorded. A crash between
+/// the two leaves the same file on both sides, which the next reconcile claims.
+fn adopt_all(
+    adopts: &[(&MaildirKey, &Source, &Flags)],
+    sides: &Sides,
+    store: &mut MapStore,
+    report: &mut Report,
+) -> Result<(), UnifiedError> {
+    let mut made = Vec::new();
+    for (unified, source, flags) in adopts {
+        let (Some(msg), Some(f)) = (
+            sides.unified.scan.messages.get(*unified),
+            sides.sources.get(*source),
+        ) else {
+            continue;
+        };
+        let local_key = maildir::new_key();
+        let target = if msg.in_new && flags.is_empty() {
+            f.md.new_dir().join(&local_key.0)
+        } else {
+            f.md.cur_dir().join(build_cur_name(&local_key, flags, ""))
+        };
+        let linked = std::fs::hard_link(&msg.path, &target).or_else(|err| {
+            if err.kind() != io::ErrorKind::CrossesDevices {
+                return Err(err);
+            }
+            let bytes = std::fs::read(&msg.path)?;
+            let placement = if msg.in_new && flags.is_empty() {
+                Placement::New
+            } else {
+                Placement::Cur((*flags).clone())
+            };
+            let mut batch = DeliveryBatch::new(&f.md);
+            batch
+                .deliver(local_key.clone(), &bytes, placement)
+                .and_then(|()| batch.commit_durable().map(drop))
+                .map_err(|e| io::Error::other(e.to_string()))
+        });
+        match linked {
+            Ok(()) => {
+                f.md.sync_dirs()
+                    .map_err(|e| UnifiedError::Local(format!("{}: {e}", f.md.path().display())))?;
+                tracing::info!(account = %source.account, folder = %source.folder, key = %local_key, "unified: {unified} replaces a message deleted in the unified folder (an edit): added to the account");
+                report.to_accounts += 1;
+                made.push(Entry {
+                    unified: (*unified).clone(),
+                    source: (*source).clone(),
+                    local_key,
+                    base: (*flags).clone(),
+                });
+            }
+            Err(err) => skip(report, source, &msg.path, &err),
+        }
+    }
+    record(store, &made)
 }
 
 /// ENOENT anywhere (the file moved since the scan) is a "rescan", never a deletion.

@@ -22,7 +22,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ use std::time::SystemTime;
 
 use crate::config::{Account, AccountKind, Config, Unified};
 use crate::maildir::{FolderMap, Layout, LocalScan, Maildir};
-use crate::model::FolderName;
+use crate::model::{FolderName, MaildirKey};
 use crate::store::StoreError;
 use crate::sync::DEFAULT_MAX_DELETE_SHARE;
 
@@ -222,6 +222,76 @@ fn snapshot(scan: &LocalScan) -> Snapshot {
     }
 }
 
+/// The Message-ID of a message file (read from its header only).
+fn file_message_id(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+        .ok()?;
+    crate::engine::header_message_id(&head)
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// The Message-IDs and inodes of the unified folder's strangers (files no entry maps):
+/// what tells an edit, or a link a crash left unrecorded, from a file saved by hand.
+fn strangers(
+    entries: &[plan::Entry],
+    scan: &LocalScan,
+) -> (BTreeMap<MaildirKey, String>, BTreeMap<MaildirKey, u64>) {
+    let mapped: BTreeSet<&MaildirKey> = entries.iter().map(|e| &e.unified).collect();
+    let mut ids = BTreeMap::new();
+    let mut inodes = BTreeMap::new();
+    for (key, m) in scan.messages.iter().filter(|(k, _)| !mapped.contains(k)) {
+        if let Some(id) = file_message_id(&m.path) {
+            ids.insert(key.clone(), id);
+        }
+        if let Some(n) = inode(&m.path) {
+            inodes.insert(key.clone(), n);
+        }
+    }
+    (ids, inodes)
+}
+
+/// With strangers about: the Message-IDs of account copies whose unified copy is gone,
+/// and the inodes of account messages no entry maps.
+fn identify(
+    entries: &[plan::Entry],
+    scan: &LocalScan,
+    folders: &BTreeMap<Source, Folder>,
+    views: &mut BTreeMap<Source, SourceView>,
+) {
+    for (source, folder) in folders {
+        let Some(view) = views.get_mut(source) else {
+            continue;
+        };
+        let mine: Vec<&plan::Entry> = entries.iter().filter(|e| &e.source == source).collect();
+        for e in &mine {
+            if !scan.messages.contains_key(&e.unified)
+                && let Some(m) = folder.scan.messages.get(&e.local_key)
+                && let Some(id) = file_message_id(&m.path)
+            {
+                view.message_ids.insert(e.local_key.clone(), id);
+            }
+        }
+        let mapped: BTreeSet<&MaildirKey> = mine.iter().map(|e| &e.local_key).collect();
+        for (key, m) in folder
+            .scan
+            .messages
+            .iter()
+            .filter(|(k, _)| !mapped.contains(k))
+        {
+            if let Some(n) = inode(&m.path) {
+                view.inodes.insert(key.clone(), n);
+            }
+        }
+    }
+}
+
 fn local_err(path: &Path, e: impl fmt::Display) -> UnifiedError {
     UnifiedError::Local(format!("{}: {e}", path.display()))
 }
@@ -338,13 +408,20 @@ fn reconcile_locked(
             SourceView {
                 snapshot,
                 max_delete_share: share,
+                ..SourceView::default()
             },
         );
+    }
+    let (stranger_ids, stranger_inodes) = strangers(&entries, &scan);
+    if !stranger_ids.is_empty() || !stranger_inodes.is_empty() {
+        identify(&entries, &scan, &folders, &mut views);
     }
     let observed = Observed {
         unified: Some(snapshot(&scan)),
         sources: views,
         allow_mass_delete: opts.confirm_delete,
+        stranger_ids,
+        stranger_inodes,
     };
     let plan = plan::plan(&entries, &observed);
     for halt in &plan.halts {

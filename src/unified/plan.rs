@@ -56,11 +56,17 @@ impl Snapshot {
 }
 
 /// One source folder as observed. `snapshot` is `None` when the folder is missing.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SourceView {
     pub snapshot: Option<Snapshot>,
     /// The account's `max_delete_share` (rule 7).
     pub max_delete_share: f64,
+    /// Message-IDs of the account copies whose unified copy is gone: a stranger in the
+    /// unified folder with the same Message-ID replaces the deleted one (an edit).
+    pub message_ids: BTreeMap<MaildirKey, String>,
+    /// Inodes of account messages no entry maps: a stranger sharing one is their entry,
+    /// linked before a crash kept it from being recorded.
+    pub inodes: BTreeMap<MaildirKey, u64>,
 }
 
 /// Everything the planner looks at besides the mapping.
@@ -71,6 +77,10 @@ pub struct Observed {
     pub sources: BTreeMap<Source, SourceView>,
     /// The user confirmed deletions a guard held back (`--confirm-delete`).
     pub allow_mass_delete: bool,
+    /// Message-IDs of the unified folder's strangers (files no entry maps).
+    pub stranger_ids: BTreeMap<MaildirKey, String>,
+    /// Inodes of the unified folder's strangers.
+    pub stranger_inodes: BTreeMap<MaildirKey, u64>,
 }
 
 /// One step of a reconcile. Each names the mapping change it implies.
@@ -107,6 +117,23 @@ pub enum Action {
     /// An account message with no entry: put it into the unified folder (a new unique
     /// part, these flags; in `new/` if the account copy is there) and add an entry.
     Link {
+        source: Source,
+        local_key: MaildirKey,
+        flags: Flags,
+    },
+    /// A stranger in the unified folder replaces an account message deleted there in the
+    /// same reconcile, by Message-ID: a mail client's in-place edit (a new file, the old
+    /// one removed). Link it into the account (a new unique part, these flags) and add
+    /// an entry; the account's pass uploads it, as after an edit in the account itself.
+    Adopt {
+        unified: MaildirKey,
+        source: Source,
+        flags: Flags,
+    },
+    /// A stranger that is the same file (inode) as an unmapped account message: its
+    /// entry, which a crash kept from being recorded. Record it; nothing to link.
+    Claim {
+        unified: MaildirKey,
         source: Source,
         local_key: MaildirKey,
         flags: Flags,
@@ -221,14 +248,12 @@ pub fn plan(entries: &[Entry], observed: &Observed) -> Plan {
         return out;
     };
     let mapped: BTreeSet<&MaildirKey> = entries.iter().map(|e| &e.unified).collect();
-    out.strangers = unified
+    let mut strangers: BTreeSet<MaildirKey> = unified
         .messages
         .keys()
         .chain(&unified.ambiguous)
         .filter(|k| !mapped.contains(k))
         .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
         .collect();
     let mut by_source: BTreeMap<&Source, Vec<&Entry>> = BTreeMap::new();
     for e in entries {
@@ -246,10 +271,12 @@ pub fn plan(entries: &[Entry], observed: &Observed) -> Plan {
             view,
             mine,
             unified,
-            observed.allow_mass_delete,
+            observed,
+            &mut strangers,
             &mut out,
         );
     }
+    out.strangers = strangers.into_iter().collect();
     out
 }
 
@@ -258,7 +285,8 @@ fn plan_source(
     view: &SourceView,
     entries: &[&Entry],
     unified: &Snapshot,
-    allow_mass_delete: bool,
+    observed: &Observed,
+    strangers: &mut BTreeSet<MaildirKey>,
     out: &mut Plan,
 ) {
     let Some(account) = &view.snapshot else {
@@ -344,33 +372,82 @@ fn plan_source(
             _ => {}
         }
     }
-    guard(
+    let deleted: Vec<MaildirKey> = deletions
+        .iter()
+        .filter_map(|a| match a {
+            Action::DeleteSource { local_key, .. } => Some(local_key.clone()),
+            _ => None,
+        })
+        .collect();
+    let held = guard(
         source,
         view,
         entries.len(),
         account,
         unified,
-        allow_mass_delete,
+        observed.allow_mass_delete,
         deletions,
         out,
     );
+    // An edit in the unified folder: the old file deleted, a new one with the same
+    // Message-ID beside it. It goes to the same account (only if the deletion does).
+    if !held {
+        for key in deleted {
+            let Some(id) = view.message_ids.get(&key) else {
+                continue;
+            };
+            let replacement = strangers
+                .iter()
+                .find(|s| observed.stranger_ids.get(*s) == Some(id))
+                .cloned();
+            if let Some(stranger) = replacement
+                && let Some(flags) = unified.messages.get(&stranger)
+            {
+                strangers.remove(&stranger);
+                out.actions.push(Action::Adopt {
+                    unified: stranger,
+                    source: source.clone(),
+                    flags: flags.clone(),
+                });
+            }
+        }
+    }
     let mapped: BTreeSet<&MaildirKey> = entries
         .iter()
         .map(|e| &e.local_key)
         .filter(|k| !relink.contains(k))
         .collect();
     for (key, flags) in &account.messages {
-        if !mapped.contains(key) {
-            out.actions.push(Action::Link {
+        if mapped.contains(key) {
+            continue;
+        }
+        let same_file = view.inodes.get(key).and_then(|inode| {
+            strangers
+                .iter()
+                .find(|s| observed.stranger_inodes.get(*s) == Some(inode))
+                .cloned()
+        });
+        match same_file {
+            Some(stranger) => {
+                strangers.remove(&stranger);
+                out.actions.push(Action::Claim {
+                    unified: stranger,
+                    source: source.clone(),
+                    local_key: key.clone(),
+                    flags: flags.clone(),
+                });
+            }
+            None => out.actions.push(Action::Link {
                 source: source.clone(),
                 local_key: key.clone(),
                 flags: flags.clone(),
-            });
+            }),
         }
     }
 }
 
 /// Rule 7: deletions from an emptied side, or more than the share, are held back.
+/// Returns whether they were.
 #[allow(clippy::too_many_arguments)]
 fn guard(
     source: &Source,
@@ -381,7 +458,7 @@ fn guard(
     allow_mass_delete: bool,
     deletions: Vec<Action>,
     out: &mut Plan,
-) {
+) -> bool {
     debug_assert!(deletions.iter().all(Action::is_deletion));
     let of_account = deletions
         .iter()
@@ -427,7 +504,11 @@ fn guard(
         Some(h) => {
             out.halts.push(h);
             out.held.extend(deletions);
+            true
         }
-        None => out.actions.extend(deletions),
+        None => {
+            out.actions.extend(deletions);
+            false
+        }
     }
 }

@@ -55,11 +55,14 @@ fn observed(unified: Option<Snapshot>, sources: &[(&str, Option<Snapshot>)]) -> 
                     SourceView {
                         snapshot: s.clone(),
                         max_delete_share: 0.5,
+                        ..SourceView::default()
                     },
                 )
             })
             .collect(),
         allow_mass_delete: false,
+        stranger_ids: BTreeMap::new(),
+        stranger_inodes: BTreeMap::new(),
     }
 }
 
@@ -499,11 +502,14 @@ impl World {
                                 complete: *c,
                             }),
                             max_delete_share: 0.5,
+                            ..SourceView::default()
                         },
                     )
                 })
                 .collect(),
             allow_mass_delete: allow,
+            stranger_ids: BTreeMap::new(),
+            stranger_inodes: BTreeMap::new(),
         }
     }
 
@@ -546,6 +552,35 @@ impl World {
                     self.entries.retain(|e| &e.unified != unified);
                 }
                 Action::Forget { unified } => self.entries.retain(|e| &e.unified != unified),
+                Action::Adopt {
+                    unified,
+                    source,
+                    flags,
+                } => {
+                    self.next += 1;
+                    let local = MaildirKey(format!("adopted{}", self.next));
+                    self.accounts
+                        .get_mut(source)
+                        .unwrap()
+                        .insert(local.clone(), flags.clone());
+                    self.entries.push(Entry {
+                        unified: unified.clone(),
+                        source: source.clone(),
+                        local_key: local,
+                        base: flags.clone(),
+                    });
+                }
+                Action::Claim {
+                    unified,
+                    source,
+                    local_key,
+                    flags,
+                } => self.entries.push(Entry {
+                    unified: unified.clone(),
+                    source: source.clone(),
+                    local_key: local_key.clone(),
+                    base: flags.clone(),
+                }),
                 Action::Link {
                     source,
                     local_key,
@@ -731,4 +766,118 @@ proptest! {
             }
         }
     }
+}
+
+// ---- strangers: an edit in the unified folder, a link a crash left unrecorded ----------
+
+fn with_strangers(mut o: Observed, ids: &[(&str, &str)], inodes: &[(&str, u64)]) -> Observed {
+    o.stranger_ids = ids
+        .iter()
+        .map(|(key, id)| (k(key), id.to_string()))
+        .collect();
+    o.stranger_inodes = inodes.iter().map(|(key, n)| (k(key), *n)).collect();
+    o
+}
+
+#[test]
+fn an_edit_in_unified_replaces_the_account_copy_instead_of_losing_it() {
+    // mutt's edit-message: u1 (showing work's a1) removed, `edited` written beside it.
+    let e = [
+        entry("u1", "work", "a1", "S"),
+        entry("u2", "work", "a2", ""),
+    ];
+    let mut o = with_strangers(
+        observed(
+            Some(snap(&[("u2", ""), ("edited", "S")], true)),
+            &[("work", Some(snap(&[("a1", "S"), ("a2", "")], true)))],
+        ),
+        &[("edited", "<a1@x>")],
+        &[],
+    );
+    o.sources.get_mut(&src("work")).unwrap().message_ids = [(k("a1"), "<a1@x>".to_owned())].into();
+    let p = plan(&e, &o);
+    assert!(p.actions.contains(&Action::DeleteSource {
+        unified: k("u1"),
+        source: src("work"),
+        local_key: k("a1"),
+    }));
+    assert!(p.actions.contains(&Action::Adopt {
+        unified: k("edited"),
+        source: src("work"),
+        flags: fl("S"),
+    }));
+    assert!(p.strangers.is_empty(), "adopted, so no longer a stranger");
+}
+
+#[test]
+fn a_stranger_with_another_message_id_is_not_adopted() {
+    let e = [entry("u1", "work", "a1", ""), entry("u2", "work", "a2", "")];
+    let mut o = with_strangers(
+        observed(
+            Some(snap(&[("u2", ""), ("mine", "")], true)),
+            &[("work", Some(snap(&[("a1", ""), ("a2", "")], true)))],
+        ),
+        &[("mine", "<other@x>")],
+        &[],
+    );
+    o.sources.get_mut(&src("work")).unwrap().message_ids = [(k("a1"), "<a1@x>".to_owned())].into();
+    let p = plan(&e, &o);
+    assert!(!p.actions.iter().any(|a| matches!(a, Action::Adopt { .. })));
+    assert_eq!(p.strangers, [k("mine")]);
+}
+
+#[test]
+fn rule_7_no_adoption_while_the_deletion_is_held_back() {
+    // Eleven of twelve entries gone from unified at once, one of them replaced: the
+    // mass-delete guard holds the deletions, so adopting would show a2 twice in work.
+    let keys: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("u{i}"), format!("a{i}")))
+        .collect();
+    let e: Vec<Entry> = keys.iter().map(|(u, a)| entry(u, "work", a, "")).collect();
+    let account: Vec<(&str, &str)> = keys.iter().map(|(_, a)| (a.as_str(), "")).collect();
+    let mut o = with_strangers(
+        observed(
+            Some(snap(&[("u11", ""), ("edited", "")], true)),
+            &[("work", Some(snap(&account, true)))],
+        ),
+        &[("edited", "<a2@x>")],
+        &[],
+    );
+    o.sources.get_mut(&src("work")).unwrap().message_ids = [(k("a2"), "<a2@x>".to_owned())].into();
+    let p = plan(&e, &o);
+    assert!(matches!(p.halts[..], [Halt::MassDelete { .. }]), "{p:?}");
+    assert!(
+        !p.actions.iter().any(|a| matches!(a, Action::Adopt { .. })),
+        "{p:?}"
+    );
+    assert_eq!(
+        p.strangers,
+        [k("edited")],
+        "left alone while the guard holds"
+    );
+}
+
+#[test]
+fn rule_1_a_link_a_crash_left_unrecorded_is_claimed_not_linked_again() {
+    // The unified file `orphan` is the same inode as work's unmapped a9.
+    let mut o = with_strangers(
+        observed(
+            Some(snap(&[("orphan", "S")], true)),
+            &[("work", Some(snap(&[("a9", "S")], true)))],
+        ),
+        &[],
+        &[("orphan", 42)],
+    );
+    o.sources.get_mut(&src("work")).unwrap().inodes = [(k("a9"), 42)].into();
+    let p = plan(&[], &o);
+    assert_eq!(
+        p.actions,
+        [Action::Claim {
+            unified: k("orphan"),
+            source: src("work"),
+            local_key: k("a9"),
+            flags: fl("S"),
+        }]
+    );
+    assert!(p.strangers.is_empty());
 }

@@ -153,6 +153,56 @@ fn a_deletion_in_unified_expunges_only_on_its_server_in_one_sync() {
     env.assert_no_duplicates();
 }
 
+/// mutt's `edit-message` in the unified folder: a new file with the same Message-ID, the
+/// old one removed. The edit replaces the message in its own account (and so on its
+/// server), exactly as an edit in the account folder would; nothing is lost or doubled.
+#[test]
+fn an_edit_in_unified_replaces_the_message_on_its_own_server() {
+    let env = Env::new(false, "");
+    env.seed("alice", "a1");
+    env.seed("alice", "a2");
+    env.seed("alice", "a3");
+    env.seed("bob", "b1");
+    env.sync_ok();
+    let u = env.unified();
+    let old = env.key_of(&u, "a2");
+    let edited = md::read(&u, &old)
+        .strip_suffix(b"body of a2\r\n")
+        .expect("the seeded body")
+        .iter()
+        .chain(b"body of a2, edited\r\n")
+        .copied()
+        .collect::<Vec<u8>>();
+    md::add(&u, "1800000000.edit.host", "S", &edited);
+    md::delete(&u, &old);
+
+    let text = env.sync_ok();
+    assert!(text.contains("deleted 1 in accounts"), "{text}");
+    // On alice's server: a2 once, with the edited body and the flag the edit carried.
+    assert_eq!(env.server_ids("alice"), ids(&["a1", "a2", "a3"]));
+    assert_eq!(env.server_flags("alice", "a2"), "\\Seen");
+    let bodies = env
+        .dovecot
+        .doveadm(&["fetch", "-u", "alice", "text", "mailbox", "INBOX"], None);
+    let bodies = String::from_utf8_lossy(&bodies.stdout);
+    assert!(bodies.contains("body of a2, edited"), "{bodies}");
+    assert!(
+        !bodies.contains("body of a2\r") && !bodies.contains("body of a2\n"),
+        "the old version is gone: {bodies}"
+    );
+    assert_eq!(env.server_ids("bob"), ids(&["b1"]));
+    // The edited file is the unified entry now: same inode as the account's copy.
+    let account_key = env.key_of(&env.inbox("work"), "a2, edited");
+    assert_eq!(
+        inode(&u, "1800000000.edit.host"),
+        inode(&env.inbox("work"), &account_key)
+    );
+    let text = env.sync_ok();
+    assert!(text.contains(UNIFIED_QUIET), "{text}");
+    assert!(text.contains(QUIET), "{text}");
+    env.assert_no_duplicates();
+}
+
 #[test]
 fn server_flag_changes_and_expunges_show_in_unified_after_a_sync() {
     let env = synced(false);
