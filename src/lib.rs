@@ -24,12 +24,16 @@
 //! - [`daemon`]: per-account supervisors, IDLE and file-watch triggers, backoff, signals,
 //!   sd_notify, hooks, and `syncmail status`.
 //! - [`secret`]: fetches passwords and tokens from the configured source, never logging them.
+//! - `fuzzing` (hidden): the fuzz target bodies and their invariants, shared by the
+//!   libFuzzer targets in `tests/fuzz/` and the corpus replay in `tests/fuzz_corpora.rs`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod imap;
 pub mod maildir;
 pub mod model;
