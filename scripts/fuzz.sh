@@ -33,7 +33,7 @@ max_len() {
     case $1 in
         # Long enough to cross the 8 KiB line limit.
         pop3_responses) echo 16384 ;;
-        config) echo 8192 ;;
+        config) echo 2048 ;;
         *) echo 1024 ;;
     esac
 }
@@ -57,8 +57,9 @@ done
 
 for t in "${targets[@]}"; do
     before=$(find "tests/fuzz/corpus/$t" -type f | wc -l)
+    # Set-cover merge keeps far fewer files than a plain merge for the same coverage.
     nice -n 10 cargo +nightly fuzz cmin "${build[@]}" "$t" -- \
-        -max_len="$(max_len "$t")" -timeout=10 >"$logs/$t.cmin.log" 2>&1 ||
+        -set_cover_merge=1 -max_len="$(max_len "$t")" -timeout=10 >"$logs/$t.cmin.log" 2>&1 ||
         { tail -n 20 "$logs/$t.cmin.log"; exit 1; }
     after=$(find "tests/fuzz/corpus/$t" -type f | wc -l)
     echo "== corpus $t: $before -> $after files, $(du -sh "tests/fuzz/corpus/$t" | cut -f1)"
