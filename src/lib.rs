@@ -29,12 +29,16 @@
 //! - [`unified`]: the unified inbox: one Maildir of hard links to several accounts' folders,
 //!   reconciled two ways by a pure planner (flags per-flag merged, deletions only from
 //!   stable scans) with its mapping in `unified.sqlite`; to the accounts a mail client.
+//! - `fuzzing` (hidden): the fuzz target bodies and their invariants, shared by the
+//!   libFuzzer targets in `tests/fuzz/` and the corpus replay in `tests/fuzz_corpora.rs`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod imap;
 pub mod maildir;
 pub mod model;

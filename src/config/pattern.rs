@@ -66,20 +66,43 @@ impl FolderPatterns {
     }
 }
 
+/// IMAP LIST wildcards, matched as a set of pattern positions stepped through the name
+/// one character at a time: O(pattern × name). (A backtracking matcher took exponential
+/// time on patterns such as `%%%%%%%%x` against a long server name: found by fuzzing.)
 fn glob_match(pattern: &[char], name: &[char], delimiter: Option<char>) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some(('*', rest)) => (0..=name.len()).any(|i| glob_match(rest, &name[i..], delimiter)),
-        Some(('%', rest)) => {
-            let level = name
-                .iter()
-                .position(|c| Some(*c) == delimiter)
-                .unwrap_or(name.len());
-            (0..=level).any(|i| glob_match(rest, &name[i..], delimiter))
+    let mut states = vec![false; pattern.len() + 1];
+    states[0] = true;
+    close_wildcards(pattern, &mut states);
+    for &c in name {
+        let mut next = vec![false; pattern.len() + 1];
+        for (j, &p) in pattern.iter().enumerate() {
+            if !states[j] {
+                continue;
+            }
+            match p {
+                // A wildcard takes this character and stays.
+                '*' => next[j] = true,
+                '%' if Some(c) != delimiter => next[j] = true,
+                '%' => {}
+                p if p == c => next[j + 1] = true,
+                _ => {}
+            }
         }
-        Some((c, rest)) => name
-            .split_first()
-            .is_some_and(|(n, name_rest)| n == c && glob_match(rest, name_rest, delimiter)),
+        states = next;
+        close_wildcards(pattern, &mut states);
+        if !states.contains(&true) {
+            return false;
+        }
+    }
+    states[pattern.len()]
+}
+
+/// A wildcard may also match nothing: where one is live, so is the position after it.
+fn close_wildcards(pattern: &[char], states: &mut [bool]) {
+    for (j, p) in pattern.iter().enumerate() {
+        if states[j] && matches!(p, '*' | '%') {
+            states[j + 1] = true;
+        }
     }
 }
 
@@ -127,6 +150,55 @@ mod tests {
     fn inbox_is_case_insensitive() {
         assert!(patterns(&["inbox"]).includes("INBOX", Some('/')));
         assert!(!patterns(&["inbox"]).includes("Inboxes", Some('/')));
+    }
+
+    /// The backtracking matcher this module used before: the reference for the semantics.
+    fn backtracking(pattern: &[char], name: &[char], delimiter: Option<char>) -> bool {
+        match pattern.split_first() {
+            None => name.is_empty(),
+            Some(('*', rest)) => {
+                (0..=name.len()).any(|i| backtracking(rest, &name[i..], delimiter))
+            }
+            Some(('%', rest)) => {
+                let level = name
+                    .iter()
+                    .position(|c| Some(*c) == delimiter)
+                    .unwrap_or(name.len());
+                (0..=level).any(|i| backtracking(rest, &name[i..], delimiter))
+            }
+            Some((c, rest)) => name
+                .split_first()
+                .is_some_and(|(n, name_rest)| n == c && backtracking(rest, name_rest, delimiter)),
+        }
+    }
+
+    /// Found by fuzzing (`tests/fuzz/regressions/folder_name/`): runs of wildcards against
+    /// a long name that almost matches took exponential time.
+    #[test]
+    fn many_wildcards_against_a_long_name_match_quickly() {
+        let name = format!("{}q", "p".repeat(1000));
+        let p = patterns(&["%%%%%%%%%%%%%%%%%%%%x", "*p*p*p*p*p*p*p*p*p*p*p*p*x"]);
+        let started = std::time::Instant::now();
+        assert!(!p.includes(&name, Some('/')));
+        assert!(patterns(&["%%%%%%%%%%%%%%%%%%%%q"]).includes(&name, Some('/')));
+        assert!(patterns(&["*p*p*p*p*p*p*p*p*p*p*p*p*q"]).includes(&name, None));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn matches_like_the_backtracking_matcher(
+            pattern in "[ab/*%]{0,8}",
+            name in "[ab/]{0,10}",
+            delimiter in proptest::option::of(proptest::sample::select(vec!['/', 'a'])),
+        ) {
+            let pattern: Vec<char> = pattern.chars().collect();
+            let name: Vec<char> = name.chars().collect();
+            proptest::prop_assert_eq!(
+                glob_match(&pattern, &name, delimiter),
+                backtracking(&pattern, &name, delimiter)
+            );
+        }
     }
 
     #[test]

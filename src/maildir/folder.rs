@@ -121,6 +121,14 @@ impl FolderMap {
         if name.0.len() > MAX_NAME_BYTES {
             return Err(unsafe_name("name is longer than 1024 bytes"));
         }
+        // INBOX is case-insensitive and written `INBOX` locally; with a letter (or digit)
+        // as the delimiter, that spelling could split differently from the server's
+        // (`inbox` -> `INBOX` -> `IN` `OX` with delimiter `B`), so it would not map back.
+        if self.delimiter.is_some_and(|d| d.is_ascii_alphanumeric()) {
+            return Err(unsafe_name(
+                "the server's hierarchy delimiter is a letter or digit, so names cannot be split safely",
+            ));
+        }
         let parts: Vec<&str> = match self.delimiter {
             Some(d) => name.0.split(d).collect(),
             None => vec![name.0.as_str()],
@@ -452,6 +460,22 @@ mod tests {
         assert!(err.contains("a/../../b"), "{err}");
         let err = decode_server_name("&AC4ALg-").unwrap_err().to_string();
         assert!(err.contains("&AC4ALg-"), "{err}");
+    }
+
+    /// Found by fuzzing (`tests/fuzz/regressions/folder_name/`): with the delimiter `B`,
+    /// `inbox` mapped to `INBOX/`, which mapped back as the folder `IN` `OX`.
+    #[test]
+    fn a_letter_as_hierarchy_delimiter_is_refused() {
+        for layout in [Layout::Verbatim, Layout::MaildirPlusPlus] {
+            let m = FolderMap::new("/m", layout, Some('B'));
+            for n in ["inbox", "inboxBx", "Archive"] {
+                let err = m.relative(&name(n)).unwrap_err().to_string();
+                assert!(err.contains("delimiter") && err.contains(n), "{err}");
+            }
+            assert!(m.to_server(Path::new("INBOX")).is_err());
+        }
+        let m = FolderMap::new("/m", Layout::Verbatim, Some('\\'));
+        assert_eq!(m.relative(&name("a\\b")).unwrap(), Path::new("a/b"));
     }
 
     #[test]

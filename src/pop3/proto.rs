@@ -734,7 +734,9 @@ impl Protocol {
         if avail.is_empty() {
             return None;
         }
-        let take = avail.len().min(BODY_CHUNK);
+        // A `.` CR held from the last call is owed back as a CR: one byte of room for it.
+        let room = BODY_CHUNK - usize::from(state == Unstuff::DotCr);
+        let take = avail.len().min(room);
         let avail = &avail[..take];
         let mut out = Vec::with_capacity(take);
         let mut i = 0;

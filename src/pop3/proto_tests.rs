@@ -508,6 +508,29 @@ fn a_body_comes_out_in_bounded_chunks_and_the_next_answer_follows() {
     assert!(matches!(events[events.len() - 1], Event::Ok { .. }));
 }
 
+/// Found while writing the fuzz invariants: a `.` CR held over from the previous read is
+/// owed back as a CR when the next byte is not LF, and that used to push the next chunk
+/// one byte past the bound.
+#[test]
+fn a_held_dot_cr_does_not_push_a_chunk_past_the_bound() {
+    let mut p = ready();
+    p.send(Command::Retr(MsgNo(1))).unwrap();
+    p.feed(b"+OK\r\n.\r");
+    assert_eq!(drain(&mut p).unwrap(), []);
+    p.feed(&vec![b'x'; 2 * BODY_CHUNK]);
+    let events = drain(&mut p).unwrap();
+    let mut got = Vec::new();
+    for e in &events {
+        let Event::Body(chunk) = e else {
+            panic!("{e:?}")
+        };
+        assert!(chunk.len() <= BODY_CHUNK, "chunk of {} bytes", chunk.len());
+        got.extend_from_slice(chunk);
+    }
+    assert_eq!(got.len(), 2 * BODY_CHUNK + 1);
+    assert_eq!(&got[..2], b"\rx");
+}
+
 #[test]
 fn pipelined_answers_match_their_commands_in_order() {
     let mut p = ready();

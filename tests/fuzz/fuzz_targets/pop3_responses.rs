@@ -1,0 +1,7 @@
+//! libFuzzer entry for [`syncmail::fuzzing::pop3_responses`]; the invariants live there so the
+//! stable corpus replay (`tests/fuzz_corpora.rs`) checks the same things.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| syncmail::fuzzing::pop3_responses(data));
