@@ -476,16 +476,10 @@ async fn login(
                 .map_err(|(e, _)| auth_error(user, secret, &e));
         }
         AuthMech::Plain => ("PLAIN", format!("\0{user}\0{token}")),
-        AuthMech::Xoauth2 => (
-            "XOAUTH2",
-            format!("user={user}\x01auth=Bearer {token}\x01\x01"),
-        ),
+        AuthMech::Xoauth2 => ("XOAUTH2", crate::secret::xoauth2_response(user, token)),
         AuthMech::Oauthbearer => (
             "OAUTHBEARER",
-            format!(
-                "n,a={user},\x01host={}\x01port={}\x01auth=Bearer {token}\x01\x01",
-                server.host, server.port
-            ),
+            crate::secret::oauthbearer_response(user, &server.host, server.port, token),
         ),
         AuthMech::Auto | AuthMech::Apop => {
             return Err(ImapError::Auth(format!(

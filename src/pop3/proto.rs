@@ -86,18 +86,13 @@ impl Sasl<'_> {
     fn initial_response(&self) -> Secret {
         let raw = match self {
             Sasl::Plain { user, password } => format!("\0{user}\0{}", password.expose()),
-            Sasl::Xoauth2 { user, token } => {
-                format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose())
-            }
+            Sasl::Xoauth2 { user, token } => crate::secret::xoauth2_response(user, token.expose()),
             Sasl::Oauthbearer {
                 user,
                 host,
                 port,
                 token,
-            } => format!(
-                "n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {}\x01\x01",
-                token.expose()
-            ),
+            } => crate::secret::oauthbearer_response(user, host, *port, token.expose()),
         };
         Secret::new(base64(raw.as_bytes()))
     }
