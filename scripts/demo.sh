@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: starts a throwaway Dovecot on loopback with sample mail (a nested folder, a
-# non-ASCII one, flags), writes a syncmail config for it, and runs syncmail against it.
+# non-ASCII one, flags) for an IMAP account and a POP3 one, writes a syncmail config with
+# a unified inbox over both, and runs syncmail against it.
 # Everything lives in one temp directory, removed at exit (KEEP=1 keeps it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ echo "== starting a throwaway Dovecot (test CA, certificate for localhost)"
 dovecot_start "$DEMO/server" demo demo-password
 echo "   IMAPS on 127.0.0.1:$IMAPS, IMAP on :$IMAP"
 doveadm() { dovecot_adm "$@"; }
+dovecot_add_user pat pat-password
 
 echo "== seeding sample mail"
 msg() {
@@ -40,6 +42,9 @@ msg "Dan <dan@example.com>" "Entwurf" draft "Noch nicht fertig." | doveadm save 
 msg "spam@example.net" "You won" spam "..." | doveadm save -u demo -m Junk
 doveadm flags add -u demo '\Seen' mailbox INBOX uid 1
 doveadm flags add -u demo '\Flagged' mailbox INBOX uid 2
+# The old ISP account, only reachable over POP3.
+msg "Eve <eve@oldisp.example>" "Your invoice" invoice "Paid, thanks." | doveadm save -u pat -m INBOX
+msg "Fay <fay@oldisp.example>" "Photos" photos "From the weekend." | doveadm save -u pat -m INBOX
 
 cat > "$DEMO/config.toml" <<CONF
 [general]
@@ -56,6 +61,20 @@ ca_file = "$DEMO/server/tls/ca.pem"
 user = "demo"
 password_command = ["printf", "demo-password"]
 folders = ["*", "!Junk"]
+
+[[account]]
+name = "oldisp"
+kind = "pop3"
+host = "localhost"
+port = $POP3S
+tls = "implicit"
+ca_file = "$DEMO/server/tls/ca.pem"
+user = "pat"
+password_command = ["printf", "pat-password"]
+
+# One inbox for both accounts, still two-way (hard links to the accounts' files).
+[unified]
+path = "$DEMO/Mail/Unified/INBOX"
 CONF
 
 echo "== syncmail check-config --connect"
@@ -66,21 +85,32 @@ echo "== syncmail sync (first pass: everything is fetched)"
 "$SYNCMAIL" sync --config "$DEMO/config.toml"
 echo
 echo "== the local Maildir"
-(cd "$DEMO/Mail/demo" && find . -type f | sort)
+(cd "$DEMO/Mail" && find demo oldisp -type f | sort)
+subjects() {
+    local f name flags
+    for f in "$1"/*/*; do
+        name=$(basename "$f")
+        case "$name" in *:2,*) flags="flags ${name##*:2,}" ;; *) flags="new" ;; esac
+        printf '   %-10s %s\n' "$flags" "$(grep -m1 '^Subject:' "$f")"
+    done
+}
+echo
+echo "== the unified inbox: both accounts' INBOX in one Maildir"
+subjects "$DEMO/Mail/Unified/INBOX"
 
 echo
-echo "== a change on each side: mark the welcome mail answered locally (a rename, as"
-echo "   mutt does), and mark 'Lunch?' read on the server from another client"
-welcome=$(grep -l "Subject: Welcome" "$DEMO"/Mail/demo/INBOX/*/* | head -1)
+echo "== a change on each side: mark the welcome mail answered in the unified inbox (a"
+echo "   rename, as mutt does), and mark 'Lunch?' read on the server from another client"
+welcome=$(grep -l "Subject: Welcome" "$DEMO"/Mail/Unified/INBOX/*/* | head -1)
 base=${welcome%%:2,*}
-mv "$welcome" "$DEMO/Mail/demo/INBOX/cur/$(basename "$base"):2,RS"
+mv "$welcome" "$DEMO/Mail/Unified/INBOX/cur/$(basename "$base"):2,RS"
 doveadm flags add -u demo '\Seen' mailbox INBOX uid 2
 "$SYNCMAIL" sync --config "$DEMO/config.toml"
 echo
-echo "== the local INBOX now ('Lunch?' gained S, the welcome mail has R and S)"
-(cd "$DEMO/Mail/demo/INBOX" && find . -type f | sort)
+echo "== the unified inbox now ('Lunch?' gained S from the server)"
+subjects "$DEMO/Mail/Unified/INBOX"
 echo
-echo "== on the server now"
+echo "== on the server now (the welcome mail has \\Answered \\Seen, set in the unified inbox)"
 doveadm fetch -u demo 'uid flags hdr.subject' mailbox INBOX
 echo
 echo "== syncmail log (every change on each side and what was done with it)"

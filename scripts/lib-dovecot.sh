@@ -2,6 +2,7 @@
 # Start a throwaway Dovecot in a directory, from tests/dovecot/dovecot.conf.in (the same
 # template the tests use). Sourced by scripts/demo.sh and scripts/bench-sync.sh.
 #   dovecot_start DIR USER PASSWORD   sets IMAP IMAPS POP3 POP3S DOVECOT_PID
+#   dovecot_add_user USER PASSWORD    one more mail user (after dovecot_start)
 #   dovecot_stop                      stops it
 #   dovecot_adm ARGS...               doveadm against it
 
@@ -56,6 +57,13 @@ dovecot_start() {
     done
     echo "dovecot did not start; see $DOVECOT_DIR/dovecot.log" >&2
     return 1
+}
+
+dovecot_add_user() {
+    local user=$1 password=$2
+    mkdir -p "$DOVECOT_DIR/mail/$user"
+    chown "$MAIL_UID:$MAIL_GID" "$DOVECOT_DIR/mail/$user"
+    echo "$user:{PLAIN}$password:$MAIL_UID:$MAIL_GID::$DOVECOT_DIR/mail/$user" >> "$DOVECOT_DIR/users"
 }
 
 dovecot_stop() {
