@@ -56,14 +56,18 @@ path = "$dir/Mail/Unified/INBOX"
 CONF
     chmod 600 "$dir/config.toml"
     step() {
-        /usr/bin/time -f "%e %M" -o "$dir/time" "$BIN" unified reconcile --config "$dir/config.toml" >/dev/null
+        /usr/bin/time -f "%e %M" -o "$dir/time" "$BIN" unified reconcile --config "$dir/config.toml" \
+            >"$dir/out" 2>&1 || { cat "$dir/out" >&2; exit 1; }
         read -r secs kib < "$dir/time"
         echo "$1 $secs $((kib / 1024))"
     }
     step first
     step noop
-    (cd "$dir/Mail/Unified/INBOX/cur" && ls | head -100 | while read -r f; do
-        mv "$f" "${f%%:2,*}:2,F${f##*:2,}"; done)
+    (
+        cd "$dir/Mail/Unified/INBOX/cur"
+        files=(*)
+        for f in "${files[@]:0:100}"; do mv "$f" "${f%%:2,*}:2,F${f##*:2,}"; done
+    )
     step flags
     rm -rf "$dir"
 }

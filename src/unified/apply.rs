@@ -65,7 +65,7 @@ pub fn apply(
                     md.set_flags(m, flags).map(drop)
                 }) {
                     Ok(()) => {
-                        tracing::info!(account = %source.account, folder = %source.folder, key = %local_key, "unified: flags {flags} set in the account (from {unified})");
+                        tracing::debug!(account = %source.account, folder = %source.folder, key = %local_key, "unified: flags {flags} set in the account (from {unified})");
                         report.to_accounts += 1;
                         touched.insert(source.clone());
                     }
@@ -82,7 +82,7 @@ pub fn apply(
                 }) {
                     Ok(()) => {
                         if let Some(e) = entries.get(unified) {
-                            tracing::info!(account = %e.source.account, folder = %e.source.folder, key = %e.local_key, "unified: flags {flags} shown in the unified folder ({unified})");
+                            tracing::debug!(account = %e.source.account, folder = %e.source.folder, key = %e.local_key, "unified: flags {flags} shown in the unified folder ({unified})");
                         }
                         report.to_unified += 1;
                         touched_unified = true;
@@ -124,7 +124,7 @@ pub fn apply(
                 let f = &sides.unified;
                 match touch(&f.md, f.scan.messages.get(unified), Maildir::delete) {
                     Ok(()) => {
-                        tracing::info!(account = %source.account, folder = %source.folder, key = %local_key, "unified: gone from the account, removed from the unified folder ({unified})");
+                        tracing::debug!(account = %source.account, folder = %source.folder, key = %local_key, "unified: gone from the account, removed from the unified folder ({unified})");
                         report.removed += 1;
                         touched_unified = true;
                         dropped.push(unified.clone());
@@ -134,7 +134,7 @@ pub fn apply(
             }
             Action::Forget { unified } => {
                 if let Some(e) = entries.get(unified) {
-                    tracing::info!(account = %e.source.account, folder = %e.source.folder, key = %e.local_key, "unified: entry {unified} forgotten (gone from both sides, or kept because flagged)");
+                    tracing::debug!(account = %e.source.account, folder = %e.source.folder, key = %e.local_key, "unified: entry {unified} forgotten (gone from both sides, or kept because flagged)");
                 }
                 dropped.push(unified.clone());
             }
@@ -330,7 +330,7 @@ fn link_all(
         };
         match std::fs::hard_link(&msg.path, &target) {
             Ok(()) => {
-                tracing::info!(account = %e.source.account, folder = %e.source.folder, key = %e.local_key, "unified: linked as {}", e.unified);
+                tracing::debug!(account = %e.source.account, folder = %e.source.folder, key = %e.local_key, "unified: linked as {}", e.unified);
                 done.push(e.unified.clone());
             }
             Err(err) if err.kind() == io::ErrorKind::CrossesDevices => {
@@ -369,7 +369,7 @@ fn link_all(
         .commit_durable()
         .map_err(|err| UnifiedError::Local(err.to_string()))?;
     for e in copied {
-        tracing::info!(account = %e.source.account, folder = %e.source.folder, key = %e.local_key, "unified: copied as {}", e.unified);
+        tracing::debug!(account = %e.source.account, folder = %e.source.folder, key = %e.local_key, "unified: copied as {}", e.unified);
         done.push(e.unified.clone());
     }
     report.linked += done.len() - durable.len();
