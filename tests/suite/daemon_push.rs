@@ -325,3 +325,51 @@ fn a_pop3_account_is_polled_at_start_and_on_sigusr1() {
     );
     daemon.stop();
 }
+
+/// Dovecot's capabilities without IDLE: the daemon says so once and polls the folder
+/// every `poll_interval`, so new mail still arrives, and local changes still go up at
+/// once through the file watcher.
+#[test]
+fn without_idle_the_daemon_polls_every_poll_interval() {
+    let dovecot = crate::support::Dovecot::start_setup(crate::support::dovecot::Setup {
+        users: &[("alice", crate::support::DEFAULT_PASSWORD)],
+        cert: crate::support::dovecot::ServerCert::For(crate::support::dovecot::LOCAL_NAMES),
+        extra_config: "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE \
+                       UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED CONDSTORE QRESYNC \
+                       ESEARCH SEARCHRES LIST-STATUS MOVE LITERAL+ SPECIAL-USE",
+    });
+    let env = Env::with_dovecot(dovecot, "timeout = \"4s\"\npoll_interval = \"2s\"\n");
+    env.seed("INBOX", "a");
+    let daemon = Daemon::start(&env);
+    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
+        local_count(&env, "INBOX") == 1
+    });
+    wait_until(
+        &daemon,
+        Duration::from_secs(5),
+        "the no-IDLE notice",
+        || {
+            daemon
+                .log()
+                .contains("the server has no IDLE; INBOX is polled every 2s")
+        },
+    );
+    // Server -> Maildir: found by the next poll, within two intervals.
+    env.seed("INBOX", "b");
+    wait_until(
+        &daemon,
+        Duration::from_secs(6),
+        "b to arrive by polling",
+        || local_count(&env, "INBOX") == 2,
+    );
+    // Maildir -> server: the file watcher does not depend on IDLE.
+    let inbox = env.folder("INBOX");
+    md::set_flags(&inbox, &env.key_of("INBOX", "a"), "S");
+    wait_until(&daemon, PUSH, "the flag of a on the server", || {
+        env.server("INBOX")
+            .iter()
+            .any(|(uid, f)| *uid == 1 && f.contains("\\Seen"))
+    });
+    assert!(converged(&env));
+    daemon.stop();
+}

@@ -205,6 +205,7 @@ fn start_dovecot() -> Dovecot {
     Dovecot::start_setup(Setup {
         users: &users,
         cert: ServerCert::For(LOCAL_NAMES),
+        extra_config: "",
     })
 }
 

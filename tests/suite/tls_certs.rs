@@ -16,6 +16,7 @@ fn start(cert: ServerCert<'_>) -> Dovecot {
     Dovecot::start_setup(Setup {
         users: &[("alice", DEFAULT_PASSWORD)],
         cert,
+        extra_config: "",
     })
 }
 

@@ -31,11 +31,13 @@ pub enum ServerCert<'a> {
     SelfSigned,
 }
 
-/// What a test server starts with: its users, each with a password, and its certificate.
+/// What a test server starts with: its users, each with a password, its certificate,
+/// and config lines appended to the template (e.g. to hide a capability).
 #[derive(Clone, Copy)]
 pub struct Setup<'a> {
     pub users: &'a [(&'a str, &'a str)],
     pub cert: ServerCert<'a>,
+    pub extra_config: &'a str,
 }
 
 pub struct Dovecot {
@@ -122,6 +124,7 @@ impl Dovecot {
         Dovecot::start_setup(Setup {
             users: &users,
             cert: ServerCert::For(cert_names),
+            extra_config: "",
         })
     }
 
@@ -208,6 +211,7 @@ impl Dovecot {
                 ("POP3S_PORT", &pop3s_port.to_string()),
             ],
         );
+        let conf = format!("{conf}\n{}\n", setup.extra_config);
         let conf_path = root.join("dovecot.conf");
         std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
 

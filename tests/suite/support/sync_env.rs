@@ -24,8 +24,13 @@ pub struct SyncEnv {
 impl SyncEnv {
     /// Account `t` for user `alice` over implicit TLS, plus `extra` account keys.
     pub fn new(extra: &str) -> SyncEnv {
+        SyncEnv::with_dovecot(Dovecot::start(), extra)
+    }
+
+    /// The same against a Dovecot started some other way (it must have user `alice`).
+    pub fn with_dovecot(dovecot: Dovecot, extra: &str) -> SyncEnv {
         let env = SyncEnv {
-            dovecot: Dovecot::start(),
+            dovecot,
             home: tempfile::tempdir().unwrap(),
             config: PathBuf::new(),
             extra: extra.to_owned(),
