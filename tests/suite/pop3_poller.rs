@@ -3,8 +3,7 @@
 //! QUIT (rule 15), a kill between delivery and the UIDL commit (rule 1), a wrong
 //! password; and the no-UIDL fallback against a scripted server.
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -13,99 +12,48 @@ use syncmail::config::{self, Account, AccountKind, Config, Dirs, Pop3Settings};
 use syncmail::pop3::{PollReport, poll_account};
 
 use crate::support::dovecot::message;
-use crate::support::{Dovecot, stderr, stdout, syncmail_with_env};
+use crate::support::sync_env::SyncEnv;
+use crate::support::{Dovecot, stderr, stdout};
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// One POP3 account `p` for `alice` over implicit TLS, with a config file and a home.
-struct Pop3Env {
-    dovecot: Dovecot,
-    home: tempfile::TempDir,
-    config: PathBuf,
+type Pop3Env = SyncEnv;
+
+fn loaded(env: &Pop3Env) -> Config {
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    config::parse(&env.config, &text, &Dirs::default())
+        .unwrap()
+        .config
 }
 
-impl Pop3Env {
-    fn new(extra: &str) -> Pop3Env {
-        let dovecot = Dovecot::start();
-        let home = tempfile::tempdir().unwrap();
-        let config = home.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{1}{extra}",
-                home.path().display(),
-                dovecot.pop3_account("p", "alice", "implicit"),
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        Pop3Env {
-            dovecot,
-            home,
-            config,
+/// Poll through the library with the clock as a parameter.
+async fn poll_at(env: &Pop3Env, now: SystemTime) -> PollReport {
+    let config = loaded(env);
+    let account: &Account = &config.accounts[0];
+    let AccountKind::Pop3(settings) = &account.kind else {
+        panic!("not a POP3 account");
+    };
+    let settings: &Pop3Settings = settings;
+    poll_account(account, settings, &config.general, now)
+        .await
+        .unwrap_or_else(|e| panic!("poll failed: {e}\n{}", env.dovecot.logs()))
+}
+
+fn on_server(env: &Pop3Env) -> usize {
+    env.dovecot.list("alice", "INBOX").len()
+}
+
+/// The server count, once Dovecot has finished with a session that just ended.
+fn on_server_settled(env: &Pop3Env, want: usize) -> usize {
+    let mut n = on_server(env);
+    for _ in 0..50 {
+        if n == want {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(100));
+        n = on_server(env);
     }
-
-    fn inbox(&self) -> PathBuf {
-        self.home.path().join("Mail/p/INBOX")
-    }
-
-    fn sync_with(&self, vars: &[(&str, &str)]) -> Output {
-        let config = self.config.to_str().unwrap();
-        syncmail_with_env(self.home.path(), &["sync", "--config", config], vars)
-    }
-
-    /// `syncmail sync`, required to succeed; its summary line.
-    fn sync_ok(&self) -> String {
-        let out = self.sync_with(&[]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "sync failed:\n{}\n{}\n{}",
-            stdout(&out),
-            stderr(&out),
-            self.dovecot.logs()
-        );
-        stdout(&out)
-    }
-
-    fn loaded(&self) -> Config {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        config::parse(&self.config, &text, &Dirs::default())
-            .unwrap()
-            .config
-    }
-
-    /// Poll through the library with the clock as a parameter.
-    async fn poll_at(&self, now: SystemTime) -> PollReport {
-        let config = self.loaded();
-        let account: &Account = &config.accounts[0];
-        let AccountKind::Pop3(settings) = &account.kind else {
-            panic!("not a POP3 account");
-        };
-        let settings: &Pop3Settings = settings;
-        poll_account(account, settings, &config.general, now)
-            .await
-            .unwrap_or_else(|e| panic!("poll failed: {e}\n{}", self.dovecot.logs()))
-    }
-
-    fn on_server(&self) -> usize {
-        self.dovecot.list("alice", "INBOX").len()
-    }
-
-    /// The server count, once Dovecot has finished with a session that just ended.
-    fn on_server_settled(&self, want: usize) -> usize {
-        let mut n = self.on_server();
-        for _ in 0..50 {
-            if n == want {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            n = self.on_server();
-        }
-        n
-    }
+    n
 }
 
 /// Every delivered message's bytes, sorted; panics on anything in `cur/` or `tmp/`.
@@ -177,7 +125,7 @@ fn assert_summary(summary: &str, downloaded: usize, deleted: usize) {
 
 #[test]
 fn fresh_download_of_500_then_nothing_twice() {
-    let env = Pop3Env::new("");
+    let env = SyncEnv::pop3("");
     let seeded = numbered(500);
     seed_fast(&env.dovecot, &seeded);
     let started = std::time::Instant::now();
@@ -186,7 +134,7 @@ fn fresh_download_of_500_then_nothing_twice() {
     assert_summary(&summary, 500, 0);
     assert!(summary.starts_with("p: pop3: "), "{summary}");
     assert_eq!(local(&env.inbox()), sorted(seeded.clone()));
-    assert_eq!(env.on_server(), 500, "keep_on_server is the default");
+    assert_eq!(on_server(&env), 500, "keep_on_server is the default");
 
     let summary = env.sync_ok();
     assert_summary(&summary, 0, 0);
@@ -216,7 +164,7 @@ fn fresh_download_of_500_then_nothing_twice() {
 
 #[test]
 fn rule_15_dot_lines_and_a_5_mib_message_arrive_byte_exact() {
-    let env = Pop3Env::new("");
+    let env = SyncEnv::pop3("");
     let dots: Vec<u8> = b"From: a@example.com\r\nTo: alice@example.com\r\nSubject: dots\r\n\
         Message-ID: <dots@test>\r\n\r\n.\r\n..\r\n...\r\n.leading\r\n..two leading\r\n\
         mid.dle\r\n. space\r\n\r\n.\r\nlast line\r\n"
@@ -253,76 +201,75 @@ fn rule_15_dot_lines_and_a_5_mib_message_arrive_byte_exact() {
 
 #[test]
 fn keep_on_server_false_deletes_after_delivery() {
-    let env = Pop3Env::new("keep_on_server = false\n");
+    let env = SyncEnv::pop3("keep_on_server = false\n");
     let seeded = numbered(3);
     for m in &seeded {
         env.dovecot.seed("alice", "INBOX", m);
     }
     assert_summary(&env.sync_ok(), 3, 3);
     assert_eq!(local(&env.inbox()), sorted(seeded.clone()));
-    assert_eq!(env.on_server(), 0);
+    assert_eq!(on_server(&env), 0);
 
     // Nothing left to do; new mail is fetched and deleted in turn.
     assert_summary(&env.sync_ok(), 0, 0);
     let more = numbered(4).split_off(3);
     env.dovecot.seed("alice", "INBOX", &more[0]);
     assert_summary(&env.sync_ok(), 1, 1);
-    assert_eq!(env.on_server(), 0);
+    assert_eq!(on_server(&env), 0);
     assert_eq!(local(&env.inbox()).len(), 4);
 
     // The UIDLs of deleted mail are forgotten once the server no longer lists them.
     assert_summary(&env.sync_ok(), 0, 0);
-    let log = syncmail_with_env(
-        env.home.path(),
-        &["log", "--config", env.config.to_str().unwrap()],
-        &[],
-    );
-    let log = stdout(&log);
+    let log = env.log(&[]);
     assert_eq!(log.matches("downloaded (POP3 UIDL").count(), 4, "{log}");
     assert_eq!(log.matches("deleted on the server").count(), 4, "{log}");
 }
 
 #[tokio::test]
 async fn delete_after_days_counts_from_first_sight() {
-    let env = Pop3Env::new("delete_after_days = 3\n");
+    let env = SyncEnv::pop3("delete_after_days = 3\n");
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let seeded = numbered(3);
     env.dovecot.seed("alice", "INBOX", &seeded[0]);
     env.dovecot.seed("alice", "INBOX", &seeded[1]);
 
-    let r = env.poll_at(t0).await;
+    let r = poll_at(&env, t0).await;
     assert_eq!((r.downloaded, r.deleted, r.kept), (2, 0, 2), "{r:?}");
 
     // Two days later a third arrives; nothing is old enough yet.
     env.dovecot.seed("alice", "INBOX", &seeded[2]);
-    let r = env.poll_at(t0 + DAY * 2).await;
+    let r = poll_at(&env, t0 + DAY * 2).await;
     assert_eq!((r.downloaded, r.deleted, r.kept), (1, 0, 3), "{r:?}");
-    let r = env.poll_at(t0 + DAY * 3 - Duration::from_secs(1)).await;
+    let r = poll_at(&env, t0 + DAY * 3 - Duration::from_secs(1)).await;
     assert_eq!((r.downloaded, r.deleted, r.kept), (0, 0, 3), "{r:?}");
 
     // Three days after the first sight of the first two, they go; the third stays.
-    let r = env.poll_at(t0 + DAY * 3).await;
+    let r = poll_at(&env, t0 + DAY * 3).await;
     assert_eq!((r.downloaded, r.deleted, r.kept), (0, 2, 1), "{r:?}");
-    assert_eq!(env.on_server(), 1);
-    let r = env.poll_at(t0 + DAY * 5).await;
+    assert_eq!(on_server(&env), 1);
+    let r = poll_at(&env, t0 + DAY * 5).await;
     assert_eq!((r.downloaded, r.deleted, r.kept), (0, 1, 0), "{r:?}");
-    assert_eq!(env.on_server(), 0);
+    assert_eq!(on_server(&env), 0);
     assert_eq!(local(&env.inbox()), sorted(seeded));
 }
 
 #[test]
 fn rule_15_connection_dropped_after_dele_before_quit() {
-    let env = Pop3Env::new("keep_on_server = false\n");
+    let env = SyncEnv::pop3("keep_on_server = false\n");
     let seeded = numbered(3);
     for m in &seeded {
         env.dovecot.seed("alice", "INBOX", m);
     }
     // The process dies after sending DELE and before QUIT: the link drops mid-session.
-    let out = env.sync_with(&[("SYNCMAIL_FAULT", "pop3-after-dele-before-quit")]);
+    let out = env.run(
+        "sync",
+        &[],
+        &[("SYNCMAIL_FAULT", "pop3-after-dele-before-quit")],
+    );
     assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stderr(&out).contains("fault point"), "{}", stderr(&out));
     assert_eq!(
-        env.on_server_settled(3),
+        on_server_settled(&env, 3),
         3,
         "DELE without QUIT deleted mail"
     );
@@ -330,19 +277,23 @@ fn rule_15_connection_dropped_after_dele_before_quit() {
 
     // The next session downloads nothing again and sends DELE again; QUIT makes it real.
     assert_summary(&env.sync_ok(), 0, 3);
-    assert_eq!(env.on_server(), 0);
+    assert_eq!(on_server(&env), 0);
     assert_eq!(local(&env.inbox()), sorted(seeded));
     assert_summary(&env.sync_ok(), 0, 0);
 }
 
 #[test]
 fn rule_01_sigkill_after_delivery_before_uidl_commit_no_duplicate() {
-    let env = Pop3Env::new("");
+    let env = SyncEnv::pop3("");
     let seeded = numbered(3);
     for m in &seeded {
         env.dovecot.seed("alice", "INBOX", m);
     }
-    let out = env.sync_with(&[("SYNCMAIL_FAULT", "pop3-before-uidl-commit")]);
+    let out = env.run(
+        "sync",
+        &[],
+        &[("SYNCMAIL_FAULT", "pop3-before-uidl-commit")],
+    );
     assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stderr(&out).contains("fault point"), "{}", stderr(&out));
     // Delivered and durable, but the UIDLs were never recorded.
@@ -352,7 +303,7 @@ fn rule_01_sigkill_after_delivery_before_uidl_commit_no_duplicate() {
     assert_summary(&summary, 0, 0);
     assert!(summary.contains("3 recovered after a crash"), "{summary}");
     assert_eq!(local(&env.inbox()), sorted(seeded));
-    assert_eq!(env.on_server(), 3);
+    assert_eq!(on_server(&env), 3);
 }
 
 /// Rule 1 at every step: crash at the N-th fault point of a poll that downloads and
@@ -363,11 +314,11 @@ fn rule_01_kill_at_every_step_then_rerun_loses_and_duplicates_nothing() {
     let seeded = numbered(3);
     let mut crashes = 0;
     for n in 1.. {
-        let env = Pop3Env::new("keep_on_server = false\n");
+        let env = SyncEnv::pop3("keep_on_server = false\n");
         for m in &seeded {
             env.dovecot.seed("alice", "INBOX", m);
         }
-        let out = env.sync_with(&[("SYNCMAIL_FAULT", &format!("#{n}"))]);
+        let out = env.run("sync", &[], &[("SYNCMAIL_FAULT", &format!("#{n}"))]);
         if out.status.code() == Some(0) {
             assert_summary(&stdout(&out), 3, 3);
             break;
@@ -384,7 +335,7 @@ fn rule_01_kill_at_every_step_then_rerun_loses_and_duplicates_nothing() {
             .unwrap_or(0);
         assert!(after <= 3, "duplicate right after crash #{n}");
         env.sync_ok();
-        env.on_server_settled(0);
+        on_server_settled(&env, 0);
         // A deletion cut before QUIT may need one more session; after it, all is settled.
         let last = env.sync_ok();
         assert_summary(&last, 0, 0);
@@ -393,7 +344,7 @@ fn rule_01_kill_at_every_step_then_rerun_loses_and_duplicates_nothing() {
             sorted(seeded.clone()),
             "after crash #{n}"
         );
-        assert_eq!(env.on_server(), 0, "after crash #{n}");
+        assert_eq!(on_server(&env), 0, "after crash #{n}");
     }
     eprintln!("crashed and recovered at {crashes} fault points");
     assert!(crashes >= 7, "only {crashes} fault points were reached");
@@ -401,7 +352,7 @@ fn rule_01_kill_at_every_step_then_rerun_loses_and_duplicates_nothing() {
 
 #[test]
 fn wrong_password_is_a_clear_permanent_error() {
-    let env = Pop3Env::new("");
+    let env = SyncEnv::pop3("");
     let text = std::fs::read_to_string(&env.config).unwrap();
     let wrong = "n0t-the-Passw0rd";
     std::fs::write(
@@ -410,7 +361,7 @@ fn wrong_password_is_a_clear_permanent_error() {
     )
     .unwrap();
     env.dovecot.seed("alice", "INBOX", &numbered(1)[0]);
-    let out = env.sync_with(&[]);
+    let out = env.run("sync", &[], &[]);
     let err = stderr(&out);
     assert_eq!(
         out.status.code(),
@@ -590,7 +541,7 @@ async fn without_uidl_a_content_hash_identifies_messages() {
 /// recorded stops the poll before anything is fetched into a fresh directory or deleted.
 #[test]
 fn a_missing_maildir_with_recorded_mail_halts_the_poll() {
-    let env = Pop3Env::new("keep_on_server = false\n");
+    let env = SyncEnv::pop3("keep_on_server = false\n");
     env.dovecot.seed("alice", "INBOX", &numbered(1)[0]);
     env.sync_ok();
     // Its UIDL is forgotten once the server no longer lists it; the state still knows
@@ -599,7 +550,7 @@ fn a_missing_maildir_with_recorded_mail_halts_the_poll() {
     env.dovecot.seed("alice", "INBOX", &numbered(2)[1]);
     let moved = env.home.path().join("Mail-elsewhere");
     std::fs::rename(env.home.path().join("Mail"), &moved).unwrap();
-    let out = env.sync_with(&[]);
+    let out = env.run("sync", &[], &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -610,7 +561,7 @@ fn a_missing_maildir_with_recorded_mail_halts_the_poll() {
         !env.inbox().exists(),
         "nothing delivered into a fresh directory"
     );
-    assert_eq!(env.on_server(), 1, "nothing deleted");
+    assert_eq!(on_server(&env), 1, "nothing deleted");
 }
 
 #[tokio::test]

@@ -19,6 +19,8 @@ pub struct SyncEnv {
     pub home: tempfile::TempDir,
     pub config: PathBuf,
     extra: String,
+    /// `t` for the IMAP account, `p` for the POP3 one.
+    account: &'static str,
 }
 
 impl SyncEnv {
@@ -29,25 +31,40 @@ impl SyncEnv {
 
     /// The same against a Dovecot started some other way (it must have user `alice`).
     pub fn with_dovecot(dovecot: Dovecot, extra: &str) -> SyncEnv {
-        let env = SyncEnv {
+        SyncEnv::make(dovecot, extra, "t")
+    }
+
+    /// POP3 account `p` for user `alice` over implicit TLS, plus `extra` account keys.
+    pub fn pop3(extra: &str) -> SyncEnv {
+        SyncEnv::make(Dovecot::start(), extra, "p")
+    }
+
+    fn make(dovecot: Dovecot, extra: &str, account: &'static str) -> SyncEnv {
+        let home = tempfile::tempdir().unwrap();
+        let config = home.path().join("config.toml");
+        let mut env = SyncEnv {
             dovecot,
-            home: tempfile::tempdir().unwrap(),
-            config: PathBuf::new(),
+            home,
+            config,
             extra: extra.to_owned(),
+            account,
         };
-        let config = env.home.path().join("config.toml");
-        let mut env = SyncEnv { config, ..env };
         let port = env.dovecot.imaps_port;
         env.write_config(port);
         env
     }
 
-    /// Point the account at another port (a proxy in front of Dovecot).
+    /// Write the config; `port` points the IMAP account at another port (a proxy in
+    /// front of Dovecot).
     pub fn write_config(&mut self, port: u16) {
-        let account = self.dovecot.imap_account("t", "alice", "implicit").replace(
-            &format!("port = {}", self.dovecot.imaps_port),
-            &format!("port = {port}"),
-        );
+        let account = if self.account == "p" {
+            self.dovecot.pop3_account("p", "alice", "implicit")
+        } else {
+            self.dovecot.imap_account("t", "alice", "implicit").replace(
+                &format!("port = {}", self.dovecot.imaps_port),
+                &format!("port = {port}"),
+            )
+        };
         std::fs::write(
             &self.config,
             format!(
@@ -65,7 +82,7 @@ impl SyncEnv {
     }
 
     pub fn folder(&self, name: &str) -> PathBuf {
-        self.home.path().join("Mail/t").join(name)
+        self.home.path().join("Mail").join(self.account).join(name)
     }
 
     pub fn inbox(&self) -> PathBuf {
