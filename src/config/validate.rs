@@ -694,18 +694,26 @@ fn folder_list(
     ctx: &Ctx,
     list: &Spanned<Vec<Spanned<String>>>,
 ) -> Result<Vec<FolderName>, ConfigError> {
-    list.get_ref()
-        .iter()
-        .map(|f| {
-            if f.get_ref().is_empty() || f.get_ref().chars().any(char::is_control) {
-                Err(ctx.error(f.span(), "not a folder name").help(
-                    "give the folder as the server names it, e.g. \"INBOX\" or \"Archive/2024\"",
-                ))
-            } else {
-                Ok(FolderName(f.get_ref().clone()))
-            }
-        })
-        .collect()
+    let mut out: Vec<FolderName> = Vec::new();
+    for f in list.get_ref() {
+        let name = f.get_ref();
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(ctx.error(f.span(), "not a folder name").help(
+                "give the folder as the server names it, e.g. \"INBOX\" or \"Archive/2024\"",
+            ));
+        }
+        // INBOX is case-insensitive in IMAP: "inbox" and "INBOX" are one folder.
+        let same = |a: &str, b: &str| {
+            a == b || (a.eq_ignore_ascii_case("INBOX") && b.eq_ignore_ascii_case("INBOX"))
+        };
+        if out.iter().any(|o| same(&o.0, name)) {
+            return Err(ctx
+                .error(f.span(), format!("folder {name:?} is listed twice"))
+                .help("name each folder once (INBOX in any case is one folder)"));
+        }
+        out.push(FolderName(name.clone()));
+    }
+    Ok(out)
 }
 
 fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError> {
@@ -905,6 +913,8 @@ password_command = ["pass", "home"]
         let e = load("[unified]\npath = \"/m/work/Unified\"\n").unwrap_err();
         assert!(e.message.contains("overlaps account `work`"), "{e}");
         assert_eq!(e.line_col(), Some((20, 8)));
+        let e = load("[unified]\npath = \"/m/U\"\nfolders = [\"INBOX\", \"inbox\"]\n").unwrap_err();
+        assert!(e.message.contains("listed twice"), "{e}");
         let e = load("[unified]\npath = \"/m/U\"\nfolders = []\n").unwrap_err();
         assert!(e.message.contains("`folders` is empty"), "{e}");
         let e = load("[unified]\nfolders = [\"INBOX\"]\n").unwrap_err();

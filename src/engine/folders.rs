@@ -61,6 +61,8 @@ pub async fn reconcile(
             server_messages: None,
             local_messages: None,
             local_root_trusted,
+            // Watermarks are set only when a whole folder pass committed.
+            synced: folder.uidvalidity.is_some(),
         };
         if facts.on_server && facts.on_local {
             continue;
@@ -148,9 +150,13 @@ fn remove_empty_maildir(path: &Path) -> Result<(), EngineError> {
             Ok(()) => removed.push(sub),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                // Something arrived: put the folder back as it was, and say so.
+                // Something arrived: put the folder back as it was (private, rule 20),
+                // and say so.
                 for sub in removed {
-                    let _ = std::fs::create_dir(path.join(sub));
+                    use std::os::unix::fs::DirBuilderExt;
+                    let _ = std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(path.join(sub));
                 }
                 return Err(local(e));
             }

@@ -83,6 +83,32 @@ pub struct FrameScanner {
     segment: u64,
     literal_bytes: u64,
     tail: Tail,
+    /// The first bytes of the current response: enough to tell a status response.
+    head: Vec<u8>,
+}
+
+/// How many bytes of a response's start [`FrameScanner`] keeps to classify it.
+const HEAD: usize = 32;
+
+/// Whether a response starting with `head` is a status response or a continuation
+/// request: those carry free text (RFC 9051 `resp-text`), never a literal. A start not
+/// seen in full counts as "may carry literals", the safe side: the line bound applies
+/// either way.
+fn is_status_response(head: &[u8]) -> bool {
+    let mut words = head.split(|b| *b == b' ');
+    let first = words.next().unwrap_or_default();
+    if first == b"+" || first.starts_with(b"+\r") {
+        return true;
+    }
+    let Some(second) = words.next() else {
+        return false;
+    };
+    let second = second.strip_suffix(b"\r\n").unwrap_or(second);
+    let second = second.strip_suffix(b"\r").unwrap_or(second);
+    ["OK", "NO", "BAD", "BYE", "PREAUTH"]
+        .iter()
+        .any(|s| second.eq_ignore_ascii_case(s.as_bytes()))
+        && words.next().is_some()
 }
 
 impl Default for FrameScanner {
@@ -101,6 +127,7 @@ impl FrameScanner {
             segment: 0,
             literal_bytes: 0,
             tail: Tail::Other,
+            head: Vec::with_capacity(HEAD),
         }
     }
 
@@ -123,14 +150,21 @@ impl FrameScanner {
             bytes = &bytes[1..];
             self.line_bytes += 1;
             self.segment += 1;
+            if self.line_bytes <= HEAD as u64 {
+                self.head.push(b);
+            }
             if b == b'\n' && matches!(self.tail, Tail::Cr | Tail::ClosedCr(_)) {
                 self.segment = 0;
-                if let Tail::ClosedCr(size) = self.tail {
-                    self.start_literal(size)?;
-                } else {
-                    // The response is complete; the next one starts afresh.
-                    self.line_bytes = 0;
-                    self.literal_bytes = 0;
+                match self.tail {
+                    Tail::ClosedCr(size) if !is_status_response(&self.head) => {
+                        self.start_literal(size)?;
+                    }
+                    _ => {
+                        // The response is complete; the next one starts afresh.
+                        self.line_bytes = 0;
+                        self.literal_bytes = 0;
+                        self.head.clear();
+                    }
                 }
                 self.tail = Tail::Other;
                 continue;
@@ -394,6 +428,49 @@ mod tests {
         // LITERAL+ and literal8 forms count too.
         assert!(scan((100, 10), &[b"* X {11+}\r\n"]).is_err());
         assert!(scan((100, 10), &[b"* X ~{11}\r\n"]).is_err());
+    }
+
+    #[test]
+    fn text_of_a_status_response_ending_in_braces_is_not_a_literal() {
+        // A NO echoing a mailbox name the user chose: legitimate, and not a literal.
+        assert_eq!(
+            scan(
+                (MAX_LINE, MAX_LITERAL),
+                &[b"a5 NO Invalid mailbox name x{300000000}\r\n* 1 EXISTS\r\n"]
+            ),
+            Ok(())
+        );
+        for text in [
+            &b"* OK hi {5}\r\n"[..],
+            b"* BYE going {5}\r\n",
+            b"* PREAUTH {5}\r\n",
+            b"+ go ahead {5}\r\n",
+            b"a1 ok done {5}\r\n",
+        ] {
+            let mut s = FrameScanner::new(MAX_LINE, MAX_LITERAL);
+            s.feed(text).unwrap();
+            assert_eq!(s.literal_left, 0, "{}", String::from_utf8_lossy(text));
+        }
+        // Data responses still carry literals.
+        let mut s = FrameScanner::new(MAX_LINE, MAX_LITERAL);
+        s.feed(b"* LIST () \"/\" {5}\r\n").unwrap();
+        assert_eq!(s.literal_left, 5);
+    }
+
+    #[test]
+    fn a_phantom_literal_in_status_text_cannot_lift_the_line_bound() {
+        // `* OK {256 MiB}` then a line without end: still the line bound, not 256 MiB.
+        let limits = (1024, MAX_LITERAL);
+        let long = vec![b'x'; 2048];
+        assert_eq!(
+            scan(limits, &[b"* OK hi {268435456}\r\n", &long]),
+            Err(FrameError::Line { limit: 1024 })
+        );
+        // And the next real literal is seen as one.
+        let mut s = FrameScanner::new(MAX_LINE, MAX_LITERAL);
+        s.feed(b"* OK text {5}\r\n* 1 FETCH (BODY[] {3}\r\n")
+            .unwrap();
+        assert_eq!(s.literal_left, 3);
     }
 
     #[test]

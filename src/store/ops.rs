@@ -108,6 +108,11 @@ pub fn delete_folder(conn: &mut Connection, folder: FolderId) -> Result<(), Stor
             folder.0
         )));
     }
+    // Its pass status goes too: a folder that is gone has no last error to show.
+    tx.execute(
+        "DELETE FROM pass_status WHERE folder = (SELECT server_name FROM folders WHERE id = ?1)",
+        [folder.0],
+    )?;
     tx.execute("DELETE FROM folders WHERE id = ?1", [folder.0])?;
     tx.commit()?;
     Ok(())

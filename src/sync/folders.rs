@@ -22,6 +22,10 @@ pub struct FolderFacts {
     /// known folder is still in it. An empty or missing root is an unmounted disk until
     /// proven otherwise (rule 7).
     pub local_root_trusted: bool,
+    /// A pass over the folder completed once, so both sides had it. A folder only ever
+    /// seen by a dry run or an interrupted first pass was never made on one side: a
+    /// side missing it deleted nothing.
+    pub synced: bool,
 }
 
 /// The decision for one folder.
@@ -44,13 +48,18 @@ pub enum FolderFate {
 /// Which facts [`folder_fate`] needs counted: the server's message count for a folder
 /// missing locally, the local one for a folder missing on the server.
 pub fn needs_counts(f: &FolderFacts) -> (bool, bool) {
-    let server = f.on_server && !f.on_local && f.local_root_trusted && f.paired == 0;
-    let local = !f.on_server && f.on_local && f.paired == 0;
+    let server = f.synced && f.on_server && !f.on_local && f.local_root_trusted && f.paired == 0;
+    let local = f.synced && !f.on_server && f.on_local && f.paired == 0;
     (server, local)
 }
 
 /// Decide one folder's fate (rule 9).
 pub fn folder_fate(f: &FolderFacts, direction: Direction) -> FolderFate {
+    if !f.synced && f.paired == 0 && !(f.on_server && f.on_local) {
+        // Never in sync: forget the half-made state, and the folder is new again on
+        // the side that has it (made on the other by the ordinary pass).
+        return FolderFate::Forget;
+    }
     match (f.on_server, f.on_local) {
         (true, true) => FolderFate::Sync,
         (false, false) => FolderFate::Forget,
@@ -88,7 +97,35 @@ mod tests {
             server_messages: Some(0),
             local_messages: Some(0),
             local_root_trusted: true,
+            synced: true,
         }
+    }
+
+    #[test]
+    fn rule_9_a_folder_never_synced_is_forgotten_not_deleted() {
+        // A dry run or an interrupted first pass left a row, but one side never had it.
+        for (on_server, on_local) in [(true, false), (false, true), (false, false)] {
+            let f = FolderFacts {
+                synced: false,
+                ..facts(on_server, on_local)
+            };
+            assert_eq!(
+                folder_fate(&f, Direction::Both),
+                FolderFate::Forget,
+                "{f:?}"
+            );
+            assert_eq!(needs_counts(&f), (false, false));
+        }
+        assert_eq!(
+            folder_fate(
+                &FolderFacts {
+                    synced: false,
+                    ..facts(true, true)
+                },
+                Direction::Both
+            ),
+            FolderFate::Sync
+        );
     }
 
     #[test]
@@ -193,46 +230,49 @@ mod tests {
     #[test]
     fn rule_9_every_combination_deletes_only_an_empty_side() {
         // Exhaustive over the facts that matter: a deletion never happens while the
-        // side losing the folder has, or may have, a message.
+        // side losing the folder has, or may have, a message, nor for a folder that was
+        // never in sync.
         let counts = [None, Some(0), Some(1)];
-        for on_server in [false, true] {
-            for on_local in [false, true] {
-                for paired in [0, 1] {
-                    for server_messages in counts {
-                        for local_messages in counts.map(|c| c.map(|n| n as usize)) {
-                            for local_root_trusted in [false, true] {
-                                for direction in [Direction::Both, Direction::Pull, Direction::Push]
-                                {
-                                    let f = FolderFacts {
-                                        on_server,
-                                        on_local,
-                                        paired,
-                                        server_messages,
-                                        local_messages,
-                                        local_root_trusted,
-                                    };
-                                    match folder_fate(&f, direction) {
-                                        FolderFate::DeleteOnServer => {
-                                            assert!(server_messages == Some(0) && paired == 0);
-                                            assert!(local_root_trusted && !on_local);
-                                            assert!(direction.sends());
-                                        }
-                                        FolderFate::DeleteLocally => {
-                                            assert!(local_messages == Some(0) && paired == 0);
-                                            assert!(!on_server && direction.fetches());
-                                        }
-                                        FolderFate::Forget => assert!(!on_server && !on_local),
-                                        FolderFate::Sync => assert!(on_server),
-                                        FolderFate::KeepLocal => {
-                                            assert!(!on_server && on_local)
-                                        }
-                                    }
+        let mut cases = 0;
+        for bits in 0..16u8 {
+            let bit = |n: u8| bits & (1 << n) != 0;
+            let (on_server, on_local, trusted, synced) = (bit(0), bit(1), bit(2), bit(3));
+            for paired in [0, 1] {
+                for server_messages in counts {
+                    for local_messages in counts.map(|c| c.map(|n| n as usize)) {
+                        for direction in [Direction::Both, Direction::Pull, Direction::Push] {
+                            cases += 1;
+                            let f = FolderFacts {
+                                on_server,
+                                on_local,
+                                paired,
+                                server_messages,
+                                local_messages,
+                                local_root_trusted: trusted,
+                                synced,
+                            };
+                            match folder_fate(&f, direction) {
+                                FolderFate::DeleteOnServer => {
+                                    assert!(synced && server_messages == Some(0) && paired == 0);
+                                    assert!(trusted && !on_local && direction.sends());
                                 }
+                                FolderFate::DeleteLocally => {
+                                    assert!(synced && local_messages == Some(0) && paired == 0);
+                                    assert!(!on_server && direction.fetches());
+                                }
+                                FolderFate::Forget => {
+                                    assert!(!(on_server && on_local));
+                                    assert!(!synced || (!on_server && !on_local));
+                                    assert!(paired == 0 || (!on_server && !on_local));
+                                }
+                                FolderFate::Sync => assert!(on_server),
+                                FolderFate::KeepLocal => assert!(!on_server && on_local),
                             }
                         }
                     }
                 }
             }
         }
+        assert_eq!(cases, 16 * 2 * 3 * 3 * 3);
     }
 }

@@ -47,8 +47,24 @@ pub fn apply(
     let mut touched: BTreeSet<Source> = BTreeSet::new();
     let mut touched_unified = false;
     let mut links = Vec::new();
-    let mut adopts = Vec::new();
     let mut claims = Vec::new();
+    // A replacement is in its account, durably, before the message it replaces is
+    // deleted there: a failure or a crash in between leaves both, never neither.
+    let adopts: Vec<_> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Adopt {
+                unified,
+                source,
+                flags,
+                replaces,
+            } => Some((unified, source, flags, replaces)),
+            _ => None,
+        })
+        .collect();
+    // The originals whose replacement did not make it stay for now.
+    let unreplaced = adopt_all(&adopts, sides, store, report)?;
     for action in &plan.actions {
         match action {
             Action::SetSourceFlags {
@@ -106,6 +122,9 @@ pub fn apply(
                 let Some(f) = sides.sources.get(source) else {
                     continue;
                 };
+                if unreplaced.contains(&(source, local_key)) {
+                    continue;
+                }
                 match touch(&f.md, f.scan.messages.get(local_key), Maildir::delete) {
                     Ok(()) => {
                         tracing::info!(account = %source.account, folder = %source.folder, key = %local_key, "unified: deleted in the unified folder, so deleted in the account ({unified})");
@@ -143,11 +162,13 @@ pub fn apply(
                 local_key,
                 flags,
             } => links.push((source, local_key, flags)),
-            Action::Adopt {
-                unified,
-                source,
-                flags,
-            } => adopts.push((unified, source, flags)),
+            Action::Adopt { .. } => {}
+            Action::Rekey { unified, to } => {
+                if let Some(e) = entries.get(unified) {
+                    tracing::debug!(account = %e.source.account, folder = %e.source.folder, key = %e.local_key, "unified: {unified} renamed to {to} in the unified folder");
+                }
+                store.rekey(unified, to)?;
+            }
             Action::Claim {
                 unified,
                 source,
@@ -176,7 +197,6 @@ pub fn apply(
     }
     store.commit(&[], &dropped, &bases)?;
     record(store, &claims)?;
-    adopt_all(&adopts, sides, store, report)?;
     link_all(&links, sides, store, report)
 }
 
@@ -193,19 +213,22 @@ fn record(store: &mut MapStore, entries: &[Entry]) -> Result<(), UnifiedError> {
 
 /// Replacements made in the unified folder (an in-place edit): each linked into its
 /// account under a new unique part, made durable there, then recorded. A crash between
-/// the two leaves the same file on both sides, which the next reconcile claims.
-fn adopt_all(
-    adopts: &[(&MaildirKey, &Source, &Flags)],
+/// the two leaves the same file on both sides, which the next reconcile claims. Returns
+/// the originals whose replacement failed: they must not be deleted yet.
+fn adopt_all<'p>(
+    adopts: &[(&MaildirKey, &'p Source, &Flags, &'p MaildirKey)],
     sides: &Sides,
     store: &mut MapStore,
     report: &mut Report,
-) -> Result<(), UnifiedError> {
+) -> Result<BTreeSet<(&'p Source, &'p MaildirKey)>, UnifiedError> {
     let mut made = Vec::new();
-    for (unified, source, flags) in adopts {
+    let mut unreplaced = BTreeSet::new();
+    for &(unified, source, flags, replaces) in adopts {
         let (Some(msg), Some(f)) = (
-            sides.unified.scan.messages.get(*unified),
-            sides.sources.get(*source),
+            sides.unified.scan.messages.get(unified),
+            sides.sources.get(source),
         ) else {
+            unreplaced.insert((source, replaces));
             continue;
         };
         let local_key = maildir::new_key();
@@ -222,7 +245,7 @@ fn adopt_all(
             let placement = if msg.in_new && flags.is_empty() {
                 Placement::New
             } else {
-                Placement::Cur((*flags).clone())
+                Placement::Cur(flags.clone())
             };
             let mut batch = DeliveryBatch::new(&f.md);
             batch
@@ -237,16 +260,20 @@ fn adopt_all(
                 tracing::info!(account = %source.account, folder = %source.folder, key = %local_key, "unified: {unified} replaces a message deleted in the unified folder (an edit): added to the account");
                 report.to_accounts += 1;
                 made.push(Entry {
-                    unified: (*unified).clone(),
-                    source: (*source).clone(),
+                    unified: unified.clone(),
+                    source: source.clone(),
                     local_key,
-                    base: (*flags).clone(),
+                    base: flags.clone(),
                 });
             }
-            Err(err) => skip(report, source, &msg.path, &err),
+            Err(err) => {
+                skip(report, source, &msg.path, &err);
+                unreplaced.insert((source, replaces));
+            }
         }
     }
-    record(store, &made)
+    record(store, &made)?;
+    Ok(unreplaced)
 }
 
 /// ENOENT anywhere (the file moved since the scan) is a "rescan", never a deletion.

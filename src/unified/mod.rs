@@ -232,17 +232,23 @@ fn file_message_id(path: &Path) -> Option<String> {
     crate::engine::header_message_id(&head)
 }
 
-fn inode(path: &Path) -> Option<u64> {
+/// The file behind a name: device and inode, so that names on two filesystems never
+/// match by accident.
+fn file_id(path: &Path) -> Option<plan::FileId> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| m.ino())
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// The Message-IDs and inodes of the unified folder's strangers (files no entry maps):
-/// what tells an edit, or a link a crash left unrecorded, from a file saved by hand.
+/// The Message-IDs and files of the unified folder's strangers (files no entry maps):
+/// what tells an edit, a rename, or a link a crash left unrecorded from a file saved by
+/// hand.
 fn strangers(
     entries: &[plan::Entry],
     scan: &LocalScan,
-) -> (BTreeMap<MaildirKey, String>, BTreeMap<MaildirKey, u64>) {
+) -> (
+    BTreeMap<MaildirKey, String>,
+    BTreeMap<MaildirKey, plan::FileId>,
+) {
     let mapped: BTreeSet<&MaildirKey> = entries.iter().map(|e| &e.unified).collect();
     let mut ids = BTreeMap::new();
     let mut inodes = BTreeMap::new();
@@ -250,15 +256,15 @@ fn strangers(
         if let Some(id) = file_message_id(&m.path) {
             ids.insert(key.clone(), id);
         }
-        if let Some(n) = inode(&m.path) {
-            inodes.insert(key.clone(), n);
+        if let Some(file) = file_id(&m.path) {
+            inodes.insert(key.clone(), file);
         }
     }
     (ids, inodes)
 }
 
 /// With strangers about: the Message-IDs of account copies whose unified copy is gone,
-/// and the inodes of account messages no entry maps.
+/// and the files of all account messages.
 fn identify(
     entries: &[plan::Entry],
     scan: &LocalScan,
@@ -278,15 +284,9 @@ fn identify(
                 view.message_ids.insert(e.local_key.clone(), id);
             }
         }
-        let mapped: BTreeSet<&MaildirKey> = mine.iter().map(|e| &e.local_key).collect();
-        for (key, m) in folder
-            .scan
-            .messages
-            .iter()
-            .filter(|(k, _)| !mapped.contains(k))
-        {
-            if let Some(n) = inode(&m.path) {
-                view.inodes.insert(key.clone(), n);
+        for (key, m) in &folder.scan.messages {
+            if let Some(file) = file_id(&m.path) {
+                view.inodes.insert(key.clone(), file);
             }
         }
     }

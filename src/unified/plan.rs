@@ -55,6 +55,9 @@ impl Snapshot {
     }
 }
 
+/// A file's identity: (device, inode). Two names with the same one are one file.
+pub type FileId = (u64, u64);
+
 /// One source folder as observed. `snapshot` is `None` when the folder is missing.
 #[derive(Clone, Debug, Default)]
 pub struct SourceView {
@@ -64,9 +67,10 @@ pub struct SourceView {
     /// Message-IDs of the account copies whose unified copy is gone: a stranger in the
     /// unified folder with the same Message-ID replaces the deleted one (an edit).
     pub message_ids: BTreeMap<MaildirKey, String>,
-    /// Inodes of account messages no entry maps: a stranger sharing one is their entry,
-    /// linked before a crash kept it from being recorded.
-    pub inodes: BTreeMap<MaildirKey, u64>,
+    /// The files (device, inode) of the account's messages, when there are strangers:
+    /// a stranger that is one of them is that message's unified copy (renamed there, or
+    /// linked before a crash kept it from being recorded).
+    pub inodes: BTreeMap<MaildirKey, FileId>,
 }
 
 /// Everything the planner looks at besides the mapping.
@@ -79,8 +83,8 @@ pub struct Observed {
     pub allow_mass_delete: bool,
     /// Message-IDs of the unified folder's strangers (files no entry maps).
     pub stranger_ids: BTreeMap<MaildirKey, String>,
-    /// Inodes of the unified folder's strangers.
-    pub stranger_inodes: BTreeMap<MaildirKey, u64>,
+    /// The files (device, inode) of the unified folder's strangers.
+    pub stranger_inodes: BTreeMap<MaildirKey, FileId>,
 }
 
 /// One step of a reconcile. Each names the mapping change it implies.
@@ -121,6 +125,9 @@ pub enum Action {
         local_key: MaildirKey,
         flags: Flags,
     },
+    /// The entry's unified copy was renamed to a new unique part (the same file): the
+    /// entry takes the new name. Nothing changes on either side.
+    Rekey { unified: MaildirKey, to: MaildirKey },
     /// A stranger in the unified folder replaces an account message deleted there in the
     /// same reconcile, by Message-ID: a mail client's in-place edit (a new file, the old
     /// one removed). Link it into the account (a new unique part, these flags) and add
@@ -129,6 +136,8 @@ pub enum Action {
         unified: MaildirKey,
         source: Source,
         flags: Flags,
+        /// The account key of the message it replaces: that deletion waits for this.
+        replaces: MaildirKey,
     },
     /// A stranger that is the same file (inode) as an unmapped account message: its
     /// entry, which a crash kept from being recorded. Record it; nothing to link.
@@ -298,15 +307,40 @@ fn plan_source(
         }
         return;
     };
+    // A stranger that is the same file as one of this account's messages is that
+    // message's unified copy, never something new: first of all, claim it.
+    let same_file = |key: &MaildirKey, strangers: &BTreeSet<MaildirKey>| {
+        let file = view.inodes.get(key)?;
+        strangers
+            .iter()
+            .find(|s| observed.stranger_inodes.get(*s) == Some(file))
+            .cloned()
+    };
     let mut deletions = Vec::new();
     let mut relink: BTreeSet<&MaildirKey> = BTreeSet::new();
     for e in entries {
         if account.ambiguous.contains(&e.local_key) || unified.ambiguous.contains(&e.unified) {
             continue;
         }
+        let mut ukey = &e.unified;
+        let rekeyed;
+        if !unified.messages.contains_key(&e.unified)
+            && account.messages.contains_key(&e.local_key)
+            && let Some(stranger) = same_file(&e.local_key, strangers)
+        {
+            // Renamed to a new unique part in the unified folder: the same file, so the
+            // same entry under its new name; the account is not touched.
+            strangers.remove(&stranger);
+            out.actions.push(Action::Rekey {
+                unified: e.unified.clone(),
+                to: stranger.clone(),
+            });
+            rekeyed = stranger;
+            ukey = &rekeyed;
+        }
         match (
             account.messages.get(&e.local_key),
-            unified.messages.get(&e.unified),
+            unified.messages.get(ukey),
         ) {
             (Some(a), Some(u)) => {
                 let merged = merge_flags(
@@ -323,7 +357,7 @@ fn plan_source(
                 );
                 if &merged.remote != a {
                     out.actions.push(Action::SetSourceFlags {
-                        unified: e.unified.clone(),
+                        unified: ukey.clone(),
                         source: source.clone(),
                         local_key: e.local_key.clone(),
                         flags: merged.remote.clone(),
@@ -331,13 +365,13 @@ fn plan_source(
                 }
                 if &merged.local != u {
                     out.actions.push(Action::SetUnifiedFlags {
-                        unified: e.unified.clone(),
+                        unified: ukey.clone(),
                         flags: merged.local.clone(),
                     });
                 }
                 if merged.remote != e.base {
                     out.actions.push(Action::RecordBase {
-                        unified: e.unified.clone(),
+                        unified: ukey.clone(),
                         flags: merged.remote,
                     });
                 }
@@ -372,6 +406,33 @@ fn plan_source(
             _ => {}
         }
     }
+    let mapped: BTreeSet<&MaildirKey> = entries
+        .iter()
+        .map(|e| &e.local_key)
+        .filter(|k| !relink.contains(k))
+        .collect();
+    let mut links = Vec::new();
+    for (key, flags) in &account.messages {
+        if mapped.contains(key) {
+            continue;
+        }
+        match same_file(key, strangers) {
+            Some(stranger) => {
+                strangers.remove(&stranger);
+                out.actions.push(Action::Claim {
+                    unified: stranger,
+                    source: source.clone(),
+                    local_key: key.clone(),
+                    flags: flags.clone(),
+                });
+            }
+            None => links.push(Action::Link {
+                source: source.clone(),
+                local_key: key.clone(),
+                flags: flags.clone(),
+            }),
+        }
+    }
     let deleted: Vec<MaildirKey> = deletions
         .iter()
         .filter_map(|a| match a {
@@ -390,7 +451,9 @@ fn plan_source(
         out,
     );
     // An edit in the unified folder: the old file deleted, a new one with the same
-    // Message-ID beside it. It goes to the same account (only if the deletion does).
+    // Message-ID beside it. It goes to the same account (only if the deletion does),
+    // and only if it is no account's file: a link a crash left for some account's
+    // message is that message's, claimed by its own source.
     if !held {
         for key in deleted {
             let Some(id) = view.message_ids.get(&key) else {
@@ -398,7 +461,15 @@ fn plan_source(
             };
             let replacement = strangers
                 .iter()
-                .find(|s| observed.stranger_ids.get(*s) == Some(id))
+                .find(|s| {
+                    observed.stranger_ids.get(*s) == Some(id)
+                        && !observed.stranger_inodes.get(*s).is_some_and(|file| {
+                            observed
+                                .sources
+                                .values()
+                                .any(|v| v.inodes.values().any(|f| f == file))
+                        })
+                })
                 .cloned();
             if let Some(stranger) = replacement
                 && let Some(flags) = unified.messages.get(&stranger)
@@ -408,42 +479,12 @@ fn plan_source(
                     unified: stranger,
                     source: source.clone(),
                     flags: flags.clone(),
+                    replaces: key,
                 });
             }
         }
     }
-    let mapped: BTreeSet<&MaildirKey> = entries
-        .iter()
-        .map(|e| &e.local_key)
-        .filter(|k| !relink.contains(k))
-        .collect();
-    for (key, flags) in &account.messages {
-        if mapped.contains(key) {
-            continue;
-        }
-        let same_file = view.inodes.get(key).and_then(|inode| {
-            strangers
-                .iter()
-                .find(|s| observed.stranger_inodes.get(*s) == Some(inode))
-                .cloned()
-        });
-        match same_file {
-            Some(stranger) => {
-                strangers.remove(&stranger);
-                out.actions.push(Action::Claim {
-                    unified: stranger,
-                    source: source.clone(),
-                    local_key: key.clone(),
-                    flags: flags.clone(),
-                });
-            }
-            None => out.actions.push(Action::Link {
-                source: source.clone(),
-                local_key: key.clone(),
-                flags: flags.clone(),
-            }),
-        }
-    }
+    out.actions.extend(links);
 }
 
 /// Rule 7: deletions from an emptied side, or more than the share, are held back.

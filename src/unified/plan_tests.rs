@@ -556,6 +556,7 @@ impl World {
                     unified,
                     source,
                     flags,
+                    ..
                 } => {
                     self.next += 1;
                     let local = MaildirKey(format!("adopted{}", self.next));
@@ -569,6 +570,9 @@ impl World {
                         local_key: local,
                         base: flags.clone(),
                     });
+                }
+                Action::Rekey { unified, to } => {
+                    self.entry_mut(unified).unwrap().unified = to.clone();
                 }
                 Action::Claim {
                     unified,
@@ -775,7 +779,7 @@ fn with_strangers(mut o: Observed, ids: &[(&str, &str)], inodes: &[(&str, u64)])
         .iter()
         .map(|(key, id)| (k(key), id.to_string()))
         .collect();
-    o.stranger_inodes = inodes.iter().map(|(key, n)| (k(key), *n)).collect();
+    o.stranger_inodes = inodes.iter().map(|(key, n)| (k(key), (1, *n))).collect();
     o
 }
 
@@ -805,6 +809,7 @@ fn an_edit_in_unified_replaces_the_account_copy_instead_of_losing_it() {
         unified: k("edited"),
         source: src("work"),
         flags: fl("S"),
+        replaces: k("a1"),
     }));
     assert!(p.strangers.is_empty(), "adopted, so no longer a stranger");
 }
@@ -868,7 +873,7 @@ fn rule_1_a_link_a_crash_left_unrecorded_is_claimed_not_linked_again() {
         &[],
         &[("orphan", 42)],
     );
-    o.sources.get_mut(&src("work")).unwrap().inodes = [(k("a9"), 42)].into();
+    o.sources.get_mut(&src("work")).unwrap().inodes = [(k("a9"), (1, 42))].into();
     let p = plan(&[], &o);
     assert_eq!(
         p.actions,
@@ -880,4 +885,95 @@ fn rule_1_a_link_a_crash_left_unrecorded_is_claimed_not_linked_again() {
         }]
     );
     assert!(p.strangers.is_empty());
+}
+
+#[test]
+fn a_rename_to_a_new_unique_part_in_unified_is_the_same_entry_not_a_delete() {
+    // A client renamed u1 to `renamed` (same file) and flagged it on the way.
+    let e = [entry("u1", "work", "a1", "S")];
+    let mut o = with_strangers(
+        observed(
+            Some(snap(&[("renamed", "FS")], true)),
+            &[("work", Some(snap(&[("a1", "S")], true)))],
+        ),
+        &[("renamed", "<a1@x>")],
+        &[("renamed", 7)],
+    );
+    let view = o.sources.get_mut(&src("work")).unwrap();
+    view.inodes = [(k("a1"), (1, 7))].into();
+    view.message_ids = [(k("a1"), "<a1@x>".to_owned())].into();
+    let p = plan(&e, &o);
+    assert_eq!(
+        p.actions,
+        [
+            Action::Rekey {
+                unified: k("u1"),
+                to: k("renamed"),
+            },
+            Action::SetSourceFlags {
+                unified: k("renamed"),
+                source: src("work"),
+                local_key: k("a1"),
+                flags: fl("FS"),
+            },
+            Action::RecordBase {
+                unified: k("renamed"),
+                flags: fl("FS"),
+            },
+        ]
+    );
+    assert!(p.strangers.is_empty());
+}
+
+#[test]
+fn a_link_of_another_accounts_message_is_never_adopted() {
+    // work's a1 deleted in unified; `orphan` has the same Message-ID but is home's h1
+    // (linked before a crash): home claims it, work adopts nothing.
+    let e = [entry("u1", "work", "a1", ""), entry("u2", "work", "a2", "")];
+    let mut o = with_strangers(
+        observed(
+            Some(snap(&[("u2", ""), ("orphan", "")], true)),
+            &[
+                ("work", Some(snap(&[("a1", ""), ("a2", "")], true))),
+                ("home", Some(snap(&[("h1", "")], true))),
+            ],
+        ),
+        &[("orphan", "<same@x>")],
+        &[("orphan", 9)],
+    );
+    o.sources.get_mut(&src("work")).unwrap().message_ids =
+        [(k("a1"), "<same@x>".to_owned())].into();
+    o.sources.get_mut(&src("home")).unwrap().inodes = [(k("h1"), (1, 9))].into();
+    let p = plan(&e, &o);
+    assert!(
+        !p.actions.iter().any(|a| matches!(a, Action::Adopt { .. })),
+        "{p:?}"
+    );
+    assert!(p.actions.contains(&Action::Claim {
+        unified: k("orphan"),
+        source: src("home"),
+        local_key: k("h1"),
+        flags: fl(""),
+    }));
+    assert!(p.actions.contains(&Action::DeleteSource {
+        unified: k("u1"),
+        source: src("work"),
+        local_key: k("a1"),
+    }));
+}
+
+#[test]
+fn the_same_inode_on_another_device_is_another_file() {
+    let mut o = with_strangers(
+        observed(
+            Some(snap(&[("saved", "")], true)),
+            &[("work", Some(snap(&[("a9", "")], true)))],
+        ),
+        &[],
+        &[("saved", 42)],
+    );
+    o.sources.get_mut(&src("work")).unwrap().inodes = [(k("a9"), (2, 42))].into();
+    let p = plan(&[], &o);
+    assert!(matches!(p.actions[..], [Action::Link { .. }]), "{p:?}");
+    assert_eq!(p.strangers, [k("saved")]);
 }

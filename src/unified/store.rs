@@ -147,6 +147,15 @@ impl MapStore {
     }
 
     /// Record links about to be made (pending), in one transaction, before making them.
+    /// An entry's unified copy has a new unique part (the same file, renamed).
+    pub fn rekey(&mut self, from: &MaildirKey, to: &MaildirKey) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE entries SET unified_key = ?2 WHERE unified_key = ?1",
+            [&from.0, &to.0],
+        )?;
+        Ok(())
+    }
+
     pub fn add_pending(&mut self, entries: &[Entry]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {

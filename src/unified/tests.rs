@@ -331,3 +331,90 @@ fn rule_1_a_rebuild_interrupted_after_forgetting_the_mapping_never_doubles_the_v
     assert_eq!(Fixture::files(&f.inbox("home")).len(), 1);
     assert!(f.store().doomed().unwrap().is_empty());
 }
+
+/// An edit in the unified folder whose new file moves before we link it: the original
+/// stays in the account until its replacement is there, and the next reconcile finishes
+/// the job. Never neither.
+#[test]
+fn rule_1_an_edit_is_never_lost_when_its_file_moves_before_the_adoption() {
+    let f = fixture();
+    f.deliver("work", "1.M1P1.w", "Message-ID: <a@x>\r\n\r\noriginal\r\n");
+    f.reconcile();
+    let u = Maildir::open(f.unified()).unwrap();
+    let old = u.scan().unwrap().messages.keys().next().unwrap().clone();
+    // mutt's edit-message: a new file with the same Message-ID, the old one removed.
+    let edited = f.unified().join("cur/9.M9P9.edit:2,S");
+    std::fs::write(&edited, "Message-ID: <a@x>\r\n\r\nedited\r\n").unwrap();
+    u.delete(&u.scan().unwrap().messages[&old]).unwrap();
+    let account = Maildir::open(f.inbox("work")).unwrap();
+    let sides = Sides {
+        unified: Folder {
+            md: u.clone(),
+            scan: u.scan().unwrap(),
+        },
+        sources: [(
+            source("work"),
+            Folder {
+                scan: account.scan().unwrap(),
+                md: account.clone(),
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let local_key = MaildirKey("1.M1P1.w".into());
+    let seen = crate::model::Flags::new().with(crate::model::Flag::Seen);
+    let plan = Plan {
+        actions: vec![
+            Action::DeleteSource {
+                unified: old.clone(),
+                source: source("work"),
+                local_key: local_key.clone(),
+            },
+            Action::Adopt {
+                unified: MaildirKey("9.M9P9.edit".into()),
+                source: source("work"),
+                flags: seen,
+                replaces: local_key,
+            },
+        ],
+        ..Plan::default()
+    };
+    // The user flags the edited message before we act: its name changes under us.
+    std::fs::rename(&edited, f.unified().join("cur/9.M9P9.edit:2,FS")).unwrap();
+    let mut store = f.store();
+    let mut report = Report::default();
+    apply::apply(&plan, &sides, &mut store, &mut report).unwrap();
+    drop(store);
+    assert!(report.rescan, "{report}");
+    let bodies =
+        |dir: &Path| -> Vec<String> { Fixture::files(dir).into_iter().map(|(_, b)| b).collect() };
+    assert_eq!(
+        bodies(&f.inbox("work")),
+        ["Message-ID: <a@x>\r\n\r\noriginal\r\n"],
+        "the original stays while its replacement is not in the account"
+    );
+    // The next reconcile adopts the edit and only then deletes the original.
+    f.reconcile();
+    assert_eq!(
+        bodies(&f.inbox("work")),
+        ["Message-ID: <a@x>\r\n\r\nedited\r\n"]
+    );
+    assert_eq!(
+        bodies(&f.unified()),
+        ["Message-ID: <a@x>\r\n\r\nedited\r\n"]
+    );
+    let unified_file = &Fixture::files(&f.unified())[0].0;
+    let account_file = &Fixture::files(&f.inbox("work"))[0].0;
+    assert!(unified_file.ends_with(":2,FS") && account_file.ends_with(":2,FS"));
+    assert_eq!(
+        std::fs::metadata(f.unified().join(unified_file))
+            .unwrap()
+            .ino(),
+        std::fs::metadata(f.inbox("work").join(account_file))
+            .unwrap()
+            .ino()
+    );
+    let r = f.reconcile();
+    assert!(!r.changed(), "{r}");
+}

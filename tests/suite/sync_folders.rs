@@ -133,3 +133,19 @@ fn rule_9_a_narrowed_pass_never_reads_a_skipped_folder_as_deleted() {
     );
     assert_eq!(server_folders(&env), ["INBOX", "Other"]);
 }
+
+#[test]
+fn rule_9_a_dry_run_never_makes_a_new_empty_folder_look_deleted() {
+    let env = Env::new("");
+    env.seed("INBOX", "keep");
+    env.sync_ok();
+    // A new empty server folder, seen first by a dry run (which makes nothing locally).
+    env.dovecot.create_mailbox("alice", "Receipts");
+    let out = env.sync(&["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!env.folder("Receipts").exists());
+    env.sync_ok();
+    assert_eq!(server_folders(&env), ["INBOX", "Receipts"], "not deleted");
+    assert!(env.folder("Receipts").join("cur").is_dir(), "made locally");
+    env.assert_quiet();
+}
