@@ -290,6 +290,20 @@ pub async fn pass(
     let AccountKind::Imap(settings) = &account.kind else {
         return Err(EngineError::Unsupported("not an IMAP account".into()));
     };
+    // The extra connections a pass over several folders uses, opened while this one
+    // lists and plans (a TLS handshake and a login cost as much as a small pass): as
+    // many as the folders known from the last pass can use.
+    let known = match &scope.folders {
+        Some(only) => only.len(),
+        None => store.folders().await?.len(),
+    };
+    let early = settings.connections.min(known).saturating_sub(1);
+    let opening = (early > 0).then(|| {
+        let account = account.clone();
+        tokio::spawn(async move {
+            futures::future::join_all((0..early).map(|_| connect_session(&account))).await
+        })
+    });
     let listed = imap::list_folders(session.connected(), account.server.timeout).await?;
     let delimiter = listed.iter().find_map(|f| f.delimiter);
     let map = FolderMap::new(&account.maildir, settings.layout, delimiter);
@@ -370,13 +384,23 @@ pub async fn pass(
     // so the server is never idle while one folder's batch is being committed. A server
     // that refuses more connections just gets fewer.
     let extra = settings.connections.min(wanted.len()).saturating_sub(1);
+    let mut opened = match opening {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    // A first pass, or new folders: more than the last pass knew.
+    let missing = extra.saturating_sub(opened.len());
+    opened.extend(futures::future::join_all((0..missing).map(|_| connect_session(account))).await);
     let mut more: Vec<ImapSession> = Vec::new();
-    for opened in futures::future::join_all((0..extra).map(|_| connect_session(account))).await {
-        match opened {
-            Ok(s) => more.push(s),
+    let mut surplus: Vec<ImapSession> = Vec::new();
+    for result in opened {
+        match result {
+            Ok(s) if more.len() < extra => more.push(s),
+            Ok(s) => surplus.push(s),
             Err(e) => tracing::debug!(account = %account.name, "one connection fewer: {e}"),
         }
     }
+    logout_all(surplus).await;
     let result = pass_folders(
         settings, store, session, &mut more, &wanted, &map, &policy, opts, scope, report,
     )
@@ -720,9 +744,15 @@ impl Ctx<'_> {
             report.halts.push(format!("{name}: halted: {reason}"));
             return Ok(None);
         }
-        if !self.opts.dry_run && self.unchanged(session, &folder, &local_path, wire).await? {
-            report.counts.folders += 1;
-            return Ok(None);
+        let mut selected = None;
+        if !self.opts.dry_run {
+            match self.unchanged(session, &folder, &local_path, wire).await? {
+                Unchanged::Yes => {
+                    report.counts.folders += 1;
+                    return Ok(None);
+                }
+                Unchanged::No(s) => selected = s,
+            }
         }
         let base = self.store.base(&folder).await?;
         if self.opts.dry_run && !local_path.join("cur").is_dir() {
@@ -730,7 +760,7 @@ impl Ctx<'_> {
                 stable: true,
                 ..Default::default()
             };
-            let remote = observe::remote(session, wire, &base).await?;
+            let remote = observe::remote(session, wire, &base, None).await?;
             let plan = sync::plan(&remote.snapshot, &empty, &base, self.policy, now());
             report.plans.push(format!(
                 "{name}: would create {}\n{plan}",
@@ -763,7 +793,7 @@ impl Ctx<'_> {
         }
         let local = observe::local(&scan);
         let started = std::time::Instant::now();
-        let remote = observe::remote(session, wire, &base).await?;
+        let remote = observe::remote(session, wire, &base, selected).await?;
         let observed = started.elapsed();
         let plan = sync::plan(&remote.snapshot, &local, &base, self.policy, now());
         tracing::debug!(folder = %name, ?observed, planned = ?started.elapsed() - observed, actions = plan.actions.len(), "observed and planned");
@@ -790,24 +820,34 @@ impl Ctx<'_> {
         folder: &store::FolderState,
         path: &Path,
         wire: &str,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Unchanged, EngineError> {
         let (Some(stamp), Some(uv), Some(ms)) = (
             &folder.local_stamp,
             folder.uidvalidity,
             folder.highestmodseq,
         ) else {
-            return Ok(false);
+            return Ok(Unchanged::No(None));
         };
         if !session.has_qresync()
             || Maildir::open(path).and_then(|m| m.stamp()).ok().as_ref() != Some(stamp)
         {
-            return Ok(false);
+            return Ok(Unchanged::No(None));
         }
         let selected = session.select(wire, Some((uv, ms))).await?;
-        Ok(selected.resynced
+        if selected.resynced
             && selected.changed.is_empty()
             && selected.vanished.is_empty()
-            && selected.highestmodseq == Some(ms))
+            && selected.highestmodseq == Some(ms)
+        {
+            Ok(Unchanged::Yes)
+        } else {
+            // What changed is in this answer already: observing reuses it rather than
+            // selecting again (a SELECT can cost a server a rescan of the folder).
+            Ok(Unchanged::No(Some(observe::Preselected {
+                known: (uv, ms),
+                selected,
+            })))
+        }
     }
 
     async fn run_move(
@@ -1048,6 +1088,12 @@ impl Ctx<'_> {
             .map(Some)
             .map_err(|e| EngineError::Local(format!("{}: {e}", created.display())))
     }
+}
+
+/// Whether a folder can be skipped, and if not, the SELECT that found out.
+enum Unchanged {
+    Yes,
+    No(Option<observe::Preselected>),
 }
 
 fn change_record(folder: &FolderName, c: &sync::Change) -> ChangeRecord {

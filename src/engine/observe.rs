@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::imap::{ImapError, ImapSession, uid_set};
+use crate::imap::{ImapError, ImapSession, Selected, uid_set};
 use crate::maildir::LocalScan;
-use crate::model::{Flags, Uid};
+use crate::model::{Flags, ModSeq, Uid, UidValidity};
 use crate::sync::{self, Base, LocalSnapshot, MessageId, RemoteListing, RemoteSnapshot};
 
 /// What the server side of a folder looks like, plus what a pass needs to apply a plan.
@@ -18,14 +18,25 @@ pub struct RemoteObservation {
     pub uidnext: Uid,
 }
 
-/// Observe the server side. `wire_name` is the folder's name as the server spells it.
+/// A SELECT already made of the folder, and the state it was made against.
+pub struct Preselected {
+    pub known: (UidValidity, ModSeq),
+    pub selected: Selected,
+}
+
+/// Observe the server side. `wire_name` is the folder's name as the server spells it;
+/// `pre` is a SELECT just made against the base's state, used instead of a second one.
 pub async fn remote(
     session: &mut ImapSession,
     wire_name: &str,
     base: &Base,
+    pre: Option<Preselected>,
 ) -> Result<RemoteObservation, ImapError> {
     let known = base.uid_validity.zip(base.highest_modseq);
-    let selected = session.select(wire_name, known).await?;
+    let selected = match pre {
+        Some(p) if Some(p.known) == known => p.selected,
+        _ => session.select(wire_name, known).await?,
+    };
     let uid_validity = selected
         .uidvalidity
         .ok_or_else(|| ImapError::Protocol(format!("SELECT {wire_name} gave no UIDVALIDITY")))?;

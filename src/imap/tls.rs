@@ -28,12 +28,23 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The system's trusted roots, read and parsed once per process: reading the few
+/// hundred files of /etc/ssl/certs cost every connection about 20 ms. (A daemon sees a
+/// changed system store after a restart, as most long-running clients do.)
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        // A broken system certificate in the store must not stop the others from loading.
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        roots
+    })
+}
+
 pub fn client_config(server: &Server) -> Result<Arc<ClientConfig>, TlsSetupError> {
-    let mut roots = RootCertStore::empty();
-    // A broken system certificate in the store must not stop the others from loading.
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
+    let mut roots = system_roots().clone();
     if let Some(path) = &server.ca_file {
         for cert in read_pem_certs(path)? {
             roots.add(cert).map_err(|e| TlsSetupError::CaFile {
