@@ -130,16 +130,29 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 /// Apply migrations up to `target` (tests build every earlier version with this).
 pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), StoreError> {
+    run_migrations(conn, MIGRATIONS, target)
+}
+
+/// Bring a database kept by `user_version` from its version to `target` through
+/// `migrations` (version N+1 is `migrations[N]`), one transaction each; a database newer
+/// than this build is refused. Every state database (an account's, the unified
+/// mapping) migrates this way.
+pub fn run_migrations(
+    conn: &mut Connection,
+    migrations: &[&str],
+    target: u32,
+) -> Result<(), StoreError> {
     let found = version(conn)?;
-    if found > latest_version() {
+    let latest = migrations.len() as u32;
+    if found > latest {
         return Err(StoreError::TooNew {
             found,
-            supported: latest_version(),
+            supported: latest,
         });
     }
-    for v in found..target.min(latest_version()) {
+    for v in found..target.min(latest) {
         let tx = conn.transaction()?;
-        tx.execute_batch(MIGRATIONS[v as usize])?;
+        tx.execute_batch(migrations[v as usize])?;
         tx.pragma_update(None, "user_version", v + 1)?;
         tx.commit()?;
     }

@@ -97,7 +97,7 @@ impl MapStore {
         }
         let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let found = crate::store::schema::version(&conn)?;
         if found != MIGRATIONS.len() as u32 {
             return Err(StoreError::Invalid(format!(
                 "{} has schema version {found}, this syncmail reads version {}",
@@ -316,21 +316,7 @@ impl MapStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let latest = MIGRATIONS.len() as u32;
-    if found > latest {
-        return Err(StoreError::TooNew {
-            found,
-            supported: latest,
-        });
-    }
-    for v in found..latest {
-        let tx = conn.transaction()?;
-        tx.execute_batch(MIGRATIONS[v as usize])?;
-        tx.pragma_update(None, "user_version", v + 1)?;
-        tx.commit()?;
-    }
-    Ok(())
+    crate::store::schema::run_migrations(conn, MIGRATIONS, MIGRATIONS.len() as u32)
 }
 
 #[cfg(test)]
