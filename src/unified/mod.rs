@@ -239,32 +239,37 @@ fn file_id(path: &Path) -> Option<plan::FileId> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// The Message-IDs and files of the unified folder's strangers (files no entry maps):
-/// what tells an edit, a rename, or a link a crash left unrecorded from a file saved by
-/// hand.
-fn strangers(
-    entries: &[plan::Entry],
-    scan: &LocalScan,
-) -> (
-    BTreeMap<MaildirKey, String>,
-    BTreeMap<MaildirKey, plan::FileId>,
-) {
-    let mapped: BTreeSet<&MaildirKey> = entries.iter().map(|e| &e.unified).collect();
-    let mut ids = BTreeMap::new();
-    let mut inodes = BTreeMap::new();
-    for (key, m) in scan.messages.iter().filter(|(k, _)| !mapped.contains(k)) {
-        if let Some(id) = file_message_id(&m.path) {
-            ids.insert(key.clone(), id);
-        }
-        if let Some(file) = file_id(&m.path) {
-            inodes.insert(key.clone(), file);
-        }
-    }
-    (ids, inodes)
+/// What the planner knows of the unified folder's strangers (files no entry maps), to
+/// tell an edit, a rename, or a link a crash left unrecorded from a file saved by hand.
+#[derive(Default)]
+struct Strangers {
+    ids: BTreeMap<MaildirKey, String>,
+    files: BTreeMap<MaildirKey, plan::FileId>,
+    shared: BTreeSet<MaildirKey>,
 }
 
-/// With strangers about: the Message-IDs of account copies whose unified copy is gone,
-/// and the files of all account messages.
+fn strangers(entries: &[plan::Entry], scan: &LocalScan) -> Strangers {
+    use std::os::unix::fs::MetadataExt;
+    let mapped: BTreeSet<&MaildirKey> = entries.iter().map(|e| &e.unified).collect();
+    let mut out = Strangers::default();
+    for (key, m) in scan.messages.iter().filter(|(k, _)| !mapped.contains(k)) {
+        if let Some(id) = file_message_id(&m.path) {
+            out.ids.insert(key.clone(), id);
+        }
+        if let Ok(meta) = std::fs::metadata(&m.path) {
+            out.files.insert(key.clone(), (meta.dev(), meta.ino()));
+            if meta.nlink() > 1 {
+                out.shared.insert(key.clone());
+            }
+        }
+    }
+    out
+}
+
+/// With strangers about, for each source: the Message-IDs and files of the account
+/// copies whose unified copy is gone, and the files of the messages no entry maps. Only
+/// these: every other account message has its unified copy in place, so statting it
+/// would only cost a reconcile time while a stranger stays.
 fn identify(
     entries: &[plan::Entry],
     scan: &LocalScan,
@@ -279,12 +284,22 @@ fn identify(
         for e in &mine {
             if !scan.messages.contains_key(&e.unified)
                 && let Some(m) = folder.scan.messages.get(&e.local_key)
-                && let Some(id) = file_message_id(&m.path)
             {
-                view.message_ids.insert(e.local_key.clone(), id);
+                if let Some(id) = file_message_id(&m.path) {
+                    view.message_ids.insert(e.local_key.clone(), id);
+                }
+                if let Some(file) = file_id(&m.path) {
+                    view.inodes.insert(e.local_key.clone(), file);
+                }
             }
         }
-        for (key, m) in &folder.scan.messages {
+        let mapped: BTreeSet<&MaildirKey> = mine.iter().map(|e| &e.local_key).collect();
+        for (key, m) in folder
+            .scan
+            .messages
+            .iter()
+            .filter(|(k, _)| !mapped.contains(k))
+        {
             if let Some(file) = file_id(&m.path) {
                 view.inodes.insert(key.clone(), file);
             }
@@ -412,16 +427,17 @@ fn reconcile_locked(
             },
         );
     }
-    let (stranger_ids, stranger_inodes) = strangers(&entries, &scan);
-    if !stranger_ids.is_empty() || !stranger_inodes.is_empty() {
+    let strangers = strangers(&entries, &scan);
+    if !strangers.files.is_empty() {
         identify(&entries, &scan, &folders, &mut views);
     }
     let observed = Observed {
         unified: Some(snapshot(&scan)),
         sources: views,
         allow_mass_delete: opts.confirm_delete,
-        stranger_ids,
-        stranger_inodes,
+        stranger_ids: strangers.ids,
+        stranger_inodes: strangers.files,
+        stranger_shared: strangers.shared,
     };
     let plan = plan::plan(&entries, &observed);
     for halt in &plan.halts {

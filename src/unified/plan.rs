@@ -67,9 +67,10 @@ pub struct SourceView {
     /// Message-IDs of the account copies whose unified copy is gone: a stranger in the
     /// unified folder with the same Message-ID replaces the deleted one (an edit).
     pub message_ids: BTreeMap<MaildirKey, String>,
-    /// The files (device, inode) of the account's messages, when there are strangers:
-    /// a stranger that is one of them is that message's unified copy (renamed there, or
-    /// linked before a crash kept it from being recorded).
+    /// When there are strangers, the files (device, inode) of the account messages a
+    /// stranger could be the unified copy of: those no entry maps (linked before a
+    /// crash kept it from being recorded) and those whose unified copy is gone
+    /// (renamed there).
     pub inodes: BTreeMap<MaildirKey, FileId>,
 }
 
@@ -85,6 +86,9 @@ pub struct Observed {
     pub stranger_ids: BTreeMap<MaildirKey, String>,
     /// The files (device, inode) of the unified folder's strangers.
     pub stranger_inodes: BTreeMap<MaildirKey, FileId>,
+    /// Strangers whose file has other names too (a link count above one): some
+    /// account's message, never a new file of the user's.
+    pub stranger_shared: BTreeSet<MaildirKey>,
 }
 
 /// One step of a reconcile. Each names the mapping change it implies.
@@ -452,8 +456,8 @@ fn plan_source(
     );
     // An edit in the unified folder: the old file deleted, a new one with the same
     // Message-ID beside it. It goes to the same account (only if the deletion does),
-    // and only if it is no account's file: a link a crash left for some account's
-    // message is that message's, claimed by its own source.
+    // and only if it is a file of its own: a link (a crash left one for some account's
+    // message) is that message's, claimed by its own source.
     if !held {
         for key in deleted {
             let Some(id) = view.message_ids.get(&key) else {
@@ -463,12 +467,7 @@ fn plan_source(
                 .iter()
                 .find(|s| {
                     observed.stranger_ids.get(*s) == Some(id)
-                        && !observed.stranger_inodes.get(*s).is_some_and(|file| {
-                            observed
-                                .sources
-                                .values()
-                                .any(|v| v.inodes.values().any(|f| f == file))
-                        })
+                        && !observed.stranger_shared.contains(*s)
                 })
                 .cloned();
             if let Some(stranger) = replacement

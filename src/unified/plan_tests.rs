@@ -63,6 +63,7 @@ fn observed(unified: Option<Snapshot>, sources: &[(&str, Option<Snapshot>)]) -> 
         allow_mass_delete: false,
         stranger_ids: BTreeMap::new(),
         stranger_inodes: BTreeMap::new(),
+        stranger_shared: BTreeSet::new(),
     }
 }
 
@@ -510,6 +511,7 @@ impl World {
             allow_mass_delete: allow,
             stranger_ids: BTreeMap::new(),
             stranger_inodes: BTreeMap::new(),
+            stranger_shared: BTreeSet::new(),
         }
     }
 
@@ -944,6 +946,8 @@ fn a_link_of_another_accounts_message_is_never_adopted() {
     o.sources.get_mut(&src("work")).unwrap().message_ids =
         [(k("a1"), "<same@x>".to_owned())].into();
     o.sources.get_mut(&src("home")).unwrap().inodes = [(k("h1"), (1, 9))].into();
+    // A link has two names.
+    o.stranger_shared = [k("orphan")].into();
     let p = plan(&e, &o);
     assert!(
         !p.actions.iter().any(|a| matches!(a, Action::Adopt { .. })),
