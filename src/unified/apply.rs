@@ -232,21 +232,12 @@ fn adopt_all<'p>(
             continue;
         };
         let local_key = maildir::new_key();
-        let target = if msg.in_new && flags.is_empty() {
-            f.md.new_dir().join(&local_key.0)
-        } else {
-            f.md.cur_dir().join(build_cur_name(&local_key, flags, ""))
-        };
+        let (target, placement) = destination(&f.md, &local_key, flags, msg.in_new);
         let linked = std::fs::hard_link(&msg.path, &target).or_else(|err| {
             if err.kind() != io::ErrorKind::CrossesDevices {
                 return Err(err);
             }
             let bytes = std::fs::read(&msg.path)?;
-            let placement = if msg.in_new && flags.is_empty() {
-                Placement::New
-            } else {
-                Placement::Cur(flags.clone())
-            };
             let mut batch = DeliveryBatch::new(&f.md);
             batch
                 .deliver(local_key.clone(), &bytes, placement)
@@ -315,6 +306,25 @@ fn sync_unified(md: &Maildir) -> Result<(), UnifiedError> {
         .map_err(|e| UnifiedError::Local(format!("{}: {e}", md.path().display())))
 }
 
+/// Where a second name of a message goes in `md`: `new/` while the message is unseen
+/// there and carries no flags (as its first name does), else `cur/` with the flags; and
+/// the same place for a copy, when a link cannot be made.
+fn destination(
+    md: &Maildir,
+    key: &MaildirKey,
+    flags: &Flags,
+    in_new: bool,
+) -> (std::path::PathBuf, Placement) {
+    if in_new && flags.is_empty() {
+        (md.new_dir().join(&key.0), Placement::New)
+    } else {
+        (
+            md.cur_dir().join(build_cur_name(key, flags, "")),
+            Placement::Cur(flags.clone()),
+        )
+    }
+}
+
 /// New entries: recorded as pending, linked (or copied), made durable, then committed.
 fn link_all(
     links: &[(&Source, &MaildirKey, &Flags)],
@@ -349,12 +359,7 @@ fn link_all(
             dropped.push(e.unified.clone());
             continue;
         };
-        let in_new = msg.in_new && e.base.is_empty();
-        let target = if in_new {
-            md.new_dir().join(&e.unified.0)
-        } else {
-            md.cur_dir().join(build_cur_name(&e.unified, &e.base, ""))
-        };
+        let (target, placement) = destination(md, &e.unified, &e.base, msg.in_new);
         match std::fs::hard_link(&msg.path, &target) {
             Ok(()) => {
                 tracing::debug!(account = %e.source.account, folder = %e.source.folder, key = %e.local_key, "unified: linked as {}", e.unified);
@@ -375,11 +380,6 @@ fn link_all(
                         dropped.push(e.unified.clone());
                         continue;
                     }
-                };
-                let placement = if in_new {
-                    Placement::New
-                } else {
-                    Placement::Cur(e.base.clone())
                 };
                 copies
                     .deliver(e.unified.clone(), &bytes, placement)

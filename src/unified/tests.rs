@@ -64,6 +64,23 @@ impl Fixture {
         std::fs::write(self.inbox(account).join("new").join(key), body).unwrap();
     }
 
+    /// The unified folder and work's INBOX as scanned now: what a plan is applied to.
+    fn sides_now(&self) -> Sides {
+        let folder = |md: Maildir| Folder {
+            scan: md.scan().unwrap(),
+            md,
+        };
+        Sides {
+            unified: folder(Maildir::open(self.unified()).unwrap()),
+            sources: [(
+                source("work"),
+                folder(Maildir::open(self.inbox("work")).unwrap()),
+            )]
+            .into_iter()
+            .collect(),
+        }
+    }
+
     fn reconcile(&self) -> Report {
         reconcile(&self.config, Options::default()).unwrap()
     }
@@ -134,22 +151,7 @@ fn rule_14_a_file_renamed_after_the_scan_is_rescanned_not_deleted() {
         &crate::model::Flags::new().with(crate::model::Flag::Seen),
     )
     .unwrap();
-    let account = Maildir::open(f.inbox("work")).unwrap();
-    let sides = Sides {
-        unified: Folder {
-            md: u.clone(),
-            scan: u.scan().unwrap(),
-        },
-        sources: [(
-            source("work"),
-            Folder {
-                scan: account.scan().unwrap(),
-                md: account.clone(),
-            },
-        )]
-        .into_iter()
-        .collect(),
-    };
+    let sides = f.sides_now();
     // ...and then a mail client renames the account copy before we act on it.
     std::fs::rename(
         f.inbox("work").join("new/1.M1P1.w"),
@@ -346,22 +348,7 @@ fn rule_1_an_edit_is_never_lost_when_its_file_moves_before_the_adoption() {
     let edited = f.unified().join("cur/9.M9P9.edit:2,S");
     std::fs::write(&edited, "Message-ID: <a@x>\r\n\r\nedited\r\n").unwrap();
     u.delete(&u.scan().unwrap().messages[&old]).unwrap();
-    let account = Maildir::open(f.inbox("work")).unwrap();
-    let sides = Sides {
-        unified: Folder {
-            md: u.clone(),
-            scan: u.scan().unwrap(),
-        },
-        sources: [(
-            source("work"),
-            Folder {
-                scan: account.scan().unwrap(),
-                md: account.clone(),
-            },
-        )]
-        .into_iter()
-        .collect(),
-    };
+    let sides = f.sides_now();
     let local_key = MaildirKey("1.M1P1.w".into());
     let seen = crate::model::Flags::new().with(crate::model::Flag::Seen);
     let plan = Plan {
