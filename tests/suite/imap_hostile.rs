@@ -238,12 +238,19 @@ fn rule_18_a_100_mb_line_is_refused_with_bounded_memory() {
     );
 }
 
-#[test]
-fn rule_2_an_appenduid_for_another_uidvalidity_pairs_nothing_and_duplicates_nothing() {
+/// A well-behaved scripted server and a home that completed a first pass against it:
+/// the start of the APPENDUID cases, which then turn the server hostile.
+fn synced_once() -> (ScriptedImap, Home) {
     let server = ScriptedImap::start(Misbehaviour::None);
     let home = Home::new("imap", server.port, "none");
     let first = home.sync();
     assert_eq!(first.code, Some(0), "{first}");
+    (server, home)
+}
+
+#[test]
+fn rule_2_an_appenduid_for_another_uidvalidity_pairs_nothing_and_duplicates_nothing() {
+    let (server, home) = synced_once();
     let local = message("local");
     std::fs::write(home.root().join("INBOX/new/1700000000.local.host"), &local).unwrap();
 
@@ -277,10 +284,7 @@ fn rule_2_an_appenduid_for_another_uidvalidity_pairs_nothing_and_duplicates_noth
 /// no APPENDUID at all, and the message is found again by searching (rule 2).
 #[test]
 fn rule_18_an_appenduid_range_of_four_billion_is_not_expanded() {
-    let server = ScriptedImap::start(Misbehaviour::None);
-    let home = Home::new("imap", server.port, "none");
-    let first = home.sync();
-    assert_eq!(first.code, Some(0), "{first}");
+    let (server, home) = synced_once();
     let local = message("local");
     std::fs::write(home.root().join("INBOX/new/1700000000.local.host"), &local).unwrap();
     server.set_misbehaviour(Misbehaviour::AppendUidSet("1:4294967295"));
@@ -306,10 +310,7 @@ fn rule_18_an_appenduid_range_of_four_billion_is_not_expanded() {
 /// crash, and a UID already paired is not believed a second time.
 #[test]
 fn rule_18_an_appenduid_of_the_largest_uid_does_not_crash() {
-    let server = ScriptedImap::start(Misbehaviour::None);
-    let home = Home::new("imap", server.port, "none");
-    let first = home.sync();
-    assert_eq!(first.code, Some(0), "{first}");
+    let (server, home) = synced_once();
     for i in 0..2 {
         let local = message(&format!("local{i}"));
         std::fs::write(
