@@ -489,7 +489,7 @@ async fn print_log(
             continue;
         }
         let store = crate::store::Store::open(&path).map_err(|e| Failure::Other(e.to_string()))?;
-        let stamp = |t: std::time::SystemTime| crate::engine::imap_date(t);
+        let stamp = |t: std::time::SystemTime| crate::model::local_time(t);
         for c in store
             .conflicts(None, LIMIT)
             .await

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::config::{Account, Config};
-use crate::engine::imap_date;
+use crate::model::local_time;
 use crate::store::{self, PassStatus, StatusSnapshot};
 
 /// The whole report as text.
@@ -39,7 +39,7 @@ fn when(t: SystemTime) -> String {
         .duration_since(t)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    format!("{} ({ago}s ago)", imap_date(t))
+    format!("{} ({ago}s ago)", local_time(t))
 }
 
 fn render_account(out: &mut String, state_dir: &Path, account: &Account) {

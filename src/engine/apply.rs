@@ -4,11 +4,11 @@
 //! the renames are durable; a crash before that replays the same merge next pass.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::imap::ImapSession;
 use crate::maildir::{self, DeliveryBatch, LocalMessage, Maildir, MessageError, Placement};
-use crate::model::{Flags, MaildirKey, Uid};
+use crate::model::{Flags, MaildirKey, MessageId, Uid, imap_date};
 use crate::store::{
     Commit, FolderState, IntentKind, IntentSpec, Store, fault, flags_from_db, flags_to_db,
 };
@@ -319,7 +319,7 @@ impl<'a> FolderRun<'a> {
             let intent_of: BTreeMap<Uid, crate::store::IntentId> =
                 chunk.iter().copied().zip(intents.iter().copied()).collect();
             let mut batch = DeliveryBatch::new(self.md);
-            let mut fetched: BTreeMap<Uid, (Flags, u64, Option<String>)> = BTreeMap::new();
+            let mut fetched: BTreeMap<Uid, (Flags, u64, Option<MessageId>)> = BTreeMap::new();
             let mut failure: Option<EngineError> = None;
             let missing = self
                 .session
@@ -341,7 +341,7 @@ impl<'a> FolderRun<'a> {
                     }
                     fetched.insert(
                         m.uid,
-                        (m.flags, m.body.len() as u64, header_message_id(m.body)),
+                        (m.flags, m.body.len() as u64, MessageId::from_header(m.body)),
                     );
                     Ok(())
                 })
@@ -377,7 +377,7 @@ impl<'a> FolderRun<'a> {
                     local_size: d.size,
                     message_id: listed_msg
                         .and_then(|m| m.message_id.clone())
-                        .or_else(|| body_id.clone().map(crate::sync::MessageId)),
+                        .or_else(|| body_id.clone()),
                 };
                 self.pairs.insert(*uid, pair.clone());
                 commit.upsert_pairs.push(pair);
@@ -415,13 +415,13 @@ impl<'a> FolderRun<'a> {
             }
             Err(e) => return Err(EngineError::Local(format!("{}: {e}", msg.path.display()))),
         };
-        let message_id = header_message_id(&body);
+        let message_id = MessageId::from_header(&body);
         let sizes = AppendSizes::of(&body);
         let spec = IntentSpec {
             folder: Some(self.folder.id),
             uid: Some(self.uidnext),
             local_key: Some(key.clone()),
-            token: message_id.clone(),
+            token: message_id.as_ref().map(|m| m.0.clone()),
             detail: sizes.detail(flags),
             ..IntentSpec::new(IntentKind::Append)
         };
@@ -453,7 +453,7 @@ impl<'a> FolderRun<'a> {
                 );
                 // From UIDNEXT as SELECT saw it: an earlier answer may have lied too.
                 let from = self.remote.uid_next;
-                find_appended(self.session, from, message_id.as_deref(), &sizes).await?
+                find_appended(self.session, from, message_id.as_ref(), &sizes).await?
             }
             Some((uv, _)) => {
                 return Err(EngineError::Server(format!(
@@ -461,9 +461,7 @@ impl<'a> FolderRun<'a> {
                     self.remote.uid_validity
                 )));
             }
-            None => {
-                find_appended(self.session, self.uidnext, message_id.as_deref(), &sizes).await?
-            }
+            None => find_appended(self.session, self.uidnext, message_id.as_ref(), &sizes).await?,
         };
         let Some(uid) = uid else {
             return Err(EngineError::Server(
@@ -477,7 +475,7 @@ impl<'a> FolderRun<'a> {
             local_flags: flags.system_only(),
             remote_size: sizes.crlf,
             local_size: sizes.raw,
-            message_id: message_id.map(crate::sync::MessageId),
+            message_id,
         };
         self.store
             .commit(Commit {
@@ -642,12 +640,15 @@ impl AppendSizes {
 pub async fn find_appended(
     session: &mut ImapSession,
     uidnext: Uid,
-    message_id: Option<&str>,
+    message_id: Option<&MessageId>,
     sizes: &AppendSizes,
 ) -> Result<Option<Uid>, EngineError> {
     let mut criteria = format!("UID {}:*", uidnext.0.max(1));
     if let Some(id) = message_id {
-        criteria.push_str(&format!(" HEADER Message-ID {}", crate::imap::quote(id)?));
+        criteria.push_str(&format!(
+            " HEADER Message-ID {}",
+            crate::imap::quote(&id.0)?
+        ));
     }
     let candidates: Vec<Uid> = session
         .search(&criteria)
@@ -668,7 +669,7 @@ pub async fn find_appended(
         .filter(|(uid, _)| candidates.contains(uid))
         .filter(|(_, (id, size))| {
             (*size == sizes.crlf || *size == sizes.raw)
-                && (message_id.is_none() || id.as_deref() == message_id)
+                && (message_id.is_none() || id.as_ref() == message_id)
         })
         .map(|(uid, _)| uid)
         .collect();
@@ -683,74 +684,9 @@ pub async fn find_appended(
     }
 }
 
-/// The Message-ID header of a message, unfolded, if it has one.
-pub fn header_message_id(body: &[u8]) -> Option<String> {
-    let end = body
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| body.windows(2).position(|w| w == b"\n\n"))
-        .unwrap_or(body.len());
-    let header = String::from_utf8_lossy(&body[..end]);
-    let mut lines = header.lines().peekable();
-    while let Some(line) = lines.next() {
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("message-id")
-        {
-            let mut value = value.trim().to_owned();
-            while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
-                value.push_str(next.trim());
-                lines.next();
-            }
-            // Only a well-formed id can be searched for; anything else falls back to size.
-            return (value.starts_with('<') && value.ends_with('>') && !value.contains('"'))
-                .then_some(value);
-        }
-    }
-    None
-}
-
-/// An IMAP date-time (`21-Nov-2026 10:00:00 +0000`) for a file's mtime, in UTC.
-pub fn imap_date(t: SystemTime) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{:02}-{}-{} {:02}:{:02}:{:02} +0000",
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn imap_dates() {
-        assert_eq!(imap_date(UNIX_EPOCH), "01-Jan-1970 00:00:00 +0000");
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_341_600); // date -u -d @1795341600
-        assert_eq!(imap_date(t), "22-Nov-2026 10:00:00 +0000");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(imap_date(leap), "29-Feb-2000 00:00:00 +0000");
-    }
 
     #[test]
     fn fetch_batches_are_cut_by_count_and_bytes() {
@@ -788,21 +724,5 @@ mod tests {
         let (sizes, back) =
             AppendSizes::from_detail(&AppendSizes::of(b"x\n").detail(&flags)).unwrap();
         assert_eq!((sizes.raw, sizes.crlf, back), (2, 3, flags));
-    }
-
-    #[test]
-    fn message_id_from_the_header_only() {
-        assert_eq!(
-            header_message_id(
-                b"Subject: x\r\nMessage-Id:\r\n <a@b>\r\n\r\nMessage-ID: <no@body>\r\n"
-            )
-            .as_deref(),
-            Some("<a@b>")
-        );
-        assert_eq!(
-            header_message_id(b"Subject: x\n\nMessage-ID: <no@body>\n"),
-            None
-        );
-        assert_eq!(header_message_id(b"Message-ID: not-an-id\n\n"), None);
     }
 }

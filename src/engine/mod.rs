@@ -26,7 +26,7 @@ use crate::store::{
 };
 use crate::sync::{self, Conflict, ConflictKind, Halt, Policy, Side, Timestamp};
 
-pub use apply::{AppendSizes, header_message_id, imap_date};
+pub use apply::AppendSizes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

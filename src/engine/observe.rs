@@ -175,12 +175,7 @@ async fn identities(
     if uids.is_empty() {
         return Ok(BTreeMap::new());
     }
-    Ok(session
-        .fetch_identities(&uid_set(uids))
-        .await?
-        .into_iter()
-        .map(|(uid, (id, size))| (uid, (id.map(MessageId), size)))
-        .collect())
+    session.fetch_identities(&uid_set(uids)).await
 }
 
 /// The planner's view of a Maildir scan. A key held by several files is left out of the

@@ -100,7 +100,8 @@ async fn resolve(
                 store.drop_intents(vec![intent.id]).await?;
                 return Ok(());
             };
-            match find_appended(session, uidnext, spec.token.as_deref(), &sizes).await? {
+            let message_id = spec.token.clone().map(MessageId);
+            match find_appended(session, uidnext, message_id.as_ref(), &sizes).await? {
                 Some(uid) => {
                     let pair = Pair {
                         uid,
@@ -109,7 +110,7 @@ async fn resolve(
                         local_flags: flags.system_only(),
                         remote_size: sizes.crlf,
                         local_size: sizes.raw,
-                        message_id: spec.token.clone().map(MessageId),
+                        message_id,
                     };
                     store
                         .commit(Commit {

@@ -10,7 +10,7 @@ use async_imap::imap_proto::{self, AttributeValue, MailboxDatum, Response, Respo
 use tokio::io::AsyncWriteExt;
 
 use super::{Connected, ImapError};
-use crate::model::{Flags, ModSeq, Uid, UidValidity};
+use crate::model::{Flags, MessageId, ModSeq, Uid, UidValidity};
 
 /// An authenticated connection with the extensions it enabled.
 pub struct ImapSession {
@@ -387,7 +387,7 @@ impl ImapSession {
     pub async fn fetch_identities(
         &mut self,
         uids: &str,
-    ) -> Result<BTreeMap<Uid, (Option<String>, u64)>, ImapError> {
+    ) -> Result<BTreeMap<Uid, (Option<MessageId>, u64)>, ImapError> {
         let command =
             format!("UID FETCH {uids} (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
         let mut out = BTreeMap::new();
@@ -404,7 +404,7 @@ impl ImapSession {
                     _ => None,
                 });
                 if let Some(size) = size {
-                    out.insert(uid, (header.and_then(message_id_in), size));
+                    out.insert(uid, (header.and_then(MessageId::from_header), size));
                 }
             }
             Ok(())
@@ -762,29 +762,6 @@ fn parse_uid_set_within(text: &str, ours: &[Uid]) -> BTreeSet<Uid> {
         .collect()
 }
 
-/// The Message-ID from a `HEADER.FIELDS (MESSAGE-ID)` section, unfolded.
-fn message_id_in(header: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(header);
-    let mut value = None::<String>;
-    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
-        if let Some(v) = value.as_mut()
-            && line.starts_with([' ', '\t'])
-        {
-            v.push_str(line.trim());
-            continue;
-        }
-        if value.is_some() {
-            break;
-        }
-        if let Some((name, rest)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("message-id")
-        {
-            value = Some(rest.trim().to_owned());
-        }
-    }
-    value.filter(|v| !v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -830,15 +807,6 @@ mod tests {
         assert_eq!(expand(&many), None);
         assert_eq!(range_len(5, 4), 0);
         assert_eq!(range_len(0, u32::MAX), 1 << 32);
-    }
-
-    #[test]
-    fn message_id_is_unfolded() {
-        assert_eq!(
-            message_id_in(b"Message-ID:\r\n <abc@x>\r\n\r\n").as_deref(),
-            Some("<abc@x>")
-        );
-        assert_eq!(message_id_in(b"\r\n"), None);
     }
 
     #[test]

@@ -234,7 +234,7 @@ fn bare_name(presented: &str) -> &str {
 /// A certificate's end date as the rest of syncmail prints dates.
 fn expiry(unix_secs: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs);
-    crate::engine::imap_date(t)
+    crate::model::local_time(t)
 }
 
 #[cfg(test)]

@@ -2,21 +2,9 @@
 //! both sides had when the folder last synced), as the observers and the store build them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
+pub use crate::model::MessageId;
 use crate::model::{Flags, FolderName, MaildirKey, ModSeq, Uid, UidValidity};
-
-/// A message's `Message-ID` header as the server reported it (ENVELOPE or header fetch),
-/// compared byte for byte. Used only to re-pair after a UIDVALIDITY change and to
-/// recognise a message moved between server folders.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MessageId(pub String);
-
-impl fmt::Display for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// One server message as observed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,7 +30,7 @@ use std::time::SystemTime;
 
 use crate::config::{Account, AccountKind, Config, Unified};
 use crate::maildir::{FolderMap, Layout, LocalScan, Maildir};
-use crate::model::{FolderName, MaildirKey};
+use crate::model::{FolderName, MaildirKey, MessageId};
 use crate::store::StoreError;
 use crate::sync::DEFAULT_MAX_DELETE_SHARE;
 
@@ -223,13 +223,13 @@ fn snapshot(scan: &LocalScan) -> Snapshot {
 }
 
 /// The Message-ID of a message file (read from its header only).
-fn file_message_id(path: &Path) -> Option<String> {
+fn file_message_id(path: &Path) -> Option<MessageId> {
     use std::io::Read;
     let mut head = Vec::new();
     File::open(path)
         .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
         .ok()?;
-    crate::engine::header_message_id(&head)
+    MessageId::from_header(&head)
 }
 
 /// The file behind a name: device and inode, so that names on two filesystems never
@@ -243,7 +243,7 @@ fn file_id(path: &Path) -> Option<plan::FileId> {
 /// tell an edit, a rename, or a link a crash left unrecorded from a file saved by hand.
 #[derive(Default)]
 struct Strangers {
-    ids: BTreeMap<MaildirKey, String>,
+    ids: BTreeMap<MaildirKey, MessageId>,
     files: BTreeMap<MaildirKey, plan::FileId>,
     shared: BTreeSet<MaildirKey>,
 }
@@ -580,7 +580,7 @@ pub fn render_status(config: &Config) -> String {
     }
     if let Ok(run) = store.last_run() {
         let when =
-            |t: Option<SystemTime>| t.map_or_else(|| "never".to_owned(), crate::engine::imap_date);
+            |t: Option<SystemTime>| t.map_or_else(|| "never".to_owned(), crate::model::local_time);
         let _ = writeln!(out, "  last good reconcile: {}", when(run.last_ok));
         let _ = writeln!(out, "  last attempt: {}", when(run.last_attempt));
         if let Some(e) = run.last_error {

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::model::{AccountName, Flag, Flags, FolderName, MaildirKey};
+use crate::model::{AccountName, Flag, Flags, FolderName, MaildirKey, MessageId};
 use crate::sync::merge::{SideFlags, merge_flags};
 use crate::sync::{Direction, MASS_DELETE_FLOOR};
 
@@ -66,7 +66,7 @@ pub struct SourceView {
     pub max_delete_share: f64,
     /// Message-IDs of the account copies whose unified copy is gone: a stranger in the
     /// unified folder with the same Message-ID replaces the deleted one (an edit).
-    pub message_ids: BTreeMap<MaildirKey, String>,
+    pub message_ids: BTreeMap<MaildirKey, MessageId>,
     /// When there are strangers, the files (device, inode) of the account messages a
     /// stranger could be the unified copy of: those no entry maps (linked before a
     /// crash kept it from being recorded) and those whose unified copy is gone
@@ -83,7 +83,7 @@ pub struct Observed {
     /// The user confirmed deletions a guard held back (`--confirm-delete`).
     pub allow_mass_delete: bool,
     /// Message-IDs of the unified folder's strangers (files no entry maps).
-    pub stranger_ids: BTreeMap<MaildirKey, String>,
+    pub stranger_ids: BTreeMap<MaildirKey, MessageId>,
     /// The files (device, inode) of the unified folder's strangers.
     pub stranger_inodes: BTreeMap<MaildirKey, FileId>,
     /// Strangers whose file has other names too (a link count above one): some

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::plan::{Action, Copy, Entry, Halt, Observed, Plan, Snapshot, Source, SourceView, plan};
-use crate::model::{AccountName, Flag, Flags, FolderName, MaildirKey};
+use crate::model::{AccountName, Flag, Flags, FolderName, MaildirKey, MessageId};
 use crate::sync::MASS_DELETE_FLOOR;
 
 fn fl(s: &str) -> Flags {
@@ -779,7 +779,7 @@ proptest! {
 fn with_strangers(mut o: Observed, ids: &[(&str, &str)], inodes: &[(&str, u64)]) -> Observed {
     o.stranger_ids = ids
         .iter()
-        .map(|(key, id)| (k(key), id.to_string()))
+        .map(|(key, id)| (k(key), MessageId(id.to_string())))
         .collect();
     o.stranger_inodes = inodes.iter().map(|(key, n)| (k(key), (1, *n))).collect();
     o
@@ -800,7 +800,8 @@ fn an_edit_in_unified_replaces_the_account_copy_instead_of_losing_it() {
         &[("edited", "<a1@x>")],
         &[],
     );
-    o.sources.get_mut(&src("work")).unwrap().message_ids = [(k("a1"), "<a1@x>".to_owned())].into();
+    o.sources.get_mut(&src("work")).unwrap().message_ids =
+        [(k("a1"), MessageId("<a1@x>".to_owned()))].into();
     let p = plan(&e, &o);
     assert!(p.actions.contains(&Action::DeleteSource {
         unified: k("u1"),
@@ -827,7 +828,8 @@ fn a_stranger_with_another_message_id_is_not_adopted() {
         &[("mine", "<other@x>")],
         &[],
     );
-    o.sources.get_mut(&src("work")).unwrap().message_ids = [(k("a1"), "<a1@x>".to_owned())].into();
+    o.sources.get_mut(&src("work")).unwrap().message_ids =
+        [(k("a1"), MessageId("<a1@x>".to_owned()))].into();
     let p = plan(&e, &o);
     assert!(!p.actions.iter().any(|a| matches!(a, Action::Adopt { .. })));
     assert_eq!(p.strangers, [k("mine")]);
@@ -850,7 +852,8 @@ fn rule_7_no_adoption_while_the_deletion_is_held_back() {
         &[("edited", "<a2@x>")],
         &[],
     );
-    o.sources.get_mut(&src("work")).unwrap().message_ids = [(k("a2"), "<a2@x>".to_owned())].into();
+    o.sources.get_mut(&src("work")).unwrap().message_ids =
+        [(k("a2"), MessageId("<a2@x>".to_owned()))].into();
     let p = plan(&e, &o);
     assert!(matches!(p.halts[..], [Halt::MassDelete { .. }]), "{p:?}");
     assert!(
@@ -903,7 +906,7 @@ fn a_rename_to_a_new_unique_part_in_unified_is_the_same_entry_not_a_delete() {
     );
     let view = o.sources.get_mut(&src("work")).unwrap();
     view.inodes = [(k("a1"), (1, 7))].into();
-    view.message_ids = [(k("a1"), "<a1@x>".to_owned())].into();
+    view.message_ids = [(k("a1"), MessageId("<a1@x>".to_owned()))].into();
     let p = plan(&e, &o);
     assert_eq!(
         p.actions,
@@ -944,7 +947,7 @@ fn a_link_of_another_accounts_message_is_never_adopted() {
         &[("orphan", 9)],
     );
     o.sources.get_mut(&src("work")).unwrap().message_ids =
-        [(k("a1"), "<same@x>".to_owned())].into();
+        [(k("a1"), MessageId("<same@x>".to_owned()))].into();
     o.sources.get_mut(&src("home")).unwrap().inodes = [(k("h1"), (1, 9))].into();
     // A link has two names.
     o.stranger_shared = [k("orphan")].into();

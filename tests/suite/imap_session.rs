@@ -164,7 +164,10 @@ async fn append_returns_appenduid_with_flags_and_date() {
     let ids = s.fetch_identities("1:*").await.unwrap();
     assert_eq!(
         ids[&uid],
-        (Some("<new@test>".to_owned()), body.len() as u64)
+        (
+            Some(syncmail::model::MessageId("<new@test>".to_owned())),
+            body.len() as u64
+        )
     );
     assert_eq!(
         s.search("HEADER Message-ID \"<new@test>\"")

@@ -4,6 +4,10 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+pub mod rfc5322;
+
+pub use rfc5322::{MessageId, imap_date, local_time};
+
 /// The name of an account as written in the config (`name = "work"`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AccountName(pub String);

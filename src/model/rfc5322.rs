@@ -1,0 +1,232 @@
+//! What syncmail reads out of a message header and writes as a date: the one Message-ID
+//! parser (RFC 5322 §3.6.4) and the date formats, so every layer agrees on both.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+/// A message's `Message-ID`, in its canonical form `<id-left@id-right>`: unfolded, with
+/// the comments and white space around it dropped and the case of both parts kept.
+/// Two copies of one message (server and Maildir, or two folders) carry equal ids, so
+/// it re-pairs a folder after a UIDVALIDITY change, finds a lost APPEND, recognises
+/// moves and matches edits in the unified inbox. Only [`MessageId::from_header`] makes
+/// one from mail; the field is public for the state store and tests.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub String);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The longest header block read for a Message-ID; a header is rarely 16 KiB.
+const HEADER_LIMIT: usize = 256 * 1024;
+
+impl MessageId {
+    /// The Message-ID of a message, from its header block only: a whole message, or
+    /// just its header (an IMAP `HEADER.FIELDS (MESSAGE-ID)` section), CRLF or LF.
+    /// `None` when there is no such field or its value is not a msg-id (`<...>`);
+    /// such a message is matched by size and content instead of a guessed id.
+    pub fn from_header(message: &[u8]) -> Option<MessageId> {
+        let header = &message[..header_end(message).min(message.len()).min(HEADER_LIMIT)];
+        let value = field_value(header, b"message-id")?;
+        parse_msg_id(&value).map(MessageId)
+    }
+}
+
+/// Where the header block ends: at the first empty line, or the end of the message.
+fn header_end(message: &[u8]) -> usize {
+    let mut at = 0;
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        if line == b"\n" || line == b"\r\n" {
+            return at;
+        }
+        at += line.len();
+    }
+    message.len()
+}
+
+/// The unfolded value of the first field called `name` (lower case), if any.
+fn field_value(header: &[u8], name: &[u8]) -> Option<String> {
+    let mut lines = header
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .peekable();
+    while let Some(line) = lines.next() {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        // RFC 5322 §4.5 (obsolete syntax) allows white space before the colon.
+        if !line[..colon].trim_ascii_end().eq_ignore_ascii_case(name) {
+            continue;
+        }
+        let mut value = line[colon + 1..].to_vec();
+        while let Some(next) = lines.next_if(|l| l.starts_with(b" ") || l.starts_with(b"\t")) {
+            value.extend_from_slice(next);
+        }
+        return Some(String::from_utf8_lossy(&value).into_owned());
+    }
+    None
+}
+
+/// `[CFWS] "<" id-left "@" id-right ">" [CFWS]` (with the obsolete forms' inner white
+/// space dropped), as `<id-left@id-right>`. A value that is not one is `None`.
+fn parse_msg_id(value: &str) -> Option<String> {
+    let rest = skip_cfws(value)?;
+    let rest = rest.strip_prefix('<')?;
+    let end = rest.find('>')?;
+    let (inner, after) = (&rest[..end], &rest[end + 1..]);
+    let id: String = inner.chars().filter(|c| !c.is_whitespace()).collect();
+    let well_formed = !id.is_empty()
+        && !id
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '<' | '"' | '\\'))
+        && id
+            .split_once('@')
+            .is_none_or(|(l, r)| !l.is_empty() && !r.is_empty());
+    // Whatever follows must be comments or white space (another id is ignored).
+    let trailer_ok = skip_cfws(after).is_some_and(|r| r.is_empty() || r.starts_with('<'));
+    (well_formed && trailer_ok).then(|| format!("<{id}>"))
+}
+
+/// The text after leading white space and (nested) comments; `None` for an unclosed
+/// comment.
+fn skip_cfws(mut s: &str) -> Option<&str> {
+    loop {
+        s = s.trim_start();
+        if !s.starts_with('(') {
+            return Some(s);
+        }
+        let mut depth = 0usize;
+        let mut escaped = false;
+        let mut end = None;
+        for (i, c) in s.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(i + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        s = &s[end?..];
+    }
+}
+
+/// An IMAP date-time (`21-Nov-2026 10:00:00 +0000`, RFC 3501 `date-time`) in UTC, as
+/// sent with APPEND for a file's mtime. A time before 1970 is sent as the epoch.
+pub fn imap_date(t: SystemTime) -> String {
+    let ts = Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH);
+    ts.to_zoned(TimeZone::UTC)
+        .strftime("%d-%b-%Y %H:%M:%S +0000")
+        .to_string()
+}
+
+/// A time for people to read (status, logs, certificate dates), in the system's time
+/// zone: `2026-11-22 11:00:00 +01:00`.
+pub fn local_time(t: SystemTime) -> String {
+    let ts = Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH);
+    ts.to_zoned(TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn id(message: &[u8]) -> Option<String> {
+        MessageId::from_header(message).map(|m| m.0)
+    }
+
+    #[test]
+    fn imap_dates() {
+        assert_eq!(imap_date(UNIX_EPOCH), "01-Jan-1970 00:00:00 +0000");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_341_600); // date -u -d @1795341600
+        assert_eq!(imap_date(t), "22-Nov-2026 10:00:00 +0000");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(imap_date(leap), "29-Feb-2000 00:00:00 +0000");
+        let before = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(imap_date(before), "31-Dec-1969 23:59:50 +0000");
+    }
+
+    #[test]
+    fn local_time_names_its_offset() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_341_600);
+        let shown = local_time(t);
+        assert_eq!(shown.len(), "2026-11-22 10:00:00 +00:00".len(), "{shown}");
+        assert!(shown.starts_with("2026-11-2"), "{shown}");
+    }
+
+    #[test]
+    fn message_id_from_the_header_only() {
+        assert_eq!(
+            id(b"Subject: x\r\nMessage-Id:\r\n <a@b>\r\n\r\nMessage-ID: <no@body>\r\n").as_deref(),
+            Some("<a@b>")
+        );
+        assert_eq!(id(b"Subject: x\n\nMessage-ID: <no@body>\n"), None);
+        assert_eq!(id(b"Message-ID: not-an-id\n\n"), None);
+        assert_eq!(id(b"\r\n"), None);
+        assert_eq!(id(b""), None);
+    }
+
+    #[test]
+    fn message_id_is_unfolded_and_keeps_its_case() {
+        assert_eq!(
+            id(b"Message-ID:\r\n <abc@x>\r\n\r\n").as_deref(),
+            Some("<abc@x>")
+        );
+        assert_eq!(
+            id(b"message-id: <CAF=Ab.Cd@Mail.Gmail.COM>\n").as_deref(),
+            Some("<CAF=Ab.Cd@Mail.Gmail.COM>")
+        );
+        // A HEADER.FIELDS section: the field alone, folded inside the id.
+        assert_eq!(
+            id(b"Message-ID: <very.long.local.part\r\n\t@example.org>\r\n\r\n").as_deref(),
+            Some("<very.long.local.part@example.org>")
+        );
+    }
+
+    #[test]
+    fn message_id_ignores_surrounding_comments_and_space() {
+        assert_eq!(
+            id(b"Message-ID: (sent by (nested) x) <a@b>  (trailing)\n\n").as_deref(),
+            Some("<a@b>")
+        );
+        assert_eq!(id(b"Message-ID  : <a@b>\n").as_deref(), Some("<a@b>"));
+        assert_eq!(id(b"Message-ID: (unclosed <a@b>\n"), None);
+        assert_eq!(id(b"Message-ID: <a@b> junk\n"), None);
+    }
+
+    #[test]
+    fn message_id_refuses_what_cannot_be_searched_for() {
+        assert_eq!(id(b"Message-ID: <>\n"), None);
+        assert_eq!(id(b"Message-ID: <a\"b@c>\n"), None);
+        assert_eq!(id(b"Message-ID: <@b>\n"), None);
+        assert_eq!(id(b"Message-ID: <a@>\n"), None);
+        assert_eq!(id(b"Message-ID: <a@b\n"), None);
+        // An id without a domain part is still an id (some mailers write them).
+        assert_eq!(
+            id(b"Message-ID: <12345.ABC>\n").as_deref(),
+            Some("<12345.ABC>")
+        );
+    }
+
+    #[test]
+    fn the_first_message_id_field_counts() {
+        assert_eq!(
+            id(b"Message-ID: <one@x>\nMessage-ID: <two@x>\n\n").as_deref(),
+            Some("<one@x>")
+        );
+    }
+}
