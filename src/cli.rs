@@ -437,7 +437,7 @@ async fn poll_pop3(
             // Spawned onto a worker, where the IO driver runs: each network read then
             // wakes one thread instead of two, which shows on a busy machine.
             let poll = tokio::spawn(async move {
-                crate::pop3::poll_account(&account, &pop3, &general, now).await
+                crate::engine::pop3::poll_account(&account, &pop3, &general, now).await
             });
             Some(async move { (a, poll.await) })
         }

@@ -38,6 +38,8 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 #[doc(hidden)]
+pub mod fault;
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod imap;
 pub mod maildir;

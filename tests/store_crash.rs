@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use syncmail::maildir::{
-    DeliveryBatch, FolderMap, Layout, Maildir, Placement, new_key, resolve_delivery_intents,
-};
+use syncmail::engine::resolve_delivery_intents;
+use syncmail::fault;
+use syncmail::maildir::{DeliveryBatch, FolderMap, Layout, Maildir, Placement, new_key};
 use syncmail::model::{AccountName, Flag, Flags, FolderName, Uid};
-use syncmail::store::{AccountLock, Commit, IntentSpec, Pair, Store, fault};
+use syncmail::store::{AccountLock, Commit, IntentSpec, Pair, Store};
 
 const CHILD_DIR_ENV: &str = "SYNCMAIL_TEST_CRASH_DIR";
 const TEST_NAME: &str = "rule_01_crash_between_delivery_and_commit_recovers";

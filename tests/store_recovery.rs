@@ -3,9 +3,8 @@
 
 use std::time::SystemTime;
 
-use syncmail::maildir::{
-    DeliveryBatch, FolderMap, Layout, Maildir, Placement, new_key, resolve_delivery_intents,
-};
+use syncmail::engine::resolve_delivery_intents;
+use syncmail::maildir::{DeliveryBatch, FolderMap, Layout, Maildir, Placement, new_key};
 use syncmail::model::{Flag, Flags, FolderName, Uid};
 use syncmail::store::{DeleState, IntentKind, IntentSpec, Store};
 

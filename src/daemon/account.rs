@@ -306,16 +306,15 @@ impl Supervisor {
                         let folders: BTreeSet<FolderName> = report
                             .errors
                             .iter()
-                            .filter_map(|e| e.split_once(": "))
-                            .map(|(f, _)| FolderName(f.to_owned()))
+                            .filter_map(|e| e.folder.clone())
                             .collect();
                         self.triggers.restore(Work {
                             all: folders.is_empty(),
                             folders,
                             ..Work::default()
                         });
-                        let first = report.errors.first().cloned().unwrap_or_default();
-                        let paused = if is_disk_full(&first) {
+                        let first = &report.errors[0];
+                        let paused = if first.disk_full {
                             "paused: the disk is full"
                         } else {
                             "folder errors"
@@ -389,7 +388,7 @@ impl Supervisor {
             // Wrong password or certificate: retrying soon cannot help; retry slowly.
             delay = delay.max(self.shared.tuning.auth_retry);
         }
-        let what = if is_disk_full(&e.to_string()) {
+        let what = if e.is_disk_full() {
             "paused: the disk is full"
         } else {
             "error"
@@ -419,8 +418,12 @@ impl Supervisor {
             }
             self.triggers.take();
             self.state("polling");
-            let poll =
-                crate::pop3::poll_with_store(&self.account, pop3, &self.store, SystemTime::now());
+            let poll = crate::engine::pop3::poll_with_store(
+                &self.account,
+                pop3,
+                &self.store,
+                SystemTime::now(),
+            );
             // A poll stops only at its own safe points; shutdown waits for it briefly.
             let result = tokio::select! {
                 r = poll => Some(r),
@@ -549,10 +552,6 @@ fn needs_human(e: &EngineError) -> bool {
         e,
         EngineError::Imap(ImapError::Auth(_) | ImapError::Tls(_)) | EngineError::Secret(_)
     )
-}
-
-fn is_disk_full(text: &str) -> bool {
-    text.contains("No space left") || text.contains("database or disk is full")
 }
 
 /// One IDLE connection on one folder, for as long as the account runs: reconnects with

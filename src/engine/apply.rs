@@ -6,14 +6,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
+use crate::fault;
 use crate::imap::ImapSession;
 use crate::maildir::{self, DeliveryBatch, LocalMessage, Maildir, MessageError, Placement};
 use crate::model::{Flags, MaildirKey, MessageId, Uid, imap_date};
 use crate::store::{
-    Commit, FolderState, IntentKind, IntentSpec, Store, fault, flags_from_db, flags_to_db,
+    Commit, FolderState, IntentKind, IntentSpec, Store, flags_from_db, flags_to_db,
 };
 use crate::sync::{Action, Pair, RemoteSnapshot, UidSet};
 
+use super::LocalError;
 use super::{Counts, EngineError};
 
 /// How many messages one fetch round trip (and one durable delivery batch) carries, and
@@ -206,7 +208,7 @@ impl<'a> FolderRun<'a> {
                     Err(MessageError::Vanished { .. }) => {
                         self.failed_keys.insert(key.clone());
                     }
-                    Err(e) => return Err(EngineError::Local(e.to_string())),
+                    Err(e) => return Err(LocalError::from(e).into()),
                 }
             }
             Action::RecordFlags { uid, remote, local } => {
@@ -224,9 +226,10 @@ impl<'a> FolderRun<'a> {
             Action::MoveToTrash { uids, .. } => {
                 let list: Vec<Uid> = uids.iter().collect();
                 let Some(trash) = self.trash_wire.clone() else {
-                    return Err(EngineError::Local(
+                    return Err(LocalError::Unexpected(
                         "a move to trash without a trash folder".into(),
-                    ));
+                    )
+                    .into());
                 };
                 let detail = super::moves::MoveDetail::Trash(trash.clone()).encode();
                 let ids = self.journal(&list, IntentKind::Move, &detail).await?;
@@ -334,9 +337,10 @@ impl<'a> FolderRun<'a> {
                         Placement::Cur(local_flags)
                     };
                     if let Err(e) = batch.deliver(key.clone(), m.body, placement) {
-                        failure.get_or_insert(EngineError::Local(e.to_string()));
+                        let text = e.to_string();
+                        failure.get_or_insert(LocalError::from(e).into());
                         return Err(crate::imap::ImapError::Protocol(format!(
-                            "cannot write the message locally: {e}"
+                            "cannot write the message locally: {text}"
                         )));
                     }
                     fetched.insert(
@@ -351,9 +355,7 @@ impl<'a> FolderRun<'a> {
             }
             let missing = missing?;
             fault::point("before-durable");
-            let delivered = batch
-                .commit_durable()
-                .map_err(|e| EngineError::Local(e.to_string()))?;
+            let delivered = batch.commit_durable().map_err(LocalError::from)?;
             fault::point("after-deliver");
             let by_key: BTreeMap<&MaildirKey, &maildir::Delivered> =
                 delivered.iter().map(|d| (&d.key, d)).collect();
@@ -413,7 +415,12 @@ impl<'a> FolderRun<'a> {
                 self.failed_keys.insert(key.clone());
                 return Ok(());
             }
-            Err(e) => return Err(EngineError::Local(format!("{}: {e}", msg.path.display()))),
+            Err(e) => {
+                return Err(EngineError::Local(LocalError::Io {
+                    path: msg.path.to_path_buf(),
+                    source: e,
+                }));
+            }
         };
         let message_id = MessageId::from_header(&body);
         let sizes = AppendSizes::of(&body);
@@ -507,7 +514,7 @@ impl<'a> FolderRun<'a> {
         unlink_key(self.md, self.local.get(key), key)?;
         self.md
             .sync_dirs()
-            .map_err(|e| EngineError::Local(format!("{}: {e}", self.md.path().display())))?;
+            .map_err(LocalError::io(self.md.path()))?;
         fault::point("after-unlink");
         self.store
             .commit(Commit {
@@ -540,7 +547,7 @@ impl<'a> FolderRun<'a> {
         if self.renamed {
             self.md
                 .sync_dirs()
-                .map_err(|e| EngineError::Local(format!("{}: {e}", self.md.path().display())))?;
+                .map_err(LocalError::io(self.md.path()))?;
         }
         last.folder = Some(self.folder.id);
         last.upsert_pairs.extend(
@@ -585,16 +592,13 @@ pub fn unlink_key(
         match md.delete(msg) {
             Ok(()) => return Ok(()),
             Err(MessageError::Vanished { .. }) => {}
-            Err(e) => return Err(EngineError::Local(e.to_string())),
+            Err(e) => return Err(LocalError::from(e).into()),
         }
     }
     // ENOENT means "look again", not "gone" (rule 14).
-    let scan = md
-        .scan()
-        .map_err(|e| EngineError::Local(format!("{}: {e}", md.path().display())))?;
+    let scan = md.scan().map_err(LocalError::io(md.path()))?;
     if let Some(msg) = scan.messages.get(key) {
-        md.delete(msg)
-            .map_err(|e| EngineError::Local(e.to_string()))?;
+        md.delete(msg).map_err(LocalError::from)?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use super::LocalError;
 use super::{AccountReport, EngineError, SyncOptions};
 use crate::config::ImapSettings;
 use crate::imap::ImapSession;
@@ -133,7 +134,12 @@ fn local_files(path: &Path) -> Result<usize, EngineError> {
         match std::fs::read_dir(path.join(sub)) {
             Ok(entries) => n += entries.count(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(EngineError::Local(format!("{}: {e}", path.display()))),
+            Err(e) => {
+                return Err(EngineError::Local(LocalError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }));
+            }
         }
     }
     Ok(n)
@@ -143,7 +149,12 @@ fn local_files(path: &Path) -> Result<usize, EngineError> {
 /// refuses otherwise, so a message arriving meanwhile is never removed), then the folder
 /// directory itself unless it holds subfolders.
 fn remove_empty_maildir(path: &Path) -> Result<(), EngineError> {
-    let local = |e: std::io::Error| EngineError::Local(format!("{}: {e}", path.display()));
+    let local = |e: std::io::Error| {
+        EngineError::Local(LocalError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })
+    };
     let mut removed = Vec::new();
     for sub in ["tmp", "new", "cur"] {
         match std::fs::remove_dir(path.join(sub)) {

@@ -7,13 +7,17 @@
 
 use std::time::SystemTime;
 
+use crate::fault;
 use crate::imap::ImapSession;
 use crate::maildir::{LocalMessage, Maildir};
 use crate::model::{MaildirKey, Uid};
-use crate::store::{Commit, FolderId, IntentKind, IntentSpec, Store, fault};
+use crate::store::{Commit, FolderId, IntentKind, IntentSpec, Store};
 use crate::sync::Pair;
 
 use super::EngineError;
+use super::LocalError;
+use crate::maildir::MessageError;
+use crate::store::StoreError;
 
 /// Where one end of a move lives.
 pub struct End<'a> {
@@ -78,7 +82,7 @@ async fn journal(
     fault::point("after-intent");
     ids.into_iter()
         .next()
-        .ok_or_else(|| EngineError::Local("the journal returned no intent".into()))
+        .ok_or_else(|| StoreError::Invalid("the journal returned no intent".into()).into())
 }
 
 /// Record the moved pair in `to`, then forget it in `from` and close the intent.
@@ -173,24 +177,31 @@ pub fn rename_into(
     key: &MaildirKey,
     known: Option<&LocalMessage>,
 ) -> Result<(), EngineError> {
-    let local = |e: std::io::Error| EngineError::Local(format!("moving {key}: {e}"));
     let msg = match known.filter(|m| m.path.exists()) {
         Some(m) => Some(m.clone()),
-        None => from.scan().map_err(local)?.messages.get(key).cloned(),
+        None => from
+            .scan()
+            .map_err(LocalError::io(from.path()))?
+            .messages
+            .get(key)
+            .cloned(),
     };
     let Some(msg) = msg else {
-        return if to.scan().map_err(local)?.messages.contains_key(key) {
+        return if to
+            .scan()
+            .map_err(LocalError::io(to.path()))?
+            .messages
+            .contains_key(key)
+        {
             Ok(())
         } else {
-            Err(EngineError::Local(format!(
-                "{key} is in neither folder; rescan"
-            )))
+            Err(LocalError::Unexpected(format!("{key} is in neither folder; rescan")).into())
         };
     };
     let name = msg
         .path
         .file_name()
-        .ok_or_else(|| EngineError::Local(format!("{key}: no file name")))?;
+        .ok_or_else(|| LocalError::Unexpected(format!("{key}: no file name")))?;
     let dir = if msg.in_new {
         to.new_dir()
     } else {
@@ -198,14 +209,11 @@ pub fn rename_into(
     };
     let target = dir.join(name);
     if target.exists() {
-        return Err(EngineError::Local(format!(
-            "{} already exists; refusing to overwrite it",
-            target.display()
-        )));
+        return Err(LocalError::Message(MessageError::Collision { path: target }).into());
     }
-    std::fs::rename(&msg.path, &target).map_err(local)?;
-    to.sync_dirs().map_err(local)?;
-    from.sync_dirs().map_err(local)?;
+    std::fs::rename(&msg.path, &target).map_err(LocalError::io(&msg.path))?;
+    to.sync_dirs().map_err(LocalError::io(to.path()))?;
+    from.sync_dirs().map_err(LocalError::io(from.path()))?;
     Ok(())
 }
 

@@ -4,11 +4,15 @@
 //! a full flag listing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use crate::imap::{ImapError, ImapSession, Selected, uid_set};
-use crate::maildir::LocalScan;
+use crate::maildir::{LocalScan, Maildir};
 use crate::model::{Flags, ModSeq, Uid, UidValidity};
+use crate::store;
 use crate::sync::{self, Base, LocalSnapshot, MessageId, RemoteListing, RemoteSnapshot};
+
+use super::{EngineError, LocalError};
 
 /// What the server side of a folder looks like, plus what a pass needs to apply a plan.
 pub struct RemoteObservation {
@@ -176,6 +180,62 @@ async fn identities(
         return Ok(BTreeMap::new());
     }
     session.fetch_identities(&uid_set(uids)).await
+}
+
+/// Whether a folder can be skipped, and if not, the SELECT that found out.
+pub enum Unchanged {
+    Yes,
+    No(Option<Preselected>),
+}
+
+/// Neither side changed since a pass that left them equal: the Maildir's stamp is the
+/// one recorded then, and QRESYNC reports nothing. One round trip and two `stat`s;
+/// the base is not even loaded.
+pub async fn unchanged(
+    session: &mut ImapSession,
+    folder: &store::FolderState,
+    path: &Path,
+    wire: &str,
+) -> Result<Unchanged, EngineError> {
+    let (Some(stamp), Some(uv), Some(ms)) = (
+        &folder.local_stamp,
+        folder.uidvalidity,
+        folder.highestmodseq,
+    ) else {
+        return Ok(Unchanged::No(None));
+    };
+    if !session.has_qresync()
+        || Maildir::open(path).and_then(|m| m.stamp()).ok().as_ref() != Some(stamp)
+    {
+        return Ok(Unchanged::No(None));
+    }
+    let selected = session.select(wire, Some((uv, ms))).await?;
+    if selected.resynced
+        && selected.changed.is_empty()
+        && selected.vanished.is_empty()
+        && selected.highestmodseq == Some(ms)
+    {
+        Ok(Unchanged::Yes)
+    } else {
+        // What changed is in this answer already: observing reuses it rather than
+        // selecting again (a SELECT can cost a server a rescan of the folder).
+        Ok(Unchanged::No(Some(Preselected {
+            known: (uv, ms),
+            selected,
+        })))
+    }
+}
+
+/// A stable scan of the folder's Maildir, and the folder's stamp when it held still
+/// around the scan (a later pass that finds the same stamp may skip the folder).
+pub fn scan(md: &Maildir) -> Result<(LocalScan, Option<String>), EngineError> {
+    let before = md.stamp().ok();
+    let scan = md.scan().map_err(LocalError::io(md.path()))?;
+    let after = md.stamp().ok();
+    let stamp = (scan.stable && scan.duplicates.is_empty() && before == after)
+        .then_some(after)
+        .flatten();
+    Ok((scan, stamp))
 }
 
 /// The planner's view of a Maildir scan. A key held by several files is left out of the

@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
+use crate::fault;
 use crate::maildir::filename::build_cur_name;
 use crate::maildir::{Maildir, sync_dir};
 use crate::model::{Flags, MaildirKey};
-use crate::store::fault;
 
 /// Where a delivered message goes.
 #[derive(Clone, Debug, PartialEq, Eq)]

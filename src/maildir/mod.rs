@@ -8,7 +8,6 @@
 pub mod deliver;
 pub mod filename;
 pub mod folder;
-pub mod recover;
 pub mod scan;
 pub mod tmpclean;
 pub mod utf7;
@@ -20,7 +19,6 @@ use std::time::SystemTime;
 pub use deliver::{Delivered, DeliveryBatch, DeliveryError, Placement, TmpWriter};
 pub use filename::{MaildirName, NameError, build_cur_name};
 pub use folder::{FolderError, FolderMap, Layout, LocalFolders, decode_server_name, shown_prefix};
-pub use recover::{Recovery, RecoveryError, resolve_delivery_intents};
 pub use scan::{Duplicate, LocalMessage, LocalScan, ScanOptions, Skipped};
 pub use tmpclean::{TMP_MAX_AGE, clean_tmp};
 

@@ -1,6 +1,7 @@
 //! POP3 for legacy accounts: a sans-IO protocol state machine ([`proto`]), a thin
-//! tokio driver ([`Pop3Client`]) with TLS, strict STLS, login, and streamed RETR, and the
-//! [`poller`] that delivers a maildrop into the account's INBOX ([`poll_account`]).
+//! tokio driver ([`Pop3Client`]) with TLS, strict STLS, login, and streamed RETR. The
+//! poller that delivers a maildrop into an account's INBOX is `crate::engine::pop3`:
+//! like the IMAP engine, it is where the server, the Maildir and the state DB meet.
 //!
 //! A poller drives one session as rule 15 asks:
 //!
@@ -20,13 +21,11 @@
 
 mod client;
 mod encode;
-pub mod poller;
 pub mod proto;
 
 use std::time::Duration;
 
 pub use client::{Pop3Client, Stat};
-pub use poller::{PollError, PollFault, PollReport, poll_account, poll_with_store};
 pub use proto::{MsgNo, ProtoError};
 
 #[derive(Debug, thiserror::Error)]

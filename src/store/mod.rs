@@ -6,7 +6,6 @@
 //! connection: one writer by construction, and async callers never block on SQLite.
 //! Every multi-row change is one transaction ([`Store::commit`]).
 
-pub mod fault;
 pub mod files;
 pub mod lock;
 mod ops;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use syncmail::config::{self, Account, AccountKind, Config, Dirs, Pop3Settings};
-use syncmail::pop3::{PollReport, poll_account};
+use syncmail::engine::pop3::{PollReport, poll_account};
 
 use crate::support::dovecot::message;
 use crate::support::sync_env::SyncEnv;

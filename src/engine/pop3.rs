@@ -25,13 +25,14 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{Account, General, Pop3Settings};
+use crate::fault;
 use crate::maildir::{self, DeliveryBatch, FolderError, FolderMap, Maildir, Placement};
 use crate::model::{AccountName, FolderName, MaildirKey};
 use crate::pop3::{MsgNo, Pop3Client, Pop3Error};
 use crate::secret::{self, SecretError};
 use crate::store::{
     self, AccountLock, ChangeRecord, Commit, DeleState, FolderId, IntentId, IntentSpec, LockError,
-    Side, Store, StoreError, UidlRecord, fault,
+    Side, Store, StoreError, UidlRecord,
 };
 
 /// Messages per durable batch: one round of fsyncs and one transaction for this many.
@@ -174,7 +175,7 @@ async fn run(
     let mut report = PollReport::default();
 
     // Rule 1: open intents are resolved before anything else.
-    let recovery = maildir::resolve_delivery_intents(store)
+    let recovery = super::recover::resolve_delivery_intents(store)
         .await
         .map_err(|e| PollFault::Local(e.to_string()))?;
     if let Some((key, why)) = recovery.unresolved.first() {

@@ -1,13 +1,14 @@
-//! Fault points for crash tests: `point("name")` aborts the process (no unwinding, no
-//! destructors, like kill -9) when the environment variable `SYNCMAIL_FAULT` equals
-//! `name`, or is `#N` and this is the N-th fault point the process reaches, whatever its
-//! name (so a test can crash a pass at every step in turn). Without the variable it is
-//! one cached comparison.
+//! Fault points for crash tests, a crate-wide test facility: `point("name")` aborts the
+//! process (no unwinding, no destructors, like kill -9) when the environment variable
+//! `SYNCMAIL_FAULT` equals `name`, or is `#N` and this is the N-th fault point the
+//! process reaches, whatever its name (so a test can crash a pass at every step in turn).
+//! Without the variable it is one cached comparison.
 //!
 //! Points inside the library: `deliver-mid-link` (in
 //! [`crate::maildir::DeliveryBatch::commit_durable`], after the first file got its
-//! visible name, before the directories are synced). Callers add their own around their
-//! steps (the crash test uses `after-intents`, `before-durable`, `after-deliver`).
+//! visible name, before the directories are synced), and the engine's and the POP3
+//! poller's steps (`after-intent`, `before-durable`, `after-deliver`, `before-append`,
+//! `pop3-dele-pending`, ...). Tests add their own around their steps.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

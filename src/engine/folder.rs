@@ -1,0 +1,390 @@
+//! One folder within a pass: observe both sides and plan, run the moves that touch it,
+//! apply its plan under the intent journal, and move its watermarks only once the whole
+//! plan committed (rule 4).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::config::ImapSettings;
+use crate::imap::ImapSession;
+use crate::maildir::{self, FolderMap, Maildir, utf7};
+use crate::model::{Flags, FolderName, MaildirKey, Uid};
+use crate::store::{self, Commit, Store, Watermarks};
+use crate::sync::{self, Halt, Policy};
+
+use super::account::now;
+use super::apply;
+use super::error::{EngineError, FolderFailure, LocalError};
+use super::moves;
+use super::observe::{self, Unchanged};
+use super::report::{AccountReport, PassScope, SyncOptions, change_record, conflict_record};
+
+/// What every folder of one account pass shares.
+pub(super) struct Ctx<'a> {
+    pub(super) store: &'a Store,
+    pub(super) map: &'a FolderMap,
+    pub(super) settings: &'a ImapSettings,
+    pub(super) policy: &'a Policy,
+    pub(super) opts: &'a SyncOptions,
+    pub(super) scope: &'a PassScope,
+}
+
+pub(super) fn end(p: &Prepared) -> moves::End<'_> {
+    moves::End {
+        folder: p.folder.id,
+        wire: &p.wire,
+        md: &p.md,
+    }
+}
+
+/// One folder observed and planned, waiting for the moves to run.
+pub(super) struct Prepared {
+    pub(super) name: FolderName,
+    pub(super) wire: String,
+    pub(super) folder: store::FolderState,
+    pub(super) base: sync::Base,
+    pub(super) md: Maildir,
+    pub(super) scan: maildir::LocalScan,
+    pub(super) local: sync::LocalSnapshot,
+    pub(super) remote: observe::RemoteObservation,
+    pub(super) plan: sync::Plan,
+    /// The Maildir stamp around a stable scan, if it held still.
+    pub(super) stamp: Option<String>,
+}
+
+impl Ctx<'_> {
+    /// Record a folder's outcome for `syncmail status` (not for a dry run).
+    pub(super) async fn record(
+        &self,
+        folder: &FolderName,
+        error: Option<&str>,
+    ) -> Result<(), EngineError> {
+        if !self.opts.dry_run {
+            self.store
+                .record_pass(
+                    Some(folder.clone()),
+                    SystemTime::now(),
+                    error.map(str::to_owned),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Observe both sides of a folder and plan it. `None`: nothing to run (halted,
+    /// missing Maildir, or a dry run of a folder not made yet); the report says why.
+    pub(super) async fn prepare(
+        &self,
+        session: &mut ImapSession,
+        name: &FolderName,
+        wire: &str,
+        report: &mut AccountReport,
+    ) -> Result<Option<Prepared>, EngineError> {
+        let local_path = self.map.to_local(name)?;
+        let folder = self.store.ensure_folder(name, &local_path).await?;
+        if let Some(reason) = &folder.halt_reason {
+            report.halts.push(format!("{name}: halted: {reason}"));
+            return Ok(None);
+        }
+        let mut selected = None;
+        if !self.opts.dry_run {
+            match observe::unchanged(session, &folder, &local_path, wire).await? {
+                Unchanged::Yes => {
+                    report.counts.folders += 1;
+                    return Ok(None);
+                }
+                Unchanged::No(s) => selected = s,
+            }
+        }
+        let base = self.store.base(&folder).await?;
+        if self.opts.dry_run && !local_path.join("cur").is_dir() {
+            let empty = sync::LocalSnapshot {
+                stable: true,
+                ..Default::default()
+            };
+            let remote = observe::remote(session, wire, &base, None).await?;
+            let plan = sync::plan(&remote.snapshot, &empty, &base, self.policy, now());
+            report.plans.push(format!(
+                "{name}: would create {}\n{plan}",
+                local_path.display()
+            ));
+            return Ok(None);
+        }
+        let Some(md) = self.maildir(name, &local_path, &base)? else {
+            report.halts.push(format!(
+                "{name}: the Maildir folder {} is missing while {} messages are paired with it (unmounted disk?); nothing synced, nothing deleted",
+                local_path.display(),
+                base.pairs.len()
+            ));
+            return Ok(None);
+        };
+        let (scan, stamp) = observe::scan(&md)?;
+        for dup in &scan.duplicates {
+            report.errors.push(FolderFailure::in_folder(name, format!(
+                "{name}: {} files share the key {}; that message is left alone until one is removed",
+                dup.copies.len(),
+                dup.key
+            )));
+        }
+        let local = observe::local(&scan);
+        let started = std::time::Instant::now();
+        let remote = observe::remote(session, wire, &base, selected).await?;
+        let observed = started.elapsed();
+        let plan = sync::plan(&remote.snapshot, &local, &base, self.policy, now());
+        tracing::debug!(folder = %name, ?observed, planned = ?started.elapsed() - observed, actions = plan.actions.len(), "observed and planned");
+        Ok(Some(Prepared {
+            name: name.clone(),
+            wire: wire.to_owned(),
+            folder,
+            base,
+            md,
+            scan,
+            local,
+            remote,
+            plan,
+            stamp,
+        }))
+    }
+
+    pub(super) async fn run_move(
+        &self,
+        session: &mut ImapSession,
+        prepared: &[Prepared],
+        m: &sync::Move,
+    ) -> Result<(), EngineError> {
+        let find = |name: &FolderName| {
+            prepared.iter().find(|p| &p.name == name).ok_or_else(|| {
+                LocalError::Unexpected(format!("move names an unplanned folder {name}"))
+            })
+        };
+        match m {
+            sync::Move::OnServer { from, to, pair } => {
+                let (f, t) = (find(from)?, find(to)?);
+                moves::on_server(session, self.store, &end(f), &end(t), pair).await
+            }
+            sync::Move::Local {
+                from,
+                to,
+                pair,
+                uid,
+            } => {
+                let (f, t) = (find(from)?, find(to)?);
+                let file = f.scan.messages.get(&pair.key);
+                moves::locally(self.store, &end(f), &end(t), pair, *uid, file).await
+            }
+            sync::Move::Both {
+                from,
+                to,
+                pair,
+                uid,
+            } => {
+                let (f, t) = (find(from)?, find(to)?);
+                moves::repair_moved(self.store, f.folder.id, t.folder.id, pair, *uid, None).await
+            }
+        }
+    }
+
+    /// Run one folder's plan and commit its watermarks (rule 4).
+    pub(super) async fn apply(
+        &self,
+        session: &mut ImapSession,
+        p: Prepared,
+        moved: bool,
+        report: &mut AccountReport,
+    ) -> Result<(), EngineError> {
+        let Prepared {
+            name,
+            wire,
+            folder,
+            base,
+            md,
+            scan,
+            remote,
+            plan,
+            stamp,
+            ..
+        } = p;
+        let touches_local = moved || plan.actions.iter().any(|a| a.touches_local());
+        if let Some(halt) = &plan.halt {
+            if let Halt::UidValidity { .. } = halt {
+                self.store
+                    .set_halt(folder.id, Some(halt.to_string()))
+                    .await?;
+            }
+            report.halts.push(format!("{name}: {halt}"));
+        }
+        report.counts.conflicts += plan.conflicts.len();
+        let mut uidnext = remote.uidnext;
+        if plan
+            .actions
+            .iter()
+            .any(|a| a.touches_server() || matches!(a, sync::Action::Fetch { .. }))
+        {
+            // Moves and other folders' passes selected other folders meanwhile.
+            let selected = session.select(&wire, None).await?;
+            uidnext = uidnext.max(selected.uidnext.unwrap_or(uidnext));
+        }
+        let trash_wire = self.settings.trash.as_ref().map(|t| utf7::encode(&t.0));
+        let mut counts = report.counts;
+        let mut run = apply::FolderRun::new(
+            session,
+            self.store,
+            &md,
+            &folder,
+            &wire,
+            trash_wire,
+            &remote.snapshot,
+            uidnext,
+            &mut counts,
+            self.opts.progress.clone(),
+            // Pairs a move just rewrote are read back, not taken from the stale base.
+            if moved {
+                self.store
+                    .pairs(folder.id)
+                    .await?
+                    .into_iter()
+                    .map(|p| (p.uid, p))
+                    .collect()
+            } else {
+                base.pairs
+            },
+            scan.messages,
+        );
+        run.stop = self.scope.stop.clone();
+        let started = std::time::Instant::now();
+        let mut failed = None;
+        for action in &plan.actions {
+            if self.scope.stopped() {
+                failed = Some(EngineError::Stopped);
+                break;
+            }
+            if let Err(e) = run.run(action).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            // What ran before the failure is committed: the summary counts it.
+            drop(run);
+            report.counts = counts;
+            return Err(e);
+        }
+        tracing::debug!(folder = %name, applied = ?started.elapsed(), "applied");
+        // Watermarks move only now that the whole pass committed (rule 4). While a guard
+        // holds deletions back, HIGHESTMODSEQ stays, so QRESYNC reports them again.
+        let holding = plan.halt.is_some();
+        let last = Commit {
+            watermarks: (!matches!(plan.halt, Some(Halt::UidValidity { .. }))).then(|| {
+                Watermarks {
+                    uidvalidity: Some(remote.snapshot.uid_validity),
+                    highestmodseq: remote.snapshot.highest_modseq.filter(|_| !holding),
+                    uidnext: Some(remote.uidnext),
+                    highest_uid_pulled: run
+                        .highest_pulled
+                        .filter(|u| *u > folder.highest_uid_pulled),
+                    // Untouched by this pass and equal to the base: the scan's stamp
+                    // stands for the folder. Otherwise forget it; verified below.
+                    local_stamp: Some(stamp.filter(|_| {
+                        !touches_local && plan.halt.is_none() && plan.held.is_empty() && run.clean()
+                    })),
+                }
+            }),
+            changes: plan
+                .changes
+                .iter()
+                .map(|c| change_record(&name, c))
+                .collect(),
+            conflicts: plan
+                .conflicts
+                .iter()
+                .map(|c| conflict_record(&name, c))
+                .collect(),
+            ..Commit::default()
+        };
+        let keeps_one_sided = plan.actions.iter().any(|a| {
+            matches!(
+                a,
+                sync::Action::KeepLocalOnly { .. } | sync::Action::DropLocalOnly { .. }
+            )
+        });
+        let clean = run.clean() && plan.halt.is_none() && plan.held.is_empty() && !keeps_one_sided;
+        let finished = run.finish(last).await;
+        let final_pairs = std::mem::take(&mut run.pairs);
+        drop(run);
+        report.counts = counts;
+        finished?;
+        if touches_local && clean {
+            self.record_stamp(&folder, &md, &final_pairs, &base.local_only)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// After a pass that changed the Maildir folder: if its names now show exactly the
+    /// committed pairs (and local-only messages), remember the folder's stamp, so the
+    /// next pass can skip it while it stays untouched.
+    pub(super) async fn record_stamp(
+        &self,
+        folder: &store::FolderState,
+        md: &Maildir,
+        pairs: &BTreeMap<Uid, sync::Pair>,
+        local_only: &BTreeSet<MaildirKey>,
+    ) -> Result<(), EngineError> {
+        let Ok(Some((names, stamp))) = md.names_with_stamp() else {
+            return Ok(());
+        };
+        let expected: BTreeMap<&MaildirKey, Option<Flags>> = pairs
+            .values()
+            .map(|p| (&p.key, Some(p.local_flags.system_only())))
+            .chain(local_only.iter().map(|k| (k, None)))
+            .collect();
+        let equal = names.len() == expected.len()
+            && names.iter().all(|(key, flags)| match expected.get(key) {
+                Some(Some(f)) => *f == flags.system_only(),
+                Some(None) => true,
+                None => false,
+            });
+        if equal {
+            self.store
+                .commit(Commit {
+                    folder: Some(folder.id),
+                    watermarks: Some(Watermarks {
+                        local_stamp: Some(Some(stamp)),
+                        ..Watermarks::default()
+                    }),
+                    ..Commit::default()
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The folder's Maildir, created if new. `None` when it is missing but the base pairs
+    /// messages with it: an unmounted disk must never read as "all deleted" (rule 7).
+    pub(super) fn maildir(
+        &self,
+        name: &FolderName,
+        path: &Path,
+        base: &sync::Base,
+    ) -> Result<Option<Maildir>, EngineError> {
+        if path.join("cur").is_dir() {
+            return Maildir::open(path).map(Some).map_err(|e| {
+                EngineError::Local(LocalError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                })
+            });
+        }
+        if !base.pairs.is_empty() {
+            return Ok(None);
+        }
+        let created: PathBuf = self.map.create(name)?;
+        Maildir::open(&created).map(Some).map_err(|e| {
+            EngineError::Local(LocalError::Io {
+                path: created.to_path_buf(),
+                source: e,
+            })
+        })
+    }
+}

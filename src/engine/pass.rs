@@ -1,0 +1,365 @@
+//! One pass over an account's folders: LIST, folders one side made or deleted, the extra
+//! connections, and the folders dealt over them: every folder observed and planned
+//! first (a move shows only across two folders' plans), then the moves, then each plan.
+
+use std::collections::BTreeSet;
+
+use crate::config::{Account, AccountKind, ImapSettings};
+use crate::imap::{self, ImapSession};
+use crate::maildir::{self, FolderMap, utf7};
+use crate::model::FolderName;
+use crate::store::Store;
+use crate::sync::{self, Policy};
+
+use super::account::{connect_session, logout_all};
+use super::error::{EngineError, FolderFailure, LocalError};
+use super::folder::{Ctx, Prepared};
+use super::folders;
+use super::recover;
+use super::report::{AccountReport, Counts, PassScope, SyncOptions, summed};
+
+/// One pass over the selected folders (narrowed by `scope`) on a store and a session the
+/// caller holds: `syncmail sync` opens both for one pass, the daemon keeps them. Up to
+/// `connections - 1` more sessions are opened for the pass and closed after it. Each
+/// folder's outcome is recorded for `syncmail status`.
+pub async fn pass(
+    account: &Account,
+    store: &Store,
+    session: &mut ImapSession,
+    opts: &SyncOptions,
+    scope: &PassScope,
+    report: &mut AccountReport,
+) -> Result<(), EngineError> {
+    let AccountKind::Imap(settings) = &account.kind else {
+        return Err(EngineError::Unsupported("not an IMAP account".into()));
+    };
+    // The extra connections a pass over several folders uses, opened while this one
+    // lists and plans (a TLS handshake and a login cost as much as a small pass): as
+    // many as the folders known from the last pass can use.
+    let known = match &scope.folders {
+        Some(only) => only.len(),
+        None => store.folders().await?.len(),
+    };
+    let early = settings.connections.min(known).saturating_sub(1);
+    let opening = (early > 0).then(|| {
+        let account = account.clone();
+        tokio::spawn(async move {
+            futures::future::join_all((0..early).map(|_| connect_session(&account))).await
+        })
+    });
+    let listed = imap::list_folders(session.connected(), account.server.timeout).await?;
+    let delimiter = listed.iter().find_map(|f| f.delimiter);
+    let map = FolderMap::new(&account.maildir, settings.layout, delimiter);
+    recover::server_intents(store, session, &map, report).await?;
+
+    let mut server: Vec<(FolderName, String)> = Vec::new();
+    for f in listed.iter().filter(|f| f.selectable) {
+        match maildir::decode_server_name(&f.raw_name) {
+            Ok(name) => server.push((name, f.raw_name.clone())),
+            // A hostile or broken name is reported and skipped; the rest still syncs.
+            Err(e) => report.errors.push(FolderFailure::account(e)),
+        }
+    }
+    let on_server: BTreeSet<FolderName> = server.iter().map(|(n, _)| n.clone()).collect();
+    // Folders one side deleted (rule 9); only a pass over every folder can tell.
+    if opts.folder.is_none() && scope.folders.is_none() {
+        folders::reconcile(
+            settings,
+            store,
+            session,
+            &map,
+            delimiter,
+            &mut server,
+            opts,
+            report,
+        )
+        .await?;
+    }
+    // A dry run does not create the account root; a missing root holds no folders.
+    let local = if map.root.is_dir() {
+        map.list_local().map_err(LocalError::io(&map.root))?
+    } else {
+        maildir::LocalFolders::default()
+    };
+    for (path, e) in &local.skipped {
+        report
+            .errors
+            .push(FolderFailure::account(format!("{}: {e}", path.display())));
+    }
+    for (name, _) in local.folders {
+        if on_server.contains(&name) || store.folder(&name).await?.is_some() {
+            continue;
+        }
+        if !settings.folders.includes(&name.0, delimiter) {
+            continue;
+        }
+        // A folder made locally: create it on the server (folders travel both ways).
+        let wire = utf7::encode(&name.0);
+        if opts.dry_run {
+            report
+                .plans
+                .push(format!("{name}: would create on the server"));
+            continue;
+        }
+        if settings.direction.sends() {
+            session.create(&wire).await?;
+            server.push((name, wire));
+        }
+    }
+    server.sort();
+    let policy = Policy {
+        account: account.name.clone(),
+        direction: settings.direction,
+        expunge: settings.expunge,
+        delete_vs_flag: settings.delete_vs_flag,
+        trash: settings.trash.clone(),
+        max_delete_share: settings.max_delete_share,
+        allow_mass_delete: opts.confirm_delete,
+    };
+    let wanted: Vec<&(FolderName, String)> = server
+        .iter()
+        .filter(|(name, _)| {
+            settings.folders.includes(&name.0, delimiter)
+                && opts.folder.as_deref().is_none_or(|f| f == name.0)
+                && scope.folders.as_ref().is_none_or(|s| s.contains(name))
+        })
+        .collect();
+    // Up to `connections` sessions, each observing and applying its share of the folders,
+    // so the server is never idle while one folder's batch is being committed. A server
+    // that refuses more connections just gets fewer.
+    let extra = settings.connections.min(wanted.len()).saturating_sub(1);
+    let mut opened = match opening {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    // A first pass, or new folders: more than the last pass knew.
+    let missing = extra.saturating_sub(opened.len());
+    opened.extend(futures::future::join_all((0..missing).map(|_| connect_session(account))).await);
+    let mut more: Vec<ImapSession> = Vec::new();
+    let mut surplus: Vec<ImapSession> = Vec::new();
+    for result in opened {
+        match result {
+            Ok(s) if more.len() < extra => more.push(s),
+            Ok(s) => surplus.push(s),
+            Err(e) => tracing::debug!(account = %account.name, "one connection fewer: {e}"),
+        }
+    }
+    logout_all(surplus).await;
+    let result = pass_folders(
+        settings, store, session, &mut more, &wanted, &map, &policy, opts, scope, report,
+    )
+    .await;
+    logout_all(more).await;
+    result
+}
+
+/// Observe and plan every wanted folder, run the moves, apply each plan: the folders dealt
+/// over the caller's session and the extra ones.
+#[allow(clippy::too_many_arguments)]
+async fn pass_folders(
+    settings: &ImapSettings,
+    store: &Store,
+    session: &mut ImapSession,
+    more: &mut [ImapSession],
+    wanted: &[&(FolderName, String)],
+    map: &FolderMap,
+    policy: &Policy,
+    opts: &SyncOptions,
+    scope: &PassScope,
+    report: &mut AccountReport,
+) -> Result<(), EngineError> {
+    let mut sessions: Vec<&mut ImapSession> =
+        std::iter::once(session).chain(more.iter_mut()).collect();
+    let n = sessions.len();
+    let totals = std::sync::Arc::new(std::sync::Mutex::new(vec![Counts::default(); n]));
+    let task_opts: Vec<SyncOptions> = (0..n)
+        .map(|i| SyncOptions {
+            progress: opts.progress.clone().map(|p| summed(p, totals.clone(), i)),
+            ..opts.clone()
+        })
+        .collect();
+    let ctxs: Vec<Ctx<'_>> = task_opts
+        .iter()
+        .map(|o| Ctx {
+            store,
+            map,
+            settings,
+            policy,
+            opts: o,
+            scope,
+        })
+        .collect();
+
+    // Observe and plan every folder first: a move shows only across two folders' plans.
+    let observed = futures::future::join_all(sessions.iter_mut().zip(&ctxs).enumerate().map(
+        |(i, (session, ctx))| {
+            let mine: Vec<(usize, &(FolderName, String))> = wanted
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| j % n == i)
+                .map(|(j, f)| (j, *f))
+                .collect();
+            async move {
+                let mut part = AccountReport::default();
+                let mut out = Vec::new();
+                for (j, (name, wire)) in mine {
+                    if scope.stopped() {
+                        out.push((j, name.clone(), Err(EngineError::Stopped)));
+                        break;
+                    }
+                    let halts_before = part.halts.len();
+                    let result = ctx.prepare(session, name, wire, &mut part).await;
+                    // Nothing left to apply: the folder's outcome is known now.
+                    if let Ok(None) = result {
+                        let halt = part.halts.get(halts_before).cloned();
+                        if let Err(e) = ctx.record(name, halt.as_deref()).await {
+                            out.push((j, name.clone(), Err(e)));
+                            break;
+                        }
+                        if halt.is_none() {
+                            part.synced.push(name.clone());
+                        }
+                    }
+                    let lost = matches!(&result, Err(EngineError::Imap(e)) if e.ends_session());
+                    out.push((j, name.clone(), result));
+                    // The connection is gone: its remaining folders cannot run either.
+                    if lost {
+                        break;
+                    }
+                }
+                (out, part)
+            }
+        },
+    ))
+    .await;
+    let mut prepared: Vec<(usize, Prepared)> = Vec::new();
+    for (out, part) in observed {
+        report.merge(part);
+        for (j, name, result) in out {
+            match result {
+                Ok(Some(p)) => prepared.push((j, p)),
+                Ok(None) => {}
+                Err(EngineError::Stopped) => return Err(EngineError::Stopped),
+                Err(EngineError::Imap(e)) if e.ends_session() => return Err(EngineError::Imap(e)),
+                Err(e) => {
+                    ctxs[0].record(&name, Some(&e.to_string())).await?;
+                    report.errors.push(FolderFailure::of_folder(&name, &e));
+                }
+            }
+        }
+    }
+    prepared.sort_by_key(|(j, _)| *j);
+    let mut prepared: Vec<Prepared> = prepared.into_iter().map(|(_, p)| p).collect();
+    let moves = {
+        let mut passes: Vec<sync::FolderPass<'_>> = prepared
+            .iter_mut()
+            .map(|p| sync::FolderPass {
+                remote: &p.remote.snapshot,
+                local: &p.local,
+                base: &p.base,
+                policy,
+                plan: std::mem::replace(&mut p.plan, sync::Plan::new(p.name.clone())),
+            })
+            .collect();
+        let moves = sync::detect_moves(&mut passes, sessions[0].has_move());
+        let plans: Vec<sync::Plan> = passes.into_iter().map(|p| p.plan).collect();
+        for (p, plan) in prepared.iter_mut().zip(plans) {
+            p.plan = plan;
+        }
+        moves
+    };
+    if opts.dry_run {
+        for m in &moves {
+            report.plans.push(format!("move: {m:?}"));
+        }
+        for p in &prepared {
+            if !p.plan.is_empty() {
+                report.plans.push(p.plan.to_string());
+            }
+        }
+        return Ok(());
+    }
+    for m in &moves {
+        match ctxs[0].run_move(sessions[0], &prepared, m).await {
+            Ok(()) => report.counts.moved += 1,
+            Err(EngineError::Imap(e)) if e.ends_session() => return Err(EngineError::Imap(e)),
+            Err(e) => report
+                .errors
+                .push(FolderFailure::account(format!("move: {e}"))),
+        }
+    }
+    let moved: BTreeSet<FolderName> = moves
+        .iter()
+        .flat_map(|m| match m {
+            sync::Move::OnServer { from, to, .. }
+            | sync::Move::Local { from, to, .. }
+            | sync::Move::Both { from, to, .. } => [from.clone(), to.clone()],
+        })
+        .collect();
+    let mut shares: Vec<Vec<Prepared>> = (0..n).map(|_| Vec::new()).collect();
+    for (j, p) in prepared.into_iter().enumerate() {
+        shares[j % n].push(p);
+    }
+    let applied = futures::future::join_all(sessions.iter_mut().zip(&ctxs).zip(shares).map(
+        |((session, ctx), share)| {
+            let moved = &moved;
+            async move {
+                let mut part = AccountReport::default();
+                let mut lost = None;
+                for p in share {
+                    if scope.stopped() {
+                        lost = Some(EngineError::Stopped);
+                        break;
+                    }
+                    let name = p.name.clone();
+                    let touched = moved.contains(&p.name);
+                    let fetched_before = part.counts.fetched;
+                    let halts_before = part.halts.len();
+                    let outcome = ctx.apply(session, p, touched, &mut part).await;
+                    // A halt (a deletion guard, a UIDVALIDITY change) is shown like an
+                    // error: the folder is not in sync until a human acts.
+                    let error = match &outcome {
+                        Ok(()) => part.halts.get(halts_before).cloned(),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    if !matches!(outcome, Err(EngineError::Stopped))
+                        && let Err(e) = ctx.record(&name, error.as_deref()).await
+                    {
+                        lost = Some(e);
+                        break;
+                    }
+                    match outcome {
+                        Ok(()) => {
+                            part.counts.folders += 1;
+                            part.synced.push(name.clone());
+                            let new = part.counts.fetched - fetched_before;
+                            if new > 0 {
+                                *part.new_mail.entry(name).or_default() += new;
+                            }
+                        }
+                        Err(e @ EngineError::Stopped) => {
+                            lost = Some(e);
+                            break;
+                        }
+                        Err(EngineError::Imap(e)) if e.ends_session() => {
+                            lost = Some(EngineError::Imap(e));
+                            break;
+                        }
+                        Err(e) => part.errors.push(FolderFailure::of_folder(&name, &e)),
+                    }
+                }
+                (part, lost)
+            }
+        },
+    ))
+    .await;
+    let mut lost = None;
+    for (part, l) in applied {
+        report.merge(part);
+        lost = lost.or(l);
+    }
+    match lost {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
