@@ -19,7 +19,6 @@
 //! UPDATE state: the server deletes nothing, so a later session must send DELE again.
 
 mod client;
-mod encode;
 pub mod poller;
 pub mod proto;
 

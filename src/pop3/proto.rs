@@ -17,7 +17,10 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use super::encode::{base64, hex_lower, md5};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use md5::{Digest, Md5};
+
 use crate::secret::Secret;
 
 /// Longest status or listing line accepted, CRLF included. RFC 1939 allows 512; RFC 2449
@@ -94,7 +97,7 @@ impl Sasl<'_> {
                 token,
             } => crate::secret::oauthbearer_response(user, host, *port, token.expose()),
         };
-        Secret::new(base64(raw.as_bytes()))
+        Secret::new(STANDARD.encode(raw))
     }
 }
 
@@ -388,7 +391,8 @@ impl Protocol {
                         "APOP needs a timestamp in the server's greeting, and it sent none".into(),
                     ));
                 };
-                let digest = hex_lower(&md5(format!("{timestamp}{}", secret.expose()).as_bytes()));
+                // MD5 only because RFC 1939 defines APOP with it; never for anything new.
+                let digest = hex::encode(Md5::digest(format!("{timestamp}{}", secret.expose())));
                 (
                     Kind::Simple,
                     format!("APOP {user} {digest}"),
