@@ -2,19 +2,15 @@
 //! implicit TLS or strict STLS (rule 19), login, and RETR streamed into a writer.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use super::Pop3Error;
 use super::proto::{Command, Event, MAX_MESSAGE, MsgNo, ProtoError, Protocol, Sasl, response_code};
 use crate::config::{AuthMech, Server, Tls};
-use crate::imap::ImapStream;
-use crate::imap::tls;
+use crate::net::{self, Stream, tls};
 use crate::secret::{CredentialKind, Secret};
 
 /// Commands in flight at once when pipelining: their answers (a line each) fit easily
@@ -39,7 +35,7 @@ pub struct Stat {
 
 /// An authenticated POP3 session (the TRANSACTION state).
 pub struct Pop3Client {
-    stream: ImapStream,
+    stream: Stream,
     proto: Protocol,
     buf: Vec<u8>,
     timeout: Duration,
@@ -61,10 +57,6 @@ impl std::fmt::Debug for Pop3Client {
     }
 }
 
-fn bare_host(server: &Server) -> &str {
-    server.host.trim_start_matches('[').trim_end_matches(']')
-}
-
 impl Pop3Client {
     /// Connect, secure as configured, read the greeting and CAPA, and log in.
     pub async fn connect(
@@ -73,37 +65,30 @@ impl Pop3Client {
         kind: CredentialKind,
     ) -> Result<Pop3Client, Pop3Error> {
         let label = format!("{}:{}", server.host, server.port);
-        // Decided before any byte goes out, so a refused plaintext never even connects.
-        if server.tls == Tls::None && !server.plaintext_allowed() {
-            return Err(Pop3Error::Tls(format!(
-                "refusing a plaintext connection to {label} (not loopback, allow_plaintext not set)"
-            )));
-        }
+        net::check_plaintext(server)?;
         let limit = server.timeout;
-        let tcp = tokio::time::timeout(limit, TcpStream::connect((bare_host(server), server.port)))
+        let tcp = tokio::time::timeout(limit, net::connect_tcp(server))
             .await
             .map_err(|_| Pop3Error::Timeout {
                 server: label.clone(),
                 what: "connecting",
                 limit,
-            })?
-            .map_err(|e| Pop3Error::Connect(format!("{label}: {e}")))?;
-        let _ = tcp.set_nodelay(true);
+            })??;
         let mut client = match server.tls {
             Tls::Implicit => {
                 let tls = handshake(server, &label, tcp).await?;
-                let mut c = Pop3Client::new(ImapStream::Tls(Box::new(tls)), server, label);
+                let mut c = Pop3Client::new(tls, server, label);
                 c.greeting().await?;
                 c.capabilities = c.capa().await?;
                 c
             }
             Tls::Starttls => {
-                let mut c = Pop3Client::new(ImapStream::Plain(tcp), server, label);
+                let mut c = Pop3Client::new(Stream::Plain(tcp), server, label);
                 c.greeting().await?;
                 c.stls(server).await?
             }
             Tls::None => {
-                let mut c = Pop3Client::new(ImapStream::Plain(tcp), server, label);
+                let mut c = Pop3Client::new(Stream::Plain(tcp), server, label);
                 c.greeting().await?;
                 c.capabilities = c.capa().await?;
                 c
@@ -113,7 +98,7 @@ impl Pop3Client {
         Ok(client)
     }
 
-    fn new(stream: ImapStream, server: &Server, label: String) -> Pop3Client {
+    fn new(stream: Stream, server: &Server, label: String) -> Pop3Client {
         Pop3Client {
             stream,
             proto: Protocol::new(),
@@ -386,14 +371,14 @@ impl Pop3Client {
                 self.server
             )));
         }
-        let ImapStream::Plain(tcp) = self.stream else {
+        let Stream::Plain(tcp) = self.stream else {
             return Err(Pop3Error::Tls(
                 "STLS on a connection that is already TLS".into(),
             ));
         };
-        let tls = handshake(server, &self.server, tcp).await?;
+        let stream = handshake(server, &self.server, tcp).await?;
         let mut c = Pop3Client {
-            stream: ImapStream::Tls(Box::new(tls)),
+            stream,
             proto: self.proto,
             buf: self.buf,
             timeout: self.timeout,
@@ -459,7 +444,7 @@ impl Pop3Client {
             },
             AuthMech::Oauthbearer => Sasl::Oauthbearer {
                 user,
-                host: bare_host(server),
+                host: net::bare_host(server),
                 port: server.port,
                 token: secret,
             },
@@ -700,30 +685,16 @@ impl Pop3Client {
     }
 }
 
-async fn handshake(
-    server: &Server,
-    label: &str,
-    tcp: TcpStream,
-) -> Result<TlsStream<TcpStream>, Pop3Error> {
-    let config = tls::client_config(server).map_err(|e| Pop3Error::Tls(e.to_string()))?;
-    let name =
-        rustls::pki_types::ServerName::try_from(bare_host(server).to_owned()).map_err(|e| {
-            Pop3Error::Tls(format!(
-                "`{}` is not a valid TLS server name: {e}",
-                server.host
-            ))
-        })?;
-    tokio::time::timeout(
-        server.timeout,
-        TlsConnector::from(Arc::clone(&config)).connect(name, tcp),
-    )
-    .await
-    .map_err(|_| Pop3Error::Timeout {
-        server: label.to_owned(),
-        what: "the TLS handshake",
-        limit: server.timeout,
-    })?
-    .map_err(|e| Pop3Error::Tls(format!("{label}: {}", tls::explain(&e))))
+/// The TLS handshake, implicit or after STLS, within the server timeout.
+async fn handshake(server: &Server, label: &str, tcp: TcpStream) -> Result<Stream, Pop3Error> {
+    let tls = tokio::time::timeout(server.timeout, tls::handshake(server, tcp))
+        .await
+        .map_err(|_| Pop3Error::Timeout {
+            server: label.to_owned(),
+            what: "the TLS handshake",
+            limit: server.timeout,
+        })??;
+    Ok(Stream::Tls(Box::new(tls)))
 }
 
 /// `-ERR [IN-USE]`, `[LOGIN-DELAY]` and `[SYS/TEMP]` say "later", not "never".

@@ -34,7 +34,7 @@ pub const MAX_UIDL: usize = 70;
 /// Largest message accepted from RETR or TOP; the same bound as an IMAP literal. The
 /// body streams to disk, so this bounds the disk a server that never ends a message can
 /// fill, not memory.
-pub const MAX_MESSAGE: u64 = crate::imap::bound::MAX_LITERAL;
+pub const MAX_MESSAGE: u64 = crate::net::MAX_MESSAGE;
 /// Largest body chunk one event carries.
 pub const BODY_CHUNK: usize = 64 * 1024;
 
