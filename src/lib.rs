@@ -16,7 +16,8 @@
 //!   renames, folder-name mapping (modified UTF-7, path safety).
 //! - [`net`]: the transport IMAP and POP3 share: TCP and the plaintext policy, TLS
 //!   (verification, pinning, certificate errors in words), the plain-or-TLS stream, the
-//!   protocol-neutral input bounds (pre-login lines, message size).
+//!   protocol-neutral input bounds (pre-login lines, message size), and SASL: the
+//!   mechanism choice and the responses that carry the credential.
 //! - [`imap`]: greeting, strict STARTTLS and login over a `net` stream, COMPRESS, bounds
 //!   on every line and literal a server sends (`imap::bound`, rule 18), and the session
 //!   layer that wraps async-imap's gaps (timeouts, checked FETCH results, raw

@@ -5,6 +5,7 @@
 //! buffered reader would silently keep bytes a hostile server injects after the STARTTLS
 //! OK, and it cannot tell a PREAUTH greeting from an OK one.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use super::ImapError;
 use super::bound::Bounded;
 use crate::config::{AuthMech, Server, Tls};
+use crate::net::sasl::{self, Offer, Sasl};
 use crate::net::{self, MAX_PRELOGIN_LINES, read_line, tls};
 use crate::secret::{CredentialKind, Secret};
 
@@ -314,15 +316,16 @@ async fn capability<S: AsyncRead + AsyncWrite + Unpin>(
 /// SASL responses, one per server challenge in order (SASL LOGIN takes two: user, then
 /// password). A challenge beyond them (an error report in XOAUTH2) gets an empty response
 /// so the server can finish with NO.
-struct Sasl {
-    steps: std::collections::VecDeque<Vec<u8>>,
-}
+struct Steps(VecDeque<Secret>);
 
-impl Authenticator for &mut Sasl {
+impl Authenticator for &mut Steps {
     type Response = Vec<u8>;
 
     fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
-        self.steps.pop_front().unwrap_or_default()
+        self.0
+            .pop_front()
+            .map(|s| s.expose().as_bytes().to_vec())
+            .unwrap_or_default()
     }
 }
 
@@ -333,40 +336,19 @@ fn quotable(s: &str) -> bool {
         .all(|b| (1..0x80).contains(&b) && b != b'\r' && b != b'\n')
 }
 
-/// The mechanism to use, from the config and the server's offer.
-fn choose_mechanism(
-    configured: AuthMech,
-    kind: CredentialKind,
-    caps: &[String],
-) -> Result<AuthMech, ImapError> {
-    let offers = |m: &str| {
-        caps.iter()
-            .any(|c| c.eq_ignore_ascii_case(&format!("AUTH={m}")))
-    };
-    match (configured, kind) {
-        (AuthMech::Auto, CredentialKind::OAuth2Token) => {
-            if offers("XOAUTH2") {
-                Ok(AuthMech::Xoauth2)
-            } else if offers("OAUTHBEARER") {
-                Ok(AuthMech::Oauthbearer)
-            } else {
-                Err(ImapError::Auth(
-                    "the server offers neither XOAUTH2 nor OAUTHBEARER for the OAuth2 token".into(),
-                ))
-            }
-        }
-        (AuthMech::Auto, CredentialKind::Password) => {
-            if offers("PLAIN") {
-                Ok(AuthMech::Plain)
-            } else if caps.iter().any(|c| c.eq_ignore_ascii_case("LOGINDISABLED")) {
-                Err(ImapError::Auth(
-                    "the server disables LOGIN and offers no AUTH=PLAIN".into(),
-                ))
-            } else {
-                Ok(AuthMech::Login)
-            }
-        }
-        (m, _) => Ok(m),
+/// What the capabilities offer for login: the `AUTH=` mechanisms and LOGINDISABLED.
+fn login_offer(caps: &[String]) -> Offer {
+    Offer {
+        sasl: caps
+            .iter()
+            .filter_map(|c| {
+                let (head, mechanism) = c.split_at_checked("AUTH=".len())?;
+                head.eq_ignore_ascii_case("AUTH=")
+                    .then(|| mechanism.to_owned())
+            })
+            .collect(),
+        login_disabled: caps.iter().any(|c| c.eq_ignore_ascii_case("LOGINDISABLED")),
+        apop: false,
     }
 }
 
@@ -379,47 +361,32 @@ async fn login(
 ) -> Result<Session<ImapStream>, ImapError> {
     let user = &server.user;
     let token = secret.expose();
-    let mechanism = choose_mechanism(server.auth, kind, caps)?;
-    let offers = |m: &str| {
-        caps.iter()
-            .any(|c| c.eq_ignore_ascii_case(&format!("AUTH={m}")))
-    };
-    let (name, initial) = match mechanism {
+    let offer = login_offer(caps);
+    let mechanism = sasl::choose_mechanism(server.auth, kind, &offer).map_err(ImapError::Auth)?;
+    if mechanism == AuthMech::Login {
         // A password a quoted string cannot carry (8-bit, control characters) would need
         // a literal, which async-imap's LOGIN never sends: SASL LOGIN carries the same
         // credentials in base64. Without it, the quoted form is the best left.
-        AuthMech::Login if !(quotable(user) && quotable(token)) && offers("LOGIN") => {
-            let mut sasl = Sasl {
-                steps: [user.as_bytes().to_vec(), token.as_bytes().to_vec()].into(),
-            };
+        if !(quotable(user) && quotable(token)) && offer.offers("LOGIN") {
+            let mut steps = Steps(sasl::login_responses(user, secret).into());
             return client
-                .authenticate("LOGIN", &mut sasl)
+                .authenticate("LOGIN", &mut steps)
                 .await
                 .map_err(|(e, _)| auth_error(user, secret, &e));
         }
-        AuthMech::Login => {
-            return client
-                .login(user, token)
-                .await
-                .map_err(|(e, _)| auth_error(user, secret, &e));
-        }
-        AuthMech::Plain => ("PLAIN", format!("\0{user}\0{token}")),
-        AuthMech::Xoauth2 => ("XOAUTH2", crate::secret::xoauth2_response(user, token)),
-        AuthMech::Oauthbearer => (
-            "OAUTHBEARER",
-            crate::secret::oauthbearer_response(user, &server.host, server.port, token),
-        ),
-        AuthMech::Auto | AuthMech::Apop => {
-            return Err(ImapError::Auth(format!(
-                "{mechanism:?} is not an IMAP mechanism"
-            )));
-        }
+        return client
+            .login(user, token)
+            .await
+            .map_err(|(e, _)| auth_error(user, secret, &e));
+    }
+    let Some(sasl) = Sasl::for_mechanism(mechanism, user, &server.host, server.port, secret) else {
+        return Err(ImapError::Auth(format!(
+            "{mechanism:?} is not an IMAP mechanism"
+        )));
     };
-    let mut sasl = Sasl {
-        steps: [initial.into_bytes()].into(),
-    };
+    let mut steps = Steps([sasl.initial_response()].into());
     client
-        .authenticate(name, &mut sasl)
+        .authenticate(sasl.name(), &mut steps)
         .await
         .map_err(|(e, _)| auth_error(user, secret, &e))
 }
@@ -489,22 +456,19 @@ mod tests {
 
     #[test]
     fn auto_mechanism_prefers_plain_then_login() {
-        let caps = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let choose = |kind, c: &[&str]| {
+            let caps: Vec<String> = c.iter().map(|s| s.to_string()).collect();
+            sasl::choose_mechanism(AuthMech::Auto, kind, &login_offer(&caps))
+        };
         let pw = CredentialKind::Password;
-        assert_eq!(
-            choose_mechanism(AuthMech::Auto, pw, &caps(&["AUTH=PLAIN"])).unwrap(),
-            AuthMech::Plain
-        );
-        assert_eq!(
-            choose_mechanism(AuthMech::Auto, pw, &caps(&[])).unwrap(),
-            AuthMech::Login
-        );
-        assert!(choose_mechanism(AuthMech::Auto, pw, &caps(&["LOGINDISABLED"])).is_err());
+        assert_eq!(choose(pw, &["AUTH=PLAIN"]).unwrap(), AuthMech::Plain);
+        assert_eq!(choose(pw, &[]).unwrap(), AuthMech::Login);
+        assert!(choose(pw, &["LOGINDISABLED"]).is_err());
         let tok = CredentialKind::OAuth2Token;
         assert_eq!(
-            choose_mechanism(AuthMech::Auto, tok, &caps(&["AUTH=OAUTHBEARER"])).unwrap(),
+            choose(tok, &["AUTH=OAUTHBEARER"]).unwrap(),
             AuthMech::Oauthbearer
         );
-        assert!(choose_mechanism(AuthMech::Auto, tok, &caps(&["AUTH=PLAIN"])).is_err());
+        assert!(choose(tok, &["AUTH=PLAIN"]).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! The transport IMAP and POP3 share: TCP with the plaintext policy, TLS (rustls, readable
-//! certificate errors, pinning), the [`Stream`] a session runs over, and the input bounds
-//! that hold before any protocol grammar applies.
+//! certificate errors, pinning), the [`Stream`] a session runs over, the input bounds that
+//! hold before any protocol grammar applies, and the SASL mechanism choice and responses.
 //!
 //! The seam: [`Stream`] is only `Plain` or `Tls`, what every protocol runs over; POP3
 //! uses it as is. COMPRESS=DEFLATE (async-imap's `DeflateStream`) and the literal-aware
@@ -8,6 +8,7 @@
 //! `Stream` in its own enum for them; holding them here would make `net` know IMAP.
 
 mod bound;
+pub mod sasl;
 mod stream;
 pub mod tls;
 

@@ -8,8 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Pop3Error;
-use super::proto::{Command, Event, MAX_MESSAGE, MsgNo, ProtoError, Protocol, Sasl, response_code};
+use super::proto::{Command, Event, MAX_MESSAGE, MsgNo, ProtoError, Protocol, response_code};
 use crate::config::{AuthMech, Server, Tls};
+use crate::net::sasl::{self, Offer, Sasl};
 use crate::net::{self, Stream, tls};
 use crate::secret::{CredentialKind, Secret};
 
@@ -414,40 +415,26 @@ impl Pop3Client {
         kind: CredentialKind,
     ) -> Result<(), Pop3Error> {
         let user = server.user.as_str();
-        let mechanism = choose_mechanism(
-            server.auth,
-            kind,
-            &self.sasl_names(),
-            self.proto.apop_timestamp().is_some(),
-        )
-        .map_err(|why| Pop3Error::Auth(format!("{} for `{user}`: {why}", self.server)))?;
-        let sasl = match mechanism {
-            AuthMech::Login | AuthMech::Auto => {
-                self.login_step(Command::User(user), user, secret, "USER/PASS")
-                    .await?;
-                return self
-                    .login_step(Command::Pass(secret), user, secret, "USER/PASS")
-                    .await;
-            }
-            AuthMech::Apop => {
-                return self
-                    .login_step(Command::Apop { user, secret }, user, secret, "APOP")
-                    .await;
-            }
-            AuthMech::Plain => Sasl::Plain {
-                user,
-                password: secret,
-            },
-            AuthMech::Xoauth2 => Sasl::Xoauth2 {
-                user,
-                token: secret,
-            },
-            AuthMech::Oauthbearer => Sasl::Oauthbearer {
-                user,
-                host: net::bare_host(server),
-                port: server.port,
-                token: secret,
-            },
+        let offer = Offer {
+            sasl: self.sasl_names(),
+            login_disabled: false,
+            apop: self.proto.apop_timestamp().is_some(),
+        };
+        let mechanism = sasl::choose_mechanism(server.auth, kind, &offer)
+            .map_err(|why| Pop3Error::Auth(format!("{} for `{user}`: {why}", self.server)))?;
+        if mechanism == AuthMech::Apop {
+            return self
+                .login_step(Command::Apop { user, secret }, user, secret, "APOP")
+                .await;
+        }
+        let host = net::bare_host(server);
+        let Some(sasl) = Sasl::for_mechanism(mechanism, user, host, server.port, secret) else {
+            // LOGIN is POP3's own USER/PASS.
+            self.login_step(Command::User(user), user, secret, "USER/PASS")
+                .await?;
+            return self
+                .login_step(Command::Pass(secret), user, secret, "USER/PASS")
+                .await;
         };
         let how = format!("AUTH {}", sasl.name());
         self.send(Command::Auth(sasl), "sending AUTH").await?;
@@ -715,71 +702,9 @@ fn scrub(text: &str, secret: &Secret) -> String {
     }
 }
 
-/// The mechanism to use, from the config, the credential and the server's offer.
-/// `Auto` is SASL PLAIN if CAPA lists it, else USER/PASS for a password, and XOAUTH2
-/// (else OAUTHBEARER) for a token. APOP only when configured.
-fn choose_mechanism(
-    configured: AuthMech,
-    kind: CredentialKind,
-    sasl: &[String],
-    has_apop_timestamp: bool,
-) -> Result<AuthMech, String> {
-    let offers = |m: &str| sasl.iter().any(|s| s == m);
-    match (configured, kind) {
-        (AuthMech::Auto, CredentialKind::OAuth2Token) => {
-            if offers("XOAUTH2") {
-                Ok(AuthMech::Xoauth2)
-            } else if offers("OAUTHBEARER") {
-                Ok(AuthMech::Oauthbearer)
-            } else {
-                Err("the server offers neither SASL XOAUTH2 nor OAUTHBEARER for the OAuth2 token".into())
-            }
-        }
-        (AuthMech::Auto, CredentialKind::Password) => Ok(if offers("PLAIN") {
-            AuthMech::Plain
-        } else {
-            AuthMech::Login
-        }),
-        (AuthMech::Apop, _) if !has_apop_timestamp => Err(
-            "auth = \"apop\" but the server's greeting has no APOP timestamp (it does not offer APOP)"
-                .into(),
-        ),
-        (m, _) => Ok(m),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn auto_prefers_sasl_plain_then_user_pass() {
-        let pw = CredentialKind::Password;
-        assert_eq!(
-            choose_mechanism(AuthMech::Auto, pw, &names(&["PLAIN", "LOGIN"]), false),
-            Ok(AuthMech::Plain)
-        );
-        assert_eq!(
-            choose_mechanism(AuthMech::Auto, pw, &[], true),
-            Ok(AuthMech::Login),
-            "APOP is never chosen by auto"
-        );
-        let tok = CredentialKind::OAuth2Token;
-        assert_eq!(
-            choose_mechanism(AuthMech::Auto, tok, &names(&["PLAIN", "XOAUTH2"]), false),
-            Ok(AuthMech::Xoauth2)
-        );
-        assert!(choose_mechanism(AuthMech::Auto, tok, &names(&["PLAIN"]), false).is_err());
-        assert!(choose_mechanism(AuthMech::Apop, pw, &[], false).is_err());
-        assert_eq!(
-            choose_mechanism(AuthMech::Apop, pw, &[], true),
-            Ok(AuthMech::Apop)
-        );
-    }
 
     #[test]
     fn busy_codes_are_transient_and_a_secret_is_scrubbed() {
