@@ -9,8 +9,9 @@ use std::path::Path;
 use crate::config::{self, Dirs};
 use crate::maildir::{FolderMap, Layout, MaildirName, build_cur_name, decode_server_name, utf7};
 use crate::model::{Flag, FolderName};
+use crate::net::sasl::Sasl;
 use crate::pop3::proto::{
-    BODY_CHUNK, Command, Event, MAX_LINE, MAX_UIDL, MsgNo, ProtoError, Protocol, Sasl,
+    BODY_CHUNK, Command, Event, MAX_LINE, MAX_UIDL, MsgNo, ProtoError, Protocol,
 };
 use crate::secret::Secret;
 

@@ -14,11 +14,17 @@
 //!   and conflict logs, POP3 UIDLs), one writer, migrations, the account lock.
 //! - [`maildir`]: Maildir filenames and flags, stable scans, batched durable delivery,
 //!   renames, folder-name mapping (modified UTF-7, path safety).
-//! - [`imap`]: TLS/STARTTLS connection, authentication, bounds on every line and literal
-//!   a server sends (`imap::bound`, rule 18), and the session layer that wraps
-//!   async-imap's gaps (timeouts, checked FETCH results, raw APPEND/QRESYNC), and IDLE.
-//! - [`pop3`]: the POP3 protocol state machine (sans-IO), its tokio driver, and the
-//!   poller that delivers a maildrop into the INBOX (deliver, record UIDL, DELE, QUIT).
+//! - [`net`]: the transport IMAP and POP3 share: TCP and the plaintext policy, TLS
+//!   (verification, pinning, certificate errors in words), the plain-or-TLS stream, the
+//!   protocol-neutral input bounds (pre-login lines, message size), and SASL: the
+//!   mechanism choice and the responses that carry the credential.
+//! - [`imap`]: greeting, strict STARTTLS and login over a `net` stream, COMPRESS, bounds
+//!   on every line and literal a server sends (`imap::bound`, rule 18), and the session
+//!   layer that wraps async-imap's gaps (timeouts, checked FETCH results, raw
+//!   APPEND/QRESYNC), and IDLE.
+//! - [`pop3`]: the POP3 protocol state machine (sans-IO), its tokio driver over a `net`
+//!   stream, and the poller that delivers a maildrop into the INBOX (deliver, record
+//!   UIDL, DELE, QUIT).
 //! - [`engine`]: the only module that knows both sides: observe (QRESYNC, CONDSTORE or a
 //!   full listing; a stable Maildir scan), plan every folder, turn cross-folder
 //!   delete+add into moves, apply each action under the intent journal, commit; delete
@@ -44,6 +50,7 @@ pub mod fuzzing;
 pub mod imap;
 pub mod maildir;
 pub mod model;
+pub mod net;
 pub mod pop3;
 pub mod secret;
 pub mod store;

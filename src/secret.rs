@@ -167,19 +167,6 @@ pub async fn fetch(
     Ok((Secret::new(line), kind))
 }
 
-/// The SASL XOAUTH2 initial response (before base64), as Google and Microsoft define it.
-pub fn xoauth2_response(user: &str, token: &str) -> String {
-    format!("user={user}\x01auth=Bearer {token}\x01\x01")
-}
-
-/// The SASL OAUTHBEARER initial response (RFC 7628, before base64). The user goes into
-/// the GS2 header as a `saslname` (RFC 5801): `,` and `=` are escaped as `=2C` and `=3D`,
-/// or a user name with a comma would end the header early.
-pub fn oauthbearer_response(user: &str, host: &str, port: u16, token: &str) -> String {
-    let user = user.replace('=', "=3D").replace(',', "=2C");
-    format!("n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,17 +224,5 @@ mod tests {
     fn debug_is_redacted() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "Secret(<redacted>) <redacted>");
-    }
-
-    #[test]
-    fn oauthbearer_escapes_the_user_as_a_gs2_saslname() {
-        assert_eq!(
-            super::oauthbearer_response("a,b=c@x", "imap.x", 993, "T"),
-            "n,a=a=2Cb=3Dc@x,\x01host=imap.x\x01port=993\x01auth=Bearer T\x01\x01"
-        );
-        assert_eq!(
-            super::xoauth2_response("u@x", "T"),
-            "user=u@x\x01auth=Bearer T\x01\x01"
-        );
     }
 }

@@ -403,13 +403,7 @@ async fn hashed_identities(client: &mut Pop3Client) -> Result<Vec<(MsgNo, String
             )),
             other => other.into(),
         })?;
-        let hex: String = hasher
-            .0
-            .finish()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = hex::encode(hasher.0.finish());
         let base = format!("sha256:{hex}:{size}");
         let n = copies.entry(base.clone()).or_insert(0);
         *n += 1;

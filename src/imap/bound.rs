@@ -1,6 +1,8 @@
 //! Bounds on what an IMAP server may send (rule 18): a sans-IO scanner that follows the
 //! response byte stream line by line and literal by literal, and a thin `AsyncRead`
 //! layer that runs every byte through it before async-imap's framing sees it.
+//! It stays in `imap`, not `net`: where a line ends and a literal starts is IMAP grammar.
+//! The protocol-neutral bounds (pre-login lines, message size) are in `net`.
 //!
 //! async-imap alone accepts literals up to 512 MiB and grows its buffer for a line of
 //! any length; a hostile server could make us hold that much. The scanner needs no
@@ -19,8 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub const MAX_LINE: u64 = 8 * 1024 * 1024;
 
 /// The most literal bytes one response may carry: the largest message we fetch.
-/// Servers commonly refuse messages above 50-150 MiB, so 256 MiB is generous.
-pub const MAX_LITERAL: u64 = 256 * 1024 * 1024;
+pub const MAX_LITERAL: u64 = crate::net::MAX_MESSAGE;
 
 /// What was wrong with the server's bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,28 +5,26 @@
 //! buffered reader would silently keep bytes a hostile server injects after the STARTTLS
 //! OK, and it cannot tell a PREAUTH greeting from an OK one.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_imap::{Authenticator, Client, Session};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 
 use super::ImapError;
 use super::bound::Bounded;
-use super::tls;
 use crate::config::{AuthMech, Server, Tls};
+use crate::net::sasl::{self, Offer, Sasl};
+use crate::net::{self, MAX_PRELOGIN_LINES, read_line, tls};
 use crate::secret::{CredentialKind, Secret};
 
-/// The connection under an IMAP session: plain TCP (loopback or explicitly allowed) or TLS.
+/// The connection under an IMAP session: the layers IMAP adds on [`net::Stream`].
 #[derive(Debug)]
 pub enum ImapStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    /// Plain TCP (loopback or explicitly allowed) or TLS, as POP3 has it too.
+    Net(net::Stream),
     /// After COMPRESS=DEFLATE (RFC 4978): the stream above, compressed.
     Deflate(Box<async_imap::DeflateStream<ImapStream>>),
     /// What an IMAP session reads through: one of the above, every byte checked against
@@ -35,7 +33,7 @@ pub enum ImapStream {
 }
 
 impl ImapStream {
-    /// The transport under the bounds check: `Plain`, `Tls` or `Deflate`.
+    /// The transport under the bounds check: `Net` or `Deflate`.
     pub fn transport(&self) -> &ImapStream {
         match self {
             ImapStream::Bounded(b) => b.get_ref().transport(),
@@ -56,8 +54,7 @@ impl AsyncRead for ImapStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ImapStream::Net(s) => Pin::new(s).poll_read(cx, buf),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
@@ -71,8 +68,7 @@ impl AsyncWrite for ImapStream {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ImapStream::Net(s) => Pin::new(s).poll_write(cx, buf),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
@@ -80,8 +76,7 @@ impl AsyncWrite for ImapStream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            ImapStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ImapStream::Net(s) => Pin::new(s).poll_flush(cx),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_flush(cx),
             ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
@@ -89,8 +84,7 @@ impl AsyncWrite for ImapStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            ImapStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ImapStream::Net(s) => Pin::new(s).poll_shutdown(cx),
             ImapStream::Deflate(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             ImapStream::Bounded(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
@@ -111,11 +105,6 @@ impl Connected {
             .any(|c| c.eq_ignore_ascii_case(capability))
     }
 }
-
-/// Greeting and pre-login lines are short; a server sending more is misbehaving.
-const MAX_PRELOGIN_LINE: usize = 16 * 1024;
-/// The most lines a pre-login CAPABILITY answer may take (real servers send one or two).
-const MAX_PRELOGIN_LINES: usize = 100;
 
 /// Connect, secure and log in.
 pub async fn connect(
@@ -185,19 +174,13 @@ async fn within<T>(
 /// TCP, then TLS as configured; returns a stream positioned after the greeting and the
 /// capabilities known before login.
 async fn open(server: &Server) -> Result<(ImapStream, Vec<String>), ImapError> {
-    let addr = (
-        server.host.trim_start_matches('[').trim_end_matches(']'),
-        server.port,
-    );
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| ImapError::Connect(format!("{}:{}: {e}", server.host, server.port)))?;
-    let _ = tcp.set_nodelay(true);
+    net::check_plaintext(server)?;
+    let tcp = net::connect_tcp(server).await?;
     match server.tls {
         Tls::Implicit => {
-            let mut stream = BufReader::new(handshake(server, tcp).await?);
+            let mut stream = BufReader::new(tls::handshake(server, tcp).await?);
             let caps = greeting(&mut stream).await?;
-            let tls = ImapStream::Tls(Box::new(drain_checked(stream)?));
+            let tls = ImapStream::Net(net::Stream::Tls(Box::new(drain_checked(stream)?)));
             Ok((ImapStream::bounded(tls, server), caps))
         }
         Tls::Starttls => {
@@ -226,53 +209,19 @@ async fn open(server: &Server) -> Result<(ImapStream, Vec<String>), ImapError> {
                     "the server sent data after the STARTTLS OK and before the TLS handshake (possible response injection); aborting".into(),
                 ));
             }
-            let mut stream = BufReader::new(handshake(server, plain.into_inner()).await?);
+            let mut stream = BufReader::new(tls::handshake(server, plain.into_inner()).await?);
             // Capabilities learned before TLS are forgotten; ask again over TLS.
             let caps = capability(&mut stream).await?;
-            let tls = ImapStream::Tls(Box::new(drain_checked(stream)?));
+            let tls = ImapStream::Net(net::Stream::Tls(Box::new(drain_checked(stream)?)));
             Ok((ImapStream::bounded(tls, server), caps))
         }
         Tls::None => {
-            if !server.plaintext_allowed() {
-                return Err(ImapError::Tls(format!(
-                    "refusing a plaintext connection to {} (not loopback, allow_plaintext not set)",
-                    server.host
-                )));
-            }
             let mut stream = BufReader::new(tcp);
             let caps = greeting(&mut stream).await?;
-            let plain = ImapStream::Plain(drain_checked(stream)?);
+            let plain = ImapStream::Net(net::Stream::Plain(drain_checked(stream)?));
             Ok((ImapStream::bounded(plain, server), caps))
         }
     }
-}
-
-async fn handshake(server: &Server, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ImapError> {
-    let config = tls::client_config(server).map_err(|e| ImapError::Tls(e.to_string()))?;
-    let name = rustls::pki_types::ServerName::try_from(
-        server
-            .host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
-    )
-    .map_err(|e| {
-        ImapError::Tls(format!(
-            "`{}` is not a valid TLS server name: {e}",
-            server.host
-        ))
-    })?;
-    TlsConnector::from(Arc::clone(&config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| {
-            ImapError::Tls(format!(
-                "{}:{}: {}",
-                server.host,
-                server.port,
-                tls::explain(&e)
-            ))
-        })
 }
 
 /// The reader must hold nothing unread when async-imap takes over the stream.
@@ -289,25 +238,6 @@ fn drain_checked<S: AsyncRead>(reader: BufReader<S>) -> Result<S, ImapError> {
 fn io_err(e: std::io::Error) -> ImapError {
     ImapError::Connect(e.to_string())
 }
-
-async fn read_line<S: AsyncRead + Unpin>(reader: &mut BufReader<S>) -> Result<String, ImapError> {
-    let mut line = Vec::new();
-    let mut limited = (&mut *reader).take(MAX_PRELOGIN_LINE as u64);
-    let n = limited.read_until(b'\n', &mut line).await.map_err(io_err)?;
-    if n == 0 {
-        return Err(ImapError::Connect(
-            "the server closed the connection".into(),
-        ));
-    }
-    if !line.ends_with(b"\n") {
-        return Err(ImapError::Protocol(format!(
-            "a pre-login line longer than {MAX_PRELOGIN_LINE} bytes"
-        )));
-    }
-    Ok(String::from_utf8_lossy(&line).into_owned())
-}
-
-use tokio::io::AsyncReadExt;
 
 /// Read the greeting: `* OK` continues, `* PREAUTH` and `* BYE` stop. Returns the
 /// capabilities if the greeting carries a `[CAPABILITY ...]` code.
@@ -386,15 +316,16 @@ async fn capability<S: AsyncRead + AsyncWrite + Unpin>(
 /// SASL responses, one per server challenge in order (SASL LOGIN takes two: user, then
 /// password). A challenge beyond them (an error report in XOAUTH2) gets an empty response
 /// so the server can finish with NO.
-struct Sasl {
-    steps: std::collections::VecDeque<Vec<u8>>,
-}
+struct Steps(VecDeque<Secret>);
 
-impl Authenticator for &mut Sasl {
+impl Authenticator for &mut Steps {
     type Response = Vec<u8>;
 
     fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
-        self.steps.pop_front().unwrap_or_default()
+        self.0
+            .pop_front()
+            .map(|s| s.expose().as_bytes().to_vec())
+            .unwrap_or_default()
     }
 }
 
@@ -405,40 +336,19 @@ fn quotable(s: &str) -> bool {
         .all(|b| (1..0x80).contains(&b) && b != b'\r' && b != b'\n')
 }
 
-/// The mechanism to use, from the config and the server's offer.
-fn choose_mechanism(
-    configured: AuthMech,
-    kind: CredentialKind,
-    caps: &[String],
-) -> Result<AuthMech, ImapError> {
-    let offers = |m: &str| {
-        caps.iter()
-            .any(|c| c.eq_ignore_ascii_case(&format!("AUTH={m}")))
-    };
-    match (configured, kind) {
-        (AuthMech::Auto, CredentialKind::OAuth2Token) => {
-            if offers("XOAUTH2") {
-                Ok(AuthMech::Xoauth2)
-            } else if offers("OAUTHBEARER") {
-                Ok(AuthMech::Oauthbearer)
-            } else {
-                Err(ImapError::Auth(
-                    "the server offers neither XOAUTH2 nor OAUTHBEARER for the OAuth2 token".into(),
-                ))
-            }
-        }
-        (AuthMech::Auto, CredentialKind::Password) => {
-            if offers("PLAIN") {
-                Ok(AuthMech::Plain)
-            } else if caps.iter().any(|c| c.eq_ignore_ascii_case("LOGINDISABLED")) {
-                Err(ImapError::Auth(
-                    "the server disables LOGIN and offers no AUTH=PLAIN".into(),
-                ))
-            } else {
-                Ok(AuthMech::Login)
-            }
-        }
-        (m, _) => Ok(m),
+/// What the capabilities offer for login: the `AUTH=` mechanisms and LOGINDISABLED.
+fn login_offer(caps: &[String]) -> Offer {
+    Offer {
+        sasl: caps
+            .iter()
+            .filter_map(|c| {
+                let (head, mechanism) = c.split_at_checked("AUTH=".len())?;
+                head.eq_ignore_ascii_case("AUTH=")
+                    .then(|| mechanism.to_owned())
+            })
+            .collect(),
+        login_disabled: caps.iter().any(|c| c.eq_ignore_ascii_case("LOGINDISABLED")),
+        apop: false,
     }
 }
 
@@ -451,47 +361,32 @@ async fn login(
 ) -> Result<Session<ImapStream>, ImapError> {
     let user = &server.user;
     let token = secret.expose();
-    let mechanism = choose_mechanism(server.auth, kind, caps)?;
-    let offers = |m: &str| {
-        caps.iter()
-            .any(|c| c.eq_ignore_ascii_case(&format!("AUTH={m}")))
-    };
-    let (name, initial) = match mechanism {
+    let offer = login_offer(caps);
+    let mechanism = sasl::choose_mechanism(server.auth, kind, &offer).map_err(ImapError::Auth)?;
+    if mechanism == AuthMech::Login {
         // A password a quoted string cannot carry (8-bit, control characters) would need
         // a literal, which async-imap's LOGIN never sends: SASL LOGIN carries the same
         // credentials in base64. Without it, the quoted form is the best left.
-        AuthMech::Login if !(quotable(user) && quotable(token)) && offers("LOGIN") => {
-            let mut sasl = Sasl {
-                steps: [user.as_bytes().to_vec(), token.as_bytes().to_vec()].into(),
-            };
+        if !(quotable(user) && quotable(token)) && offer.offers("LOGIN") {
+            let mut steps = Steps(sasl::login_responses(user, secret).into());
             return client
-                .authenticate("LOGIN", &mut sasl)
+                .authenticate("LOGIN", &mut steps)
                 .await
                 .map_err(|(e, _)| auth_error(user, secret, &e));
         }
-        AuthMech::Login => {
-            return client
-                .login(user, token)
-                .await
-                .map_err(|(e, _)| auth_error(user, secret, &e));
-        }
-        AuthMech::Plain => ("PLAIN", format!("\0{user}\0{token}")),
-        AuthMech::Xoauth2 => ("XOAUTH2", crate::secret::xoauth2_response(user, token)),
-        AuthMech::Oauthbearer => (
-            "OAUTHBEARER",
-            crate::secret::oauthbearer_response(user, &server.host, server.port, token),
-        ),
-        AuthMech::Auto | AuthMech::Apop => {
-            return Err(ImapError::Auth(format!(
-                "{mechanism:?} is not an IMAP mechanism"
-            )));
-        }
+        return client
+            .login(user, token)
+            .await
+            .map_err(|(e, _)| auth_error(user, secret, &e));
+    }
+    let Some(sasl) = Sasl::for_mechanism(mechanism, user, &server.host, server.port, secret) else {
+        return Err(ImapError::Auth(format!(
+            "{mechanism:?} is not an IMAP mechanism"
+        )));
     };
-    let mut sasl = Sasl {
-        steps: [initial.into_bytes()].into(),
-    };
+    let mut steps = Steps([sasl.initial_response()].into());
     client
-        .authenticate(name, &mut sasl)
+        .authenticate(sasl.name(), &mut steps)
         .await
         .map_err(|(e, _)| auth_error(user, secret, &e))
 }
@@ -561,22 +456,19 @@ mod tests {
 
     #[test]
     fn auto_mechanism_prefers_plain_then_login() {
-        let caps = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let choose = |kind, c: &[&str]| {
+            let caps: Vec<String> = c.iter().map(|s| s.to_string()).collect();
+            sasl::choose_mechanism(AuthMech::Auto, kind, &login_offer(&caps))
+        };
         let pw = CredentialKind::Password;
-        assert_eq!(
-            choose_mechanism(AuthMech::Auto, pw, &caps(&["AUTH=PLAIN"])).unwrap(),
-            AuthMech::Plain
-        );
-        assert_eq!(
-            choose_mechanism(AuthMech::Auto, pw, &caps(&[])).unwrap(),
-            AuthMech::Login
-        );
-        assert!(choose_mechanism(AuthMech::Auto, pw, &caps(&["LOGINDISABLED"])).is_err());
+        assert_eq!(choose(pw, &["AUTH=PLAIN"]).unwrap(), AuthMech::Plain);
+        assert_eq!(choose(pw, &[]).unwrap(), AuthMech::Login);
+        assert!(choose(pw, &["LOGINDISABLED"]).is_err());
         let tok = CredentialKind::OAuth2Token;
         assert_eq!(
-            choose_mechanism(AuthMech::Auto, tok, &caps(&["AUTH=OAUTHBEARER"])).unwrap(),
+            choose(tok, &["AUTH=OAUTHBEARER"]).unwrap(),
             AuthMech::Oauthbearer
         );
-        assert!(choose_mechanism(AuthMech::Auto, tok, &caps(&["AUTH=PLAIN"])).is_err());
+        assert!(choose(tok, &["AUTH=PLAIN"]).is_err());
     }
 }

@@ -1,16 +1,18 @@
-//! IMAP: TLS and STARTTLS, login, and (with the sync engine) the session layer that wraps
+//! IMAP: the greeting, STARTTLS and login over a [`crate::net`] transport, COMPRESS, the
+//! bounds on IMAP framing, and (with the sync engine) the session layer that wraps
 //! async-imap's gaps: timeouts, checked FETCH results, raw APPEND and QRESYNC.
 
 pub mod bound;
 mod connect;
 mod idle;
 mod session;
-pub mod tls;
 
 use std::time::Duration;
 
 use async_imap::types::NameAttribute;
 use futures::TryStreamExt;
+
+use crate::net::NetError;
 
 pub use connect::{Connected, ImapStream, connect};
 pub use idle::{IdleSession, IdleWake};
@@ -67,6 +69,16 @@ impl ImapError {
     /// Whether the connection is gone or out of step, so nothing more can be sent on it.
     pub fn ends_session(&self) -> bool {
         self.is_transient() || matches!(self, ImapError::Bound(_))
+    }
+}
+
+impl From<NetError> for ImapError {
+    fn from(e: NetError) -> ImapError {
+        match e {
+            NetError::Connect(m) => ImapError::Connect(m),
+            NetError::Tls(m) => ImapError::Tls(m),
+            NetError::Protocol(m) => ImapError::Protocol(m),
+        }
     }
 }
 

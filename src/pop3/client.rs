@@ -2,19 +2,16 @@
 //! implicit TLS or strict STLS (rule 19), login, and RETR streamed into a writer.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use super::Pop3Error;
-use super::proto::{Command, Event, MAX_MESSAGE, MsgNo, ProtoError, Protocol, Sasl, response_code};
+use super::proto::{Command, Event, MAX_MESSAGE, MsgNo, ProtoError, Protocol, response_code};
 use crate::config::{AuthMech, Server, Tls};
-use crate::imap::ImapStream;
-use crate::imap::tls;
+use crate::net::sasl::{self, Offer, Sasl};
+use crate::net::{self, Stream, tls};
 use crate::secret::{CredentialKind, Secret};
 
 /// Commands in flight at once when pipelining: their answers (a line each) fit easily
@@ -39,7 +36,7 @@ pub struct Stat {
 
 /// An authenticated POP3 session (the TRANSACTION state).
 pub struct Pop3Client {
-    stream: ImapStream,
+    stream: Stream,
     proto: Protocol,
     buf: Vec<u8>,
     timeout: Duration,
@@ -61,10 +58,6 @@ impl std::fmt::Debug for Pop3Client {
     }
 }
 
-fn bare_host(server: &Server) -> &str {
-    server.host.trim_start_matches('[').trim_end_matches(']')
-}
-
 impl Pop3Client {
     /// Connect, secure as configured, read the greeting and CAPA, and log in.
     pub async fn connect(
@@ -73,37 +66,30 @@ impl Pop3Client {
         kind: CredentialKind,
     ) -> Result<Pop3Client, Pop3Error> {
         let label = format!("{}:{}", server.host, server.port);
-        // Decided before any byte goes out, so a refused plaintext never even connects.
-        if server.tls == Tls::None && !server.plaintext_allowed() {
-            return Err(Pop3Error::Tls(format!(
-                "refusing a plaintext connection to {label} (not loopback, allow_plaintext not set)"
-            )));
-        }
+        net::check_plaintext(server)?;
         let limit = server.timeout;
-        let tcp = tokio::time::timeout(limit, TcpStream::connect((bare_host(server), server.port)))
+        let tcp = tokio::time::timeout(limit, net::connect_tcp(server))
             .await
             .map_err(|_| Pop3Error::Timeout {
                 server: label.clone(),
                 what: "connecting",
                 limit,
-            })?
-            .map_err(|e| Pop3Error::Connect(format!("{label}: {e}")))?;
-        let _ = tcp.set_nodelay(true);
+            })??;
         let mut client = match server.tls {
             Tls::Implicit => {
                 let tls = handshake(server, &label, tcp).await?;
-                let mut c = Pop3Client::new(ImapStream::Tls(Box::new(tls)), server, label);
+                let mut c = Pop3Client::new(tls, server, label);
                 c.greeting().await?;
                 c.capabilities = c.capa().await?;
                 c
             }
             Tls::Starttls => {
-                let mut c = Pop3Client::new(ImapStream::Plain(tcp), server, label);
+                let mut c = Pop3Client::new(Stream::Plain(tcp), server, label);
                 c.greeting().await?;
                 c.stls(server).await?
             }
             Tls::None => {
-                let mut c = Pop3Client::new(ImapStream::Plain(tcp), server, label);
+                let mut c = Pop3Client::new(Stream::Plain(tcp), server, label);
                 c.greeting().await?;
                 c.capabilities = c.capa().await?;
                 c
@@ -113,7 +99,7 @@ impl Pop3Client {
         Ok(client)
     }
 
-    fn new(stream: ImapStream, server: &Server, label: String) -> Pop3Client {
+    fn new(stream: Stream, server: &Server, label: String) -> Pop3Client {
         Pop3Client {
             stream,
             proto: Protocol::new(),
@@ -386,14 +372,14 @@ impl Pop3Client {
                 self.server
             )));
         }
-        let ImapStream::Plain(tcp) = self.stream else {
+        let Stream::Plain(tcp) = self.stream else {
             return Err(Pop3Error::Tls(
                 "STLS on a connection that is already TLS".into(),
             ));
         };
-        let tls = handshake(server, &self.server, tcp).await?;
+        let stream = handshake(server, &self.server, tcp).await?;
         let mut c = Pop3Client {
-            stream: ImapStream::Tls(Box::new(tls)),
+            stream,
             proto: self.proto,
             buf: self.buf,
             timeout: self.timeout,
@@ -429,40 +415,26 @@ impl Pop3Client {
         kind: CredentialKind,
     ) -> Result<(), Pop3Error> {
         let user = server.user.as_str();
-        let mechanism = choose_mechanism(
-            server.auth,
-            kind,
-            &self.sasl_names(),
-            self.proto.apop_timestamp().is_some(),
-        )
-        .map_err(|why| Pop3Error::Auth(format!("{} for `{user}`: {why}", self.server)))?;
-        let sasl = match mechanism {
-            AuthMech::Login | AuthMech::Auto => {
-                self.login_step(Command::User(user), user, secret, "USER/PASS")
-                    .await?;
-                return self
-                    .login_step(Command::Pass(secret), user, secret, "USER/PASS")
-                    .await;
-            }
-            AuthMech::Apop => {
-                return self
-                    .login_step(Command::Apop { user, secret }, user, secret, "APOP")
-                    .await;
-            }
-            AuthMech::Plain => Sasl::Plain {
-                user,
-                password: secret,
-            },
-            AuthMech::Xoauth2 => Sasl::Xoauth2 {
-                user,
-                token: secret,
-            },
-            AuthMech::Oauthbearer => Sasl::Oauthbearer {
-                user,
-                host: bare_host(server),
-                port: server.port,
-                token: secret,
-            },
+        let offer = Offer {
+            sasl: self.sasl_names(),
+            login_disabled: false,
+            apop: self.proto.apop_timestamp().is_some(),
+        };
+        let mechanism = sasl::choose_mechanism(server.auth, kind, &offer)
+            .map_err(|why| Pop3Error::Auth(format!("{} for `{user}`: {why}", self.server)))?;
+        if mechanism == AuthMech::Apop {
+            return self
+                .login_step(Command::Apop { user, secret }, user, secret, "APOP")
+                .await;
+        }
+        let host = net::bare_host(server);
+        let Some(sasl) = Sasl::for_mechanism(mechanism, user, host, server.port, secret) else {
+            // LOGIN is POP3's own USER/PASS.
+            self.login_step(Command::User(user), user, secret, "USER/PASS")
+                .await?;
+            return self
+                .login_step(Command::Pass(secret), user, secret, "USER/PASS")
+                .await;
         };
         let how = format!("AUTH {}", sasl.name());
         self.send(Command::Auth(sasl), "sending AUTH").await?;
@@ -700,30 +672,16 @@ impl Pop3Client {
     }
 }
 
-async fn handshake(
-    server: &Server,
-    label: &str,
-    tcp: TcpStream,
-) -> Result<TlsStream<TcpStream>, Pop3Error> {
-    let config = tls::client_config(server).map_err(|e| Pop3Error::Tls(e.to_string()))?;
-    let name =
-        rustls::pki_types::ServerName::try_from(bare_host(server).to_owned()).map_err(|e| {
-            Pop3Error::Tls(format!(
-                "`{}` is not a valid TLS server name: {e}",
-                server.host
-            ))
-        })?;
-    tokio::time::timeout(
-        server.timeout,
-        TlsConnector::from(Arc::clone(&config)).connect(name, tcp),
-    )
-    .await
-    .map_err(|_| Pop3Error::Timeout {
-        server: label.to_owned(),
-        what: "the TLS handshake",
-        limit: server.timeout,
-    })?
-    .map_err(|e| Pop3Error::Tls(format!("{label}: {}", tls::explain(&e))))
+/// The TLS handshake, implicit or after STLS, within the server timeout.
+async fn handshake(server: &Server, label: &str, tcp: TcpStream) -> Result<Stream, Pop3Error> {
+    let tls = tokio::time::timeout(server.timeout, tls::handshake(server, tcp))
+        .await
+        .map_err(|_| Pop3Error::Timeout {
+            server: label.to_owned(),
+            what: "the TLS handshake",
+            limit: server.timeout,
+        })??;
+    Ok(Stream::Tls(Box::new(tls)))
 }
 
 /// `-ERR [IN-USE]`, `[LOGIN-DELAY]` and `[SYS/TEMP]` say "later", not "never".
@@ -744,71 +702,9 @@ fn scrub(text: &str, secret: &Secret) -> String {
     }
 }
 
-/// The mechanism to use, from the config, the credential and the server's offer.
-/// `Auto` is SASL PLAIN if CAPA lists it, else USER/PASS for a password, and XOAUTH2
-/// (else OAUTHBEARER) for a token. APOP only when configured.
-fn choose_mechanism(
-    configured: AuthMech,
-    kind: CredentialKind,
-    sasl: &[String],
-    has_apop_timestamp: bool,
-) -> Result<AuthMech, String> {
-    let offers = |m: &str| sasl.iter().any(|s| s == m);
-    match (configured, kind) {
-        (AuthMech::Auto, CredentialKind::OAuth2Token) => {
-            if offers("XOAUTH2") {
-                Ok(AuthMech::Xoauth2)
-            } else if offers("OAUTHBEARER") {
-                Ok(AuthMech::Oauthbearer)
-            } else {
-                Err("the server offers neither SASL XOAUTH2 nor OAUTHBEARER for the OAuth2 token".into())
-            }
-        }
-        (AuthMech::Auto, CredentialKind::Password) => Ok(if offers("PLAIN") {
-            AuthMech::Plain
-        } else {
-            AuthMech::Login
-        }),
-        (AuthMech::Apop, _) if !has_apop_timestamp => Err(
-            "auth = \"apop\" but the server's greeting has no APOP timestamp (it does not offer APOP)"
-                .into(),
-        ),
-        (m, _) => Ok(m),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn auto_prefers_sasl_plain_then_user_pass() {
-        let pw = CredentialKind::Password;
-        assert_eq!(
-            choose_mechanism(AuthMech::Auto, pw, &names(&["PLAIN", "LOGIN"]), false),
-            Ok(AuthMech::Plain)
-        );
-        assert_eq!(
-            choose_mechanism(AuthMech::Auto, pw, &[], true),
-            Ok(AuthMech::Login),
-            "APOP is never chosen by auto"
-        );
-        let tok = CredentialKind::OAuth2Token;
-        assert_eq!(
-            choose_mechanism(AuthMech::Auto, tok, &names(&["PLAIN", "XOAUTH2"]), false),
-            Ok(AuthMech::Xoauth2)
-        );
-        assert!(choose_mechanism(AuthMech::Auto, tok, &names(&["PLAIN"]), false).is_err());
-        assert!(choose_mechanism(AuthMech::Apop, pw, &[], false).is_err());
-        assert_eq!(
-            choose_mechanism(AuthMech::Apop, pw, &[], true),
-            Ok(AuthMech::Apop)
-        );
-    }
 
     #[test]
     fn busy_codes_are_transient_and_a_secret_is_scrubbed() {

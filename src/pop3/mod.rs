@@ -20,10 +20,11 @@
 //! UPDATE state: the server deletes nothing, so a later session must send DELE again.
 
 mod client;
-mod encode;
 pub mod proto;
 
 use std::time::Duration;
+
+use crate::net::NetError;
 
 pub use client::{Pop3Client, Stat};
 pub use proto::{MsgNo, ProtoError};
@@ -67,6 +68,16 @@ pub enum Pop3Error {
     /// is left mid-message and unusable.
     #[error("writing the message locally failed: {0}")]
     Write(#[source] std::io::Error),
+}
+
+impl From<NetError> for Pop3Error {
+    fn from(e: NetError) -> Pop3Error {
+        match e {
+            NetError::Connect(m) => Pop3Error::Connect(m),
+            NetError::Tls(m) => Pop3Error::Tls(m),
+            NetError::Protocol(m) => Pop3Error::Protocol(m),
+        }
+    }
 }
 
 impl Pop3Error {

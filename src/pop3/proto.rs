@@ -17,7 +17,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use super::encode::{base64, hex_lower, md5};
+use md5::{Digest, Md5};
+
+use crate::net::sasl::Sasl;
 use crate::secret::Secret;
 
 /// Longest status or listing line accepted, CRLF included. RFC 1939 allows 512; RFC 2449
@@ -31,7 +33,7 @@ pub const MAX_UIDL: usize = 70;
 /// Largest message accepted from RETR or TOP; the same bound as an IMAP literal. The
 /// body streams to disk, so this bounds the disk a server that never ends a message can
 /// fill, not memory.
-pub const MAX_MESSAGE: u64 = crate::imap::bound::MAX_LITERAL;
+pub const MAX_MESSAGE: u64 = crate::net::MAX_MESSAGE;
 /// Largest body chunk one event carries.
 pub const BODY_CHUNK: usize = 64 * 1024;
 
@@ -43,58 +45,6 @@ pub struct MsgNo(pub u32);
 impl fmt::Display for MsgNo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
-    }
-}
-
-/// A SASL mechanism with the credentials for its initial response.
-#[derive(Clone, Copy, Debug)]
-pub enum Sasl<'a> {
-    Plain {
-        user: &'a str,
-        password: &'a Secret,
-    },
-    Xoauth2 {
-        user: &'a str,
-        token: &'a Secret,
-    },
-    Oauthbearer {
-        user: &'a str,
-        host: &'a str,
-        port: u16,
-        token: &'a Secret,
-    },
-}
-
-impl Sasl<'_> {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Sasl::Plain { .. } => "PLAIN",
-            Sasl::Xoauth2 { .. } => "XOAUTH2",
-            Sasl::Oauthbearer { .. } => "OAUTHBEARER",
-        }
-    }
-
-    fn user(&self) -> &str {
-        match self {
-            Sasl::Plain { user, .. }
-            | Sasl::Xoauth2 { user, .. }
-            | Sasl::Oauthbearer { user, .. } => user,
-        }
-    }
-
-    /// The base64 initial response. It holds the credential, hence a `Secret`.
-    fn initial_response(&self) -> Secret {
-        let raw = match self {
-            Sasl::Plain { user, password } => format!("\0{user}\0{}", password.expose()),
-            Sasl::Xoauth2 { user, token } => crate::secret::xoauth2_response(user, token.expose()),
-            Sasl::Oauthbearer {
-                user,
-                host,
-                port,
-                token,
-            } => crate::secret::oauthbearer_response(user, host, *port, token.expose()),
-        };
-        Secret::new(base64(raw.as_bytes()))
     }
 }
 
@@ -388,7 +338,8 @@ impl Protocol {
                         "APOP needs a timestamp in the server's greeting, and it sent none".into(),
                     ));
                 };
-                let digest = hex_lower(&md5(format!("{timestamp}{}", secret.expose()).as_bytes()));
+                // MD5 only because RFC 1939 defines APOP with it; never for anything new.
+                let digest = hex::encode(Md5::digest(format!("{timestamp}{}", secret.expose())));
                 (
                     Kind::Simple,
                     format!("APOP {user} {digest}"),
@@ -398,7 +349,7 @@ impl Protocol {
             }
             Command::Auth(sasl) => {
                 check_arg("user name", sasl.user())?;
-                let initial = sasl.initial_response();
+                let initial = sasl.initial_response_base64();
                 let name = sasl.name();
                 let inline = format!("AUTH {name} {}", initial.expose());
                 self.sasl_replies = 0;

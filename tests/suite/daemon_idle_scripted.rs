@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use syncmail::imap::{Connected, IdleSession, IdleWake, ImapError, ImapStream};
+use syncmail::net;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -81,7 +82,7 @@ async fn idle_against(script: Script) -> (IdleSession, tokio::task::JoinHandle<(
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(serve(listener, script));
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let client = async_imap::Client::new(ImapStream::Plain(tcp));
+    let client = async_imap::Client::new(ImapStream::Net(net::Stream::Plain(tcp)));
     let session = client.login("u", "p").await.map_err(|(e, _)| e).unwrap();
     let connected = Connected {
         session,

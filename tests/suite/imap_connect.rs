@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use syncmail::config::{self, Account, Dirs};
-use syncmail::imap;
 use syncmail::secret::{self, Secret};
+use syncmail::{imap, net};
 
 use crate::support::certs::TestCa;
 use crate::support::{DEFAULT_PASSWORD, Dovecot, stderr, stdout, syncmail};
@@ -133,7 +133,7 @@ async fn certificate_pin_is_checked_on_top_of_the_chain() {
     let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
         .map(|c: rustls::pki_types::CertificateDer| c.to_vec())
         .unwrap();
-    let right = imap::tls::fingerprint_hex(&imap::tls::fingerprint(&der));
+    let right = net::tls::fingerprint_hex(&net::tls::fingerprint(&der));
     let base = dovecot.imap_account("t", "alice", "implicit");
     let ok = login(&account(&format!("{base}cert_fingerprint = \"{right}\"\n"))).await;
     assert!(ok.is_ok(), "{:?}", ok.err());
@@ -217,7 +217,7 @@ async fn compress_deflate_is_used_when_offered_unless_turned_off() {
         .unwrap();
     assert!(matches!(
         off.session.get_ref().transport(),
-        imap::ImapStream::Tls(_)
+        imap::ImapStream::Net(net::Stream::Tls(_))
     ));
 }
 

@@ -317,7 +317,7 @@ impl Dovecot {
         let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
             .map(|c: rustls::pki_types::CertificateDer| c.to_vec())
             .expect("server.pem holds a certificate");
-        syncmail::imap::tls::fingerprint_hex(&syncmail::imap::tls::fingerprint(&der))
+        syncmail::net::tls::fingerprint_hex(&syncmail::net::tls::fingerprint(&der))
     }
 
     pub fn root(&self) -> &Path {

@@ -1,5 +1,7 @@
-//! TLS client setup: rustls with the ring provider, the system roots plus an optional
-//! `ca_file`, and an optional SHA-256 pin checked on top of (never instead of) the chain.
+//! TLS for any protocol: rustls with the ring provider, the system roots plus an optional
+//! `ca_file`, an optional SHA-256 pin checked on top of (never instead of) the chain, the
+//! handshake on a connected socket (implicit TLS, or after STARTTLS / STLS), and
+//! certificate failures told in words.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +11,11 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
+use super::{NetError, bare_host};
 use crate::config::Server;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +78,23 @@ pub fn client_config(server: &Server) -> Result<Arc<ClientConfig>, TlsSetupError
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The handshake on a connected socket: the first bytes after TCP for implicit TLS, or
+/// the first after the server accepted STARTTLS (IMAP) or STLS (POP3). Without a
+/// deadline: the caller sets one.
+pub async fn handshake(server: &Server, tcp: TcpStream) -> Result<TlsStream<TcpStream>, NetError> {
+    let config = client_config(server).map_err(|e| NetError::Tls(e.to_string()))?;
+    let name = ServerName::try_from(bare_host(server).to_owned()).map_err(|e| {
+        NetError::Tls(format!(
+            "`{}` is not a valid TLS server name: {e}",
+            server.host
+        ))
+    })?;
+    TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| NetError::Tls(format!("{}:{}: {}", server.host, server.port, explain(&e))))
 }
 
 fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
