@@ -24,6 +24,8 @@ mod pop3_client;
 mod pop3_poller;
 mod pop3_scripted;
 mod secrets;
+mod store_crash;
+mod store_lock;
 mod store_recovery;
 mod sync_crash;
 mod sync_cut;

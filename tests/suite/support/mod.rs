@@ -34,6 +34,22 @@ pub fn syncmail_with_env(home: &Path, args: &[&str], vars: &[(&str, &str)]) -> O
         .expect("run syncmail")
 }
 
+/// This test binary again, in a child process that runs only `test` of `module` (pass
+/// `module_path!()`): for the tests that crash, or hold a lock, in another process. The
+/// child tells itself apart by an environment variable the caller sets.
+pub fn test_in_child(module: &str, test: &str) -> Command {
+    // `module_path!()` names the crate too (`suite::store_crash`); the harness does not.
+    let module = module.split_once("::").map_or(module, |(_, path)| path);
+    let mut child = Command::new(std::env::current_exe().expect("the test binary's path"));
+    child.args([
+        "--exact",
+        &format!("{module}::{test}"),
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    child
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
