@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::daemon_support::{Daemon, wait_until};
+use crate::support::daemon::{Daemon, wait_until};
 use crate::support::maildir as md;
 use crate::support::unified_env::UnifiedEnv as Env;
 use crate::support::{stderr, stdout, syncmail};

@@ -10,7 +10,6 @@ mod daemon_idle_scripted;
 mod daemon_push;
 mod daemon_resilience;
 mod daemon_service;
-mod daemon_support;
 mod disk_full;
 mod file_modes;
 mod fuzz_corpora;

@@ -12,6 +12,7 @@ use syncmail::config::{self, Account, AccountKind, Config, Dirs, Pop3Settings};
 use syncmail::pop3::{PollReport, poll_account};
 
 use crate::support::dovecot::message;
+use crate::support::pop3_script::{no_uidl_server, no_uidl_server_failing_quit};
 use crate::support::sync_env::SyncEnv;
 use crate::support::{Dovecot, stderr, stdout};
 
@@ -373,111 +374,6 @@ fn wrong_password_is_a_clear_permanent_error() {
     assert!(err.contains("`alice`"), "{err}");
     assert!(!err.contains(wrong), "rule 20: {err}");
     assert!(!env.inbox().join("new").exists() || local(&env.inbox()).is_empty());
-}
-
-/// A scripted POP3 server without UIDL, on loopback plaintext: serves `maildrop` to every
-/// connection and deletes what was marked at QUIT. Returns its port.
-async fn no_uidl_server(maildrop: Vec<Vec<u8>>) -> u16 {
-    no_uidl_server_failing_quit(maildrop, Arc::new(AtomicBool::new(false))).await
-}
-
-/// The same; while `quit_fails` is set, QUIT answers `-ERR` and deletes nothing.
-async fn no_uidl_server_failing_quit(maildrop: Vec<Vec<u8>>, quit_fails: Arc<AtomicBool>) -> u16 {
-    use std::sync::Mutex;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let drop_box = Arc::new(Mutex::new(maildrop));
-    tokio::spawn(async move {
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                return;
-            };
-            let drop_box = Arc::clone(&drop_box);
-            let quit_fails = Arc::clone(&quit_fails);
-            tokio::spawn(async move {
-                let (read, mut write) = socket.into_split();
-                let mut read = BufReader::new(read);
-                let msgs = drop_box.lock().unwrap().clone();
-                let mut marked = vec![false; msgs.len()];
-                let _ = write.write_all(b"+OK ready\r\n").await;
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if read.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let words: Vec<&str> = line.split_whitespace().collect();
-                    let n = |i: usize| words.get(i).and_then(|w| w.parse::<usize>().ok());
-                    let body = |m: &[u8], head_only: bool| {
-                        let end = if head_only {
-                            m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4
-                        } else {
-                            m.len()
-                        };
-                        let mut out = b"+OK\r\n".to_vec();
-                        for l in m[..end].split_inclusive(|b| *b == b'\n') {
-                            if l.starts_with(b".") {
-                                out.push(b'.');
-                            }
-                            out.extend_from_slice(l);
-                        }
-                        out.extend_from_slice(b".\r\n");
-                        out
-                    };
-                    let reply: Vec<u8> = match words.first().map(|w| w.to_ascii_uppercase()) {
-                        Some(c) if c == "USER" || c == "PASS" || c == "NOOP" => b"+OK\r\n".to_vec(),
-                        Some(c) if c == "CAPA" => b"+OK\r\nUSER\r\nTOP\r\n.\r\n".to_vec(),
-                        Some(c) if c == "UIDL" => b"-ERR unknown command\r\n".to_vec(),
-                        Some(c) if c == "LIST" => {
-                            let mut out = b"+OK\r\n".to_vec();
-                            for (i, m) in msgs.iter().enumerate() {
-                                if !marked[i] {
-                                    out.extend(format!("{} {}\r\n", i + 1, m.len()).bytes());
-                                }
-                            }
-                            out.extend_from_slice(b".\r\n");
-                            out
-                        }
-                        Some(c) if c == "TOP" || c == "RETR" => match n(1) {
-                            Some(i) if i >= 1 && i <= msgs.len() && !marked[i - 1] => {
-                                body(&msgs[i - 1], c == "TOP")
-                            }
-                            _ => b"-ERR no such message\r\n".to_vec(),
-                        },
-                        Some(c) if c == "DELE" => match n(1) {
-                            Some(i) if i >= 1 && i <= msgs.len() => {
-                                marked[i - 1] = true;
-                                b"+OK\r\n".to_vec()
-                            }
-                            _ => b"-ERR no such message\r\n".to_vec(),
-                        },
-                        Some(c) if c == "QUIT" && quit_fails.load(Ordering::SeqCst) => {
-                            let _ = write.write_all(b"-ERR [SYS/PERM] cannot delete\r\n").await;
-                            return;
-                        }
-                        Some(c) if c == "QUIT" => {
-                            let kept: Vec<Vec<u8>> = msgs
-                                .iter()
-                                .zip(&marked)
-                                .filter(|(_, m)| !**m)
-                                .map(|(b, _)| b.clone())
-                                .collect();
-                            *drop_box.lock().unwrap() = kept;
-                            let _ = write.write_all(b"+OK bye\r\n").await;
-                            return;
-                        }
-                        _ => b"-ERR what\r\n".to_vec(),
-                    };
-                    if write.write_all(&reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
 }
 
 #[tokio::test]

@@ -1,11 +1,15 @@
-//! Shared test support: a private Dovecot, test certificates, and running the binary.
+//! Shared test support: a private Dovecot, test certificates, running the binary and
+//! the daemon, and the scripted fake servers.
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod daemon;
 pub mod dovecot;
 pub mod hostile;
+pub mod idle_script;
 pub mod imap_script;
 pub mod maildir;
+pub mod pop3_script;
 pub mod proxy;
 pub mod sync_env;
 pub mod tmpfs;
