@@ -11,10 +11,10 @@ use std::time::{Duration, SystemTime};
 use syncmail::config::{self, Account, AccountKind, Config, Dirs, Pop3Settings};
 use syncmail::pop3::{PollReport, poll_account};
 
-use crate::support::dovecot::message;
+use crate::support::dovecot::{DOT_LINES_MESSAGE, dotted_5_mib_message, message};
 use crate::support::pop3_script::{no_uidl_server, no_uidl_server_failing_quit};
 use crate::support::sync_env::SyncEnv;
-use crate::support::{Dovecot, stderr, stdout};
+use crate::support::{Dovecot, assert_crashed_at_a_fault_point, stderr, stdout};
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -166,22 +166,8 @@ fn fresh_download_of_500_then_nothing_twice() {
 #[test]
 fn rule_15_dot_lines_and_a_5_mib_message_arrive_byte_exact() {
     let env = SyncEnv::pop3("");
-    let dots: Vec<u8> = b"From: a@example.com\r\nTo: alice@example.com\r\nSubject: dots\r\n\
-        Message-ID: <dots@test>\r\n\r\n.\r\n..\r\n...\r\n.leading\r\n..two leading\r\n\
-        mid.dle\r\n. space\r\n\r\n.\r\nlast line\r\n"
-        .to_vec();
-    let mut big = b"From: a@example.com\r\nSubject: big\r\nMessage-ID: <big@test>\r\n\r\n".to_vec();
-    let mut i = 0u64;
-    while big.len() < 5 * 1024 * 1024 {
-        let line = match i % 7 {
-            0 => format!(".{i} a line that starts with a dot\r\n"),
-            1 => "..\r\n".to_owned(),
-            2 => ".\r\n".to_owned(),
-            _ => format!("{i:08} {}\r\n", "x".repeat(60)),
-        };
-        big.extend_from_slice(line.as_bytes());
-        i += 1;
-    }
+    let dots = DOT_LINES_MESSAGE.to_vec();
+    let big = dotted_5_mib_message();
     env.dovecot.seed("alice", "INBOX", &dots);
     env.dovecot.seed("alice", "INBOX", &big);
     let summary = env.sync_ok();
@@ -324,12 +310,7 @@ fn rule_01_kill_at_every_step_then_rerun_loses_and_duplicates_nothing() {
             assert_summary(&stdout(&out), 3, 3);
             break;
         }
-        assert!(
-            stderr(&out).contains("fault point"),
-            "run {n} failed without crashing: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        assert_crashed_at_a_fault_point(&out, n);
         crashes += 1;
         let after = std::fs::read_dir(env.inbox().join("new"))
             .map(|d| d.count())

@@ -2,15 +2,18 @@
 //! the daemon, and the scripted fake servers.
 #![allow(dead_code)]
 
+pub mod account;
 pub mod certs;
 pub mod daemon;
 pub mod dovecot;
+pub mod flags;
 pub mod hostile;
 pub mod idle_script;
 pub mod imap_script;
 pub mod maildir;
 pub mod pop3_script;
 pub mod proxy;
+pub mod rng;
 pub mod sync_env;
 pub mod tmpfs;
 pub mod unified_env;
@@ -52,6 +55,17 @@ pub fn test_in_child(module: &str, test: &str) -> Command {
         "--test-threads=1",
     ]);
     child
+}
+
+/// Run `n` of a kill-at-every-step loop failed because a fault point aborted it, not for
+/// another reason.
+pub fn assert_crashed_at_a_fault_point(out: &Output, n: u32) {
+    assert!(
+        stderr(out).contains("fault point"),
+        "run {n} failed without crashing: {}{}",
+        stdout(out),
+        stderr(out)
+    );
 }
 
 pub fn stderr(out: &Output) -> String {
