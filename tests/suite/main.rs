@@ -3,6 +3,7 @@
 
 mod support;
 
+mod architecture;
 mod clients;
 mod config_check;
 mod daemon_bench;
