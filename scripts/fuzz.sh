@@ -5,7 +5,7 @@
 #
 # Needs the nightly toolchain; installs cargo-fuzz when it is missing. The corpora
 # (tests/fuzz/corpus/<target>/) are committed and replayed on stable by
-# tests/fuzz_corpora.rs. A crash stops the run with its input in
+# tests/suite/fuzz_corpora.rs. A crash stops the run with its input in
 # tests/fuzz/artifacts/<target>/: fix the bug, add a unit test, and copy the input to
 # tests/fuzz/regressions/<target>/ so the stable replay keeps checking it.
 set -euo pipefail

@@ -1,6 +1,7 @@
 //! Fuzz target bodies: each takes arbitrary bytes and asserts the invariants of one parser
-//! we own, panicking if one breaks. The libFuzzer targets in `tests/fuzz/` call these, and
-//! `tests/fuzz_corpora.rs` replays every stored corpus file through them on stable.
+//! we own, panicking if one breaks. The libFuzzer targets in `tests/fuzz/` call these,
+//! and `tests/suite/fuzz_corpora.rs` replays every stored corpus file through them on
+//! stable.
 //!
 //! Not an API: the inputs are structured only as far as the fuzzer has learned them.
 

@@ -36,7 +36,8 @@
 //!   reconciled two ways by a pure planner (flags per-flag merged, deletions only from
 //!   stable scans) with its mapping in `unified.sqlite`; to the accounts a mail client.
 //! - `fuzzing` (hidden): the fuzz target bodies and their invariants, shared by the
-//!   libFuzzer targets in `tests/fuzz/` and the corpus replay in `tests/fuzz_corpora.rs`.
+//!   libFuzzer targets in `tests/fuzz/` and the corpus replay in
+//!   `tests/suite/fuzz_corpora.rs`.
 #![forbid(unsafe_code)]
 
 pub mod cli;

@@ -15,19 +15,10 @@ use syncmail::maildir::{DeliveryBatch, FolderMap, Layout, Maildir, Placement, ne
 use syncmail::model::{Flag, Flags, FolderName, Uid};
 use syncmail::store::{Commit, IntentSpec, Pair, Store};
 
-/// xorshift: deterministic sizes, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> usize {
-        (lo + self.next() % (hi - lo)) as usize
-    }
-}
+/// Deterministic sizes: the suite's xorshift, shared rather than copied.
+#[path = "../suite/support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// Most mail is 2-8 KiB; about 5% carries an attachment of 100-300 KiB; one in a
 /// thousand is around 1 MiB.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::daemon_support::{Daemon, wait_until};
+use crate::support::daemon::{Daemon, wait_until};
 use crate::support::maildir as md;
 use crate::support::unified_env::UnifiedEnv as Env;
 use crate::support::{stderr, stdout, syncmail};
@@ -18,15 +18,6 @@ const CONTRIB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib");
 /// inbox at `~/Mail/Unified/INBOX`: the layout contrib's snippets assume.
 fn two_accounts() -> Env {
     Env::new(false, "timeout = \"4s\"\npoll_interval = \"1h\"\n")
-}
-
-fn server_flags(env: &Env, user: &str, id: &str) -> Option<String> {
-    let mid = format!("<{id}@test>");
-    env.dovecot
-        .state(user, "INBOX")
-        .into_iter()
-        .find(|(m, _)| *m == mid)
-        .map(|(_, flags)| flags)
 }
 
 /// A private tmux server (its own socket) with one session running `command`; killed on
@@ -236,13 +227,25 @@ fn neomutt_flags_a_message_in_the_unified_inbox_and_the_daemon_pushes_it_to_its_
         &daemon,
         Duration::from_secs(15),
         "\\Flagged on bob's server",
-        || server_flags(&env, "bob", "home-target").is_some_and(|f| f.contains("\\Flagged")),
+        || {
+            env.server_flags_if_there("bob", "home-target")
+                .is_some_and(|f| f.contains("\\Flagged"))
+        },
     );
     // Nothing else changed anywhere, and nothing is doubled.
-    assert_eq!(server_flags(&env, "bob", "home-1").as_deref(), Some(""));
-    assert_eq!(server_flags(&env, "alice", "work-1").as_deref(), Some(""));
-    assert_eq!(server_flags(&env, "alice", "work-2").as_deref(), Some(""));
-    assert_eq!(server_flags(&env, "alice", "home-target"), None);
+    assert_eq!(
+        env.server_flags_if_there("bob", "home-1").as_deref(),
+        Some("")
+    );
+    assert_eq!(
+        env.server_flags_if_there("alice", "work-1").as_deref(),
+        Some("")
+    );
+    assert_eq!(
+        env.server_flags_if_there("alice", "work-2").as_deref(),
+        Some("")
+    );
+    assert_eq!(env.server_flags_if_there("alice", "home-target"), None);
     let bob_local = md::state(&env.inbox("home"));
     assert!(
         bob_local

@@ -9,8 +9,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::daemon_support::{Daemon, local_count, wait_until};
 use crate::support::DEFAULT_PASSWORD;
+use crate::support::daemon::{Daemon, local_count, wait_until};
 use crate::support::maildir as md;
 use crate::support::sync_env::SyncEnv as Env;
 

@@ -5,82 +5,12 @@ use std::time::Duration;
 
 use syncmail::imap::{Connected, IdleSession, IdleWake, ImapError, ImapStream};
 use syncmail::net;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-/// What the scripted server does once the client is idling.
-#[derive(Clone, Copy)]
-enum Script {
-    /// Report a new message, then answer DONE.
-    Exists,
-    /// Say nothing, answer DONE (a quiet folder).
-    Quiet,
-    /// Say nothing and never answer DONE (a half-open link).
-    Silent,
-    /// Close the connection.
-    Close,
-    /// EXISTS before the continuation.
-    ExistsBeforeContinue,
-}
-
-async fn serve(listener: TcpListener, script: Script) {
-    let (sock, _) = listener.accept().await.unwrap();
-    let (read, mut write) = sock.into_split();
-    let mut lines = BufReader::new(read).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let (tag, rest) = line.split_once(' ').unwrap_or((&line, ""));
-        let verb = rest.split(' ').next().unwrap_or("").to_ascii_uppercase();
-        let reply = match verb.as_str() {
-            "LOGIN" => format!("{tag} OK logged in\r\n"),
-            "EXAMINE" => {
-                format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 1] x\r\n{tag} OK [READ-ONLY] done\r\n")
-            }
-            "IDLE" => {
-                let idle_tag = tag.to_owned();
-                match script {
-                    Script::ExistsBeforeContinue => {
-                        write
-                            .write_all(b"* 2 EXISTS\r\n+ idling\r\n")
-                            .await
-                            .unwrap();
-                    }
-                    _ => write.write_all(b"+ idling\r\n").await.unwrap(),
-                }
-                match script {
-                    Script::Exists => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        write.write_all(b"* 2 EXISTS\r\n").await.unwrap();
-                    }
-                    Script::Close => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        return;
-                    }
-                    _ => {}
-                }
-                // Wait for DONE.
-                let Ok(Some(done)) = lines.next_line().await else {
-                    return;
-                };
-                assert_eq!(done.trim(), "DONE");
-                if matches!(script, Script::Silent) {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    return;
-                }
-                format!("{idle_tag} OK idle done\r\n")
-            }
-            "LOGOUT" => format!("* BYE\r\n{tag} OK bye\r\n"),
-            _ => format!("{tag} BAD unexpected\r\n"),
-        };
-        if write.write_all(reply.as_bytes()).await.is_err() {
-            return;
-        }
-    }
-}
+use crate::support::idle_script::{self, Script};
 
 async fn idle_against(script: Script) -> (IdleSession, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(serve(listener, script));
+    let (port, server) = idle_script::start(script).await;
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let client = async_imap::Client::new(ImapStream::Net(net::Stream::Plain(tcp)));
     let session = client.login("u", "p").await.map_err(|(e, _)| e).unwrap();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::daemon_support::{Daemon, FAST, add_general, converged, local_count, wait_until};
+use crate::support::daemon::{Daemon, FAST, add_general, converged, local_count, wait_until};
 use crate::support::maildir as md;
 use crate::support::sync_env::SyncEnv as Env;
 use crate::support::{stderr, stdout};

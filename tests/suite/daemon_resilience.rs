@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::daemon_support::{Daemon, FAST, converged, local_count, seed_many, wait_until};
+use crate::support::daemon::{Daemon, FAST, converged, local_count, seed_many, wait_until};
 use crate::support::proxy::LinkProxy;
 use crate::support::sync_env::SyncEnv as Env;
 use crate::support::tmpfs::Tmpfs;

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::daemon_support::seed_many;
+use crate::support::daemon::seed_many;
 use crate::support::dovecot::message;
 use crate::support::maildir as md;
 use crate::support::sync_env::SyncEnv;

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use syncmail::config::{self, Account, Dirs};
 use syncmail::secret::{self, Secret};
 use syncmail::{imap, net};
 
+use crate::support::account::{account, imap_login};
 use crate::support::certs::TestCa;
 use crate::support::{DEFAULT_PASSWORD, Dovecot, stderr, stdout, syncmail};
 
@@ -35,28 +35,11 @@ fn check_connect(home: &Path, config: &Path) -> std::process::Output {
     )
 }
 
-fn account(toml: &str) -> Account {
-    let dirs = Dirs {
-        home: Some("/nonexistent-home".into()),
-        ..Dirs::default()
-    };
-    let text = format!("[general]\nmaildir = \"/tmp/unused\"\n\n{toml}");
-    let mut loaded = config::parse(Path::new("test.toml"), &text, &dirs).expect("valid config");
-    loaded.config.accounts.remove(0)
-}
-
-async fn login(account: &Account) -> Result<imap::Connected, imap::ImapError> {
-    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT)
-        .await
-        .unwrap();
-    imap::connect(&account.server, &secret, kind).await
-}
-
 #[tokio::test]
 async fn implicit_tls_verified_against_test_ca_logs_in() {
     let dovecot = Dovecot::start();
     let account = account(&dovecot.imap_account("t", "alice", "implicit"));
-    let mut connected = login(&account)
+    let mut connected = imap_login(&account)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", dovecot.logs()));
     assert!(
@@ -75,7 +58,7 @@ async fn implicit_tls_verified_against_test_ca_logs_in() {
 async fn starttls_upgrades_then_logs_in() {
     let dovecot = Dovecot::start();
     let account = account(&dovecot.imap_account("t", "alice", "starttls"));
-    let connected = login(&account).await.unwrap();
+    let connected = imap_login(&account).await.unwrap();
     // Capabilities were read again after TLS and login.
     assert!(!connected.has("STARTTLS"), "{:?}", connected.capabilities);
     assert!(connected.has("IDLE"));
@@ -85,7 +68,7 @@ async fn starttls_upgrades_then_logs_in() {
 async fn plaintext_login_on_loopback() {
     let dovecot = Dovecot::start();
     let account = account(&dovecot.imap_account("t", "alice", "none"));
-    assert!(login(&account).await.is_ok());
+    assert!(imap_login(&account).await.is_ok());
 }
 
 #[tokio::test]
@@ -99,7 +82,7 @@ async fn wrong_ca_is_refused_with_a_reason() {
         &dovecot.ca_file.display().to_string(),
         &other.display().to_string(),
     );
-    let err = match login(&account(&toml)).await {
+    let err = match imap_login(&account(&toml)).await {
         Ok(_) => panic!("a server signed by an untrusted CA was accepted"),
         Err(e) => e,
     };
@@ -115,7 +98,7 @@ async fn wrong_ca_is_refused_with_a_reason() {
 async fn wrong_host_name_is_refused() {
     // A certificate for another host, from the trusted test CA.
     let dovecot = Dovecot::start_with(&["alice"], &["mail.example.org"]);
-    let err = login(&account(&dovecot.imap_account("t", "alice", "implicit")))
+    let err = imap_login(&account(&dovecot.imap_account("t", "alice", "implicit")))
         .await
         .err()
         .expect("a certificate for another host was accepted");
@@ -135,10 +118,10 @@ async fn certificate_pin_is_checked_on_top_of_the_chain() {
         .unwrap();
     let right = net::tls::fingerprint_hex(&net::tls::fingerprint(&der));
     let base = dovecot.imap_account("t", "alice", "implicit");
-    let ok = login(&account(&format!("{base}cert_fingerprint = \"{right}\"\n"))).await;
+    let ok = imap_login(&account(&format!("{base}cert_fingerprint = \"{right}\"\n"))).await;
     assert!(ok.is_ok(), "{:?}", ok.err());
     let wrong = format!("sha256:{}", "00".repeat(32));
-    let err = login(&account(&format!("{base}cert_fingerprint = \"{wrong}\"\n")))
+    let err = imap_login(&account(&format!("{base}cert_fingerprint = \"{wrong}\"\n")))
         .await
         .err()
         .expect("pin mismatch accepted");
@@ -201,7 +184,7 @@ fn check_config_connect_lists_folders_and_maps_exit_codes() {
 async fn compress_deflate_is_used_when_offered_unless_turned_off() {
     let dovecot = Dovecot::start();
     let toml = dovecot.imap_account("t", "alice", "implicit");
-    let mut on = login(&account(&toml)).await.unwrap();
+    let mut on = imap_login(&account(&toml)).await.unwrap();
     assert!(on.has("COMPRESS=DEFLATE"), "{:?}", on.capabilities);
     assert!(matches!(
         on.session.get_ref().transport(),
@@ -212,7 +195,7 @@ async fn compress_deflate_is_used_when_offered_unless_turned_off() {
         .await
         .unwrap();
     assert!(folders.iter().any(|f| f.raw_name == "INBOX"));
-    let off = login(&account(&format!("{toml}compress = false\n")))
+    let off = imap_login(&account(&format!("{toml}compress = false\n")))
         .await
         .unwrap();
     assert!(matches!(

@@ -6,15 +6,13 @@
 //! error names the account and the fault, that nothing was written outside the Maildir
 //! root, and (where it matters) the child's peak memory.
 
-use std::path::Path;
 use std::time::Duration;
 
-use syncmail::config::{self, Dirs};
-use syncmail::imap::{self, ImapSession, ImapStream};
+use syncmail::imap::{ImapSession, ImapStream};
 use syncmail::model::Uid;
-use syncmail::secret;
 
 use crate::support::Dovecot;
+use crate::support::account::{account, imap_login};
 use crate::support::hostile::{ACCOUNT, Home, MAX_RSS_KIB, PASSWORD, TIMEOUT};
 use crate::support::imap_script::{Misbehaviour, ScriptedImap};
 
@@ -426,21 +424,8 @@ async fn rule_18_the_bound_checks_what_compress_decodes() {
         .collect();
     let msg = crate::support::dovecot::message("big", "big@test", &body);
     dovecot.seed("alice", "INBOX", &msg);
-    let toml = dovecot.imap_account("t", "alice", "implicit");
-    let text = format!("[general]\nmaildir = \"/tmp/unused\"\n\n{toml}");
-    let dirs = Dirs {
-        home: Some("/nonexistent-home".into()),
-        ..Dirs::default()
-    };
-    let account = config::parse(Path::new("test.toml"), &text, &dirs)
-        .expect("valid config")
-        .config
-        .accounts
-        .remove(0);
-    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT)
-        .await
-        .unwrap();
-    let connected = imap::connect(&account.server, &secret, kind).await.unwrap();
+    let account = account(&dovecot.imap_account("t", "alice", "implicit"));
+    let connected = imap_login(&account).await.unwrap();
     let ImapStream::Bounded(outer) = connected.session.get_ref() else {
         panic!("the session does not read through the bound");
     };

@@ -2,33 +2,17 @@
 //! listings, checked body fetches, APPENDUID, conditional STORE, and deletion of exactly
 //! our own UIDs.
 
-use std::path::Path;
-
-use syncmail::config::{self, Dirs};
 use syncmail::imap::{self, ImapSession};
-use syncmail::model::{Flag, Flags, Uid};
-use syncmail::secret;
+use syncmail::model::{Flag, Uid};
 
+use crate::support::account::{account, secret_of};
 use crate::support::dovecot::message;
+use crate::support::flags::flags;
 use crate::support::{DEFAULT_PASSWORD, Dovecot};
 
 async fn session(dovecot: &Dovecot, user: &str) -> ImapSession {
-    let dirs = Dirs {
-        home: Some("/nonexistent".into()),
-        ..Dirs::default()
-    };
-    let text = format!(
-        "[general]\nmaildir = \"/tmp/unused\"\n\n{}",
-        dovecot.imap_account("t", user, "implicit")
-    );
-    let account = config::parse(Path::new("t.toml"), &text, &dirs)
-        .unwrap()
-        .config
-        .accounts
-        .remove(0);
-    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT)
-        .await
-        .unwrap();
+    let account = account(&dovecot.imap_account("t", user, "implicit"));
+    let (secret, kind) = secret_of(&account).await;
     assert_eq!(secret.expose(), DEFAULT_PASSWORD);
     let connected = imap::connect(&account.server, &secret, kind).await.unwrap();
     ImapSession::new(connected, account.server.timeout)
@@ -48,10 +32,6 @@ fn seed(dovecot: &Dovecot, n: usize) {
             ),
         );
     }
-}
-
-fn flags(list: &[Flag]) -> Flags {
-    list.iter().copied().collect()
 }
 
 #[tokio::test]

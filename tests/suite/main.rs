@@ -3,6 +3,7 @@
 
 mod support;
 
+mod architecture;
 mod clients;
 mod config_check;
 mod daemon_bench;
@@ -10,16 +11,22 @@ mod daemon_idle_scripted;
 mod daemon_push;
 mod daemon_resilience;
 mod daemon_service;
-mod daemon_support;
 mod disk_full;
 mod file_modes;
+mod fuzz_corpora;
 mod imap_connect;
 mod imap_hostile;
 mod imap_session;
+mod maildir_folders;
+mod maildir_scan_race;
+mod planner_api;
 mod pop3_client;
 mod pop3_poller;
 mod pop3_scripted;
 mod secrets;
+mod store_crash;
+mod store_lock;
+mod store_recovery;
 mod sync_crash;
 mod sync_cut;
 mod sync_folders;

@@ -2,33 +2,17 @@
 //! byte-exact streamed RETR (dot lines, 5 MiB), and DELE that only counts at QUIT.
 
 use std::io::Write;
-use std::path::Path;
 
-use syncmail::config::{self, Account, Dirs};
 use syncmail::pop3::{MsgNo, Pop3Client, Pop3Error};
-use syncmail::secret::{self, CredentialKind, Secret};
+use syncmail::secret::{CredentialKind, Secret};
 
-use crate::support::dovecot::message;
+use crate::support::account::{account, secret_of};
+use crate::support::dovecot::{DOT_LINES_MESSAGE, dotted_5_mib_message, message};
 use crate::support::{DEFAULT_PASSWORD, Dovecot};
-
-fn account(toml: &str) -> Account {
-    let dirs = Dirs {
-        home: Some("/nonexistent".into()),
-        ..Dirs::default()
-    };
-    let text = format!("[general]\nmaildir = \"/tmp/unused\"\n\n{toml}");
-    config::parse(Path::new("t.toml"), &text, &dirs)
-        .unwrap()
-        .config
-        .accounts
-        .remove(0)
-}
 
 async fn connect(dovecot: &Dovecot, tls: &str) -> Pop3Client {
     let account = account(&dovecot.pop3_account("t", "alice", tls));
-    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT)
-        .await
-        .unwrap();
+    let (secret, kind) = secret_of(&account).await;
     Pop3Client::connect(&account.server, &secret, kind)
         .await
         .unwrap()
@@ -165,9 +149,7 @@ async fn apop_without_a_greeting_timestamp_is_an_auth_error() {
 #[tokio::test]
 async fn rule_15_dot_lines_arrive_byte_exact() {
     let dovecot = Dovecot::start();
-    let original: &[u8] = b"From: a@example.com\r\nTo: alice@example.com\r\nSubject: dots\r\n\
-        Message-ID: <dots@test>\r\n\r\n.\r\n..\r\n...\r\n.leading\r\n..two leading\r\n\
-        mid.dle\r\n. space\r\n\r\n.\r\nlast line\r\n";
+    let original = DOT_LINES_MESSAGE;
     dovecot.seed("alice", "INBOX", original);
     let mut c = connect(&dovecot, "implicit").await;
     let mut got = Vec::new();
@@ -204,19 +186,7 @@ impl Write for Sink {
 #[tokio::test]
 async fn a_5_mib_message_streams_byte_exact_in_bounded_chunks() {
     let dovecot = Dovecot::start();
-    let mut original =
-        b"From: a@example.com\r\nSubject: big\r\nMessage-ID: <big@test>\r\n\r\n".to_vec();
-    let mut i = 0u64;
-    while original.len() < 5 * 1024 * 1024 {
-        let line = match i % 7 {
-            0 => format!(".{i} a line that starts with a dot\r\n"),
-            1 => "..\r\n".to_owned(),
-            2 => ".\r\n".to_owned(),
-            _ => format!("{i:08} {}\r\n", "x".repeat(60)),
-        };
-        original.extend_from_slice(line.as_bytes());
-        i += 1;
-    }
+    let original = dotted_5_mib_message();
     dovecot.seed("alice", "INBOX", &original);
     let mut c = connect(&dovecot, "implicit").await;
     assert_eq!(c.list().await.unwrap(), [(MsgNo(1), original.len() as u64)]);

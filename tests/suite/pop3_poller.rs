@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 use syncmail::config::{self, Account, AccountKind, Config, Dirs, Pop3Settings};
 use syncmail::engine::pop3::{PollReport, poll_account};
 
-use crate::support::dovecot::message;
+use crate::support::dovecot::{DOT_LINES_MESSAGE, dotted_5_mib_message, message};
+use crate::support::pop3_script::{no_uidl_server, no_uidl_server_failing_quit};
 use crate::support::sync_env::SyncEnv;
-use crate::support::{Dovecot, stderr, stdout};
+use crate::support::{Dovecot, assert_crashed_at_a_fault_point, stderr, stdout};
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -165,22 +166,8 @@ fn fresh_download_of_500_then_nothing_twice() {
 #[test]
 fn rule_15_dot_lines_and_a_5_mib_message_arrive_byte_exact() {
     let env = SyncEnv::pop3("");
-    let dots: Vec<u8> = b"From: a@example.com\r\nTo: alice@example.com\r\nSubject: dots\r\n\
-        Message-ID: <dots@test>\r\n\r\n.\r\n..\r\n...\r\n.leading\r\n..two leading\r\n\
-        mid.dle\r\n. space\r\n\r\n.\r\nlast line\r\n"
-        .to_vec();
-    let mut big = b"From: a@example.com\r\nSubject: big\r\nMessage-ID: <big@test>\r\n\r\n".to_vec();
-    let mut i = 0u64;
-    while big.len() < 5 * 1024 * 1024 {
-        let line = match i % 7 {
-            0 => format!(".{i} a line that starts with a dot\r\n"),
-            1 => "..\r\n".to_owned(),
-            2 => ".\r\n".to_owned(),
-            _ => format!("{i:08} {}\r\n", "x".repeat(60)),
-        };
-        big.extend_from_slice(line.as_bytes());
-        i += 1;
-    }
+    let dots = DOT_LINES_MESSAGE.to_vec();
+    let big = dotted_5_mib_message();
     env.dovecot.seed("alice", "INBOX", &dots);
     env.dovecot.seed("alice", "INBOX", &big);
     let summary = env.sync_ok();
@@ -323,12 +310,7 @@ fn rule_01_kill_at_every_step_then_rerun_loses_and_duplicates_nothing() {
             assert_summary(&stdout(&out), 3, 3);
             break;
         }
-        assert!(
-            stderr(&out).contains("fault point"),
-            "run {n} failed without crashing: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        assert_crashed_at_a_fault_point(&out, n);
         crashes += 1;
         let after = std::fs::read_dir(env.inbox().join("new"))
             .map(|d| d.count())
@@ -373,111 +355,6 @@ fn wrong_password_is_a_clear_permanent_error() {
     assert!(err.contains("`alice`"), "{err}");
     assert!(!err.contains(wrong), "rule 20: {err}");
     assert!(!env.inbox().join("new").exists() || local(&env.inbox()).is_empty());
-}
-
-/// A scripted POP3 server without UIDL, on loopback plaintext: serves `maildrop` to every
-/// connection and deletes what was marked at QUIT. Returns its port.
-async fn no_uidl_server(maildrop: Vec<Vec<u8>>) -> u16 {
-    no_uidl_server_failing_quit(maildrop, Arc::new(AtomicBool::new(false))).await
-}
-
-/// The same; while `quit_fails` is set, QUIT answers `-ERR` and deletes nothing.
-async fn no_uidl_server_failing_quit(maildrop: Vec<Vec<u8>>, quit_fails: Arc<AtomicBool>) -> u16 {
-    use std::sync::Mutex;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let drop_box = Arc::new(Mutex::new(maildrop));
-    tokio::spawn(async move {
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                return;
-            };
-            let drop_box = Arc::clone(&drop_box);
-            let quit_fails = Arc::clone(&quit_fails);
-            tokio::spawn(async move {
-                let (read, mut write) = socket.into_split();
-                let mut read = BufReader::new(read);
-                let msgs = drop_box.lock().unwrap().clone();
-                let mut marked = vec![false; msgs.len()];
-                let _ = write.write_all(b"+OK ready\r\n").await;
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if read.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let words: Vec<&str> = line.split_whitespace().collect();
-                    let n = |i: usize| words.get(i).and_then(|w| w.parse::<usize>().ok());
-                    let body = |m: &[u8], head_only: bool| {
-                        let end = if head_only {
-                            m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4
-                        } else {
-                            m.len()
-                        };
-                        let mut out = b"+OK\r\n".to_vec();
-                        for l in m[..end].split_inclusive(|b| *b == b'\n') {
-                            if l.starts_with(b".") {
-                                out.push(b'.');
-                            }
-                            out.extend_from_slice(l);
-                        }
-                        out.extend_from_slice(b".\r\n");
-                        out
-                    };
-                    let reply: Vec<u8> = match words.first().map(|w| w.to_ascii_uppercase()) {
-                        Some(c) if c == "USER" || c == "PASS" || c == "NOOP" => b"+OK\r\n".to_vec(),
-                        Some(c) if c == "CAPA" => b"+OK\r\nUSER\r\nTOP\r\n.\r\n".to_vec(),
-                        Some(c) if c == "UIDL" => b"-ERR unknown command\r\n".to_vec(),
-                        Some(c) if c == "LIST" => {
-                            let mut out = b"+OK\r\n".to_vec();
-                            for (i, m) in msgs.iter().enumerate() {
-                                if !marked[i] {
-                                    out.extend(format!("{} {}\r\n", i + 1, m.len()).bytes());
-                                }
-                            }
-                            out.extend_from_slice(b".\r\n");
-                            out
-                        }
-                        Some(c) if c == "TOP" || c == "RETR" => match n(1) {
-                            Some(i) if i >= 1 && i <= msgs.len() && !marked[i - 1] => {
-                                body(&msgs[i - 1], c == "TOP")
-                            }
-                            _ => b"-ERR no such message\r\n".to_vec(),
-                        },
-                        Some(c) if c == "DELE" => match n(1) {
-                            Some(i) if i >= 1 && i <= msgs.len() => {
-                                marked[i - 1] = true;
-                                b"+OK\r\n".to_vec()
-                            }
-                            _ => b"-ERR no such message\r\n".to_vec(),
-                        },
-                        Some(c) if c == "QUIT" && quit_fails.load(Ordering::SeqCst) => {
-                            let _ = write.write_all(b"-ERR [SYS/PERM] cannot delete\r\n").await;
-                            return;
-                        }
-                        Some(c) if c == "QUIT" => {
-                            let kept: Vec<Vec<u8>> = msgs
-                                .iter()
-                                .zip(&marked)
-                                .filter(|(_, m)| !**m)
-                                .map(|(b, _)| b.clone())
-                                .collect();
-                            *drop_box.lock().unwrap() = kept;
-                            let _ = write.write_all(b"+OK bye\r\n").await;
-                            return;
-                        }
-                        _ => b"-ERR what\r\n".to_vec(),
-                    };
-                    if write.write_all(&reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
 }
 
 #[tokio::test]

@@ -5,77 +5,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-
 use crate::support::hostile::{ACCOUNT, Home, MAX_RSS_KIB};
+use crate::support::pop3_script::{self, Reply, logged_in, one_message, scripted, send};
 use syncmail::config::{AuthMech, Server, Tls};
 use syncmail::pop3::{MsgNo, Pop3Client, Pop3Error};
 use syncmail::secret::{CredentialKind, Secret};
 
 const PASSWORD: &str = "scripted-pw-4711";
-
-/// What the scripted server does when a command line arrives.
-enum Reply {
-    Send(Vec<u8>),
-    /// Say nothing and keep the connection open.
-    Stall,
-    /// Send `head`, then `body` `times` times (a flood), then say nothing.
-    Flood {
-        head: &'static [u8],
-        body: &'static [u8],
-        times: usize,
-    },
-}
-
-/// A one-connection server: sends `greeting`, then answers each command line with
-/// `answer(line)`. Returns its port and the command lines it received.
-async fn scripted(
-    greeting: &'static [u8],
-    answer: fn(&str) -> Reply,
-) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let (read, mut write) = socket.into_split();
-        let mut read = BufReader::new(read);
-        write.write_all(greeting).await.unwrap();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if read.read_line(&mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let command = line.trim_end().to_owned();
-            log.lock().unwrap().push(command.clone());
-            match answer(&command) {
-                Reply::Send(bytes) => {
-                    if write.write_all(&bytes).await.is_err() {
-                        return;
-                    }
-                }
-                Reply::Stall => {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                }
-                Reply::Flood { head, body, times } => {
-                    if write.write_all(head).await.is_err() {
-                        return;
-                    }
-                    for _ in 0..times {
-                        if write.write_all(body).await.is_err() {
-                            return;
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                }
-            }
-        }
-    });
-    (port, seen)
-}
 
 fn server(port: u16, tls: Tls) -> Server {
     Server {
@@ -94,20 +30,6 @@ fn server(port: u16, tls: Tls) -> Server {
 
 async fn connect(server: &Server) -> Result<Pop3Client, Pop3Error> {
     Pop3Client::connect(server, &Secret::new(PASSWORD), CredentialKind::Password).await
-}
-
-fn send(s: &str) -> Reply {
-    Reply::Send(s.as_bytes().to_vec())
-}
-
-/// A well-behaved plaintext server with USER/PASS; `extra` answers anything else.
-fn logged_in(line: &str, extra: fn(&str) -> Reply) -> Reply {
-    match line.split(' ').next().unwrap_or("") {
-        "CAPA" => send("+OK\r\nUSER\r\nUIDL\r\n.\r\n"),
-        "USER" => send("+OK\r\n"),
-        "PASS" => send("+OK logged in\r\n"),
-        _ => extra(line),
-    }
 }
 
 fn no_password_sent(seen: &Arc<Mutex<Vec<String>>>) {
@@ -230,12 +152,7 @@ async fn a_retr_that_never_ends_times_out() {
 
 #[tokio::test]
 async fn a_silent_server_times_out_at_the_greeting() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (_socket, _) = listener.accept().await.unwrap();
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    });
+    let port = pop3_script::silent().await;
     let err = connect(&server(port, Tls::None)).await.unwrap_err();
     assert!(
         matches!(err, Pop3Error::Timeout { what, .. } if what.contains("greeting")),
@@ -426,17 +343,6 @@ async fn a_password_with_a_line_break_is_never_sent() {
             .all(|l| !l.starts_with("PASS") && !l.starts_with("DELE")),
         "{seen:?}"
     );
-}
-
-/// A well-behaved maildrop of one message, except for RETR (the caller's part).
-fn one_message(line: &str) -> Reply {
-    logged_in(line, |l| match l.split(' ').next().unwrap_or("") {
-        "STAT" => send("+OK 1 100\r\n"),
-        "LIST" => send("+OK\r\n1 100\r\n.\r\n"),
-        "UIDL" => send("+OK\r\n1 one\r\n.\r\n"),
-        "QUIT" => send("+OK bye\r\n"),
-        _ => send("-ERR not in this script\r\n"),
-    })
 }
 
 /// `syncmail sync` off the runtime the scripted server runs on.

@@ -4,9 +4,10 @@
 //! with no duplicate on either side and nothing lost.
 
 use crate::support::dovecot::message;
+use crate::support::flags::maildir_to_imap;
 use crate::support::maildir as md;
 use crate::support::sync_env::{QUIET, State, SyncEnv};
-use crate::support::{stderr, stdout};
+use crate::support::{assert_crashed_at_a_fault_point, stderr, stdout};
 
 /// Four messages synced; then changes on both sides that need every kind of step.
 fn prepared() -> SyncEnv {
@@ -75,12 +76,7 @@ fn rule_01_kill_at_every_step_then_rerun_equals_uninterrupted_run() {
             );
             break;
         }
-        assert!(
-            stderr(&out).contains("fault point"),
-            "run {n} failed without crashing: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        assert_crashed_at_a_fault_point(&out, n);
         crashes += 1;
         let after_crash = env.state();
         assert_no_duplicates(&after_crash, &format!("right after crash #{n}"));
@@ -109,22 +105,4 @@ fn rule_01_kill_at_every_step_then_rerun_equals_uninterrupted_run() {
         crashes >= 8,
         "only {crashes} fault points were reached; the pass should cross many more"
     );
-}
-
-/// Maildir letters as the IMAP flag names `Dovecot::state` lists, sorted.
-fn maildir_to_imap(letters: &str) -> String {
-    let mut names: Vec<&str> = letters
-        .chars()
-        .filter_map(|c| match c {
-            'D' => Some("\\Draft"),
-            'F' => Some("\\Flagged"),
-            'P' => Some("$Forwarded"),
-            'R' => Some("\\Answered"),
-            'S' => Some("\\Seen"),
-            'T' => Some("\\Deleted"),
-            _ => None,
-        })
-        .collect();
-    names.sort();
-    names.join(" ")
 }

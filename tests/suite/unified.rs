@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::daemon_support::{Daemon, wait_until};
+use crate::support::daemon::{Daemon, wait_until};
 use crate::support::dovecot::message;
 use crate::support::maildir as md;
 use crate::support::sync_env::QUIET;

@@ -1,5 +1,5 @@
 //! libFuzzer entry for [`syncmail::fuzzing::pop3_responses`]; the invariants live there so the
-//! stable corpus replay (`tests/fuzz_corpora.rs`) checks the same things.
+//! stable corpus replay (`tests/suite/fuzz_corpora.rs`) checks the same things.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -527,3 +527,28 @@ pub fn message(subject: &str, message_id: &str, body: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// Lines that POP3 dot-stuffing must carry byte-exact: a lone dot, dots at the start,
+/// inside and after a blank line.
+pub const DOT_LINES_MESSAGE: &[u8] =
+    b"From: a@example.com\r\nTo: alice@example.com\r\nSubject: dots\r\n\
+    Message-ID: <dots@test>\r\n\r\n.\r\n..\r\n...\r\n.leading\r\n..two leading\r\n\
+    mid.dle\r\n. space\r\n\r\n.\r\nlast line\r\n";
+
+/// A 5 MiB message in which every seventh line is a lone dot, a double dot or starts with
+/// one: big enough to stream in many chunks, dotted enough to catch a stuffing slip.
+pub fn dotted_5_mib_message() -> Vec<u8> {
+    let mut big = b"From: a@example.com\r\nSubject: big\r\nMessage-ID: <big@test>\r\n\r\n".to_vec();
+    let mut i = 0u64;
+    while big.len() < 5 * 1024 * 1024 {
+        let line = match i % 7 {
+            0 => format!(".{i} a line that starts with a dot\r\n"),
+            1 => "..\r\n".to_owned(),
+            2 => ".\r\n".to_owned(),
+            _ => format!("{i:08} {}\r\n", "x".repeat(60)),
+        };
+        big.extend_from_slice(line.as_bytes());
+        i += 1;
+    }
+    big
+}

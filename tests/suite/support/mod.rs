@@ -1,12 +1,19 @@
-//! Shared test support: a private Dovecot, test certificates, and running the binary.
+//! Shared test support: a private Dovecot, test certificates, running the binary and
+//! the daemon, and the scripted fake servers.
 #![allow(dead_code)]
 
+pub mod account;
 pub mod certs;
+pub mod daemon;
 pub mod dovecot;
+pub mod flags;
 pub mod hostile;
+pub mod idle_script;
 pub mod imap_script;
 pub mod maildir;
+pub mod pop3_script;
 pub mod proxy;
+pub mod rng;
 pub mod sync_env;
 pub mod tmpfs;
 pub mod unified_env;
@@ -32,6 +39,33 @@ pub fn syncmail_with_env(home: &Path, args: &[&str], vars: &[(&str, &str)]) -> O
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run syncmail")
+}
+
+/// This test binary again, in a child process that runs only `test` of `module` (pass
+/// `module_path!()`): for the tests that crash, or hold a lock, in another process. The
+/// child tells itself apart by an environment variable the caller sets.
+pub fn test_in_child(module: &str, test: &str) -> Command {
+    // `module_path!()` names the crate too (`suite::store_crash`); the harness does not.
+    let module = module.split_once("::").map_or(module, |(_, path)| path);
+    let mut child = Command::new(std::env::current_exe().expect("the test binary's path"));
+    child.args([
+        "--exact",
+        &format!("{module}::{test}"),
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    child
+}
+
+/// Run `n` of a kill-at-every-step loop failed because a fault point aborted it, not for
+/// another reason.
+pub fn assert_crashed_at_a_fault_point(out: &Output, n: u32) {
+    assert!(
+        stderr(out).contains("fault point"),
+        "run {n} failed without crashing: {}{}",
+        stdout(out),
+        stderr(out)
+    );
 }
 
 pub fn stderr(out: &Output) -> String {

@@ -107,13 +107,18 @@ impl UnifiedEnv {
     }
 
     pub fn server_flags(&self, user: &str, id: &str) -> String {
+        self.server_flags_if_there(user, id)
+            .unwrap_or_else(|| panic!("{id} not on {user}'s server"))
+    }
+
+    /// The flags of `id` in `user`'s INBOX, or `None` when it is not there.
+    pub fn server_flags_if_there(&self, user: &str, id: &str) -> Option<String> {
         let want = format!("<{id}@test>");
         self.dovecot
             .state(user, "INBOX")
             .into_iter()
             .find(|(i, _)| *i == want)
             .map(|(_, f)| f)
-            .unwrap_or_else(|| panic!("{id} not on {user}'s server"))
     }
 
     /// The mapping's rows, as stored.

@@ -2,11 +2,13 @@
 //! and the lock is free again once the holder is killed with SIGKILL.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use syncmail::model::AccountName;
 use syncmail::store::{AccountLock, LockError, StoreError, open_account};
+
+use crate::support::test_in_child;
 
 const CHILD_DIR_ENV: &str = "SYNCMAIL_TEST_LOCK_DIR";
 const TEST_NAME: &str = "a_killed_holder_releases_the_lock_and_is_named_while_alive";
@@ -22,8 +24,7 @@ fn a_killed_holder_releases_the_lock_and_is_named_while_alive() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+    let child = test_in_child(module_path!(), TEST_NAME)
         .env(CHILD_DIR_ENV, dir.path())
         .stdout(Stdio::piped())
         .spawn()

@@ -9,22 +9,13 @@ use std::time::{Duration, Instant};
 use syncmail::maildir::{FolderMap, Layout, Maildir, ScanOptions, scan::scan};
 use syncmail::model::{FolderName, MaildirKey};
 
+use crate::support::rng::Rng;
+
 const MESSAGES: usize = 1000;
 const RENAMES: usize = 10_000;
 /// The renamer pauses now and then so stable scans also happen mid-test, between bursts.
 const BURST: usize = 2_000;
 const PAUSE: Duration = Duration::from_millis(150);
-
-/// xorshift: deterministic, dependency-free.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 #[test]
 fn scan_during_10000_renames_has_no_spurious_missing_or_duplicate() {

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::SystemTime;
 
 use syncmail::engine::resolve_delivery_intents;
@@ -15,6 +14,8 @@ use syncmail::fault;
 use syncmail::maildir::{DeliveryBatch, FolderMap, Layout, Maildir, Placement, new_key};
 use syncmail::model::{AccountName, Flag, Flags, FolderName, Uid};
 use syncmail::store::{AccountLock, Commit, IntentSpec, Pair, Store};
+
+use crate::support::test_in_child;
 
 const CHILD_DIR_ENV: &str = "SYNCMAIL_TEST_CRASH_DIR";
 const TEST_NAME: &str = "rule_01_crash_between_delivery_and_commit_recovers";
@@ -175,8 +176,7 @@ fn rule_01_crash_between_delivery_and_commit_recovers() {
             let acct = open_account(dir.path()).await;
             pull(&acct, &(1..=ALREADY_SYNCED).collect::<Vec<_>>()).await;
         });
-        let status = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+        let status = test_in_child(module_path!(), TEST_NAME)
             .env(CHILD_DIR_ENV, dir.path())
             .env(fault::FAULT_ENV, fault_point)
             .status()

@@ -9,9 +9,7 @@ use syncmail::sync::{
     RemoteMessage, RemoteSnapshot, Timestamp, detect_moves, plan,
 };
 
-fn flags(list: &[Flag]) -> Flags {
-    list.iter().copied().collect()
-}
+use crate::support::flags::flags;
 
 fn pair(uid: u32, key: &str, f: Flags) -> Pair {
     Pair {

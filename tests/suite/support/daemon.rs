@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::flags::maildir_to_imap;
 use crate::support::maildir as md;
 use crate::support::sync_env::SyncEnv;
 
@@ -135,23 +136,6 @@ pub fn converged(env: &SyncEnv) -> bool {
                 .iter()
                 .map(|(i, f)| (i.clone(), maildir_to_imap(f)))
                 .collect::<Vec<_>>()
-}
-
-/// Maildir flag letters as Dovecot's sorted IMAP flag list.
-pub fn maildir_to_imap(letters: &str) -> String {
-    let mut flags: Vec<&str> = letters
-        .chars()
-        .filter_map(|c| match c {
-            'D' => Some("\\Draft"),
-            'F' => Some("\\Flagged"),
-            'R' => Some("\\Answered"),
-            'S' => Some("\\Seen"),
-            'T' => Some("\\Deleted"),
-            _ => None,
-        })
-        .collect();
-    flags.sort();
-    flags.join(" ")
 }
 
 /// Put `n` messages straight into the server's Maildir for `mailbox` INBOX of alice (a
