@@ -40,7 +40,7 @@ pub fn fingerprint(account: &Account) -> String {
     let secret = match &account.secret {
         crate::config::SecretSource::Password(p) => {
             let digest = ring::digest::digest(&ring::digest::SHA256, p.as_bytes());
-            digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+            hex::encode(digest)
         }
         _ => String::new(),
     };

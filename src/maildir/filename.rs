@@ -157,7 +157,7 @@ fn random_hex() -> String {
             .as_nanos();
         bytes = (nanos as u64).to_le_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn hostname() -> String {
