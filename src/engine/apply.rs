@@ -613,14 +613,9 @@ pub struct AppendSizes {
 
 impl AppendSizes {
     pub fn of(body: &[u8]) -> AppendSizes {
-        let bare_lf = body
-            .iter()
-            .enumerate()
-            .filter(|(i, b)| **b == b'\n' && (*i == 0 || body[i - 1] != b'\r'))
-            .count() as u64;
         AppendSizes {
             raw: body.len() as u64,
-            crlf: body.len() as u64 + bare_lf,
+            crlf: crate::model::crlf_size(body),
         }
     }
 

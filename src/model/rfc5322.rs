@@ -22,6 +22,49 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// SHA-256 of a whole message (header block and body) with every CRLF made LF, so a
+/// server's CRLF copy and a Maildir's LF copy of one message hash alike. Tells apart
+/// messages without a Message-ID, or copies sharing one, when a first contact pairs.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    pub fn of(message: &[u8]) -> ContentHash {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut start = 0;
+        for (i, _) in message.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            if i > start && message[i - 1] == b'\r' {
+                ctx.update(&message[start..i - 1]);
+                start = i;
+            }
+        }
+        ctx.update(&message[start..]);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        ContentHash(out)
+    }
+}
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(&self.0[..6]))
+    }
+}
+
+/// The size of a message with every bare LF counted as CRLF: what a server reports as
+/// RFC822.SIZE for the copy of a Maildir file it stores (IMAP sends CRLF).
+pub fn crlf_size(message: &[u8]) -> u64 {
+    let mut size = message.len() as u64;
+    let mut prev = 0u8;
+    for &b in message {
+        if b == b'\n' && prev != b'\r' {
+            size += 1;
+        }
+        prev = b;
+    }
+    size
+}
+
 /// The longest header block read for a Message-ID; a header is rarely 16 KiB.
 const HEADER_LIMIT: usize = 256 * 1024;
 
@@ -220,6 +263,28 @@ mod tests {
             id(b"Message-ID: <12345.ABC>\n").as_deref(),
             Some("<12345.ABC>")
         );
+    }
+
+    #[test]
+    fn content_hashes_ignore_line_endings_only() {
+        let lf = b"Subject: x\n\nbody\nline\n";
+        let crlf = b"Subject: x\r\n\r\nbody\r\nline\r\n";
+        assert_eq!(ContentHash::of(lf), ContentHash::of(crlf));
+        assert_ne!(
+            ContentHash::of(lf),
+            ContentHash::of(b"Subject: x\n\nbody\nline2\n")
+        );
+        // A lone CR is content, not a line ending.
+        assert_ne!(ContentHash::of(b"a\rb"), ContentHash::of(b"ab"));
+        assert_eq!(ContentHash::of(b"").0.len(), 32);
+    }
+
+    #[test]
+    fn crlf_sizes_count_bare_line_feeds() {
+        assert_eq!(crlf_size(b"a\nb\r\nc\n"), 9);
+        assert_eq!(crlf_size(b"\n\n"), 4);
+        assert_eq!(crlf_size(b""), 0);
+        assert_eq!(crlf_size(b"\r\n"), 2);
     }
 
     #[test]

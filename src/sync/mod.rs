@@ -28,6 +28,7 @@
 //!   carrying out rule 9's folder decisions, rule 12 (`BODY.PEEK[]`).
 
 pub mod actions;
+pub mod adopt;
 pub mod display;
 pub mod folders;
 pub mod merge;
