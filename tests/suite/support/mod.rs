@@ -11,6 +11,7 @@ pub mod hostile;
 pub mod idle_script;
 pub mod imap_script;
 pub mod maildir;
+pub mod peers;
 pub mod pop3_script;
 pub mod proxy;
 pub mod rng;
