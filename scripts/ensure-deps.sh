@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what syncmail's tests and demo need when it is missing: Dovecot (IMAP and
 # POP3), openssl, GNU time (the hostile-server tests measure peak memory with it), and
-# the mail clients the integration tests drive (neomutt, aerc, tmux, notmuch). Sourced
-# by scripts/test.sh and scripts/demo.sh.
+# the mail clients the integration tests drive (neomutt, aerc, tmux, notmuch), and the
+# sync tools whose Maildirs syncmail adopts (mbsync, OfflineIMAP). Sourced by
+# scripts/test.sh and scripts/demo.sh.
 
 ensure_deps() {
     local missing=()
@@ -16,6 +17,9 @@ ensure_deps() {
     command -v tmux >/dev/null 2>&1 || missing+=(tmux)
     command -v notmuch >/dev/null 2>&1 || missing+=(notmuch)
     command -v aerc >/dev/null 2>&1 || missing+=(aerc)
+    # The adoption tests fill Maildirs with the real mbsync and OfflineIMAP.
+    command -v mbsync >/dev/null 2>&1 || missing+=(isync)
+    command -v offlineimap >/dev/null 2>&1 || missing+=(offlineimap3)
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "syncmail: installing ${missing[*]} (Debian packages)" >&2
     local sudo=""
