@@ -72,6 +72,20 @@ pub enum Command {
         #[command(subcommand)]
         command: UnifiedCommand,
     },
+    /// Decide about messages a first contact held because it could not tell them apart
+    /// (listed by `syncmail status`); without an option, list them
+    Adopt {
+        account: String,
+        /// Only this folder
+        #[arg(long)]
+        folder: Option<String>,
+        /// They are distinct messages: copy each to the other side on the next pass
+        #[arg(long, conflicts_with = "keep_apart")]
+        transfer: bool,
+        /// Leave each on its own side for good (nothing is copied or deleted)
+        #[arg(long)]
+        keep_apart: bool,
+    },
     /// Print the change and conflict log
     Log {
         account: Option<String>,
@@ -246,6 +260,20 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             print!("{}", crate::daemon::status::render(&config));
             Ok(())
         }
+        Command::Adopt {
+            account,
+            folder,
+            transfer,
+            keep_apart,
+        } => {
+            let selected = select_accounts(&config, std::slice::from_ref(&account))?;
+            let decision = match (transfer, keep_apart) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            runtime()?.block_on(adopt(&config, selected[0], folder, decision))
+        }
         Command::Log { account, conflicts } => {
             let names: Vec<String> = account.into_iter().collect();
             let selected = select_accounts(&config, &names)?;
@@ -389,6 +417,9 @@ async fn sync_all(
                 for plan in &report.plans {
                     println!("{plan}");
                 }
+                for note in &report.notes {
+                    println!("{}: {note}", account.name);
+                }
                 for halt in &report.halts {
                     eprintln!("syncmail: account `{}`: {halt}", account.name);
                 }
@@ -473,6 +504,68 @@ async fn poll_pop3(
         }
     }
     (failed, transient)
+}
+
+/// List an account's held messages, or end their holds (`transfer`: copy them across
+/// on the next pass; otherwise leave them apart for good).
+async fn adopt(
+    config: &Config,
+    account: &Account,
+    folder: Option<String>,
+    transfer: Option<bool>,
+) -> Result<(), Failure> {
+    let (_lock, store) = engine::open_state(&config.general, &account.name).map_err(|e| {
+        if e.is_transient() {
+            Failure::TempFail(e.to_string())
+        } else {
+            Failure::Other(e.to_string())
+        }
+    })?;
+    let folder_id = match &folder {
+        Some(name) => Some(
+            store
+                .folder(&crate::model::FolderName(name.clone()))
+                .await
+                .map_err(|e| Failure::Other(e.to_string()))?
+                .ok_or_else(|| {
+                    Failure::Usage(format!("account `{}` has no folder {name:?}", account.name))
+                })?
+                .id,
+        ),
+        None => None,
+    };
+    let holds = store
+        .holds(folder_id)
+        .await
+        .map_err(|e| Failure::Other(e.to_string()))?;
+    let Some(transfer) = transfer else {
+        if holds.is_empty() {
+            println!("{}: nothing held", account.name);
+        }
+        for h in &holds {
+            let what = match h.hold.side {
+                crate::store::Side::Server => format!("server UID {}", h.hold.item),
+                crate::store::Side::Local => format!("file {}", h.hold.item),
+            };
+            println!("{}: {}: {what}: {}", account.name, h.folder, h.hold.reason);
+        }
+        return Ok(());
+    };
+    store
+        .release_holds(folder_id, transfer)
+        .await
+        .map_err(|e| Failure::Other(e.to_string()))?;
+    let what = if transfer {
+        "each will be copied to the other side by the next sync"
+    } else {
+        "each stays on its own side"
+    };
+    println!(
+        "{}: {} held message(s) released; {what}",
+        account.name,
+        holds.len()
+    );
+    Ok(())
 }
 
 async fn print_log(

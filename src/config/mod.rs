@@ -121,6 +121,7 @@ pub struct ImapSettings {
     /// the answer to the re-issue doubles as a check of a half-open link.
     pub idle_refresh: Duration,
     pub layout: Layout,
+    pub folder_names: crate::maildir::FolderNames,
     pub direction: Direction,
     pub expunge: Expunge,
     pub trash: Option<FolderName>,
@@ -129,6 +130,18 @@ pub struct ImapSettings {
     pub max_delete_share: f64,
     /// Connections used for sync passes (the IDLE connection is extra).
     pub connections: usize,
+}
+
+impl ImapSettings {
+    /// How this account's server folders map to directories under `root`.
+    pub fn folder_map(
+        &self,
+        root: &std::path::Path,
+        delimiter: Option<char>,
+    ) -> crate::maildir::FolderMap {
+        crate::maildir::FolderMap::new(root, self.layout, delimiter)
+            .with_utf7_names(self.folder_names == crate::maildir::FolderNames::ModifiedUtf7)
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -99,6 +99,7 @@ pub struct RawAccount {
     pub idle: Option<Spanned<Vec<Spanned<String>>>>,
     pub idle_refresh: Option<Spanned<String>>,
     pub layout: Option<Spanned<Layout>>,
+    pub folder_names: Option<Spanned<crate::maildir::FolderNames>>,
     pub direction: Option<Spanned<Direction>>,
     pub expunge: Option<Spanned<Expunge>>,
     pub trash: Option<Spanned<String>>,

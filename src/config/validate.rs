@@ -426,11 +426,12 @@ fn account(
 type KeyAt<'a> = (&'a str, Option<Range<usize>>);
 
 fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), ConfigError> {
-    let imap_only: [KeyAt; 11] = [
+    let imap_only: [KeyAt; 12] = [
         ("folders", a.folders.as_ref().map(Spanned::span)),
         ("idle", a.idle.as_ref().map(Spanned::span)),
         ("idle_refresh", a.idle_refresh.as_ref().map(Spanned::span)),
         ("layout", a.layout.as_ref().map(Spanned::span)),
+        ("folder_names", a.folder_names.as_ref().map(Spanned::span)),
         ("direction", a.direction.as_ref().map(Spanned::span)),
         ("expunge", a.expunge.as_ref().map(Spanned::span)),
         ("trash", a.trash.as_ref().map(Spanned::span)),
@@ -797,6 +798,11 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
         idle,
         idle_refresh,
         layout: a.layout.as_ref().map(|l| *l.get_ref()).unwrap_or_default(),
+        folder_names: a
+            .folder_names
+            .as_ref()
+            .map(|n| *n.get_ref())
+            .unwrap_or_default(),
         direction: a
             .direction
             .as_ref()

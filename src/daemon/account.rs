@@ -495,6 +495,9 @@ impl Supervisor {
         for error in &report.errors {
             tracing::warn!(account = self.name(), "{error}");
         }
+        for note in &report.notes {
+            tracing::info!(account = self.name(), "{note}");
+        }
         self.state("idle");
         let limit = self.general.hook_timeout;
         if let Some(argv) = &self.general.on_new_mail {

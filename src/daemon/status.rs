@@ -102,6 +102,21 @@ fn render_account(out: &mut String, state_dir: &Path, account: &Account) {
             snapshot.open_intents
         );
     }
+    if !snapshot.holds.is_empty() {
+        let _ = writeln!(
+            out,
+            "  held at first contact: {} message(s) not transferred until you decide (`syncmail adopt {} --transfer` copies them across, `--keep-apart` leaves them where they are):",
+            snapshot.holds.len(),
+            account.name
+        );
+        for h in &snapshot.holds {
+            let what = match h.hold.side {
+                store::Side::Server => format!("server UID {}", h.hold.item),
+                store::Side::Local => format!("file {}", h.hold.item),
+            };
+            let _ = writeln!(out, "    {}: {what}: {}", h.folder, h.hold.reason);
+        }
+    }
     for folder in &snapshot.folders {
         let row = snapshot
             .passes

@@ -115,7 +115,7 @@ pub fn folder_map(account: &Account, delimiter: Option<char>) -> Option<FolderMa
     let AccountKind::Imap(settings) = &account.kind else {
         return None;
     };
-    Some(FolderMap::new(&account.maildir, settings.layout, delimiter))
+    Some(settings.folder_map(&account.maildir, delimiter))
 }
 
 async fn open_session(

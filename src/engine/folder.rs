@@ -14,6 +14,7 @@ use crate::store::{self, Commit, Store, Watermarks};
 use crate::sync::{self, Halt, Policy};
 
 use super::account::now;
+use super::adopt;
 use super::apply;
 use super::error::{EngineError, FolderFailure, LocalError};
 use super::moves;
@@ -103,7 +104,7 @@ impl Ctx<'_> {
                 stable: true,
                 ..Default::default()
             };
-            let remote = observe::remote(session, wire, &base, None).await?;
+            let remote = observe::remote(session, wire, &base, None, false).await?;
             let plan = sync::plan(&remote.snapshot, &empty, &base, self.policy, now());
             report.plans.push(format!(
                 "{name}: would create {}\n{plan}",
@@ -129,8 +130,26 @@ impl Ctx<'_> {
         }
         let local = observe::local(&scan);
         let started = std::time::Instant::now();
-        let remote = observe::remote(session, wire, &base, selected).await?;
+        let pairing = adopt::may_pair(&base, &scan);
+        let remote = observe::remote(session, wire, &base, selected, pairing).await?;
         let observed = started.elapsed();
+        let base = if pairing && adopt::is_first_contact(&base, &remote.snapshot, &scan) {
+            let local_name = local_path
+                .strip_prefix(&self.map.root)
+                .unwrap_or(&local_path)
+                .to_string_lossy()
+                .into_owned();
+            let names = maildir::peers::FolderNames {
+                local: &local_name,
+                server: &name.0,
+            };
+            let adoption =
+                adopt::first_contact(session, &md, &scan, &remote.snapshot, &base, &names).await?;
+            self.adopted(name, &folder, &adoption, report).await?;
+            sync::adopt::apply_adoption(&base, &adoption)
+        } else {
+            base
+        };
         let plan = sync::plan(&remote.snapshot, &local, &base, self.policy, now());
         tracing::debug!(folder = %name, ?observed, planned = ?started.elapsed() - observed, actions = plan.actions.len(), "observed and planned");
         Ok(Some(Prepared {
@@ -145,6 +164,37 @@ impl Ctx<'_> {
             plan,
             stamp,
         }))
+    }
+
+    /// Make a first contact's pairs and holds the folder's base (not in a dry run), and
+    /// tell the user what was found.
+    async fn adopted(
+        &self,
+        name: &FolderName,
+        folder: &store::FolderState,
+        adoption: &sync::adopt::Adoption,
+        report: &mut AccountReport,
+    ) -> Result<(), EngineError> {
+        if adoption.is_empty() {
+            return Ok(());
+        }
+        let line = format!("{name}: first contact: {adoption}");
+        tracing::debug!(folder = %name, "first contact: {adoption}");
+        if self.opts.dry_run {
+            report.plans.push(line);
+            return Ok(());
+        }
+        self.store
+            .commit(adopt::commit(folder.id, name, adoption))
+            .await?;
+        report.notes.push(line);
+        let held = adoption.held_remote.len() + adoption.held_local.len();
+        if held > 0 {
+            report.notes.push(format!(
+                "{name}: {held} messages held at first contact are not transferred until you decide: `syncmail status` lists them, `syncmail adopt ACCOUNT --transfer` copies them across, `--keep-apart` leaves them where they are"
+            ));
+        }
+        Ok(())
     }
 
     pub(super) async fn run_move(

@@ -17,6 +17,7 @@
 //! - [`report`], [`error`]: what a pass tells its caller and the change log.
 
 mod account;
+mod adopt;
 mod apply;
 mod error;
 mod folder;

@@ -30,11 +30,14 @@ pub struct Preselected {
 
 /// Observe the server side. `wire_name` is the folder's name as the server spells it;
 /// `pre` is a SELECT just made against the base's state, used instead of a second one.
+/// `pairing`: the Maildir holds messages the base does not know (a first contact), so
+/// every server message needs its identity, even on a folder's first pass.
 pub async fn remote(
     session: &mut ImapSession,
     wire_name: &str,
     base: &Base,
     pre: Option<Preselected>,
+    pairing: bool,
 ) -> Result<RemoteObservation, ImapError> {
     let known = base.uid_validity.zip(base.highest_modseq);
     let selected = match pre {
@@ -79,8 +82,9 @@ pub async fn remote(
         // After a UIDVALIDITY change every message needs its identity for re-pairing
         // (rule 13); otherwise only the ones the base does not know. A folder's first pass
         // asks for none: it downloads every message anyway and reads the Message-ID from
-        // the body, instead of making the server parse every header twice.
-        let first_pass = base.uid_validity.is_none() && base.pairs.is_empty();
+        // the body, instead of making the server parse every header twice; unless the
+        // Maildir has mail of its own to pair with (rule 21).
+        let first_pass = base.uid_validity.is_none() && base.pairs.is_empty() && !pairing;
         let unknown: Vec<Uid> = listed
             .keys()
             .filter(|uid| !first_pass && (!same_uidvalidity || !base.pairs.contains_key(uid)))

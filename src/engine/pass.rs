@@ -49,7 +49,7 @@ pub async fn pass(
     });
     let listed = imap::list_folders(session.connected(), account.server.timeout).await?;
     let delimiter = listed.iter().find_map(|f| f.delimiter);
-    let map = FolderMap::new(&account.maildir, settings.layout, delimiter);
+    let map = settings.folder_map(&account.maildir, delimiter);
     recover::server_intents(store, session, &map, report).await?;
 
     let mut server: Vec<(FolderName, String)> = Vec::new();

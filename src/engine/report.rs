@@ -65,6 +65,8 @@ pub struct AccountReport {
     pub plans: Vec<String>,
     /// Folders whose pass completed.
     pub synced: Vec<FolderName>,
+    /// What a person should know that is not a failure (a first contact's pairing).
+    pub notes: Vec<String>,
     /// Messages pulled from the server into each folder (for `on_new_mail`).
     pub new_mail: BTreeMap<FolderName, usize>,
 }
@@ -150,6 +152,7 @@ impl AccountReport {
         self.halts.extend(part.halts);
         self.errors.extend(part.errors);
         self.plans.extend(part.plans);
+        self.notes.extend(part.notes);
         self.synced.extend(part.synced);
         for (folder, n) in part.new_mail {
             *self.new_mail.entry(folder).or_default() += n;

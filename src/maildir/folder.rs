@@ -34,6 +34,19 @@ pub enum Layout {
     MaildirPlusPlus,
 }
 
+/// How folder names are spelled on disk. Config key `folder_names`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum FolderNames {
+    /// `Entwürfe/`: readable, what most mail clients show.
+    #[default]
+    #[serde(rename = "utf-8")]
+    Utf8,
+    /// `Entw&APw-rfe/`: the IMAP wire spelling, as mbsync and OfflineIMAP (without
+    /// `utf8foldernames`) store folders; for a Maildir tree one of them made.
+    #[serde(rename = "modified-utf-7")]
+    ModifiedUtf7,
+}
+
 /// Why a server folder name cannot be mapped. Always names the folder.
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {
@@ -101,6 +114,9 @@ pub struct FolderMap {
     pub layout: Layout,
     /// The server's hierarchy delimiter; `None` for a flat namespace.
     pub delimiter: Option<char>,
+    /// Directory names in modified UTF-7 (`Entw&APw-rfe`), as mbsync and OfflineIMAP
+    /// write them, instead of UTF-8 (`Entwürfe`). Config key `folder_names`.
+    pub utf7_names: bool,
 }
 
 impl FolderMap {
@@ -109,7 +125,14 @@ impl FolderMap {
             root: root.into(),
             layout,
             delimiter,
+            utf7_names: false,
         }
+    }
+
+    /// The same map with directory names in modified UTF-7 (or UTF-8 again).
+    pub fn with_utf7_names(mut self, on: bool) -> FolderMap {
+        self.utf7_names = on;
+        self
     }
 
     /// The checked components of a server name, INBOX normalised.
@@ -147,7 +170,17 @@ impl FolderMap {
     /// The directory for a server folder relative to the root (empty for the maildir++
     /// INBOX).
     pub fn relative(&self, name: &FolderName) -> Result<PathBuf, FolderError> {
-        let parts = self.components(name)?;
+        let parts: Vec<String> = self
+            .components(name)?
+            .into_iter()
+            .map(|p| {
+                if self.utf7_names {
+                    utf7::encode(p)
+                } else {
+                    p.to_owned()
+                }
+            })
+            .collect();
         let inbox = parts.len() == 1 && parts[0].eq_ignore_ascii_case("INBOX");
         match self.layout {
             Layout::Verbatim => {
@@ -217,6 +250,14 @@ impl FolderMap {
                 }
                 _ => return Err(bad("maildir++ folders are not nested")),
             },
+        };
+        let parts: Vec<String> = if self.utf7_names {
+            parts
+                .iter()
+                .map(|p| utf7::decode(p).map_err(|_| bad("not modified UTF-7")))
+                .collect::<Result<_, _>>()?
+        } else {
+            parts
         };
         let joined = match self.delimiter {
             Some(d) => parts.join(&d.to_string()),
@@ -406,6 +447,20 @@ mod tests {
 
     fn name(s: &str) -> FolderName {
         FolderName(s.to_owned())
+    }
+
+    #[test]
+    fn modified_utf7_names_on_disk_map_both_ways() {
+        let m = FolderMap::new("/m", Layout::Verbatim, Some('/')).with_utf7_names(true);
+        let rel = m.relative(&name("Archiv/Entwürfe")).unwrap();
+        assert_eq!(rel, Path::new("Archiv/Entw&APw-rfe"));
+        assert_eq!(m.to_server(&rel).unwrap(), name("Archiv/Entwürfe"));
+        // A UTF-8 directory is not a name this map would make.
+        assert!(m.to_server(Path::new("Entwürfe")).is_err());
+        let pp = FolderMap::new("/m", Layout::MaildirPlusPlus, Some('/')).with_utf7_names(true);
+        let rel = pp.relative(&name("Entwürfe/2024")).unwrap();
+        assert_eq!(rel, Path::new(".Entw&APw-rfe.2024"));
+        assert_eq!(pp.to_server(&rel).unwrap(), name("Entwürfe/2024"));
     }
 
     #[test]

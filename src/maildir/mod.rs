@@ -8,6 +8,7 @@
 pub mod deliver;
 pub mod filename;
 pub mod folder;
+pub mod peers;
 pub mod scan;
 pub mod tmpclean;
 pub mod utf7;
@@ -18,7 +19,9 @@ use std::time::SystemTime;
 
 pub use deliver::{Delivered, DeliveryBatch, DeliveryError, Placement, TmpWriter};
 pub use filename::{MaildirName, NameError, build_cur_name};
-pub use folder::{FolderError, FolderMap, Layout, LocalFolders, decode_server_name, shown_prefix};
+pub use folder::{
+    FolderError, FolderMap, FolderNames, Layout, LocalFolders, decode_server_name, shown_prefix,
+};
 pub use scan::{Duplicate, LocalMessage, LocalScan, ScanOptions, Skipped};
 pub use tmpclean::{TMP_MAX_AGE, clean_tmp};
 

@@ -29,16 +29,17 @@ impl fmt::Display for MessageId {
 pub struct ContentHash(pub [u8; 32]);
 
 impl ContentHash {
+    /// The hash of a message, leaving out the `X-TUID` line mbsync adds to the files it
+    /// writes (see [`tuid_line`]), so its copy hashes as the server's.
     pub fn of(message: &[u8]) -> ContentHash {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut start = 0;
-        for (i, _) in message.iter().enumerate().filter(|(_, b)| **b == b'\n') {
-            if i > start && message[i - 1] == b'\r' {
-                ctx.update(&message[start..i - 1]);
-                start = i;
-            }
+        let (message, tail) = match tuid_line(message) {
+            Some(line) => (&message[..line.start], &message[line.end..]),
+            None => (message, &[][..]),
+        };
+        for part in [message, tail] {
+            hash_lf(&mut ctx, part);
         }
-        ctx.update(&message[start..]);
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.finish().as_ref());
         ContentHash(out)
@@ -49,6 +50,33 @@ impl fmt::Debug for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(&self.0[..6]))
     }
+}
+
+/// Feed `part` to the hash with every CRLF made LF.
+fn hash_lf(ctx: &mut ring::digest::Context, part: &[u8]) {
+    let mut start = 0;
+    for (i, _) in part.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+        if i > start && part[i - 1] == b'\r' {
+            ctx.update(&part[start..i - 1]);
+            start = i;
+        }
+    }
+    ctx.update(&part[start..]);
+}
+
+/// Where the `X-TUID: ` header line is in a message's header block, its line ending
+/// included. mbsync writes one into every file it stores (a transaction id it uses to
+/// find its uploads); the server's copy of a message mbsync downloaded lacks it.
+pub fn tuid_line(message: &[u8]) -> Option<std::ops::Range<usize>> {
+    let end = header_end(message);
+    let mut at = 0;
+    for line in message[..end].split_inclusive(|&b| b == b'\n') {
+        if line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"x-tuid: ") {
+            return Some(at..at + line.len());
+        }
+        at += line.len();
+    }
+    None
 }
 
 /// The size of a message with every bare LF counted as CRLF: what a server reports as
@@ -277,6 +305,21 @@ mod tests {
         // A lone CR is content, not a line ending.
         assert_ne!(ContentHash::of(b"a\rb"), ContentHash::of(b"ab"));
         assert_eq!(ContentHash::of(b"").0.len(), 32);
+    }
+
+    #[test]
+    fn mbsync_transaction_ids_are_not_content() {
+        let server = b"Message-ID: <a@b>\r\nDate: x\r\n\r\nbody\r\n";
+        let mbsync = b"Message-ID: <a@b>\nDate: x\nX-TUID: NdHqlw0m6Gat\n\nbody\n";
+        assert_eq!(ContentHash::of(server), ContentHash::of(mbsync));
+        let line = tuid_line(mbsync).unwrap();
+        assert_eq!(&mbsync[line.clone()], b"X-TUID: NdHqlw0m6Gat\n");
+        assert_eq!(
+            crlf_size(mbsync) - crlf_size(&mbsync[line]),
+            server.len() as u64
+        );
+        // Only in the header.
+        assert_eq!(tuid_line(b"Subject: x\n\nX-TUID: body\n"), None);
     }
 
     #[test]

@@ -291,6 +291,8 @@ pub struct StatusSnapshot {
     pub passes: Vec<PassStatus>,
     /// Journalled actions not yet completed (work an interrupted pass left).
     pub open_intents: usize,
+    /// Messages a first contact held, waiting for `syncmail adopt` (rule 21).
+    pub holds: Vec<HoldRecord>,
 }
 
 /// Read an account's status from its database read-only: works while a daemon holds the
@@ -321,6 +323,11 @@ pub fn read_status(path: &Path) -> Result<StatusSnapshot, StoreError> {
             Vec::new()
         },
         open_intents: ops::open_intent_count(&conn)?,
+        holds: if version >= 3 {
+            ops::holds(&conn, None)?
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -386,6 +393,26 @@ pub struct Commit {
     pub uidls: Vec<UidlRecord>,
     /// Intents whose outcome this commit records; their rows are removed.
     pub complete_intents: Vec<IntentId>,
+    /// Messages a first contact held (rule 21); the commit also keeps each one-sided.
+    pub holds: Vec<Hold>,
+}
+
+/// A message a first contact could not tell apart from another (rule 21): kept on its
+/// side, transferred nowhere, until `syncmail adopt` says what it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub side: Side,
+    /// The server UID (side `Server`) or the Maildir key (side `Local`).
+    pub item: String,
+    pub reason: String,
+}
+
+/// A hold as `syncmail status` and `syncmail adopt` list it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldRecord {
+    pub folder: FolderName,
+    pub hold: Hold,
+    pub at: SystemTime,
 }
 
 /// Base flags as stored: Maildir letters, then keywords, space separated (`FS $Junk`).

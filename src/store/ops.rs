@@ -4,15 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use std::collections::BTreeSet;
 
 use crate::model::{FolderName, MaildirKey, ModSeq, Uid, UidValidity};
 use crate::store::{
-    ChangeRecord, Commit, ConflictRecord, DeleState, FolderId, FolderState, Intent, IntentId,
-    IntentKind, IntentSpec, Pair, Side, StoreError, UidlRecord, flags_from_db, flags_to_db,
-    side_to_db, time_from_db, time_to_db,
+    ChangeRecord, Commit, ConflictRecord, DeleState, FolderId, FolderState, Hold, HoldRecord,
+    Intent, IntentId, IntentKind, IntentSpec, Pair, Side, StoreError, UidlRecord, flags_from_db,
+    flags_to_db, side_to_db, time_from_db, time_to_db,
 };
 use crate::sync::MessageId;
 
@@ -186,6 +186,7 @@ pub fn commit(conn: &mut Connection, c: &Commit) -> Result<(), StoreError> {
         || !c.remove_local_only.is_empty()
         || !c.add_remote_only.is_empty()
         || !c.remove_remote_only.is_empty()
+        || !c.holds.is_empty()
         || c.watermarks.is_some();
     if needs_folder && c.folder.is_none() {
         return Err(StoreError::Invalid(
@@ -253,6 +254,7 @@ pub fn commit(conn: &mut Connection, c: &Commit) -> Result<(), StoreError> {
             for uid in &c.remove_remote_only {
                 rm.execute(params![folder.0, uid.0])?;
             }
+            record_holds(&tx, folder, &c.holds)?;
         }
         if let Some(w) = &c.watermarks {
             let changed = tx.execute(
@@ -577,6 +579,109 @@ pub fn open_intent_count(conn: &Connection) -> Result<usize, StoreError> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
+/// Hold each message one-sided (rule 21), and say why.
+fn record_holds(tx: &Transaction<'_>, folder: FolderId, holds: &[Hold]) -> Result<(), StoreError> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let now = time_to_db(SystemTime::now());
+    let mut ins = tx.prepare_cached(
+        "INSERT OR REPLACE INTO adopt_holds (folder_id, side, item, reason, at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut local = tx.prepare_cached(
+        "INSERT OR IGNORE INTO local_only (folder_id, local_key) VALUES (?1, ?2)",
+    )?;
+    let mut remote =
+        tx.prepare_cached("INSERT OR IGNORE INTO remote_only (folder_id, uid) VALUES (?1, ?2)")?;
+    for h in holds {
+        ins.execute(params![folder.0, side_to_db(h.side), h.item, h.reason, now])?;
+        match h.side {
+            Side::Local => local.execute(params![folder.0, h.item])?,
+            Side::Server => remote.execute(params![folder.0, uid_db(&h.item)?])?,
+        };
+    }
+    Ok(())
+}
+
+fn uid_db(item: &str) -> Result<u32, StoreError> {
+    item.parse()
+        .map_err(|_| StoreError::Invalid(format!("held UID {item:?} is not a number")))
+}
+
+/// The holds still standing (their message still kept one-sided), oldest first.
+pub fn holds(conn: &Connection, folder: Option<FolderId>) -> Result<Vec<HoldRecord>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT f.server_name, h.side, h.item, h.reason, h.at
+         FROM adopt_holds h JOIN folders f ON f.id = h.folder_id
+         WHERE (?1 IS NULL OR h.folder_id = ?1)
+           AND ((h.side = 'local' AND EXISTS (SELECT 1 FROM local_only o
+                   WHERE o.folder_id = h.folder_id AND o.local_key = h.item))
+             OR (h.side = 'remote' AND EXISTS (SELECT 1 FROM remote_only o
+                   WHERE o.folder_id = h.folder_id AND CAST(o.uid AS TEXT) = h.item)))
+         ORDER BY h.at, f.server_name, h.side, h.item",
+    )?;
+    let rows = stmt.query_map([folder.map(|f| f.0)], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (folder, side, item, reason, at) = row?;
+        out.push(HoldRecord {
+            folder: FolderName(folder),
+            hold: Hold {
+                side: if side == "local" {
+                    Side::Local
+                } else {
+                    Side::Server
+                },
+                item,
+                reason,
+            },
+            at: time_from_db(at),
+        });
+    }
+    Ok(out)
+}
+
+/// End the holds of `folder` (all folders: `None`). `transfer`: they are distinct
+/// messages after all, so they stop being one-sided and the next pass copies each to
+/// the other side; otherwise they stay where they are, one-sided for good.
+pub fn release_holds(
+    conn: &mut Connection,
+    folder: Option<FolderId>,
+    transfer: bool,
+) -> Result<usize, StoreError> {
+    let tx = conn.transaction()?;
+    let f = folder.map(|f| f.0);
+    if transfer {
+        tx.execute(
+            "DELETE FROM local_only WHERE EXISTS (SELECT 1 FROM adopt_holds h
+               WHERE h.folder_id = local_only.folder_id AND h.side = 'local'
+                 AND h.item = local_only.local_key AND (?1 IS NULL OR h.folder_id = ?1))",
+            [f],
+        )?;
+        tx.execute(
+            "DELETE FROM remote_only WHERE EXISTS (SELECT 1 FROM adopt_holds h
+               WHERE h.folder_id = remote_only.folder_id AND h.side = 'remote'
+                 AND h.item = CAST(remote_only.uid AS TEXT) AND (?1 IS NULL OR h.folder_id = ?1))",
+            [f],
+        )?;
+    }
+    let n = tx.execute(
+        "DELETE FROM adopt_holds WHERE ?1 IS NULL OR folder_id = ?1",
+        [f],
+    )?;
+    tx.commit()?;
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,5 +763,46 @@ mod tests {
                 prop_assert_eq!(&got, &model);
             }
         }
+    }
+
+    #[test]
+    fn rule_21_holds_keep_one_sided_until_released() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        let f = ensure_folder(
+            &mut conn,
+            &FolderName("INBOX".into()),
+            Path::new("/m/INBOX"),
+        )
+        .unwrap();
+        let hold = |side, item: &str| Hold {
+            side,
+            item: item.to_owned(),
+            reason: "two copies".into(),
+        };
+        let c = Commit {
+            folder: Some(f.id),
+            holds: vec![hold(Side::Server, "7"), hold(Side::Local, "k1")],
+            ..Commit::default()
+        };
+        commit(&mut conn, &c).unwrap();
+        let (local, remote) = one_sided(&conn, f.id).unwrap();
+        assert!(local.contains(&MaildirKey("k1".into())) && remote.contains(&Uid(7)));
+        assert_eq!(holds(&conn, None).unwrap().len(), 2);
+        // Keeping them apart ends the holds and leaves them one-sided.
+        assert_eq!(release_holds(&mut conn, Some(f.id), false).unwrap(), 2);
+        assert!(holds(&conn, None).unwrap().is_empty());
+        assert_eq!(one_sided(&conn, f.id).unwrap().0.len(), 1);
+        // Transferring them makes them two-sided again.
+        commit(&mut conn, &c).unwrap();
+        assert_eq!(release_holds(&mut conn, None, true).unwrap(), 2);
+        let (local, remote) = one_sided(&conn, f.id).unwrap();
+        assert!(local.is_empty() && remote.is_empty());
+        // A held message gone since is no longer listed.
+        commit(&mut conn, &c).unwrap();
+        conn.execute("DELETE FROM local_only", []).unwrap();
+        let left = holds(&conn, Some(f.id)).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].hold.side, Side::Server);
     }
 }

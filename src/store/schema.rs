@@ -112,6 +112,19 @@ pub const MIGRATIONS: &[&str] = &[
         daemon_state TEXT
     ) STRICT;
     "#,
+    // Version 3: messages a first contact could not tell apart (rule 21). Each is also
+    // in local_only / remote_only, so nothing is transferred for it; the row says why,
+    // for `syncmail status` and `syncmail adopt`, until the user decides.
+    r#"
+    CREATE TABLE adopt_holds (
+        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        side      TEXT NOT NULL CHECK (side IN ('local', 'remote')),
+        item      TEXT NOT NULL,
+        reason    TEXT NOT NULL,
+        at        INTEGER NOT NULL,
+        PRIMARY KEY (folder_id, side, item)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -303,6 +303,25 @@ impl Store {
         self.call(|c| ops::pass_status(c)).await
     }
 
+    /// Messages a first contact held (rule 21) and still keeps one-sided.
+    pub async fn holds(
+        &self,
+        folder: Option<FolderId>,
+    ) -> Result<Vec<crate::store::HoldRecord>, StoreError> {
+        self.call(move |c| ops::holds(c, folder)).await
+    }
+
+    /// End the holds of a folder (or all): `transfer` copies each across on the next
+    /// pass, otherwise each stays on its side for good. Returns how many ended.
+    pub async fn release_holds(
+        &self,
+        folder: Option<FolderId>,
+        transfer: bool,
+    ) -> Result<usize, StoreError> {
+        self.call(move |c| ops::release_holds(c, folder, transfer))
+            .await
+    }
+
     pub async fn forget_uidls(&self, uidls: Vec<String>) -> Result<(), StoreError> {
         self.call(move |c| ops::forget_uidls(c, &uidls)).await
     }

@@ -50,7 +50,30 @@ pub struct LocalIdentity {
     /// RFC822.SIZE of the same message is. `None` when only the header was read (a
     /// previous tool's pair being confirmed).
     pub crlf_size: Option<u64>,
+    /// The CRLF length of an `X-TUID` header mbsync wrote into the file (0: none): the
+    /// server's copy of a message mbsync downloaded is that much smaller.
+    pub tuid_size: u64,
     pub hash: Option<ContentHash>,
+}
+
+impl LocalIdentity {
+    /// The size to compare with the server's: as the file is, or without mbsync's
+    /// `X-TUID` line, whichever a server message with the same Message-ID has.
+    fn size_for(&self, remote_ids: &BTreeSet<(&MessageId, u64)>) -> Option<u64> {
+        let size = self.crlf_size?;
+        let stripped = size.saturating_sub(self.tuid_size);
+        match &self.message_id {
+            Some(id) if remote_ids.contains(&(id, size)) => Some(size),
+            _ => Some(stripped),
+        }
+    }
+}
+
+fn remote_id_set<'a>(remote: &BTreeMap<Uid, &'a RemoteMessage>) -> BTreeSet<(&'a MessageId, u64)> {
+    remote
+        .values()
+        .filter_map(|m| Some((m.message_id.as_ref()?, m.size)))
+        .collect()
 }
 
 /// Everything a first contact knows beyond the two listings.
@@ -128,8 +151,11 @@ fn remote_identity<'a>(m: &'a RemoteMessage, hash: Option<ContentHash>) -> Optio
     }
 }
 
-fn local_identity(l: &LocalIdentity) -> Option<Identity<'_>> {
-    match (&l.message_id, l.crlf_size, l.hash) {
+fn local_identity<'a>(
+    l: &'a LocalIdentity,
+    remote_ids: &BTreeSet<(&MessageId, u64)>,
+) -> Option<Identity<'a>> {
+    match (&l.message_id, l.size_for(remote_ids), l.hash) {
         (Some(id), Some(size), _) => Some(Identity::Id(id, size)),
         (None, _, Some(h)) => Some(Identity::Hash(h)),
         _ => None,
@@ -152,10 +178,13 @@ pub fn needs_hash(
             None => remote_no_id.entry(m.size).or_default().push(uid),
         }
     }
+    let ids = remote_id_set(remote);
     let mut local_no_id: BTreeMap<u64, Vec<&MaildirKey>> = BTreeMap::new();
     let mut local_ids: BTreeMap<(&MessageId, u64), Vec<&MaildirKey>> = BTreeMap::new();
     for (key, l) in local {
-        let Some(size) = l.crlf_size else { continue };
+        let Some(size) = l.size_for(&ids) else {
+            continue;
+        };
         match &l.message_id {
             Some(id) => local_ids.entry((id, size)).or_default().push(key),
             None => local_no_id.entry(size).or_default().push(key),
@@ -188,6 +217,7 @@ pub fn adopt(
     evidence: &Evidence,
 ) -> Adoption {
     let mut out = Adoption::default();
+    let remote_ids = remote_id_set(remote);
     let mut used_uids: BTreeSet<Uid> = BTreeSet::new();
     let mut used_keys: BTreeSet<&MaildirKey> = BTreeSet::new();
     let no_identity = LocalIdentity::default();
@@ -245,7 +275,7 @@ pub fn adopt(
         if used_keys.contains(key) {
             continue;
         }
-        if let Some(id) = local_identity(identity_of(key)) {
+        if let Some(id) = local_identity(identity_of(key), &remote_ids) {
             groups.entry(id).or_default().1.push(key);
         }
     }

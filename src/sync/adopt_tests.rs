@@ -66,6 +66,7 @@ impl Sides {
             LocalIdentity {
                 message_id: mid.map(id),
                 crlf_size: Some(size),
+                tuid_size: 0,
                 hash: None,
             },
         );
@@ -312,6 +313,7 @@ fn rule_21_previous_tool_state_pairs_without_reading_bodies_and_is_checked_by_me
             LocalIdentity {
                 message_id: mid.map(id),
                 crlf_size: None,
+                tuid_size: 0,
                 hash: None,
             },
         );
@@ -357,6 +359,27 @@ fn rule_21_a_state_naming_one_uid_twice_is_not_trusted() {
     ];
     let a = s.adopt();
     assert_eq!(pairs(&a), [(1, "m1", Method::MessageIdAndSize)]);
+}
+
+#[test]
+fn rule_21_an_mbsync_file_pairs_although_its_transaction_id_makes_it_larger() {
+    let mut s = Sides::default();
+    s.server(1, "S", 152, Some("a"))
+        .local("ka", "S", 174, Some("a"))
+        // A message mbsync uploaded carries the X-TUID on the server too.
+        .server(2, "", 300, Some("b"))
+        .local("kb", "", 300, Some("b"));
+    s.evidence.local.get_mut(&k("ka")).unwrap().tuid_size = 22;
+    s.evidence.local.get_mut(&k("kb")).unwrap().tuid_size = 22;
+    let (a, p) = s.plan();
+    assert_eq!(
+        pairs(&a),
+        [
+            (1, "ka", Method::MessageIdAndSize),
+            (2, "kb", Method::MessageIdAndSize)
+        ]
+    );
+    assert!(p.is_empty(), "{p}");
 }
 
 #[test]

@@ -183,7 +183,8 @@ fn source_path(config: &Config, account: &Account, folder: &FolderName) -> Optio
             // Where the account's own passes put it (the server's delimiter is known
             // there); before the first pass, the usual `/`.
             let path = recorded_path(config, account, folder).or_else(|| {
-                FolderMap::new(&account.maildir, settings.layout, Some('/'))
+                settings
+                    .folder_map(&account.maildir, Some('/'))
                     .to_local(folder)
                     .ok()
             })?;

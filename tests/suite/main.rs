@@ -3,6 +3,7 @@
 
 mod support;
 
+mod adopt;
 mod architecture;
 mod clients;
 mod config_check;
