@@ -3,17 +3,25 @@
 //!
 //! # Layout
 //!
-//! - [`model`]: domain vocabulary (accounts, folders, UIDs, Maildir keys, flags). No IO.
-//! - [`config`]: raw TOML (serde, `deny_unknown_fields`) turned into a validated
-//!   [`config::Config`] in one place; errors name file:line:col and the account.
-//! - [`cli`]: subcommands and exit codes; `main.rs` only calls [`cli::main`].
+//! Modules are listed in layer order: each uses only those above it (`imap` and `pop3`,
+//! `store` and `maildir`, `engine` and `unified` use neither the other), and
+//! `tests/suite/architecture.rs` holds the tree to that.
+//!
+//! - `fault` (hidden): fault points for crash tests (`SYNCMAIL_FAULT`).
+//! - [`model`]: domain vocabulary (accounts, folders, UIDs, Maildir keys, flags) and
+//!   [`model::rfc5322`]: the one Message-ID parser, content hashes and dates. No IO.
 //! - [`sync`]: the pure planner: snapshots of both sides plus the base in, a `Plan` of
-//!   actions, changes and conflicts out; the fate of a folder one side deleted (rule 9).
-//!   No tokio, no SQLite, no filesystem, no clock.
+//!   actions, changes and conflicts out; the fate of a folder one side deleted (rule 9);
+//!   first contact's pairing (`sync::adopt`, rule 21). No tokio, no SQLite, no
+//!   filesystem, no clock.
 //! - [`store`]: the per-account SQLite state (pairs, watermarks, intents journal, change
 //!   and conflict logs, POP3 UIDLs), one writer, migrations, the account lock.
 //! - [`maildir`]: Maildir filenames and flags, stable scans, batched durable delivery,
-//!   renames, folder-name mapping (modified UTF-7, path safety).
+//!   renames, folder-name mapping (modified UTF-7, path safety), and the state mbsync
+//!   and OfflineIMAP left (`maildir::peers`).
+//! - [`config`]: raw TOML (serde, `deny_unknown_fields`) turned into a validated
+//!   [`config::Config`] in one place; errors name file:line:col and the account.
+//! - [`secret`]: fetches passwords and tokens from the configured source, never logging them.
 //! - [`net`]: the transport IMAP and POP3 share: TCP and the plaintext policy, TLS
 //!   (verification, pinning, certificate errors in words), the plain-or-TLS stream, the
 //!   protocol-neutral input bounds (pre-login lines, message size), and SASL: the
@@ -22,19 +30,20 @@
 //!   on every line and literal a server sends (`imap::bound`, rule 18), and the session
 //!   layer that wraps async-imap's gaps (timeouts, checked FETCH results, raw
 //!   APPEND/QRESYNC), and IDLE.
-//! - [`pop3`]: the POP3 protocol state machine (sans-IO), its tokio driver over a `net`
-//!   stream, and the poller that delivers a maildrop into the INBOX (deliver, record
-//!   UIDL, DELE, QUIT).
+//! - [`pop3`]: the POP3 protocol state machine (sans-IO) and its tokio driver over a
+//!   `net` stream.
 //! - [`engine`]: the only module that knows both sides: observe (QRESYNC, CONDSTORE or a
-//!   full listing; a stable Maildir scan), plan every folder, turn cross-folder
-//!   delete+add into moves, apply each action under the intent journal, commit; delete
-//!   folders rule 9 allows; and resolve intents a crash left open before anything else.
-//! - [`daemon`]: per-account supervisors, IDLE and file-watch triggers, backoff, signals,
-//!   sd_notify, hooks, and `syncmail status`.
-//! - [`secret`]: fetches passwords and tokens from the configured source, never logging them.
+//!   full listing; a stable Maildir scan), pair a first contact, plan every folder, turn
+//!   cross-folder delete+add into moves, apply each action under the intent journal,
+//!   commit; delete folders rule 9 allows; resolve intents a crash left open before
+//!   anything else; and the POP3 poller (`engine::pop3`: deliver, record UIDL, DELE,
+//!   QUIT).
 //! - [`unified`]: the unified inbox: one Maildir of hard links to several accounts' folders,
 //!   reconciled two ways by a pure planner (flags per-flag merged, deletions only from
 //!   stable scans) with its mapping in `unified.sqlite`; to the accounts a mail client.
+//! - [`daemon`]: per-account supervisors, IDLE and file-watch triggers, backoff, signals,
+//!   sd_notify, hooks, and `syncmail status`.
+//! - [`cli`]: subcommands and exit codes; `main.rs` only calls [`cli::main`].
 //! - `fuzzing` (hidden): the fuzz target bodies and their invariants, shared by the
 //!   libFuzzer targets in `tests/fuzz/` and the corpus replay in
 //!   `tests/suite/fuzz_corpora.rs`.

@@ -3,18 +3,19 @@
 //! journal and commit. A pass is the same code whether `syncmail sync` or the daemon
 //! runs it.
 //!
-//! - [`account`]: an account's life cycle: its state and lock, start-up recovery, the
+//! - `account`: an account's life cycle: its state and lock, start-up recovery, the
 //!   connection, and a one-shot `syncmail sync`.
-//! - [`pass`]: one pass: LIST, folders made on one side, the extra connections, and the
+//! - `pass`: one pass: LIST, folders made on one side, the extra connections, and the
 //!   folders dealt over them (observe and plan all, detect moves, apply each).
-//! - [`folder`]: one folder within a pass: observe and plan it, run its moves, apply its
+//! - `folder`: one folder within a pass: observe and plan it, run its moves, apply its
 //!   plan under the journal, move its watermarks.
-//! - [`observe`]: read-only observation of both sides, turned into the planner's snapshots.
-//! - [`apply`], [`moves`], [`folders`]: the actions, cross-folder moves, and folders one
+//! - `observe`: read-only observation of both sides, turned into the planner's snapshots.
+//! - `apply`, `moves`, `folders`: the actions, cross-folder moves, and folders one
 //!   side deleted (rule 9).
-//! - [`recover`]: the intents a crash left open, resolved before anything else (rule 1).
+//! - `adopt`: a first contact pairs what both sides hold before it plans (rule 21).
+//! - `recover`: the intents a crash left open, resolved before anything else (rule 1).
 //! - [`pop3`]: the POP3 poller, the same journal discipline for a maildrop.
-//! - [`report`], [`error`]: what a pass tells its caller and the change log.
+//! - `report`, `error`: what a pass tells its caller and the change log.
 
 mod account;
 mod adopt;

@@ -77,7 +77,7 @@ pub struct PassScope {
     /// Only these folders; `None` is every selected folder.
     pub folders: Option<BTreeSet<FolderName>>,
     /// Checked between batches: once set, the pass stops at the next boundary with
-    /// [`EngineError::Stopped`], everything before it committed, no watermark moved for
+    /// [`EngineError::Stopped`](super::EngineError::Stopped), everything before it committed, no watermark moved for
     /// the unfinished folder.
     pub stop: Option<Arc<AtomicBool>>,
 }

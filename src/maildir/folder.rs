@@ -75,7 +75,7 @@ pub enum FolderError {
 }
 
 /// A folder name as a message prefix: as it is when short and printable, else as
-/// [`shown`] makes it, so a hostile name cannot put control characters or 5 kB into a
+/// `shown` makes it, so a hostile name cannot put control characters or 5 kB into a
 /// log line.
 pub fn shown_prefix(name: &str) -> std::borrow::Cow<'_, str> {
     if name.chars().count() <= 100 && !name.chars().any(char::is_control) {

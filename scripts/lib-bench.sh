@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Shared by the benchmark scripts (after lib-dovecot.sh and dovecot_start with user
+# `bench` under $BENCH/server):
+#   bench_seed MESSAGES   MESSAGES messages of realistic sizes (most 2-8 KiB, ~13%
+#                         100-300 KiB, ~2% near 1 MiB), half in INBOX, half in Archive,
+#                         70% \Seen, each with a Message-ID
+
+bench_seed() {
+    # Written straight into the server's Maildir (fast), then indexed by Dovecot once so no
+    # tool pays for the first indexing.
+    python3 - "$BENCH/server/mail/bench/Maildir" "$1" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(42)
+for folder in ("", ".Archive"):
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(root, folder, sub), exist_ok=True)
+open(os.path.join(root, ".Archive", "maildirfolder"), "w").close()
+line = "The quick brown fox jumps over the lazy dog; 0123456789 abcdefghij.\r\n"
+for i in range(n):
+    r = rng.random()
+    size = rng.randint(2048, 8192) if r < 0.85 else rng.randint(100_000, 300_000) if r < 0.98 else rng.randint(900_000, 1_000_000)
+    head = (f"From: Sender {i % 97} <s{i % 97}@example.com>\r\nTo: bench@example.com\r\n"
+            f"Subject: message {i}\r\nMessage-ID: <{i}.bench@example.com>\r\n"
+            f"Date: Sat, 21 Nov 2026 10:00:00 +0000\r\n\r\n")
+    body = (line * (size // len(line) + 1))[: max(0, size - len(head))]
+    folder = "" if i % 2 == 0 else ".Archive"
+    flags = "S" if rng.random() < 0.7 else ""
+    with open(os.path.join(root, folder, "cur", f"{1700000000 + i}.M{i}P1.bench:2,{flags}"), "w") as f:
+        f.write(head + body)
+PY
+    chown -R "$MAIL_UID:$MAIL_GID" "$BENCH/server/mail/bench"
+    dovecot_adm mailbox status -u bench "messages vsize" '*'
+}
