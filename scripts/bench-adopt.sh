@@ -23,18 +23,7 @@ ensure_deps
 . scripts/lib-dovecot.sh
 . scripts/lib-bench.sh
 
-cargo build --release --locked -q
-SYNCMAIL=$PWD/target/release/syncmail
-BENCH=$(mktemp -d /var/tmp/syncmail-bench.XXXXXX)
-chmod 711 "$BENCH"
-SHM=$(mktemp -d /dev/shm/syncmail-adopt.XXXXXX)
-RESULTS=$BENCH/results.tsv
-cleanup() { dovecot_stop; rm -rf "$BENCH" "$SHM"; }
-trap cleanup EXIT
-
-echo "== starting Dovecot and seeding $MESSAGES messages"
-dovecot_start "$BENCH/server" bench bench-password
-bench_seed "$MESSAGES"
+bench_start adopt "$MESSAGES"
 
 MAIL=$SHM/Mail/b
 mkdir -p "$MAIL"

@@ -27,18 +27,7 @@ done
 . scripts/lib-dovecot.sh
 . scripts/lib-bench.sh
 
-cargo build --release --locked -q
-SYNCMAIL=$PWD/target/release/syncmail
-BENCH=$(mktemp -d /var/tmp/syncmail-bench.XXXXXX)
-chmod 711 "$BENCH"
-SHM=$(mktemp -d /dev/shm/syncmail-bench.XXXXXX)
-RESULTS=$BENCH/results.tsv
-cleanup() { dovecot_stop; rm -rf "$BENCH" "$SHM"; }
-trap cleanup EXIT
-
-echo "== starting Dovecot and seeding $MESSAGES messages"
-dovecot_start "$BENCH/server" bench bench-password
-bench_seed "$MESSAGES"
+bench_start bench "$MESSAGES"
 
 # The 100 UIDs whose \Flagged flips for the flags100 scenario.
 FLAG_UIDS=$(seq 1 $((MESSAGES / 200)) $((MESSAGES / 2)) | head -100 | paste -sd, -)
