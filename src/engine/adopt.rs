@@ -77,7 +77,13 @@ pub(super) async fn first_contact(
 
     let previous =
         peers::previous_pairs(md.path(), names, remote.uid_validity, local_unpaired.keys());
-    let named: BTreeSet<&MaildirKey> = previous.iter().map(|(_, k, _)| k).collect();
+    // Only a pair whose server message is still there spares reading the file whole; a
+    // file whose named UID is gone is compared by Message-ID and size like any other.
+    let named: BTreeSet<&MaildirKey> = previous
+        .iter()
+        .filter(|(uid, _, _)| remote_unpaired.contains_key(uid))
+        .map(|(_, k, _)| k)
+        .collect();
     let jobs: Vec<(MaildirKey, PathBuf, bool)> = local_unpaired
         .values()
         .map(|m| (m.key.clone(), m.path.clone(), !named.contains(&m.key)))
