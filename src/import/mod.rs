@@ -1,11 +1,13 @@
-//! `syncmail import`: another tool's config (mbsync) turned into a syncmail config that
+//! `syncmail import`: an mbsync or OfflineIMAP config turned into a syncmail config that
 //! adopts the same Maildir tree. What has no equivalent stays in the output as a comment.
 //!
-//! Each tool's parser (`mbsync`) reads only the tool's config file, never
+//! Each tool's parser (`mbsync`, `offlineimap`) reads only the tool's config file, never
 //! its sync state, and fills a [`Draft`]: accounts as syncmail keys, each with the notes
 //! that explain it. This module renders the draft as TOML and checks that it loads.
 
 pub mod mbsync;
+pub mod offlineimap;
+mod python;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -17,6 +19,7 @@ use crate::config::{self, ConfigError, Dirs, Location};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tool {
     Mbsync,
+    OfflineImap,
 }
 
 impl Tool {
@@ -24,14 +27,28 @@ impl Tool {
     pub fn command(self) -> &'static str {
         match self {
             Tool::Mbsync => "mbsync",
+            Tool::OfflineImap => "offlineimap",
         }
     }
 
-    /// Where the tool reads its config when given none: `~/.mbsyncrc`.
+    /// Where the tool reads its config when given none: `~/.mbsyncrc`; `~/.offlineimaprc`,
+    /// else `$XDG_CONFIG_HOME/offlineimap/config` when only that one exists.
     pub fn default_rc(self, dirs: &Dirs) -> Option<PathBuf> {
         let home = dirs.home.as_ref();
         match self {
             Tool::Mbsync => home.map(|h| h.join(".mbsyncrc")),
+            Tool::OfflineImap => {
+                let classic = home.map(|h| h.join(".offlineimaprc"));
+                let xdg = dirs
+                    .xdg_config_home
+                    .clone()
+                    .or_else(|| home.map(|h| h.join(".config")))
+                    .map(|d| d.join("offlineimap").join("config"));
+                match (&classic, &xdg) {
+                    (Some(c), Some(x)) if !c.exists() && x.exists() => xdg,
+                    _ => classic,
+                }
+            }
         }
     }
 }
@@ -53,6 +70,7 @@ pub struct Converted {
 pub fn convert(tool: Tool, path: &Path, text: &str, dirs: &Dirs) -> Result<Converted, ConfigError> {
     let draft = match tool {
         Tool::Mbsync => mbsync::convert(path, text, dirs)?,
+        Tool::OfflineImap => offlineimap::convert(path, text, dirs)?,
     };
     Ok(Converted {
         text: draft.render(),
@@ -207,14 +225,18 @@ pub(crate) enum Key {
     Oauth2TokenCommand,
     Password,
     CaFile,
+    CertFingerprint,
     Compress,
     Timeout,
     Maildir,
+    PollInterval,
     Folders,
+    Idle,
     Layout,
     Direction,
     Expunge,
     Trash,
+    Connections,
 }
 
 impl Key {
@@ -232,14 +254,18 @@ impl Key {
             Key::Oauth2TokenCommand => "oauth2_token_command",
             Key::Password => "password",
             Key::CaFile => "ca_file",
+            Key::CertFingerprint => "cert_fingerprint",
             Key::Compress => "compress",
             Key::Timeout => "timeout",
             Key::Maildir => "maildir",
+            Key::PollInterval => "poll_interval",
             Key::Folders => "folders",
+            Key::Idle => "idle",
             Key::Layout => "layout",
             Key::Direction => "direction",
             Key::Expunge => "expunge",
             Key::Trash => "trash",
+            Key::Connections => "connections",
         }
     }
 }
@@ -563,6 +589,27 @@ pub(crate) fn ca_file(account: &mut AccountDraft, key: &str, path: &str, dirs: &
     }
 }
 
+/// `sha256:AB:CD:…` from a SHA-256 fingerprint written with or without colons or the
+/// `sha256:` prefix; `None` for anything else (SHA-1, several, malformed).
+pub(crate) fn sha256_pin(text: &str) -> Option<String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let hex: String = lower
+        .strip_prefix("sha256:")
+        .unwrap_or(&lower)
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let pairs: Vec<String> = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|p| String::from_utf8_lossy(p).to_ascii_uppercase())
+        .collect();
+    Some(format!("sha256:{}", pairs.join(":")))
+}
+
 /// A folder name as the other tool wrote it (modified UTF-7, as both mbsync 1.4 and
 /// OfflineIMAP see server names by default) in the UTF-8 form syncmail's patterns match.
 pub(crate) fn decoded_folder(name: &str) -> String {
@@ -668,6 +715,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn fingerprints_become_sha256_pins() {
+        let hex = "ab".repeat(32);
+        let pin = sha256_pin(&hex).unwrap();
+        assert!(pin.starts_with("sha256:AB:AB:"), "{pin}");
+        assert_eq!(sha256_pin(&pin), Some(pin.clone()));
+        assert_eq!(
+            sha256_pin(&"ab".repeat(20)),
+            None,
+            "SHA-1 is not a SHA-256 pin"
+        );
+        assert_eq!(sha256_pin("zz"), None);
+    }
+
+    #[test]
     fn modified_utf7_names_are_decoded_for_patterns() {
         assert_eq!(decoded_folder("Entw&APw-rfe"), "Entwürfe");
         assert_eq!(decoded_folder("A & B"), "A & B", "invalid UTF-7 is kept");
@@ -687,5 +748,23 @@ pub(crate) mod tests {
         let e = write_new(&path, "y = 2\n").unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x = 1\n");
+    }
+
+    #[test]
+    fn offlineimap_default_rc_falls_back_to_xdg() {
+        let home = tempfile::tempdir().unwrap();
+        let d = dirs(home.path());
+        assert_eq!(
+            Tool::OfflineImap.default_rc(&d).unwrap(),
+            home.path().join(".offlineimaprc")
+        );
+        let xdg = home.path().join(".config/offlineimap/config");
+        std::fs::create_dir_all(xdg.parent().unwrap()).unwrap();
+        std::fs::write(&xdg, "").unwrap();
+        assert_eq!(Tool::OfflineImap.default_rc(&d).unwrap(), xdg);
+        assert_eq!(
+            Tool::Mbsync.default_rc(&d).unwrap(),
+            home.path().join(".mbsyncrc")
+        );
     }
 }
