@@ -6,9 +6,9 @@
 //! - [`model`]: domain vocabulary (accounts, folders, UIDs, Maildir keys, flags). No IO.
 //! - [`config`]: raw TOML (serde, `deny_unknown_fields`) turned into a validated
 //!   [`config::Config`] in one place; errors name file:line:col and the account.
-//! - [`import`]: another tool's config file (mbsync, OfflineIMAP; never its sync state)
-//!   turned into a syncmail config that adopts the same Maildir tree, with what has no
-//!   equivalent kept as comments. Uses `config` and `maildir` only.
+//! - [`import`]: `syncmail import mbsync|offlineimap`: another tool's config file (never
+//!   its sync state) turned into a syncmail config that adopts the same Maildir tree,
+//!   with what has no equivalent kept as comments. Uses `config` and `maildir` only.
 //! - [`cli`]: subcommands and exit codes; `main.rs` only calls [`cli::main`].
 //! - [`sync`]: the pure planner: snapshots of both sides plus the base in, a `Plan` of
 //!   actions, changes and conflicts out; the fate of a folder one side deleted (rule 9).

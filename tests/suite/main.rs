@@ -16,6 +16,7 @@ mod file_modes;
 mod imap_connect;
 mod imap_hostile;
 mod imap_session;
+mod import;
 mod pop3_client;
 mod pop3_poller;
 mod pop3_scripted;
