@@ -1,7 +1,7 @@
 //! Command-line interface: parses arguments, loads the config, runs one subcommand and
 //! maps the outcome to a sysexits-style exit code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Account, AccountKind, Config, ConfigError, Dirs, Tls};
 use crate::engine;
 use crate::imap::{self, ImapError};
+use crate::import;
 use crate::secret::{self, SecretError};
 use crate::unified;
 
@@ -93,6 +94,33 @@ pub enum Command {
         #[arg(long)]
         conflicts: bool,
     },
+    /// Convert an mbsync or OfflineIMAP config into a syncmail config (printed, or
+    /// written with --write) that adopts the same Maildir tree
+    Import {
+        #[command(subcommand)]
+        tool: ImportTool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportTool {
+    /// Convert an mbsync (isync 1.4) config [default FILE: ~/.mbsyncrc]
+    Mbsync(ImportArgs),
+    /// Convert an OfflineIMAP config [default FILE: ~/.offlineimaprc]
+    Offlineimap(ImportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The file to convert (never its sync state)
+    pub file: Option<PathBuf>,
+    /// Write the config where syncmail reads it (--config, else
+    /// $XDG_CONFIG_HOME/syncmail/config.toml) instead of printing it; never overwrites
+    #[arg(long)]
+    pub write: bool,
+    /// Write the config to PATH instead (implies --write); never overwrites
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,16 +217,21 @@ fn init_tracing(level: &str, verbose: u8) {
         .try_init();
 }
 
-fn load_config(cli: &Cli) -> Result<Config, Failure> {
-    let dirs = Dirs::from_env();
-    let path = match &cli.config {
-        Some(p) => p.clone(),
+/// The config file to read (or write): `--config`, else the default path.
+fn config_path(given: Option<&Path>, dirs: &Dirs) -> Result<PathBuf, Failure> {
+    match given {
+        Some(p) => Ok(p.to_owned()),
         None => dirs.default_config_path().ok_or_else(|| {
             Failure::Other("neither XDG_CONFIG_HOME nor HOME is set: pass --config FILE".into())
-        })?,
-    };
+        }),
+    }
+}
+
+fn load_config(config: Option<&Path>, verbose: u8) -> Result<Config, Failure> {
+    let dirs = Dirs::from_env();
+    let path = config_path(config, &dirs)?;
     let loaded = config::load(&path, &dirs)?;
-    init_tracing(&loaded.config.general.log_level, cli.verbose);
+    init_tracing(&loaded.config.general.log_level, verbose);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -213,8 +246,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let config = load_config(&cli)?;
+    // The one command that works without a syncmail config: it makes one.
+    if let Command::Import { tool } = cli.command {
+        return run_import(cli.config.as_deref(), tool);
+    }
+    let config = load_config(cli.config.as_deref(), cli.verbose)?;
     match cli.command {
+        // Handled above, before a config is needed.
+        Command::Import { .. } => Ok(()),
         Command::CheckConfig { connect } => {
             print_summary(&config);
             if connect {
@@ -280,6 +319,82 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             runtime()?.block_on(print_log(&config, &selected, conflicts))
         }
     }
+}
+
+/// `syncmail import`: convert the other tool's config; print it, or write a new file.
+/// The rc file's errors name its line (exit 78); a draft that does not load yet is still
+/// printed or written, and the loader's complaint follows on stderr.
+fn run_import(config: Option<&Path>, tool: ImportTool) -> Result<(), Failure> {
+    let (tool, args) = match tool {
+        ImportTool::Mbsync(a) => (import::Tool::Mbsync, a),
+        ImportTool::Offlineimap(a) => (import::Tool::OfflineImap, a),
+    };
+    let dirs = Dirs::from_env();
+    let rc = match args.file {
+        Some(f) => f,
+        None => tool.default_rc(&dirs).ok_or_else(|| {
+            Failure::Usage(format!(
+                "HOME is not set: name the {} config file to convert",
+                tool.command()
+            ))
+        })?,
+    };
+    let text = std::fs::read_to_string(&rc)
+        .map_err(|e| Failure::Other(format!("cannot read {}: {e}", rc.display())))?;
+    let rc = std::path::absolute(&rc).unwrap_or(rc);
+    let converted = import::convert(tool, &rc, &text, &dirs)?;
+    let target = match (&args.output, args.write) {
+        (Some(out), _) => Some(out.clone()),
+        (None, true) => Some(config_path(config, &dirs)?),
+        (None, false) => None,
+    };
+    let shown = target
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("<standard output>"));
+    match &target {
+        Some(path) => import::write_new(path, &converted.text).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Failure::Other(format!(
+                    "{} already exists; refusing to overwrite it (move it away, or write elsewhere with --output PATH)",
+                    path.display()
+                ))
+            } else {
+                Failure::Other(format!("cannot write {}: {e}", path.display()))
+            }
+        })?,
+        None => print!("{}", converted.text),
+    }
+    eprintln!(
+        "syncmail import: {} account{} from {}{}; {} setting{} without a syncmail equivalent (`# not converted:`), {} place{} to edit (`# fix:`)",
+        converted.accounts,
+        if converted.accounts == 1 { "" } else { "s" },
+        rc.display(),
+        target
+            .as_ref()
+            .map(|p| format!(" written to {}", p.display()))
+            .unwrap_or_default(),
+        converted.not_converted,
+        if converted.not_converted == 1 {
+            ""
+        } else {
+            "s"
+        },
+        converted.fixes,
+        if converted.fixes == 1 { "" } else { "s" },
+    );
+    import::check(&converted.text, &shown, &dirs).map_err(|e| {
+        eprintln!(
+            "syncmail import: the converted config does not load yet; edit it as the error says:"
+        );
+        Failure::Config(e)
+    })?;
+    if let Some(path) = &target {
+        eprintln!(
+            "syncmail import: check it with `syncmail --config {} check-config --connect`",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Print a reconcile's summary, halts and errors the way account passes print theirs.

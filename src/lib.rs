@@ -32,6 +32,9 @@
 //!   APPEND/QRESYNC), and IDLE.
 //! - [`pop3`]: the POP3 protocol state machine (sans-IO) and its tokio driver over a
 //!   `net` stream.
+//! - [`import`]: `syncmail import mbsync|offlineimap`: another tool's config file (never
+//!   its sync state) turned into a syncmail config that adopts the same Maildir tree,
+//!   with what has no equivalent kept as comments. Uses `config` and `maildir` only.
 //! - [`engine`]: the only module that knows both sides: observe (QRESYNC, CONDSTORE or a
 //!   full listing; a stable Maildir scan), pair a first contact, plan every folder, turn
 //!   cross-folder delete+add into moves, apply each action under the intent journal,
@@ -58,6 +61,7 @@ pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod imap;
+pub mod import;
 pub mod maildir;
 pub mod model;
 pub mod net;

@@ -9,7 +9,7 @@ use std::path::Path;
 /// Each module may use only the modules listed before it, except its siblings.
 const LAYERS: &[&str] = &[
     "fault", "model", "sync", "store", "maildir", "config", "secret", "net", "imap", "pop3",
-    "engine", "unified", "daemon", "cli",
+    "import", "engine", "unified", "daemon", "cli",
 ];
 
 /// Siblings: the first may not use the second although it comes later, so neither uses

@@ -18,6 +18,7 @@ mod fuzz_corpora;
 mod imap_connect;
 mod imap_hostile;
 mod imap_session;
+mod import;
 mod maildir_folders;
 mod maildir_scan_race;
 mod peers_smoke;
