@@ -1571,18 +1571,20 @@ fn account(
                 .into(),
         ));
     }
-    let wildcards = folders.iter().any(|p| p.contains(['*', '%']));
-    if wildcards || folders.iter().any(|p| !p.is_ascii()) {
-        folder_notes.push(Note::Warning(
-            "mbsync 1.4 stored a folder whose name has non-ASCII characters under its modified UTF-7 name (Entw&APw-rfe); syncmail stores it as UTF-8 (Entwürfe). Rename such directories before the first sync, or they are fetched again and the old ones uploaded as new folders"
-                .into(),
-        ));
-    }
     account.set(Key::Folders, Value::List(folders));
     for n in folder_notes {
         account.note_on(Key::Folders, n);
     }
     account.set(Key::Layout, Value::str(layout));
+    // mbsync 1.4 never decodes folder names: a non-ASCII folder is a directory named in
+    // modified UTF-7 (Entw&APw-rfe). Keeping that spelling adopts those directories.
+    account.set(Key::FolderNames, Value::str("modified-utf-7"));
+    account.note_on(
+        Key::FolderNames,
+        Note::Info(
+            "mbsync stored non-ASCII folder names in modified UTF-7 (Entw&APw-rfe); syncmail keeps that spelling so it adopts those directories".into(),
+        ),
+    );
 
     // How it syncs: one policy per account.
     let policy = &first.policy;

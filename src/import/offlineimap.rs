@@ -932,11 +932,11 @@ fn account(
     let utf8 = acc.flag("utf8foldernames")?.unwrap_or(false)
         | r.flag("decodefoldernames")?.unwrap_or(false);
     if !utf8 {
+        a.set(Key::FolderNames, Value::str("modified-utf-7"));
         a.note_on(
-            Key::Layout,
-            Note::Warning(
-                "OfflineIMAP stored a folder whose name has non-ASCII characters under its modified UTF-7 name (Entw&APw-rfe); syncmail stores it as UTF-8 (Entwürfe). Rename such directories before the first sync, or they are fetched again and the old ones uploaded as new folders"
-                    .into(),
+            Key::FolderNames,
+            Note::Info(
+                "OfflineIMAP stored non-ASCII folder names in modified UTF-7 (Entw&APw-rfe); syncmail keeps that spelling so it adopts those directories".into(),
             ),
         );
     }

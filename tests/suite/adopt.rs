@@ -77,6 +77,33 @@ fn env_for_peer() -> SyncEnv {
     SyncEnv::with_dovecot(Dovecot::start(), "folder_names = \"modified-utf-7\"\n")
 }
 
+/// `syncmail import TOOL RC --output FILE` on the peer tool's own config, then every
+/// later command of `env` runs on that config (its account is named after the user).
+fn use_imported_config(env: &mut SyncEnv, run: &PeerRun, tool: &str) {
+    let out = env.home.path().join("imported.toml");
+    let done = env.run(
+        "import",
+        &[
+            tool,
+            run.config.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "import failed:\n{}\n{}",
+        stdout(&done),
+        crate::support::stderr(&done)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("folder_names = \"modified-utf-7\""), "{text}");
+    assert!(text.contains(&run.maildir.display().to_string()), "{text}");
+    env.config = out;
+}
+
 fn first_contact(env: &SyncEnv, method: &str) -> String {
     let out = env.sync_ok();
     assert!(
@@ -139,10 +166,11 @@ fn root(env: &SyncEnv) -> PathBuf {
 
 #[test]
 fn rule_21_a_maildir_mbsync_filled_is_adopted_without_a_transfer() {
-    let env = env_for_peer();
+    let mut env = env_for_peer();
     let seeded = peers::seed_adoption_mail(&env.dovecot, "alice");
     let run = peers::mbsync_fill(&env.dovecot, "alice", &root(&env), env.home.path());
     run.assert_mirrors(&env.dovecot, "alice");
+    use_imported_config(&mut env, &run, "mbsync");
     let before = snapshot(&env, &run);
     let ids = peers::server_ids(&env.dovecot, "alice");
     let total: usize = seeded.folders.iter().map(|(_, n)| n).sum();
@@ -164,10 +192,11 @@ fn rule_21_a_maildir_mbsync_filled_is_adopted_without_a_transfer() {
 
 #[test]
 fn rule_21_a_maildir_offlineimap_filled_is_adopted_without_a_transfer() {
-    let env = env_for_peer();
+    let mut env = env_for_peer();
     peers::seed_adoption_mail(&env.dovecot, "alice");
     let run = peers::offlineimap_fill(&env.dovecot, "alice", &root(&env), env.home.path());
     run.assert_mirrors(&env.dovecot, "alice");
+    use_imported_config(&mut env, &run, "offlineimap");
     let before = snapshot(&env, &run);
     let ids = peers::server_ids(&env.dovecot, "alice");
 
