@@ -20,6 +20,7 @@ mod imap_hostile;
 mod imap_session;
 mod maildir_folders;
 mod maildir_scan_race;
+mod matrix_smoke;
 mod peers_smoke;
 mod planner_api;
 mod pop3_client;
