@@ -11,8 +11,9 @@
 //! `/var/cache/syncmail-test-servers`), and a test runs the binaries from there. Every
 //! server runs inside `unshare --mount --pid`: a private mount namespace in which, where a
 //! server reads fixed paths, the unpacked `/usr` and a private `/etc` (its users, its
-//! config) are overlaid read-only on the real ones, and `/run` is a private tmpfs; the
-//! system is left untouched. The private PID namespace makes stopping exact: killing its
+//! config) are overlaid read-only on the real ones, `/run` is a private tmpfs, and
+//! Cyrus's `/dev/log` is a socket the test reads (Cyrus logs nowhere else); the system is
+//! left untouched. The private PID namespace makes stopping exact: killing its
 //! first process ends every process the server started (Courier's `couriertcpd` puts
 //! itself in a new session, so a process group would not do).
 //!
@@ -30,9 +31,12 @@ use std::fmt;
 use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::DEFAULT_PASSWORD;
@@ -115,6 +119,53 @@ pub struct MatrixServer {
     /// The test CA's certificate (PEM), to use as an account's `ca_file`.
     pub ca_file: PathBuf,
     users: Vec<String>,
+    /// Cyrus logs only through syslog(3): what it sends to /dev/log in its namespace.
+    syslog: Option<SyslogSink>,
+}
+
+/// A datagram socket that the namespace mounts over `/dev/log`, and a thread that appends
+/// what arrives to `syslog.log` beside it.
+struct SyslogSink {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SyslogSink {
+    fn start(root: &Path) -> Result<SyslogSink, String> {
+        let path = root.join("log.sock");
+        let socket = UnixDatagram::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // The server writes as `mail`.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| e.to_string())?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        let mut out = std::fs::File::create(root.join("syslog.log")).map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0; 64 * 1024];
+            while !stopping.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.write_all(b"\n");
+                }
+            }
+        });
+        Ok(SyslogSink {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for SyslogSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The directory the packages are unpacked into.
@@ -305,6 +356,10 @@ impl MatrixServer {
             ServerKind::Imap4d => setup.imap4d()?,
         };
         write(&root.join("run.sh"), script)?;
+        let syslog = match kind {
+            ServerKind::Cyrus | ServerKind::CyrusAltNamespace => Some(SyslogSink::start(&root)?),
+            ServerKind::Courier | ServerKind::Imap4d => None,
+        };
         let log = std::fs::File::create(root.join("server.log")).map_err(|e| e.to_string())?;
         let child = Command::new("unshare")
             .args([
@@ -330,6 +385,7 @@ impl MatrixServer {
             imap_port,
             imaps_port,
             users: users.iter().map(|u| u.to_string()).collect(),
+            syslog,
         };
         server.wait_ready()?;
         Ok(server)
@@ -393,14 +449,19 @@ impl MatrixServer {
         self.dir.path()
     }
 
-    /// What the server printed (Courier and imap4d log to stderr; Cyrus only to syslog,
-    /// which is not captured).
+    /// What the server printed (Courier and imap4d log to stderr) and, for Cyrus, what it
+    /// sent to syslog.
     pub fn logs(&self) -> String {
-        format!(
-            "--- {} server.log ---\n{}",
-            self.kind,
-            std::fs::read_to_string(self.root().join("server.log")).unwrap_or_default()
-        )
+        let read = |name: &str| std::fs::read_to_string(self.root().join(name)).unwrap_or_default();
+        let mut logs = format!("--- {} server.log ---\n{}", self.kind, read("server.log"));
+        if self.syslog.is_some() {
+            logs.push_str(&format!(
+                "--- {} syslog ---\n{}",
+                self.kind,
+                read("syslog.log")
+            ));
+        }
+        logs
     }
 
     /// The server's name for a folder as the user sees it: `Archive/2024` is
@@ -620,12 +681,25 @@ impl Layout<'_> {
         )
     }
 
-    /// Cyrus: its own config files, users in a private sasldb; nothing needs to be
-    /// mounted, the libraries come from LD_LIBRARY_PATH.
+    /// Cyrus: its own config files, users in a private sasldb; the libraries come from
+    /// LD_LIBRARY_PATH, and only `/dev/log` is mounted (see [`SyslogSink`]).
     fn cyrus(&self, alt: bool) -> Result<String, String> {
         let (r, t) = (self.r(), self.t());
         let bin = format!("{t}/usr/lib/cyrus/bin");
-        for sub in ["conf", "spool", "sieve"] {
+        // What Debian's mkimap makes under the config directory.
+        for sub in [
+            "conf/db",
+            "conf/socket",
+            "conf/proc",
+            "conf/log",
+            "conf/msg",
+            "conf/ptclient",
+            "conf/user",
+            "conf/quota",
+            "conf/lock",
+            "spool",
+            "sieve",
+        ] {
             mkdirs(&self.root.join(sub))?;
         }
         let yes_no = if alt { "yes" } else { "no" };
@@ -679,8 +753,18 @@ impl Layout<'_> {
             chown_tree(&self.root.join(sub), uid, gid)?;
         }
         let libs = lib_dir_of(self.tree, "libcyrus.so.0")?;
+        mkdirs(&self.root.join("dev/upper"))?;
+        mkdirs(&self.root.join("dev/work"))?;
+        // Cyrus logs only to syslog: its /dev/log is our socket. Where the system has no
+        // /dev/log to mount over, a private writable overlay of /dev makes one.
         Ok(format!(
-            "export LD_LIBRARY_PATH={}\n\
+            "set -e\n\
+             if [ ! -e /dev/log ]; then\n\
+             \x20 mount -t overlay overlay -o lowerdir=/dev,upperdir={r}/dev/upper,workdir={r}/dev/work /dev\n\
+             \x20 : > /dev/log\n\
+             fi\n\
+             mount --bind {r}/log.sock /dev/log\n\
+             export LD_LIBRARY_PATH={}\n\
              exec {bin}/master -C {r}/imapd.conf -M {r}/cyrus.conf -p {r}/master.pid -D\n",
             libs.display()
         ))
