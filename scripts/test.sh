@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, and the integration tests, which
-# start private Dovecot instances on loopback. Installs Dovecot first when it is missing.
+# start private Dovecot instances on loopback, and the server matrix (Cyrus, Courier, GNU
+# imap4d) unpacked from Debian's packages. Installs or fetches what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-deps.sh
 ensure_deps
+. scripts/ensure-servers.sh
+ensure_servers
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,5 +1,5 @@
-//! Shared test support: a private Dovecot, test certificates, running the binary and
-//! the daemon, and the scripted fake servers.
+//! Shared test support: a private Dovecot and the server matrix (Cyrus, Courier, imap4d),
+//! test certificates, running the binary and the daemon, and the scripted fake servers.
 #![allow(dead_code)]
 
 pub mod account;
@@ -9,12 +9,14 @@ pub mod dovecot;
 pub mod flags;
 pub mod hostile;
 pub mod idle_script;
+pub mod imap_client;
 pub mod imap_script;
 pub mod maildir;
 pub mod peers;
 pub mod pop3_script;
 pub mod proxy;
 pub mod rng;
+pub mod servers;
 pub mod sync_env;
 pub mod tmpfs;
 pub mod unified_env;
