@@ -481,12 +481,15 @@ fn select_accounts<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a A
 fn progress_reporter(account: String) -> engine::Progress {
     use std::io::{IsTerminal, Write};
     let tty = std::io::stderr().is_terminal();
+    // The counts are the account's running totals (over every folder and connection),
+    // so they are labelled with the account; the folder is only where the pass is now.
     engine::Progress(std::sync::Arc::new(move |folder, c| {
         let line = format!(
-            "{account} {folder}: {} fetched ({:.1} MiB), {} appended",
+            "{account}: {} fetched ({:.1} MiB), {} appended so far; now in {}",
             c.fetched,
             c.fetched_bytes as f64 / (1024.0 * 1024.0),
-            c.appended
+            c.appended,
+            crate::maildir::shown_prefix(&folder.0)
         );
         if tty {
             let mut err = std::io::stderr().lock();
@@ -704,12 +707,12 @@ async fn print_log(
             .map_err(|e| Failure::Other(e.to_string()))?
         {
             println!(
-                "{} {} {} conflict: local {} | server {} => {}",
+                "{} {} {}: conflict over {}: {}; {}",
                 stamp(c.at),
                 account.name,
                 c.folder,
-                c.local_change,
-                c.remote_change,
+                c.which(),
+                c.what(),
                 c.resolution
             );
         }

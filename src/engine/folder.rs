@@ -265,6 +265,20 @@ impl Ctx<'_> {
             report.halts.push(format!("{name}: {halt}"));
         }
         report.counts.conflicts += plan.conflicts.len();
+        // Each conflict names its message by Message-ID too, from the base (before the
+        // run takes the pairs over).
+        let conflicts: Vec<store::ConflictRecord> = plan
+            .conflicts
+            .iter()
+            .map(|c| {
+                let pair = c.uid.and_then(|u| base.pairs.get(&u)).or_else(|| {
+                    c.key
+                        .as_ref()
+                        .and_then(|k| base.pairs.values().find(|p| &p.key == k))
+                });
+                conflict_record(&name, c, pair.and_then(|p| p.message_id.as_ref()))
+            })
+            .collect();
         let mut uidnext = remote.uidnext;
         if plan
             .actions
@@ -345,11 +359,7 @@ impl Ctx<'_> {
                 .iter()
                 .map(|c| change_record(&name, c))
                 .collect(),
-            conflicts: plan
-                .conflicts
-                .iter()
-                .map(|c| conflict_record(&name, c))
-                .collect(),
+            conflicts,
             ..Commit::default()
         };
         let keeps_one_sided = plan.actions.iter().any(|a| {

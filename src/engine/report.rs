@@ -176,7 +176,11 @@ pub(super) fn change_record(folder: &FolderName, c: &sync::Change) -> ChangeReco
     }
 }
 
-pub(super) fn conflict_record(folder: &FolderName, c: &Conflict) -> ConflictRecord {
+pub(super) fn conflict_record(
+    folder: &FolderName,
+    c: &Conflict,
+    message_id: Option<&crate::model::MessageId>,
+) -> ConflictRecord {
     let text = c.to_string();
     let body = text.split_once(": ").map_or(text.as_str(), |(_, b)| b);
     let (what, resolution) = body.split_once(" => ").unwrap_or((body, ""));
@@ -197,6 +201,7 @@ pub(super) fn conflict_record(folder: &FolderName, c: &Conflict) -> ConflictReco
         folder: folder.clone(),
         uid: c.uid,
         local_key: c.key.clone(),
+        message_id: message_id.cloned(),
         local_change,
         remote_change,
         resolution: resolution.to_owned(),

@@ -267,9 +267,42 @@ pub struct ConflictRecord {
     pub folder: FolderName,
     pub uid: Option<Uid>,
     pub local_key: Option<MaildirKey>,
+    /// The message's Message-ID, when the base knew it.
+    pub message_id: Option<crate::model::MessageId>,
     pub local_change: String,
     pub remote_change: String,
     pub resolution: String,
+}
+
+impl ConflictRecord {
+    /// What happened, as one phrase: the side that holds the description (the other
+    /// holds a placeholder such as "deleted").
+    pub fn what(&self) -> &str {
+        if ["deleted", "removed", "unchanged"].contains(&self.local_change.as_str()) {
+            &self.remote_change
+        } else {
+            &self.local_change
+        }
+    }
+
+    /// Which message: its UID, file and Message-ID, as far as known.
+    pub fn which(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(uid) = self.uid {
+            parts.push(format!("UID {uid}"));
+        }
+        if let Some(key) = &self.local_key {
+            parts.push(format!("file {key}"));
+        }
+        if let Some(id) = &self.message_id {
+            parts.push(format!("Message-ID {id}"));
+        }
+        if parts.is_empty() {
+            "the folder".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 /// The latest pass over a folder (or, with `folder` `None`, the account).

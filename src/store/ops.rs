@@ -376,8 +376,9 @@ fn append_changes(conn: &Connection, changes: &[ChangeRecord]) -> Result<(), Sto
 
 fn append_conflicts(conn: &Connection, conflicts: &[ConflictRecord]) -> Result<(), StoreError> {
     let mut ins = conn.prepare_cached(
-        "INSERT INTO conflict_log (at, folder, uid, local_key, local_change, remote_change, resolution)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO conflict_log (at, folder, uid, local_key, local_change, remote_change, resolution,
+                                   message_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for c in conflicts {
         ins.execute(params![
@@ -388,6 +389,7 @@ fn append_conflicts(conn: &Connection, conflicts: &[ConflictRecord]) -> Result<(
             c.local_change,
             c.remote_change,
             c.resolution,
+            c.message_id.as_ref().map(|m| m.0.as_str()),
         ])?;
     }
     Ok(())
@@ -433,7 +435,7 @@ pub fn conflicts(
     limit: usize,
 ) -> Result<Vec<ConflictRecord>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT at, folder, uid, local_key, local_change, remote_change, resolution FROM (
+        "SELECT at, folder, uid, local_key, local_change, remote_change, resolution, message_id FROM (
            SELECT * FROM conflict_log WHERE ?1 IS NULL OR folder = ?1 ORDER BY id DESC LIMIT ?2
          ) ORDER BY id",
     )?;
@@ -446,6 +448,7 @@ pub fn conflicts(
             folder: FolderName(row.get(1)?),
             uid: u32_col(row, 2)?.map(Uid),
             local_key: row.get::<_, Option<String>>(3)?.map(MaildirKey),
+            message_id: row.get::<_, Option<String>>(7)?.map(MessageId),
             local_change: row.get(4)?,
             remote_change: row.get(5)?,
             resolution: row.get(6)?,

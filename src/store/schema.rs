@@ -125,6 +125,11 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (folder_id, side, item)
     ) STRICT;
     "#,
+    // Version 4: a conflict names its message by Message-ID too, so `syncmail log
+    // --conflicts` says which message it was even after the pair is gone.
+    r#"
+    ALTER TABLE conflict_log ADD COLUMN message_id TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -524,6 +524,7 @@ mod tests {
             folder: inbox.clone(),
             uid: Some(Uid(3)),
             local_key: Some(MaildirKey("k".into())),
+            message_id: Some(crate::model::MessageId("<m@x>".into())),
             local_change: "deleted".into(),
             remote_change: "+F".into(),
             resolution: "kept: flagged on the server".into(),
