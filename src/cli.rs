@@ -60,9 +60,14 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Carry out deletions a safety guard held back (more than max_delete_share of a
-        /// folder, or an emptied side)
+        /// folder, or an emptied side); with --folder, a Maildir folder you deleted on
+        /// purpose deletes its messages on the server too
         #[arg(long)]
         confirm_delete: bool,
+        /// With --folder: a Maildir folder that is missing is made again and its mail
+        /// fetched again (its sync state is forgotten; nothing is deleted anywhere)
+        #[arg(long, requires = "folder", conflicts_with = "confirm_delete")]
+        restore: bool,
     },
     /// Run in the foreground, syncing on push events and timers
     Daemon,
@@ -266,11 +271,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             folder,
             dry_run,
             confirm_delete,
+            restore,
         } => {
             let opts = engine::SyncOptions {
                 folder,
                 dry_run,
                 confirm_delete,
+                restore,
                 progress: None,
             };
             let selected = select_accounts(&config, &accounts)?;

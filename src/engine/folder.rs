@@ -83,7 +83,14 @@ impl Ctx<'_> {
         report: &mut AccountReport,
     ) -> Result<Option<Prepared>, EngineError> {
         let local_path = self.map.to_local(name)?;
-        let folder = self.store.ensure_folder(name, &local_path).await?;
+        let mut folder = self.store.ensure_folder(name, &local_path).await?;
+        if self.named(name) && self.opts.restore && !self.opts.dry_run && !local_path.is_dir() {
+            // The user asked for the folder back: forget its state, so this pass is its
+            // first (the Maildir folder is made and every message fetched).
+            tracing::info!(folder = %name, "restoring the missing Maildir folder from the server");
+            self.store.delete_folder(folder.id).await?;
+            folder = self.store.ensure_folder(name, &local_path).await?;
+        }
         if let Some(reason) = &folder.halt_reason {
             report.halts.push(format!("{name}: halted: {reason}"));
             return Ok(None);
@@ -113,10 +120,13 @@ impl Ctx<'_> {
             return Ok(None);
         }
         let Some(md) = self.maildir(name, &local_path, &base)? else {
+            let account = &self.policy.account;
             report.halts.push(format!(
-                "{name}: the Maildir folder {} is missing while {} messages are paired with it (unmounted disk?); nothing synced, nothing deleted",
+                "{name}: the Maildir folder {} is missing while {} messages are paired with it (unmounted disk?); nothing synced, nothing deleted. If you deleted it on purpose, `syncmail sync {account} --folder {:?} --confirm-delete` deletes its messages on the server too; `syncmail sync {account} --folder {:?} --restore` fetches them again instead",
                 local_path.display(),
-                base.pairs.len()
+                base.pairs.len(),
+                name.0,
+                name.0
             ));
             return Ok(None);
         };
@@ -420,6 +430,11 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// The user named this folder with `--folder`.
+    fn named(&self, name: &FolderName) -> bool {
+        self.opts.folder.as_deref() == Some(name.0.as_str())
+    }
+
     /// The folder's Maildir, created if new. `None` when it is missing but the base pairs
     /// messages with it: an unmounted disk must never read as "all deleted" (rule 7).
     pub(super) fn maildir(
@@ -436,7 +451,11 @@ impl Ctx<'_> {
                 })
             });
         }
-        if !base.pairs.is_empty() {
+        // Missing but paired: an unmounted disk must never read as "all deleted" (rule 7),
+        // unless the user named this folder and confirmed the deletion, under an account
+        // root that is there.
+        let confirmed = self.named(name) && self.opts.confirm_delete && self.map.root.is_dir();
+        if !base.pairs.is_empty() && !confirmed {
             return Ok(None);
         }
         let created: PathBuf = self.map.create(name)?;

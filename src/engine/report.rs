@@ -19,8 +19,11 @@ pub struct SyncOptions {
     pub folder: Option<String>,
     /// Plan and print; change nothing.
     pub dry_run: bool,
-    /// The user confirmed deletions a guard held back (rule 7).
+    /// The user confirmed deletions a guard held back (rule 7); with `folder`, also that
+    /// a missing Maildir folder was deleted on purpose.
     pub confirm_delete: bool,
+    /// With `folder`: a missing Maildir folder is made again and its mail fetched again.
+    pub restore: bool,
     /// Told after every batch a folder fetches or message it appends.
     pub progress: Option<Progress>,
 }

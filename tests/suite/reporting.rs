@@ -80,3 +80,49 @@ fn rule_11_a_conflict_line_names_its_message_as_one_sentence() {
         "{line}"
     );
 }
+
+#[test]
+fn rule_07_a_missing_maildir_folder_says_how_to_restore_it_or_confirm_its_deletion() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "Old");
+    env.seed("Old", "old1");
+    env.seed("Old", "old2");
+    env.sync_ok();
+    let old = env.folder("Old");
+    std::fs::remove_dir_all(&old).unwrap();
+
+    // Nothing deleted, and the message says what to do.
+    let out = env.sync(&[]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("is missing while 2 messages are paired"),
+        "{err}"
+    );
+    assert!(
+        err.contains("syncmail sync t --folder \"Old\" --restore"),
+        "{err}"
+    );
+    assert!(err.contains("--confirm-delete"), "{err}");
+    assert_eq!(env.dovecot.list("alice", "Old").len(), 2);
+
+    // Bring it back: fetched again, nothing deleted anywhere, then quiet.
+    let out = env.sync(&["--folder", "Old", "--restore"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("fetched 2 "), "{}", stdout(&out));
+    assert_eq!(md::messages(&old).len(), 2);
+    assert_eq!(env.dovecot.list("alice", "Old").len(), 2);
+    env.assert_quiet();
+
+    // Deleted on purpose: its messages go from the server too.
+    std::fs::remove_dir_all(&old).unwrap();
+    let out = env.sync(&["--folder", "Old", "--confirm-delete"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("deleted 2 on server"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(env.dovecot.list("alice", "Old").is_empty());
+    assert_eq!(env.dovecot.list("alice", "INBOX").len(), 0);
+    env.assert_quiet();
+}
