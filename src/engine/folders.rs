@@ -24,16 +24,16 @@ pub async fn reconcile(
     store: &Store,
     session: &mut ImapSession,
     map: &FolderMap,
-    delimiter: Option<char>,
     server: &mut Vec<(FolderName, String)>,
     opts: &SyncOptions,
     report: &mut AccountReport,
 ) -> Result<(), EngineError> {
+    // Only folders this map places: one outside the personal namespace is not synced.
     let known: Vec<_> = store
         .folders()
         .await?
         .into_iter()
-        .filter(|f| settings.folders.includes(&f.server_name.0, delimiter))
+        .filter(|f| settings.selects(map, &f.server_name.0) && map.to_local(&f.server_name).is_ok())
         .collect();
     let on_server: BTreeSet<FolderName> = server.iter().map(|(n, _)| n.clone()).collect();
     let mut on_local = BTreeSet::new();
