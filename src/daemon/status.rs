@@ -133,6 +133,14 @@ fn render_account(out: &mut String, state_dir: &Path, account: &Account) {
             }
         }
     }
+    // Folders that failed before they were ever synced (a local folder the server refused
+    // to create): no folder state, but their failure is what the account line counts.
+    for row in &snapshot.passes {
+        let Some(name) = &row.folder else { continue };
+        if row.last_error.is_some() && !snapshot.folders.iter().any(|f| &f.server_name == name) {
+            line(out, &format!("  folder {name}"), row);
+        }
+    }
 }
 
 fn line(out: &mut String, label: &str, row: &PassStatus) {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::SystemTime;
 
 use crate::config::{Account, AccountKind, ImapSettings};
 use crate::imap::{self, ImapSession};
@@ -96,8 +97,28 @@ pub async fn pass(
             continue;
         }
         if settings.direction.sends() {
-            session.create(&wire).await?;
-            server.push((name, wire));
+            // A refused CREATE is this folder's failure, named; the others sync (rule 24).
+            match session.create(&wire).await {
+                Ok(()) => server.push((name, wire)),
+                Err(e) if e.ends_session() => return Err(e.into()),
+                Err(e) => {
+                    let failure = FolderFailure::in_folder(
+                        &name,
+                        format!(
+                            "{}: made locally, but the server refused to create it: {e}",
+                            maildir::shown_prefix(&name.0)
+                        ),
+                    );
+                    store
+                        .record_pass(
+                            Some(name.clone()),
+                            SystemTime::now(),
+                            Some(failure.text.clone()),
+                        )
+                        .await?;
+                    report.errors.push(failure);
+                }
+            }
         }
     }
     server.sort();
