@@ -886,16 +886,48 @@ async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
         .await
         .map_err(imap_failure)?;
     let _ = connected.session.logout().await;
-    let mut lines = vec![format!(
-        "  account {}: logged in; capabilities: {}",
-        account.name,
-        connected.capabilities.join(" ")
-    )];
+    let map = crate::engine::folder_map(account, &connected, &folders)
+        .expect("an IMAP account has a folder map");
+    let namespace = match (&connected.namespace, &map.prefix) {
+        (None, _) => "the server has no NAMESPACE; folder names are used as they are".to_owned(),
+        (Some(ns), Some(prefix)) => format!(
+            "personal namespace {:?} (delimiter {}): server {prefix}Archive is the local folder Archive",
+            ns.prefix,
+            ns.delimiter.map_or("none".to_owned(), |d| format!("{d:?}")),
+        ),
+        (Some(ns), None) if ns.prefix.is_empty() => format!(
+            "personal namespace \"\" (delimiter {}): folder names are used as they are",
+            ns.delimiter.map_or("none".to_owned(), |d| format!("{d:?}")),
+        ),
+        (Some(ns), None) => format!(
+            "personal namespace {:?}; kept in local folder names (use_namespace = false)",
+            ns.prefix
+        ),
+    };
+    let mut lines = vec![
+        format!(
+            "  account {}: logged in; capabilities: {}",
+            account.name,
+            connected.capabilities.join(" ")
+        ),
+        format!("  account {}: {namespace}", account.name),
+    ];
     for f in folders.iter().filter(|f| f.selectable) {
         let line = match crate::maildir::decode_server_name(&f.raw_name) {
+            Ok(name) if map.personal_name(&name.0).is_none() => {
+                format!("    skip   {name} (outside the personal namespace)")
+            }
             Ok(name) => {
-                let selected = settings.folders.includes(&name.0, f.delimiter);
-                format!("    {} {name}", if selected { "sync  " } else { "skip  " })
+                let selected = settings.selects(&map, &name.0);
+                let local = match map.relative(&name) {
+                    Ok(rel) if map.prefix.is_some() => format!(" -> {}", rel.display()),
+                    Ok(_) => String::new(),
+                    Err(e) => format!(" (refused: {e})"),
+                };
+                format!(
+                    "    {} {name}{local}",
+                    if selected { "sync  " } else { "skip  " }
+                )
             }
             Err(e) => format!("    refuse {e}"),
         };

@@ -122,6 +122,9 @@ pub struct ImapSettings {
     pub idle_refresh: Duration,
     pub layout: Layout,
     pub folder_names: crate::maildir::FolderNames,
+    /// Leave the server's personal namespace prefix (`INBOX.`) out of local folder names
+    /// and pattern matches. Config key `use_namespace`.
+    pub use_namespace: bool,
     pub direction: Direction,
     pub expunge: Expunge,
     pub trash: Option<FolderName>,
@@ -141,6 +144,26 @@ impl ImapSettings {
     ) -> crate::maildir::FolderMap {
         crate::maildir::FolderMap::new(root, self.layout, delimiter)
             .with_utf7_names(self.folder_names == crate::maildir::FolderNames::ModifiedUtf7)
+    }
+
+    /// The folder map on a server with this personal namespace prefix (decoded): the
+    /// prefix is left out locally unless `use_namespace = false`.
+    pub fn server_folder_map(
+        &self,
+        root: &std::path::Path,
+        delimiter: Option<char>,
+        personal_prefix: Option<&str>,
+    ) -> crate::maildir::FolderMap {
+        self.folder_map(root, delimiter)
+            .with_prefix(personal_prefix.filter(|_| self.use_namespace))
+    }
+
+    /// Whether `folders` selects a server folder: a pattern matches its full server name
+    /// (`INBOX.Archive`) or its name in the personal namespace (`Archive`), so patterns
+    /// read the same with and without `use_namespace`.
+    pub fn selects(&self, map: &crate::maildir::FolderMap, name: &str) -> bool {
+        let personal = map.personal_name(name).filter(|p| *p != name);
+        self.folders.includes_either(name, personal, map.delimiter)
     }
 }
 

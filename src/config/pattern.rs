@@ -58,10 +58,23 @@ pub struct FolderPatterns(pub Vec<FolderPattern>);
 
 impl FolderPatterns {
     pub fn includes(&self, folder: &str, delimiter: Option<char>) -> bool {
+        self.includes_either(folder, None, delimiter)
+    }
+
+    /// The same for a folder with a second name (without the server's personal namespace
+    /// prefix): a pattern that matches either name counts as matching the folder.
+    pub fn includes_either(
+        &self,
+        folder: &str,
+        other: Option<&str>,
+        delimiter: Option<char>,
+    ) -> bool {
         self.0
             .iter()
             .rev()
-            .find(|p| p.matches(folder, delimiter))
+            .find(|p| {
+                p.matches(folder, delimiter) || other.is_some_and(|o| p.matches(o, delimiter))
+            })
             .is_some_and(|p| !p.exclude)
     }
 }
@@ -144,6 +157,21 @@ mod tests {
         let p = patterns(&["*", "!Archive*", "Archive/2024"]);
         assert!(p.includes("Archive/2024", Some('/')));
         assert!(!p.includes("Archive/2023", Some('/')));
+    }
+
+    /// Rule 24: with a personal namespace prefix, a pattern matches a folder by its full
+    /// server name or by its name without the prefix.
+    #[test]
+    fn rule_24_patterns_match_with_or_without_the_namespace_prefix() {
+        let p = patterns(&["*", "!Junk", "!INBOX.Spam"]);
+        let with = |full: &str, short: &str| p.includes_either(full, Some(short), Some('.'));
+        assert!(!with("INBOX.Junk", "Junk"));
+        assert!(!with("INBOX.Spam", "Spam"));
+        assert!(with("INBOX.Archive", "Archive"));
+        assert!(p.includes("INBOX", Some('.')));
+        let p = patterns(&["INBOX", "Archive.%"]);
+        assert!(p.includes_either("INBOX.Archive.2024", Some("Archive.2024"), Some('.')));
+        assert!(!p.includes_either("INBOX.Sent", Some("Sent"), Some('.')));
     }
 
     #[test]

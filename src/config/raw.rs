@@ -100,6 +100,7 @@ pub struct RawAccount {
     pub idle_refresh: Option<Spanned<String>>,
     pub layout: Option<Spanned<Layout>>,
     pub folder_names: Option<Spanned<crate::maildir::FolderNames>>,
+    pub use_namespace: Option<Spanned<bool>>,
     pub direction: Option<Spanned<Direction>>,
     pub expunge: Option<Spanned<Expunge>>,
     pub trash: Option<Spanned<String>>,

@@ -426,12 +426,13 @@ fn account(
 type KeyAt<'a> = (&'a str, Option<Range<usize>>);
 
 fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), ConfigError> {
-    let imap_only: [KeyAt; 12] = [
+    let imap_only: [KeyAt; 13] = [
         ("folders", a.folders.as_ref().map(Spanned::span)),
         ("idle", a.idle.as_ref().map(Spanned::span)),
         ("idle_refresh", a.idle_refresh.as_ref().map(Spanned::span)),
         ("layout", a.layout.as_ref().map(Spanned::span)),
         ("folder_names", a.folder_names.as_ref().map(Spanned::span)),
+        ("use_namespace", a.use_namespace.as_ref().map(Spanned::span)),
         ("direction", a.direction.as_ref().map(Spanned::span)),
         ("expunge", a.expunge.as_ref().map(Spanned::span)),
         ("trash", a.trash.as_ref().map(Spanned::span)),
@@ -803,6 +804,7 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
             .as_ref()
             .map(|n| *n.get_ref())
             .unwrap_or_default(),
+        use_namespace: a.use_namespace.as_ref().is_none_or(|u| *u.get_ref()),
         direction: a
             .direction
             .as_ref()

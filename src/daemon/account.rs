@@ -374,8 +374,7 @@ impl Supervisor {
     async fn connect(&self) -> Result<Link, EngineError> {
         let mut session = engine::connect_session(&self.account).await?;
         let listed = imap::list_folders(session.connected(), self.account.server.timeout).await?;
-        let delimiter = listed.iter().find_map(|f| f.delimiter);
-        let map = engine::folder_map(&self.account, delimiter)
+        let map = engine::folder_map(&self.account, session.connected(), &listed)
             .ok_or_else(|| EngineError::Unsupported("not an IMAP account".into()))?;
         tracing::info!(account = self.name(), "connected");
         Ok(Link { session, map })

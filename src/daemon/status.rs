@@ -133,8 +133,9 @@ fn render_account(out: &mut String, state_dir: &Path, account: &Account) {
             }
         }
     }
-    // A server folder that failed before it could get a row of its own (a name the
-    // layout cannot map) is still the folder the account line counts as FAILED.
+    // Folders that failed before they got any state of their own (a server name the
+    // layout cannot map, a local folder the server refused to create) are still what
+    // the account line counts as FAILED.
     for row in &snapshot.passes {
         let Some(name) = &row.folder else { continue };
         if row.last_error.is_some() && !snapshot.folders.iter().any(|f| &f.server_name == name) {

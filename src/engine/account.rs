@@ -110,12 +110,22 @@ pub async fn connect_session(account: &Account) -> Result<ImapSession, EngineErr
     open_session(account, &secret, kind).await
 }
 
-/// The account's folder mapping for a server hierarchy delimiter.
-pub fn folder_map(account: &Account, delimiter: Option<char>) -> Option<FolderMap> {
+/// The account's folder mapping on a connection's server, from its LIST answer and the
+/// personal namespace it reported at login.
+pub fn folder_map(
+    account: &Account,
+    connected: &imap::Connected,
+    listed: &[imap::ListedFolder],
+) -> Option<FolderMap> {
     let AccountKind::Imap(settings) = &account.kind else {
         return None;
     };
-    Some(settings.folder_map(&account.maildir, delimiter))
+    Some(super::pass::server_folder_map(
+        settings,
+        &account.maildir,
+        connected,
+        listed,
+    ))
 }
 
 async fn open_session(

@@ -5,35 +5,36 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::SystemTime;
 
 use super::LocalError;
-use super::{AccountReport, EngineError, SyncOptions};
+use super::{AccountReport, EngineError, FolderFailure, SyncOptions};
 use crate::config::ImapSettings;
 use crate::imap::ImapSession;
 use crate::maildir::FolderMap;
 use crate::model::FolderName;
-use crate::store::Store;
+use crate::store::{FolderState, Store};
 use crate::sync::folders::{FolderFacts, FolderFate, folder_fate, needs_counts};
 
 /// Delete what rule 9 allows, forget folders gone from both sides, and report folders
 /// deleted on the server that still hold local mail. `server` (name, wire name) loses
-/// the folders deleted here, so the pass does not recreate them.
-#[allow(clippy::too_many_arguments)]
+/// the folders deleted here, so the pass does not recreate them. A folder whose check or
+/// deletion fails is that folder's failure; the others go on (rule 24).
 pub async fn reconcile(
     settings: &ImapSettings,
     store: &Store,
     session: &mut ImapSession,
     map: &FolderMap,
-    delimiter: Option<char>,
     server: &mut Vec<(FolderName, String)>,
     opts: &SyncOptions,
     report: &mut AccountReport,
 ) -> Result<(), EngineError> {
+    // Only folders this map places: one outside the personal namespace is not synced.
     let known: Vec<_> = store
         .folders()
         .await?
         .into_iter()
-        .filter(|f| settings.folders.includes(&f.server_name.0, delimiter))
+        .filter(|f| settings.selects(map, &f.server_name.0) && map.to_local(&f.server_name).is_ok())
         .collect();
     let on_server: BTreeSet<FolderName> = server.iter().map(|(n, _)| n.clone()).collect();
     let mut on_local = BTreeSet::new();
@@ -53,11 +54,9 @@ pub async fn reconcile(
         .collect();
     known.sort_by(|a, b| b.server_name.cmp(&a.server_name));
     for folder in known {
-        let name = &folder.server_name;
-        let path = map.to_local(name)?;
-        let mut facts = FolderFacts {
-            on_server: on_server.contains(name),
-            on_local: on_local.contains(name),
+        let facts = FolderFacts {
+            on_server: on_server.contains(&folder.server_name),
+            on_local: on_local.contains(&folder.server_name),
             paired: 0,
             server_messages: None,
             local_messages: None,
@@ -68,59 +67,96 @@ pub async fn reconcile(
         if facts.on_server && facts.on_local {
             continue;
         }
-        facts.paired = store.pairs(folder.id).await?.len();
-        let wire = server
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, w)| w.clone());
-        let (ask_server, ask_local) = needs_counts(&facts);
-        if let (true, Some(wire)) = (ask_server, &wire) {
-            facts.server_messages = Some(session.message_count(wire).await?);
-        }
-        if ask_local {
-            facts.local_messages = Some(local_files(&path)?);
-        }
-        match folder_fate(&facts, settings.direction) {
-            FolderFate::Sync => {}
-            FolderFate::Forget => {
+        let name = folder.server_name.clone();
+        match reconcile_one(
+            settings, store, session, map, server, opts, report, folder, facts,
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(EngineError::Imap(e)) if e.ends_session() => return Err(EngineError::Imap(e)),
+            Err(e @ (EngineError::Store(_) | EngineError::Lock(_))) => return Err(e),
+            Err(e) => {
                 if !opts.dry_run {
-                    store.delete_folder(folder.id).await?;
+                    store
+                        .record_pass(Some(name.clone()), SystemTime::now(), Some(e.to_string()))
+                        .await?;
                 }
+                report.errors.push(FolderFailure::of_folder(&name, &e));
             }
-            FolderFate::DeleteOnServer => {
-                let wire = wire.expect("a folder on the server has a wire name");
-                if opts.dry_run {
-                    report.plans.push(format!(
-                        "{name}: would delete the empty folder on the server (deleted locally)"
-                    ));
-                    continue;
-                }
-                session.delete_folder(&wire).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One known folder that one side no longer has: gather the facts rule 9 asks for and
+/// carry out its decision.
+#[allow(clippy::too_many_arguments)]
+async fn reconcile_one(
+    settings: &ImapSettings,
+    store: &Store,
+    session: &mut ImapSession,
+    map: &FolderMap,
+    server: &mut Vec<(FolderName, String)>,
+    opts: &SyncOptions,
+    report: &mut AccountReport,
+    folder: FolderState,
+    mut facts: FolderFacts,
+) -> Result<(), EngineError> {
+    let name = &folder.server_name;
+    let path = map.to_local(name)?;
+    facts.paired = store.pairs(folder.id).await?.len();
+    let wire = server
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, w)| w.clone());
+    let (ask_server, ask_local) = needs_counts(&facts);
+    if let (true, Some(wire)) = (ask_server, &wire) {
+        facts.server_messages = Some(session.message_count(wire).await?);
+    }
+    if ask_local {
+        facts.local_messages = Some(local_files(&path)?);
+    }
+    match folder_fate(&facts, settings.direction) {
+        FolderFate::Sync => {}
+        FolderFate::Forget => {
+            if !opts.dry_run {
                 store.delete_folder(folder.id).await?;
-                server.retain(|(n, _)| n != name);
-                tracing::info!(folder = %name, "deleted locally and empty on the server: deleted on the server (rule 9)");
             }
-            FolderFate::DeleteLocally => {
-                if opts.dry_run {
-                    report.plans.push(format!(
-                        "{name}: would remove the empty Maildir folder {} (deleted on the server)",
-                        path.display()
-                    ));
-                    continue;
-                }
-                remove_empty_maildir(&path)?;
-                store.delete_folder(folder.id).await?;
-                tracing::info!(folder = %name, path = %path.display(), "deleted on the server and empty locally: Maildir folder removed (rule 9)");
+        }
+        FolderFate::DeleteOnServer => {
+            let wire = wire.expect("a folder on the server has a wire name");
+            if opts.dry_run {
+                report.plans.push(format!(
+                    "{name}: would delete the empty folder on the server (deleted locally)"
+                ));
+                return Ok(());
             }
-            FolderFate::KeepLocal => {
-                let held = facts
-                    .local_messages
-                    .map_or_else(|| format!("{} paired", facts.paired), |n| n.to_string());
-                report.halts.push(format!(
-                    "{name}: deleted on the server, but the Maildir folder {} still holds messages ({held}); it is left alone (rule 9). Move them to another folder, or remove the folder yourself",
+            session.delete_folder(&wire).await?;
+            store.delete_folder(folder.id).await?;
+            server.retain(|(n, _)| n != name);
+            tracing::info!(folder = %name, "deleted locally and empty on the server: deleted on the server (rule 9)");
+        }
+        FolderFate::DeleteLocally => {
+            if opts.dry_run {
+                report.plans.push(format!(
+                    "{name}: would remove the empty Maildir folder {} (deleted on the server)",
                     path.display()
                 ));
+                return Ok(());
             }
+            remove_empty_maildir(&path)?;
+            store.delete_folder(folder.id).await?;
+            tracing::info!(folder = %name, path = %path.display(), "deleted on the server and empty locally: Maildir folder removed (rule 9)");
+        }
+        FolderFate::KeepLocal => {
+            let held = facts
+                .local_messages
+                .map_or_else(|| format!("{} paired", facts.paired), |n| n.to_string());
+            report.halts.push(format!(
+                "{name}: deleted on the server, but the Maildir folder {} still holds messages ({held}); it is left alone (rule 9). Move them to another folder, or remove the folder yourself",
+                path.display()
+            ));
         }
     }
     Ok(())

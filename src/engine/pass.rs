@@ -3,6 +3,8 @@
 //! first (a move shows only across two folders' plans), then the moves, then each plan.
 
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::SystemTime;
 
 use crate::config::{Account, AccountKind, ImapSettings};
 use crate::imap::{self, ImapSession};
@@ -48,13 +50,16 @@ pub async fn pass(
         })
     });
     let listed = imap::list_folders(session.connected(), account.server.timeout).await?;
-    let delimiter = listed.iter().find_map(|f| f.delimiter);
-    let map = settings.folder_map(&account.maildir, delimiter);
+    let map = server_folder_map(settings, &account.maildir, session.connected(), &listed);
     recover::server_intents(store, session, &map, report).await?;
 
     let mut server: Vec<(FolderName, String)> = Vec::new();
     for f in listed.iter().filter(|f| f.selectable) {
         match maildir::decode_server_name(&f.raw_name) {
+            // Other users' and shared folders are not the user's own (rule 24).
+            Ok(name) if map.personal_name(&name.0).is_none() => {
+                tracing::debug!(folder = %name, "outside the personal namespace; not synced");
+            }
             Ok(name) => server.push((name, f.raw_name.clone())),
             // A hostile or broken name is reported and skipped; the rest still syncs.
             Err(e) => report.errors.push(FolderFailure::account(e)),
@@ -63,17 +68,7 @@ pub async fn pass(
     let on_server: BTreeSet<FolderName> = server.iter().map(|(n, _)| n.clone()).collect();
     // Folders one side deleted (rule 9); only a pass over every folder can tell.
     if opts.folder.is_none() && scope.folders.is_none() {
-        folders::reconcile(
-            settings,
-            store,
-            session,
-            &map,
-            delimiter,
-            &mut server,
-            opts,
-            report,
-        )
-        .await?;
+        folders::reconcile(settings, store, session, &map, &mut server, opts, report).await?;
     }
     // A dry run does not create the account root; a missing root holds no folders.
     let local = if map.root.is_dir() {
@@ -90,7 +85,7 @@ pub async fn pass(
         if on_server.contains(&name) || store.folder(&name).await?.is_some() {
             continue;
         }
-        if !settings.folders.includes(&name.0, delimiter) {
+        if !settings.selects(&map, &name.0) {
             continue;
         }
         // A folder made locally: create it on the server (folders travel both ways).
@@ -102,8 +97,28 @@ pub async fn pass(
             continue;
         }
         if settings.direction.sends() {
-            session.create(&wire).await?;
-            server.push((name, wire));
+            // A refused CREATE is this folder's failure, named; the others sync (rule 24).
+            match session.create(&wire).await {
+                Ok(()) => server.push((name, wire)),
+                Err(e) if e.ends_session() => return Err(e.into()),
+                Err(e) => {
+                    let failure = FolderFailure::in_folder(
+                        &name,
+                        format!(
+                            "{}: made locally, but the server refused to create it: {e}",
+                            maildir::shown_prefix(&name.0)
+                        ),
+                    );
+                    store
+                        .record_pass(
+                            Some(name.clone()),
+                            SystemTime::now(),
+                            Some(failure.text.clone()),
+                        )
+                        .await?;
+                    report.errors.push(failure);
+                }
+            }
         }
     }
     server.sort();
@@ -119,7 +134,7 @@ pub async fn pass(
     let wanted: Vec<&(FolderName, String)> = server
         .iter()
         .filter(|(name, _)| {
-            settings.folders.includes(&name.0, delimiter)
+            settings.selects(&map, &name.0)
                 && opts.folder.as_deref().is_none_or(|f| f == name.0)
                 && scope.folders.as_ref().is_none_or(|s| s.contains(name))
         })
@@ -151,6 +166,33 @@ pub async fn pass(
     .await;
     logout_all(more).await;
     result
+}
+
+/// The folder map on this server: the hierarchy delimiter LIST reported (else the
+/// personal namespace's), and the personal namespace prefix NAMESPACE reported at login,
+/// left out of local names unless `use_namespace = false` (rule 24).
+pub fn server_folder_map(
+    settings: &ImapSettings,
+    root: &Path,
+    connected: &imap::Connected,
+    listed: &[imap::ListedFolder],
+) -> FolderMap {
+    let namespace = connected.namespace.as_ref();
+    let delimiter = listed
+        .iter()
+        .find_map(|f| f.delimiter)
+        .or(namespace.and_then(|n| n.delimiter));
+    let prefix = namespace.and_then(|n| match utf7::decode(&n.prefix) {
+        Ok(prefix) => Some(prefix),
+        Err(e) => {
+            tracing::warn!(
+                "the server's personal namespace prefix {:?} is not modified UTF-7 ({e}); folder names are used as they are",
+                n.prefix
+            );
+            None
+        }
+    });
+    settings.server_folder_map(root, delimiter, prefix.as_deref())
 }
 
 /// Observe and plan every wanted folder, run the moves, apply each plan: the folders dealt

@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 
 use super::ImapError;
 use super::bound::Bounded;
+use super::namespace::{self, Namespace};
 use crate::config::{AuthMech, Server, Tls};
 use crate::net::sasl::{self, Offer, Sasl};
 use crate::net::{self, MAX_PRELOGIN_LINES, read_line, tls};
@@ -95,6 +96,8 @@ impl AsyncWrite for ImapStream {
 pub struct Connected {
     pub session: Session<ImapStream>,
     pub capabilities: Vec<String>,
+    /// The personal namespace, asked for once at login when the server has NAMESPACE.
+    pub namespace: Option<Namespace>,
 }
 
 impl Connected {
@@ -137,6 +140,16 @@ pub async fn connect(
         })
         .collect();
     capabilities.sort();
+    // Before anything else is sent (see `namespace::personal`), and before compression
+    // so the answer is read from the plain session stream.
+    let namespace = if capabilities
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case("NAMESPACE"))
+    {
+        namespace::personal(session.get_mut(), deadline).await?
+    } else {
+        None
+    };
     let offered = capabilities
         .iter()
         .any(|c| c.eq_ignore_ascii_case("COMPRESS=DEFLATE"));
@@ -158,6 +171,7 @@ pub async fn connect(
     Ok(Connected {
         session,
         capabilities,
+        namespace,
     })
 }
 

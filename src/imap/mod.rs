@@ -5,6 +5,7 @@
 pub mod bound;
 mod connect;
 mod idle;
+mod namespace;
 mod session;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::net::NetError;
 
 pub use connect::{Connected, ImapStream, connect};
 pub use idle::{IdleSession, IdleWake};
+pub use namespace::{Namespace, parse_personal as parse_namespace};
 pub use session::{
     FetchedBody, ImapSession, RemoteMessage, Selected, StoreOutcome, quote, uid_set,
 };
@@ -99,8 +101,8 @@ pub struct ListedFolder {
     pub selectable: bool,
 }
 
-/// `LIST "" "*"`: every folder with its hierarchy delimiter. NAMESPACE is avoided on
-/// purpose: async-imap's parser cannot read it.
+/// `LIST "" "*"`: every folder with its hierarchy delimiter. (The personal namespace
+/// comes from NAMESPACE at login: [`Connected::namespace`].)
 pub async fn list_folders(
     connected: &mut Connected,
     timeout: Duration,

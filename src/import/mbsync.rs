@@ -612,7 +612,9 @@ fn why(key: &str) -> &'static str {
         "trashnewonly" | "trashremotenew" => "no equivalent in syncmail's trash handling",
         "mapinbox" => "syncmail has no INBOX alias",
         "flatten" => "syncmail lays folders out as verbatim directories or maildir++",
-        "usenamespace" => "syncmail syncs folders under their full server names",
+        "usenamespace" => {
+            "syncmail leaves the personal namespace prefix out of local names unless `use_namespace = false`"
+        }
         "subscribedonly" => "syncmail syncs what `folders` selects, subscribed or not",
         "tunnel" => "syncmail connects over TCP itself; a tunnel command has no equivalent",
         "usercmd" => "syncmail needs the login name written out",
@@ -1330,7 +1332,7 @@ fn server_settings(
     }
     if let Some(p) = e.take(&["Path"]) {
         account.note(Note::Fix(format!(
-            "IMAPStore {} used Path {}: mbsync left that prefix out of folder names, syncmail keeps it (server folder {}Sent is the local folder {}Sent, with the prefix as a directory), so the folders are fetched again into new directories; adjust `folders` to the full server names",
+            "IMAPStore {} used Path {}: mbsync left that prefix out of folder names; syncmail leaves out only the server's personal NAMESPACE prefix (`INBOX.` on Cyrus and Courier). If Path is that prefix, the folders keep their places; otherwise server folder {}Sent is the local folder {}Sent, with the prefix as a directory, so the folders are fetched again into new directories; adjust `folders` to the full server names",
             store.name,
             quoted(p.value()),
             p.value(),

@@ -7,6 +7,10 @@
 //!   INBOX is `<root>/INBOX`.
 //! - `maildir++`: flat, `Archive/2024` -> `<root>/.Archive.2024`; INBOX is the root itself
 //!   (the Dovecot and Courier convention).
+//!
+//! Where the server keeps the user's folders under a personal namespace prefix (`INBOX.`
+//! in Cyrus's standard namespace and in Courier), the prefix is left out locally and put
+//! back for the server: `INBOX.Archive` is `Archive`, INBOX stays INBOX (rule 24).
 
 use std::fs::DirBuilder;
 use std::io;
@@ -117,6 +121,9 @@ pub struct FolderMap {
     /// Directory names in modified UTF-7 (`Entw&APw-rfe`), as mbsync and OfflineIMAP
     /// write them, instead of UTF-8 (`Entwürfe`). Config key `folder_names`.
     pub utf7_names: bool,
+    /// The personal namespace prefix (decoded, ending in the delimiter), e.g. `INBOX.`:
+    /// left out of local names. `None` maps server names as they are.
+    pub prefix: Option<String>,
 }
 
 impl FolderMap {
@@ -126,7 +133,43 @@ impl FolderMap {
             layout,
             delimiter,
             utf7_names: false,
+            prefix: None,
         }
+    }
+
+    /// The same map with the server's personal namespace prefix (decoded from modified
+    /// UTF-7) left out of local names. An empty prefix changes nothing; one without the
+    /// delimiter at its end gets it, so `INBOX` and `INBOX.` both mean `INBOX.`.
+    pub fn with_prefix(mut self, prefix: Option<&str>) -> FolderMap {
+        self.prefix = prefix
+            .filter(|p| !p.is_empty())
+            .map(|p| match self.delimiter {
+                Some(d) if !p.ends_with(d) => format!("{p}{d}"),
+                _ => p.to_owned(),
+            });
+        self
+    }
+
+    /// The name of a server folder within the personal namespace, without its prefix
+    /// (`INBOX.Archive` -> `Archive`); the name itself without a prefix. `None` for a
+    /// folder outside it (another user's, a shared one), which this map does not place.
+    /// INBOX is INBOX.
+    pub fn personal_name<'a>(&self, name: &'a str) -> Option<&'a str> {
+        let Some(prefix) = &self.prefix else {
+            return Some(name);
+        };
+        if name.eq_ignore_ascii_case("INBOX") {
+            return Some(name);
+        }
+        // The INBOX of `INBOX.` is case-insensitive, like INBOX itself.
+        let (head, rest) = (name.get(..prefix.len())?, &name[prefix.len()..]);
+        let (head, want) = (head.as_bytes(), prefix.as_bytes());
+        let same = if want.len() >= 5 && want[..5].eq_ignore_ascii_case(b"INBOX") {
+            head[..5].eq_ignore_ascii_case(b"INBOX") && head[5..] == want[5..]
+        } else {
+            head == want
+        };
+        (same && !rest.is_empty()).then_some(rest)
     }
 
     /// The same map with directory names in modified UTF-7 (or UTF-8 again).
@@ -152,10 +195,23 @@ impl FolderMap {
                 "the server's hierarchy delimiter is a letter or digit, so names cannot be split safely",
             ));
         }
+        let local = self
+            .personal_name(&name.0)
+            .ok_or_else(|| unsafe_name("outside the personal namespace"))?;
         let parts: Vec<&str> = match self.delimiter {
-            Some(d) => name.0.split(d).collect(),
-            None => vec![name.0.as_str()],
+            Some(d) => local.split(d).collect(),
+            None => vec![local],
         };
+        // `INBOX.INBOX` would be INBOX locally, and `INBOX.INBOX.x` a folder below the
+        // local INBOX, which is where the prefix's folders lived before it was left out.
+        if self.prefix.is_some()
+            && !name.0.eq_ignore_ascii_case("INBOX")
+            && parts[0].eq_ignore_ascii_case("INBOX")
+        {
+            return Err(unsafe_name(
+                "INBOX inside the personal namespace cannot be told from INBOX locally",
+            ));
+        }
         for part in &parts {
             check_component(part, self.layout).map_err(unsafe_name)?;
         }
@@ -259,10 +315,19 @@ impl FolderMap {
         } else {
             parts
         };
+        if self.prefix.is_some() && parts.len() > 1 && parts[0].eq_ignore_ascii_case("INBOX") {
+            return Err(bad(
+                "a folder below INBOX; the server keeps folders under its personal namespace, and they are at the top level locally (`Archive`, not `INBOX/Archive`)",
+            ));
+        }
         let joined = match self.delimiter {
             Some(d) => parts.join(&d.to_string()),
             None if parts.len() == 1 => parts[0].clone(),
             None => return Err(bad("nested folder but the server has no hierarchy")),
+        };
+        let joined = match &self.prefix {
+            Some(prefix) if !joined.eq_ignore_ascii_case("INBOX") => format!("{prefix}{joined}"),
+            _ => joined,
         };
         let name = FolderName(joined);
         // Whatever we accept from disk must map back to the same place.
@@ -487,6 +552,71 @@ mod tests {
         );
     }
 
+    /// Rule 24: Cyrus's standard namespace and Courier keep the user's folders under
+    /// `INBOX.`; locally they are at the top level, and INBOX stays INBOX.
+    #[test]
+    fn rule_24_the_personal_namespace_prefix_is_left_out_locally_and_put_back() {
+        let m = FolderMap::new("/m", Layout::Verbatim, Some('.')).with_prefix(Some("INBOX."));
+        assert_eq!(m.to_local(&name("INBOX")).unwrap(), Path::new("/m/INBOX"));
+        assert_eq!(
+            m.to_local(&name("INBOX.Archive")).unwrap(),
+            Path::new("/m/Archive")
+        );
+        assert_eq!(
+            m.to_local(&name("INBOX.Archive.2024")).unwrap(),
+            Path::new("/m/Archive/2024")
+        );
+        assert_eq!(
+            m.to_local(&name("inbox.Entwürfe")).unwrap(),
+            Path::new("/m/Entwürfe")
+        );
+        assert_eq!(m.to_server(Path::new("INBOX")).unwrap(), name("INBOX"));
+        assert_eq!(
+            m.to_server(Path::new("Projects")).unwrap(),
+            name("INBOX.Projects")
+        );
+        assert_eq!(
+            m.to_server(Path::new("Archive/2024")).unwrap(),
+            name("INBOX.Archive.2024")
+        );
+        // Not the user's own: another user's folder, a shared one.
+        assert_eq!(m.personal_name("user.bob.x"), None);
+        assert!(m.to_local(&name("user.bob.x")).is_err());
+        assert_eq!(m.personal_name("INBOX."), None);
+        // INBOX inside the prefix would be INBOX locally; the old place of the prefix's
+        // folders (`INBOX/Archive`) is not taken for a new folder `INBOX.INBOX.Archive`.
+        assert!(m.to_local(&name("INBOX.INBOX")).is_err());
+        assert!(m.to_local(&name("INBOX.inbox.x")).is_err());
+        let err = m
+            .to_server(Path::new("INBOX/Archive"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("top level"), "{err}");
+
+        // The same in maildir++: `.Archive.2024`, INBOX the root.
+        let pp =
+            FolderMap::new("/m", Layout::MaildirPlusPlus, Some('.')).with_prefix(Some("INBOX"));
+        assert_eq!(pp.prefix.as_deref(), Some("INBOX."));
+        assert_eq!(
+            pp.to_local(&name("INBOX.Archive.2024")).unwrap(),
+            Path::new("/m/.Archive.2024")
+        );
+        assert_eq!(pp.to_server(Path::new("")).unwrap(), name("INBOX"));
+        assert_eq!(
+            pp.to_server(Path::new(".Projects")).unwrap(),
+            name("INBOX.Projects")
+        );
+        assert!(pp.to_server(Path::new(".INBOX.Archive")).is_err());
+
+        // An empty prefix (Dovecot's default) changes nothing.
+        let plain = FolderMap::new("/m", Layout::Verbatim, Some('.')).with_prefix(Some(""));
+        assert_eq!(plain.prefix, None);
+        assert_eq!(
+            plain.to_local(&name("INBOX.Sent")).unwrap(),
+            Path::new("/m/INBOX/Sent")
+        );
+    }
+
     #[test]
     fn maildirpp_maps_inbox_to_root_and_flattens() {
         let m = FolderMap::new("/m", Layout::MaildirPlusPlus, Some('/'));
@@ -602,6 +732,17 @@ mod tests {
                 if want[0].eq_ignore_ascii_case("INBOX") { want[0] = "INBOX".into(); }
                 prop_assert_eq!(back.0, want.join(&delim.to_string()));
             }
+        }
+
+        #[test]
+        fn mapping_through_a_prefix_round_trips(parts in proptest::collection::vec(component(), 1..4),
+                                                pp in any::<bool>()) {
+            prop_assume!(!parts[0].eq_ignore_ascii_case("INBOX"));
+            let layout = if pp { Layout::MaildirPlusPlus } else { Layout::Verbatim };
+            let m = FolderMap::new("/m", layout, Some('/')).with_prefix(Some("INBOX/"));
+            let n = FolderName(format!("INBOX/{}", parts.join("/")));
+            let rel = m.relative(&n).unwrap();
+            prop_assert_eq!(m.to_server(&rel).unwrap(), n);
         }
 
         #[test]

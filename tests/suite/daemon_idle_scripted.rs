@@ -17,6 +17,7 @@ async fn idle_against(script: Script) -> (IdleSession, tokio::task::JoinHandle<(
     let connected = Connected {
         session,
         capabilities: vec!["IMAP4rev1".into(), "IDLE".into()],
+        namespace: None,
     };
     assert!(IdleSession::supported(&connected));
     let idle = IdleSession::start(connected, "INBOX", Duration::from_millis(500))

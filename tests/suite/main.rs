@@ -21,6 +21,7 @@ mod imap_session;
 mod import;
 mod maildir_folders;
 mod maildir_scan_race;
+mod matrix_namespace;
 mod matrix_smoke;
 mod peers_smoke;
 mod planner_api;
