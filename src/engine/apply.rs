@@ -424,6 +424,21 @@ impl<'a> FolderRun<'a> {
         };
         let message_id = MessageId::from_header(&body);
         let sizes = AppendSizes::of(&body);
+        // Above the server's APPENDLIMIT: this message stays local and is named, the
+        // folder's other changes still go through (nothing is sent, so no intent).
+        if let Some(limit) = self.session.append_limit()
+            && sizes.raw.max(sizes.crlf) > limit
+        {
+            tracing::warn!(
+                folder = %self.folder.server_name,
+                file = %msg.path.display(),
+                size = sizes.raw.max(sizes.crlf),
+                limit,
+                "not uploaded: the message is larger than the server's APPENDLIMIT"
+            );
+            self.failed_keys.insert(key.clone());
+            return Ok(());
+        }
         let spec = IntentSpec {
             folder: Some(self.folder.id),
             uid: Some(self.uidnext),

@@ -42,6 +42,19 @@ pub enum ImapError {
     /// The connection is out of step and unusable; retrying soon will not help.
     #[error("{0}")]
     Bound(String),
+    /// The server kept refusing a command as throttled (`Suggested Backoff Time`), after
+    /// waiting as asked each time. Worth retrying later.
+    #[error(
+        "the server throttled {what} {attempts} times (last asked to wait {backoff:?}); trying again later"
+    )]
+    Throttled {
+        what: String,
+        backoff: Duration,
+        attempts: u32,
+    },
+    /// A message above the server's APPENDLIMIT: that message's failure, not the folder's.
+    #[error("the message is {size} bytes, above the server's APPENDLIMIT of {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
 }
 
 impl ImapError {
@@ -65,7 +78,10 @@ impl ImapError {
     /// Failures that may go away by themselves (network, timeouts), as opposed to ones
     /// the user must fix (credentials, certificates).
     pub fn is_transient(&self) -> bool {
-        matches!(self, ImapError::Connect(_) | ImapError::Timeout { .. })
+        matches!(
+            self,
+            ImapError::Connect(_) | ImapError::Timeout { .. } | ImapError::Throttled { .. }
+        )
     }
 
     /// Whether the connection is gone or out of step, so nothing more can be sent on it.

@@ -21,7 +21,27 @@ pub struct ImapSession {
     uidplus: bool,
     has_move: bool,
     literal_plus: bool,
+    /// LITERAL- (RFC 7888): non-synchronizing literals only up to 4096 bytes.
+    literal_minus: bool,
+    /// MESSAGELIMIT (RFC 9738): the most messages one command may name; longer UID sets
+    /// and listings are sent as several commands.
+    message_limit: Option<u32>,
+    /// APPENDLIMIT (RFC 7889): the largest message the server accepts.
+    append_limit: Option<u64>,
+    /// UIDNEXT of the selected folder as its SELECT reported it: where a listing that
+    /// must be split into UID ranges ends.
+    selected_uidnext: Option<Uid>,
 }
+
+/// How often a command the server throttles is sent again before the pass gives up
+/// (a transient failure: the next pass tries again).
+const THROTTLE_RETRIES: u32 = 5;
+/// The longest wait a throttling server may ask for per attempt; more is capped.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The wait when a server says it throttles but not for how long.
+const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+/// LITERAL- allows a non-synchronizing literal up to this size (RFC 7888 §5).
+const LITERAL_MINUS_MAX: usize = 4096;
 
 /// What `SELECT` told us, plus what an incremental QRESYNC select reported.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -95,6 +115,12 @@ impl ImapSession {
             uidplus: conn.has("UIDPLUS"),
             has_move: conn.has("MOVE"),
             literal_plus: conn.has("LITERAL+"),
+            literal_minus: conn.has("LITERAL-"),
+            message_limit: capability_value(&conn.capabilities, "MESSAGELIMIT")
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0),
+            append_limit: capability_value(&conn.capabilities, "APPENDLIMIT"),
+            selected_uidnext: None,
             conn,
             timeout,
         };
@@ -122,13 +148,55 @@ impl ImapSession {
         self.uidplus
     }
 
+    /// The largest message the server accepts (APPENDLIMIT), if it says.
+    pub fn append_limit(&self) -> Option<u64> {
+        self.append_limit
+    }
+
+    /// The most messages one command may name (MESSAGELIMIT), if the server says.
+    pub fn message_limit(&self) -> Option<u32> {
+        self.message_limit
+    }
+
     pub fn connected(&mut self) -> &mut Connected {
         &mut self.conn
     }
 
     /// Send one command and read to its tagged completion. Untagged responses go to
     /// `on_untagged`; NO/BAD becomes an error carrying the server's words.
+    /// A server that throttles (`NO ... Suggested Backoff Time: N milliseconds`) is
+    /// waited for and asked again, a bounded number of times.
     async fn command(
+        &mut self,
+        command: &str,
+        mut on_untagged: impl FnMut(&Response<'_>) -> Result<(), ImapError>,
+    ) -> Result<Done, ImapError> {
+        let mut attempt = 0;
+        loop {
+            match self.command_once(command, &mut on_untagged).await {
+                Err(ImapError::Throttled { backoff, .. }) if attempt < THROTTLE_RETRIES => {
+                    attempt += 1;
+                    tracing::info!(
+                        command = verb(command),
+                        wait_ms = backoff.as_millis() as u64,
+                        attempt,
+                        "the server throttles; waiting as it asks"
+                    );
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(ImapError::Throttled { backoff, what, .. }) => {
+                    return Err(ImapError::Throttled {
+                        what,
+                        backoff,
+                        attempts: attempt + 1,
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn command_once(
         &mut self,
         command: &str,
         on_untagged: impl FnMut(&Response<'_>) -> Result<(), ImapError>,
@@ -175,6 +243,14 @@ impl ImapSession {
                             code: TaggedCode::from(&outcome.code),
                             information,
                         }),
+                        Status::No if throttle_backoff(information.as_deref()).is_some() => {
+                            Err(ImapError::Throttled {
+                                what: verb(command).to_owned(),
+                                backoff: throttle_backoff(information.as_deref())
+                                    .unwrap_or(DEFAULT_BACKOFF),
+                                attempts: 1,
+                            })
+                        }
                         _ => Err(ImapError::Protocol(format!(
                             "{} failed: {:?} {}",
                             verb(command),
@@ -255,6 +331,7 @@ impl ImapSession {
                 "SELECT {wire_name} gave no UIDVALIDITY"
             )));
         }
+        self.selected_uidnext = selected.uidnext;
         // The incremental answer is valid only if UIDVALIDITY is still the one we know.
         selected.resynced =
             qresync && known.map(|(uv, _)| uv) == selected.uidvalidity && !vanished_overflow;
@@ -272,6 +349,19 @@ impl ImapSession {
         uids: &str,
         changed_since: Option<ModSeq>,
     ) -> Result<BTreeMap<Uid, RemoteMessage>, ImapError> {
+        let mut out = BTreeMap::new();
+        for set in self.split_set(uids) {
+            self.fetch_flags_in(&set, changed_since, &mut out).await?;
+        }
+        Ok(out)
+    }
+
+    async fn fetch_flags_in(
+        &mut self,
+        uids: &str,
+        changed_since: Option<ModSeq>,
+        out: &mut BTreeMap<Uid, RemoteMessage>,
+    ) -> Result<(), ImapError> {
         let mut command = format!("UID FETCH {uids} (UID FLAGS RFC822.SIZE");
         if self.condstore {
             command.push_str(" MODSEQ");
@@ -280,7 +370,6 @@ impl ImapSession {
         if let Some(ms) = changed_since.filter(|_| self.condstore) {
             command.push_str(&format!(" (CHANGEDSINCE {})", ms.0));
         }
-        let mut out = BTreeMap::new();
         self.command(&command, |r| {
             if let Response::Fetch(_, attrs) = r
                 && let (Some(uid), Some(flags)) = (uid_of(attrs), flags_of(attrs))
@@ -305,7 +394,7 @@ impl ImapSession {
             Ok(())
         })
         .await?;
-        Ok(out)
+        Ok(())
     }
 
     /// Every UID in the selected folder (`UID SEARCH ALL`), for finding expunges where
@@ -314,17 +403,64 @@ impl ImapSession {
         self.search("ALL").await
     }
 
-    /// `UID SEARCH <criteria>`.
+    /// `UID SEARCH <criteria>`. Under MESSAGELIMIT the search is made over UID ranges
+    /// of at most that many messages each (a leading `UID <set>` criterion is split, and
+    /// one without it searches the whole folder range by range).
     pub async fn search(&mut self, criteria: &str) -> Result<BTreeSet<Uid>, ImapError> {
-        let mut out = BTreeSet::new();
-        self.command(&format!("UID SEARCH {criteria}"), |r| {
-            if let Response::MailboxData(MailboxDatum::Search(uids)) = r {
-                out.extend(uids.iter().copied().map(Uid));
+        let commands = match self.message_limit {
+            None => vec![format!("UID SEARCH {criteria}")],
+            Some(_) => {
+                let (set, rest) = leading_uid_set(criteria);
+                let set = set.unwrap_or("1:*");
+                let rest = if rest.eq_ignore_ascii_case("ALL") {
+                    ""
+                } else {
+                    rest
+                };
+                self.split_set(set)
+                    .into_iter()
+                    .map(|s| format!("UID SEARCH UID {s} {rest}").trim_end().to_owned())
+                    .collect()
             }
-            Ok(())
-        })
-        .await?;
+        };
+        let mut out = BTreeSet::new();
+        for command in commands {
+            self.command(&command, |r| {
+                if let Response::MailboxData(MailboxDatum::Search(uids)) = r {
+                    out.extend(uids.iter().copied().map(Uid));
+                }
+                Ok(())
+            })
+            .await?;
+        }
         Ok(out)
+    }
+
+    /// A UID set as commands may carry it: the set itself, or under MESSAGELIMIT (RFC
+    /// 9738) several sets of at most that many messages each. An explicit set is cut
+    /// into runs of its members; `n:*` into UID ranges up to the selected folder's
+    /// UIDNEXT, each no wider than the limit (so it can never name more), the last one
+    /// open-ended so a message that arrived since SELECT is still listed.
+    fn split_set(&self, set: &str) -> Vec<String> {
+        let Some(limit) = self.message_limit else {
+            return vec![set.to_owned()];
+        };
+        split_uid_set(set, limit, self.selected_uidnext)
+    }
+
+    /// Explicit UIDs in runs of at most MESSAGELIMIT each (one run without a limit).
+    fn chunks(&self, uids: &[Uid]) -> Vec<Vec<Uid>> {
+        let sorted: Vec<Uid> = uids
+            .iter()
+            .copied()
+            .collect::<BTreeSet<Uid>>()
+            .into_iter()
+            .collect();
+        match self.message_limit {
+            Some(limit) => sorted.chunks(limit as usize).map(<[Uid]>::to_vec).collect(),
+            None if sorted.is_empty() => Vec::new(),
+            None => vec![sorted],
+        }
     }
 
     /// Fetch whole messages without setting \Seen (rule 12), handing each to `sink` as it
@@ -339,6 +475,19 @@ impl ImapSession {
         if pending.is_empty() {
             return Ok(pending);
         }
+        for chunk in self.chunks(uids) {
+            self.fetch_bodies_in(&chunk, &mut pending, &mut sink)
+                .await?;
+        }
+        Ok(pending)
+    }
+
+    async fn fetch_bodies_in(
+        &mut self,
+        uids: &[Uid],
+        pending: &mut BTreeSet<Uid>,
+        sink: &mut impl FnMut(FetchedBody<'_>) -> Result<(), ImapError>,
+    ) -> Result<(), ImapError> {
         let set = uid_set(uids);
         let command = format!("UID FETCH {set} (UID FLAGS INTERNALDATE BODY.PEEK[])");
         self.command(&command, |r| {
@@ -379,7 +528,7 @@ impl ImapSession {
             })
         })
         .await?;
-        Ok(pending)
+        Ok(())
     }
 
     /// `(Message-ID, size)` of messages, for re-pairing after a UIDVALIDITY change and
@@ -388,9 +537,20 @@ impl ImapSession {
         &mut self,
         uids: &str,
     ) -> Result<BTreeMap<Uid, (Option<MessageId>, u64)>, ImapError> {
+        let mut out = BTreeMap::new();
+        for set in self.split_set(uids) {
+            self.fetch_identities_in(&set, &mut out).await?;
+        }
+        Ok(out)
+    }
+
+    async fn fetch_identities_in(
+        &mut self,
+        uids: &str,
+        out: &mut BTreeMap<Uid, (Option<MessageId>, u64)>,
+    ) -> Result<(), ImapError> {
         let command =
             format!("UID FETCH {uids} (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
-        let mut out = BTreeMap::new();
         self.command(&command, |r| {
             if let Response::Fetch(_, attrs) = r
                 && let Some(uid) = uid_of(attrs)
@@ -410,12 +570,53 @@ impl ImapSession {
             Ok(())
         })
         .await?;
-        Ok(out)
+        Ok(())
     }
 
     /// APPEND a message and return its UID from APPENDUID (UIDPLUS), if the server gave
-    /// one. Sent raw because async-imap's `append` drops the response code.
+    /// one. Sent raw because async-imap's `append` drops the response code. A message
+    /// above the server's APPENDLIMIT is not sent ([`ImapError::TooLarge`]); a throttled
+    /// APPEND (nothing stored) is waited for and sent again, like any command.
     pub async fn append(
+        &mut self,
+        wire_name: &str,
+        flags: &Flags,
+        internaldate: Option<&str>,
+        body: &[u8],
+    ) -> Result<Option<(UidValidity, Uid)>, ImapError> {
+        if let Some(limit) = self.append_limit
+            && body.len() as u64 > limit
+        {
+            return Err(ImapError::TooLarge {
+                size: body.len() as u64,
+                limit,
+            });
+        }
+        let mut attempt = 0;
+        loop {
+            match self.append_once(wire_name, flags, internaldate, body).await {
+                Err(ImapError::Throttled { backoff, .. }) if attempt < THROTTLE_RETRIES => {
+                    attempt += 1;
+                    tracing::info!(
+                        wait_ms = backoff.as_millis() as u64,
+                        attempt,
+                        "the server throttles APPEND; waiting as it asks"
+                    );
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(ImapError::Throttled { backoff, what, .. }) => {
+                    return Err(ImapError::Throttled {
+                        what,
+                        backoff,
+                        attempts: attempt + 1,
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn append_once(
         &mut self,
         wire_name: &str,
         flags: &Flags,
@@ -429,7 +630,9 @@ impl ImapSession {
         if let Some(date) = internaldate {
             command.push_str(&format!(" \"{date}\""));
         }
-        let plus = if self.literal_plus { "+" } else { "" };
+        // LITERAL- (RFC 7888) saves the round trip for small messages only.
+        let non_sync = self.literal_plus || (self.literal_minus && body.len() <= LITERAL_MINUS_MAX);
+        let plus = if non_sync { "+" } else { "" };
         command.push_str(&format!(" {{{}{plus}}}", body.len()));
         let tag = tokio::time::timeout(self.timeout, self.conn.session.run_command(&command))
             .await
@@ -438,7 +641,7 @@ impl ImapSession {
                 limit: self.timeout,
             })?
             .map_err(|e| ImapError::lib(&e, "sending APPEND"))?;
-        if !self.literal_plus {
+        if !non_sync {
             self.wait_continuation().await?;
         }
         let write = async {
@@ -478,10 +681,20 @@ impl ImapSession {
                 })?;
             match response.parsed() {
                 Response::Continue { .. } => return Ok(()),
-                Response::Done { outcome, .. } => {
+                Response::Done {
+                    status, outcome, ..
+                } => {
+                    let text = outcome.information.as_deref();
+                    if let (Status::No, Some(backoff)) = (status, throttle_backoff(text)) {
+                        return Err(ImapError::Throttled {
+                            what: "APPEND".into(),
+                            backoff,
+                            attempts: 1,
+                        });
+                    }
                     return Err(ImapError::Protocol(format!(
                         "APPEND refused: {}",
-                        outcome.information.as_deref().unwrap_or("")
+                        text.unwrap_or("")
                     )));
                 }
                 _ => {}
@@ -506,20 +719,24 @@ impl ImapSession {
             Some(ms) => format!(" (UNCHANGEDSINCE {})", ms.0),
             None => String::new(),
         };
-        let command = format!(
-            "UID STORE {}{modifier} {}FLAGS.SILENT ({})",
-            uid_set(uids),
-            if add { '+' } else { '-' },
-            names.join(" ")
-        );
-        let done = self.command(&command, |_| Ok(())).await?;
-        let modified = done
-            .information
-            .as_deref()
-            .and_then(|text| text.strip_prefix("[MODIFIED "))
-            .and_then(|rest| rest.split(']').next())
-            .map(|set| parse_uid_set_within(set, uids))
-            .unwrap_or_default();
+        let mut modified = BTreeSet::new();
+        for chunk in self.chunks(uids) {
+            let command = format!(
+                "UID STORE {}{modifier} {}FLAGS.SILENT ({})",
+                uid_set(&chunk),
+                if add { '+' } else { '-' },
+                names.join(" ")
+            );
+            let done = self.command(&command, |_| Ok(())).await?;
+            modified.extend(
+                done.information
+                    .as_deref()
+                    .and_then(|text| text.strip_prefix("[MODIFIED "))
+                    .and_then(|rest| rest.split(']').next())
+                    .map(|set| parse_uid_set_within(set, &chunk))
+                    .unwrap_or_default(),
+            );
+        }
         Ok(StoreOutcome { modified })
     }
 
@@ -534,23 +751,25 @@ impl ImapSession {
         if uids.is_empty() {
             return Ok(());
         }
-        let set = uid_set(uids);
         if !self.uidplus && !allow_plain_expunge {
             return Err(ImapError::Protocol(
                 "the server lacks UIDPLUS, so deleting only our messages is impossible; refusing to EXPUNGE".into(),
             ));
         }
-        self.command(
-            &format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"),
-            |_| Ok(()),
-        )
-        .await?;
-        let expunge = if self.uidplus {
-            format!("UID EXPUNGE {set}")
-        } else {
-            "EXPUNGE".to_owned()
-        };
-        self.command(&expunge, |_| Ok(())).await?;
+        for chunk in self.chunks(uids) {
+            let set = uid_set(&chunk);
+            self.command(
+                &format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"),
+                |_| Ok(()),
+            )
+            .await?;
+            let expunge = if self.uidplus {
+                format!("UID EXPUNGE {set}")
+            } else {
+                "EXPUNGE".to_owned()
+            };
+            self.command(&expunge, |_| Ok(())).await?;
+        }
         Ok(())
     }
 
@@ -567,6 +786,18 @@ impl ImapSession {
         if !self.has_move {
             return Err(ImapError::Protocol("the server lacks MOVE".into()));
         }
+        let mut mapping = BTreeMap::new();
+        for chunk in self.chunks(uids) {
+            mapping.extend(self.move_chunk(&chunk, dest_wire_name).await?);
+        }
+        Ok(mapping)
+    }
+
+    async fn move_chunk(
+        &mut self,
+        uids: &[Uid],
+        dest_wire_name: &str,
+    ) -> Result<BTreeMap<Uid, Uid>, ImapError> {
         let mut mapping = BTreeMap::new();
         let command = format!("UID MOVE {} {}", uid_set(uids), quote(dest_wire_name)?);
         let mut copyuid = None;
@@ -649,6 +880,105 @@ fn verb(command: &str) -> &str {
         Some(w) => w,
         None => "command",
     }
+}
+
+/// The number in a `NAME=n` capability (`MESSAGELIMIT=1000`, `APPENDLIMIT=35651584`).
+/// A bare `APPENDLIMIT` (a limit per folder, RFC 7889) gives none.
+fn capability_value(capabilities: &[String], name: &str) -> Option<u64> {
+    capabilities.iter().find_map(|c| {
+        let (key, value) = c.split_once('=')?;
+        key.eq_ignore_ascii_case(name)
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
+
+/// A throttling refusal (`NO Request is throttled. Suggested Backoff Time: 500
+/// milliseconds`, as Microsoft 365 sends it) and the wait it asks for, capped; `None`
+/// for any other NO. Recognised by its words, not by who sent it.
+fn throttle_backoff(text: Option<&str>) -> Option<Duration> {
+    let lower = text?.to_ascii_lowercase();
+    if !lower.contains("throttl") {
+        return None;
+    }
+    let suggested = lower.split_once("backoff time:").and_then(|(_, rest)| {
+        let mut words = rest.split_whitespace();
+        let n: u64 = words.next()?.parse().ok()?;
+        Some(match words.next().unwrap_or("milliseconds") {
+            u if u.starts_with("sec") || u == "s" => Duration::from_secs(n),
+            _ => Duration::from_millis(n),
+        })
+    });
+    Some(suggested.unwrap_or(DEFAULT_BACKOFF).min(MAX_BACKOFF))
+}
+
+/// `UID <set> rest` -> (`Some(set)`, `rest`); anything else -> (`None`, all of it).
+fn leading_uid_set(criteria: &str) -> (Option<&str>, &str) {
+    let mut parts = criteria.trim().splitn(3, ' ');
+    match (parts.next(), parts.next()) {
+        (Some(word), Some(set))
+            if word.eq_ignore_ascii_case("UID")
+                && !set.is_empty()
+                && set
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b":,*".contains(&b)) =>
+        {
+            (Some(set), parts.next().unwrap_or("").trim())
+        }
+        _ => (None, criteria.trim()),
+    }
+}
+
+/// A UID set cut into sets of at most `limit` messages each (see
+/// [`ImapSession::split_set`]). What cannot be cut safely (a `*` anywhere but a lone
+/// `n:*`, or no UIDNEXT known) is returned as it is: the server then says what it thinks.
+fn split_uid_set(set: &str, limit: u32, uidnext: Option<Uid>) -> Vec<String> {
+    let limit = limit.max(1);
+    if set.contains('*') {
+        let Some(start) = set
+            .strip_suffix(":*")
+            .and_then(|s| s.parse::<u32>().ok())
+            .map(|s| s.max(1))
+        else {
+            return vec![set.to_owned()];
+        };
+        let Some(Uid(next)) = uidnext else {
+            return vec![set.to_owned()];
+        };
+        let mut out = Vec::new();
+        let mut from = start;
+        // Closed ranges while more than one range's worth is left before UIDNEXT.
+        while u64::from(from) + u64::from(limit) < u64::from(next) {
+            let to = from + (limit - 1);
+            out.push(format!("{from}:{to}"));
+            from = to + 1;
+        }
+        out.push(format!("{from}:*"));
+        return out;
+    }
+    let mut members: Vec<u32> = Vec::new();
+    for part in set.split(',') {
+        let mut ends = part.split(':').map(|n| n.trim().parse::<u32>());
+        match (ends.next(), ends.next()) {
+            (Some(Ok(a)), Some(Ok(b))) => {
+                if members.len() as u64 + range_len(a.min(b), a.max(b)) > MAX_SET_MEMBERS as u64 {
+                    return vec![set.to_owned()];
+                }
+                members.extend(a.min(b)..=a.max(b));
+            }
+            (Some(Ok(a)), None) => members.push(a),
+            _ => return vec![set.to_owned()],
+        }
+    }
+    members.sort_unstable();
+    members.dedup();
+    if members.len() <= limit as usize {
+        return vec![set.to_owned()];
+    }
+    members
+        .chunks(limit as usize)
+        .map(|c| uid_set(&c.iter().copied().map(Uid).collect::<Vec<_>>()))
+        .collect()
 }
 
 fn uid_of(attrs: &[AttributeValue<'_>]) -> Option<Uid> {
@@ -807,6 +1137,77 @@ mod tests {
         assert_eq!(expand(&many), None);
         assert_eq!(range_len(5, 4), 0);
         assert_eq!(range_len(0, u32::MAX), 1 << 32);
+    }
+
+    #[test]
+    fn throttling_is_recognised_by_its_words_and_capped() {
+        let m365 = "Request is throttled. Suggested Backoff Time: 500 milliseconds";
+        assert_eq!(
+            throttle_backoff(Some(m365)),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            throttle_backoff(Some(
+                "Request is throttled. Suggested Backoff Time: 9999 seconds"
+            )),
+            Some(MAX_BACKOFF)
+        );
+        assert_eq!(
+            throttle_backoff(Some("Server is throttled")),
+            Some(DEFAULT_BACKOFF)
+        );
+        assert_eq!(throttle_backoff(Some("Mailbox does not exist")), None);
+        assert_eq!(throttle_backoff(None), None);
+    }
+
+    #[test]
+    fn capability_values_are_read() {
+        let caps: Vec<String> = [
+            "IMAP4rev1",
+            "MESSAGELIMIT=1000",
+            "APPENDLIMIT",
+            "appendlimit=35",
+        ]
+        .map(str::to_owned)
+        .into();
+        assert_eq!(capability_value(&caps, "MESSAGELIMIT"), Some(1000));
+        assert_eq!(capability_value(&caps, "APPENDLIMIT"), Some(35));
+        assert_eq!(capability_value(&caps[..3], "APPENDLIMIT"), None);
+    }
+
+    #[test]
+    fn uid_sets_are_cut_to_the_message_limit() {
+        // No cut needed.
+        assert_eq!(split_uid_set("1:3,7", 4, None), ["1:3,7"]);
+        // Explicit members in runs of the limit.
+        assert_eq!(split_uid_set("1:5,9", 2, None), ["1:2", "3:4", "5,9"]);
+        // `n:*` in ranges no wider than the limit up to UIDNEXT, the last one open.
+        assert_eq!(
+            split_uid_set("1:*", 1000, Some(Uid(2501))),
+            ["1:1000", "1001:2000", "2001:*"]
+        );
+        assert_eq!(split_uid_set("1:*", 1000, Some(Uid(1001))), ["1:*"]);
+        assert_eq!(
+            split_uid_set("1:*", 1000, Some(Uid(1002))),
+            ["1:1000", "1001:*"]
+        );
+        assert_eq!(split_uid_set("2400:*", 1000, Some(Uid(2501))), ["2400:*"]);
+        // Unknown UIDNEXT or an odd set: left to the server.
+        assert_eq!(split_uid_set("1:*", 10, None), ["1:*"]);
+        assert_eq!(split_uid_set("1,5:*", 10, Some(Uid(100))), ["1,5:*"]);
+        // A huge explicit range is not expanded (rule 18).
+        assert_eq!(split_uid_set("1:4294967295", 10, None), ["1:4294967295"]);
+    }
+
+    #[test]
+    fn a_leading_uid_criterion_is_split_off() {
+        assert_eq!(
+            leading_uid_set("UID 50:* HEADER Message-ID \"<a@b>\""),
+            (Some("50:*"), "HEADER Message-ID \"<a@b>\"")
+        );
+        assert_eq!(leading_uid_set("UID 7"), (Some("7"), ""));
+        assert_eq!(leading_uid_set("ALL"), (None, "ALL"));
+        assert_eq!(leading_uid_set("DELETED"), (None, "DELETED"));
     }
 
     #[test]

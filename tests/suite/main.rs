@@ -28,6 +28,7 @@ mod planner_api;
 mod pop3_client;
 mod pop3_poller;
 mod pop3_scripted;
+mod profiles;
 mod reporting;
 mod secrets;
 mod store_crash;

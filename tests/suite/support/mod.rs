@@ -14,6 +14,7 @@ pub mod imap_script;
 pub mod maildir;
 pub mod peers;
 pub mod pop3_script;
+pub mod profiles;
 pub mod proxy;
 pub mod rng;
 pub mod servers;

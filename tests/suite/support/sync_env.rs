@@ -81,6 +81,29 @@ impl SyncEnv {
         .unwrap();
     }
 
+    /// Write the config for plaintext IMAP on loopback to `port` (Dovecot's plain port,
+    /// or a proxy that must read the protocol in front of it).
+    pub fn write_plain_config(&mut self, port: u16) {
+        let account = self.dovecot.imap_account("t", "alice", "none").replace(
+            &format!("port = {}", self.dovecot.imap_port),
+            &format!("port = {port}"),
+        );
+        std::fs::write(
+            &self.config,
+            format!(
+                "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{account}{1}",
+                self.home.path().display(),
+                self.extra
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &self.config,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
+
     pub fn folder(&self, name: &str) -> PathBuf {
         self.home.path().join("Mail").join(self.account).join(name)
     }
