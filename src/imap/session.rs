@@ -414,7 +414,10 @@ impl ImapSession {
     }
 
     /// APPEND a message and return its UID from APPENDUID (UIDPLUS), if the server gave
-    /// one. Sent raw because async-imap's `append` drops the response code.
+    /// one. Sent raw because async-imap's `append` drops the response code. The message
+    /// goes with CRLF line endings whatever `body` uses (rule 23: Cyrus refuses bare LF,
+    /// and mutt, neomutt and aerc write LF files); the server's copy is then
+    /// [`crate::model::crlf_size`] bytes long.
     pub async fn append(
         &mut self,
         wire_name: &str,
@@ -422,6 +425,8 @@ impl ImapSession {
         internaldate: Option<&str>,
         body: &[u8],
     ) -> Result<Option<(UidValidity, Uid)>, ImapError> {
+        let body = crate::model::to_crlf(body);
+        let body: &[u8] = &body;
         let mut flag_list: Vec<String> = flags.imap_names();
         // \Recent can never be set by a client; keywords must be atoms.
         flag_list.retain(|f| is_atom(f.trim_start_matches('\\')));
