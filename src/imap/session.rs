@@ -21,6 +21,8 @@ pub struct ImapSession {
     uidplus: bool,
     has_move: bool,
     literal_plus: bool,
+    /// The folder SELECT last opened (wire name): opened again after a CLOSE.
+    selected: Option<String>,
 }
 
 /// What `SELECT` told us, plus what an incremental QRESYNC select reported.
@@ -52,6 +54,16 @@ pub struct FetchedBody<'a> {
     pub flags: Flags,
     pub internaldate: Option<&'a str>,
     pub body: &'a [u8],
+}
+
+/// What a deletion on the server came to (rule 8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// Marked `\Deleted` and expunged.
+    Expunged,
+    /// Marked `\Deleted` but not expunged: the server lacks UIDPLUS, and these other
+    /// messages are marked too, so a plain EXPUNGE would remove them as well.
+    LeftMarked { others: BTreeSet<Uid> },
 }
 
 /// A conditional STORE's outcome: the UIDs the server refused because they changed
@@ -95,6 +107,7 @@ impl ImapSession {
             uidplus: conn.has("UIDPLUS"),
             has_move: conn.has("MOVE"),
             literal_plus: conn.has("LITERAL+"),
+            selected: None,
             conn,
             timeout,
         };
@@ -255,6 +268,7 @@ impl ImapSession {
                 "SELECT {wire_name} gave no UIDVALIDITY"
             )));
         }
+        self.selected = Some(wire_name.to_owned());
         // The incremental answer is valid only if UIDVALIDITY is still the one we know.
         selected.resynced =
             qresync && known.map(|(uv, _)| uv) == selected.uidvalidity && !vanished_overflow;
@@ -529,34 +543,61 @@ impl ImapSession {
     }
 
     /// Delete exactly these messages: `\Deleted`, then `UID EXPUNGE` of the same UIDs
-    /// (rule 8). Never CLOSE or plain EXPUNGE, which would also remove what another
-    /// client marked. Without UIDPLUS this refuses unless `allow_plain_expunge`.
-    pub async fn delete(
-        &mut self,
-        uids: &[Uid],
-        allow_plain_expunge: bool,
-    ) -> Result<(), ImapError> {
+    /// (rule 8). Without UIDPLUS, a folder-wide expunge only when `UID SEARCH DELETED`,
+    /// asked right before, shows no message but ours: it would also remove what another
+    /// client marked. Otherwise ours stay marked, and the caller says
+    /// why and tries again next pass.
+    pub async fn delete(&mut self, uids: &[Uid]) -> Result<Deleted, ImapError> {
         if uids.is_empty() {
-            return Ok(());
+            return Ok(Deleted::Expunged);
         }
         let set = uid_set(uids);
-        if !self.uidplus && !allow_plain_expunge {
-            return Err(ImapError::Protocol(
-                "the server lacks UIDPLUS, so deleting only our messages is impossible; refusing to EXPUNGE".into(),
-            ));
-        }
         self.command(
             &format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"),
             |_| Ok(()),
         )
         .await?;
-        let expunge = if self.uidplus {
-            format!("UID EXPUNGE {set}")
-        } else {
-            "EXPUNGE".to_owned()
-        };
-        self.command(&expunge, |_| Ok(())).await?;
-        Ok(())
+        self.expunge_ours(uids).await
+    }
+
+    /// Expunge these messages, already marked `\Deleted`, as [`ImapSession::delete`] does.
+    pub async fn expunge_ours(&mut self, uids: &[Uid]) -> Result<Deleted, ImapError> {
+        if uids.is_empty() {
+            return Ok(Deleted::Expunged);
+        }
+        if self.uidplus {
+            self.command(&format!("UID EXPUNGE {}", uid_set(uids)), |_| Ok(()))
+                .await?;
+            return Ok(Deleted::Expunged);
+        }
+        let ours: BTreeSet<Uid> = uids.iter().copied().collect();
+        let others: BTreeSet<Uid> = self
+            .search("DELETED")
+            .await?
+            .into_iter()
+            .filter(|u| !ours.contains(u))
+            .collect();
+        if !others.is_empty() {
+            return Ok(Deleted::LeftMarked { others });
+        }
+        // CLOSE removes what EXPUNGE would, under the same check, but answers nothing
+        // untagged: GNU imap4d 3.15 answers EXPUNGE with `* n EXPUNGED`, which no parser
+        // reads, and the connection is stuck on that line. The folder is opened again.
+        self.command("CLOSE", |_| Ok(())).await?;
+        if let Some(name) = self.selected.take() {
+            self.select(&name, None).await?;
+        }
+        Ok(Deleted::Expunged)
+    }
+
+    /// `UID COPY` to another folder: a move to the trash folder where MOVE is missing
+    /// (the originals are then deleted as [`ImapSession::delete`] does).
+    pub async fn copy_to(&mut self, uids: &[Uid], dest_wire_name: &str) -> Result<(), ImapError> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let command = format!("UID COPY {} {}", uid_set(uids), quote(dest_wire_name)?);
+        self.command(&command, |_| Ok(())).await.map(|_| ())
     }
 
     /// `UID MOVE` (RFC 6851) to another folder; returns the new UIDs from COPYUID when
