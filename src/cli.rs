@@ -881,6 +881,11 @@ async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
         account.name,
         connected.capabilities.join(" ")
     )];
+    lines.extend(
+        imap::fallbacks(|c| connected.has(c))
+            .into_iter()
+            .map(|l| format!("    {l}")),
+    );
     for f in folders.iter().filter(|f| f.selectable) {
         let line = match crate::maildir::decode_server_name(&f.raw_name) {
             Ok(name) => {
