@@ -452,13 +452,7 @@ async fn confirm_uploads(
 ) -> Result<(), EngineError> {
     let wire = utf7::encode(&folder.server_name.0);
     let selected = session.select(&wire, None).await?;
-    if folder.uidvalidity.is_some() && selected.uidvalidity != folder.uidvalidity {
-        // UIDs of another UIDVALIDITY mean nothing now; the pass re-pairs the folder.
-        store
-            .drop_intents(intents.iter().map(|i| i.id).collect())
-            .await?;
-        return Ok(());
-    }
+    let renumbered = folder.uidvalidity.is_some() && selected.uidvalidity != folder.uidvalidity;
     struct Upload<'a> {
         intent: &'a Intent,
         key: MaildirKey,
@@ -492,6 +486,47 @@ async fn confirm_uploads(
         return Ok(());
     }
     let base = store.base(folder).await?;
+    if renumbered {
+        // The server's UIDs mean something else now (GNU imap4d reports the clock as the
+        // UIDVALIDITY of a folder it has not written back yet). The pass re-pairs the
+        // folder by Message-ID and size (rule 13); each upload joins that re-pairing as
+        // a pair under a free UID of the old numbering at or above its saved UIDNEXT,
+        // where its APPEND landed. Its flags start from an empty base, so each side's
+        // flags reach the other (a server may have ignored the ones APPEND named).
+        let mut commit = Commit {
+            folder: Some(folder.id),
+            ..Commit::default()
+        };
+        let mut taken: std::collections::BTreeSet<Uid> = base.pairs.keys().copied().collect();
+        taken.extend(base.remote_only.iter().copied());
+        let mut unpairable = Vec::new();
+        for u in &uploads {
+            let Some(message_id) = u.message_id.clone() else {
+                unpairable.push(u.intent.id);
+                continue;
+            };
+            let mut uid = u.from;
+            while taken.contains(&uid) {
+                uid = Uid(uid.0.saturating_add(1));
+            }
+            taken.insert(uid);
+            commit.upsert_pairs.push(Pair {
+                uid,
+                key: u.key.clone(),
+                remote_flags: crate::model::Flags::new(),
+                local_flags: crate::model::Flags::new(),
+                remote_size: u.sizes.crlf,
+                local_size: u.sizes.raw,
+                message_id: Some(message_id),
+            });
+            commit.complete_intents.push(u.intent.id);
+        }
+        tracing::debug!(folder = %folder.server_name, was = ?folder.uidvalidity, now = ?selected.uidvalidity, uploads = commit.upsert_pairs.len(), "UIDVALIDITY changed; unconfirmed uploads join the re-pairing");
+        store.commit(commit).await?;
+        // Without a Message-ID the re-pairing cannot find it: the plan decides afresh.
+        store.drop_intents(unpairable).await?;
+        return Ok(());
+    }
     let lowest = uploads.iter().map(|u| u.from).min().unwrap_or(Uid(1));
     // The searches: one per Message-ID, one of everything if an upload has none.
     let mut found = std::collections::BTreeSet::new();
@@ -580,6 +615,7 @@ async fn confirm_uploads(
     let local_refs: BTreeMap<MaildirKey, &crate::sync::LocalMessage> =
         local.iter().map(|(k, m)| (k.clone(), m)).collect();
     let adoption = crate::sync::adopt::adopt(&remote_refs, &local_refs, &evidence);
+    tracing::debug!(folder = %folder.server_name, uploads = uploads.len(), candidates = ?candidates, found = %adoption, "confirming unconfirmed uploads");
     let mut commit = Commit {
         folder: Some(folder.id),
         ..Commit::default()
