@@ -912,6 +912,11 @@ async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
         ),
         format!("  account {}: {namespace}", account.name),
     ];
+    lines.extend(
+        imap::fallbacks(|c| connected.has(c))
+            .into_iter()
+            .map(|l| format!("    {l}")),
+    );
     for f in folders.iter().filter(|f| f.selectable) {
         let line = match crate::maildir::decode_server_name(&f.raw_name) {
             Ok(name) if map.personal_name(&name.0).is_none() => {

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use crate::fault;
-use crate::imap::ImapSession;
+use crate::imap::{Deleted, ImapSession};
 use crate::maildir::{self, DeliveryBatch, LocalMessage, Maildir, MessageError, Placement};
-use crate::model::{Flags, MaildirKey, MessageId, Uid, imap_date};
+use crate::model::{ContentHash, Flag, Flags, MaildirKey, MessageId, Uid, imap_date};
 use crate::store::{
     Commit, FolderState, IntentKind, IntentSpec, Store, flags_from_db, flags_to_db,
 };
@@ -48,6 +48,11 @@ pub struct FolderRun<'a> {
     failed_keys: BTreeSet<MaildirKey>,
     dirty: BTreeSet<Uid>,
     renamed: bool,
+    /// A deletion stayed marked `\Deleted` on the server (rule 8): tried again next pass.
+    left_marked: bool,
+    /// Keys appended whose server UID is not known yet: their intents stay open, and the
+    /// next pass pairs them before anything else (rule 22).
+    pub unconfirmed: BTreeSet<MaildirKey>,
 }
 
 impl<'a> FolderRun<'a> {
@@ -85,6 +90,8 @@ impl<'a> FolderRun<'a> {
             failed_keys: BTreeSet::new(),
             dirty: BTreeSet::new(),
             renamed: false,
+            left_marked: false,
+            unconfirmed: BTreeSet::new(),
         }
     }
 
@@ -233,18 +240,36 @@ impl<'a> FolderRun<'a> {
                 };
                 let detail = super::moves::MoveDetail::Trash(trash.clone()).encode();
                 let ids = self.journal(&list, IntentKind::Move, &detail).await?;
-                self.session.move_to(&list, &trash).await?;
-                fault::point("after-move");
-                self.forget_uids(&list, ids).await?;
-                self.counts.deleted_server += list.len();
+                if self.session.has_move() {
+                    self.session.move_to(&list, &trash).await?;
+                    fault::point("after-move");
+                    self.forget_uids(&list, ids).await?;
+                    self.counts.deleted_server += list.len();
+                } else {
+                    // COPY, then delete as without a trash folder. A message we marked
+                    // on an earlier pass (its base has \Deleted) was copied then.
+                    let copy: Vec<Uid> = list
+                        .iter()
+                        .filter(|u| {
+                            !self
+                                .pairs
+                                .get(u)
+                                .is_some_and(|p| p.remote_flags.contains(Flag::Trashed))
+                        })
+                        .copied()
+                        .collect();
+                    self.session.copy_to(&copy, &trash).await?;
+                    let outcome = self.session.delete(&list).await?;
+                    fault::point("after-move");
+                    self.deleted(&list, ids, outcome).await?;
+                }
             }
             Action::DeleteOnServer { uids } => {
                 let list: Vec<Uid> = uids.iter().collect();
                 let ids = self.journal(&list, IntentKind::Expunge, "").await?;
-                self.session.delete(&list, false).await?;
+                let outcome = self.session.delete(&list).await?;
                 fault::point("after-expunge");
-                self.forget_uids(&list, ids).await?;
-                self.counts.deleted_server += list.len();
+                self.deleted(&list, ids, outcome).await?;
             }
             Action::DeleteLocal { key } => self.delete_local(key).await?,
         }
@@ -286,6 +311,40 @@ impl<'a> FolderRun<'a> {
             .await?;
         for uid in uids {
             self.pairs.remove(uid);
+        }
+        Ok(())
+    }
+
+    /// Commit what a deletion on the server came to: expunged, the pairs go; left marked
+    /// (rule 8, no UIDPLUS), the pairs stay with `\Deleted` in their server base, so the
+    /// next pass sees only the local deletion and tries the expunge again.
+    async fn deleted(
+        &mut self,
+        uids: &[Uid],
+        intents: Vec<crate::store::IntentId>,
+        outcome: Deleted,
+    ) -> Result<(), EngineError> {
+        match outcome {
+            Deleted::Expunged => {
+                self.forget_uids(uids, intents).await?;
+                self.counts.deleted_server += uids.len();
+            }
+            Deleted::LeftMarked { others } => {
+                tracing::warn!(
+                    folder = %self.folder.server_name,
+                    "{}",
+                    left_marked_reason(uids, &others)
+                );
+                let marked = mark_deleted(&mut self.pairs, uids);
+                self.store
+                    .commit(Commit {
+                        upsert_pairs: marked,
+                        complete_intents: intents,
+                        ..self.commit()
+                    })
+                    .await?;
+                self.left_marked = true;
+            }
         }
         Ok(())
     }
@@ -458,6 +517,7 @@ impl<'a> FolderRun<'a> {
             .append(self.wire_name, flags, Some(&date), &body)
             .await?;
         fault::point("after-append");
+        let paired: BTreeSet<Uid> = self.pairs.keys().copied().collect();
         let uid = match answer {
             // A new message's UID is at least UIDNEXT and not one we already pair; an
             // answer that breaks this is not trusted, the message is searched for.
@@ -475,7 +535,15 @@ impl<'a> FolderRun<'a> {
                 );
                 // From UIDNEXT as SELECT saw it: an earlier answer may have lied too.
                 let from = self.remote.uid_next;
-                find_appended(self.session, from, message_id.as_ref(), &sizes).await?
+                find_appended(
+                    self.session,
+                    from,
+                    message_id.as_ref(),
+                    &sizes,
+                    &body,
+                    &paired,
+                )
+                .await?
             }
             Some((uv, _)) => {
                 return Err(EngineError::Server(format!(
@@ -483,12 +551,31 @@ impl<'a> FolderRun<'a> {
                     self.remote.uid_validity
                 )));
             }
-            None => find_appended(self.session, self.uidnext, message_id.as_ref(), &sizes).await?,
+            // Without UIDPLUS a UID is believed only from a fresh SELECT: GNU imap4d shows
+            // the folder's own APPENDs to the session that made them only after one, and
+            // the UID another session saw before can change. The next pass confirms it.
+            None if !self.session.has_uidplus() => None,
+            None => {
+                find_appended(
+                    self.session,
+                    self.uidnext,
+                    message_id.as_ref(),
+                    &sizes,
+                    &body,
+                    &paired,
+                )
+                .await?
+            }
         };
         let Some(uid) = uid else {
-            return Err(EngineError::Server(
-                "the server accepted an APPEND but the message cannot be found again".into(),
-            ));
+            // Stored but not confirmed: the intent stays open and the next pass pairs
+            // the upload with the server's new message by Message-ID, size and content
+            // before anything is fetched or appended again (rule 22).
+            tracing::debug!(folder = %self.folder.server_name, %key, "appended; the server's UID is confirmed next pass");
+            self.unconfirmed.insert(key.clone());
+            self.counts.appended += 1;
+            self.report_progress();
+            return Ok(());
         };
         let pair = Pair {
             uid,
@@ -554,7 +641,10 @@ impl<'a> FolderRun<'a> {
 
     /// Every step did what the plan said: no flag store refused, no file gone missing.
     pub fn clean(&self) -> bool {
-        self.failed_uids.is_empty() && self.failed_keys.is_empty()
+        self.failed_uids.is_empty()
+            && self.failed_keys.is_empty()
+            && !self.left_marked
+            && self.unconfirmed.is_empty()
     }
 
     /// The base updates gathered from flag merges, once the renames are durable.
@@ -573,6 +663,28 @@ impl<'a> FolderRun<'a> {
         self.store.commit(last).await?;
         Ok(())
     }
+}
+
+/// Why a deletion stayed marked on the server, for the log (rule 8).
+pub fn left_marked_reason(ours: &[Uid], others: &BTreeSet<Uid>) -> String {
+    let others: Vec<Uid> = others.iter().copied().collect();
+    format!(
+        "UID {} marked \\Deleted but not expunged: the server lacks UIDPLUS, and another client marked UID {} \\Deleted too, which a plain EXPUNGE would remove as well; trying again next pass",
+        crate::imap::uid_set(ours),
+        crate::imap::uid_set(&others)
+    )
+}
+
+/// Put `\Deleted` into the server base of these pairs; returns the pairs changed.
+pub fn mark_deleted(pairs: &mut BTreeMap<Uid, Pair>, uids: &[Uid]) -> Vec<Pair> {
+    let mut changed = Vec::new();
+    for uid in uids {
+        if let Some(p) = pairs.get_mut(uid) {
+            p.remote_flags.insert(Flag::Trashed);
+            changed.push(p.clone());
+        }
+    }
+    changed
 }
 
 /// Split UIDs into fetch batches of at most [`FETCH_BATCH`] messages or about
@@ -648,28 +760,28 @@ impl AppendSizes {
     }
 }
 
-/// Find a message we appended from `uidnext` on: by Message-ID when it has one, then by
-/// size. Exactly one match pairs; none means it was never stored; several stop the pass,
-/// since guessing could pair the wrong copy (rule 2).
+/// Find a message we appended, among the folder's messages from `uidnext` on that no
+/// pair holds: by Message-ID (or, without one, among them all) and size, then by content
+/// where several match. Exactly one match pairs; none means it is not confirmed; several
+/// stop the pass, since guessing could pair the wrong copy (rule 2). The search names
+/// no `n:*` range: GNU imap4d answers `UID SEARCH UID n:*` with nothing (rule 22).
 pub async fn find_appended(
     session: &mut ImapSession,
     uidnext: Uid,
     message_id: Option<&MessageId>,
     sizes: &AppendSizes,
+    body: &[u8],
+    paired: &BTreeSet<Uid>,
 ) -> Result<Option<Uid>, EngineError> {
-    let mut criteria = format!("UID {}:*", uidnext.0.max(1));
-    if let Some(id) = message_id {
-        criteria.push_str(&format!(
-            " HEADER Message-ID {}",
-            crate::imap::quote(&id.0)?
-        ));
-    }
+    let criteria = match message_id {
+        Some(id) => format!("HEADER Message-ID {}", crate::imap::quote(&id.0)?),
+        None => "ALL".to_owned(),
+    };
     let candidates: Vec<Uid> = session
         .search(&criteria)
         .await?
         .into_iter()
-        // `n:*` always matches the highest UID, even below n.
-        .filter(|u| *u >= uidnext)
+        .filter(|u| *u >= uidnext && !paired.contains(u))
         .collect();
     if candidates.is_empty() {
         return Ok(None);
@@ -687,9 +799,23 @@ pub async fn find_appended(
         })
         .map(|(uid, _)| uid)
         .collect();
-    match matches.as_slice() {
-        [] => Ok(None),
+    if matches.len() < 2 {
+        return Ok(matches.first().copied());
+    }
+    // Copies of one Message-ID and size (or messages without one): their contents tell.
+    let ours = ContentHash::of(body);
+    let mut same = Vec::new();
+    session
+        .fetch_bodies(&matches, |b| {
+            if ContentHash::of(b.body) == ours {
+                same.push(b.uid);
+            }
+            Ok(())
+        })
+        .await?;
+    match same.as_slice() {
         [uid] => Ok(Some(*uid)),
+        [] => Ok(None),
         several => Err(EngineError::Server(format!(
             "an interrupted APPEND matches {} messages (UIDs {}); not guessing which is ours",
             several.len(),

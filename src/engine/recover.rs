@@ -12,16 +12,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::imap::ImapSession;
+use crate::imap::{Deleted, ImapSession, uid_set};
 use crate::maildir::{FolderMap, LocalScan, Maildir, utf7};
-use crate::model::MaildirKey;
+use crate::model::{ContentHash, MaildirKey, Uid, crlf_size};
 use crate::store::{
     Commit, DeleState, FolderId, FolderState, Intent, IntentKind, Store, StoreError, UidlRecord,
 };
 use crate::sync::{MessageId, Pair};
 
 use super::LocalError;
-use super::apply::{AppendSizes, find_appended, unlink_key};
+use super::apply::{AppendSizes, left_marked_reason, mark_deleted, unlink_key};
 use super::moves::{MoveDetail, rename_into, repair_moved};
 use super::{AccountReport, EngineError};
 
@@ -175,11 +175,40 @@ pub async fn server_intents(
         return Ok(());
     }
     let folders = store.folders().await?;
+    // Uploads are confirmed a folder at a time: one SELECT, one pairing (rule 22).
+    let mut uploads: BTreeMap<FolderId, Vec<Intent>> = BTreeMap::new();
+    for intent in intents.iter().filter(|i| i.spec.kind == IntentKind::Append) {
+        match intent.spec.folder {
+            Some(f) if folders.iter().any(|x| x.id == f) => {
+                uploads.entry(f).or_default().push(intent.clone())
+            }
+            _ => store.drop_intents(vec![intent.id]).await?,
+        }
+    }
+    for (id, intents) in uploads {
+        let Some(folder) = folders.iter().find(|f| f.id == id) else {
+            continue;
+        };
+        if folder.halt_reason.is_some() {
+            continue;
+        }
+        if let Err(e) = confirm_uploads(store, session, map, folder, &intents).await {
+            // An ambiguous match stops this folder until a human looks (rule 2).
+            let reason = format!("an interrupted append could not be resolved: {e}");
+            store.set_halt(folder.id, Some(reason.clone())).await?;
+            report
+                .halts
+                .push(format!("{}: {reason}", folder.server_name));
+        }
+    }
     for intent in intents {
         let kind = intent.spec.kind;
         if matches!(
             kind,
-            IntentKind::Deliver | IntentKind::Pop3Deliver | IntentKind::Pop3Dele
+            IntentKind::Deliver
+                | IntentKind::Pop3Deliver
+                | IntentKind::Pop3Dele
+                | IntentKind::Append
         ) {
             continue;
         }
@@ -243,48 +272,10 @@ async fn resolve(
         return Ok(());
     }
     match spec.kind {
-        IntentKind::Append => {
-            let (Some(uidnext), Some(key), Some((sizes, flags))) = (
-                spec.uid,
-                spec.local_key.clone(),
-                AppendSizes::from_detail(&spec.detail),
-            ) else {
-                store.drop_intents(vec![intent.id]).await?;
-                return Ok(());
-            };
-            let message_id = spec.token.clone().map(MessageId);
-            match find_appended(session, uidnext, message_id.as_ref(), &sizes).await? {
-                Some(uid) => {
-                    let pair = Pair {
-                        uid,
-                        key,
-                        remote_flags: flags.clone(),
-                        local_flags: flags.system_only(),
-                        remote_size: sizes.crlf,
-                        local_size: sizes.raw,
-                        message_id,
-                    };
-                    store
-                        .commit(Commit {
-                            upsert_pairs: vec![pair],
-                            ..commit
-                        })
-                        .await?;
-                }
-                // Never stored: the key is still unpaired, so the next pass appends it.
-                None => store.drop_intents(vec![intent.id]).await?,
-            }
-        }
         IntentKind::Expunge | IntentKind::FlagDeleted => {
-            if let Some(uid) = spec.uid {
-                session.delete(&[uid], false).await?;
-            }
-            store
-                .commit(Commit {
-                    remove_pairs: spec.uid.into_iter().collect(),
-                    ..commit
-                })
-                .await?;
+            let uids: Vec<Uid> = spec.uid.into_iter().collect();
+            let outcome = session.delete(&uids).await?;
+            finish_deletion(store, folder, &uids, outcome, commit).await?;
         }
         IntentKind::Move => {
             let present = match spec.uid {
@@ -293,15 +284,25 @@ async fn resolve(
             };
             match MoveDetail::decode(&spec.detail) {
                 Some(MoveDetail::Trash(trash)) => {
-                    if let (true, Some(uid)) = (present, spec.uid) {
-                        session.move_to(&[uid], &trash).await?;
-                    }
-                    store
-                        .commit(Commit {
-                            remove_pairs: spec.uid.into_iter().collect(),
-                            ..commit
-                        })
-                        .await?;
+                    let uids: Vec<Uid> = spec.uid.filter(|_| present).into_iter().collect();
+                    let outcome = if session.has_move() {
+                        session.move_to(&uids, &trash).await?;
+                        Deleted::Expunged
+                    } else {
+                        // Marked already: the copy was made before the interruption.
+                        let marked = match uids.as_slice() {
+                            [uid] => !session
+                                .search(&format!("UID {} DELETED", uid.0))
+                                .await?
+                                .is_empty(),
+                            _ => true,
+                        };
+                        if !marked {
+                            session.copy_to(&uids, &trash).await?;
+                        }
+                        session.delete(&uids).await?
+                    };
+                    finish_deletion(store, folder, &uids, outcome, commit).await?;
                 }
                 Some(MoveDetail::Server { to }) => {
                     let Some((dest, pair)) = parties(store, folders, folder, to, spec.uid).await?
@@ -368,6 +369,7 @@ async fn resolve(
             }
         }
         IntentKind::LocalDelete
+        | IntentKind::Append
         | IntentKind::Deliver
         | IntentKind::Pop3Deliver
         | IntentKind::Pop3Dele => {}
@@ -393,4 +395,257 @@ async fn parties<'f>(
         .into_iter()
         .find(|p| Some(p.uid) == uid);
     Ok(pair.map(|p| (dest, p)))
+}
+
+/// Commit what a journaled deletion came to: expunged, the pair goes; left marked (rule
+/// 8, no UIDPLUS), the pair stays with `\Deleted` in its server base and the next pass
+/// tries again. Either way the intent is resolved: never a halt for this.
+async fn finish_deletion(
+    store: &Store,
+    folder: &FolderState,
+    uids: &[Uid],
+    outcome: Deleted,
+    commit: Commit,
+) -> Result<(), EngineError> {
+    match outcome {
+        Deleted::Expunged => {
+            store
+                .commit(Commit {
+                    remove_pairs: uids.to_vec(),
+                    ..commit
+                })
+                .await?
+        }
+        Deleted::LeftMarked { others } => {
+            tracing::warn!(folder = %folder.server_name, "{}", left_marked_reason(uids, &others));
+            let mut pairs: BTreeMap<Uid, Pair> = store
+                .pairs(folder.id)
+                .await?
+                .into_iter()
+                .filter(|p| uids.contains(&p.uid))
+                .map(|p| (p.uid, p))
+                .collect();
+            store
+                .commit(Commit {
+                    upsert_pairs: mark_deleted(&mut pairs, uids),
+                    ..commit
+                })
+                .await?
+        }
+    }
+    Ok(())
+}
+
+/// Pair a folder's unconfirmed uploads with the server's new messages (rules 2, 22): a
+/// fresh SELECT (a server without UIDPLUS may show or number an APPEND only after one),
+/// a search that names no `n:*` range, then the same pairing a first contact uses, by
+/// Message-ID and size with CRLF line endings, else content, over the messages from each
+/// upload's saved UIDNEXT on that no pair holds. Paired: the intent is done. Nothing
+/// there: it was never stored, and the next plan appends it again. Ambiguous: an error,
+/// and the folder halts rather than guess.
+async fn confirm_uploads(
+    store: &Store,
+    session: &mut ImapSession,
+    map: &FolderMap,
+    folder: &FolderState,
+    intents: &[Intent],
+) -> Result<(), EngineError> {
+    let wire = utf7::encode(&folder.server_name.0);
+    let selected = session.select(&wire, None).await?;
+    let renumbered = folder.uidvalidity.is_some() && selected.uidvalidity != folder.uidvalidity;
+    struct Upload<'a> {
+        intent: &'a Intent,
+        key: MaildirKey,
+        from: Uid,
+        sizes: AppendSizes,
+        flags: crate::model::Flags,
+        message_id: Option<MessageId>,
+    }
+    let mut uploads = Vec::new();
+    let mut broken = Vec::new();
+    for intent in intents {
+        let spec = &intent.spec;
+        match (
+            spec.uid,
+            spec.local_key.clone(),
+            AppendSizes::from_detail(&spec.detail),
+        ) {
+            (Some(from), Some(key), Some((sizes, flags))) => uploads.push(Upload {
+                intent,
+                key,
+                from,
+                sizes,
+                flags,
+                message_id: spec.token.clone().map(MessageId),
+            }),
+            _ => broken.push(intent.id),
+        }
+    }
+    store.drop_intents(broken).await?;
+    if uploads.is_empty() {
+        return Ok(());
+    }
+    let base = store.base(folder).await?;
+    if renumbered {
+        // The server's UIDs mean something else now (GNU imap4d reports the clock as the
+        // UIDVALIDITY of a folder it has not written back yet). The pass re-pairs the
+        // folder by Message-ID and size (rule 13); each upload joins that re-pairing as
+        // a pair under a free UID of the old numbering at or above its saved UIDNEXT,
+        // where its APPEND landed. Its flags start from an empty base, so each side's
+        // flags reach the other (a server may have ignored the ones APPEND named).
+        let mut commit = Commit {
+            folder: Some(folder.id),
+            ..Commit::default()
+        };
+        let mut taken: std::collections::BTreeSet<Uid> = base.pairs.keys().copied().collect();
+        taken.extend(base.remote_only.iter().copied());
+        let mut unpairable = Vec::new();
+        for u in &uploads {
+            let Some(message_id) = u.message_id.clone() else {
+                unpairable.push(u.intent.id);
+                continue;
+            };
+            let mut uid = u.from;
+            while taken.contains(&uid) {
+                uid = Uid(uid.0.saturating_add(1));
+            }
+            taken.insert(uid);
+            commit.upsert_pairs.push(Pair {
+                uid,
+                key: u.key.clone(),
+                remote_flags: crate::model::Flags::new(),
+                local_flags: crate::model::Flags::new(),
+                remote_size: u.sizes.crlf,
+                local_size: u.sizes.raw,
+                message_id: Some(message_id),
+            });
+            commit.complete_intents.push(u.intent.id);
+        }
+        tracing::debug!(folder = %folder.server_name, was = ?folder.uidvalidity, now = ?selected.uidvalidity, uploads = commit.upsert_pairs.len(), "UIDVALIDITY changed; unconfirmed uploads join the re-pairing");
+        store.commit(commit).await?;
+        // Without a Message-ID the re-pairing cannot find it: the plan decides afresh.
+        store.drop_intents(unpairable).await?;
+        return Ok(());
+    }
+    let lowest = uploads.iter().map(|u| u.from).min().unwrap_or(Uid(1));
+    // The searches: one per Message-ID, one of everything if an upload has none.
+    let mut found = std::collections::BTreeSet::new();
+    let ids: std::collections::BTreeSet<&MessageId> = uploads
+        .iter()
+        .filter_map(|u| u.message_id.as_ref())
+        .collect();
+    for id in ids {
+        found.extend(
+            session
+                .search(&format!("HEADER Message-ID {}", crate::imap::quote(&id.0)?))
+                .await?,
+        );
+    }
+    if uploads.iter().any(|u| u.message_id.is_none()) {
+        found.extend(session.all_uids().await?);
+    }
+    let candidates: Vec<Uid> = found
+        .into_iter()
+        .filter(|u| *u >= lowest && !base.pairs.contains_key(u) && !base.remote_only.contains(u))
+        .collect();
+    let mut remote: BTreeMap<Uid, crate::sync::RemoteMessage> = BTreeMap::new();
+    if !candidates.is_empty() {
+        let set = uid_set(&candidates);
+        let identities = session.fetch_identities(&set).await?;
+        for (uid, m) in session.fetch_flags(&set, None).await? {
+            let Some((message_id, size)) = identities.get(&uid).cloned() else {
+                continue;
+            };
+            if !candidates.contains(&uid) {
+                continue;
+            }
+            remote.insert(
+                uid,
+                crate::sync::RemoteMessage {
+                    flags: m.flags,
+                    size: m.size.unwrap_or(size),
+                    message_id,
+                },
+            );
+        }
+    }
+    // Each upload as the Maildir holds it now; a file deleted since is described by what
+    // the intent saved, so its server copy is still found (and the deletion then follows).
+    let path = map.to_local(&folder.server_name)?;
+    let scan = Maildir::open(&path)
+        .and_then(|md| md.scan())
+        .map_err(LocalError::io(&path))?;
+    let mut local: BTreeMap<MaildirKey, crate::sync::LocalMessage> = BTreeMap::new();
+    let mut evidence = crate::sync::adopt::Evidence::default();
+    for u in &uploads {
+        let file = scan.messages.get(&u.key);
+        let bytes = file.and_then(|m| std::fs::read(&m.path).ok());
+        local.insert(
+            u.key.clone(),
+            crate::sync::LocalMessage {
+                flags: file.map_or_else(|| u.flags.system_only(), |m| m.flags.clone()),
+                size: file.map_or(u.sizes.raw, |m| m.size),
+            },
+        );
+        evidence.local.insert(
+            u.key.clone(),
+            crate::sync::adopt::LocalIdentity {
+                message_id: u.message_id.clone(),
+                crlf_size: Some(bytes.as_deref().map_or(u.sizes.crlf, crlf_size)),
+                tuid_size: 0,
+                hash: bytes.as_deref().map(ContentHash::of),
+            },
+        );
+    }
+    // Only the uploads' own candidates: a message from before an upload's UIDNEXT is not it.
+    let remote_refs: BTreeMap<Uid, &crate::sync::RemoteMessage> =
+        remote.iter().map(|(u, m)| (*u, m)).collect();
+    let (want, _) = crate::sync::adopt::needs_hash(&remote_refs, &evidence.local);
+    let want: Vec<Uid> = want.into_iter().collect();
+    if !want.is_empty() {
+        session
+            .fetch_bodies(&want, |b| {
+                evidence
+                    .remote_hashes
+                    .insert(b.uid, ContentHash::of(b.body));
+                Ok(())
+            })
+            .await?;
+    }
+    let local_refs: BTreeMap<MaildirKey, &crate::sync::LocalMessage> =
+        local.iter().map(|(k, m)| (k.clone(), m)).collect();
+    let adoption = crate::sync::adopt::adopt(&remote_refs, &local_refs, &evidence);
+    tracing::debug!(folder = %folder.server_name, uploads = uploads.len(), candidates = ?candidates, found = %adoption, "confirming unconfirmed uploads");
+    let mut commit = Commit {
+        folder: Some(folder.id),
+        ..Commit::default()
+    };
+    let mut unfound = Vec::new();
+    for u in &uploads {
+        let pair = adoption
+            .pairs
+            .iter()
+            .map(|(p, _)| p)
+            .find(|p| p.key == u.key && p.uid >= u.from);
+        match pair {
+            Some(p) => {
+                commit.upsert_pairs.push(Pair {
+                    remote_size: remote.get(&p.uid).map_or(u.sizes.crlf, |m| m.size),
+                    ..p.clone()
+                });
+                commit.complete_intents.push(u.intent.id);
+            }
+            None if adoption.held_local.contains_key(&u.key) => {
+                return Err(EngineError::Server(format!(
+                    "the upload of {} cannot be told apart on the server: {}",
+                    u.key, adoption.held_local[&u.key]
+                )));
+            }
+            // Never stored (or removed since by another client): the plan appends it.
+            None => unfound.push(u.intent.id),
+        }
+    }
+    store.commit(commit).await?;
+    store.drop_intents(unfound).await?;
+    Ok(())
 }

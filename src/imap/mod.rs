@@ -3,6 +3,7 @@
 //! async-imap's gaps: timeouts, checked FETCH results, raw APPEND and QRESYNC.
 
 pub mod bound;
+mod caps;
 mod connect;
 mod idle;
 mod namespace;
@@ -15,11 +16,12 @@ use futures::TryStreamExt;
 
 use crate::net::NetError;
 
+pub use caps::fallbacks;
 pub use connect::{Connected, ImapStream, connect};
 pub use idle::{IdleSession, IdleWake};
 pub use namespace::{Namespace, parse_personal as parse_namespace};
 pub use session::{
-    FetchedBody, ImapSession, RemoteMessage, Selected, StoreOutcome, quote, uid_set,
+    Deleted, FetchedBody, ImapSession, RemoteMessage, Selected, StoreOutcome, quote, uid_set,
 };
 
 #[derive(Debug, thiserror::Error)]

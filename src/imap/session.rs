@@ -31,6 +31,8 @@ pub struct ImapSession {
     /// UIDNEXT of the selected folder as its SELECT reported it: where a listing that
     /// must be split into UID ranges ends.
     selected_uidnext: Option<Uid>,
+    /// The folder SELECT last opened (wire name): opened again after a CLOSE.
+    selected: Option<String>,
 }
 
 /// How often a command the server throttles is sent again before the pass gives up
@@ -72,6 +74,16 @@ pub struct FetchedBody<'a> {
     pub flags: Flags,
     pub internaldate: Option<&'a str>,
     pub body: &'a [u8],
+}
+
+/// What a deletion on the server came to (rule 8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// Marked `\Deleted` and expunged.
+    Expunged,
+    /// Marked `\Deleted` but not expunged: the server lacks UIDPLUS, and these other
+    /// messages are marked too, so a plain EXPUNGE would remove them as well.
+    LeftMarked { others: BTreeSet<Uid> },
 }
 
 /// A conditional STORE's outcome: the UIDs the server refused because they changed
@@ -121,6 +133,7 @@ impl ImapSession {
                 .filter(|n| *n > 0),
             append_limit: capability_value(&conn.capabilities, "APPENDLIMIT"),
             selected_uidnext: None,
+            selected: None,
             conn,
             timeout,
         };
@@ -332,6 +345,7 @@ impl ImapSession {
             )));
         }
         self.selected_uidnext = selected.uidnext;
+        self.selected = Some(wire_name.to_owned());
         // The incremental answer is valid only if UIDVALIDITY is still the one we know.
         selected.resynced =
             qresync && known.map(|(uv, _)| uv) == selected.uidvalidity && !vanished_overflow;
@@ -574,9 +588,12 @@ impl ImapSession {
     }
 
     /// APPEND a message and return its UID from APPENDUID (UIDPLUS), if the server gave
-    /// one. Sent raw because async-imap's `append` drops the response code. A message
-    /// above the server's APPENDLIMIT is not sent ([`ImapError::TooLarge`]); a throttled
-    /// APPEND (nothing stored) is waited for and sent again, like any command.
+    /// one. Sent raw because async-imap's `append` drops the response code. The message
+    /// goes with CRLF line endings whatever `body` uses (rule 23: Cyrus refuses bare LF,
+    /// and mutt, neomutt and aerc write LF files); the server's copy is then
+    /// [`crate::model::crlf_size`] bytes long. A message above the server's APPENDLIMIT is
+    /// not sent ([`ImapError::TooLarge`]); a throttled APPEND (nothing stored) is waited
+    /// for and sent again, like any command.
     pub async fn append(
         &mut self,
         wire_name: &str,
@@ -584,6 +601,8 @@ impl ImapSession {
         internaldate: Option<&str>,
         body: &[u8],
     ) -> Result<Option<(UidValidity, Uid)>, ImapError> {
+        let body = crate::model::to_crlf(body);
+        let body: &[u8] = &body;
         if let Some(limit) = self.append_limit
             && body.len() as u64 > limit
         {
@@ -741,34 +760,65 @@ impl ImapSession {
     }
 
     /// Delete exactly these messages: `\Deleted`, then `UID EXPUNGE` of the same UIDs
-    /// (rule 8). Never CLOSE or plain EXPUNGE, which would also remove what another
-    /// client marked. Without UIDPLUS this refuses unless `allow_plain_expunge`.
-    pub async fn delete(
-        &mut self,
-        uids: &[Uid],
-        allow_plain_expunge: bool,
-    ) -> Result<(), ImapError> {
+    /// (rule 8). Without UIDPLUS, a folder-wide expunge only when `UID SEARCH DELETED`,
+    /// asked right before, shows no message but ours: it would also remove what another
+    /// client marked. Otherwise ours stay marked, and the caller says
+    /// why and tries again next pass.
+    pub async fn delete(&mut self, uids: &[Uid]) -> Result<Deleted, ImapError> {
         if uids.is_empty() {
-            return Ok(());
-        }
-        if !self.uidplus && !allow_plain_expunge {
-            return Err(ImapError::Protocol(
-                "the server lacks UIDPLUS, so deleting only our messages is impossible; refusing to EXPUNGE".into(),
-            ));
+            return Ok(Deleted::Expunged);
         }
         for chunk in self.chunks(uids) {
-            let set = uid_set(&chunk);
             self.command(
-                &format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"),
+                &format!("UID STORE {} +FLAGS.SILENT (\\Deleted)", uid_set(&chunk)),
                 |_| Ok(()),
             )
             .await?;
-            let expunge = if self.uidplus {
-                format!("UID EXPUNGE {set}")
-            } else {
-                "EXPUNGE".to_owned()
-            };
-            self.command(&expunge, |_| Ok(())).await?;
+        }
+        self.expunge_ours(uids).await
+    }
+
+    /// Expunge these messages, already marked `\Deleted`, as [`ImapSession::delete`] does.
+    pub async fn expunge_ours(&mut self, uids: &[Uid]) -> Result<Deleted, ImapError> {
+        if uids.is_empty() {
+            return Ok(Deleted::Expunged);
+        }
+        if self.uidplus {
+            for chunk in self.chunks(uids) {
+                self.command(&format!("UID EXPUNGE {}", uid_set(&chunk)), |_| Ok(()))
+                    .await?;
+            }
+            return Ok(Deleted::Expunged);
+        }
+        let ours: BTreeSet<Uid> = uids.iter().copied().collect();
+        let others: BTreeSet<Uid> = self
+            .search("DELETED")
+            .await?
+            .into_iter()
+            .filter(|u| !ours.contains(u))
+            .collect();
+        if !others.is_empty() {
+            return Ok(Deleted::LeftMarked { others });
+        }
+        // CLOSE removes what EXPUNGE would, under the same check, but answers nothing
+        // untagged: GNU imap4d 3.15 answers EXPUNGE with `* n EXPUNGED`, which no parser
+        // reads, and the connection is stuck on that line. The folder is opened again.
+        self.command("CLOSE", |_| Ok(())).await?;
+        if let Some(name) = self.selected.take() {
+            self.select(&name, None).await?;
+        }
+        Ok(Deleted::Expunged)
+    }
+
+    /// `UID COPY` to another folder: a move to the trash folder where MOVE is missing
+    /// (the originals are then deleted as [`ImapSession::delete`] does).
+    pub async fn copy_to(&mut self, uids: &[Uid], dest_wire_name: &str) -> Result<(), ImapError> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        for chunk in self.chunks(uids) {
+            let command = format!("UID COPY {} {}", uid_set(&chunk), quote(dest_wire_name)?);
+            self.command(&command, |_| Ok(())).await?;
         }
         Ok(())
     }

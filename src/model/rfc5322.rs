@@ -93,6 +93,26 @@ pub fn crlf_size(message: &[u8]) -> u64 {
     size
 }
 
+/// A message as it goes to a server: every bare LF made CRLF, existing CRLFs left alone
+/// (rule 23: Cyrus refuses bare newlines, and IMAP's wire form is CRLF). Borrowed when
+/// the message has no bare LF. Its length is [`crlf_size`] of the input.
+pub fn to_crlf(message: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let size = crlf_size(message);
+    if size == message.len() as u64 {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(message.len()));
+    let mut prev = 0u8;
+    for &b in message {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The longest header block read for a Message-ID; a header is rarely 16 KiB.
 const HEADER_LIMIT: usize = 256 * 1024;
 
@@ -291,6 +311,33 @@ mod tests {
             id(b"Message-ID: <12345.ABC>\n").as_deref(),
             Some("<12345.ABC>")
         );
+    }
+
+    #[test]
+    fn rule_23_uploads_carry_crlf_whatever_the_file_uses() {
+        let lf = b"Subject: x\n\nbody\nline\n";
+        let crlf = b"Subject: x\r\n\r\nbody\r\nline\r\n";
+        assert_eq!(&*to_crlf(lf), crlf);
+        assert!(
+            matches!(to_crlf(crlf), std::borrow::Cow::Borrowed(_)),
+            "CRLF already: sent as is"
+        );
+        // Mixed endings: only the bare LFs change; a lone CR stays content.
+        assert_eq!(&*to_crlf(b"a\r\nb\nc\rd\n"), b"a\r\nb\r\nc\rd\r\n");
+        assert_eq!(&*to_crlf(b"\n\n"), b"\r\n\r\n");
+        assert_eq!(&*to_crlf(b""), b"");
+        for m in [&lf[..], &crlf[..], b"a\r\nb\nc", b"no newline"] {
+            let sent = to_crlf(m);
+            assert_eq!(sent.len() as u64, crlf_size(m), "{m:?}");
+            assert!(
+                !sent
+                    .iter()
+                    .enumerate()
+                    .any(|(i, b)| *b == b'\n' && (i == 0 || sent[i - 1] != b'\r')),
+                "a bare LF left in {sent:?}"
+            );
+            assert_eq!(ContentHash::of(&sent), ContentHash::of(m));
+        }
     }
 
     #[test]

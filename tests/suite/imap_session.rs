@@ -193,7 +193,10 @@ async fn rule_08_delete_expunges_exactly_our_uids() {
     dovecot.add_flags("alice", "INBOX", 3, "\\Deleted");
     let mut s = session(&dovecot, "alice").await;
     s.select("INBOX", None).await.unwrap();
-    s.delete(&[Uid(1)], false).await.unwrap();
+    assert_eq!(
+        s.delete(&[Uid(1)]).await.unwrap(),
+        syncmail::imap::Deleted::Expunged
+    );
     let uids: Vec<u32> = dovecot
         .list("alice", "INBOX")
         .into_iter()

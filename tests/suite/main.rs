@@ -23,6 +23,7 @@ mod maildir_folders;
 mod maildir_scan_race;
 mod matrix_namespace;
 mod matrix_smoke;
+mod matrix_upload;
 mod peers_smoke;
 mod planner_api;
 mod pop3_client;
