@@ -53,6 +53,10 @@ pub struct FolderRun<'a> {
     /// Keys appended whose server UID is not known yet: their intents stay open, and the
     /// next pass pairs them before anything else (rule 22).
     pub unconfirmed: BTreeSet<MaildirKey>,
+    /// Messages appended with their UID known: the size sent, and the hash of the header
+    /// sent where it holds 8-bit bytes; checked against what the server stored once the
+    /// folder's run is done.
+    appended: Vec<(Uid, u64, Option<ContentHash>)>,
 }
 
 impl<'a> FolderRun<'a> {
@@ -92,6 +96,7 @@ impl<'a> FolderRun<'a> {
             renamed: false,
             left_marked: false,
             unconfirmed: BTreeSet::new(),
+            appended: Vec::new(),
         }
     }
 
@@ -594,6 +599,12 @@ impl<'a> FolderRun<'a> {
             })
             .await?;
         self.pairs.insert(uid, pair);
+        let header = crate::model::header_block(&body);
+        let eight_bit = header
+            .iter()
+            .any(|b| *b >= 0x80)
+            .then(|| ContentHash::of(header));
+        self.appended.push((uid, sizes.crlf, eight_bit));
         // The UID is the server's word: u32::MAX must not overflow (rule 18).
         self.uidnext = Uid(uid.0.max(self.uidnext.0).saturating_add(1));
         self.counts.appended += 1;
@@ -655,12 +666,69 @@ impl<'a> FolderRun<'a> {
                 .map_err(LocalError::io(self.md.path()))?;
         }
         last.folder = Some(self.folder.id);
+        self.check_stored_copies().await?;
         last.upsert_pairs.extend(
             self.dirty
                 .iter()
                 .filter_map(|uid| self.pairs.get(uid).cloned()),
         );
         self.store.commit(last).await?;
+        Ok(())
+    }
+}
+
+impl FolderRun<'_> {
+    /// Some servers store another copy than the one sent (Cyrus rewrites 8-bit header
+    /// bytes, `Grüße` becoming `GrXXXXe`): the two copies then silently differ. One FETCH
+    /// of the sizes of this run's uploads finds it; the pair records the size the server
+    /// keeps, and the log says so once per folder and pass.
+    async fn check_stored_copies(&mut self) -> Result<(), EngineError> {
+        if self.appended.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<Uid> = self.appended.iter().map(|(u, _, _)| *u).collect();
+        let stored = self
+            .session
+            .fetch_identities(&crate::imap::uid_set(&uids))
+            .await?;
+        // 8-bit header bytes are what servers rewrite, often byte for byte (`ü` as `XX`):
+        // those headers are compared, not only sizes.
+        let eight_bit: Vec<Uid> = self
+            .appended
+            .iter()
+            .filter(|(_, _, h)| h.is_some())
+            .map(|(u, _, _)| *u)
+            .collect();
+        let headers = if eight_bit.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.session.fetch_headers(&eight_bit).await?
+        };
+        let mut differ = Vec::new();
+        for (uid, sent, header) in std::mem::take(&mut self.appended) {
+            let Some((_, size)) = stored.get(&uid) else {
+                continue;
+            };
+            let rewritten = header.is_some_and(|h| {
+                headers
+                    .get(&uid)
+                    .is_some_and(|stored| ContentHash::of(stored) != h)
+            });
+            if *size != sent || rewritten {
+                differ.push((uid, sent, *size));
+                if let Some(p) = self.pairs.get_mut(&uid) {
+                    p.remote_size = *size;
+                    self.dirty.insert(uid);
+                }
+            }
+        }
+        if let Some((uid, sent, size)) = differ.first() {
+            tracing::warn!(
+                folder = %self.folder.server_name,
+                "the server stored {} uploaded message(s) differently from what was sent (UID {uid}: {sent} bytes sent, {size} stored): it rewrote them (Cyrus rewrites 8-bit header bytes), so the server's copy and the local file now differ",
+                differ.len()
+            );
+        }
         Ok(())
     }
 }

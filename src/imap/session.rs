@@ -587,6 +587,32 @@ impl ImapSession {
         Ok(())
     }
 
+    /// The header blocks (`BODY.PEEK[HEADER]`) of these messages, as the server stores them.
+    pub async fn fetch_headers(
+        &mut self,
+        uids: &[Uid],
+    ) -> Result<BTreeMap<Uid, Vec<u8>>, ImapError> {
+        let mut out = BTreeMap::new();
+        for chunk in self.chunks(uids) {
+            let command = format!("UID FETCH {} (UID BODY.PEEK[HEADER])", uid_set(&chunk));
+            self.command(&command, |r| {
+                if let Response::Fetch(_, attrs) = r
+                    && let Some(uid) = uid_of(attrs)
+                    && chunk.contains(&uid)
+                    && let Some(header) = attrs.iter().find_map(|a| match a {
+                        AttributeValue::BodySection { data: Some(d), .. } => Some(d.as_ref()),
+                        _ => None,
+                    })
+                {
+                    out.insert(uid, header.to_vec());
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(out)
+    }
+
     /// APPEND a message and return its UID from APPENDUID (UIDPLUS), if the server gave
     /// one. Sent raw because async-imap's `append` drops the response code. The message
     /// goes with CRLF line endings whatever `body` uses (rule 23: Cyrus refuses bare LF,

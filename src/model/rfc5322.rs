@@ -128,6 +128,16 @@ impl MessageId {
     }
 }
 
+/// The header block with the empty line that ends it (what IMAP's `BODY[HEADER]` is).
+pub fn header_block(message: &[u8]) -> &[u8] {
+    let end = header_end(message);
+    let blank = message[end..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(message.len(), |i| end + i + 1);
+    &message[..blank]
+}
+
 /// Where the header block ends: at the first empty line, or the end of the message.
 fn header_end(message: &[u8]) -> usize {
     let mut at = 0;
@@ -367,6 +377,16 @@ mod tests {
         );
         // Only in the header.
         assert_eq!(tuid_line(b"Subject: x\n\nX-TUID: body\n"), None);
+    }
+
+    #[test]
+    fn the_header_block_ends_with_its_empty_line() {
+        assert_eq!(
+            header_block(b"A: 1\r\nB: 2\r\n\r\nbody"),
+            b"A: 1\r\nB: 2\r\n\r\n"
+        );
+        assert_eq!(header_block(b"A: 1\n\nbody\n"), b"A: 1\n\n");
+        assert_eq!(header_block(b"A: 1\n"), b"A: 1\n");
     }
 
     #[test]

@@ -387,3 +387,28 @@ fn rule_23_the_append_literal_carries_crlf_only() {
         "{again}"
     );
 }
+
+/// Cyrus rewrites 8-bit bytes in a header it is sent (a raw UTF-8 Subject is stored as
+/// `GrXXXXe`), often without changing the size: the two copies then differ silently.
+/// syncmail compares what it sent with what the server keeps and says so, once.
+#[test]
+fn cyrus_rewriting_an_8bit_header_is_reported() {
+    let server = MatrixServer::start(ServerKind::Cyrus);
+    let home = Home::new(&server);
+    home.sync(&server, "the first pass");
+    let body = "From: Alice <alice@test>\nTo: bob@test\nSubject: Gr\u{fc}\u{df}e\n\
+                Message-ID: <eight@test>\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n\nhello\n";
+    md::add(&home.inbox(), "1800000000.eight.host", "S", body.as_bytes());
+    let (summary, log) = home.sync(&server, "the upload");
+    assert!(summary.contains("appended 1,"), "{summary}");
+    assert!(
+        log.contains("stored 1 uploaded message(s) differently from what was sent"),
+        "the rewrite is reported:\n{log}"
+    );
+    let (summary, log) = home.sync(&server, "the next pass");
+    assert!(summary.contains(QUIET), "{summary}");
+    assert!(!log.contains("differently"), "said once:\n{log}");
+    let (remote, local) = counts(&server, &home);
+    assert_eq!(remote, once_each(&["eight"]));
+    assert_eq!(local, once_each(&["eight"]));
+}
