@@ -186,25 +186,9 @@ impl ImapSession {
     ) -> Result<Done, ImapError> {
         let mut attempt = 0;
         loop {
-            match self.command_once(command, &mut on_untagged).await {
-                Err(ImapError::Throttled { backoff, .. }) if attempt < THROTTLE_RETRIES => {
-                    attempt += 1;
-                    tracing::info!(
-                        command = verb(command),
-                        wait_ms = backoff.as_millis() as u64,
-                        attempt,
-                        "the server throttles; waiting as it asks"
-                    );
-                    tokio::time::sleep(backoff).await;
-                }
-                Err(ImapError::Throttled { backoff, what, .. }) => {
-                    return Err(ImapError::Throttled {
-                        what,
-                        backoff,
-                        attempts: attempt + 1,
-                    });
-                }
-                other => return other,
+            let result = self.command_once(command, &mut on_untagged).await;
+            if let Some(done) = after_throttling(result, &mut attempt, verb(command)).await {
+                return done;
             }
         }
     }
@@ -639,24 +623,9 @@ impl ImapSession {
         }
         let mut attempt = 0;
         loop {
-            match self.append_once(wire_name, flags, internaldate, body).await {
-                Err(ImapError::Throttled { backoff, .. }) if attempt < THROTTLE_RETRIES => {
-                    attempt += 1;
-                    tracing::info!(
-                        wait_ms = backoff.as_millis() as u64,
-                        attempt,
-                        "the server throttles APPEND; waiting as it asks"
-                    );
-                    tokio::time::sleep(backoff).await;
-                }
-                Err(ImapError::Throttled { backoff, what, .. }) => {
-                    return Err(ImapError::Throttled {
-                        what,
-                        backoff,
-                        attempts: attempt + 1,
-                    });
-                }
-                other => return other,
+            let result = self.append_once(wire_name, flags, internaldate, body).await;
+            if let Some(done) = after_throttling(result, &mut attempt, "APPEND").await {
+                return done;
             }
         }
     }
@@ -1106,6 +1075,35 @@ fn expand(members: &[imap_proto::rfc4315::UidSetMember]) -> Option<Vec<u32>> {
             })
             .collect(),
     )
+}
+
+/// What to do with a command's result when the server may throttle: `None` after
+/// waiting as it asked (send the command again), else the final result, a throttled
+/// one once [`THROTTLE_RETRIES`] waits are spent.
+async fn after_throttling<T>(
+    result: Result<T, ImapError>,
+    attempt: &mut u32,
+    command: &str,
+) -> Option<Result<T, ImapError>> {
+    match result {
+        Err(ImapError::Throttled { backoff, .. }) if *attempt < THROTTLE_RETRIES => {
+            *attempt += 1;
+            tracing::info!(
+                command,
+                wait_ms = backoff.as_millis() as u64,
+                attempt = *attempt,
+                "the server throttles; waiting as it asks"
+            );
+            tokio::time::sleep(backoff).await;
+            None
+        }
+        Err(ImapError::Throttled { backoff, what, .. }) => Some(Err(ImapError::Throttled {
+            what,
+            backoff,
+            attempts: *attempt + 1,
+        })),
+        other => Some(other),
+    }
 }
 
 /// A quoted string for a mailbox name that is already in modified UTF-7 (so ASCII).
