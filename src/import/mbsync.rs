@@ -1653,82 +1653,19 @@ fn inbox_move(from: &str, to: &str, dirs: &Dirs) -> Note {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::config::{
-        Account, AccountKind, AuthMech, Config, ImapSettings, Layout, SecretSource, Tls,
-    };
-    use crate::import::tests::{dirs, load};
+    use crate::config::{AuthMech, Layout, SecretSource, Tls};
+    use crate::import::tests::{Out, dirs, load};
     use crate::sync::{Direction, Expunge};
 
     const RC: &str = "/home/me/.mbsyncrc";
 
-    struct Out {
-        text: String,
-        config: Config,
-        home: tempfile::TempDir,
-    }
-
-    impl Out {
-        fn account(&self, name: &str) -> &Account {
-            self.config
-                .account(name)
-                .unwrap_or_else(|| panic!("no account {name} in\n{}", self.text))
-        }
-
-        fn imap(&self, name: &str) -> &ImapSettings {
-            match &self.account(name).kind {
-                AccountKind::Imap(s) => s,
-                AccountKind::Pop3(_) => panic!("pop3"),
-            }
-        }
-
-        fn home(&self, rel: &str) -> PathBuf {
-            self.home.path().join(rel)
-        }
-
-        fn folders(&self, name: &str) -> Vec<String> {
-            self.imap(name)
-                .folders
-                .0
-                .iter()
-                .map(|p| format!("{}{}", if p.exclude { "!" } else { "" }, p.glob))
-                .collect()
-        }
-
-        /// Whether the output says `needle`, comments read unwrapped.
-        fn has(&self, needle: &str) -> bool {
-            self.text.replace("\n#   ", " ").contains(needle)
-        }
-
-        /// Whether any `# fix:` note was written (the header names the prefix too).
-        fn has_fix(&self) -> bool {
-            self.text.contains("\n# fix:")
-        }
-    }
-
-    /// Convert, then load the output with syncmail's own loader.
     fn convert_ok(rc: &str) -> Out {
-        let home = tempfile::tempdir().unwrap();
-        let rc = rc.replace("$HOME", home.path().to_str().unwrap());
-        let d = dirs(home.path());
-        let converted = super::super::convert(Tool::Mbsync, Path::new(RC), &rc, &d)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let config = load(&converted.text, &d);
-        Out {
-            text: converted.text,
-            config,
-            home,
-        }
+        crate::import::tests::convert_ok(Tool::Mbsync, RC, rc)
     }
 
     fn convert_err(rc: &str) -> ConfigError {
-        let d = Dirs::default();
-        match super::super::convert(Tool::Mbsync, Path::new(RC), rc, &d) {
-            Ok(c) => panic!("converted:\n{}", c.text),
-            Err(e) => e,
-        }
+        crate::import::tests::convert_err(Tool::Mbsync, RC, rc)
     }
 
     const GMAIL: &str = r#"# Gmail with a password command and patterns

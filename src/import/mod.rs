@@ -644,6 +644,75 @@ pub(crate) mod tests {
         }
     }
 
+    /// A converted config: its text, what syncmail's loader made of it, and the home
+    /// directory it was converted under.
+    pub(crate) struct Out {
+        pub(crate) text: String,
+        pub(crate) config: config::Config,
+        pub(crate) home: tempfile::TempDir,
+    }
+
+    impl Out {
+        pub(crate) fn account(&self, name: &str) -> &config::Account {
+            self.config
+                .account(name)
+                .unwrap_or_else(|| panic!("no account {name} in\n{}", self.text))
+        }
+
+        pub(crate) fn imap(&self, name: &str) -> &config::ImapSettings {
+            match &self.account(name).kind {
+                config::AccountKind::Imap(s) => s,
+                config::AccountKind::Pop3(_) => panic!("pop3"),
+            }
+        }
+
+        pub(crate) fn home(&self, rel: &str) -> std::path::PathBuf {
+            self.home.path().join(rel)
+        }
+
+        pub(crate) fn folders(&self, name: &str) -> Vec<String> {
+            self.imap(name)
+                .folders
+                .0
+                .iter()
+                .map(|p| format!("{}{}", if p.exclude { "!" } else { "" }, p.glob))
+                .collect()
+        }
+
+        /// Whether the output says `needle`, comments read unwrapped.
+        pub(crate) fn has(&self, needle: &str) -> bool {
+            self.text.replace("\n#   ", " ").contains(needle)
+        }
+
+        /// Whether any `# fix:` note was written (the header names the prefix too).
+        pub(crate) fn has_fix(&self) -> bool {
+            self.text.contains("\n# fix:")
+        }
+    }
+
+    /// Convert `rc` (with `$HOME` standing for a fresh home directory), then load the
+    /// output with syncmail's own loader.
+    pub(crate) fn convert_ok(tool: Tool, path: &str, rc: &str) -> Out {
+        let home = tempfile::tempdir().unwrap();
+        let rc = rc.replace("$HOME", home.path().to_str().unwrap());
+        let d = dirs(home.path());
+        let converted =
+            super::convert(tool, Path::new(path), &rc, &d).unwrap_or_else(|e| panic!("{e}"));
+        Out {
+            config: load(&converted.text, &d),
+            text: converted.text,
+            home,
+        }
+    }
+
+    /// Convert `rc`, which must fail.
+    pub(crate) fn convert_err(tool: Tool, path: &str, rc: &str) -> ConfigError {
+        match super::convert(tool, Path::new(path), rc, &Dirs::default()) {
+            Ok(c) => panic!("converted:\n{}", c.text),
+            Err(e) => e,
+        }
+    }
+
     /// Load converted text with syncmail's own loader, panicking with the text on error.
     pub(crate) fn load(text: &str, dirs: &Dirs) -> config::Config {
         match config::parse(Path::new("converted.toml"), text, dirs) {

@@ -1085,73 +1085,19 @@ fn account(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::config::{
-        Account, AccountKind, AuthMech, Config, ImapSettings, Layout, SecretSource, Tls,
-    };
-    use crate::import::tests::{dirs, load};
+    use crate::config::{AuthMech, Layout, SecretSource, Tls};
+    use crate::import::tests::{Out, dirs};
     use crate::sync::{Direction, Expunge};
 
     const RC: &str = "/home/me/.offlineimaprc";
 
-    struct Out {
-        text: String,
-        config: Config,
-        home: tempfile::TempDir,
-    }
-
-    impl Out {
-        fn account(&self, name: &str) -> &Account {
-            self.config
-                .account(name)
-                .unwrap_or_else(|| panic!("no account {name} in\n{}", self.text))
-        }
-
-        fn imap(&self, name: &str) -> &ImapSettings {
-            match &self.account(name).kind {
-                AccountKind::Imap(s) => s,
-                AccountKind::Pop3(_) => panic!("pop3"),
-            }
-        }
-
-        fn folders(&self, name: &str) -> Vec<String> {
-            self.imap(name)
-                .folders
-                .0
-                .iter()
-                .map(|p| format!("{}{}", if p.exclude { "!" } else { "" }, p.glob))
-                .collect()
-        }
-
-        fn home(&self, rel: &str) -> PathBuf {
-            self.home.path().join(rel)
-        }
-
-        /// Whether the output says `needle`, comments read unwrapped.
-        fn has(&self, needle: &str) -> bool {
-            self.text.replace("\n#   ", " ").contains(needle)
-        }
-    }
-
     fn convert_ok(rc: &str) -> Out {
-        let home = tempfile::tempdir().unwrap();
-        let d = dirs(home.path());
-        let converted = super::super::convert(Tool::OfflineImap, Path::new(RC), rc, &d)
-            .unwrap_or_else(|e| panic!("{e}"));
-        Out {
-            config: load(&converted.text, &d),
-            text: converted.text,
-            home,
-        }
+        crate::import::tests::convert_ok(Tool::OfflineImap, RC, rc)
     }
 
     fn convert_err(rc: &str) -> ConfigError {
-        match super::super::convert(Tool::OfflineImap, Path::new(RC), rc, &Dirs::default()) {
-            Ok(c) => panic!("converted:\n{}", c.text),
-            Err(e) => e,
-        }
+        crate::import::tests::convert_err(Tool::OfflineImap, RC, rc)
     }
 
     const TWO_ACCOUNTS: &str = r#"[general]
