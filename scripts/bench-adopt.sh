@@ -73,17 +73,9 @@ folder_names = "modified-utf-7"
 CONF
 chmod 600 "$SHM/config.toml"
 
-measure() { # scenario command... ; appends "scenario secs rss_kib", keeps stdout
-    local scenario=$1; shift
-    /usr/bin/time -f "%e %M" -o "$BENCH/time.out" "$@" >"$BENCH/last.out" 2>"$BENCH/last.err" || {
-        echo "$scenario failed:" >&2; cat "$BENCH/last.out" "$BENCH/last.err" >&2; exit 1; }
-    read -r secs kib < "$BENCH/time.out"
-    printf '%s\t%s\t%s\n' "$scenario" "$secs" "$kib" >> "$RESULTS"
-}
-
 adopt() { # scenario
     rm -rf "$SHM/state"
-    measure "$1" "$SYNCMAIL" sync --config "$SHM/config.toml"
+    bench_measure "$1" -- "$SYNCMAIL" sync --config "$SHM/config.toml"
     grep -q "fetched 0 (0 KiB), appended 0," "$BENCH/last.out" || {
         echo "$1 transferred mail:" >&2; cat "$BENCH/last.out" >&2; exit 1; }
     grep "first contact" "$BENCH/last.out" | sed 's/^/   /'
@@ -95,11 +87,11 @@ state_files() { find "$MAIL" -name "$1" -type f; }
 for run in $(seq "$RUNS"); do
     echo "== run $run"
     adopt with-state
-    measure noop "$SYNCMAIL" sync --config "$SHM/config.toml"
+    bench_measure noop -- "$SYNCMAIL" sync --config "$SHM/config.toml"
     for f in $(state_files .mbsyncstate); do mv "$f" "$f.hidden"; done
     adopt without-state
     for f in $(state_files .mbsyncstate.hidden); do mv "$f" "${f%.hidden}"; done
-    measure headers sh -c "find '$MAIL' -type f -path '*/cur/*' -o -type f -path '*/new/*' | xargs -d '\n' head -q -c 65536 >/dev/null"
+    bench_measure headers -- sh -c "find '$MAIL' -type f -path '*/cur/*' -o -type f -path '*/new/*' | xargs -d '\n' head -q -c 65536 >/dev/null"
 done
 
 python3 - "$RESULTS" "$MESSAGES" "$RUNS" <<'PY'

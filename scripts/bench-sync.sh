@@ -32,14 +32,6 @@ bench_start bench "$MESSAGES"
 # The 100 UIDs whose \Flagged flips for the flags100 scenario.
 FLAG_UIDS=$(seq 1 $((MESSAGES / 200)) $((MESSAGES / 2)) | head -100 | paste -sd, -)
 
-measure() { # name scenario storage command... ; appends "name scenario storage secs rss_kib"
-    local name=$1 scenario=$2 storage=$3; shift 3
-    /usr/bin/time -f "%e %M" -o "$BENCH/time.out" "$@" >/dev/null 2>"$BENCH/last.err" || {
-        echo "$name $scenario failed:" >&2; cat "$BENCH/last.err" >&2; exit 1; }
-    read -r secs kib < "$BENCH/time.out"
-    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$scenario" "$storage" "$secs" "$kib" >> "$RESULTS"
-}
-
 run_tool() { # tool storage_dir storage_name
     local tool=$1 dir=$2 storage=$3 local_root=$2/$1
     rm -rf "$local_root"; mkdir -p "$local_root"
@@ -94,10 +86,10 @@ SyncState *
 CONF
             cmd=(mbsync -q -c "$local_root.rc" -a) ;;
     esac
-    measure "$tool" initial "$storage" "${cmd[@]}"
-    measure "$tool" noop "$storage" "${cmd[@]}"
+    bench_measure "$tool" initial "$storage" -- "${cmd[@]}"
+    bench_measure "$tool" noop "$storage" -- "${cmd[@]}"
     dovecot_adm flags add -u bench '\Flagged' mailbox INBOX uid "$FLAG_UIDS"
-    measure "$tool" flags100 "$storage" "${cmd[@]}"
+    bench_measure "$tool" flags100 "$storage" -- "${cmd[@]}"
     dovecot_adm flags remove -u bench '\Flagged' mailbox INBOX uid "$FLAG_UIDS"
     rm -rf "$local_root" "$local_root.toml" "$local_root.rc"
 }

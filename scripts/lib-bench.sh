@@ -4,6 +4,9 @@
 #   bench_start NAME MESSAGES  builds the release binary ($SYNCMAIL), makes the work
 #                         directories $BENCH (disk) and $SHM (tmpfs) and $RESULTS, all
 #                         removed on exit, starts Dovecot and seeds MESSAGES messages
+#   bench_measure FIELD... -- COMMAND...
+#                         runs COMMAND under GNU time and appends "FIELD... secs rss_kib"
+#                         (tab-separated) to $RESULTS; its output is in $BENCH/last.out
 #   bench_seed MESSAGES   MESSAGES messages of realistic sizes (most 2-8 KiB, ~13%
 #                         100-300 KiB, ~2% near 1 MiB), half in INBOX, half in Archive,
 #                         70% \Seen, each with a Message-ID
@@ -19,6 +22,17 @@ bench_start() {
     echo "== starting Dovecot and seeding $2 messages"
     dovecot_start "$BENCH/server" bench bench-password
     bench_seed "$2"
+}
+
+bench_measure() {
+    local fields=()
+    while [ "$1" != "--" ]; do fields+=("$1"); shift; done
+    shift
+    /usr/bin/time -f "%e %M" -o "$BENCH/time.out" "$@" >"$BENCH/last.out" 2>"$BENCH/last.err" || {
+        echo "${fields[*]} failed:" >&2; cat "$BENCH/last.out" "$BENCH/last.err" >&2; exit 1; }
+    local secs kib
+    read -r secs kib < "$BENCH/time.out"
+    (IFS=$'\t'; printf '%s\t%s\t%s\n' "${fields[*]}" "$secs" "$kib") >> "$RESULTS"
 }
 
 bench_seed() {
