@@ -4,77 +4,12 @@
 //! that folder's failure, named, never the account's.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use crate::support::dovecot::message;
 use crate::support::maildir as md;
-use crate::support::servers::{MatrixServer, ServerKind};
+use crate::support::servers::{MatrixHome as Home, MatrixServer, ServerKind};
 use crate::support::sync_env::QUIET;
-use crate::support::{stderr, stdout, syncmail};
-
-struct Home {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Home {
-    fn new(server: &MatrixServer, extra: &str) -> Home {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{1}{extra}",
-                dir.path().display(),
-                server.imap_account("t", "alice", "implicit")
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        Home { dir, config }
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec![args[0], "--config", self.config.to_str().unwrap()];
-        all.extend_from_slice(&args[1..]);
-        syncmail(self.dir.path(), &all)
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("Mail/t")
-    }
-
-    fn folder(&self, name: &str) -> PathBuf {
-        self.root().join(name)
-    }
-
-    /// Local folder (relative path) -> Message-ID -> how many files carry it.
-    fn message_ids(&self) -> BTreeMap<String, BTreeMap<String, usize>> {
-        let mut all = BTreeMap::new();
-        let mut stack = vec![self.root()];
-        while let Some(dir) = stack.pop() {
-            if dir.join("cur").is_dir() {
-                let mut counts = BTreeMap::new();
-                for (id, _) in md::state(&dir) {
-                    *counts.entry(id).or_insert(0) += 1;
-                }
-                let rel = dir.strip_prefix(self.root()).unwrap();
-                all.insert(rel.display().to_string(), counts);
-            }
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let entry = entry.unwrap();
-                let name = entry.file_name();
-                if entry.file_type().unwrap().is_dir()
-                    && !["cur", "new", "tmp"].contains(&name.to_str().unwrap())
-                {
-                    stack.push(entry.path());
-                }
-            }
-        }
-        all
-    }
-}
+use crate::support::{stderr, stdout};
 
 fn run_ok(server: &MatrixServer, home: &Home, args: &[&str]) -> String {
     let out = home.run(args);
@@ -113,7 +48,7 @@ fn folders_map_through_the_prefix(kind: ServerKind) {
     );
     server.seed("alice", "Entwürfe", &message("c", "draft-1@test", "draft"));
 
-    let home = Home::new(&server, "");
+    let home = Home::new(&server, "alice", "implicit", "");
     let check = run_ok(&server, &home, &["check-config", "--connect"]);
     assert!(
         check.contains("personal namespace \"INBOX.\""),
@@ -202,7 +137,7 @@ fn rule_24_courier_maps_folders_through_the_prefix() {
 /// the summary line still prints, and the exit code says a folder failed.
 fn a_refused_create_is_that_folders_failure(kind: ServerKind) {
     let server = MatrixServer::start(kind);
-    let home = Home::new(&server, "");
+    let home = Home::new(&server, "alice", "implicit", "");
     run_ok(&server, &home, &["sync"]);
     server.seed("alice", "INBOX", &message("in", "in-1@test", "new mail"));
     for (folder, id) in [("Bad%Name", "bad-1@test"), ("Projects", "proj-1@test")] {

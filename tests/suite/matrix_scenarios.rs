@@ -6,130 +6,21 @@
 //! folder on both sides: no duplicate, nothing lost.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::support::daemon::{Daemon, wait_until};
 use crate::support::dovecot::message;
 use crate::support::flags::maildir_to_imap;
 use crate::support::maildir as md;
-use crate::support::servers::{MatrixServer, ServerKind};
-use crate::support::sync_env::{QUIET, State};
-use crate::support::{assert_crashed_at_a_fault_point, stderr, stdout, syncmail_with_env};
+use crate::support::servers::{MatrixHome as Home, MatrixServer, ServerKind};
+use crate::support::sync_env::State;
+use crate::support::{assert_crashed_at_a_fault_point, stdout};
 
 /// Folder (as the user sees it, `/`-separated) -> Message-ID -> copies.
 type Counts = BTreeMap<String, BTreeMap<String, usize>>;
 
 /// Users of the crash loop: one fresh account per fault point, all on the same server.
 const CRASH_USERS: usize = 24;
-
-/// One account of `user` on `server` over implicit TLS, with its own home.
-struct Home {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    kind: ServerKind,
-}
-
-impl Home {
-    fn new(server: &MatrixServer, user: &str, extra: &str) -> Home {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{1}{extra}",
-                dir.path().display(),
-                server.imap_account("t", user, "implicit")
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        Home {
-            dir,
-            config,
-            kind: server.kind,
-        }
-    }
-
-    fn run(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
-        let mut all = vec![args[0], "--config", self.config.to_str().unwrap()];
-        all.extend_from_slice(&args[1..]);
-        syncmail_with_env(self.dir.path(), &all, vars)
-    }
-
-    /// A pass that must succeed; its summary (the log goes into the failure message).
-    fn sync(&self, server: &MatrixServer, what: &str) -> String {
-        let out = self.run(&["sync"], &[]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}: {what} failed:\n{}\n{}\n{}",
-            self.kind,
-            stdout(&out),
-            stderr(&out),
-            server.logs()
-        );
-        stdout(&out)
-    }
-
-    /// A rerun must do nothing.
-    fn assert_quiet(&self, server: &MatrixServer, what: &str) {
-        let summary = self.sync(server, what);
-        assert!(
-            summary.contains(QUIET),
-            "{}: {what} must do nothing: {summary}",
-            self.kind
-        );
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("Mail/t")
-    }
-
-    fn folder(&self, name: &str) -> PathBuf {
-        self.root().join(name)
-    }
-
-    /// The local key of the message with this Message-ID.
-    fn key_of(&self, folder: &str, id: &str) -> String {
-        let dir = self.folder(folder);
-        let wanted = format!("<{id}@test>");
-        md::messages(&dir)
-            .into_keys()
-            .find(|k| String::from_utf8_lossy(&md::read(&dir, k)).contains(&wanted))
-            .unwrap_or_else(|| panic!("{}: {wanted} is not in local {folder}", self.kind))
-    }
-
-    /// Local folder -> Message-ID -> files carrying it, empty folders left out.
-    fn message_ids(&self) -> Counts {
-        let mut all = BTreeMap::new();
-        let mut stack = vec![self.root()];
-        while let Some(dir) = stack.pop() {
-            if dir.join("cur").is_dir() {
-                let mut counts = BTreeMap::new();
-                for (id, _) in md::state(&dir) {
-                    *counts.entry(id).or_insert(0) += 1;
-                }
-                let rel = dir.strip_prefix(self.root()).unwrap();
-                if !counts.is_empty() {
-                    all.insert(rel.display().to_string(), counts);
-                }
-            }
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let entry = entry.unwrap();
-                let name = entry.file_name();
-                if entry.file_type().unwrap().is_dir()
-                    && !["cur", "new", "tmp"].contains(&name.to_str().unwrap())
-                {
-                    stack.push(entry.path());
-                }
-            }
-        }
-        all
-    }
-}
 
 /// The server's folder -> Message-ID -> copies, folders named as the user sees them
 /// (`INBOX.Archive.2024` is `Archive/2024`), empty folders left out.
@@ -175,10 +66,18 @@ fn assert_counts(server: &MatrixServer, user: &str, home: &Home, want: &Counts, 
         "{kind}, {scenario}: Message-IDs on the server"
     );
     assert_eq!(
-        &home.message_ids(),
+        &local_ids(home),
         want,
         "{kind}, {scenario}: Message-IDs in the Maildir"
     );
+}
+
+/// The Maildir's Message-ID counts, empty folders left out (as on the server side).
+fn local_ids(home: &Home) -> Counts {
+    home.message_ids()
+        .into_iter()
+        .filter(|(_, ids)| !ids.is_empty())
+        .collect()
 }
 
 fn body(id: &str) -> Vec<u8> {
@@ -233,7 +132,7 @@ fn scenarios(kind: ServerKind, crash: bool) {
     let user_refs: Vec<&str> = users.iter().map(String::as_str).collect();
     let server = MatrixServer::start_with_users(kind, &user_refs);
     let user = "alice";
-    let home = Home::new(&server, user, "");
+    let home = Home::new(&server, user, "implicit", "");
 
     // 1. Initial pull: a nested and a non-ASCII folder, under the namespace-mapped names.
     for folder in ["Archive", "Archive/2024", "Entwürfe"] {
@@ -250,7 +149,7 @@ fn scenarios(kind: ServerKind, crash: bool) {
     seed(&server, user, "Entwürfe", &["e"]);
     let b = uid_of(&server, user, "INBOX", "b");
     server.add_flags(user, "INBOX", b, "\\Seen \\Flagged");
-    let summary = home.sync(&server, "the initial pull");
+    let summary = home.sync(&server, "the initial pull").0;
     assert!(summary.contains("fetched 10"), "{kind}: {summary}");
     assert_eq!(
         md::messages(&home.folder("INBOX"))[&home.key_of("INBOX", "b")],
@@ -288,7 +187,7 @@ fn scenarios(kind: ServerKind, crash: bool) {
     md::set_flags(&home.folder("INBOX"), &home.key_of("INBOX", "a"), "S");
     let c = uid_of(&server, user, "Archive", "c");
     server.add_flags(user, "Archive", c, "\\Answered");
-    let summary = home.sync(&server, "a flag change each way");
+    let summary = home.sync(&server, "a flag change each way").0;
     assert!(
         summary.contains("flags pushed 1 pulled 1"),
         "{kind}: {summary}"
@@ -302,7 +201,7 @@ fn scenarios(kind: ServerKind, crash: bool) {
     md::delete(&home.folder("INBOX"), &home.key_of("INBOX", "x"));
     let c2 = uid_of(&server, user, "Archive", "c2");
     server.expunge(user, "Archive", c2);
-    let summary = home.sync(&server, "a deletion each way");
+    let summary = home.sync(&server, "a deletion each way").0;
     assert!(
         summary.contains("deleted 1 on server 1 locally"),
         "{kind}: {summary}"
@@ -336,7 +235,7 @@ fn scenarios(kind: ServerKind, crash: bool) {
     let gone = uid_of(&server, user, "INBOX", "gone");
     server.add_flags(user, "INBOX", keep, "\\Flagged");
     server.add_flags(user, "INBOX", gone, "\\Seen");
-    let summary = home.sync(&server, "the rule 11 conflict");
+    let summary = home.sync(&server, "the rule 11 conflict").0;
     assert!(summary.contains("2 conflicts"), "{kind}: {summary}");
     assert_eq!(flags_of(&server, user, "INBOX", "keep"), "\\Flagged");
     assert_eq!(
@@ -344,7 +243,7 @@ fn scenarios(kind: ServerKind, crash: bool) {
         "F",
         "{kind}: the flagged message is back"
     );
-    let out = home.run(&["log", "--conflicts"], &[]);
+    let out = home.run_with(&["log", "--conflicts"], &[]);
     let log = stdout(&out);
     assert_eq!(
         log.lines().filter(|l| l.contains("conflict")).count(),
@@ -382,7 +281,7 @@ fn scenarios(kind: ServerKind, crash: bool) {
         "S",
         &body("l"),
     );
-    let summary = home.sync(&server, "folders made on either side");
+    let summary = home.sync(&server, "folders made on either side").0;
     assert!(
         summary.contains("fetched 1") && summary.contains("appended 1"),
         "{kind}: {summary}"
@@ -396,7 +295,7 @@ fn scenarios(kind: ServerKind, crash: bool) {
     );
     if kind == ServerKind::Imap4d {
         // imap4d ignores an APPEND's flags: \Seen follows as a flag change next pass.
-        let summary = home.sync(&server, "the pass after the upload");
+        let summary = home.sync(&server, "the pass after the upload").0;
         assert!(summary.contains("flags pushed 1"), "{kind}: {summary}");
     }
     assert_eq!(flags_of(&server, user, "Local Only", "l"), "\\Seen");
@@ -432,7 +331,7 @@ fn scenarios(kind: ServerKind, crash: bool) {
 /// step: two to fetch, a flag to pull, an expunge to carry over; one to append, a flag to
 /// push, a deletion to carry over.
 fn prepared(server: &MatrixServer, user: &str) -> Home {
-    let home = Home::new(server, user, "");
+    let home = Home::new(server, user, "implicit", "");
     seed(server, user, "INBOX", &["a", "b", "c", "d"]);
     home.sync(server, &format!("the first pass of {user}"));
     seed(server, user, "INBOX", &["e", "f"]);
@@ -491,7 +390,7 @@ fn crash_loop(server: &MatrixServer) {
         let user = format!("crash{n}");
         let home = prepared(server, &user);
         let fault = format!("#{n}");
-        let out = home.run(&["sync"], &[("SYNCMAIL_FAULT", &fault)]);
+        let out = home.run_with(&["sync"], &[("SYNCMAIL_FAULT", &fault)]);
         if out.status.code() == Some(0) {
             // Fewer than n fault points in a pass: every step has been crashed at.
             assert_eq!(
@@ -549,7 +448,7 @@ fn push(server: &MatrixServer) {
             "by IDLE with a 3 s refresh",
         )
     };
-    let home = Home::new(server, user, extra);
+    let home = Home::new(server, user, "implicit", extra);
     let daemon = Daemon::launch(home.dir.path(), &home.config, &[]);
     let inbox = home.folder("INBOX");
     let count = |folder: &std::path::Path| md::messages(folder).len();
@@ -570,7 +469,7 @@ fn push(server: &MatrixServer) {
         latency.as_millis()
     );
     daemon.stop();
-    let ids = home.message_ids();
+    let ids = local_ids(&home);
     assert_eq!(ids["INBOX"].get("<pushed@test>"), Some(&1), "{kind}");
     assert_eq!(server_ids(server, user), ids, "{kind}: after the push");
 }

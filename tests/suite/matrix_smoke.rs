@@ -7,43 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::support::dovecot::message;
 use crate::support::maildir as md;
-use crate::support::servers::{MatrixServer, ServerKind};
+use crate::support::servers::{MatrixHome as Home, MatrixServer, ServerKind};
 use crate::support::sync_env::QUIET;
-use crate::support::{stderr, stdout, syncmail};
-
-struct Home {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Home {
-    fn new(server: &MatrixServer, tls: &str) -> Home {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{1}",
-                dir.path().display(),
-                server.imap_account("t", "alice", tls)
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        Home { dir, config }
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec![args[0], "--config", self.config.to_str().unwrap()];
-        all.extend_from_slice(&args[1..]);
-        syncmail(self.dir.path(), &all)
-    }
-
-    fn folder(&self, name: &str) -> PathBuf {
-        self.dir.path().join("Mail/t").join(name)
-    }
-}
+use crate::support::{stderr, stdout};
 
 fn assert_ok(server: &MatrixServer, what: &str, out: &std::process::Output) -> String {
     assert_eq!(
@@ -59,7 +25,7 @@ fn assert_ok(server: &MatrixServer, what: &str, out: &std::process::Output) -> S
 }
 
 fn check_connect(server: &MatrixServer, tls: &str) {
-    let home = Home::new(server, tls);
+    let home = Home::new(server, "alice", tls, "");
     let out = home.run(&["check-config", "--connect"]);
     assert_ok(
         server,
@@ -78,7 +44,7 @@ fn smoke(kind: ServerKind) {
     let server = MatrixServer::start(kind);
     check_connect(&server, "implicit");
 
-    let home = Home::new(&server, "implicit");
+    let home = Home::new(&server, "alice", "implicit", "");
     let summary = assert_ok(&server, "sync of the empty account", &home.run(&["sync"]));
     assert!(summary.contains("fetched 0"), "{kind}: {summary}");
 

@@ -6,63 +6,14 @@
 //! counting Message-IDs on both sides.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::support::hostile::Home as ScriptedHome;
 use crate::support::imap_script::{Misbehaviour, ScriptedImap};
 use crate::support::maildir as md;
-use crate::support::servers::{MatrixServer, ServerKind};
+use crate::support::servers::{MatrixHome as Home, MatrixServer, ServerKind};
+use crate::support::stdout;
 use crate::support::sync_env::QUIET;
-use crate::support::{stderr, stdout, syncmail};
-
-struct Home {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Home {
-    fn new(server: &MatrixServer) -> Home {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{1}",
-                dir.path().display(),
-                server.imap_account("t", "alice", "implicit")
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        Home { dir, config }
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec![args[0], "--config", self.config.to_str().unwrap()];
-        all.extend_from_slice(&args[1..]);
-        syncmail(self.dir.path(), &all)
-    }
-
-    /// A pass that must succeed; its summary and its log.
-    fn sync(&self, server: &MatrixServer, what: &str) -> (String, String) {
-        let out = self.run(&["sync"]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{what} against {} failed:\n{}\n{}\n{}",
-            server.kind,
-            stdout(&out),
-            stderr(&out),
-            server.logs()
-        );
-        (stdout(&out), stderr(&out))
-    }
-
-    fn inbox(&self) -> PathBuf {
-        self.dir.path().join("Mail/t/INBOX")
-    }
-}
 
 /// A message as mutt writes it: LF line endings.
 fn lf_message(id: &str) -> Vec<u8> {
@@ -120,7 +71,7 @@ fn key_of(folder: &Path, id: &str) -> String {
 #[test]
 fn rule_23_cyrus_takes_a_file_with_lf_line_endings_and_the_folder_keeps_syncing() {
     let server = MatrixServer::start(ServerKind::Cyrus);
-    let home = Home::new(&server);
+    let home = Home::new(&server, "alice", "implicit", "");
     // Another message stays, so the deletion below does not empty the folder (rule 7).
     server.seed("alice", "INBOX", &crlf(&lf_message("cyrus-1")));
     home.sync(&server, "the first pass");
@@ -171,7 +122,7 @@ fn rule_23_cyrus_takes_a_file_with_lf_line_endings_and_the_folder_keeps_syncing(
 #[test]
 fn rule_22_imap4d_gets_each_local_message_exactly_once_over_four_passes() {
     let server = MatrixServer::start(ServerKind::Imap4d);
-    let home = Home::new(&server);
+    let home = Home::new(&server, "alice", "implicit", "");
     home.sync(&server, "the first pass");
     let ids = ["local-1", "local-2", "local-3"];
     for (i, id) in ids.iter().enumerate() {
@@ -263,7 +214,7 @@ fn md_state_as_imap(folder: &Path) -> Vec<(String, String)> {
 #[test]
 fn rule_08_imap4d_deletes_without_uidplus_and_the_folder_never_halts() {
     let server = MatrixServer::start(ServerKind::Imap4d);
-    let home = Home::new(&server);
+    let home = Home::new(&server, "alice", "implicit", "");
     for id in ["del-1", "del-2", "del-3", "del-4"] {
         server.seed("alice", "INBOX", &crlf(&lf_message(id)));
     }
@@ -394,7 +345,7 @@ fn rule_23_the_append_literal_carries_crlf_only() {
 #[test]
 fn cyrus_rewriting_an_8bit_header_is_reported() {
     let server = MatrixServer::start(ServerKind::Cyrus);
-    let home = Home::new(&server);
+    let home = Home::new(&server, "alice", "implicit", "");
     home.sync(&server, "the first pass");
     let body = "From: Alice <alice@test>\nTo: bob@test\nSubject: Gr\u{fc}\u{df}e\n\
                 Message-ID: <eight@test>\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n\nhello\n";

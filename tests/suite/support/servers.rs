@@ -897,3 +897,97 @@ impl Layout<'_> {
         ))
     }
 }
+
+/// A syncmail home for one account `t` on a matrix server: a config file (0600) with the
+/// account and any `extra` keys, the Maildir under `Mail/t`, the state beside it.
+pub struct MatrixHome {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub kind: ServerKind,
+}
+
+impl MatrixHome {
+    pub fn new(server: &MatrixServer, user: &str, tls: &str, extra: &str) -> MatrixHome {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{1}{extra}",
+                dir.path().display(),
+                server.imap_account("t", user, tls)
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        MatrixHome {
+            dir,
+            config,
+            kind: server.kind,
+        }
+    }
+
+    /// `syncmail COMMAND --config CONFIG ARGS...`.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.run_with(args, &[])
+    }
+
+    /// The same with extra environment variables (a fault point).
+    pub fn run_with(&self, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+        let mut all = vec![args[0], "--config", self.config.to_str().unwrap()];
+        all.extend_from_slice(&args[1..]);
+        super::syncmail_with_env(self.dir.path(), &all, vars)
+    }
+
+    /// A pass that must succeed: its summary and its log.
+    pub fn sync(&self, server: &MatrixServer, what: &str) -> (String, String) {
+        let out = self.run(&["sync"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {what} failed:\n{}\n{}\n{}",
+            self.kind,
+            super::stdout(&out),
+            super::stderr(&out),
+            server.logs()
+        );
+        (super::stdout(&out), super::stderr(&out))
+    }
+
+    /// A rerun must do nothing.
+    pub fn assert_quiet(&self, server: &MatrixServer, what: &str) {
+        let (summary, _) = self.sync(server, what);
+        assert!(
+            summary.contains(super::sync_env::QUIET),
+            "{}: {what} must do nothing: {summary}",
+            self.kind
+        );
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("Mail/t")
+    }
+
+    pub fn folder(&self, name: &str) -> PathBuf {
+        self.root().join(name)
+    }
+
+    pub fn inbox(&self) -> PathBuf {
+        self.folder("INBOX")
+    }
+
+    /// Local folder (path relative to the account's root) -> Message-ID -> files.
+    pub fn message_ids(&self) -> super::peers::IdCounts {
+        super::peers::maildir_ids(&self.root())
+    }
+
+    /// The local key of the message with this Message-ID (`<{id}@test>`).
+    pub fn key_of(&self, folder: &str, id: &str) -> String {
+        let dir = self.folder(folder);
+        let wanted = format!("<{id}@test>");
+        super::maildir::messages(&dir)
+            .into_keys()
+            .find(|k| String::from_utf8_lossy(&super::maildir::read(&dir, k)).contains(&wanted))
+            .unwrap_or_else(|| panic!("{}: {wanted} is not in local {folder}", self.kind))
+    }
+}
