@@ -27,33 +27,7 @@ bench_start adopt "$MESSAGES"
 
 MAIL=$SHM/Mail/b
 mkdir -p "$MAIL"
-cat > "$SHM/mbsyncrc" <<CONF
-FSync no
-IMAPAccount b
-Host localhost
-Port $IMAPS
-User bench
-Pass bench-password
-SSLType IMAPS
-CertificateFile $BENCH/server/tls/ca.pem
-
-IMAPStore remote
-Account b
-
-MaildirStore local
-Path $MAIL/
-Inbox $MAIL/INBOX
-SubFolders Verbatim
-
-Channel b
-Far :remote:
-Near :local:
-Patterns *
-Create Near
-Sync All
-Expunge Both
-SyncState *
-CONF
+bench_mbsyncrc "$SHM/mbsyncrc" "$MAIL" no
 echo "== mbsync fills the Maildir"
 mbsync -q -c "$SHM/mbsyncrc" -a
 cat > "$SHM/config.toml" <<CONF

@@ -57,33 +57,7 @@ CONF
         mbsync|mbsync-nofsync)
             local fsync=yes; [ "$tool" = mbsync-nofsync ] && fsync=no
             mkdir -p "$local_root/Mail"
-            cat > "$local_root.rc" <<CONF
-FSync $fsync
-IMAPAccount b
-Host localhost
-Port $IMAPS
-User bench
-Pass bench-password
-SSLType IMAPS
-CertificateFile $BENCH/server/tls/ca.pem
-
-IMAPStore remote
-Account b
-
-MaildirStore local
-Path $local_root/Mail/
-Inbox $local_root/Mail/INBOX
-SubFolders Verbatim
-
-Channel b
-Far :remote:
-Near :local:
-Patterns *
-Create Near
-Sync All
-Expunge Both
-SyncState *
-CONF
+            bench_mbsyncrc "$local_root.rc" "$local_root/Mail" "$fsync"
             cmd=(mbsync -q -c "$local_root.rc" -a) ;;
     esac
     bench_measure "$tool" initial "$storage" -- "${cmd[@]}"

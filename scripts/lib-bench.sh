@@ -7,6 +7,10 @@
 #   bench_measure FIELD... -- COMMAND...
 #                         runs COMMAND under GNU time and appends "FIELD... secs rss_kib"
 #                         (tab-separated) to $RESULTS; its output is in $BENCH/last.out
+#   bench_mbsyncrc RC MAILDIR FSYNC
+#                         writes an mbsync config for user bench on the benchmark Dovecot
+#                         into RC: the whole account into MAILDIR (SubFolders Verbatim,
+#                         SyncState *), FSync yes or no
 #   bench_seed MESSAGES   MESSAGES messages of realistic sizes (most 2-8 KiB, ~13%
 #                         100-300 KiB, ~2% near 1 MiB), half in INBOX, half in Archive,
 #                         70% \Seen, each with a Message-ID
@@ -33,6 +37,36 @@ bench_measure() {
     local secs kib
     read -r secs kib < "$BENCH/time.out"
     (IFS=$'\t'; printf '%s\t%s\t%s\n' "${fields[*]}" "$secs" "$kib") >> "$RESULTS"
+}
+
+bench_mbsyncrc() {
+    cat > "$1" <<CONF
+FSync $3
+IMAPAccount b
+Host localhost
+Port $IMAPS
+User bench
+Pass bench-password
+SSLType IMAPS
+CertificateFile $BENCH/server/tls/ca.pem
+
+IMAPStore remote
+Account b
+
+MaildirStore local
+Path $2/
+Inbox $2/INBOX
+SubFolders Verbatim
+
+Channel b
+Far :remote:
+Near :local:
+Patterns *
+Create Near
+Sync All
+Expunge Both
+SyncState *
+CONF
 }
 
 bench_seed() {

@@ -65,6 +65,11 @@ impl SyncEnv {
                 &format!("port = {port}"),
             )
         };
+        self.write(&account);
+    }
+
+    /// The config file (0600): the general table, `account`, then the extra keys.
+    fn write(&self, account: &str) {
         std::fs::write(
             &self.config,
             format!(
@@ -88,20 +93,7 @@ impl SyncEnv {
             &format!("port = {}", self.dovecot.imap_port),
             &format!("port = {port}"),
         );
-        std::fs::write(
-            &self.config,
-            format!(
-                "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n\n{account}{1}",
-                self.home.path().display(),
-                self.extra
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            &self.config,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
+        self.write(&account);
     }
 
     pub fn folder(&self, name: &str) -> PathBuf {
