@@ -401,6 +401,16 @@ impl ImapSession {
         self.search("ALL").await
     }
 
+    /// Which of these UIDs the selected folder still holds.
+    pub async fn present(&mut self, uids: &[Uid]) -> Result<BTreeSet<Uid>, ImapError> {
+        if uids.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let asked: BTreeSet<Uid> = uids.iter().copied().collect();
+        let found = self.search(&format!("UID {}", uid_set(uids))).await?;
+        Ok(found.intersection(&asked).copied().collect())
+    }
+
     /// `UID SEARCH <criteria>`. Under MESSAGELIMIT the search is made over UID ranges
     /// of at most that many messages each (a leading `UID <set>` criterion is split, and
     /// one without it searches the whole folder range by range).
@@ -1135,7 +1145,7 @@ pub fn uid_set(uids: &[Uid]) -> String {
     let mut iter = sorted.into_iter().peekable();
     while let Some(start) = iter.next() {
         let mut end = start;
-        while iter.peek() == Some(&(end + 1)) {
+        while end < u32::MAX && iter.peek() == Some(&(end + 1)) {
             end += 1;
             iter.next();
         }
