@@ -9,6 +9,11 @@
 //! parser: a response is lines ended by CRLF, and a line that ends in a literal
 //! announcement (`{n}`, `{n+}`, `~{n}`) is followed by exactly n bytes that are not
 //! looked at, then the response goes on.
+//!
+//! A line ended by a bare LF (GNU imap4d 3.15 ends AUTHENTICATE's tagged OK so) is read
+//! as ended by CRLF: outside a literal a bare LF can only be a line's end, and
+//! async-imap would otherwise wait for a CR that never comes. Literal bytes are never
+//! touched.
 
 use std::fmt;
 use std::pin::Pin;
@@ -86,6 +91,9 @@ pub struct FrameScanner {
     tail: Tail,
     /// The first bytes of the current response: enough to tell a status response.
     head: Vec<u8>,
+    /// Offsets, within the bytes of the last `feed`, of LFs that ended a line without a
+    /// CR before them: where [`Bounded`] puts the missing CR.
+    bare_lf: Vec<usize>,
 }
 
 /// How many bytes of a response's start [`FrameScanner`] keeps to classify it.
@@ -98,13 +106,13 @@ const HEAD: usize = 32;
 fn is_status_response(head: &[u8]) -> bool {
     let mut words = head.split(|b| *b == b' ');
     let first = words.next().unwrap_or_default();
-    if first == b"+" || first.starts_with(b"+\r") {
+    if first == b"+" || first.starts_with(b"+\r") || first.starts_with(b"+\n") {
         return true;
     }
     let Some(second) = words.next() else {
         return false;
     };
-    let second = second.strip_suffix(b"\r\n").unwrap_or(second);
+    let second = second.strip_suffix(b"\n").unwrap_or(second);
     let second = second.strip_suffix(b"\r").unwrap_or(second);
     ["OK", "NO", "BAD", "BYE", "PREAUTH"]
         .iter()
@@ -129,7 +137,13 @@ impl FrameScanner {
             literal_bytes: 0,
             tail: Tail::Other,
             head: Vec::with_capacity(HEAD),
+            bare_lf: Vec::new(),
         }
+    }
+
+    /// Where the bytes of the last [`FrameScanner::feed`] ended a line with a bare LF.
+    pub fn bare_lfs(&self) -> &[usize] {
+        &self.bare_lf
     }
 
     /// How many of the bytes fed so far belong to a line whose CRLF has not come yet.
@@ -139,25 +153,32 @@ impl FrameScanner {
 
     /// Take the next bytes the server sent. After an error the stream is out of step
     /// and must be dropped.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), FrameError> {
-        while !bytes.is_empty() {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
+        self.bare_lf.clear();
+        let mut at = 0;
+        while at < bytes.len() {
             if self.literal_left > 0 {
-                let n = self.literal_left.min(bytes.len() as u64);
+                let n = self.literal_left.min((bytes.len() - at) as u64);
                 self.literal_left -= n;
-                bytes = &bytes[n as usize..];
+                at += n as usize;
                 continue;
             }
-            let b = bytes[0];
-            bytes = &bytes[1..];
+            let b = bytes[at];
+            at += 1;
             self.line_bytes += 1;
             self.segment += 1;
             if self.line_bytes <= HEAD as u64 {
                 self.head.push(b);
             }
-            if b == b'\n' && matches!(self.tail, Tail::Cr | Tail::ClosedCr(_)) {
+            if b == b'\n' {
+                if !matches!(self.tail, Tail::Cr | Tail::ClosedCr(_)) {
+                    self.bare_lf.push(at - 1);
+                }
                 self.segment = 0;
                 match self.tail {
-                    Tail::ClosedCr(size) if !is_status_response(&self.head) => {
+                    Tail::Closed(size) | Tail::ClosedCr(size)
+                        if !is_status_response(&self.head) =>
+                    {
                         self.start_literal(size)?;
                     }
                     _ => {
@@ -369,6 +390,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for Bounded<S> {
                         this.failed = Some(e);
                         continue;
                     }
+                    if !this.scanner.bare_lfs().is_empty() {
+                        let fed = this.pending.split_off(old);
+                        let mut from = 0;
+                        for &lf in this.scanner.bare_lfs() {
+                            this.pending.extend_from_slice(&fed[from..lf]);
+                            this.pending.push(b'\r');
+                            from = lf;
+                        }
+                        this.pending.extend_from_slice(&fed[from..]);
+                    }
                     // The unfinished line is at most the line bound, so this fits.
                     this.ready = this.pending.len() - this.scanner.unfinished() as usize;
                 }
@@ -493,9 +524,9 @@ mod tests {
         let mut s = FrameScanner::new(10, 10);
         assert_eq!(s.feed(b"* OK 12345"), Ok(()));
         assert_eq!(s.feed(b"6"), Err(FrameError::Line { limit: 10 }));
-        // A bare LF does not end a line (imap-proto would not end it either).
-        assert!(scan((10, 10), &[b"* OK\n* OK\n* OK\n"]).is_err());
-        // CRLF does, and each response gets the whole bound.
+        // CRLF ends a line, and so does a bare LF (read as CRLF, see the module
+        // comment); each response gets the whole bound.
+        assert_eq!(scan((10, 10), &[b"* OK 1234\n* OK 1234\n"]), Ok(()));
         assert_eq!(scan((10, 10), &[b"* OK 1234\r\n* OK 1234\r\n"]), Ok(()));
     }
 
@@ -547,6 +578,23 @@ mod tests {
             BoundError::within(&err).unwrap().to_string(),
             "the server imap.example:993 sent a literal of 4294967295 bytes; the limit is 268435456 bytes"
         );
+    }
+
+    /// GNU imap4d 3.15 ends AUTHENTICATE's tagged OK with a bare LF; the parser needs
+    /// CRLF. Line ends gain their CR, a literal's LFs stay as they are.
+    #[tokio::test]
+    async fn a_line_ended_by_a_bare_lf_reads_as_ended_by_crlf() {
+        let sent: &[u8] = b"+ \nA1 OK AUTHENTICATE PLAIN authentication successful\n\
+                            * 1 FETCH (BODY[] {5}\nab\nc\n)\na2 OK done\r\n";
+        let want: &[u8] = b"+ \r\nA1 OK AUTHENTICATE PLAIN authentication successful\r\n\
+                            * 1 FETCH (BODY[] {5}\r\nab\nc\n)\r\na2 OK done\r\n";
+        for chunk in [1, 2, 7, 4096] {
+            assert_eq!(
+                read_all(sent, chunk).await.unwrap(),
+                want,
+                "reads of {chunk}"
+            );
+        }
     }
 
     proptest! {

@@ -109,13 +109,12 @@ fn imap4d_logs_in_and_pulls_a_message() {
 }
 
 /// imap4d 3.15 ends the tagged OK of AUTHENTICATE with a bare LF
-/// (`A1 OK AUTHENTICATE PLAIN authentication successful\n`); async-imap waits for the CR
-/// LF and syncmail gives up after its 60 s timeout: "no answer while logging in within
-/// 60s". Over STARTTLS the capabilities come from CAPABILITY and offer AUTH=PLAIN, so
-/// syncmail authenticates instead of LOGIN (implicit TLS: the greeting names no
-/// mechanism, LOGIN is used, and its OK ends in CRLF).
+/// (`A1 OK AUTHENTICATE PLAIN authentication successful\n`). Over STARTTLS the
+/// capabilities come from CAPABILITY and offer AUTH=PLAIN, so syncmail authenticates
+/// (implicit TLS: the greeting names no mechanism, LOGIN is used, and its OK ends in
+/// CRLF). The bound layer reads the bare LF as a line's end (`imap::bound`); before it,
+/// the login waited for a CR until the 60 s timeout.
 #[test]
-#[ignore = "issue 15: imap4d's AUTHENTICATE OK ends in a bare LF; the login hangs until the timeout"]
 fn imap4d_starttls() {
     starttls(ServerKind::Imap4d);
 }
