@@ -273,13 +273,22 @@ async fn resolve(
     }
     match spec.kind {
         IntentKind::Expunge | IntentKind::FlagDeleted => {
+            // Only what is still there: the expunge may have happened before the
+            // interruption, and a server may refuse a STORE that names a UID it no longer
+            // has (GNU imap4d: `BAD Failed to parse message set`).
             let uids: Vec<Uid> = spec.uid.into_iter().collect();
-            let outcome = session.delete(&uids).await?;
-            finish_deletion(store, folder, &uids, outcome, commit).await?;
+            let present: Vec<Uid> = session.present(&uids).await?.into_iter().collect();
+            let gone = uids.iter().filter(|u| !present.contains(u)).copied();
+            let commit = Commit {
+                remove_pairs: gone.collect(),
+                ..commit
+            };
+            let outcome = session.delete(&present).await?;
+            finish_deletion(store, folder, &present, outcome, commit).await?;
         }
         IntentKind::Move => {
             let present = match spec.uid {
-                Some(uid) => !session.search(&format!("UID {}", uid.0)).await?.is_empty(),
+                Some(uid) => !session.present(&[uid]).await?.is_empty(),
                 None => false,
             };
             match MoveDetail::decode(&spec.detail) {
@@ -409,12 +418,9 @@ async fn finish_deletion(
 ) -> Result<(), EngineError> {
     match outcome {
         Deleted::Expunged => {
-            store
-                .commit(Commit {
-                    remove_pairs: uids.to_vec(),
-                    ..commit
-                })
-                .await?
+            let mut commit = commit;
+            commit.remove_pairs.extend_from_slice(uids);
+            store.commit(commit).await?
         }
         Deleted::LeftMarked { others } => {
             tracing::warn!(folder = %folder.server_name, "{}", left_marked_reason(uids, &others));

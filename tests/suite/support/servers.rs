@@ -720,7 +720,8 @@ impl Layout<'_> {
                 "START {{\n  recover cmd=\"{bin}/ctl_cyrusdb -C {r}/imapd.conf -r\"\n}}\n\
                  SERVICES {{\n  imap cmd=\"{bin}/imapd -C {r}/imapd.conf\" listen=\"127.0.0.1:{}\" prefork=0 maxchild=50\n\
                  \x20 imaps cmd=\"{bin}/imapd -s -C {r}/imapd.conf\" listen=\"127.0.0.1:{}\" prefork=0 maxchild=50\n}}\n\
-                 EVENTS {{\n}}\n",
+                 EVENTS {{\n}}\n\
+                 DAEMON {{\n  idled cmd=\"{bin}/idled -C {r}/imapd.conf\"\n}}\n",
                 self.imap_port, self.imaps_port
             ),
         )?;
