@@ -363,3 +363,33 @@ fn cyrus_rewriting_an_8bit_header_is_reported() {
     assert_eq!(remote, once_each(&["eight"]));
     assert_eq!(local, once_each(&["eight"]));
 }
+
+/// Rule 8 with `trash` on a server without MOVE or UIDPLUS (GNU imap4d): a local deletion
+/// is a `UID COPY` to the trash folder, then the deletion above. The message ends in
+/// Trash once on each side, never twice, and not in INBOX.
+#[test]
+fn rule_08_imap4d_moves_a_local_deletion_to_trash_by_copy() {
+    let server = MatrixServer::start(ServerKind::Imap4d);
+    server.create_mailbox("alice", "Trash");
+    let home = Home::new(&server, "alice", "implicit", "trash = \"Trash\"\n");
+    for id in ["keep", "binned"] {
+        server.seed("alice", "INBOX", &crlf(&lf_message(id)));
+    }
+    let (summary, _) = home.sync(&server, "the first pass");
+    assert!(summary.contains("fetched 2"), "{summary}");
+    md::delete(&home.inbox(), &key_of(&home.inbox(), "binned"));
+    let (summary, log) = home.sync(&server, "a local deletion with trash set");
+    assert!(!log.contains("HALTED") && !log.contains("halted"), "{log}");
+    assert!(summary.contains("1 on server"), "{summary}\n{log}");
+    home.sync(&server, "the trash copy comes down");
+    let remote = server.message_ids("alice");
+    assert_eq!(remote["INBOX"], once_each(&["keep"]), "{log}");
+    assert_eq!(remote["Trash"], once_each(&["binned"]), "{log}");
+    let mut local_trash = BTreeMap::new();
+    for (id, _) in md::state(&home.folder("Trash")) {
+        *local_trash.entry(id).or_insert(0) += 1;
+    }
+    assert_eq!(local_trash, once_each(&["binned"]));
+    assert_eq!(counts(&server, &home).1, once_each(&["keep"]));
+    home.assert_quiet(&server, "a rerun");
+}

@@ -1,19 +1,29 @@
 //! The scenario set against each provider profile (support::profiles): Dovecot showing
 //! Microsoft 365's, Gmail's, Yahoo's or iCloud's capabilities, with a scripted layer for
-//! throttling, connection limits and MESSAGELIMIT. Each scenario ends by counting
-//! Message-IDs on both sides: nothing duplicated, nothing lost.
+//! throttling, connection limits and MESSAGELIMIT. The set is the matrix's: the initial
+//! pull of nested and non-ASCII folders, flags and deletions each way, the rule 11
+//! conflict, folders made on either side, the daemon's push, and the crash loop (rule 1,
+//! `sync_crash::crash_loop`). Each scenario ends by counting Message-IDs on both sides:
+//! nothing duplicated, nothing lost.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::support::daemon::{Daemon, wait_until};
 use crate::support::dovecot::message;
 use crate::support::maildir as md;
 use crate::support::profiles::{self, Profile, Rules, ScriptProxy, Throttle};
 use crate::support::sync_env::SyncEnv;
 use crate::support::{stderr, stdout};
 
-const FOLDERS: [&str; 4] = ["INBOX", "Archive/2024", "Entwürfe", "Local Only"];
+const FOLDERS: [&str; 5] = [
+    "INBOX",
+    "Archive/2024",
+    "Entwürfe",
+    "Local Only",
+    "Projects/Alpha",
+];
 
 /// The scenario set. `bulk` more messages sit in the server's INBOX from the start.
 /// Returns the environment and how long the first pass took.
@@ -101,15 +111,75 @@ fn scenarios(
     assert_eq!(drafts.len(), 1, "{drafts:?}");
     assert_eq!(env.server("Local Only").len(), 1);
 
+    // Rule 11: deleted locally while the server flagged one and marked the other read.
+    // The default policy: the flagged one is kept and copied back, the other's
+    // deletion wins.
+    env.seed("INBOX", "keep");
+    env.seed("INBOX", "gone");
+    env.sync_ok();
+    md::delete(&inbox, &env.key_of("INBOX", "keep"));
+    md::delete(&inbox, &env.key_of("INBOX", "gone"));
+    let keep = env.dovecot.uid_of("alice", "INBOX", "keep@test");
+    let gone = env.dovecot.uid_of("alice", "INBOX", "gone@test");
+    env.dovecot.add_flags("alice", "INBOX", keep, "\\Flagged");
+    env.dovecot.add_flags("alice", "INBOX", gone, "\\Seen");
+    let summary = env.sync_ok();
+    assert!(summary.contains("2 conflicts"), "{summary}");
+    assert_eq!(md::messages(&inbox)[&env.key_of("INBOX", "keep")], "F");
+    let log = env.log(&["--conflicts"]);
+    assert!(
+        log.contains("kept and copied back") && log.contains("deletion wins"),
+        "{log}"
+    );
+
+    // A folder made on the server, nested.
+    env.dovecot.create_mailbox("alice", "Projects/Alpha");
+    env.seed("Projects/Alpha", "p");
+    let summary = env.sync_ok();
+    assert!(summary.contains("fetched 1"), "{summary}");
+
     env.assert_quiet();
     let expected = BTreeMap::from([
-        ("INBOX", 3 + bulk),
+        ("INBOX", 4 + bulk),
         ("Archive/2024", 1),
         ("Entwürfe", 1),
         ("Local Only", 1),
+        ("Projects/Alpha", 1),
     ]);
     assert_same_message_ids(&env, &expected);
+
+    push(profile, &env);
+    let mut expected = expected;
+    expected.insert("INBOX", 5 + bulk);
+    assert_same_message_ids(&env, &expected);
     (env, proxy, first_pass)
+}
+
+/// The daemon: a message delivered on the server lands in the Maildir by IDLE within a
+/// bounded wait; the latency is printed for the README.
+fn push(profile: Profile, env: &SyncEnv) {
+    let daemon = Daemon::launch(env.home.path(), &env.config, &[]);
+    let inbox = env.folder("INBOX");
+    let count = || md::messages(&inbox).len();
+    let before = count();
+    wait_until(&daemon, Duration::from_secs(20), "the initial pass", || {
+        daemon.log().contains("idling on INBOX")
+    });
+    // Let the initial pass finish its other folders.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    env.seed("INBOX", "pushed");
+    wait_until(
+        &daemon,
+        Duration::from_secs(5),
+        "the pushed message",
+        || count() == before + 1,
+    );
+    eprintln!(
+        "{profile:?}: server delivery to file in the Maildir in {} ms, by IDLE",
+        sent.elapsed().as_millis()
+    );
+    daemon.stop();
 }
 
 fn server_flags(env: &SyncEnv, uid: u32) -> String {
@@ -298,4 +368,30 @@ fn yahoo_layer_refuses_a_set_above_the_limit() {
 #[test]
 fn icloud_runs_the_scenarios() {
     scenarios(Profile::ICloud, "", 0);
+}
+
+/// Rule 1 on each profile: a pass killed at every fault point in turn, then rerun, ends
+/// as an uninterrupted pass does (the same loop as against plain Dovecot).
+fn crash_loop(profile: Profile) {
+    crate::sync_crash::crash_loop(&format!("{profile:?}"), || profile.start().env(""));
+}
+
+#[test]
+fn microsoft365_crash_loop() {
+    crash_loop(Profile::Microsoft365);
+}
+
+#[test]
+fn gmail_crash_loop() {
+    crash_loop(Profile::Gmail);
+}
+
+#[test]
+fn yahoo_crash_loop() {
+    crash_loop(Profile::Yahoo);
+}
+
+#[test]
+fn icloud_crash_loop() {
+    crash_loop(Profile::ICloud);
 }

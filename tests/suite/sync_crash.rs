@@ -10,8 +10,8 @@ use crate::support::sync_env::{QUIET, State, SyncEnv};
 use crate::support::{assert_crashed_at_a_fault_point, stderr, stdout};
 
 /// Four messages synced; then changes on both sides that need every kind of step.
-fn prepared() -> SyncEnv {
-    let env = SyncEnv::new("");
+fn prepared<T>(start: &impl Fn() -> (SyncEnv, T)) -> (SyncEnv, T) {
+    let (env, keep) = start();
     for id in ["a", "b", "c", "d"] {
         env.seed("INBOX", id);
     }
@@ -30,7 +30,7 @@ fn prepared() -> SyncEnv {
     );
     md::set_flags(&env.inbox(), &env.key_of("INBOX", "a"), "F");
     md::delete(&env.inbox(), &env.key_of("INBOX", "c"));
-    env
+    (env, keep)
 }
 
 fn faulted(env: &SyncEnv, fault: &str) -> std::process::Output {
@@ -47,7 +47,14 @@ fn assert_no_duplicates(state: &State, when: &str) {
 
 #[test]
 fn rule_01_kill_at_every_step_then_rerun_equals_uninterrupted_run() {
-    let reference = prepared();
+    crash_loop("dovecot", || (SyncEnv::new(""), ()));
+}
+
+/// The pass `prepared` sets up, killed at every fault point in turn (a fresh server from
+/// `start` each time, with whatever must live as long as it); after a normal rerun the
+/// end state equals an uninterrupted run's. `start` also serves the provider profiles.
+pub fn crash_loop<T>(what: &str, start: impl Fn() -> (SyncEnv, T)) {
+    let (reference, _keep) = prepared(&start);
     reference.sync_ok();
     let expected = reference.state();
     assert_eq!(expected.0.len(), 5, "a b e f l on the server: {expected:?}");
@@ -64,7 +71,7 @@ fn rule_01_kill_at_every_step_then_rerun_equals_uninterrupted_run() {
 
     let mut crashes = 0;
     for n in 1.. {
-        let env = prepared();
+        let (env, _keep) = prepared(&start);
         let fault = format!("#{n}");
         let out = faulted(&env, &fault);
         if out.status.code() == Some(0) {
@@ -72,7 +79,7 @@ fn rule_01_kill_at_every_step_then_rerun_equals_uninterrupted_run() {
             assert_eq!(
                 env.state(),
                 expected,
-                "a run with an unreached fault point differs"
+                "{what}: a run with an unreached fault point differs"
             );
             break;
         }
@@ -84,25 +91,25 @@ fn rule_01_kill_at_every_step_then_rerun_equals_uninterrupted_run() {
         assert_eq!(
             out.status.code(),
             Some(0),
-            "rerun after crash #{n}: {}",
+            "{what}: rerun after crash #{n}: {}",
             stderr(&out)
         );
         let state = env.state();
         assert_eq!(
             state, expected,
-            "end state after crash #{n} differs from an uninterrupted run"
+            "{what}: end state after crash #{n} differs from an uninterrupted run"
         );
         // And it is settled: one more pass changes nothing.
         let out = env.sync(&[]);
         assert!(
             stdout(&out).contains(QUIET),
-            "pass after recovery from crash #{n} was not quiet: {}",
+            "{what}: pass after recovery from crash #{n} was not quiet: {}",
             stdout(&out)
         );
     }
-    eprintln!("crashed and recovered at {crashes} fault points");
+    eprintln!("{what}: crashed and recovered at {crashes} fault points");
     assert!(
         crashes >= 8,
-        "only {crashes} fault points were reached; the pass should cross many more"
+        "{what}: only {crashes} fault points were reached; the pass should cross many more"
     );
 }

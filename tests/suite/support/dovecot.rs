@@ -438,6 +438,36 @@ impl Dovecot {
         rows
     }
 
+    /// The UID of the one message in `mailbox` whose Message-ID is `<id>`.
+    pub fn uid_of(&self, user: &str, mailbox: &str, id: &str) -> u32 {
+        let out = self.doveadm(
+            &[
+                "-f",
+                "tab",
+                "fetch",
+                "-u",
+                user,
+                "uid hdr.message-id",
+                "mailbox",
+                mailbox,
+            ],
+            None,
+        );
+        let want = format!("<{id}>");
+        let found: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (uid, message_id) = l.split_once('\t')?;
+                (message_id.trim() == want).then(|| uid.parse().ok())?
+            })
+            .collect();
+        match found.as_slice() {
+            [uid] => *uid,
+            _ => panic!("{mailbox}: {} messages with Message-ID {want}", found.len()),
+        }
+    }
+
     /// `(Message-ID, flags)` of every message in a mailbox, sorted: the content and state
     /// of a folder independent of UIDs, for comparing runs.
     pub fn state(&self, user: &str, mailbox: &str) -> Vec<(String, String)> {
