@@ -242,6 +242,24 @@ impl Ctx<'_> {
                 let (f, t) = (find(from)?, find(to)?);
                 moves::repair_moved(self.store, f.folder.id, t.folder.id, pair, *uid, None).await
             }
+            sync::Move::Diverged {
+                from,
+                local_to,
+                to,
+                pair,
+                uid,
+            } => {
+                let (f, via, t) = (find(from)?, find(local_to)?, find(to)?);
+                tracing::info!(
+                    message_id = ?pair.message_id,
+                    "moved to {local_to} locally and to {to} on the server: the file follows the server"
+                );
+                // No journal: a crash after the rename leaves the file and the server
+                // copy both new in `to`, which the next pass re-pairs (`Move::Both`).
+                let file = via.scan.messages.get(&pair.key);
+                moves::rename_into(&via.md, &t.md, &pair.key, file)?;
+                moves::repair_moved(self.store, f.folder.id, t.folder.id, pair, *uid, None).await
+            }
         }
     }
 

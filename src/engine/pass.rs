@@ -160,12 +160,42 @@ pub async fn pass(
         }
     }
     logout_all(surplus).await;
-    let result = pass_folders(
+    let before = report.clone();
+    let result = match pass_folders(
         settings, store, session, &mut more, &wanted, &map, &policy, opts, scope, report,
     )
-    .await;
+    .await
+    {
+        Ok(Covered::NeedsEveryFolder) => {
+            // A message left one of the scoped folders: where it went, only a pass over
+            // every folder can see (a move, not a deletion and a download).
+            tracing::debug!(account = %account.name, "a message left a folder; this pass covers every folder");
+            *report = before;
+            let every: Vec<&(FolderName, String)> = server
+                .iter()
+                .filter(|(name, _)| settings.selects(&map, &name.0))
+                .collect();
+            let wide = PassScope {
+                folders: None,
+                stop: scope.stop.clone(),
+            };
+            pass_folders(
+                settings, store, session, &mut more, &every, &map, &policy, opts, &wide, report,
+            )
+            .await
+            .map(|_| ())
+        }
+        other => other.map(|_| ()),
+    };
     logout_all(more).await;
     result
+}
+
+/// What a pass over some folders found it must do.
+enum Covered {
+    Done,
+    /// Widen the pass to every folder (see [`sync::leaves_folder`]).
+    NeedsEveryFolder,
 }
 
 /// The folder map on this server: the hierarchy delimiter LIST reported (else the
@@ -209,7 +239,7 @@ async fn pass_folders(
     opts: &SyncOptions,
     scope: &PassScope,
     report: &mut AccountReport,
-) -> Result<(), EngineError> {
+) -> Result<Covered, EngineError> {
     let mut sessions: Vec<&mut ImapSession> =
         std::iter::once(session).chain(more.iter_mut()).collect();
     let n = sessions.len();
@@ -292,6 +322,9 @@ async fn pass_folders(
     }
     prepared.sort_by_key(|(j, _)| *j);
     let mut prepared: Vec<Prepared> = prepared.into_iter().map(|(_, p)| p).collect();
+    if scope.folders.is_some() && prepared.iter().any(|p| sync::leaves_folder(&p.plan)) {
+        return Ok(Covered::NeedsEveryFolder);
+    }
     let moves = {
         let mut passes: Vec<sync::FolderPass<'_>> = prepared
             .iter_mut()
@@ -319,7 +352,7 @@ async fn pass_folders(
                 report.plans.push(p.plan.to_string());
             }
         }
-        return Ok(());
+        return Ok(Covered::Done);
     }
     for m in &moves {
         match ctxs[0].run_move(sessions[0], &prepared, m).await {
@@ -335,7 +368,10 @@ async fn pass_folders(
         .flat_map(|m| match m {
             sync::Move::OnServer { from, to, .. }
             | sync::Move::Local { from, to, .. }
-            | sync::Move::Both { from, to, .. } => [from.clone(), to.clone()],
+            | sync::Move::Both { from, to, .. } => vec![from.clone(), to.clone()],
+            sync::Move::Diverged {
+                from, local_to, to, ..
+            } => vec![from.clone(), local_to.clone(), to.clone()],
         })
         .collect();
     let mut shares: Vec<Vec<Prepared>> = (0..n).map(|_| Vec::new()).collect();
@@ -402,6 +438,6 @@ async fn pass_folders(
     }
     match lost {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(Covered::Done),
     }
 }

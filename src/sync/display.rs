@@ -241,6 +241,18 @@ impl fmt::Display for Move {
                 "re-pair {} as UID {uid}: moved from {from} to {to} on both sides",
                 pair.key
             ),
+            Move::Diverged {
+                from,
+                local_to,
+                to,
+                pair,
+                uid,
+            } => write!(
+                f,
+                "move {} from {local_to} to {to} in the maildir: moved from {from} to {local_to} \
+                 locally and to {to} on the server (now UID {uid}); the server's folder wins",
+                pair.key
+            ),
         }
     }
 }

@@ -50,6 +50,18 @@ pub enum Move {
         pair: Pair,
         uid: Uid,
     },
+    /// Both sides moved the message out of `from`, to different folders: the file went
+    /// to `local_to`, the server copy to `to`, where it is `uid`. One message must stay
+    /// one message: the server's folder wins (every other device sees it there), so the
+    /// file follows it from `local_to` into `to` and is paired with `uid`. Without this
+    /// each side would get a copy of the other's, a duplicate in two folders.
+    Diverged {
+        from: FolderName,
+        local_to: FolderName,
+        to: FolderName,
+        pair: Pair,
+        uid: Uid,
+    },
 }
 
 /// Rewrite deletion + append (or deletion + download) pairs across folders into moves,
@@ -69,6 +81,26 @@ pub fn detect_moves(passes: &mut [FolderPass<'_>], server_has_move: bool) -> Vec
         guard_deletions(&mut p.plan, p.remote, p.local, p.base, p.policy);
     }
     moves
+}
+
+/// Whether a folder's plan has a message leaving it, on either side: half of a move whose
+/// other half may be in a folder the pass does not cover. A pass over some folders only
+/// (the daemon's, after an IDLE event or a local change) must then cover every folder,
+/// or a server move seen without its destination becomes a deletion here and a download
+/// there, and a flag changed meanwhile on the source copy keeps both (rule 11).
+/// (`Unpair` is a side gone against a change on the other: a conflict, rule 11;
+/// `Forget`, gone from both sides: the same move on each, or two different ones.)
+pub fn leaves_folder(plan: &Plan) -> bool {
+    all_actions(plan).any(|a| {
+        matches!(
+            a,
+            Action::DeleteLocal { .. }
+                | Action::DeleteOnServer { .. }
+                | Action::MoveToTrash { .. }
+                | Action::Unpair { .. }
+                | Action::Forget { .. }
+        )
+    })
 }
 
 fn all_actions(plan: &Plan) -> impl Iterator<Item = &Action> {
@@ -120,7 +152,8 @@ fn downloaded(passes: &[FolderPass<'_>]) -> BTreeMap<(MessageId, u64), Vec<(usiz
 }
 
 /// A pair gone from both sides of folder A whose key arrived in B's Maildir while a
-/// message with its Message-ID and size arrived on B's server.
+/// message with its Message-ID and size arrived on B's server (or on another folder C's:
+/// [`Move::Diverged`]).
 fn same_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
     let mut left: BTreeMap<MaildirKey, Vec<(usize, Pair)>> = BTreeMap::new();
     for (i, p) in passes.iter().enumerate() {
@@ -149,17 +182,31 @@ fn same_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
         else {
             continue;
         };
-        if a == b || b != b2 {
+        if a == b || a == b2 {
             continue;
         }
         leave_source(&mut passes[a].plan, pair);
         arrive_locally(&mut passes[b].plan, &key);
-        arrive_on_server(&mut passes[b].plan, uid);
-        moves.push(Move::Both {
-            from: passes[a].base.folder.clone(),
-            to: passes[b].base.folder.clone(),
-            pair: pair.clone(),
-            uid,
+        arrive_on_server(&mut passes[b2].plan, uid);
+        let (from, to) = (
+            passes[a].base.folder.clone(),
+            passes[b2].base.folder.clone(),
+        );
+        moves.push(if b == b2 {
+            Move::Both {
+                from,
+                to,
+                pair: pair.clone(),
+                uid,
+            }
+        } else {
+            Move::Diverged {
+                from,
+                local_to: passes[b].base.folder.clone(),
+                to,
+                pair: pair.clone(),
+                uid,
+            }
         });
     }
 }
@@ -433,6 +480,7 @@ mod tests {
                     },
                 );
             }
+            Move::Diverged { .. } => unreachable!("two folders cannot diverge"),
             Move::Both { pair, uid, .. } => {
                 inbox.base.pairs.remove(&pair.uid);
                 archive.base.pairs.insert(
@@ -557,6 +605,69 @@ mod tests {
         assert!(a.actions.is_empty() && b.actions.is_empty(), "{a}{b}");
         settle(&mut inbox, &mut archive, &moves, &a, &b);
         assert_eq!((archive.server.len(), archive.local.len()), (3, 3));
+    }
+
+    /// Moved out of INBOX on both sides, to different folders: one message, in the
+    /// server's folder; no upload, no download (soak, issue 20).
+    #[test]
+    fn moves_to_different_folders_on_each_side_keep_one_message_where_the_server_put_it() {
+        let (mut inbox, mut archive) = account(3);
+        let (_, mut work) = account(0);
+        work.base.folder = FolderName("Work".into());
+        let rekey = |k: &MaildirKey| MaildirKey(k.0.replace("archive-", "work-"));
+        work.local = std::mem::take(&mut work.local)
+            .into_iter()
+            .map(|(k, m)| (rekey(&k), m))
+            .collect();
+        for p in work.base.pairs.values_mut() {
+            p.key = rekey(&p.key);
+            p.message_id = p.message_id.as_ref().map(|m| MessageId(format!("w{m}")));
+        }
+        for m in work.server.values_mut() {
+            m.message_id = m.message_id.as_ref().map(|m| MessageId(format!("w{m}")));
+        }
+        let pair = inbox.base.pairs[&Uid(1)].clone();
+        let file = inbox.local.remove(&pair.key).unwrap();
+        archive.local.insert(pair.key.clone(), file);
+        let msg = inbox.server.remove(&Uid(1)).unwrap();
+        let uid = work.next_uid();
+        work.server.insert(uid, msg);
+
+        let p = policy();
+        let snapshots = [&inbox, &archive, &work].map(|w| (w.remote(), w.local_snapshot()));
+        let mut passes: Vec<FolderPass<'_>> = [&inbox, &archive, &work]
+            .iter()
+            .zip(&snapshots)
+            .map(|(w, (remote, local))| FolderPass {
+                remote,
+                local,
+                base: &w.base,
+                policy: &p,
+                plan: w.plan(&p),
+            })
+            .collect();
+        let moves = detect_moves(&mut passes, true);
+        assert_eq!(
+            moves,
+            vec![Move::Diverged {
+                from: FolderName("INBOX".into()),
+                local_to: FolderName("Archive".into()),
+                to: FolderName("Work".into()),
+                pair,
+                uid
+            }]
+        );
+        for pass in &passes {
+            assert!(
+                !pass
+                    .plan
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Append { .. } | Action::Fetch { .. })),
+                "{}",
+                pass.plan
+            );
+        }
     }
 
     /// One thing a user does to the account between passes.

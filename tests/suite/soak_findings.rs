@@ -1,0 +1,127 @@
+//! Failures the soak (`soak.rs`, issue 20) found, each as its own small test with the
+//! schedule that found it (seed 20261205, the first runs of `scripts/soak.sh 90`).
+
+use std::time::Duration;
+
+use crate::support::daemon::{Daemon, wait_until};
+use crate::support::maildir as md;
+use crate::support::sync_env::SyncEnv;
+
+/// (Message-ID, folder) of every copy.
+type Copies = Vec<(String, String)>;
+
+/// Every copy on the server and in the Maildir, sorted.
+fn copies(env: &SyncEnv, folders: &[&str]) -> (Copies, Copies) {
+    let mut server = Vec::new();
+    let mut local = Vec::new();
+    for folder in folders {
+        for (id, _) in env.dovecot.state("alice", folder) {
+            server.push((id, (*folder).to_owned()));
+        }
+        for (id, _) in md::state(&env.folder(folder)) {
+            local.push((id, (*folder).to_owned()));
+        }
+    }
+    server.sort();
+    local.sort();
+    (server, local)
+}
+
+/// Seed 20261205, t=42-44 s: the phone moved a message from `Lists/rust` to `Archive`
+/// while the laptop flagged it in `Lists/rust`. The daemon's pass after the local change
+/// covered `Lists/rust` only: it saw the server copy gone and the file flagged, kept it
+/// and copied it back (rule 11), and the next pass downloaded the moved copy into
+/// `Archive` too: two copies. A pass that sees a message leave a folder now covers every
+/// folder, so the move is seen as a move.
+#[test]
+fn a_server_move_during_a_local_flag_change_stays_one_message() {
+    let env = SyncEnv::new("poll_interval = \"1h\"\nidle = [\"INBOX\"]\n");
+    env.dovecot.create_mailbox("alice", "Lists/rust");
+    env.dovecot.create_mailbox("alice", "Archive");
+    env.seed("Lists/rust", "m");
+    env.sync_ok();
+    let daemon = Daemon::start(&env);
+    wait_until(&daemon, Duration::from_secs(20), "the first pass", || {
+        let log = daemon.log();
+        log.contains("idling on INBOX") && log.contains("folders: fetched")
+    });
+    // The server move first: no IDLE watches either folder, so only the pass that the
+    // local change starts can see it.
+    let uid = env.dovecot.uid_of("alice", "Lists/rust", "m@test");
+    env.dovecot.doveadm(
+        &[
+            "move",
+            "-u",
+            "alice",
+            "Archive",
+            "mailbox",
+            "Lists/rust",
+            "uid",
+            &uid.to_string(),
+        ],
+        None,
+    );
+    let key = env.key_of("Lists/rust", "m");
+    md::set_flags(&env.folder("Lists/rust"), &key, "F");
+    wait_until(&daemon, Duration::from_secs(20), "the move", || {
+        md::messages(&env.folder("Archive")).contains_key(&key)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    eprintln!("{}", daemon.log());
+    daemon.stop();
+    env.sync_ok();
+    let want = vec![("<m@test>".to_owned(), "Archive".to_owned())];
+    assert_eq!(
+        copies(&env, &["INBOX", "Lists/rust", "Archive"]),
+        (want.clone(), want)
+    );
+    // The flag made before the move followed the message.
+    assert_eq!(md::messages(&env.folder("Archive"))[&key], "F");
+    assert!(
+        env.dovecot.state("alice", "Archive")[0]
+            .1
+            .contains("\\Flagged")
+    );
+    env.assert_quiet();
+}
+
+/// Seed 20261205, t=63-66 s: the laptop moved a message from `Work` to `Projects` while
+/// the phone moved it from `Work` to `Archive`. The pass uploaded the file into
+/// `Projects` and downloaded the server copy into `Archive`: one message in two folders
+/// on each side. Now the file follows the server's move.
+#[test]
+fn moves_to_different_folders_on_each_side_stay_one_message() {
+    let env = SyncEnv::new("");
+    for folder in ["Work", "Projects", "Archive"] {
+        env.dovecot.create_mailbox("alice", folder);
+    }
+    env.seed("Work", "m");
+    env.sync_ok();
+    let key = env.key_of("Work", "m");
+    let from = md::path_of(&env.folder("Work"), &key);
+    std::fs::rename(
+        &from,
+        env.folder("Projects")
+            .join("cur")
+            .join(from.file_name().unwrap()),
+    )
+    .unwrap();
+    env.dovecot.doveadm(
+        &[
+            "move", "-u", "alice", "Archive", "mailbox", "Work", "uid", "1",
+        ],
+        None,
+    );
+    let summary = env.sync_ok();
+    assert!(
+        summary.contains("fetched 0") && summary.contains("appended 0"),
+        "no download, no upload: {summary}"
+    );
+    let want = vec![("<m@test>".to_owned(), "Archive".to_owned())];
+    assert_eq!(
+        copies(&env, &["Work", "Projects", "Archive"]),
+        (want.clone(), want)
+    );
+    assert!(md::messages(&env.folder("Archive")).contains_key(&key));
+    env.assert_quiet();
+}
