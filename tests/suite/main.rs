@@ -33,6 +33,8 @@ mod pop3_scripted;
 mod profiles;
 mod reporting;
 mod secrets;
+mod soak;
+mod soak_findings;
 mod store_crash;
 mod store_lock;
 mod store_recovery;

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -84,12 +84,14 @@ fn pump(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
 }
 
 /// A loopback proxy for long-lived connections with a hand on the cable: cut every
-/// current connection now (a dropped link), or stop forwarding while keeping them open
-/// (a half-open link: nothing arrives, nothing says so).
+/// current connection now (a dropped link), stop forwarding while keeping them open (a
+/// half-open link: nothing arrives, nothing says so), or slow it down (a poor link).
 pub struct LinkProxy {
     pub port: u16,
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
+    /// Milliseconds of delay before each chunk of at most 16 KiB is passed on.
+    delay_ms: Arc<AtomicU64>,
     live: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -99,9 +101,14 @@ impl LinkProxy {
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         listener.set_nonblocking(true).unwrap();
-        let (stopping, pausing, conns) = (stop.clone(), paused.clone(), live.clone());
+        let (stopping, conns) = (stop.clone(), live.clone());
+        let link = Link {
+            paused: paused.clone(),
+            delay_ms: delay_ms.clone(),
+        };
         thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -112,15 +119,18 @@ impl LinkProxy {
                         };
                         {
                             let mut c = conns.lock().unwrap();
+                            // Forget the closed ones, so a long run holds no more than
+                            // it has open.
+                            c.retain(|s| s.peer_addr().is_ok());
                             c.push(client.try_clone().unwrap());
                             c.push(server.try_clone().unwrap());
                         }
                         relay(
                             server.try_clone().unwrap(),
                             client.try_clone().unwrap(),
-                            pausing.clone(),
+                            link.clone(),
                         );
-                        relay(client, server, pausing.clone());
+                        relay(client, server, link.clone());
                     }
                     Err(_) => thread::sleep(std::time::Duration::from_millis(5)),
                 }
@@ -130,6 +140,7 @@ impl LinkProxy {
             port,
             stop,
             paused,
+            delay_ms,
             live,
         }
     }
@@ -145,6 +156,19 @@ impl LinkProxy {
     pub fn set_paused(&self, paused: bool) {
         self.paused.store(paused, Ordering::Relaxed);
     }
+
+    /// Wait this long before passing on each chunk (0: full speed).
+    pub fn set_delay(&self, per_chunk: std::time::Duration) {
+        self.delay_ms
+            .store(per_chunk.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// What the hand on the cable has set, shared by every relay of one proxy.
+#[derive(Clone)]
+struct Link {
+    paused: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Drop for LinkProxy {
@@ -154,8 +178,8 @@ impl Drop for LinkProxy {
     }
 }
 
-/// Copy `from` -> `to`, holding bytes back while paused.
-fn relay(mut from: TcpStream, mut to: TcpStream, paused: Arc<AtomicBool>) {
+/// Copy `from` -> `to`, holding bytes back while paused, slowed while a delay is set.
+fn relay(mut from: TcpStream, mut to: TcpStream, link: Link) {
     thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -163,8 +187,12 @@ fn relay(mut from: TcpStream, mut to: TcpStream, paused: Arc<AtomicBool>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            while paused.load(Ordering::Relaxed) {
+            while link.paused.load(Ordering::Relaxed) {
                 thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let delay = link.delay_ms.load(Ordering::Relaxed);
+            if delay > 0 {
+                thread::sleep(std::time::Duration::from_millis(delay));
             }
             if to.write_all(&buf[..n]).is_err() {
                 break;
