@@ -2,6 +2,7 @@
 //! resolved in one place (`validate`) into a `Config` the rest of the program trusts.
 
 mod error;
+pub mod keys;
 mod pattern;
 mod raw;
 mod validate;
@@ -224,7 +225,7 @@ pub struct Loaded {
 pub fn load(path: &Path, dirs: &Dirs) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let help = (e.kind() == std::io::ErrorKind::NotFound).then_some(
-            "create it from config/syncmail.example.toml, or point --config at your file",
+            "run `syncmail init` to write a commented one from the annotated example (syncmail.example.toml), or point --config at your file",
         );
         ConfigError::file(path, format!("cannot read the config file: {e}"), help)
     })?;
