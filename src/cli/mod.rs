@@ -13,6 +13,10 @@ use crate::import;
 use crate::secret::{self, SecretError};
 use crate::unified;
 
+mod init;
+mod log;
+pub mod manual;
+
 /// Exit codes: 0 ok, 1 other failure, 2 usage, 75 transient (EX_TEMPFAIL: try again
 /// later), 78 config error (EX_CONFIG).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,8 +75,16 @@ pub enum Command {
     },
     /// Run in the foreground, syncing on push events and timers
     Daemon,
-    /// Show each account's and folder's state
-    Status,
+    /// Write a commented starting config at the default path (or --config FILE); never
+    /// overwrites a file
+    Init,
+    /// Show each account's and folder's state: last pass, errors, halts, unread and total
+    /// counts, whether a daemon runs
+    Status {
+        /// One JSON document instead of text (schema: /usr/share/doc/syncmail/json-schema.md)
+        #[arg(long)]
+        json: bool,
+    },
     /// The unified inbox: status, reconcile, rebuild
     Unified {
         #[command(subcommand)]
@@ -94,10 +106,14 @@ pub enum Command {
     },
     /// Print the change and conflict log
     Log {
+        /// Only this account [default: all]
         account: Option<String>,
         /// Only conflicts and how they were resolved
         #[arg(long)]
         conflicts: bool,
+        /// One JSON document instead of text (schema: /usr/share/doc/syncmail/json-schema.md)
+        #[arg(long)]
+        json: bool,
     },
     /// Convert an mbsync or OfflineIMAP config into a syncmail config (printed, or
     /// written with --write) that adopts the same Maildir tree
@@ -105,6 +121,9 @@ pub enum Command {
         #[command(subcommand)]
         tool: ImportTool,
     },
+    /// Write man pages and shell completions into DIR (for packaging)
+    #[command(hide = true)]
+    GenerateManual { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -251,14 +270,24 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    // The one command that works without a syncmail config: it makes one.
-    if let Command::Import { tool } = cli.command {
-        return run_import(cli.config.as_deref(), tool);
+    // The commands that work without a syncmail config: two make one.
+    match cli.command {
+        Command::Import { tool } => return run_import(cli.config.as_deref(), tool),
+        Command::Init => return init::run(cli.config.as_deref()),
+        Command::GenerateManual { dir } => {
+            let written = manual::write_all(&dir)
+                .map_err(|e| Failure::Other(format!("cannot write to {}: {e}", dir.display())))?;
+            for path in written {
+                println!("{}", path.display());
+            }
+            return Ok(());
+        }
+        _ => {}
     }
     let config = load_config(cli.config.as_deref(), cli.verbose)?;
     match cli.command {
         // Handled above, before a config is needed.
-        Command::Import { .. } => Ok(()),
+        Command::Import { .. } | Command::Init | Command::GenerateManual { .. } => Ok(()),
         Command::CheckConfig { connect } => {
             print_summary(&config);
             if connect {
@@ -302,8 +331,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Unified { command } => run_unified(&config, command),
         Command::Daemon => run_daemon(config),
-        Command::Status => {
-            print!("{}", crate::daemon::status::render(&config));
+        Command::Status { json } => {
+            if json {
+                print!("{}", crate::daemon::status::render_json(&config));
+            } else {
+                print!("{}", crate::daemon::status::render(&config));
+            }
             Ok(())
         }
         Command::Adopt {
@@ -320,10 +353,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             };
             runtime()?.block_on(adopt(&config, selected[0], folder, decision))
         }
-        Command::Log { account, conflicts } => {
+        Command::Log {
+            account,
+            conflicts,
+            json,
+        } => {
             let names: Vec<String> = account.into_iter().collect();
             let selected = select_accounts(&config, &names)?;
-            runtime()?.block_on(print_log(&config, &selected, conflicts))
+            runtime()?.block_on(log::print(&config, &selected, conflicts, json))
         }
     }
 }
@@ -690,64 +727,6 @@ async fn adopt(
         account.name,
         holds.len()
     );
-    Ok(())
-}
-
-async fn print_log(
-    config: &Config,
-    accounts: &[&Account],
-    conflicts_only: bool,
-) -> Result<(), Failure> {
-    const LIMIT: usize = 1000;
-    for account in accounts {
-        let path = crate::store::db_path(&config.general.state_dir, &account.name)
-            .map_err(|e| Failure::Other(e.to_string()))?;
-        if !path.exists() {
-            println!("{}: never synced", account.name);
-            continue;
-        }
-        let store = crate::store::Store::open(&path).map_err(|e| Failure::Other(e.to_string()))?;
-        let stamp = |t: std::time::SystemTime| crate::model::local_time(t);
-        for c in store
-            .conflicts(None, LIMIT)
-            .await
-            .map_err(|e| Failure::Other(e.to_string()))?
-        {
-            println!(
-                "{} {} {}: conflict over {}: {}; {}",
-                stamp(c.at),
-                account.name,
-                c.folder,
-                c.which(),
-                c.what(),
-                c.resolution
-            );
-        }
-        if conflicts_only {
-            continue;
-        }
-        for c in store
-            .changes(None, LIMIT)
-            .await
-            .map_err(|e| Failure::Other(e.to_string()))?
-        {
-            let who = match (c.uid, &c.local_key) {
-                (Some(uid), Some(key)) => format!("UID {uid} / {key}"),
-                (Some(uid), None) => format!("UID {uid}"),
-                (None, Some(key)) => key.to_string(),
-                (None, None) => String::new(),
-            };
-            println!(
-                "{} {} {} {} {who}: {} ({})",
-                stamp(c.at),
-                account.name,
-                c.folder,
-                c.side,
-                c.change,
-                c.action
-            );
-        }
-    }
     Ok(())
 }
 

@@ -67,7 +67,7 @@ fn push_both_ways_server_append_local_flag_and_local_delete() {
     assert!(converged(&env), "{:?}", env.state());
     env.assert_quiet();
     let text = stdout(&env.run("status", &[], &[]));
-    assert!(text.contains("t (imap): not running"), "{text}");
+    assert!(text.contains("t (imap): no daemon running"), "{text}");
 }
 
 #[test]

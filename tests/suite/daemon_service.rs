@@ -139,7 +139,7 @@ fn status_without_a_daemon_or_any_state() {
     );
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    assert!(text.contains("w (imap): not running"), "{text}");
+    assert!(text.contains("w (imap): no daemon running"), "{text}");
     assert!(text.contains("never synced"), "{text}");
 }
 
@@ -160,7 +160,7 @@ fn status_shows_a_folder_a_deletion_guard_holds() {
     let out = env.sync(&[]);
     assert_ne!(out.status.code(), Some(0));
     let text = stdout(&env.run("status", &[], &[]));
-    assert!(text.contains("t (imap): not running"), "{text}");
+    assert!(text.contains("t (imap): no daemon running"), "{text}");
     assert!(
         text.contains("folder INBOX: last attempt") && text.contains("FAILED"),
         "{text}"
