@@ -565,7 +565,7 @@ async fn sync_all(
         .iter()
         .zip(&per_account)
         .map(|(a, o)| engine::sync_account(a, &config.general, o));
-    let (results, (mut failed, mut transient)) = futures::future::join(
+    let (results, (mut failed, mut transient, mut busy)) = futures::future::join(
         futures::future::join_all(runs),
         poll_pop3(config, &pop3, opts),
     )
@@ -593,6 +593,9 @@ async fn sync_all(
                     println!("{}: {}", account.name, report.counts);
                 }
             }
+            Err(engine::EngineError::Lock(crate::store::LockError::Held { pid, .. })) => {
+                busy.push(busy_line(&account.name.0, &pid));
+            }
             Err(e) => {
                 eprintln!("syncmail: account `{}`: {e}", account.name);
                 if e.is_transient() {
@@ -603,6 +606,16 @@ async fn sync_all(
             }
         }
     }
+    // An account another syncmail holds is being synced by it: not a fault, but this
+    // run did not sync it (EX_TEMPFAIL). Said once, as the run's closing line when it is
+    // the only news.
+    if !busy.is_empty() && !failed && !transient {
+        return Err(Failure::TempFail(busy.join("\nsyncmail: ")));
+    }
+    for line in &busy {
+        eprintln!("syncmail: {line}");
+    }
+    transient |= !busy.is_empty();
     if failed {
         Err(Failure::Other(
             "some folders need attention (see above)".into(),
@@ -616,13 +629,29 @@ async fn sync_all(
     }
 }
 
+/// What `sync` says of an account another syncmail process holds: who, and that nothing
+/// was done here. The daemon is told apart by its command line.
+fn busy_line(account: &str, pid: &str) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let daemon = cmdline.split(|b| *b == 0).any(|arg| arg == b"daemon");
+    if daemon {
+        format!(
+            "account `{account}`: the daemon (pid {pid}) is syncing this account; nothing done here (`syncmail status` shows its passes)"
+        )
+    } else {
+        format!(
+            "account `{account}`: another `syncmail sync` (pid {pid}) is syncing this account; nothing done here, try again when it has finished"
+        )
+    }
+}
+
 /// Poll POP3 accounts once, concurrently, printing a summary line each. Returns
-/// `(failed, transient)` as [`sync_all`] counts them.
+/// `(failed, transient, busy)` as [`sync_all`] counts them.
 async fn poll_pop3(
     config: &Config,
     accounts: &[&Account],
     opts: &engine::SyncOptions,
-) -> (bool, bool) {
+) -> (bool, bool, Vec<String>) {
     let now = std::time::SystemTime::now();
     let runs = accounts.iter().filter_map(|a| match &a.kind {
         AccountKind::Pop3(p) if !opts.dry_run => {
@@ -642,7 +671,7 @@ async fn poll_pop3(
             None
         }
     });
-    let (mut failed, mut transient) = (false, false);
+    let (mut failed, mut transient, mut busy) = (false, false, Vec::new());
     for (account, result) in futures::future::join_all(runs).await {
         match result {
             Err(e) => {
@@ -658,6 +687,11 @@ async fn poll_pop3(
                 }
                 println!("{}: {report}", account.name);
             }
+            Ok(Err(crate::engine::pop3::PollError {
+                fault:
+                    crate::engine::pop3::PollFault::Lock(crate::store::LockError::Held { pid, .. }),
+                ..
+            })) => busy.push(busy_line(&account.name.0, &pid)),
             Ok(Err(e)) => {
                 eprintln!("syncmail: {e}");
                 transient |= e.is_transient();
@@ -665,7 +699,7 @@ async fn poll_pop3(
             }
         }
     }
-    (failed, transient)
+    (failed, transient, busy)
 }
 
 /// List an account's held messages, or end their holds (`transfer`: copy them across
@@ -896,6 +930,19 @@ async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
             .into_iter()
             .map(|l| format!("    {l}")),
     );
+    let names: Vec<String> = folders
+        .iter()
+        .filter(|f| f.selectable)
+        .filter_map(|f| crate::maildir::decode_server_name(&f.raw_name).ok())
+        .map(|n| n.0)
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for p in settings.unmatched_patterns(&map, &names) {
+        lines.push(format!(
+            "  account {}: warning: folder pattern `{}` matches no folder on the server",
+            account.name, p.glob
+        ));
+    }
     for f in folders.iter().filter(|f| f.selectable) {
         let line = match crate::maildir::decode_server_name(&f.raw_name) {
             Ok(name) if map.personal_name(&name.0).is_none() => {

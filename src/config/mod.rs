@@ -166,6 +166,29 @@ impl ImapSettings {
         let personal = map.personal_name(name).filter(|p| *p != name);
         self.folders.includes_either(name, personal, map.delimiter)
     }
+
+    /// The `folders` patterns that select something but match none of the server's
+    /// folders `names`, by full or personal name: a typo, or a folder that is gone.
+    /// Exclusions are left out: `!Spam` on a server without Spam is no mistake.
+    pub fn unmatched_patterns<'a>(
+        &'a self,
+        map: &crate::maildir::FolderMap,
+        names: &[&str],
+    ) -> Vec<&'a FolderPattern> {
+        self.folders
+            .0
+            .iter()
+            .filter(|p| !p.exclude)
+            .filter(|p| {
+                !names.iter().any(|name| {
+                    p.matches(name, map.delimiter)
+                        || map
+                            .personal_name(name)
+                            .is_some_and(|n| p.matches(n, map.delimiter))
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -76,7 +76,10 @@ pub(super) fn parse(
         accounts: account_extents(text),
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(&ctx, &e))?;
-    let base_dir = path.parent().unwrap_or(Path::new("."));
+    // Relative paths are shown and used resolved: `--config config.toml` with
+    // `maildir = "Mail"` is the Mail directory beside the file, wherever the daemon runs.
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let base_dir = absolute.parent().unwrap_or(Path::new("/"));
     let mut warnings = Vec::new();
 
     let general = general(&ctx, &raw, dirs, base_dir)?;
@@ -126,7 +129,7 @@ pub(super) fn parse(
     };
     Ok(Loaded {
         config: Config {
-            path: path.to_owned(),
+            path: absolute.clone(),
             general,
             accounts,
             unified,

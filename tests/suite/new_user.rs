@@ -174,3 +174,82 @@ fn log_json_names_each_change_and_conflict() {
         .collect();
     assert_eq!(kinds, ["conflict"]);
 }
+
+#[test]
+fn sync_while_the_daemon_runs_says_so_once_and_exits_tempfail() {
+    let env = SyncEnv::new(crate::support::daemon::FAST);
+    env.seed("INBOX", "a");
+    let daemon = crate::support::daemon::Daemon::start(&env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !stdout(&env.run("status", &[], &[])).contains("running, pid") {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = env.sync(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(75), "EX_TEMPFAIL: {err}");
+    let pid = daemon.pid().to_string();
+    assert_eq!(err.matches(&pid).count(), 1, "said once:\n{err}");
+    assert!(
+        err.contains(&format!(
+            "account `t`: the daemon (pid {pid}) is syncing this account; nothing done here"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("need attention"), "{err}");
+    daemon.stop();
+}
+
+#[test]
+fn relative_paths_are_printed_resolved() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        "[general]\nmaildir = \"Mail\"\nstate_dir = \"state\"\n\n[[account]]\nname = \"w\"\nkind = \"imap\"\nhost = \"imap.example.com\"\nuser = \"me\"\npassword_command = [\"true\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
+        .args(["check-config", "--config", "config.toml"])
+        .current_dir(home.path())
+        .env_clear()
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let root = home.path().canonicalize().unwrap();
+    assert!(
+        text.contains(&format!("maildir root: {}/Mail\n", root.display()))
+            || text.contains(&format!("maildir root: {}/Mail\n", home.path().display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}/config.toml: ok", home.path().display()))
+            || text.contains(&format!("{}/config.toml: ok", root.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("/Mail/w ")) || text.contains("/Mail/w\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_folder_pattern_that_matches_nothing_is_warned_about() {
+    let env = SyncEnv::new("folders = [\"INBOX\", \"Archiv\"]\n");
+    env.dovecot.create_mailbox("alice", "Archive");
+    env.seed("INBOX", "a");
+    let text = env.sync_ok();
+    assert!(
+        text.contains("t: warning: folder pattern `Archiv` matches no folder on the server"),
+        "{text}"
+    );
+    let out = env.run("check-config", &["--connect"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("warning: folder pattern `Archiv` matches no folder on the server"),
+        "{text}"
+    );
+    assert!(!text.contains("pattern `INBOX`"), "{text}");
+}
