@@ -32,8 +32,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== building syncmail"
-cargo build --release --locked -q
-SYNCMAIL=${CARGO_TARGET_DIR:-$PWD/target}/release/syncmail
+cargo build --profile dist --locked -q
+SYNCMAIL=${CARGO_TARGET_DIR:-$PWD/target}/dist/syncmail
 
 echo "== starting a throwaway Dovecot (test CA, certificate for localhost)"
 dovecot_start "$DEMO/server" demo demo-password
