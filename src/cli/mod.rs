@@ -238,7 +238,19 @@ fn init_tracing(level: &str, verbose: u8) {
         // as literal escape sequences.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        .with_timer(LocalTimer)
         .try_init();
+}
+
+/// Log line times in the local zone (`TZ`, else the system's), as every other time
+/// syncmail prints; tracing's default is UTC.
+struct LocalTimer;
+
+impl tracing_subscriber::fmt::time::FormatTime for LocalTimer {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let now = jiff::Zoned::now();
+        write!(w, "{}", now.strftime("%Y-%m-%dT%H:%M:%S%.3f%:z"))
+    }
 }
 
 /// The config file to read (or write): `--config`, else the default path.

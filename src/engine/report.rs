@@ -97,7 +97,7 @@ impl std::fmt::Display for Counts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} {}: fetched {} ({} KiB), appended {}, flags pushed {} pulled {}, deleted {} on server {} locally, {} conflicts, moved {}",
+            "{} {}: fetched {} ({} KiB), appended {}, flags pushed {} pulled {}, deleted {} on server {} locally, {} {}, moved {}",
             self.folders,
             if self.folders == 1 {
                 "folder"
@@ -112,6 +112,11 @@ impl std::fmt::Display for Counts {
             self.deleted_server,
             self.deleted_local,
             self.conflicts,
+            if self.conflicts == 1 {
+                "conflict"
+            } else {
+                "conflicts"
+            },
             self.moved
         )
     }
@@ -227,6 +232,11 @@ mod tests {
             ..Counts::default()
         };
         assert!(one.to_string().starts_with("1 folder: fetched 0"), "{one}");
+        let conflict = Counts {
+            conflicts: 1,
+            ..Counts::default()
+        };
+        assert!(conflict.to_string().contains(" 1 conflict, "), "{conflict}");
         let two = Counts {
             folders: 2,
             ..Counts::default()

@@ -121,6 +121,14 @@ fn status_times_are_in_the_local_zone_tz_names() {
             log.lines().next().unwrap().contains(offset),
             "TZ={tz}: {log}"
         );
+        // Log lines on stderr too (tracing's own clock is UTC).
+        env.seed("INBOX", &format!("more-{tz}"));
+        let err = stderr(&env.run("sync", &[], &[("TZ", tz)]));
+        let line = err
+            .lines()
+            .find(|l| l.contains(" INFO "))
+            .unwrap_or_else(|| panic!("no log line:\n{err}"));
+        assert!(line.contains(&format!("{offset} ")), "TZ={tz}: {line}");
     }
 }
 
