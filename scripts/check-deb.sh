@@ -58,4 +58,4 @@ if command -v systemd-analyze >/dev/null; then
     rm -rf "$home"
 fi
 echo "   installed: /usr/bin/syncmail $(du -k /usr/bin/syncmail | cut -f1) KiB; $("/usr/bin/syncmail" --version)," \
-    "$(dpkg -L syncmail | grep -c '/man/') man pages; unit verified; removing it"
+    "$(dpkg -L syncmail | grep -c '/man/man.*\.gz$') man pages; unit verified; removing it"

@@ -206,4 +206,24 @@ mod tests {
         }
         assert!(!names.iter().any(|n| n.contains("generate")), "{names:?}");
     }
+
+    /// A man page or `--help` line with an empty description reads as an oversight.
+    #[test]
+    fn every_argument_says_what_it_is() {
+        fn check(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_hide_set() {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "{path} {id} has no description");
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        check(&cmd, "syncmail");
+    }
 }

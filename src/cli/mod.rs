@@ -93,6 +93,7 @@ pub enum Command {
     /// Decide about messages a first contact held because it could not tell them apart
     /// (listed by `syncmail status`); without an option, list them
     Adopt {
+        /// The account whose held messages to list or release
         account: String,
         /// Only this folder
         #[arg(long)]
