@@ -2,11 +2,12 @@
 # The demo: starts a throwaway Dovecot on loopback with sample mail (a nested folder, a
 # non-ASCII one, flags) for an IMAP account and a POP3 one, writes a syncmail config with
 # a unified inbox over both, and runs syncmail against it.
-# Everything lives in one temp directory, removed at exit (KEEP=1 keeps it).
+# Everything lives in one temp directory, removed at exit. KEEP=1 keeps it, and keeps its
+# Dovecot running so the kept demo can be synced again; the script prints how to stop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-deps.sh
-ensure_deps
+ensure_deps demo
 
 . scripts/lib-dovecot.sh
 
@@ -14,14 +15,25 @@ DEMO=$(mktemp -d /tmp/syncmail-demo.XXXXXX)
 # Dovecot runs as its own users and must reach the server directory inside.
 chmod 711 "$DEMO"
 cleanup() {
-    dovecot_stop
-    if [ "${KEEP:-0}" = 1 ]; then echo "demo kept in $DEMO"; else rm -rf "$DEMO"; fi
+    if [ "${KEEP:-0}" = 1 ]; then
+        echo
+        echo "== demo kept in $DEMO"
+        if [ -n "${DOVECOT_PID:-}" ]; then
+            echo "   its Dovecot (pid $DOVECOT_PID) keeps running on 127.0.0.1:$IMAPS (IMAPS) and :$POP3S (POP3S):"
+            echo "   ${SYNCMAIL:-syncmail} --config $DEMO/config.toml sync     # sync it again"
+            echo "   ${SYNCMAIL:-syncmail} --config $DEMO/config.toml status   # or run any command on it"
+            echo "   kill $DOVECOT_PID; rm -rf $DEMO                        # stop it and remove the demo"
+        fi
+    else
+        dovecot_stop
+        rm -rf "$DEMO"
+    fi
 }
 trap cleanup EXIT
 
 echo "== building syncmail"
-cargo build --release --locked -q
-SYNCMAIL=$PWD/target/release/syncmail
+cargo build --profile dist --locked -q
+SYNCMAIL=${CARGO_TARGET_DIR:-$PWD/target}/dist/syncmail
 
 echo "== starting a throwaway Dovecot (test CA, certificate for localhost)"
 dovecot_start "$DEMO/server" demo demo-password

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, and the integration tests, which
 # start private Dovecot instances on loopback, and the server matrix (Cyrus, Courier, GNU
-# imap4d) unpacked from Debian's packages. Installs or fetches what is missing first.
+# imap4d) unpacked from Debian's packages; then the Debian package is built, installed,
+# checked and removed (scripts/check-deb.sh). Installs or fetches what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-deps.sh
-ensure_deps
+ensure_deps test
 . scripts/ensure-servers.sh
 ensure_servers
 
@@ -18,6 +19,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+echo "== the Debian package: build, dpkg -i, check, dpkg -r"
+deb_started=$(date +%s)
+bash scripts/check-deb.sh || status=1
+echo "   .deb step: $(($(date +%s) - deb_started))s"
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"

@@ -20,7 +20,8 @@
 //!   renames, folder-name mapping (modified UTF-7, path safety), and the state mbsync
 //!   and OfflineIMAP left (`maildir::peers`).
 //! - [`config`]: raw TOML (serde, `deny_unknown_fields`) turned into a validated
-//!   [`config::Config`] in one place; errors name file:line:col and the account.
+//!   [`config::Config`] in one place; errors name file:line:col and the account;
+//!   [`config::keys`] lists every key, for the example test, the man page and typos.
 //! - [`secret`]: fetches passwords and tokens from the configured source, never logging them.
 //! - [`net`]: the transport IMAP and POP3 share: TCP and the plaintext policy, TLS
 //!   (verification, pinning, certificate errors in words), the plain-or-TLS stream, the
@@ -45,8 +46,10 @@
 //!   reconciled two ways by a pure planner (flags per-flag merged, deletions only from
 //!   stable scans) with its mapping in `unified.sqlite`; to the accounts a mail client.
 //! - [`daemon`]: per-account supervisors, IDLE and file-watch triggers, backoff, signals,
-//!   sd_notify, hooks, and `syncmail status`.
-//! - [`cli`]: subcommands and exit codes; `main.rs` only calls [`cli::main`].
+//!   sd_notify, hooks, and `syncmail status` (text and JSON, one report).
+//! - [`cli`]: subcommands and exit codes; `syncmail init`, `syncmail log` (text and
+//!   JSON), and [`cli::manual`]: man pages and completions from the clap definitions and
+//!   [`config::keys`]. `main.rs` only calls [`cli::main`].
 //! - `fuzzing` (hidden): the fuzz target bodies and their invariants, shared by the
 //!   libFuzzer targets in `tests/fuzz/` and the corpus replay in
 //!   `tests/suite/fuzz_corpora.rs`.

@@ -2,6 +2,7 @@
 //! resolved in one place (`validate`) into a `Config` the rest of the program trusts.
 
 mod error;
+pub mod keys;
 mod pattern;
 mod raw;
 mod validate;
@@ -165,6 +166,29 @@ impl ImapSettings {
         let personal = map.personal_name(name).filter(|p| *p != name);
         self.folders.includes_either(name, personal, map.delimiter)
     }
+
+    /// The `folders` patterns that select something but match none of the server's
+    /// folders `names`, by full or personal name: a typo, or a folder that is gone.
+    /// Exclusions are left out: `!Spam` on a server without Spam is no mistake.
+    pub fn unmatched_patterns<'a>(
+        &'a self,
+        map: &crate::maildir::FolderMap,
+        names: &[&str],
+    ) -> Vec<&'a FolderPattern> {
+        self.folders
+            .0
+            .iter()
+            .filter(|p| !p.exclude)
+            .filter(|p| {
+                !names.iter().any(|name| {
+                    p.matches(name, map.delimiter)
+                        || map
+                            .personal_name(name)
+                            .is_some_and(|n| p.matches(n, map.delimiter))
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -224,7 +248,7 @@ pub struct Loaded {
 pub fn load(path: &Path, dirs: &Dirs) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let help = (e.kind() == std::io::ErrorKind::NotFound).then_some(
-            "create it from config/syncmail.example.toml, or point --config at your file",
+            "run `syncmail init` to write a commented one from the annotated example (syncmail.example.toml), or point --config at your file",
         );
         ConfigError::file(path, format!("cannot read the config file: {e}"), help)
     })?;

@@ -76,7 +76,10 @@ pub(super) fn parse(
         accounts: account_extents(text),
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(&ctx, &e))?;
-    let base_dir = path.parent().unwrap_or(Path::new("."));
+    // Relative paths are shown and used resolved: `--config config.toml` with
+    // `maildir = "Mail"` is the Mail directory beside the file, wherever the daemon runs.
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let base_dir = absolute.parent().unwrap_or(Path::new("/"));
     let mut warnings = Vec::new();
 
     let general = general(&ctx, &raw, dirs, base_dir)?;
@@ -126,7 +129,7 @@ pub(super) fn parse(
     };
     Ok(Loaded {
         config: Config {
-            path: path.to_owned(),
+            path: absolute.clone(),
             general,
             accounts,
             unified,
@@ -171,11 +174,14 @@ fn account_extents(text: &str) -> Vec<(Range<usize>, Option<String>)> {
 fn toml_error(ctx: &Ctx, e: &toml::de::Error) -> ConfigError {
     let message = e.message().trim_end().to_owned();
     let help = if message.starts_with("unknown field") {
-        Some("check the spelling; config/syncmail.example.toml lists every key")
+        Some(unknown_key_help(&message))
     } else if message.starts_with("missing field") {
-        Some("add the key to this table; config/syncmail.example.toml shows its form")
+        Some("add the key to this table; config/syncmail.example.toml shows its form".to_owned())
     } else if message.starts_with("unknown variant") {
-        Some("use one of the values listed above")
+        Some("use one of the values listed above".to_owned())
+    } else if message.starts_with("invalid type: string") && message.contains("sequence") {
+        e.span()
+            .and_then(|span| command_string_help(ctx.text, span))
     } else {
         None
     };
@@ -187,8 +193,50 @@ fn toml_error(ctx: &Ctx, e: &toml::de::Error) -> ConfigError {
                 None => b.into(),
             }
         }
-        None => ConfigError::file(ctx.path, message, help),
+        None => ConfigError::file(ctx.path, message, help.as_deref()),
     }
+}
+
+/// "did you mean" when one key of the table is a likely typo of the unknown one; serde's
+/// message lists the table's keys (`unknown field `x`, expected one of `a`, `b``).
+fn unknown_key_help(message: &str) -> String {
+    let mut ticks = message.split('`').skip(1).step_by(2);
+    let unknown = ticks.next().unwrap_or_default();
+    match super::keys::closest(unknown, ticks) {
+        Some(key) => format!(
+            "did you mean `{key}`? config/syncmail.example.toml lists every key (`man syncmail.toml`)"
+        ),
+        None => {
+            "check the spelling; config/syncmail.example.toml lists every key (`man syncmail.toml`)"
+                .to_owned()
+        }
+    }
+}
+
+/// A command written as one shell string (`password_command = "pass show mail/work"`,
+/// how mbsync's PassCmd reads) where syncmail wants a program and its arguments: show
+/// the list form of the very command, and the `sh -c` form for real shell syntax.
+fn command_string_help(text: &str, span: Range<usize>) -> Option<String> {
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let key = text[line_start..span.start].split('=').next()?.trim();
+    if !key.ends_with("_command") && key != "on_new_mail" && key != "after_sync" {
+        return None;
+    }
+    let value: String = toml::from_str::<toml::Value>(&format!("v = {}", &text[span.clone()]))
+        .ok()?
+        .get("v")?
+        .as_str()?
+        .to_owned();
+    let quoted = |words: &[&str]| {
+        let words: Vec<String> = words.iter().map(|w| format!("{w:?}")).collect();
+        format!("[{}]", words.join(", "))
+    };
+    let words: Vec<&str> = value.split_whitespace().collect();
+    Some(format!(
+        "`{key}` is a program and its arguments, run without a shell: write {key} = {}, or {key} = {} if the command needs the shell (pipes, quotes, `~`, variables)",
+        quoted(&words),
+        quoted(&["sh", "-c", &value]),
+    ))
 }
 
 fn general(ctx: &Ctx, raw: &RawFile, dirs: &Dirs, base_dir: &Path) -> Result<General, ConfigError> {

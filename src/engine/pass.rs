@@ -66,6 +66,15 @@ pub async fn pass(
         }
     }
     let on_server: BTreeSet<FolderName> = server.iter().map(|(n, _)| n.clone()).collect();
+    if opts.folder.is_none() && scope.folders.is_none() {
+        let names: Vec<&str> = on_server.iter().map(|n| n.0.as_str()).collect();
+        for p in settings.unmatched_patterns(&map, &names) {
+            report.notes.push(format!(
+                "warning: folder pattern `{}` matches no folder on the server; check its spelling (`syncmail check-config --connect` lists the server's folders)",
+                p.glob
+            ));
+        }
+    }
     // Folders one side deleted (rule 9); only a pass over every folder can tell.
     if opts.folder.is_none() && scope.folders.is_none() {
         folders::reconcile(settings, store, session, &map, &mut server, opts, report).await?;

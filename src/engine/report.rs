@@ -97,8 +97,13 @@ impl std::fmt::Display for Counts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} folders: fetched {} ({} KiB), appended {}, flags pushed {} pulled {}, deleted {} on server {} locally, {} conflicts, moved {}",
+            "{} {}: fetched {} ({} KiB), appended {}, flags pushed {} pulled {}, deleted {} on server {} locally, {} {}, moved {}",
             self.folders,
+            if self.folders == 1 {
+                "folder"
+            } else {
+                "folders"
+            },
             self.fetched,
             self.fetched_bytes / 1024,
             self.appended,
@@ -107,6 +112,11 @@ impl std::fmt::Display for Counts {
             self.deleted_server,
             self.deleted_local,
             self.conflicts,
+            if self.conflicts == 1 {
+                "conflict"
+            } else {
+                "conflicts"
+            },
             self.moved
         )
     }
@@ -208,5 +218,29 @@ pub(super) fn conflict_record(
         local_change,
         remote_change,
         resolution: resolution.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counts;
+
+    #[test]
+    fn one_folder_is_not_one_folders() {
+        let one = Counts {
+            folders: 1,
+            ..Counts::default()
+        };
+        assert!(one.to_string().starts_with("1 folder: fetched 0"), "{one}");
+        let conflict = Counts {
+            conflicts: 1,
+            ..Counts::default()
+        };
+        assert!(conflict.to_string().contains(" 1 conflict, "), "{conflict}");
+        let two = Counts {
+            folders: 2,
+            ..Counts::default()
+        };
+        assert!(two.to_string().starts_with("2 folders: fetched 0"), "{two}");
     }
 }

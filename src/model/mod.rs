@@ -7,7 +7,8 @@ use std::fmt;
 pub mod rfc5322;
 
 pub use rfc5322::{
-    ContentHash, MessageId, crlf_size, header_block, imap_date, local_time, to_crlf, tuid_line,
+    ContentHash, MessageId, crlf_size, header_block, imap_date, local_time, rfc3339, to_crlf,
+    tuid_line,
 };
 
 /// The name of an account as written in the config (`name = "work"`).

@@ -241,6 +241,15 @@ pub fn local_time(t: SystemTime) -> String {
         .to_string()
 }
 
+/// The same instant for machines: RFC 3339 in local time with its offset
+/// (`2026-11-22T11:00:00+01:00`), as the JSON outputs write times.
+pub fn rfc3339(t: SystemTime) -> String {
+    let ts = Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH);
+    ts.to_zoned(TimeZone::system())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

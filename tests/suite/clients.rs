@@ -20,6 +20,22 @@ fn two_accounts() -> Env {
     Env::new(false, "timeout = \"4s\"\npoll_interval = \"1h\"\n")
 }
 
+/// A contrib snippet as a user installs it after "change the names to yours": they name
+/// the example config's accounts (`work`, `old-isp`); here the second one is `home`.
+fn as_edited(path: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let example = include_str!("../../config/syncmail.example.toml");
+    assert!(
+        text.contains("old-isp") && example.contains("name = \"old-isp\""),
+        "{path} names the example config's accounts"
+    );
+    assert!(
+        !text.contains("home/INBOX") && !text.contains("[home]"),
+        "{path}"
+    );
+    text.replace("old-isp", "home")
+}
+
 /// A private tmux server (its own socket) with one session running `command`; killed on
 /// drop, even when the test fails.
 struct Tmux {
@@ -180,11 +196,18 @@ fn neomutt_flags_a_message_in_the_unified_inbox_and_the_daemon_pushes_it_to_its_
     let home = env.home.path();
     std::fs::create_dir_all(home.join(".cache/neomutt")).unwrap();
     let rc = home.join("neomuttrc");
+    let snippet = home.join("syncmail.muttrc");
+    std::fs::write(
+        &snippet,
+        as_edited(&format!("{CONTRIB}/neomutt/syncmail.muttrc")),
+    )
+    .unwrap();
     std::fs::write(
         &rc,
         format!(
-            "source {CONTRIB}/neomutt/syncmail.muttrc\n\
-             set sort = subject\nset wait_key = no\nset quit = yes\nset help = no\n"
+            "source {}\n\
+             set sort = subject\nset wait_key = no\nset quit = yes\nset help = no\n",
+            snippet.display()
         ),
     )
     .unwrap();
@@ -395,9 +418,9 @@ fn aerc_example_config_shows_every_account_and_the_unified_inbox() {
     let home = env.home.path();
     let conf = home.join(".config/aerc");
     std::fs::create_dir_all(&conf).unwrap();
-    std::fs::copy(
-        format!("{CONTRIB}/aerc/accounts.conf"),
+    std::fs::write(
         conf.join("accounts.conf"),
+        as_edited(&format!("{CONTRIB}/aerc/accounts.conf")),
     )
     .unwrap();
     std::fs::set_permissions(

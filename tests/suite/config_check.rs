@@ -88,46 +88,17 @@ fn example_config_passes() {
         text.contains("account old-isp: pop.example.net:995"),
         "{text}"
     );
-    // Sanity: the example documents every key the loader knows.
-    for key in [
-        "maildir",
-        "state_dir",
-        "log_level",
-        "name",
-        "kind",
-        "host",
-        "port",
-        "tls",
-        "allow_plaintext",
-        "user",
-        "auth",
-        "password_command",
-        "oauth2_token_command",
-        "password",
-        "ca_file",
-        "cert_fingerprint",
-        "timeout",
-        "poll_interval",
-        "folders",
-        "idle",
-        "layout",
-        "direction",
-        "expunge",
-        "trash",
-        "delete_vs_flag",
-        "max_delete_share",
-        "connections",
-        "compress",
-        "keep_on_server",
-        "delete_after_days",
-        "path",
-        "accounts",
-    ] {
+    // The example documents every key the loader knows: the list is the library's own
+    // (`config::keys`, checked there against the loader's fields), the one
+    // `syncmail.toml(5)` is made from.
+    for key in syncmail::config::keys::KEYS {
         assert!(
-            EXAMPLE.contains(&format!("{key} =")),
-            "example does not document `{key}`"
+            EXAMPLE.contains(&format!("{} =", key.name)),
+            "example does not document `{}`",
+            key.name
         );
     }
+    assert!(syncmail::config::keys::KEYS.len() > 30);
 }
 
 #[test]
@@ -138,7 +109,38 @@ fn unknown_key_is_located() {
         &text,
         line,
         col,
-        &["unknown field `hots`", "account `work`"],
+        &[
+            "unknown field `hots`",
+            "account `work`",
+            "help: did you mean `host`?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_key_far_from_any_gets_no_guess() {
+    let text = format!("{GOOD}colour = \"blue\"\n");
+    let (line, col) = line_col(&text, "colour");
+    let err = assert_config_error(&text, line, col, &["unknown field `colour`"]);
+    assert!(!err.contains("did you mean"), "{err}");
+}
+
+#[test]
+fn password_command_as_a_shell_string_shows_the_list_form() {
+    let text = GOOD.replace(
+        "password_command = [\"pass\", \"show\", \"work\"]",
+        "password_command = \"pass show mail/work\"",
+    );
+    let (line, col) = line_col(&text, "\"pass show");
+    assert_config_error(
+        &text,
+        line,
+        col,
+        &[
+            "account `work`",
+            "password_command = [\"pass\", \"show\", \"mail/work\"]",
+            "[\"sh\", \"-c\", \"pass show mail/work\"]",
+        ],
     );
 }
 

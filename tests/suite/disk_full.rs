@@ -112,7 +112,7 @@ fn disk_full_sync_fails_cleanly_and_resumes() {
     );
     // The state says what happened, for `syncmail status`, the account line included.
     let status = stdout(&env.run("status", &[], &[]));
-    assert!(status.contains("1 folder(s) FAILED"), "{status}");
+    assert!(status.contains("1 folder FAILED"), "{status}");
     assert!(
         status.lines().any(|l| l.contains("folder INBOX")
             && l.contains("FAILED")

@@ -47,7 +47,7 @@ fn rule_24_a_folder_that_cannot_be_mapped_is_named_in_status() {
     assert!(stderr(&out).contains("tmp"), "{}", stderr(&out));
     assert_eq!(md::messages(&env.inbox()).len(), 1, "INBOX still synced");
     let status = stdout(&env.run("status", &[], &[]));
-    assert!(status.contains("1 folder(s) FAILED (below)"), "{status}");
+    assert!(status.contains("1 folder FAILED (below)"), "{status}");
     let line = status
         .lines()
         .find(|l| l.contains("folder tmp"))

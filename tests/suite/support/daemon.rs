@@ -28,6 +28,17 @@ impl Daemon {
 
     /// Start on any config, with `home` as HOME and the place for the log.
     pub fn launch(home: &Path, config: &Path, vars: &[(&str, &str)]) -> Daemon {
+        Daemon::launch_wrapped(home, config, vars, &[])
+    }
+
+    /// The same, run by `wrapper` (a program and its arguments, e.g. a sandbox) that
+    /// execs `syncmail daemon --config CONFIG`, appended to it.
+    pub fn launch_wrapped(
+        home: &Path,
+        config: &Path,
+        vars: &[(&str, &str)],
+        wrapper: &[String],
+    ) -> Daemon {
         let log = home.join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -35,8 +46,16 @@ impl Daemon {
                 .unwrap()
                 .as_nanos()
         ));
-        let child = Command::new(env!("CARGO_BIN_EXE_syncmail"))
-            .args(["daemon", "--config", config.to_str().unwrap()])
+        let daemon = [
+            env!("CARGO_BIN_EXE_syncmail"),
+            "daemon",
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        let mut argv: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        argv.extend(daemon);
+        let child = Command::new(argv[0])
+            .args(&argv[1..])
             .env_clear()
             .envs(vars.iter().copied())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

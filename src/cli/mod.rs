@@ -13,6 +13,10 @@ use crate::import;
 use crate::secret::{self, SecretError};
 use crate::unified;
 
+mod init;
+mod log;
+pub mod manual;
+
 /// Exit codes: 0 ok, 1 other failure, 2 usage, 75 transient (EX_TEMPFAIL: try again
 /// later), 78 config error (EX_CONFIG).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,8 +75,16 @@ pub enum Command {
     },
     /// Run in the foreground, syncing on push events and timers
     Daemon,
-    /// Show each account's and folder's state
-    Status,
+    /// Write a commented starting config at the default path (or --config FILE); never
+    /// overwrites a file
+    Init,
+    /// Show each account's and folder's state: last pass, errors, halts, unread and total
+    /// counts, whether a daemon runs
+    Status {
+        /// One JSON document instead of text (schema: /usr/share/doc/syncmail/json-schema.md)
+        #[arg(long)]
+        json: bool,
+    },
     /// The unified inbox: status, reconcile, rebuild
     Unified {
         #[command(subcommand)]
@@ -81,6 +93,7 @@ pub enum Command {
     /// Decide about messages a first contact held because it could not tell them apart
     /// (listed by `syncmail status`); without an option, list them
     Adopt {
+        /// The account whose held messages to list or release
         account: String,
         /// Only this folder
         #[arg(long)]
@@ -94,10 +107,14 @@ pub enum Command {
     },
     /// Print the change and conflict log
     Log {
+        /// Only this account [default: all]
         account: Option<String>,
         /// Only conflicts and how they were resolved
         #[arg(long)]
         conflicts: bool,
+        /// One JSON document instead of text (schema: /usr/share/doc/syncmail/json-schema.md)
+        #[arg(long)]
+        json: bool,
     },
     /// Convert an mbsync or OfflineIMAP config into a syncmail config (printed, or
     /// written with --write) that adopts the same Maildir tree
@@ -105,6 +122,9 @@ pub enum Command {
         #[command(subcommand)]
         tool: ImportTool,
     },
+    /// Write man pages and shell completions into DIR (for packaging)
+    #[command(hide = true)]
+    GenerateManual { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -219,7 +239,19 @@ fn init_tracing(level: &str, verbose: u8) {
         // as literal escape sequences.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        .with_timer(LocalTimer)
         .try_init();
+}
+
+/// Log line times in the local zone (`TZ`, else the system's), as every other time
+/// syncmail prints; tracing's default is UTC.
+struct LocalTimer;
+
+impl tracing_subscriber::fmt::time::FormatTime for LocalTimer {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let now = jiff::Zoned::now();
+        write!(w, "{}", now.strftime("%Y-%m-%dT%H:%M:%S%.3f%:z"))
+    }
 }
 
 /// The config file to read (or write): `--config`, else the default path.
@@ -251,14 +283,24 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    // The one command that works without a syncmail config: it makes one.
-    if let Command::Import { tool } = cli.command {
-        return run_import(cli.config.as_deref(), tool);
+    // The commands that work without a syncmail config: two make one.
+    match cli.command {
+        Command::Import { tool } => return run_import(cli.config.as_deref(), tool),
+        Command::Init => return init::run(cli.config.as_deref()),
+        Command::GenerateManual { dir } => {
+            let written = manual::write_all(&dir)
+                .map_err(|e| Failure::Other(format!("cannot write to {}: {e}", dir.display())))?;
+            for path in written {
+                println!("{}", path.display());
+            }
+            return Ok(());
+        }
+        _ => {}
     }
     let config = load_config(cli.config.as_deref(), cli.verbose)?;
     match cli.command {
         // Handled above, before a config is needed.
-        Command::Import { .. } => Ok(()),
+        Command::Import { .. } | Command::Init | Command::GenerateManual { .. } => Ok(()),
         Command::CheckConfig { connect } => {
             print_summary(&config);
             if connect {
@@ -302,8 +344,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Unified { command } => run_unified(&config, command),
         Command::Daemon => run_daemon(config),
-        Command::Status => {
-            print!("{}", crate::daemon::status::render(&config));
+        Command::Status { json } => {
+            if json {
+                print!("{}", crate::daemon::status::render_json(&config));
+            } else {
+                print!("{}", crate::daemon::status::render(&config));
+            }
             Ok(())
         }
         Command::Adopt {
@@ -320,10 +366,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             };
             runtime()?.block_on(adopt(&config, selected[0], folder, decision))
         }
-        Command::Log { account, conflicts } => {
+        Command::Log {
+            account,
+            conflicts,
+            json,
+        } => {
             let names: Vec<String> = account.into_iter().collect();
             let selected = select_accounts(&config, &names)?;
-            runtime()?.block_on(print_log(&config, &selected, conflicts))
+            runtime()?.block_on(log::print(&config, &selected, conflicts, json))
         }
     }
 }
@@ -528,7 +578,7 @@ async fn sync_all(
         .iter()
         .zip(&per_account)
         .map(|(a, o)| engine::sync_account(a, &config.general, o));
-    let (results, (mut failed, mut transient)) = futures::future::join(
+    let (results, (mut failed, mut transient, mut busy)) = futures::future::join(
         futures::future::join_all(runs),
         poll_pop3(config, &pop3, opts),
     )
@@ -556,6 +606,9 @@ async fn sync_all(
                     println!("{}: {}", account.name, report.counts);
                 }
             }
+            Err(engine::EngineError::Lock(crate::store::LockError::Held { pid, .. })) => {
+                busy.push(busy_line(&account.name.0, &pid));
+            }
             Err(e) => {
                 eprintln!("syncmail: account `{}`: {e}", account.name);
                 if e.is_transient() {
@@ -566,6 +619,16 @@ async fn sync_all(
             }
         }
     }
+    // An account another syncmail holds is being synced by it: not a fault, but this
+    // run did not sync it (EX_TEMPFAIL). Said once, as the run's closing line when it is
+    // the only news.
+    if !busy.is_empty() && !failed && !transient {
+        return Err(Failure::TempFail(busy.join("\nsyncmail: ")));
+    }
+    for line in &busy {
+        eprintln!("syncmail: {line}");
+    }
+    transient |= !busy.is_empty();
     if failed {
         Err(Failure::Other(
             "some folders need attention (see above)".into(),
@@ -579,13 +642,29 @@ async fn sync_all(
     }
 }
 
+/// What `sync` says of an account another syncmail process holds: who, and that nothing
+/// was done here. The daemon is told apart by its command line.
+fn busy_line(account: &str, pid: &str) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let daemon = cmdline.split(|b| *b == 0).any(|arg| arg == b"daemon");
+    if daemon {
+        format!(
+            "account `{account}`: the daemon (pid {pid}) is syncing this account; nothing done here (`syncmail status` shows its passes)"
+        )
+    } else {
+        format!(
+            "account `{account}`: another `syncmail sync` (pid {pid}) is syncing this account; nothing done here, try again when it has finished"
+        )
+    }
+}
+
 /// Poll POP3 accounts once, concurrently, printing a summary line each. Returns
-/// `(failed, transient)` as [`sync_all`] counts them.
+/// `(failed, transient, busy)` as [`sync_all`] counts them.
 async fn poll_pop3(
     config: &Config,
     accounts: &[&Account],
     opts: &engine::SyncOptions,
-) -> (bool, bool) {
+) -> (bool, bool, Vec<String>) {
     let now = std::time::SystemTime::now();
     let runs = accounts.iter().filter_map(|a| match &a.kind {
         AccountKind::Pop3(p) if !opts.dry_run => {
@@ -605,7 +684,7 @@ async fn poll_pop3(
             None
         }
     });
-    let (mut failed, mut transient) = (false, false);
+    let (mut failed, mut transient, mut busy) = (false, false, Vec::new());
     for (account, result) in futures::future::join_all(runs).await {
         match result {
             Err(e) => {
@@ -621,6 +700,11 @@ async fn poll_pop3(
                 }
                 println!("{}: {report}", account.name);
             }
+            Ok(Err(crate::engine::pop3::PollError {
+                fault:
+                    crate::engine::pop3::PollFault::Lock(crate::store::LockError::Held { pid, .. }),
+                ..
+            })) => busy.push(busy_line(&account.name.0, &pid)),
             Ok(Err(e)) => {
                 eprintln!("syncmail: {e}");
                 transient |= e.is_transient();
@@ -628,7 +712,7 @@ async fn poll_pop3(
             }
         }
     }
-    (failed, transient)
+    (failed, transient, busy)
 }
 
 /// List an account's held messages, or end their holds (`transfer`: copy them across
@@ -690,64 +774,6 @@ async fn adopt(
         account.name,
         holds.len()
     );
-    Ok(())
-}
-
-async fn print_log(
-    config: &Config,
-    accounts: &[&Account],
-    conflicts_only: bool,
-) -> Result<(), Failure> {
-    const LIMIT: usize = 1000;
-    for account in accounts {
-        let path = crate::store::db_path(&config.general.state_dir, &account.name)
-            .map_err(|e| Failure::Other(e.to_string()))?;
-        if !path.exists() {
-            println!("{}: never synced", account.name);
-            continue;
-        }
-        let store = crate::store::Store::open(&path).map_err(|e| Failure::Other(e.to_string()))?;
-        let stamp = |t: std::time::SystemTime| crate::model::local_time(t);
-        for c in store
-            .conflicts(None, LIMIT)
-            .await
-            .map_err(|e| Failure::Other(e.to_string()))?
-        {
-            println!(
-                "{} {} {}: conflict over {}: {}; {}",
-                stamp(c.at),
-                account.name,
-                c.folder,
-                c.which(),
-                c.what(),
-                c.resolution
-            );
-        }
-        if conflicts_only {
-            continue;
-        }
-        for c in store
-            .changes(None, LIMIT)
-            .await
-            .map_err(|e| Failure::Other(e.to_string()))?
-        {
-            let who = match (c.uid, &c.local_key) {
-                (Some(uid), Some(key)) => format!("UID {uid} / {key}"),
-                (Some(uid), None) => format!("UID {uid}"),
-                (None, Some(key)) => key.to_string(),
-                (None, None) => String::new(),
-            };
-            println!(
-                "{} {} {} {} {who}: {} ({})",
-                stamp(c.at),
-                account.name,
-                c.folder,
-                c.side,
-                c.change,
-                c.action
-            );
-        }
-    }
     Ok(())
 }
 
@@ -917,6 +943,19 @@ async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
             .into_iter()
             .map(|l| format!("    {l}")),
     );
+    let names: Vec<String> = folders
+        .iter()
+        .filter(|f| f.selectable)
+        .filter_map(|f| crate::maildir::decode_server_name(&f.raw_name).ok())
+        .map(|n| n.0)
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for p in settings.unmatched_patterns(&map, &names) {
+        lines.push(format!(
+            "  account {}: warning: folder pattern `{}` matches no folder on the server",
+            account.name, p.glob
+        ));
+    }
     for f in folders.iter().filter(|f| f.selectable) {
         let line = match crate::maildir::decode_server_name(&f.raw_name) {
             Ok(name) if map.personal_name(&name.0).is_none() => {
