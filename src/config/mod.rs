@@ -2,6 +2,7 @@
 //! resolved in one place (`validate`) into a `Config` the rest of the program trusts.
 
 mod error;
+pub mod oauth2;
 mod pattern;
 mod raw;
 mod validate;
@@ -101,6 +102,8 @@ pub enum SecretSource {
     OAuth2TokenCommand(Vec<String>),
     /// Written in the config file itself.
     Password(String),
+    /// syncmail's own OAuth2: a refresh token from `syncmail login` in the token store.
+    OAuth2(Box<oauth2::OAuth2>),
 }
 
 impl std::fmt::Debug for SecretSource {
@@ -109,6 +112,7 @@ impl std::fmt::Debug for SecretSource {
             SecretSource::PasswordCommand(argv) => write!(f, "PasswordCommand({argv:?})"),
             SecretSource::OAuth2TokenCommand(argv) => write!(f, "OAuth2TokenCommand({argv:?})"),
             SecretSource::Password(_) => f.write_str("Password(<redacted>)"),
+            SecretSource::OAuth2(o) => write!(f, "OAuth2({o:?})"),
         }
     }
 }

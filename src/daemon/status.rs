@@ -59,6 +59,13 @@ fn render_account(out: &mut String, state_dir: &Path, account: &Account) {
             let _ = writeln!(out, "not running");
         }
     }
+    if let crate::config::SecretSource::OAuth2(cfg) = &account.secret {
+        let _ = writeln!(
+            out,
+            "  oauth2: {}",
+            crate::secret::oauth2::store::describe_now(cfg)
+        );
+    }
     let snapshot = match store::db_path(state_dir, &account.name) {
         Ok(path) if path.exists() => store::read_status(&path),
         Ok(_) => {
