@@ -25,6 +25,7 @@ mod matrix_namespace;
 mod matrix_scenarios;
 mod matrix_smoke;
 mod matrix_upload;
+mod oauth2;
 mod peers_smoke;
 mod planner_api;
 mod pop3_client;
