@@ -39,8 +39,9 @@ struct Device {
 
 #[derive(Default)]
 struct State {
-    /// Added to the wall clock: the test moves simulated time with it.
+    /// Added to the wall clock (ms): the test moves simulated time with it.
     offset: u64,
+    /// Seconds.
     lifetime: u64,
     codes: BTreeMap<String, Code>,
     refresh: BTreeMap<String, (Grant, bool)>,
@@ -74,11 +75,13 @@ fn token(prefix: &str) -> String {
     )
 }
 
+/// Milliseconds: whole seconds would end a token up to a second before its client,
+/// told `expires_in` seconds, expects.
 fn wall() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs()
+        .as_millis() as u64
 }
 
 impl OAuth2Server {
@@ -205,7 +208,7 @@ impl OAuth2Server {
 
     /// Move the server's clock forward.
     pub fn advance(&self, by: Duration) {
-        self.state.lock().unwrap().offset += by.as_secs();
+        self.state.lock().unwrap().offset += by.as_millis() as u64;
     }
 
     pub fn count(&self, what: &str) -> u64 {
@@ -243,9 +246,15 @@ pub fn http_get(url: &str) -> (String, Vec<(String, String)>, String) {
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    let mut conn = TcpStream::connect(hostport).unwrap_or_else(|e| panic!("connect {hostport}: {e}"));
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut conn =
+        TcpStream::connect(hostport).unwrap_or_else(|e| panic!("connect {hostport}: {e}"));
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut answer = String::new();
     conn.read_to_string(&mut answer).unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
@@ -281,7 +290,10 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>, port: u16) {
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
             }
-            break (head, String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned());
+            break (
+                head,
+                String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned(),
+            );
         }
     };
     let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
@@ -308,7 +320,11 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>, port: u16) {
 type Answer = (&'static str, String, String);
 
 fn json_error(error: &str) -> Answer {
-    ("400 Bad Request", String::new(), format!("{{\"error\":\"{error}\",\"error_description\":\"scripted refusal: {error}\"}}"))
+    (
+        "400 Bad Request",
+        String::new(),
+        format!("{{\"error\":\"{error}\",\"error_description\":\"scripted refusal: {error}\"}}"),
+    )
 }
 
 fn bump(s: &mut State, what: &str) {
@@ -319,8 +335,10 @@ fn issue(s: &mut State, grant: Grant, with_refresh: bool) -> Answer {
     let now = wall() + s.offset;
     let access = token("at");
     s.secrets.push(access.clone());
-    s.access
-        .insert(access.clone(), (grant.user.clone(), now + s.lifetime, true));
+    s.access.insert(
+        access.clone(),
+        (grant.user.clone(), now + s.lifetime * 1000, true),
+    );
     let id_token = format!(
         "eyJhbGciOiJub25lIn0.{}.",
         URL_SAFE_NO_PAD.encode(format!("{{\"email\":\"{}@example.com\"}}", grant.user))
@@ -351,7 +369,11 @@ fn route(s: &mut State, path: &str, form: &BTreeMap<String, String>, port: u16) 
                 || !redirect.starts_with("http://127.0.0.1:")
                 || get("response_type") != "code"
             {
-                return ("400 Bad Request", String::new(), "{\"error\":\"invalid_request\"}".into());
+                return (
+                    "400 Bad Request",
+                    String::new(),
+                    "{\"error\":\"invalid_request\"}".into(),
+                );
             }
             let code = token("code");
             s.secrets.push(code.clone());
@@ -371,7 +393,11 @@ fn route(s: &mut State, path: &str, form: &BTreeMap<String, String>, port: u16) 
                 encode(&code),
                 encode(&get("state"))
             );
-            ("302 Found", format!("Location: {location}\r\n"), String::new())
+            (
+                "302 Found",
+                format!("Location: {location}\r\n"),
+                String::new(),
+            )
         }
         "/device" => {
             if get("client_id") != CLIENT_ID {
@@ -459,7 +485,8 @@ fn route(s: &mut State, path: &str, form: &BTreeMap<String, String>, port: u16) 
             let body = match s.access.get(&get("token")) {
                 Some((user, expires, true)) if now < *expires => {
                     let body = format!(
-                        "{{\"active\":true,\"username\":\"{user}\",\"exp\":{expires},\"client_id\":\"{CLIENT_ID}\"}}"
+                        "{{\"active\":true,\"username\":\"{user}\",\"exp\":{},\"client_id\":\"{CLIENT_ID}\"}}",
+                        expires / 1000
                     );
                     bump(s, "introspect-active");
                     body
