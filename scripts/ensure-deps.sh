@@ -2,7 +2,8 @@
 # Installs what syncmail's tests and demo need when it is missing: Dovecot (IMAP and
 # POP3), openssl, GNU time (the hostile-server tests measure peak memory with it), and
 # the mail clients the integration tests drive (neomutt, aerc, tmux, notmuch), and the
-# sync tools whose Maildirs syncmail adopts (mbsync, OfflineIMAP). Sourced by
+# sync tools whose Maildirs syncmail adopts (mbsync, OfflineIMAP), and a Secret Service
+# (gnome-keyring, dbus-run-session, secret-tool) for the OAuth2 keyring test. Sourced by
 # scripts/test.sh and scripts/demo.sh.
 
 ensure_deps() {
@@ -20,6 +21,10 @@ ensure_deps() {
     # The adoption tests fill Maildirs with the real mbsync and OfflineIMAP.
     command -v mbsync >/dev/null 2>&1 || missing+=(isync)
     command -v offlineimap >/dev/null 2>&1 || missing+=(offlineimap3)
+    # The OAuth2 token-store test runs a real Secret Service in its own session bus.
+    command -v dbus-run-session >/dev/null 2>&1 || missing+=(dbus)
+    command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
+    command -v secret-tool >/dev/null 2>&1 || missing+=(libsecret-tools)
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "syncmail: installing ${missing[*]} (Debian packages)" >&2
     local sudo=""
