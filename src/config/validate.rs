@@ -1142,3 +1142,86 @@ password_command = ["pass", "home"]
         }
     }
 }
+
+#[cfg(test)]
+mod oauth2_tests {
+    use std::path::Path;
+
+    use crate::config::{Dirs, SecretSource, parse};
+
+    fn parse_account(keys: &str) -> Result<SecretSource, String> {
+        let text = format!(
+            "[general]\nmaildir = \"/m\"\nstate_dir = \"/s\"\n[[account]]\nname = \"w\"\n\
+             kind = \"imap\"\nhost = \"imap.example.com\"\nuser = \"u@example.com\"\n{keys}"
+        );
+        parse(Path::new("c.toml"), &text, &Dirs::default())
+            .map(|mut l| l.config.accounts.remove(0).secret)
+            .map_err(|e| format!("{e} {:?}", e.line_col()))
+    }
+
+    #[test]
+    fn presets_fill_endpoints_and_scopes() {
+        let SecretSource::OAuth2(o) = parse_account(
+            "auth = \"oauth2\"\n[account.oauth2]\nprovider = \"microsoft\"\nclient_id = \"abc\"\n",
+        )
+        .unwrap() else {
+            panic!("not OAuth2")
+        };
+        assert_eq!(
+            o.token_endpoint,
+            "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+        );
+        assert!(o.scopes.contains(&"offline_access".to_owned()));
+        assert_eq!(o.token_file, Path::new("/s/w.oauth2-token"));
+        let SecretSource::OAuth2(g) =
+            parse_account("[account.oauth2]\nprovider = \"google\"\nclient_id = \"abc\"\n")
+                .unwrap()
+        else {
+            panic!("not OAuth2")
+        };
+        assert_eq!(g.scopes, ["https://mail.google.com/"]);
+        assert!(
+            g.device_endpoint.is_none(),
+            "Google refuses mail in the device flow"
+        );
+        assert!(!format!("{g:?}").contains("secret\":"));
+    }
+
+    #[test]
+    fn mistakes_name_the_key_and_the_line() {
+        let e = parse_account("auth = \"oauth2\"\n").unwrap_err();
+        assert!(e.contains("needs an [account.oauth2] table"), "{e}");
+        let e = parse_account("[account.oauth2]\nprovider = \"google\"\n").unwrap_err();
+        assert!(e.contains("no client_id"), "{e}");
+        let e = parse_account(
+            "[account.oauth2]\nprovider = \"custom\"\nclient_id = \"x\"\nscopes = [\"m\"]\n\
+             authorization_endpoint = \"https://a/\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("needs token_endpoint"), "{e}");
+        let e = parse_account(
+            "[account.oauth2]\nprovider = \"custom\"\nclient_id = \"x\"\nscopes = [\"m\"]\n\
+             authorization_endpoint = \"https://a/\"\ntoken_endpoint = \"http://example.com/t\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("is not an https URL") && e.contains("Some((14, 18))"),
+            "{e}"
+        );
+        let e = parse_account(
+            "password = \"p\"\n[account.oauth2]\nprovider = \"google\"\nclient_id = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("more than one secret source"), "{e}");
+        let e = parse_account(
+            "auth = \"plain\"\n[account.oauth2]\nprovider = \"google\"\nclient_id = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("logs in with a token"), "{e}");
+        let e = parse_account(
+            "[account.oauth2]\nprovider = \"google\"\nclient_id = \"x\"\ntenant = \"t\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("for provider = \"microsoft\" only"), "{e}");
+    }
+}
