@@ -4,7 +4,9 @@
 #   ensure_deps test   the same, GNU time (the hostile-server tests measure peak memory),
 #                      the mail clients the integration tests drive (neomutt, aerc, tmux,
 #                      notmuch), the sync tools whose Maildirs syncmail adopts (mbsync,
-#                      OfflineIMAP), and dpkg-dev and man-db for the .deb check
+#                      OfflineIMAP), dpkg-dev and man-db for the .deb check, and a
+#                      Secret Service (gnome-keyring, dbus-run-session, secret-tool) for
+#                      the OAuth2 keyring test
 # It checks the programs themselves (/usr/lib/dovecot/imap, not the `dovecot` command,
 # which stays when dovecot-imapd is removed for another IMAP server). It installs with
 # apt-get and never stops, disables or removes a service or a package: the tests and the
@@ -32,6 +34,10 @@ ensure_deps() {
         # The .deb check: dpkg-shlibdeps for the Depends line, man -w for the pages.
         command -v dpkg-shlibdeps >/dev/null 2>&1 || missing+=(dpkg-dev)
         command -v man >/dev/null 2>&1 || missing+=(man-db)
+        # The OAuth2 token-store test runs a real Secret Service in its own session bus.
+        command -v dbus-run-session >/dev/null 2>&1 || missing+=(dbus)
+        command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
+        command -v secret-tool >/dev/null 2>&1 || missing+=(libsecret-tools)
     fi
     [ ${#missing[@]} -eq 0 ] && return 0
     # One name once, in order.

@@ -22,7 +22,10 @@
 //! - [`config`]: raw TOML (serde, `deny_unknown_fields`) turned into a validated
 //!   [`config::Config`] in one place; errors name file:line:col and the account;
 //!   [`config::keys`] lists every key, for the example test, the man page and typos.
-//! - [`secret`]: fetches passwords and tokens from the configured source, never logging them.
+//! - [`secret`]: fetches passwords and tokens from the configured source, never logging them;
+//!   [`secret::oauth2`]: syncmail's own OAuth2: `syncmail login` (authorization code with
+//!   PKCE and a loopback redirect, or the device flow), the refresh token in the system
+//!   keyring or a 0600 file, access tokens only in memory, refreshed ahead of expiry.
 //! - [`net`]: the transport IMAP and POP3 share: TCP and the plaintext policy, TLS
 //!   (verification, pinning, certificate errors in words), the plain-or-TLS stream, the
 //!   protocol-neutral input bounds (pre-login lines, message size), and SASL: the

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Account, AccountKind, Config, ConfigError, Dirs, Tls};
-use crate::engine;
+use crate::engine::{self, EngineError};
 use crate::imap::{self, ImapError};
 use crate::import;
 use crate::secret::{self, SecretError};
@@ -104,6 +104,25 @@ pub enum Command {
         /// Leave each on its own side for good (nothing is copied or deleted)
         #[arg(long)]
         keep_apart: bool,
+    },
+    /// Sign in to an account with `[account.oauth2]` and store its refresh token: a
+    /// browser on this machine (loopback redirect, PKCE), or --device on a headless one
+    Login {
+        /// The account to sign in to (it has `auth = "oauth2"`)
+        account: String,
+        /// The device flow (RFC 8628): enter a code on another device's browser
+        #[arg(long)]
+        device: bool,
+        /// Only print the URL; do not start a browser
+        #[arg(long)]
+        no_browser: bool,
+        /// Listen for the redirect on this loopback port instead of a random one (to
+        /// forward it over SSH from a machine with a browser)
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Give up after this many seconds
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// Print the change and conflict log
     Log {
@@ -303,6 +322,18 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import { .. } | Command::Init | Command::GenerateManual { .. } => Ok(()),
         Command::CheckConfig { connect } => {
             print_summary(&config);
+            for account in &config.accounts {
+                if let config::SecretSource::OAuth2(cfg) = &account.secret {
+                    println!(
+                        "  account {}: OAuth2 ({:?}, client id {}, scopes {}); {}",
+                        account.name,
+                        cfg.provider,
+                        cfg.client_id,
+                        cfg.scopes.join(" "),
+                        secret::oauth2::store::describe_now(cfg)
+                    );
+                }
+            }
             if connect {
                 runtime()?.block_on(connect_all(&config))?;
             }
@@ -365,6 +396,22 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 _ => None,
             };
             runtime()?.block_on(adopt(&config, selected[0], folder, decision))
+        }
+        Command::Login {
+            account,
+            device,
+            no_browser,
+            port,
+            timeout,
+        } => {
+            let selected = select_accounts(&config, std::slice::from_ref(&account))?;
+            let opts = secret::oauth2::login::Options {
+                device,
+                open_browser: !no_browser,
+                port,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            runtime()?.block_on(login(selected[0], &opts))
         }
         Command::Log {
             account,
@@ -862,16 +909,45 @@ fn imap_failure(e: ImapError) -> Failure {
     }
 }
 
+/// `syncmail login ACCOUNT`: the flow, then who logged in and where the token went.
+async fn login(account: &Account, opts: &secret::oauth2::login::Options) -> Result<(), Failure> {
+    let config::SecretSource::OAuth2(cfg) = &account.secret else {
+        return Err(Failure::Other(format!(
+            "account {} has no [account.oauth2] table: `syncmail login` is for syncmail's own OAuth2 (auth = \"oauth2\")",
+            account.name
+        )));
+    };
+    let mut say = |line: &str| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let outcome = secret::oauth2::login::login(cfg, opts, &mut say)
+        .await
+        .map_err(secret_failure)?;
+    match &outcome.who {
+        Some(who) => println!("Logged in as {who}."),
+        None => println!("Logged in (the provider did not say as whom)."),
+    }
+    println!(
+        "The refresh token is stored in {}; a running daemon picks it up by itself.",
+        outcome.place
+    );
+    Ok(())
+}
+
 fn secret_failure(e: SecretError) -> Failure {
-    Failure::Other(e.to_string())
+    if e.is_transient() {
+        Failure::TempFail(e.to_string())
+    } else {
+        Failure::Other(e.to_string())
+    }
 }
 
 /// Log in to a POP3 account and report what the maildrop holds; changes nothing (QUIT
 /// after STAT and no DELE).
 async fn check_pop3(account: &Account) -> Result<Vec<String>, Failure> {
-    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT)
-        .await
-        .map_err(secret_failure)?;
     let failure = |e: crate::pop3::Pop3Error| {
         if e.is_transient() {
             Failure::TempFail(e.to_string())
@@ -879,9 +955,13 @@ async fn check_pop3(account: &Account) -> Result<Vec<String>, Failure> {
             Failure::Other(e.to_string())
         }
     };
-    let mut client = crate::pop3::Pop3Client::connect(&account.server, &secret, kind)
+    let mut client = crate::engine::pop3::login(account)
         .await
-        .map_err(failure)?;
+        .map_err(|e| match e {
+            crate::engine::pop3::PollFault::Pop3(e) => failure(e),
+            crate::engine::pop3::PollFault::Secret(e) => secret_failure(e),
+            other => Failure::Other(other.to_string()),
+        })?;
     let stat = client.stat().await.map_err(failure)?;
     let uidl = client.has_capability("UIDL");
     let _ = client.quit().await;
@@ -902,12 +982,11 @@ async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
     let AccountKind::Imap(settings) = &account.kind else {
         return check_pop3(account).await;
     };
-    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT)
-        .await
-        .map_err(secret_failure)?;
-    let mut connected = imap::connect(&account.server, &secret, kind)
-        .await
-        .map_err(imap_failure)?;
+    let mut connected = crate::engine::login(account).await.map_err(|e| match e {
+        EngineError::Imap(e) => imap_failure(e),
+        EngineError::Secret(e) => secret_failure(e),
+        other => Failure::Other(other.to_string()),
+    })?;
     let folders = imap::list_folders(&mut connected, account.server.timeout)
         .await
         .map_err(imap_failure)?;

@@ -68,6 +68,7 @@ pub const KEYS: &[Key] = &[
     key(Account, "auth", All),
     key(Account, "password_command", All),
     key(Account, "oauth2_token_command", All),
+    key(Account, "oauth2", All),
     key(Account, "password", All),
     key(Account, "ca_file", All),
     key(Account, "cert_fingerprint", All),

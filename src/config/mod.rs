@@ -3,6 +3,7 @@
 
 mod error;
 pub mod keys;
+pub mod oauth2;
 mod pattern;
 mod raw;
 mod validate;
@@ -102,6 +103,8 @@ pub enum SecretSource {
     OAuth2TokenCommand(Vec<String>),
     /// Written in the config file itself.
     Password(String),
+    /// syncmail's own OAuth2: a refresh token from `syncmail login` in the token store.
+    OAuth2(Box<oauth2::OAuth2>),
 }
 
 impl std::fmt::Debug for SecretSource {
@@ -110,6 +113,7 @@ impl std::fmt::Debug for SecretSource {
             SecretSource::PasswordCommand(argv) => write!(f, "PasswordCommand({argv:?})"),
             SecretSource::OAuth2TokenCommand(argv) => write!(f, "OAuth2TokenCommand({argv:?})"),
             SecretSource::Password(_) => f.write_str("Password(<redacted>)"),
+            SecretSource::OAuth2(o) => write!(f, "OAuth2({o:?})"),
         }
     }
 }

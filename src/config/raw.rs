@@ -65,6 +65,9 @@ pub enum AuthMech {
     Plain,
     Xoauth2,
     Oauthbearer,
+    /// syncmail's own OAuth2 (`[account.oauth2]`): XOAUTH2 or OAUTHBEARER, whichever
+    /// the server offers.
+    Oauth2,
     /// POP3 only: APOP digest login.
     Apop,
 }
@@ -87,6 +90,7 @@ pub struct RawAccount {
     pub password_command: Option<Spanned<Vec<String>>>,
     pub oauth2_token_command: Option<Spanned<Vec<String>>>,
     pub password: Option<Spanned<String>>,
+    pub oauth2: Option<Spanned<RawOAuth2>>,
 
     pub ca_file: Option<Spanned<String>>,
     pub cert_fingerprint: Option<Spanned<String>>,
@@ -111,6 +115,22 @@ pub struct RawAccount {
     // POP3 only.
     pub keep_on_server: Option<Spanned<bool>>,
     pub delete_after_days: Option<Spanned<i64>>,
+}
+
+/// `[account.oauth2]`: syncmail does the OAuth2 flow itself (`syncmail login`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth2 {
+    pub provider: Spanned<super::oauth2::Provider>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret: Option<Spanned<String>>,
+    pub tenant: Option<Spanned<String>>,
+    pub scopes: Option<Spanned<Vec<String>>>,
+    pub authorization_endpoint: Option<Spanned<String>>,
+    pub token_endpoint: Option<Spanned<String>>,
+    pub device_authorization_endpoint: Option<Spanned<String>>,
+    pub revocation_endpoint: Option<Spanned<String>>,
+    pub token_store: Option<Spanned<super::oauth2::TokenStore>>,
 }
 
 /// Every account's name and extent, read leniently so that an error anywhere inside an

@@ -9,7 +9,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, locate};
-use super::raw::{AuthMech, Outline, RawAccount, RawFile, RawKind, RawUnified, Tls};
+use super::oauth2::{self, OAuth2};
+use super::raw::{AuthMech, Outline, RawAccount, RawFile, RawKind, RawOAuth2, RawUnified, Tls};
 use super::{
     Account, AccountKind, Config, Dirs, FolderPattern, FolderPatterns, General, ImapSettings,
     Loaded, Pop3Settings, SecretSource, Server, Unified,
@@ -446,7 +447,15 @@ fn account(
     let kind = *a.kind.get_ref();
     check_kind_keys(ctx, a, kind)?;
     let server = server(ctx, a, kind)?;
-    let secret = secret(ctx, a, &server, file_mode, warnings)?;
+    let secret = secret(
+        ctx,
+        a,
+        &server,
+        kind,
+        &general.state_dir,
+        file_mode,
+        warnings,
+    )?;
     let maildir = match &a.maildir {
         Some(m) => path_value(ctx, m, dirs, &general.maildir)?,
         None => general.maildir.join(name),
@@ -633,10 +642,13 @@ fn fingerprint(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn secret(
     ctx: &Ctx,
     a: &RawAccount,
     server: &Server,
+    kind: RawKind,
+    state_dir: &Path,
     file_mode: Option<u32>,
     warnings: &mut Vec<String>,
 ) -> Result<SecretSource, ConfigError> {
@@ -644,6 +656,7 @@ fn secret(
         a.password_command.as_ref().map(Spanned::span),
         a.oauth2_token_command.as_ref().map(Spanned::span),
         a.password.as_ref().map(Spanned::span),
+        a.oauth2.as_ref().map(Spanned::span),
     ]
     .into_iter()
     .flatten()
@@ -651,7 +664,34 @@ fn secret(
     if given.len() > 1 {
         return Err(ctx
             .error(given[1].clone(), "more than one secret source is given")
-            .help("keep exactly one of password_command, oauth2_token_command, password"));
+            .help("keep exactly one of password_command, oauth2_token_command, password, [account.oauth2]"));
+    }
+    if let Some(table) = &a.oauth2 {
+        if matches!(
+            server.auth,
+            AuthMech::Login | AuthMech::Plain | AuthMech::Apop
+        ) {
+            let span = a.auth.as_ref().map_or(table.span(), Spanned::span);
+            return Err(ctx
+                .error(
+                    span,
+                    "[account.oauth2] logs in with a token, not a password",
+                )
+                .help("use auth = \"oauth2\" (or \"xoauth2\" / \"oauthbearer\" to force one)"));
+        }
+        return Ok(SecretSource::OAuth2(Box::new(oauth2(
+            ctx,
+            a,
+            table,
+            kind == RawKind::Pop3,
+            state_dir,
+        )?)));
+    }
+    if server.auth == AuthMech::Oauth2 && a.oauth2_token_command.is_none() {
+        let span = a.auth.as_ref().map_or(a.name.span(), Spanned::span);
+        return Err(ctx
+            .error(span, "auth = \"oauth2\" needs an [account.oauth2] table")
+            .help("add [account.oauth2] with provider = \"google\" | \"microsoft\" | \"custom\" and your client_id, then run `syncmail login ACCOUNT`; or keep oauth2_token_command with auth = \"auto\""));
     }
     let argv = |v: &Spanned<Vec<String>>, key: &str| -> Result<Vec<String>, ConfigError> {
         match v.get_ref().first() {
@@ -682,7 +722,10 @@ fn secret(
             .help("add password_command = [\"pass\", \"show\", \"mail/work\"] (preferred), oauth2_token_command, or password"));
     };
     let oauth = matches!(source, SecretSource::OAuth2TokenCommand(_));
-    let oauth_mech = matches!(server.auth, AuthMech::Xoauth2 | AuthMech::Oauthbearer);
+    let oauth_mech = matches!(
+        server.auth,
+        AuthMech::Xoauth2 | AuthMech::Oauthbearer | AuthMech::Oauth2
+    );
     if server.auth != AuthMech::Auto
         && oauth != oauth_mech
         && let Some(mech) = &a.auth
@@ -699,6 +742,157 @@ fn secret(
             .help("make `auth` and the secret source agree, or use auth = \"auto\""));
     }
     Ok(source)
+}
+
+/// `[account.oauth2]`: the provider's preset, or every endpoint for `custom`; endpoints
+/// are https, or http to loopback only (a test server, a local proxy).
+fn oauth2(
+    ctx: &Ctx,
+    a: &RawAccount,
+    table: &Spanned<RawOAuth2>,
+    pop3: bool,
+    state_dir: &Path,
+) -> Result<OAuth2, ConfigError> {
+    let t = table.get_ref();
+    let provider = *t.provider.get_ref();
+    let client_id = match &t.client_id {
+        Some(id) if !id.get_ref().trim().is_empty() => id.get_ref().trim().to_owned(),
+        Some(id) => {
+            return Err(ctx
+                .error(id.span(), "client_id is empty")
+                .help("give the client id of your own app registration (README: \"OAuth2\")"));
+        }
+        None => {
+            return Err(ctx
+                .error(table.span(), "[account.oauth2] has no client_id")
+                .help("register an app with the provider and give its client id (README: \"OAuth2\"); a client id borrowed from another program can be revoked under you"));
+        }
+    };
+    if let (Some(tenant), false) = (&t.tenant, provider == oauth2::Provider::Microsoft) {
+        return Err(ctx
+            .error(
+                tenant.span(),
+                "`tenant` is for provider = \"microsoft\" only",
+            )
+            .help("remove it"));
+    }
+    let tenant = t.tenant.as_ref().map_or("common", |s| s.get_ref().as_str());
+    if tenant.is_empty()
+        || !tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+    {
+        let span = t.tenant.as_ref().map_or(table.span(), Spanned::span);
+        return Err(ctx
+            .error(span, format!("tenant {tenant:?} is not a tenant id or domain"))
+            .help("use \"common\", \"organizations\", \"consumers\", your tenant's GUID or its domain"));
+    }
+    let preset = oauth2::preset(provider, tenant);
+    let endpoint = |given: &Option<Spanned<String>>,
+                    preset: Option<String>,
+                    key: &str,
+                    required: bool|
+     -> Result<Option<String>, ConfigError> {
+        match given {
+            Some(url) => {
+                let text = url.get_ref().trim();
+                if !endpoint_ok(text) {
+                    return Err(ctx
+                        .error(url.span(), format!("{key} {text:?} is not an https URL"))
+                        .help("use https://...; plain http only to 127.0.0.1 or localhost"));
+                }
+                Ok(Some(text.to_owned()))
+            }
+            None if preset.is_none() && required => Err(ctx
+                .error(table.span(), format!("provider = \"custom\" needs {key}"))
+                .help("give the authorization server's authorization_endpoint and token_endpoint (and device_authorization_endpoint for --device)")),
+            None => Ok(preset),
+        }
+    };
+    let authorization_endpoint = endpoint(
+        &t.authorization_endpoint,
+        preset.as_ref().map(|p| p.authorization.clone()),
+        "authorization_endpoint",
+        true,
+    )?
+    .unwrap_or_default();
+    let token_endpoint = endpoint(
+        &t.token_endpoint,
+        preset.as_ref().map(|p| p.token.clone()),
+        "token_endpoint",
+        true,
+    )?
+    .unwrap_or_default();
+    let device_endpoint = endpoint(
+        &t.device_authorization_endpoint,
+        preset.as_ref().and_then(|p| p.device.clone()),
+        "device_authorization_endpoint",
+        false,
+    )?;
+    let revocation_endpoint = endpoint(
+        &t.revocation_endpoint,
+        preset.as_ref().and_then(|p| p.revocation.clone()),
+        "revocation_endpoint",
+        false,
+    )?;
+    let scopes = match &t.scopes {
+        Some(s)
+            if s.get_ref()
+                .iter()
+                .any(|x| x.trim().is_empty() || x.contains(' ')) =>
+        {
+            return Err(ctx
+                .error(s.span(), "a scope is empty or holds a space")
+                .help("give each scope as its own string, e.g. [\"https://mail.google.com/\"]"));
+        }
+        Some(s) => s.get_ref().clone(),
+        None => oauth2::default_scopes(provider, pop3),
+    };
+    if scopes.is_empty() {
+        let span = t.scopes.as_ref().map_or(table.span(), Spanned::span);
+        return Err(ctx
+            .error(span, "no scopes to ask for")
+            .help("provider = \"custom\" has no default scopes: give `scopes`"));
+    }
+    Ok(OAuth2 {
+        account: a.name.get_ref().clone(),
+        user: a.user.get_ref().clone(),
+        provider,
+        client_id,
+        client_secret: t.client_secret.as_ref().map(|s| s.get_ref().clone()),
+        scopes,
+        authorization_endpoint,
+        token_endpoint,
+        device_endpoint,
+        revocation_endpoint,
+        token_store: t
+            .token_store
+            .as_ref()
+            .map_or_else(Default::default, |s| *s.get_ref()),
+        token_file: oauth2::token_file(state_dir, a.name.get_ref()),
+    })
+}
+
+/// An https URL, or an http one to loopback.
+fn endpoint_ok(url: &str) -> bool {
+    let (scheme, rest) = match url.split_once("://") {
+        Some(x) => x,
+        None => return false,
+    };
+    let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host_port.rsplit_once(':') {
+        Some((h, port))
+            if !h.is_empty() && port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') =>
+        {
+            h
+        }
+        _ => host_port,
+    };
+    if host.is_empty() || host.contains('@') || url.contains(char::is_whitespace) {
+        return false;
+    }
+    scheme.eq_ignore_ascii_case("https")
+        || (scheme.eq_ignore_ascii_case("http") && super::is_loopback(host))
 }
 
 /// `90s`, `5m`, `1h30m`, `2d`.
@@ -994,5 +1188,88 @@ password_command = ["pass", "home"]
         for h in ["example.com", "10.0.0.1", "localhost.example.com"] {
             assert!(!super::super::is_loopback(h), "{h}");
         }
+    }
+}
+
+#[cfg(test)]
+mod oauth2_tests {
+    use std::path::Path;
+
+    use crate::config::{Dirs, SecretSource, parse};
+
+    fn parse_account(keys: &str) -> Result<SecretSource, String> {
+        let text = format!(
+            "[general]\nmaildir = \"/m\"\nstate_dir = \"/s\"\n[[account]]\nname = \"w\"\n\
+             kind = \"imap\"\nhost = \"imap.example.com\"\nuser = \"u@example.com\"\n{keys}"
+        );
+        parse(Path::new("c.toml"), &text, &Dirs::default())
+            .map(|mut l| l.config.accounts.remove(0).secret)
+            .map_err(|e| format!("{e} {:?}", e.line_col()))
+    }
+
+    #[test]
+    fn presets_fill_endpoints_and_scopes() {
+        let SecretSource::OAuth2(o) = parse_account(
+            "auth = \"oauth2\"\n[account.oauth2]\nprovider = \"microsoft\"\nclient_id = \"abc\"\n",
+        )
+        .unwrap() else {
+            panic!("not OAuth2")
+        };
+        assert_eq!(
+            o.token_endpoint,
+            "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+        );
+        assert!(o.scopes.contains(&"offline_access".to_owned()));
+        assert_eq!(o.token_file, Path::new("/s/w.oauth2-token"));
+        let SecretSource::OAuth2(g) =
+            parse_account("[account.oauth2]\nprovider = \"google\"\nclient_id = \"abc\"\n")
+                .unwrap()
+        else {
+            panic!("not OAuth2")
+        };
+        assert_eq!(g.scopes, ["https://mail.google.com/"]);
+        assert!(
+            g.device_endpoint.is_none(),
+            "Google refuses mail in the device flow"
+        );
+        assert!(!format!("{g:?}").contains("secret\":"));
+    }
+
+    #[test]
+    fn mistakes_name_the_key_and_the_line() {
+        let e = parse_account("auth = \"oauth2\"\n").unwrap_err();
+        assert!(e.contains("needs an [account.oauth2] table"), "{e}");
+        let e = parse_account("[account.oauth2]\nprovider = \"google\"\n").unwrap_err();
+        assert!(e.contains("no client_id"), "{e}");
+        let e = parse_account(
+            "[account.oauth2]\nprovider = \"custom\"\nclient_id = \"x\"\nscopes = [\"m\"]\n\
+             authorization_endpoint = \"https://a/\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("needs token_endpoint"), "{e}");
+        let e = parse_account(
+            "[account.oauth2]\nprovider = \"custom\"\nclient_id = \"x\"\nscopes = [\"m\"]\n\
+             authorization_endpoint = \"https://a/\"\ntoken_endpoint = \"http://example.com/t\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("is not an https URL") && e.contains("Some((14, 18))"),
+            "{e}"
+        );
+        let e = parse_account(
+            "password = \"p\"\n[account.oauth2]\nprovider = \"google\"\nclient_id = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("more than one secret source"), "{e}");
+        let e = parse_account(
+            "auth = \"plain\"\n[account.oauth2]\nprovider = \"google\"\nclient_id = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("logs in with a token"), "{e}");
+        let e = parse_account(
+            "[account.oauth2]\nprovider = \"google\"\nclient_id = \"x\"\ntenant = \"t\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("for provider = \"microsoft\" only"), "{e}");
     }
 }

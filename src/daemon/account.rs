@@ -21,7 +21,6 @@ use crate::engine::{self, AccountReport, EngineError, PassScope, SyncOptions};
 use crate::imap::{self, IdleSession, IdleWake, ImapError, ImapSession};
 use crate::maildir::{FolderMap, utf7};
 use crate::model::FolderName;
-use crate::secret;
 use crate::store::{AccountLock, Store};
 
 /// A running account, as the daemon keeps it.
@@ -382,6 +381,9 @@ impl Supervisor {
 
     /// Record a failed connect or pass; returns how long to wait before the next try.
     async fn failed(&self, e: &EngineError, backoff: &mut Backoff) -> Duration {
+        if e.needs_login() {
+            return self.needs_login(e).await;
+        }
         let mut delay = backoff.next_delay();
         if needs_human(e) {
             // Wrong password or certificate: retrying soon cannot help; retry slowly.
@@ -397,6 +399,20 @@ impl Supervisor {
         self.state(state.clone());
         let _ = self.store.set_daemon_state(Some(state)).await;
         delay
+    }
+
+    /// The account waits for `syncmail login`: say so once in the log, mark it in
+    /// `status`, and look again for a new stored login every `login_poll` (cheap: a
+    /// refused token is not sent to the provider again).
+    async fn needs_login(&self, e: &impl std::fmt::Display) -> Duration {
+        let state = format!("stopped, needs login: {e}");
+        let board = self.shared.board.get(self.name());
+        if board.as_deref() != Some(state.as_str()) {
+            tracing::error!(account = self.name(), "{state}; the other accounts go on");
+        }
+        self.state(state.clone());
+        let _ = self.store.set_daemon_state(Some(state)).await;
+        self.shared.tuning.login_poll
     }
 
     /// A pass completed: record it, report, run hooks.
@@ -450,6 +466,9 @@ impl Supervisor {
                         done.new_mail.insert(inbox, report.downloaded);
                     }
                     self.passed(&done).await;
+                }
+                Err(e) if e.fault.needs_login() => {
+                    next = Instant::now() + self.needs_login(&e).await;
                 }
                 Err(e) => {
                     let mut delay = backoff.next_delay();
@@ -597,14 +616,21 @@ async fn idle_folder(
             Ok(IdleEnd::Reconnect) => continue,
             Err(e) => {
                 let mut delay = backoff.next_delay();
-                if needs_human(&e) {
+                if e.needs_login() {
+                    // The supervisor says so; this connection just waits for the login.
+                    delay = tuning.login_poll;
+                } else if needs_human(&e) {
                     delay = delay.max(tuning.auth_retry);
                 }
-                tracing::warn!(
-                    account = %account.name,
-                    "IDLE on {folder}: {e}; reconnecting in {}s",
-                    delay.as_secs().max(1)
-                );
+                if e.needs_login() {
+                    tracing::debug!(account = %account.name, "IDLE on {folder} waits for a login");
+                } else {
+                    tracing::warn!(
+                        account = %account.name,
+                        "IDLE on {folder}: {e}; reconnecting in {}s",
+                        delay.as_secs().max(1)
+                    );
+                }
                 tokio::select! {
                     () = stopped(&mut stop) => return,
                     () = tokio::time::sleep(delay) => {}
@@ -629,8 +655,7 @@ async fn idle_once(
     epoch: &mut watch::Receiver<u64>,
     backoff: &mut Backoff,
 ) -> Result<IdleEnd, EngineError> {
-    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT).await?;
-    let connected = imap::connect(&account.server, &secret, kind).await?;
+    let connected = engine::login(account).await?;
     if !IdleSession::supported(&connected) {
         let _ = tokio::time::timeout(Duration::from_secs(2), async move {
             let mut c = connected;

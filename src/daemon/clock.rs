@@ -40,6 +40,8 @@ async fn watch_clocks(
             tracing::info!(
                 "the clock jumped (suspend/resume?): reconnecting and resyncing every account"
             );
+            // An access token may have expired while the machine slept.
+            crate::secret::oauth2::forget_all();
             epoch.send_modify(|e| *e += 1);
         }
         (wall, mono) = (now_wall, now_mono);

@@ -54,6 +54,9 @@ pub struct Tuning {
     pub clock_jump: Duration,
     /// How long a shutdown waits for a pass to reach a batch boundary.
     pub shutdown_grace: Duration,
+    /// How often an account that needs `syncmail login` looks for a new stored login
+    /// (a file read or a keyring lookup; the provider is not asked until it changed).
+    pub login_poll: Duration,
 }
 
 impl Default for Tuning {
@@ -66,6 +69,7 @@ impl Default for Tuning {
             clock_tick: Duration::from_secs(10),
             clock_jump: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            login_poll: Duration::from_secs(5),
         }
     }
 }
@@ -103,6 +107,11 @@ impl Board {
             summary(&states)
         };
         self.notifier.status(&line);
+    }
+
+    fn get(&self, account: &str) -> Option<String> {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.get(account).cloned()
     }
 
     fn remove(&self, account: &str) {

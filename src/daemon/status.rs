@@ -45,6 +45,10 @@ pub struct AccountStatus {
     pub unread: u64,
     pub total: u64,
     pub folders: Vec<FolderStatus>,
+    /// For an `auth = "oauth2"` account: where the login is kept and whether it is
+    /// usable (`keyring: logged in`, or what to run when it is not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<String>,
     /// The account's last pass, for the text rendering's "ago".
     #[serde(skip)]
     times: Times,
@@ -165,8 +169,12 @@ fn account_status(state_dir: &Path, account: &Account) -> AccountStatus {
         unread: 0,
         total: 0,
         folders: Vec::new(),
+        oauth2: None,
         times: Times::default(),
     };
+    if let crate::config::SecretSource::OAuth2(cfg) = &account.secret {
+        status.oauth2 = Some(crate::secret::oauth2::store::describe_now(cfg));
+    }
     let snapshot = match store::db_path(state_dir, &account.name) {
         Ok(path) if path.exists() => store::read_status(&path),
         Ok(_) => return status,
@@ -314,6 +322,9 @@ fn render_account(out: &mut String, s: &AccountStatus) {
         (None, _) => {
             let _ = writeln!(out, "no daemon running");
         }
+    }
+    if let Some(oauth2) = &s.oauth2 {
+        let _ = writeln!(out, "  oauth2: {oauth2}");
     }
     match s.state {
         "never-synced" if s.folders.is_empty() => {

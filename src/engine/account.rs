@@ -106,8 +106,21 @@ pub async fn prepare(
 
 /// Fetch the secret, connect, log in and enable QRESYNC/CONDSTORE.
 pub async fn connect_session(account: &Account) -> Result<ImapSession, EngineError> {
-    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT).await?;
-    open_session(account, &secret, kind).await
+    let connected = login(account).await?;
+    Ok(ImapSession::new(connected, account.server.timeout).await?)
+}
+
+/// Fetch the secret, connect and log in; an OAuth2 access token the server refuses is
+/// refreshed and the login tried once more (`secret::Login`).
+pub async fn login(account: &Account) -> Result<imap::Connected, EngineError> {
+    let mut login = secret::Login::new(&account.secret);
+    loop {
+        let (secret, kind) = login.credential().await?;
+        match imap::connect(&account.server, &secret, kind).await {
+            Err(e @ imap::ImapError::Auth(_)) if login.rejected(&e).await => {}
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// The account's folder mapping on a connection's server, from its LIST answer and the
@@ -126,15 +139,6 @@ pub fn folder_map(
         connected,
         listed,
     ))
-}
-
-async fn open_session(
-    account: &Account,
-    secret: &secret::Secret,
-    kind: secret::CredentialKind,
-) -> Result<ImapSession, EngineError> {
-    let connected = imap::connect(&account.server, secret, kind).await?;
-    Ok(ImapSession::new(connected, account.server.timeout).await?)
 }
 
 pub(super) async fn logout_all(sessions: Vec<ImapSession>) {

@@ -52,7 +52,16 @@ impl From<StoreError> for EngineError {
 impl EngineError {
     /// Worth retrying later without a human (network trouble).
     pub fn is_transient(&self) -> bool {
-        matches!(self, EngineError::Imap(e) if e.is_transient())
+        match self {
+            EngineError::Imap(e) => e.is_transient(),
+            EngineError::Secret(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// Only a new `syncmail login` can help (no stored OAuth2 login, or a refused one).
+    pub fn needs_login(&self) -> bool {
+        matches!(self, EngineError::Secret(e) if e.needs_login())
     }
 
     /// The disk (the Maildir's or the state directory's) is full: worth a pause, not a

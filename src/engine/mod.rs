@@ -30,7 +30,7 @@ pub mod pop3;
 mod recover;
 mod report;
 
-pub use account::{connect_session, folder_map, open_state, prepare, sync_account};
+pub use account::{connect_session, folder_map, login, open_state, prepare, sync_account};
 pub use apply::AppendSizes;
 pub use error::{EngineError, FolderFailure, LocalError};
 pub use pass::pass;

@@ -95,8 +95,28 @@ impl PollError {
     pub fn is_transient(&self) -> bool {
         match &self.fault {
             PollFault::Pop3(e) => e.is_transient(),
-            PollFault::Secret(SecretError::Timeout { .. }) => true,
+            PollFault::Secret(e) => e.is_transient(),
             _ => false,
+        }
+    }
+}
+
+impl PollFault {
+    /// Only a new `syncmail login` can help.
+    pub fn needs_login(&self) -> bool {
+        matches!(self, PollFault::Secret(e) if e.needs_login())
+    }
+}
+
+/// Fetch the secret, connect and log in; an OAuth2 access token the server refuses is
+/// refreshed and the login tried once more.
+pub async fn login(account: &Account) -> Result<Pop3Client, PollFault> {
+    let mut login = secret::Login::new(&account.secret);
+    loop {
+        let (secret, kind) = login.credential().await?;
+        match Pop3Client::connect(&account.server, &secret, kind).await {
+            Err(e @ Pop3Error::Auth(_)) if login.rejected(&e).await => {}
+            other => return Ok(other?),
         }
     }
 }
@@ -197,9 +217,7 @@ async fn run(
     let md = inbox(account, &inbox_name, delivered_before)?;
     let folder = store.ensure_folder(&inbox_name, md.path()).await?.id;
 
-    let (secret, kind) = secret::fetch(&account.secret, secret::COMMAND_TIMEOUT).await?;
-    let mut client = Pop3Client::connect(&account.server, &secret, kind).await?;
-    drop(secret);
+    let mut client = login(account).await?;
     let listing = list_maildrop(&mut client, &mut report).await?;
     let listed: BTreeSet<&str> = listing.iter().map(|(_, id)| id.as_str()).collect();
 

@@ -33,7 +33,8 @@ pub fn choose_mechanism(
     offer: &Offer,
 ) -> Result<AuthMech, String> {
     match (configured, kind) {
-        (AuthMech::Auto, CredentialKind::OAuth2Token) => {
+        (AuthMech::Auto | AuthMech::Oauth2, CredentialKind::OAuth2Token) => {
+            // XOAUTH2 first: Microsoft offers nothing else, Google and Dovecot both.
             if offer.offers("XOAUTH2") {
                 Ok(AuthMech::Xoauth2)
             } else if offer.offers("OAUTHBEARER") {
@@ -50,6 +51,9 @@ pub fn choose_mechanism(
             } else {
                 Ok(AuthMech::Login)
             }
+        }
+        (AuthMech::Oauth2, CredentialKind::Password) => {
+            Err("auth = \"oauth2\" but the credential is a password".into())
         }
         (AuthMech::Apop, _) if !offer.apop => Err(
             "auth = \"apop\" but the server's greeting has no APOP timestamp (it does not offer APOP)"
@@ -103,7 +107,7 @@ impl<'a> Sasl<'a> {
                 port,
                 token: secret,
             }),
-            AuthMech::Auto | AuthMech::Login | AuthMech::Apop => None,
+            AuthMech::Auto | AuthMech::Oauth2 | AuthMech::Login | AuthMech::Apop => None,
         }
     }
 

@@ -26,6 +26,7 @@ mod matrix_scenarios;
 mod matrix_smoke;
 mod matrix_upload;
 mod new_user;
+mod oauth2;
 mod peers_smoke;
 mod planner_api;
 mod pop3_client;

@@ -4,7 +4,9 @@
 //! USER/PASS, AUTH PLAIN, AUTH XOAUTH2), no password or token reaches the output of
 //! check-config, sync, the daemon, status or log, or any file syncmail writes (state DB
 //! and its WAL, lock files, Maildir), neither as is nor in any encoding that goes on the
-//! wire.
+//! wire. For syncmail's own OAuth2 (issue 17) the same holds for every access and refresh
+//! token, authorization and device code and PKCE verifier, and for the argv of syncmail
+//! and each of its children.
 
 use std::path::Path;
 
@@ -409,4 +411,124 @@ fn base64_matches_the_rfc_4648_vectors() {
     for (plain, encoded) in vectors {
         assert_eq!(STANDARD.encode(plain), encoded);
     }
+}
+
+/// Issue 17: syncmail's own OAuth2. At trace level, through `login` (loopback redirect
+/// and --device), sync, the daemon (with a refresh and a refused token retried), status
+/// and check-config: no access token, refresh token, authorization code, device code or
+/// PKCE verifier (nor a SASL encoding of a token) reaches any output, any file syncmail
+/// wrote other than the 0600 token file itself, or the argv of syncmail or any child
+/// of it (/proc/PID/cmdline).
+#[test]
+fn rule_20_no_oauth2_token_code_or_verifier_in_output_files_or_argv() {
+    use crate::oauth2::{Env, argvs_of, oauth2_account};
+    use crate::support::daemon::{Daemon, wait_until};
+    use std::time::Duration;
+
+    let env = Env::new(Duration::from_secs(4), |d, s| {
+        format!(
+            "{}\n{}",
+            oauth2_account(d, s, "imap", "t", "alice", "poll_interval = \"1s\"\n"),
+            oauth2_account(
+                d,
+                s,
+                "pop3",
+                "p",
+                "bob",
+                "keep_on_server = true\npoll_interval = \"1s\"\nauth = \"oauthbearer\"\n"
+            )
+            .replace("auth = \"oauth2\"\n", "")
+        )
+    });
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut argvs: Vec<String> = Vec::new();
+    for (account, user, args) in [("t", "alice", &[][..]), ("p", "bob", &["--device"][..])] {
+        let login = env.login(account, user, args);
+        assert!(login.success, "{}", login.output);
+        outputs.push((format!("login {account}"), login.output.into_bytes()));
+        argvs.extend(login.argvs);
+    }
+    env.dovecot
+        .seed("alice", "INBOX", &message("s", "s1@test", "x"));
+    env.dovecot
+        .seed("bob", "INBOX", &message("s", "s2@test", "x"));
+    for args in [
+        &["-vv", "sync"][..],
+        &["-vv", "check-config", "--connect"][..],
+        &["status"][..],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        outputs.push((format!("{args:?}"), [out.stdout, out.stderr].concat()));
+    }
+    let daemon = Daemon::launch(env.home.path(), &env.config, &[("SYNCMAIL_LOG", "trace")]);
+    std::thread::sleep(Duration::from_secs(3));
+    env.server.end_access_tokens();
+    let before = env.server.count("refresh");
+    wait_until(
+        &daemon,
+        Duration::from_secs(30),
+        "refreshes in the daemon",
+        || {
+            argvs.extend(argvs_of(daemon.pid()));
+            env.server.count("refresh") >= before + 3
+        },
+    );
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    daemon.wait_exit(Duration::from_secs(20));
+    outputs.push(("the daemon".into(), daemon.log().into_bytes()));
+    assert!(
+        daemon.log().contains("refreshed the OAuth2 access token"),
+        "{}",
+        daemon.log()
+    );
+
+    let mut written = Vec::new();
+    files(env.home.path(), &mut written);
+    for path in &written {
+        let name = path.file_name().unwrap().to_string_lossy();
+        if name.ends_with(".oauth2-token") {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+            continue;
+        }
+        if name.starts_with("daemon-") {
+            continue; // already in `outputs`
+        }
+        outputs.push((path.display().to_string(), std::fs::read(path).unwrap()));
+    }
+    outputs.push((
+        "argv of syncmail and its children".into(),
+        argvs.join("\n").into_bytes(),
+    ));
+
+    let secrets = env.server.secrets();
+    assert!(
+        secrets.len() >= 8,
+        "too few secrets to look for: {}",
+        secrets.len()
+    );
+    let mut checked = 0;
+    for secret in &secrets {
+        for user in ["alice", "bob"] {
+            for (what, needle) in needles(user, secret, env.dovecot.pop3s_port)
+                .into_iter()
+                .chain(needles(user, secret, env.dovecot.imaps_port))
+            {
+                if what == "its tail" {
+                    continue; // random tails of short codes may occur by chance
+                }
+                for (place, haystack) in &outputs {
+                    checked += 1;
+                    assert!(
+                        !contains(haystack, &needle),
+                        "{what} of an OAuth2 secret is in {place}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "checked only {checked} places");
 }

@@ -12,6 +12,7 @@ pub mod idle_script;
 pub mod imap_client;
 pub mod imap_script;
 pub mod maildir;
+pub mod oauth2_server;
 pub mod peers;
 pub mod pop3_script;
 pub mod profiles;

@@ -1,5 +1,8 @@
 //! Fetches the account's password or OAuth2 token from its configured source. Commands
 //! run without a shell; the secret is wrapped so that no `Debug` or log can print it.
+//! [`oauth2`] is syncmail's own OAuth2: login, token store, refresh.
+
+pub mod oauth2;
 
 use std::fmt;
 use std::process::Stdio;
@@ -69,6 +72,14 @@ pub enum SecretError {
         key: &'static str,
         argv: Vec<String>,
     },
+    /// The account needs a human: no stored OAuth2 login, or the provider refused it.
+    #[error("account {account}: {why}; run `syncmail login {account}`")]
+    LoginNeeded { account: String, why: String },
+    /// The authorization server could not be asked (network, TLS, a 5xx): transient.
+    #[error("account {account}: OAuth2: {why}")]
+    OAuth2 { account: String, why: String },
+    #[error("account {account}: the OAuth2 token store: {why}")]
+    TokenStore { account: String, why: String },
     #[error("{key} {argv:?}: {source}")]
     Io {
         key: &'static str,
@@ -77,8 +88,72 @@ pub enum SecretError {
     },
 }
 
+impl SecretError {
+    /// Only a new `syncmail login` can help.
+    pub fn needs_login(&self) -> bool {
+        matches!(self, SecretError::LoginNeeded { .. })
+    }
+
+    /// Worth retrying soon by itself.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SecretError::OAuth2 { .. } | SecretError::Timeout { .. }
+        )
+    }
+}
+
 /// How long a password command may take: long enough for a GPG pinentry prompt.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The credentials of one login, with one more try allowed when the server refuses
+/// syncmail's own OAuth2 access token: a token can be refused early (clock skew, a
+/// revocation the provider has not told us about), and the user should not see that.
+///
+/// ```ignore
+/// let mut login = Login::new(&account.secret);
+/// loop {
+///     let (secret, kind) = login.credential().await?;
+///     match connect(&secret, kind).await {
+///         Err(e) if is_rejection(&e) && login.rejected(&e).await => continue,
+///         other => break other,
+///     }
+/// }
+/// ```
+pub struct Login<'a> {
+    source: &'a SecretSource,
+    retried: bool,
+}
+
+impl<'a> Login<'a> {
+    pub fn new(source: &'a SecretSource) -> Login<'a> {
+        Login {
+            source,
+            retried: false,
+        }
+    }
+
+    pub async fn credential(&self) -> Result<(Secret, CredentialKind), SecretError> {
+        fetch(self.source, COMMAND_TIMEOUT).await
+    }
+
+    /// The server refused the login: whether to try once more, with a fresh token.
+    pub async fn rejected(&mut self, why: &(dyn fmt::Display + Sync)) -> bool {
+        let SecretSource::OAuth2(cfg) = self.source else {
+            return false;
+        };
+        if self.retried {
+            return false;
+        }
+        self.retried = true;
+        tracing::info!(
+            account = %cfg.account,
+            "the server refused the OAuth2 access token ({why}); refreshing it and logging in once more"
+        );
+        oauth2::rejected(cfg).await;
+        true
+    }
+}
 
 /// Fetch the secret. The first line of a command's stdout is the secret; the rest is
 /// ignored, as `pass` prints metadata after the first line.
@@ -91,6 +166,10 @@ pub async fn fetch(
         SecretSource::PasswordCommand(argv) => ("password_command", argv, CredentialKind::Password),
         SecretSource::OAuth2TokenCommand(argv) => {
             ("oauth2_token_command", argv, CredentialKind::OAuth2Token)
+        }
+        SecretSource::OAuth2(cfg) => {
+            let token = oauth2::access_token(cfg, std::time::SystemTime::now()).await?;
+            return Ok((token, CredentialKind::OAuth2Token));
         }
     };
     let argv_owned = argv.clone();
