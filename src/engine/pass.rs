@@ -200,6 +200,58 @@ pub async fn pass(
     result
 }
 
+/// A folder's first pass lists its messages without their Message-IDs (it downloads
+/// them all anyway, and reads the ID from the body). A message that left another folder
+/// in this pass may be among them: a move into a folder one side just made. Ask the
+/// server for the Message-IDs of the arrivals whose size matches a leaving message, so
+/// move detection can see the move (rule 21 pairs the rest on first contact).
+async fn identify_arrivals(
+    session: &mut ImapSession,
+    prepared: &mut [Prepared],
+) -> Result<(), EngineError> {
+    let leaving: BTreeSet<u64> = prepared
+        .iter()
+        .flat_map(|p| sync::leaving(&p.plan, &p.base))
+        .filter(|pair| pair.message_id.is_some())
+        .map(|pair| pair.remote_size)
+        .collect();
+    if leaving.is_empty() {
+        return Ok(());
+    }
+    for p in prepared.iter_mut() {
+        let wanted: Vec<crate::model::Uid> = p
+            .plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                sync::Action::Fetch { uids } => Some(uids.iter()),
+                _ => None,
+            })
+            .flatten()
+            .filter(|uid| {
+                p.remote
+                    .snapshot
+                    .listed()
+                    .get(uid)
+                    .is_some_and(|m| m.message_id.is_none() && leaving.contains(&m.size))
+            })
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        session.select(&p.wire, None).await?;
+        let ids = session.fetch_identities(&imap::uid_set(&wanted)).await?;
+        let (sync::RemoteListing::Complete(all)
+        | sync::RemoteListing::Changes { changed: all, .. }) = &mut p.remote.snapshot.listing;
+        for (uid, (id, _)) in ids {
+            if let Some(m) = all.get_mut(&uid) {
+                m.message_id = id;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What a pass over some folders found it must do.
 enum Covered {
     Done,
@@ -333,6 +385,9 @@ async fn pass_folders(
     let mut prepared: Vec<Prepared> = prepared.into_iter().map(|(_, p)| p).collect();
     if scope.folders.is_some() && prepared.iter().any(|p| sync::leaves_folder(&p.plan)) {
         return Ok(Covered::NeedsEveryFolder);
+    }
+    if !opts.dry_run {
+        identify_arrivals(sessions[0], &mut prepared).await?;
     }
     let moves = {
         let mut passes: Vec<sync::FolderPass<'_>> = prepared

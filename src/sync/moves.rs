@@ -83,13 +83,33 @@ pub fn detect_moves(passes: &mut [FolderPass<'_>], server_has_move: bool) -> Vec
     moves
 }
 
-/// Whether a folder's plan has a message leaving it, on either side: half of a move whose
-/// other half may be in a folder the pass does not cover. A pass over some folders only
-/// (the daemon's, after an IDLE event or a local change) must then cover every folder,
-/// or a server move seen without its destination becomes a deletion here and a download
-/// there, and a flag changed meanwhile on the source copy keeps both (rule 11).
+/// The pairs a folder's plan has leaving it, on either side: each may be half of a move
+/// whose other half is in a folder the pass does not cover. A pass over some folders
+/// only (the daemon's, after an IDLE event or a local change) must then cover every
+/// folder, or a server move seen without its destination becomes a deletion here and a
+/// download there, and a flag changed meanwhile on the source copy keeps both (rule 11).
 /// (`Unpair` is a side gone against a change on the other: a conflict, rule 11;
 /// `Forget`, gone from both sides: the same move on each, or two different ones.)
+pub fn leaving<'b>(plan: &Plan, base: &'b Base) -> Vec<&'b Pair> {
+    let mut out = Vec::new();
+    for a in all_actions(plan) {
+        match a {
+            Action::DeleteOnServer { uids } | Action::MoveToTrash { uids, .. } => {
+                out.extend(uids.iter().filter_map(|u| base.pairs.get(&u)));
+            }
+            Action::Unpair { uid, .. } | Action::Forget { uid, .. } => {
+                out.extend(base.pairs.get(uid));
+            }
+            Action::DeleteLocal { key } => {
+                out.extend(base.pairs.values().filter(|p| &p.key == key));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether anything leaves the folder (see [`leaving`]).
 pub fn leaves_folder(plan: &Plan) -> bool {
     all_actions(plan).any(|a| {
         matches!(

@@ -125,3 +125,44 @@ fn moves_to_different_folders_on_each_side_stay_one_message() {
     assert!(md::messages(&env.folder("Archive")).contains_key(&key));
     env.assert_quiet();
 }
+
+/// Seed 20261205, t=153 s: the same, with each side moving the message into a folder it
+/// had just made (a filter's new folder on the server, a new Maildir folder locally).
+#[test]
+fn moves_into_new_folders_on_each_side_stay_one_message() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "Work");
+    env.seed("Work", "m");
+    env.sync_ok();
+    let key = env.key_of("Work", "m");
+    let from = md::path_of(&env.folder("Work"), &key);
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(env.folder("Mine").join(sub)).unwrap();
+    }
+    std::fs::rename(
+        &from,
+        env.folder("Mine")
+            .join("cur")
+            .join(from.file_name().unwrap()),
+    )
+    .unwrap();
+    env.dovecot.create_mailbox("alice", "Filtered");
+    env.dovecot.doveadm(
+        &[
+            "move", "-u", "alice", "Filtered", "mailbox", "Work", "uid", "1",
+        ],
+        None,
+    );
+    let summary = env.sync_ok();
+    let want = vec![("<m@test>".to_owned(), "Filtered".to_owned())];
+    assert_eq!(
+        copies(&env, &["Work", "Mine", "Filtered"]),
+        (want.clone(), want),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("fetched 0") && summary.contains("appended 0"),
+        "no download, no upload: {summary}"
+    );
+    env.assert_quiet();
+}
