@@ -364,8 +364,11 @@ impl Ctx<'_> {
         }
         tracing::debug!(folder = %name, applied = ?started.elapsed(), "applied");
         // Watermarks move only now that the whole pass committed (rule 4). While a guard
-        // holds deletions back, HIGHESTMODSEQ stays, so QRESYNC reports them again.
-        let holding = plan.halt.is_some();
+        // holds deletions back, HIGHESTMODSEQ stays, so QRESYNC reports them again. So it
+        // does after a move into or out of the folder: a moved pair carries its source's
+        // base flags, and a flag changed on the server before the move (soak, issue 20)
+        // is merged only if the next listing reports the moved message again.
+        let holding = plan.halt.is_some() || moved;
         let last = Commit {
             watermarks: (!matches!(plan.halt, Some(Halt::UidValidity { .. }))).then(|| {
                 Watermarks {

@@ -166,3 +166,30 @@ fn moves_into_new_folders_on_each_side_stay_one_message() {
     );
     env.assert_quiet();
 }
+
+/// Seed 20261205, t=141-144 s: the phone flagged a message, then moved it to another
+/// folder. The pass that renamed the file after the move kept the pair's old flags, and
+/// moved the destination's HIGHESTMODSEQ past the moved message, so QRESYNC never
+/// reported it again: \Flagged on the server, not in the Maildir, for good.
+#[test]
+fn a_flag_set_on_the_server_before_a_move_arrives_with_the_message() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "Work");
+    env.dovecot.create_mailbox("alice", "Archive");
+    env.seed("Work", "m");
+    env.seed("Archive", "other");
+    env.sync_ok();
+    let key = env.key_of("Work", "m");
+    env.dovecot.add_flags("alice", "Work", 1, "\\Flagged");
+    env.dovecot.doveadm(
+        &[
+            "move", "-u", "alice", "Archive", "mailbox", "Work", "uid", "1",
+        ],
+        None,
+    );
+    let summary = env.sync_ok();
+    assert!(summary.contains("moved 1"), "{summary}");
+    env.sync_ok();
+    assert_eq!(md::messages(&env.folder("Archive"))[&key], "F");
+    env.assert_quiet();
+}
