@@ -23,6 +23,9 @@ const DEFAULT_IDLE_REFRESH: Duration = Duration::from_secs(25 * 60);
 const MAX_IDLE_REFRESH: Duration = Duration::from_secs(29 * 60);
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECTIONS: usize = 3;
+const DEFAULT_MAX_CONNECTIONS: usize = 3;
+const DEFAULT_IDLE_CONNECTIONS: usize = 1;
+const DEFAULT_SWEEP: Duration = Duration::from_secs(60);
 const MAX_CONNECTIONS: i64 = 16;
 
 struct Ctx<'a> {
@@ -426,7 +429,7 @@ fn account(
 type KeyAt<'a> = (&'a str, Option<Range<usize>>);
 
 fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), ConfigError> {
-    let imap_only: [KeyAt; 13] = [
+    let imap_only: [KeyAt; 16] = [
         ("folders", a.folders.as_ref().map(Spanned::span)),
         ("idle", a.idle.as_ref().map(Spanned::span)),
         ("idle_refresh", a.idle_refresh.as_ref().map(Spanned::span)),
@@ -445,6 +448,18 @@ fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), Confi
             a.max_delete_share.as_ref().map(Spanned::span),
         ),
         ("connections", a.connections.as_ref().map(Spanned::span)),
+        (
+            "max_connections",
+            a.max_connections.as_ref().map(Spanned::span),
+        ),
+        (
+            "idle_connections",
+            a.idle_connections.as_ref().map(Spanned::span),
+        ),
+        (
+            "sweep_interval",
+            a.sweep_interval.as_ref().map(Spanned::span),
+        ),
         ("compress", a.compress.as_ref().map(Spanned::span)),
     ];
     let pop3_only: [KeyAt; 2] = [
@@ -794,6 +809,36 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
         }
         None => DEFAULT_CONNECTIONS,
     };
+    let max_connections = match &a.max_connections {
+        Some(c) => {
+            let v = *c.get_ref();
+            if !(1..=MAX_CONNECTIONS).contains(&v) {
+                return Err(ctx
+                    .error(c.span(), format!("max_connections = {v} is out of range"))
+                    .help(format!(
+                        "use 1 to {MAX_CONNECTIONS}: the push connection counts, and the server's limit is shared with your other mail clients"
+                    )));
+            }
+            v as usize
+        }
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
+    let idle_connections = match &a.idle_connections {
+        Some(c) => {
+            let v = *c.get_ref();
+            if v < 0 || v as usize >= max_connections {
+                return Err(ctx
+                    .error(c.span(), format!("idle_connections = {v} leaves no connection for sync passes within max_connections = {max_connections}"))
+                    .help("use fewer IDLE connections (folders without one are swept), or raise max_connections"));
+            }
+            v as usize
+        }
+        None => DEFAULT_IDLE_CONNECTIONS.min(max_connections - 1),
+    };
+    let sweep_interval = match &a.sweep_interval {
+        Some(d) => duration(ctx, d, "sweep_interval")?,
+        None => DEFAULT_SWEEP,
+    };
     Ok(ImapSettings {
         folders,
         idle,
@@ -819,6 +864,9 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
             .unwrap_or_default(),
         max_delete_share,
         connections,
+        max_connections,
+        idle_connections,
+        sweep_interval,
     })
 }
 

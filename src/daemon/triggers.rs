@@ -75,6 +75,11 @@ impl Triggers {
         std::mem::take(&mut *self.lock())
     }
 
+    /// Whether the gathered work must ignore a running backoff (SIGUSR1).
+    pub fn peek_now(&self) -> bool {
+        self.lock().now
+    }
+
     /// Put back work that could not run (the server was unreachable), without waking.
     pub fn restore(&self, work: Work) {
         self.lock().merge(work);

@@ -127,16 +127,44 @@ fn store_is_disk_full(e: &StoreError) -> bool {
     }
 }
 
+/// What kind of failure a folder had: what the daemon does about it follows from this,
+/// never from the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The network or the server, for now: retried with backoff.
+    Transient,
+    /// Retrying will not help until something changes (a refused CREATE, a name that
+    /// cannot be a path): tried again at the next full pass, not in a loop.
+    Permanent,
+    /// The disk (Maildir or state) is full: the account pauses until space returns.
+    DiskFull,
+    /// The folder stopped and waits for a human (a deletion guard, a UIDVALIDITY change,
+    /// a missing Maildir folder): not retried until the state changes.
+    Halted,
+}
+
+impl FailureKind {
+    /// The kind of a pass error.
+    pub fn of(e: &EngineError) -> FailureKind {
+        if e.is_disk_full() {
+            FailureKind::DiskFull
+        } else if e.is_transient() {
+            FailureKind::Transient
+        } else {
+            FailureKind::Permanent
+        }
+    }
+}
+
 /// One thing in an account pass that failed while the rest ran on: a folder (named,
 /// so the daemon retries that folder) or something of the whole account (a folder name
 /// the server sent that cannot be a path, an unresolved interrupted delivery).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderFailure {
     pub folder: Option<FolderName>,
+    pub kind: FailureKind,
     /// The line to print: names the folder itself, made safe to print.
     pub text: String,
-    /// The disk is full: the daemon says "paused", not "failed".
-    pub disk_full: bool,
 }
 
 impl FolderFailure {
@@ -149,8 +177,8 @@ impl FolderFailure {
         };
         FolderFailure {
             folder: Some(name.clone()),
+            kind: FailureKind::of(e),
             text,
-            disk_full: e.is_disk_full(),
         }
     }
 
@@ -158,8 +186,17 @@ impl FolderFailure {
     pub fn in_folder(name: &FolderName, text: String) -> FolderFailure {
         FolderFailure {
             folder: Some(name.clone()),
+            kind: FailureKind::Permanent,
             text,
-            disk_full: false,
+        }
+    }
+
+    /// A folder that stopped and waits for a human; `text` says why and what to run.
+    pub fn halted(name: &FolderName, text: String) -> FolderFailure {
+        FolderFailure {
+            folder: Some(name.clone()),
+            kind: FailureKind::Halted,
+            text,
         }
     }
 
@@ -167,9 +204,14 @@ impl FolderFailure {
     pub fn account(text: impl fmt::Display) -> FolderFailure {
         FolderFailure {
             folder: None,
+            kind: FailureKind::Permanent,
             text: text.to_string(),
-            disk_full: false,
         }
+    }
+
+    /// Worth trying again soon by itself (the network, a full disk that may clear).
+    pub fn retry_soon(&self) -> bool {
+        matches!(self.kind, FailureKind::Transient | FailureKind::DiskFull)
     }
 }
 

@@ -1,5 +1,8 @@
 //! IMAP IDLE (RFC 2177) on a connection of its own: wait until the server reports a
-//! change in one folder, the refresh deadline passes, or the caller interrupts.
+//! change in one folder, the refresh deadline passes, or the caller interrupts. With
+//! NOTIFY (RFC 5465) the same connection watches every personal folder: no folder is
+//! selected, and each event names its folder (`STATUS`) or says the folder list changed
+//! (`LIST`).
 //!
 //! Raw commands over async-imap's framing rather than its `Handle`: that reports a closed
 //! connection as a "manual interrupt", and here every wait has a deadline. An event is a
@@ -24,11 +27,27 @@ pub enum IdleWake {
     Interrupted,
 }
 
-/// A connection that has `EXAMINE`d one folder and can IDLE on it.
+/// What a NOTIFY event says, still only a hint (rule 16).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Messages arrived, left or changed flags in this folder (its raw, wire name).
+    Folder(String),
+    /// A folder was created, deleted or renamed: list the folders again.
+    Folders,
+}
+
+/// A connection that has `EXAMINE`d one folder and can IDLE on it, or that asked for
+/// NOTIFY on every personal folder.
 pub struct IdleSession {
     conn: Connected,
     timeout: Duration,
+    notices: Vec<Notice>,
 }
+
+/// The NOTIFY request: every personal folder, message and folder-list events. No
+/// `selected` set: nothing is selected on this connection.
+const NOTIFY_SET: &str =
+    "NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))";
 
 impl IdleSession {
     /// Whether the server can push at all; without IDLE the caller polls.
@@ -42,11 +61,45 @@ impl IdleSession {
         wire_name: &str,
         timeout: Duration,
     ) -> Result<IdleSession, ImapError> {
-        let mut idle = IdleSession { conn, timeout };
+        let mut idle = IdleSession {
+            conn,
+            timeout,
+            notices: Vec::new(),
+        };
         let command = format!("EXAMINE {}", quote(wire_name)?);
         let tag = idle.send(&command).await?;
         idle.read_until_done(&tag, "EXAMINE").await?;
         Ok(idle)
+    }
+
+    /// Whether one connection can watch every folder (RFC 5465).
+    pub fn supports_notify(conn: &Connected) -> bool {
+        conn.has("NOTIFY") && conn.has("IDLE")
+    }
+
+    /// Ask for NOTIFY on every personal folder; [`IdleSession::wait`] then wakes for an
+    /// event in any of them, and [`IdleSession::take_notices`] says which. A refusal is a
+    /// protocol error: the caller falls back to IDLE on one folder.
+    pub async fn start_notify(
+        conn: Connected,
+        timeout: Duration,
+    ) -> Result<IdleSession, ImapError> {
+        let mut idle = IdleSession {
+            conn,
+            timeout,
+            notices: Vec::new(),
+        };
+        let tag = idle.send(NOTIFY_SET).await?;
+        idle.read_until_done(&tag, "NOTIFY").await?;
+        // Whatever the NOTIFY answer carried is before we listened: the caller's first
+        // pass covers it.
+        idle.notices.clear();
+        Ok(idle)
+    }
+
+    /// The NOTIFY events gathered since the last call, oldest first.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
     }
 
     async fn send(&mut self, command: &str) -> Result<RequestId, ImapError> {
@@ -81,6 +134,10 @@ impl IdleSession {
                     };
                 }
                 Seen::Change => changed = true,
+                Seen::Notice(n) => {
+                    self.notices.push(n);
+                    changed = true;
+                }
                 _ => {}
             }
         }
@@ -106,6 +163,10 @@ impl IdleSession {
                     )));
                 }
                 Seen::Change => changed = true,
+                Seen::Notice(n) => {
+                    self.notices.push(n);
+                    changed = true;
+                }
                 _ => {}
             }
         }
@@ -117,9 +178,13 @@ impl IdleSession {
             loop {
                 tokio::select! {
                     response = self.conn.session.read_response() => {
-                        let seen = alive(response.map(|r| r.map(|d| classify(d.parsed()))))?;
-                        if seen == Seen::Change {
-                            break IdleWake::Changed;
+                        match alive(response.map(|r| r.map(|d| classify(d.parsed()))))? {
+                            Seen::Change => break IdleWake::Changed,
+                            Seen::Notice(n) => {
+                                self.notices.push(n);
+                                break IdleWake::Changed;
+                            }
+                            _ => {}
                         }
                         // "* OK Still here" and the like: keep waiting.
                     }
@@ -158,6 +223,7 @@ enum Seen {
         info: String,
     },
     Change,
+    Notice(Notice),
     Bye(String),
     Other,
 }
@@ -181,6 +247,10 @@ fn classify(response: &Response<'_>) -> Seen {
             status: Status::Bye,
             outcome,
         } => Seen::Bye(outcome.information.as_deref().unwrap_or("BYE").to_owned()),
+        Response::MailboxData(MailboxDatum::Status { mailbox, .. }) => {
+            Seen::Notice(Notice::Folder(mailbox.to_string()))
+        }
+        Response::MailboxData(MailboxDatum::List(_)) => Seen::Notice(Notice::Folders),
         other if is_change(other) => Seen::Change,
         _ => Seen::Other,
     }
@@ -227,5 +297,26 @@ mod tests {
         assert!(parsed(b"* VANISHED 5:7\r\n"));
         assert!(!parsed(b"* OK Still here\r\n"));
         assert!(!parsed(b"* 1 RECENT\r\n"));
+    }
+
+    fn seen(line: &[u8]) -> Seen {
+        let (_, response) = Response::parse(line).unwrap();
+        classify(&response)
+    }
+
+    #[test]
+    fn notify_events_name_their_folder_or_the_folder_list() {
+        assert_eq!(
+            seen(b"* STATUS \"Lists/rust/2026\" (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 1)\r\n"),
+            Seen::Notice(Notice::Folder("Lists/rust/2026".into()))
+        );
+        assert_eq!(
+            seen(b"* LIST () \"/\" \"Receipts\"\r\n"),
+            Seen::Notice(Notice::Folders)
+        );
+        assert_eq!(
+            seen(b"* LIST (\\NonExistent) \"/\" \"Old\"\r\n"),
+            Seen::Notice(Notice::Folders)
+        );
     }
 }
