@@ -9,6 +9,7 @@ mod clients;
 mod config_check;
 mod daemon_bench;
 mod daemon_idle_scripted;
+mod daemon_notify;
 mod daemon_push;
 mod daemon_resilience;
 mod daemon_service;
