@@ -205,7 +205,7 @@ impl Supervisor {
                 }
                 retry_at = None;
             }
-            if sweep && link.is_connected() {
+            if sweep && link.is_up() {
                 match self.sweep(&mut link).await {
                     Ok(()) => {}
                     Err(e) => {
@@ -227,7 +227,7 @@ impl Supervisor {
             if work.reconnect {
                 link.disconnect().await;
             }
-            if !link.is_connected() {
+            if !link.is_up() {
                 self.state("connecting");
                 match link.connect().await {
                     // After every (re)connect the whole account is resynced (rule 16).
@@ -312,6 +312,11 @@ impl Supervisor {
                     backoff.reset();
                     if work.all {
                         next_poll = Instant::now() + self.account.poll_interval;
+                    }
+                    if link.budget().limit() <= 2 {
+                        // Push and this connection would be the whole budget: free it
+                        // between passes, so a one-shot sync can run meanwhile.
+                        link.release().await;
                     }
                     self.passed(&report).await;
                     self.retry_failed_folders(&report, &mut backoff, &mut retry_at)

@@ -1,9 +1,11 @@
 //! An account's connection budget: at most `max_connections` connections to its server
-//! at once, counted across every process that uses the account's state (the daemon's
-//! push connection, its passes, a one-shot `syncmail sync`). Each connection holds one
-//! slot, a lock on one of N files next to the account's database; a server that answers
-//! "too many connections" lowers N for the rest of the run. Push never takes the last
-//! slot: passes always have one.
+//! at once, counted across every process that uses the state directory (the daemon's
+//! push connection, its passes, a one-shot `syncmail sync`). Servers count a user's
+//! connections, not a syncmail account's, so the slots are the server user's: two
+//! accounts (or two configs sharing a state directory) for one mailbox share them.
+//! Each connection holds one slot, a lock on one of N files in the state directory; a
+//! server that answers "too many connections" lowers N for the rest of the run. Push
+//! never takes the last slot: passes always have one.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
@@ -11,7 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::model::AccountName;
+/// How long a limit lowered by a refusal holds for the other processes.
+const LOWERED_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Shared by the account's link, its passes and its push connection.
 #[derive(Clone, Debug)]
@@ -19,7 +22,8 @@ pub struct Budget(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
-    /// `<state_dir>/<account>.slot<i>`; `None` counts in this process only.
+    /// `<state_dir>/slots-<digest of user@host>.<i>`; `None` counts in this process
+    /// only.
     prefix: Option<PathBuf>,
     limit: AtomicUsize,
     /// Slots held in this process, for a budget without files.
@@ -40,18 +44,47 @@ impl Drop for Slot {
 }
 
 impl Budget {
-    /// The budget of `account`, `limit` connections at most.
-    pub fn new(state_dir: Option<&std::path::Path>, account: &AccountName, limit: usize) -> Budget {
+    /// The budget of `user` on `host`, `limit` connections at most.
+    pub fn new(
+        state_dir: Option<&std::path::Path>,
+        user: &str,
+        host: &str,
+        limit: usize,
+    ) -> Budget {
+        let who = format!("{user}@{}", host.to_ascii_lowercase());
+        let digest = ring::digest::digest(&ring::digest::SHA256, who.as_bytes());
+        let name = format!("slots-{}.", &hex::encode(digest)[..16]);
         Budget(Arc::new(Inner {
-            prefix: state_dir.map(|d| d.join(format!("{}.slot", account.0))),
+            prefix: state_dir.map(|d| d.join(name)),
             limit: AtomicUsize::new(limit.max(1)),
             held: AtomicUsize::new(0),
         }))
     }
 
-    /// The most connections allowed now.
+    /// The most connections allowed now: ours, or what a refusal another process met
+    /// left in the state directory within the last hour, whichever is lower.
     pub fn limit(&self) -> usize {
-        self.0.limit.load(Ordering::Relaxed)
+        let own = self.0.limit.load(Ordering::Relaxed);
+        let Some(path) = self.limit_file() else {
+            return own;
+        };
+        let fresh = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < LOWERED_FOR);
+        let shared = fresh
+            .then(|| std::fs::read_to_string(&path).ok())
+            .flatten()
+            .and_then(|t| t.trim().parse::<usize>().ok())
+            .filter(|n| *n >= 1);
+        shared.map_or(own, |n| own.min(n))
+    }
+
+    fn limit_file(&self) -> Option<PathBuf> {
+        let mut path = self.0.prefix.clone()?.into_os_string();
+        path.push("limit");
+        Some(PathBuf::from(path))
     }
 
     /// Connections held in this process.
@@ -129,9 +162,14 @@ impl Budget {
     /// The server refused a connection as one too many: allow one fewer than were open
     /// when it refused (never fewer than one). Returns the new limit.
     pub fn lower(&self, open_when_refused: usize) -> usize {
-        let new = open_when_refused.max(1);
-        let old = self.0.limit.fetch_min(new, Ordering::Relaxed);
-        old.min(new)
+        let new = open_when_refused.max(1).min(self.limit());
+        self.0.limit.fetch_min(new, Ordering::Relaxed);
+        if let Some(path) = self.limit_file()
+            && let Err(e) = std::fs::write(&path, format!("{new}\n"))
+        {
+            tracing::debug!("{}: {e}", path.display());
+        }
+        new
     }
 }
 
@@ -142,11 +180,11 @@ mod tests {
     #[test]
     fn slots_are_counted_across_budgets_on_one_state_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let name = AccountName("a".into());
-        let daemon = Budget::new(Some(dir.path()), &name, 3);
-        let oneshot = Budget::new(Some(dir.path()), &name, 3);
-        let other = Budget::new(Some(dir.path()), &AccountName("b".into()), 1);
+        let daemon = Budget::new(Some(dir.path()), "me", "imap.example.com", 3);
+        let oneshot = Budget::new(Some(dir.path()), "me", "IMAP.example.com", 3);
+        let other = Budget::new(Some(dir.path()), "you", "imap.example.com", 1);
         let _theirs = other.take().unwrap();
+        assert!(other.take().is_none());
         let a = daemon.take().unwrap();
         let b = oneshot.take().unwrap();
         let c = daemon.take().unwrap();
@@ -160,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_refusal_lowers_the_limit_but_never_below_one() {
-        let budget = Budget::new(None, &AccountName("a".into()), 3);
+        let budget = Budget::new(None, "me", "imap.example.com", 3);
         let a = budget.take().unwrap();
         let _b = budget.take().unwrap();
         assert_eq!(budget.lower(2), 2);
@@ -172,8 +210,20 @@ mod tests {
     }
 
     #[test]
+    fn a_lowered_limit_holds_for_every_process_on_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Budget::new(Some(dir.path()), "me", "imap.example.com", 3);
+        let oneshot = Budget::new(Some(dir.path()), "me", "imap.example.com", 3);
+        assert_eq!(daemon.lower(2), 2);
+        assert_eq!(oneshot.limit(), 2);
+        let _a = daemon.take().unwrap();
+        let _b = daemon.take().unwrap();
+        assert!(oneshot.take().is_none());
+    }
+
+    #[test]
     fn push_never_takes_the_last_slot() {
-        let budget = Budget::new(None, &AccountName("a".into()), 2);
+        let budget = Budget::new(None, "me", "imap.example.com", 2);
         let push = budget.take_for_push().unwrap();
         assert!(budget.take_for_push().is_none());
         let pass = budget.take().unwrap();

@@ -33,6 +33,10 @@ pub enum EngineError {
     Server(String),
     #[error("{0}")]
     Unsupported(String),
+    /// Every connection `max_connections` allows is in use (by this process or
+    /// another on the same state directory): worth a short wait, not a human.
+    #[error("all {0} connections of max_connections are in use")]
+    Busy(usize),
     /// The caller asked the pass to stop (shutdown); what was done is committed.
     #[error("stopped before the pass finished (shutting down)")]
     Stopped,
@@ -52,7 +56,8 @@ impl From<StoreError> for EngineError {
 impl EngineError {
     /// Worth retrying later without a human (network trouble).
     pub fn is_transient(&self) -> bool {
-        matches!(self, EngineError::Imap(e) if e.is_transient())
+        matches!(self, EngineError::Busy(_))
+            || matches!(self, EngineError::Imap(e) if e.is_transient())
     }
 
     /// The disk (the Maildir's or the state directory's) is full: worth a pause, not a

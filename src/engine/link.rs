@@ -60,6 +60,9 @@ pub struct AccountLink {
     account: Arc<Account>,
     budget: Budget,
     main: Option<(ImapSession, Slot)>,
+    /// The pass connection was closed on purpose to free its slot: the link is still
+    /// up (nothing was missed), the next pass logs in again.
+    released: bool,
     listing: Option<Listing>,
     /// MESSAGES as the last sweep saw it: without CONDSTORE the state keeps no count.
     messages: BTreeMap<FolderName, u32>,
@@ -73,11 +76,12 @@ impl AccountLink {
             AccountKind::Imap(s) => s.max_connections,
             AccountKind::Pop3(_) => 1,
         };
-        let budget = Budget::new(state_dir, &account.name, limit);
+        let budget = Budget::new(state_dir, &account.server.user, &account.server.host, limit);
         AccountLink {
             account,
             budget,
             main: None,
+            released: false,
             listing: None,
             messages: BTreeMap::new(),
         }
@@ -92,8 +96,9 @@ impl AccountLink {
         &self.budget
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.main.is_some()
+    /// Connected, or released on purpose since the last successful connect.
+    pub fn is_up(&self) -> bool {
+        self.main.is_some() || self.released
     }
 
     /// The folder map of the last listing.
@@ -115,29 +120,43 @@ impl AccountLink {
         }
     }
 
-    /// Log in (within the budget) and list the folders.
+    /// Log in within the budget, waiting up to the account's timeout for a free slot
+    /// (another process or a pass of ours may hold them all for a moment).
     pub async fn connect(&mut self) -> Result<(), EngineError> {
         if self.main.is_some() {
             return Ok(());
         }
-        let (session, slot) = open(&self.account, &self.budget).await?;
+        let (session, slot) =
+            open_waiting(&self.account, &self.budget, self.account.server.timeout).await?;
         self.main = Some((session, slot));
-        self.listing = None;
-        self.list().await?;
-        tracing::info!(account = %self.account.name, "connected");
+        if !std::mem::take(&mut self.released) {
+            tracing::info!(account = %self.account.name, "connected");
+        }
         Ok(())
     }
 
-    /// Log out; the next pass connects again.
+    /// Close the pass connection to free its slot; the link stays up and the next pass
+    /// logs in again (used when the budget leaves nothing beside push and passes).
+    pub async fn release(&mut self) {
+        if let Some((session, _slot)) = self.main.take() {
+            session.logout().await;
+            self.released = true;
+        }
+    }
+
+    /// Log out and forget what the link knew; the next pass starts afresh.
     pub async fn disconnect(&mut self) {
         if let Some((session, _slot)) = self.main.take() {
             session.logout().await;
         }
+        self.drop_connection();
     }
 
     /// Forget a connection that failed (it may be in any state) without a LOGOUT.
     pub fn drop_connection(&mut self) {
         self.main = None;
+        self.released = false;
+        self.listing = None;
     }
 
     async fn list(&mut self) -> Result<(), EngineError> {
@@ -213,6 +232,9 @@ impl AccountLink {
     /// whose numbers moved are worth a pass, the rest are not.
     pub async fn sweep(&mut self, store: &Store) -> Result<Swept, EngineError> {
         self.connect().await?;
+        if self.listing.is_none() {
+            self.list().await?;
+        }
         let account = self.account.clone();
         let AccountKind::Imap(settings) = &account.kind else {
             return Err(EngineError::Unsupported("not an IMAP account".into()));
@@ -301,15 +323,45 @@ fn moved(state: &crate::store::FolderState, now: &FolderStatus) -> bool {
     ) || differs(state.highestmodseq.map(|m| m.0), now.highestmodseq)
 }
 
-/// Open one session within the budget. A server that says "too many connections"
-/// lowers the budget to what was open then.
+/// Open one session within the budget, or fail at once when it is spent (a pass's
+/// extra connections: the pass runs with fewer). A server that says "too many
+/// connections" lowers the budget to what was open then.
 pub async fn open(account: &Account, budget: &Budget) -> Result<(ImapSession, Slot), EngineError> {
-    let Some(slot) = budget.take() else {
-        return Err(EngineError::Imap(ImapError::TooManyConnections(format!(
-            "all {} connections of the account's budget are in use",
-            budget.limit()
-        ))));
+    let slot = budget.take().ok_or_else(|| spent(budget))?;
+    open_in(account, budget, slot).await
+}
+
+/// The same, waiting up to `wait` for a slot to come free.
+async fn open_waiting(
+    account: &Account,
+    budget: &Budget,
+    wait: std::time::Duration,
+) -> Result<(ImapSession, Slot), EngineError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let slot = loop {
+        if let Some(slot) = budget.take() {
+            break slot;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(spent(budget));
+        }
+        tokio::time::sleep(SLOT_POLL).await;
     };
+    open_in(account, budget, slot).await
+}
+
+/// How often a connection waiting for a free slot looks again.
+const SLOT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn spent(budget: &Budget) -> EngineError {
+    EngineError::Busy(budget.limit())
+}
+
+async fn open_in(
+    account: &Account,
+    budget: &Budget,
+    slot: Slot,
+) -> Result<(ImapSession, Slot), EngineError> {
     match connect_session(account).await {
         Ok(session) => Ok((session, slot)),
         Err(EngineError::Imap(ImapError::TooManyConnections(text))) => {

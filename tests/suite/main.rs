@@ -8,6 +8,7 @@ mod architecture;
 mod clients;
 mod config_check;
 mod daemon_bench;
+mod daemon_budget;
 mod daemon_idle_scripted;
 mod daemon_notify;
 mod daemon_push;
