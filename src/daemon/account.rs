@@ -169,10 +169,12 @@ impl Supervisor {
         let mut epoch = self.shared.epoch.clone();
         epoch.borrow_and_update();
         let mut stop = self.stop.clone();
+        let mut echo: Option<EchoWindow> = None;
         self.triggers.all();
         'main: loop {
             let far = Instant::now() + Duration::from_secs(365 * 86400);
             let mut sweep = false;
+            let mut look = false;
             tokio::select! {
                 biased;
                 () = stopped(&mut stop) => break 'main,
@@ -187,15 +189,35 @@ impl Supervisor {
                     // NOTIFY watches every folder: nothing to sweep.
                     sweep = !push_state.notify();
                 }
+                () = tokio::time::sleep_until(echo.as_ref().map_or(far, |e| e.next)), if echo.is_some() => {
+                    look = true;
+                }
                 () = tokio::time::sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
                     retry_at = None;
                 }
             }
+            if look && let Some(window) = echo.take() {
+                match link.arrivals(&self.store, &window.folders).await {
+                    Ok(moved) if !moved.is_empty() => {
+                        tracing::debug!(account = self.name(), "arrived in the echo window");
+                        self.triggers.folders(moved);
+                    }
+                    Ok(_) => echo = window.step(),
+                    Err(e) => tracing::debug!(account = self.name(), "echo window: {e}"),
+                }
+            }
+            if !sweep && self.triggers.peek_empty() {
+                // A wake-up left from work a pass already took: nothing to gather.
+                continue;
+            }
             if !sweep {
-                // Gather the rest of a burst before looking.
+                // Gather the rest of a burst of local renames before looking; a folder
+                // the server named is passed at once (its events gather in the set
+                // while a pass runs, so they cost one pass per pass at most).
                 tokio::select! {
                     () = stopped(&mut stop) => break 'main,
                     () = tokio::time::sleep(tuning.debounce) => {}
+                    () = self.triggers.until_urgent() => {}
                 }
             }
             if let Some(at) = retry_at {
@@ -321,6 +343,7 @@ impl Supervisor {
                     self.passed(&report).await;
                     self.retry_failed_folders(&report, &mut backoff, &mut retry_at)
                         .await;
+                    echo = EchoWindow::after(&pass_scope, &report, link.is_connected());
                 }
                 Err(EngineError::Stopped) => {
                     tracing::info!(
@@ -381,10 +404,7 @@ impl Supervisor {
         if swept.folders_changed {
             self.triggers.all();
         } else if !swept.changed.is_empty() {
-            self.triggers.add(Work {
-                folders: swept.changed,
-                ..Work::default()
-            });
+            self.triggers.folders(swept.changed);
         }
         Ok(())
     }
@@ -564,6 +584,46 @@ impl Supervisor {
                 limit,
             );
         }
+    }
+}
+
+/// Servers hold back push for a while after a change to a folder: Dovecot reports
+/// nothing for half a second after any change, our own STORE included, so mail that
+/// arrives right after a pass of ours pushed a flag would wait for that. For a short
+/// window after such a pass the supervisor asks STATUS itself (UIDNEXT: one round trip
+/// on the pass connection) and passes the folder as soon as mail arrived.
+struct EchoWindow {
+    folders: BTreeSet<FolderName>,
+    next: Instant,
+    until: Instant,
+}
+
+/// How long after our own change the server's push may lag, and how often we look.
+const ECHO_WINDOW: Duration = Duration::from_millis(600);
+const ECHO_STEP: Duration = Duration::from_millis(100);
+/// A pass over more folders than this is not followed by a window (a full pass).
+const ECHO_FOLDERS: usize = 4;
+
+impl EchoWindow {
+    fn after(scope: &PassScope, report: &AccountReport, connected: bool) -> Option<EchoWindow> {
+        let c = &report.counts;
+        let changed_server = c.flags_pushed + c.appended + c.deleted_server + c.moved > 0;
+        let folders = scope.folders.clone()?;
+        (connected && changed_server && !folders.is_empty() && folders.len() <= ECHO_FOLDERS).then(
+            || {
+                let now = Instant::now();
+                EchoWindow {
+                    folders,
+                    next: now + ECHO_STEP,
+                    until: now + ECHO_WINDOW,
+                }
+            },
+        )
+    }
+
+    fn step(self) -> Option<EchoWindow> {
+        let next = Instant::now() + ECHO_STEP;
+        (next <= self.until).then_some(EchoWindow { next, ..self })
     }
 }
 

@@ -96,6 +96,11 @@ impl AccountLink {
         &self.budget
     }
 
+    /// The pass connection is open now.
+    pub fn is_connected(&self) -> bool {
+        self.main.is_some()
+    }
+
     /// Connected, or released on purpose since the last successful connect.
     pub fn is_up(&self) -> bool {
         self.main.is_some() || self.released
@@ -298,6 +303,47 @@ impl AccountLink {
             }
         }
         Ok(swept)
+    }
+
+    /// Whether mail arrived in `folders` since their last pass (UIDNEXT or UIDVALIDITY
+    /// moved), a STATUS each on the pass connection; only while it is open. Flag changes
+    /// are not asked for: our own pass just made some.
+    pub async fn arrivals(
+        &mut self,
+        store: &Store,
+        folders: &BTreeSet<FolderName>,
+    ) -> Result<BTreeSet<FolderName>, EngineError> {
+        let (Some((session, _)), Some(listing)) = (self.main.as_mut(), self.listing.as_ref())
+        else {
+            return Ok(BTreeSet::new());
+        };
+        let wanted: Vec<(FolderName, String)> = listing
+            .personal()
+            .into_iter()
+            .filter(|(n, _)| folders.contains(n))
+            .collect();
+        let wires: Vec<String> = wanted.iter().map(|(_, w)| w.clone()).collect();
+        let statuses = session.arrivals(&wires).await?;
+        let mut moved = BTreeSet::new();
+        for (name, wire) in wanted {
+            let (Some(now), Some(state)) =
+                (statuses.folders.get(&wire), store.folder(&name).await?)
+            else {
+                continue;
+            };
+            let arrived = now
+                .uidnext
+                .zip(state.uidnext)
+                .is_some_and(|(a, b)| a != b.0)
+                || now
+                    .uidvalidity
+                    .zip(state.uidvalidity)
+                    .is_some_and(|(a, b)| a != b.0);
+            if arrived {
+                moved.insert(name);
+            }
+        }
+        Ok(moved)
     }
 
     pub async fn close(mut self) {

@@ -84,6 +84,27 @@ impl ImapSession {
             out.listed = Some(listed);
             return Ok(out);
         }
+        self.status_each(wire_names, items, &mut out).await?;
+        Ok(out)
+    }
+
+    /// UIDVALIDITY and UIDNEXT of a few folders, a STATUS each: whether mail arrived.
+    /// A NOOP first: a server may answer STATUS on the selected folder from its view as
+    /// last synced (Dovecot does), and NOOP syncs it.
+    pub async fn arrivals(&mut self, wire_names: &[String]) -> Result<Statuses, ImapError> {
+        self.command("NOOP", |_| Ok(())).await?;
+        let mut out = Statuses::default();
+        self.status_each(wire_names, "UIDVALIDITY UIDNEXT", &mut out)
+            .await?;
+        Ok(out)
+    }
+
+    async fn status_each(
+        &mut self,
+        wire_names: &[String],
+        items: &str,
+        out: &mut Statuses,
+    ) -> Result<(), ImapError> {
         for wire in wire_names {
             let folders = &mut out.folders;
             self.command(&format!("STATUS {} ({items})", quote(wire)?), |response| {
@@ -97,6 +118,6 @@ impl ImapSession {
             })
             .await?;
         }
-        Ok(out)
+        Ok(())
     }
 }
