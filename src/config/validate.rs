@@ -947,6 +947,40 @@ password_command = ["pass", "home"]
         parse(Path::new("/c/config.toml"), &text, &Dirs::default(), None).map(|l| l.config)
     }
 
+    fn imap_with(keys: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[general]\nmaildir = \"/m\"\nstate_dir = \"/s\"\n[[account]]\nname = \"work\"\nkind = \"imap\"\n\
+             host = \"imap.example.com\"\nuser = \"me\"\npassword_command = [\"pass\"]\n{keys}"
+        );
+        parse(Path::new("/c/config.toml"), &text, &Dirs::default(), None).map(|l| l.config)
+    }
+
+    #[test]
+    fn push_and_budget_defaults_and_errors_name_the_line() {
+        let c = imap_with("").unwrap();
+        let AccountKind::Imap(s) = &c.accounts[0].kind else {
+            panic!("imap");
+        };
+        assert_eq!(
+            (s.max_connections, s.idle_connections, s.sweep_interval),
+            (3, 1, Duration::from_secs(60))
+        );
+        let c = imap_with("max_connections = 1\n").unwrap();
+        let AccountKind::Imap(s) = &c.accounts[0].kind else {
+            panic!("imap");
+        };
+        assert_eq!(s.idle_connections, 0, "a budget of one leaves nothing for IDLE");
+        let e = imap_with("max_connections = 2\nidle_connections = 2\n").unwrap_err();
+        assert!(e.message.contains("idle_connections = 2 leaves no connection"), "{e}");
+        assert_eq!(e.line_col(), Some((11, 20)));
+        assert_eq!(e.account.as_deref(), Some("work"));
+        let e = imap_with("max_connections = 0\n").unwrap_err();
+        assert!(e.message.contains("max_connections = 0 is out of range"), "{e}");
+        let e = imap_with("sweep_interval = \"soon\"\n").unwrap_err();
+        assert!(e.message.contains("`soon` is not a duration"), "{e}");
+        assert_eq!(e.line_col(), Some((10, 18)));
+    }
+
     #[test]
     fn unified_defaults_to_every_account_and_the_inbox() {
         let c = load("[unified]\npath = \"/m/Unified/INBOX\"\n").unwrap();

@@ -229,7 +229,11 @@ impl Supervisor {
             }
             if sweep && link.is_up() {
                 match self.sweep(&mut link).await {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        if link.budget().limit() <= 2 && self.triggers.peek_empty() {
+                            link.release().await;
+                        }
+                    }
                     Err(e) => {
                         link.drop_connection();
                         let delay = self.failed(&e, &mut backoff).await;
