@@ -969,13 +969,23 @@ password_command = ["pass", "home"]
         let AccountKind::Imap(s) = &c.accounts[0].kind else {
             panic!("imap");
         };
-        assert_eq!(s.idle_connections, 0, "a budget of one leaves nothing for IDLE");
+        assert_eq!(
+            s.idle_connections, 0,
+            "a budget of one leaves nothing for IDLE"
+        );
         let e = imap_with("max_connections = 2\nidle_connections = 2\n").unwrap_err();
-        assert!(e.message.contains("idle_connections = 2 leaves no connection"), "{e}");
+        assert!(
+            e.message
+                .contains("idle_connections = 2 leaves no connection"),
+            "{e}"
+        );
         assert_eq!(e.line_col(), Some((11, 20)));
         assert_eq!(e.account.as_deref(), Some("work"));
         let e = imap_with("max_connections = 0\n").unwrap_err();
-        assert!(e.message.contains("max_connections = 0 is out of range"), "{e}");
+        assert!(
+            e.message.contains("max_connections = 0 is out of range"),
+            "{e}"
+        );
         let e = imap_with("sweep_interval = \"soon\"\n").unwrap_err();
         assert!(e.message.contains("`soon` is not a duration"), "{e}");
         assert_eq!(e.line_col(), Some((10, 18)));

@@ -1,5 +1,6 @@
 //! An account's push: where the server offers NOTIFY (RFC 5465), one connection watches
-//! every folder; otherwise IDLE on the first `idle_connections` folders of `idle`, and
+//! every folder (with the first folder of `idle` selected on it, whose events a server
+//! may report sooner); otherwise IDLE on the first `idle_connections` folders of `idle`, and
 //! the supervisor sweeps the rest. Every event only names what to pass (rule 16); every
 //! (re)connect asks for a pass of what it watches, since anything may have happened
 //! while nobody listened.
@@ -172,7 +173,8 @@ async fn once(
     let timeout = push.account.server.timeout;
     let name = push.account.name.clone();
     let mut session = if !*notify_refused && IdleSession::supports_notify(&connected) {
-        match IdleSession::start_notify(connected, timeout).await {
+        let selected = folder.map(|f| utf7::encode(&f.0));
+        match IdleSession::start_notify(connected, selected.as_deref(), timeout).await {
             Ok(s) => {
                 tracing::info!(account = %name, "NOTIFY: one connection watches every folder");
                 push.state.notify.store(true, Ordering::Relaxed);
@@ -224,6 +226,12 @@ async fn once(
             IdleWake::Changed if notify => {
                 for notice in session.take_notices() {
                     match notice {
+                        Notice::Selected => {
+                            if let Some(f) = folder {
+                                tracing::debug!(account = %name, "NOTIFY: {f} changed");
+                                push.triggers.folder(f.clone());
+                            }
+                        }
                         Notice::Folder(raw) => match decode_server_name(&raw) {
                             Ok(f) => {
                                 tracing::debug!(account = %name, "NOTIFY: {f} changed");

@@ -30,6 +30,8 @@ pub enum IdleWake {
 /// What a NOTIFY event says, still only a hint (rule 16).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
+    /// Messages arrived, left or changed flags in the folder this connection selected.
+    Selected,
     /// Messages arrived, left or changed flags in this folder (its raw, wire name).
     Folder(String),
     /// A folder was created, deleted or renamed: list the folders again.
@@ -42,12 +44,18 @@ pub struct IdleSession {
     conn: Connected,
     timeout: Duration,
     notices: Vec<Notice>,
+    /// NOTIFY is set: a change in the selected folder is a [`Notice::Selected`] too.
+    notify: bool,
 }
 
-/// The NOTIFY request: every personal folder, message and folder-list events. No
-/// `selected` set: nothing is selected on this connection.
-const NOTIFY_SET: &str =
-    "NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))";
+/// The NOTIFY request: message and folder-list events of every personal folder, as
+/// STATUS and LIST responses.
+const NOTIFY_PERSONAL: &str =
+    "(personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))";
+/// With a folder selected, its own events come as EXISTS, EXPUNGE and FETCH, as in
+/// IDLE: a server may report those sooner (Dovecot holds STATUS events back for half a
+/// second).
+const NOTIFY_SELECTED: &str = "(selected (MessageNew MessageExpunge FlagChange))";
 
 impl IdleSession {
     /// Whether the server can push at all; without IDLE the caller polls.
@@ -65,6 +73,7 @@ impl IdleSession {
             conn,
             timeout,
             notices: Vec::new(),
+            notify: false,
         };
         let command = format!("EXAMINE {}", quote(wire_name)?);
         let tag = idle.send(&command).await?;
@@ -77,19 +86,28 @@ impl IdleSession {
         conn.has("NOTIFY") && conn.has("IDLE")
     }
 
-    /// Ask for NOTIFY on every personal folder; [`IdleSession::wait`] then wakes for an
-    /// event in any of them, and [`IdleSession::take_notices`] says which. A refusal is a
-    /// protocol error: the caller falls back to IDLE on one folder.
+    /// Ask for NOTIFY on every personal folder, `selected` (a wire name) `EXAMINE`d
+    /// first; [`IdleSession::wait`] then wakes for an event in any of them, and
+    /// [`IdleSession::take_notices`] says which. A refusal is a protocol error: the
+    /// caller falls back to IDLE on one folder.
     pub async fn start_notify(
         conn: Connected,
+        selected: Option<&str>,
         timeout: Duration,
     ) -> Result<IdleSession, ImapError> {
         let mut idle = IdleSession {
             conn,
             timeout,
             notices: Vec::new(),
+            notify: true,
         };
-        let tag = idle.send(NOTIFY_SET).await?;
+        let mut set = format!("NOTIFY SET {NOTIFY_PERSONAL}");
+        if let Some(wire) = selected {
+            let tag = idle.send(&format!("EXAMINE {}", quote(wire)?)).await?;
+            idle.read_until_done(&tag, "EXAMINE").await?;
+            set = format!("NOTIFY SET {NOTIFY_SELECTED} {NOTIFY_PERSONAL}");
+        }
+        let tag = idle.send(&set).await?;
         idle.read_until_done(&tag, "NOTIFY").await?;
         // Whatever the NOTIFY answer carried is before we listened: the caller's first
         // pass covers it.
@@ -133,13 +151,22 @@ impl IdleSession {
                         Err(ImapError::Protocol(format!("{what} failed: {info}")))
                     };
                 }
-                Seen::Change => changed = true,
+                Seen::Change => {
+                    self.selected_changed();
+                    changed = true;
+                }
                 Seen::Notice(n) => {
                     self.notices.push(n);
                     changed = true;
                 }
                 _ => {}
             }
+        }
+    }
+
+    fn selected_changed(&mut self) {
+        if self.notify && self.notices.last() != Some(&Notice::Selected) {
+            self.notices.push(Notice::Selected);
         }
     }
 
@@ -162,7 +189,10 @@ impl IdleSession {
                         "the server refused IDLE: {info}"
                     )));
                 }
-                Seen::Change => changed = true,
+                Seen::Change => {
+                    self.selected_changed();
+                    changed = true;
+                }
                 Seen::Notice(n) => {
                     self.notices.push(n);
                     changed = true;
@@ -179,7 +209,10 @@ impl IdleSession {
                 tokio::select! {
                     response = self.conn.session.read_response() => {
                         match alive(response.map(|r| r.map(|d| classify(d.parsed()))))? {
-                            Seen::Change => break IdleWake::Changed,
+                            Seen::Change => {
+                                self.selected_changed();
+                                break IdleWake::Changed;
+                            }
                             Seen::Notice(n) => {
                                 self.notices.push(n);
                                 break IdleWake::Changed;
