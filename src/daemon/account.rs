@@ -196,28 +196,29 @@ impl Supervisor {
                     retry_at = None;
                 }
             }
-            if look && let Some(window) = echo.take() {
-                match link.arrivals(&self.store, &window.folders).await {
-                    Ok(moved) if !moved.is_empty() => {
-                        tracing::debug!(account = self.name(), "arrived in the echo window");
-                        self.triggers.folders(moved);
-                    }
-                    Ok(_) => echo = window.step(),
-                    Err(e) => tracing::debug!(account = self.name(), "echo window: {e}"),
-                }
+            if look {
+                self.look(&mut link, &mut echo).await;
             }
             if !sweep && self.triggers.peek_empty() {
                 // A wake-up left from work a pass already took: nothing to gather.
                 continue;
             }
             if !sweep {
-                // Gather the rest of a burst of local renames before looking; a folder
-                // the server named is passed at once (its events gather in the set
-                // while a pass runs, so they cost one pass per pass at most).
-                tokio::select! {
-                    () = stopped(&mut stop) => break 'main,
-                    () = tokio::time::sleep(tuning.debounce) => {}
-                    () = self.triggers.until_urgent() => {}
+                // Gather the rest of a burst of local renames before looking (our own
+                // fetch's file writes among them); a folder the server named is passed
+                // at once (its events gather in the set while a pass runs, so they cost
+                // one pass per pass at most), and so is one the echo window finds.
+                let debounced = Instant::now() + tuning.debounce;
+                loop {
+                    let far = Instant::now() + Duration::from_secs(365 * 86400);
+                    tokio::select! {
+                        () = stopped(&mut stop) => break 'main,
+                        () = tokio::time::sleep_until(debounced) => break,
+                        () = self.triggers.until_urgent() => break,
+                        () = tokio::time::sleep_until(echo.as_ref().map_or(far, |e| e.next)), if echo.is_some() => {
+                            self.look(&mut link, &mut echo).await;
+                        }
+                    }
                 }
             }
             if let Some(at) = retry_at {
@@ -387,6 +388,21 @@ impl Supervisor {
         let _ = self.store.set_daemon_state(None).await;
         self.shared.board.remove(self.name());
         tracing::info!(account = self.name(), "stopped");
+    }
+
+    /// One look of the echo window: mail arrived in its folders? Then pass them now.
+    async fn look(&self, link: &mut AccountLink, echo: &mut Option<EchoWindow>) {
+        let Some(window) = echo.take() else {
+            return;
+        };
+        match link.arrivals(&self.store, &window.folders).await {
+            Ok(moved) if !moved.is_empty() => {
+                tracing::debug!(account = self.name(), "arrived in the echo window");
+                self.triggers.folders(moved);
+            }
+            Ok(_) => *echo = window.step(),
+            Err(e) => tracing::debug!(account = self.name(), "echo window: {e}"),
+        }
     }
 
     /// Ask the server which folders moved and queue a pass of just those.
@@ -592,10 +608,11 @@ impl Supervisor {
 }
 
 /// Servers hold back push for a while after a change to a folder: Dovecot reports
-/// nothing for half a second after any change, our own STORE included, so mail that
-/// arrives right after a pass of ours pushed a flag would wait for that. For a short
-/// window after such a pass the supervisor asks STATUS itself (UIDNEXT: one round trip
-/// on the pass connection) and passes the folder as soon as mail arrived.
+/// nothing for half a second after any change, our own STORE included, and after each
+/// report it sends, so mail that arrives right after a pass of ours pushed a flag, or
+/// right after the mail that pass fetched, would wait for that. For a short window
+/// after such a pass the supervisor asks itself (NOOP + STATUS UIDNEXT on the pass
+/// connection) and passes the folder as soon as mail arrived.
 struct EchoWindow {
     folders: BTreeSet<FolderName>,
     next: Instant,
@@ -611,9 +628,11 @@ const ECHO_FOLDERS: usize = 4;
 impl EchoWindow {
     fn after(scope: &PassScope, report: &AccountReport, connected: bool) -> Option<EchoWindow> {
         let c = &report.counts;
-        let changed_server = c.flags_pushed + c.appended + c.deleted_server + c.moved > 0;
+        // Our own change to the server, or mail the server just reported (after a
+        // report Dovecot holds the next one back for the same half second).
+        let held_back = c.flags_pushed + c.appended + c.deleted_server + c.moved + c.fetched > 0;
         let folders = scope.folders.clone()?;
-        (connected && changed_server && !folders.is_empty() && folders.len() <= ECHO_FOLDERS).then(
+        (connected && held_back && !folders.is_empty() && folders.len() <= ECHO_FOLDERS).then(
             || {
                 let now = Instant::now();
                 EchoWindow {

@@ -249,6 +249,7 @@ async fn once(
             }
             IdleWake::Changed => {
                 if let Some(f) = folder {
+                    tracing::debug!(account = %name, "IDLE: {f} changed");
                     push.triggers.folder(f.clone());
                 }
             }

@@ -125,7 +125,16 @@ fn report(what: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
 #[test]
 #[ignore = "benchmark: scripts/bench-daemon.sh"]
 fn latency_100_appends_and_100_flag_changes() {
-    let env = Env::new("timeout = \"10s\"\npoll_interval = \"1h\"\n");
+    // BENCH_PUSH=idle: the same against a Dovecot without NOTIFY.
+    let server = if std::env::var("BENCH_PUSH").as_deref() == Ok("idle") {
+        WITHOUT_NOTIFY
+    } else {
+        WITH_NOTIFY
+    };
+    let env = Env::with_dovecot(
+        Dovecot::start_extra(server),
+        "timeout = \"10s\"\npoll_interval = \"1h\"\n",
+    );
     env.seed("INBOX", "start");
     let daemon = Daemon::start(&env);
     wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
@@ -145,6 +154,16 @@ fn latency_100_appends_and_100_flag_changes() {
             std::thread::sleep(Duration::from_millis(2));
         }
         down.push(t0.elapsed());
+        if std::env::var_os("BENCH_LOG").is_some() {
+            println!(
+                "append {i}: {:?} after {:?}",
+                t0.elapsed(),
+                std::time::SystemTime::now()
+            );
+        }
+    }
+    if std::env::var_os("BENCH_LOG").is_some() {
+        println!("{}", daemon.log());
     }
     let (d50, d99) = report("server -> Maildir", down);
 
