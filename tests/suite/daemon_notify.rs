@@ -140,3 +140,33 @@ fn without_notify_the_sweep_passes_only_the_folder_that_moved() {
 fn without_notify_or_condstore_the_sweep_passes_only_the_folder_that_moved() {
     sweep_finds_one_folder(WITHOUT_NOTIFY_OR_CONDSTORE);
 }
+
+/// A budget of one connection: no push at all (it would leave passes nothing), every
+/// folder swept on the one connection, and never a second login.
+#[test]
+fn with_one_connection_allowed_every_folder_is_swept_and_none_pushed() {
+    let keys = format!("{FAST}sweep_interval = \"2s\"\nmax_connections = 1\n");
+    let env = env_with_folders(WITH_NOTIFY, &keys, 3);
+    let daemon = Daemon::start(&env);
+    initial_pass(&daemon, &env, 3);
+    wait_until(&daemon, PUSH, "a quiet sweep", || {
+        daemon.log().contains("sweep: 5 folders")
+    });
+    let from = daemon.log().len();
+    env.seed(DEEP, "deep-2");
+    env.seed("INBOX", "inbox-2");
+    wait_until(&daemon, Duration::from_secs(5), "both by the sweep", || {
+        local_count(&env, DEEP) == 2 && local_count(&env, "INBOX") == 2
+    });
+    assert!(env.dovecot.connections("alice") <= 1);
+    let log = daemon.log();
+    daemon.stop();
+    assert!(!log.contains("NOTIFY: one connection"), "{log}");
+    assert!(!log.contains("idling on"), "{log}");
+    let after = &log[from..];
+    assert!(
+        after.contains(&format!("moved: INBOX, {DEEP}"))
+            || (after.contains("moved: INBOX") && after.contains(&format!("moved: {DEEP}"))),
+        "{after}"
+    );
+}
