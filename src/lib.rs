@@ -33,7 +33,8 @@
 //! - [`imap`]: greeting, strict STARTTLS and login over a `net` stream, COMPRESS, bounds
 //!   on every line and literal a server sends (`imap::bound`, rule 18), and the session
 //!   layer that wraps async-imap's gaps (timeouts, checked FETCH results, raw
-//!   APPEND/QRESYNC), and IDLE.
+//!   APPEND/QRESYNC), IDLE and NOTIFY (RFC 5465) over raw commands, and STATUS /
+//!   LIST-STATUS for the sweep.
 //! - [`pop3`]: the POP3 protocol state machine (sans-IO) and its tokio driver over a
 //!   `net` stream.
 //! - [`import`]: `syncmail import mbsync|offlineimap`: another tool's config file (never
@@ -44,12 +45,18 @@
 //!   cross-folder delete+add into moves, apply each action under the intent journal,
 //!   commit; delete folders rule 9 allows; resolve intents a crash left open before
 //!   anything else; and the POP3 poller (`engine::pop3`: deliver, record UIDL, DELE,
-//!   QUIT).
+//!   QUIT). Each account's link to its server (`engine::link`) owns the pass connection,
+//!   the folder listing (LIST once per change), the sweep's comparison of STATUS numbers
+//!   with the state, and the connection budget (`engine::budget`) that push and passes
+//!   share; failures come back typed per folder (transient, permanent, disk full,
+//!   halted).
 //! - [`unified`]: the unified inbox: one Maildir of hard links to several accounts' folders,
 //!   reconciled two ways by a pure planner (flags per-flag merged, deletions only from
 //!   stable scans) with its mapping in `unified.sqlite`; to the accounts a mail client.
-//! - [`daemon`]: per-account supervisors, IDLE and file-watch triggers, backoff, signals,
-//!   sd_notify, hooks, and `syncmail status` (text and JSON, one report).
+//! - [`daemon`]: decides *when*: per-account supervisors, push (NOTIFY on one
+//!   connection, else IDLE on one folder and a sweep of the rest), file-watch triggers,
+//!   backoff by failure kind, signals, sd_notify, hooks, and `syncmail status` (text and
+//!   JSON, one report).
 //! - [`cli`]: subcommands and exit codes; `syncmail init`, `syncmail log` (text and
 //!   JSON), and [`cli::manual`]: man pages and completions from the clap definitions and
 //!   [`config::keys`]. `main.rs` only calls [`cli::main`].

@@ -136,8 +136,16 @@ pub struct ImapSettings {
     pub delete_vs_flag: DeleteVsFlag,
     /// The share of a folder (0, 1] one pass may delete before it stops and asks.
     pub max_delete_share: f64,
-    /// Connections used for sync passes (the IDLE connection is extra).
+    /// Connections a pass may use at once; fewer when the budget is spent.
     pub connections: usize,
+    /// The most connections to the server at once, push included, across the daemon
+    /// and a one-shot sync (`max_connections`).
+    pub max_connections: usize,
+    /// Without NOTIFY: how many folders of `idle` get an IDLE connection of their own;
+    /// the rest are swept.
+    pub idle_connections: usize,
+    /// Without NOTIFY: how often the folders without IDLE are swept with STATUS.
+    pub sweep_interval: Duration,
 }
 
 impl ImapSettings {

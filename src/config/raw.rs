@@ -111,6 +111,9 @@ pub struct RawAccount {
     pub delete_vs_flag: Option<Spanned<DeleteVsFlag>>,
     pub max_delete_share: Option<Spanned<f64>>,
     pub connections: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub idle_connections: Option<Spanned<i64>>,
+    pub sweep_interval: Option<Spanned<String>>,
 
     // POP3 only.
     pub keep_on_server: Option<Spanned<bool>>,

@@ -24,6 +24,9 @@ const DEFAULT_IDLE_REFRESH: Duration = Duration::from_secs(25 * 60);
 const MAX_IDLE_REFRESH: Duration = Duration::from_secs(29 * 60);
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECTIONS: usize = 3;
+const DEFAULT_MAX_CONNECTIONS: usize = 3;
+const DEFAULT_IDLE_CONNECTIONS: usize = 1;
+const DEFAULT_SWEEP: Duration = Duration::from_secs(60);
 const MAX_CONNECTIONS: i64 = 16;
 
 struct Ctx<'a> {
@@ -483,7 +486,7 @@ fn account(
 type KeyAt<'a> = (&'a str, Option<Range<usize>>);
 
 fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), ConfigError> {
-    let imap_only: [KeyAt; 13] = [
+    let imap_only: [KeyAt; 16] = [
         ("folders", a.folders.as_ref().map(Spanned::span)),
         ("idle", a.idle.as_ref().map(Spanned::span)),
         ("idle_refresh", a.idle_refresh.as_ref().map(Spanned::span)),
@@ -502,6 +505,18 @@ fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), Confi
             a.max_delete_share.as_ref().map(Spanned::span),
         ),
         ("connections", a.connections.as_ref().map(Spanned::span)),
+        (
+            "max_connections",
+            a.max_connections.as_ref().map(Spanned::span),
+        ),
+        (
+            "idle_connections",
+            a.idle_connections.as_ref().map(Spanned::span),
+        ),
+        (
+            "sweep_interval",
+            a.sweep_interval.as_ref().map(Spanned::span),
+        ),
         ("compress", a.compress.as_ref().map(Spanned::span)),
     ];
     let pop3_only: [KeyAt; 2] = [
@@ -1036,6 +1051,36 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
         }
         None => DEFAULT_CONNECTIONS,
     };
+    let max_connections = match &a.max_connections {
+        Some(c) => {
+            let v = *c.get_ref();
+            if !(1..=MAX_CONNECTIONS).contains(&v) {
+                return Err(ctx
+                    .error(c.span(), format!("max_connections = {v} is out of range"))
+                    .help(format!(
+                        "use 1 to {MAX_CONNECTIONS}: the push connection counts, and the server's limit is shared with your other mail clients"
+                    )));
+            }
+            v as usize
+        }
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
+    let idle_connections = match &a.idle_connections {
+        Some(c) => {
+            let v = *c.get_ref();
+            if v < 0 || v as usize >= max_connections {
+                return Err(ctx
+                    .error(c.span(), format!("idle_connections = {v} leaves no connection for sync passes within max_connections = {max_connections}"))
+                    .help("use fewer IDLE connections (folders without one are swept), or raise max_connections"));
+            }
+            v as usize
+        }
+        None => DEFAULT_IDLE_CONNECTIONS.min(max_connections - 1),
+    };
+    let sweep_interval = match &a.sweep_interval {
+        Some(d) => duration(ctx, d, "sweep_interval")?,
+        None => DEFAULT_SWEEP,
+    };
     Ok(ImapSettings {
         folders,
         idle,
@@ -1061,6 +1106,9 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
             .unwrap_or_default(),
         max_delete_share,
         connections,
+        max_connections,
+        idle_connections,
+        sweep_interval,
     })
 }
 
@@ -1139,6 +1187,50 @@ password_command = ["pass", "home"]
     fn load(extra: &str) -> Result<Config, ConfigError> {
         let text = format!("{TWO}\n{extra}");
         parse(Path::new("/c/config.toml"), &text, &Dirs::default(), None).map(|l| l.config)
+    }
+
+    fn imap_with(keys: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[general]\nmaildir = \"/m\"\nstate_dir = \"/s\"\n[[account]]\nname = \"work\"\nkind = \"imap\"\n\
+             host = \"imap.example.com\"\nuser = \"me\"\npassword_command = [\"pass\"]\n{keys}"
+        );
+        parse(Path::new("/c/config.toml"), &text, &Dirs::default(), None).map(|l| l.config)
+    }
+
+    #[test]
+    fn push_and_budget_defaults_and_errors_name_the_line() {
+        let c = imap_with("").unwrap();
+        let AccountKind::Imap(s) = &c.accounts[0].kind else {
+            panic!("imap");
+        };
+        assert_eq!(
+            (s.max_connections, s.idle_connections, s.sweep_interval),
+            (3, 1, Duration::from_secs(60))
+        );
+        let c = imap_with("max_connections = 1\n").unwrap();
+        let AccountKind::Imap(s) = &c.accounts[0].kind else {
+            panic!("imap");
+        };
+        assert_eq!(
+            s.idle_connections, 0,
+            "a budget of one leaves nothing for IDLE"
+        );
+        let e = imap_with("max_connections = 2\nidle_connections = 2\n").unwrap_err();
+        assert!(
+            e.message
+                .contains("idle_connections = 2 leaves no connection"),
+            "{e}"
+        );
+        assert_eq!(e.line_col(), Some((11, 20)));
+        assert_eq!(e.account.as_deref(), Some("work"));
+        let e = imap_with("max_connections = 0\n").unwrap_err();
+        assert!(
+            e.message.contains("max_connections = 0 is out of range"),
+            "{e}"
+        );
+        let e = imap_with("sweep_interval = \"soon\"\n").unwrap_err();
+        assert!(e.message.contains("`soon` is not a duration"), "{e}");
+        assert_eq!(e.line_col(), Some((10, 18)));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! One account's supervisor: holds the account lock and state for its lifetime, runs
-//! passes one at a time on a long-lived connection (so passes of a folder never
-//! overlap), and gathers triggers from IDLE connections, the file watcher and timers.
-//! Failures are retried with backoff here and never leave this task.
+//! One account's supervisor: holds the account lock and state for its lifetime, and
+//! decides when a pass runs: it gathers triggers from the push connection, the file
+//! watcher, the sweep and timers, and runs passes one at a time through the engine's
+//! account link (so passes of a folder never overlap). Failures are retried with
+//! backoff here, by their kind, and never leave this task.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,11 +16,15 @@ use tokio::time::Instant;
 use super::Shared;
 use super::backoff::Backoff;
 use super::hooks;
+use super::push::{self, Push, PushState};
 use super::triggers::{Triggers, Work};
 use crate::config::{Account, AccountKind, General};
-use crate::engine::{self, AccountReport, EngineError, PassScope, SyncOptions};
-use crate::imap::{self, IdleSession, IdleWake, ImapError, ImapSession};
-use crate::maildir::{FolderMap, utf7};
+use crate::engine::{
+    self, AccountLink, AccountReport, EngineError, FailureKind, FolderFailure, PassScope,
+    SyncOptions,
+};
+use crate::imap::ImapError;
+use crate::maildir::FolderMap;
 use crate::model::FolderName;
 use crate::store::{AccountLock, Store};
 
@@ -125,12 +130,6 @@ struct Supervisor {
     shared: Shared,
 }
 
-/// The pass connection and what is learned with it.
-struct Link {
-    session: ImapSession,
-    map: FolderMap,
-}
-
 impl Supervisor {
     fn name(&self) -> &str {
         &self.account.name.0
@@ -142,7 +141,7 @@ impl Supervisor {
 
     async fn run(mut self) {
         let settings = match &self.account.kind {
-            AccountKind::Imap(settings) => settings,
+            AccountKind::Imap(settings) => settings.clone(),
             AccountKind::Pop3(pop3) => {
                 let pop3 = pop3.clone();
                 self.run_pop3(&pop3).await;
@@ -153,27 +152,29 @@ impl Supervisor {
         let tuning = self.shared.tuning.clone();
         self.state("starting");
         let mut watcher = None;
-        let mut idlers = Vec::new();
-        for folder in &settings.idle {
-            idlers.push(tokio::spawn(idle_folder(
-                self.account.clone(),
-                folder.clone(),
-                settings.idle_refresh,
-                self.triggers.clone(),
-                self.stop.clone(),
-                self.shared.clone(),
-            )));
-        }
-        let mut link: Option<Link> = None;
+        let mut link = AccountLink::new(self.account.clone(), Some(&self.general.state_dir));
+        let push_state = Arc::new(PushState::default());
+        let pushers = push::start(Push {
+            account: self.account.clone(),
+            budget: link.budget().clone(),
+            triggers: self.triggers.clone(),
+            stop: self.stop.clone(),
+            shared: self.shared.clone(),
+            state: push_state.clone(),
+        });
         let mut backoff = Backoff::new(tuning.backoff_min, tuning.backoff_max);
         let mut retry_at: Option<Instant> = None;
         let mut next_poll = Instant::now() + self.account.poll_interval;
+        let mut next_sweep = Instant::now() + settings.sweep_interval;
         let mut epoch = self.shared.epoch.clone();
         epoch.borrow_and_update();
         let mut stop = self.stop.clone();
+        let mut echo: Option<EchoWindow> = None;
         self.triggers.all();
         'main: loop {
             let far = Instant::now() + Duration::from_secs(365 * 86400);
+            let mut sweep = false;
+            let mut look = false;
             tokio::select! {
                 biased;
                 () = stopped(&mut stop) => break 'main,
@@ -183,40 +184,81 @@ impl Supervisor {
                     next_poll = Instant::now() + self.account.poll_interval;
                     self.triggers.all();
                 }
+                () = tokio::time::sleep_until(next_sweep) => {
+                    next_sweep = Instant::now() + settings.sweep_interval;
+                    // NOTIFY watches every folder: nothing to sweep.
+                    sweep = !push_state.notify();
+                }
+                () = tokio::time::sleep_until(echo.as_ref().map_or(far, |e| e.next)), if echo.is_some() => {
+                    look = true;
+                }
                 () = tokio::time::sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
                     retry_at = None;
                 }
             }
-            // Gather the rest of a burst before looking.
-            tokio::select! {
-                () = stopped(&mut stop) => break 'main,
-                () = tokio::time::sleep(tuning.debounce) => {}
+            if look {
+                self.look(&mut link, &mut echo).await;
+            }
+            if !sweep && self.triggers.peek_empty() {
+                // A wake-up left from work a pass already took: nothing to gather.
+                continue;
+            }
+            if !sweep {
+                // Gather the rest of a burst of local renames before looking (our own
+                // fetch's file writes among them); a folder the server named is passed
+                // at once (its events gather in the set while a pass runs, so they cost
+                // one pass per pass at most), and so is one the echo window finds.
+                let debounced = Instant::now() + tuning.debounce;
+                loop {
+                    let far = Instant::now() + Duration::from_secs(365 * 86400);
+                    tokio::select! {
+                        () = stopped(&mut stop) => break 'main,
+                        () = tokio::time::sleep_until(debounced) => break,
+                        () = self.triggers.until_urgent() => break,
+                        () = tokio::time::sleep_until(echo.as_ref().map_or(far, |e| e.next)), if echo.is_some() => {
+                            self.look(&mut link, &mut echo).await;
+                        }
+                    }
+                }
+            }
+            if let Some(at) = retry_at {
+                if Instant::now() < at && !self.triggers.peek_now() {
+                    // Backing off: the work waits for the retry timer.
+                    continue;
+                }
+                retry_at = None;
+            }
+            if sweep && link.is_up() {
+                match self.sweep(&mut link).await {
+                    Ok(()) => {
+                        if link.budget().limit() <= 2 && self.triggers.peek_empty() {
+                            link.release().await;
+                        }
+                    }
+                    Err(e) => {
+                        link.drop_connection();
+                        let delay = self.failed(&e, &mut backoff).await;
+                        retry_at = Some(Instant::now() + delay);
+                        self.triggers.restore(Work {
+                            all: true,
+                            ..Work::default()
+                        });
+                        continue;
+                    }
+                }
             }
             let mut work = self.triggers.take();
             if work.is_empty() {
                 continue;
             }
-            if let Some(at) = retry_at {
-                if !work.now && Instant::now() < at {
-                    // Backing off: keep the work for when the retry timer fires.
-                    self.triggers.restore(work);
-                    continue;
-                }
-                retry_at = None;
+            if work.reconnect {
+                link.disconnect().await;
             }
-            if work.reconnect
-                && let Some(old) = link.take()
-            {
-                old.session.logout().await;
-            }
-            if link.is_none() {
+            if !link.is_up() {
                 self.state("connecting");
-                match self.connect().await {
-                    Ok(new) => {
-                        link = Some(new);
-                        // After every (re)connect the whole account is resynced (rule 16).
-                        work.all = true;
-                    }
+                match link.connect().await {
+                    // After every (re)connect the whole account is resynced (rule 16).
+                    Ok(()) => work.all = true,
                     Err(e) => {
                         let delay = self.failed(&e, &mut backoff).await;
                         retry_at = Some(Instant::now() + delay);
@@ -228,9 +270,6 @@ impl Supervisor {
                     }
                 }
             }
-            let Some(current) = link.as_mut() else {
-                continue;
-            };
             // Deliveries a failed batch left open are resolved before anything else
             // (rule 1); with none open this is one query.
             let mut prepared = AccountReport::default();
@@ -255,9 +294,20 @@ impl Supervisor {
                     }
                 };
             }
-            let scope = scope_of(&work, &current.map);
+            let scope = link.map().and_then(|map| scope_of(&work, map));
             if scope.as_ref().is_some_and(BTreeSet::is_empty) {
                 continue;
+            }
+            match &scope {
+                None => tracing::debug!(account = self.name(), "pass: every folder"),
+                Some(only) => tracing::debug!(
+                    account = self.name(),
+                    "pass: {}",
+                    only.iter()
+                        .map(|f| f.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             }
             self.state("syncing");
             let stop_flag = Arc::new(AtomicBool::new(false));
@@ -271,14 +321,7 @@ impl Supervisor {
             };
             let opts = SyncOptions::default();
             let result = {
-                let fut = engine::pass(
-                    &self.account,
-                    &self.store,
-                    &mut current.session,
-                    &opts,
-                    &pass_scope,
-                    &mut report,
-                );
+                let fut = link.pass(&self.store, &opts, &pass_scope, &mut report);
                 tokio::pin!(fut);
                 tokio::select! {
                     r = &mut fut => r,
@@ -297,35 +340,15 @@ impl Supervisor {
                     if work.all {
                         next_poll = Instant::now() + self.account.poll_interval;
                     }
-                    self.passed(&report).await;
-                    if !report.errors.is_empty() {
-                        // A folder failed (e.g. a full disk): try again later, not now.
-                        let delay = backoff.next_delay();
-                        retry_at = Some(Instant::now() + delay);
-                        let folders: BTreeSet<FolderName> = report
-                            .errors
-                            .iter()
-                            .filter_map(|e| e.folder.clone())
-                            .collect();
-                        self.triggers.restore(Work {
-                            all: folders.is_empty(),
-                            folders,
-                            ..Work::default()
-                        });
-                        let first = &report.errors[0];
-                        let paused = if first.disk_full {
-                            "paused: the disk is full"
-                        } else {
-                            "folder errors"
-                        };
-                        let state = format!(
-                            "{paused} ({first}); retrying in {}s",
-                            delay.as_secs().max(1)
-                        );
-                        tracing::warn!(account = self.name(), "{state}");
-                        self.state(state.clone());
-                        let _ = self.store.set_daemon_state(Some(state)).await;
+                    if link.budget().limit() <= 2 {
+                        // Push and this connection would be the whole budget: free it
+                        // between passes, so a one-shot sync can run meanwhile.
+                        link.release().await;
                     }
+                    self.passed(&report).await;
+                    self.retry_failed_folders(&report, &mut backoff, &mut retry_at)
+                        .await;
+                    echo = EchoWindow::after(&pass_scope, &report, link.is_connected());
                 }
                 Err(EngineError::Stopped) => {
                     tracing::info!(
@@ -340,7 +363,7 @@ impl Supervisor {
                         .record_pass(None, SystemTime::now(), Some(e.to_string()))
                         .await;
                     // The connection may be in any state: start afresh.
-                    link = None;
+                    link.drop_connection();
                     let delay = self.failed(&e, &mut backoff).await;
                     retry_at = Some(Instant::now() + delay);
                     self.triggers.restore(Work {
@@ -351,32 +374,93 @@ impl Supervisor {
             }
         }
         drop(watcher);
-        // The IDLE tasks see the same stop; give them a moment to LOGOUT.
-        for idler in idlers {
-            let abort = idler.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), idler)
+        // The push tasks see the same stop; give them a moment to LOGOUT.
+        for task in pushers {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
                 .await
                 .is_err()
             {
                 abort.abort();
             }
         }
-        if let Some(link) = link {
-            link.session.logout().await;
-        }
+        link.close().await;
         let _ = self.store.set_daemon_state(None).await;
         self.shared.board.remove(self.name());
         tracing::info!(account = self.name(), "stopped");
     }
 
-    /// Log in and learn the folder delimiter.
-    async fn connect(&self) -> Result<Link, EngineError> {
-        let mut session = engine::connect_session(&self.account).await?;
-        let listed = imap::list_folders(session.connected(), self.account.server.timeout).await?;
-        let map = engine::folder_map(&self.account, session.connected(), &listed)
-            .ok_or_else(|| EngineError::Unsupported("not an IMAP account".into()))?;
-        tracing::info!(account = self.name(), "connected");
-        Ok(Link { session, map })
+    /// One look of the echo window: mail arrived in its folders? Then pass them now.
+    async fn look(&self, link: &mut AccountLink, echo: &mut Option<EchoWindow>) {
+        let Some(window) = echo.take() else {
+            return;
+        };
+        match link.arrivals(&self.store, &window.folders).await {
+            Ok(moved) if !moved.is_empty() => {
+                tracing::debug!(account = self.name(), "arrived in the echo window");
+                self.triggers.folders(moved);
+            }
+            Ok(_) => *echo = window.step(),
+            Err(e) => tracing::debug!(account = self.name(), "echo window: {e}"),
+        }
+    }
+
+    /// Ask the server which folders moved and queue a pass of just those.
+    async fn sweep(&self, link: &mut AccountLink) -> Result<(), EngineError> {
+        let started = std::time::Instant::now();
+        let swept = link.sweep(&self.store).await?;
+        tracing::debug!(
+            account = self.name(),
+            "sweep: {} folders in {} ms, moved: {}",
+            swept.looked,
+            started.elapsed().as_millis(),
+            swept
+                .changed
+                .iter()
+                .map(|f| f.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if swept.folders_changed {
+            self.triggers.all();
+        } else if !swept.changed.is_empty() {
+            self.triggers.folders(swept.changed);
+        }
+        Ok(())
+    }
+
+    /// Folders that failed in a pass that otherwise ran: what may clear by itself (the
+    /// network, a full disk) is tried again after a backoff; a permanent failure waits
+    /// for the next full pass; a halted folder for a human.
+    async fn retry_failed_folders(
+        &self,
+        report: &AccountReport,
+        backoff: &mut Backoff,
+        retry_at: &mut Option<Instant>,
+    ) {
+        let soon: Vec<&FolderFailure> = report.errors.iter().filter(|e| e.retry_soon()).collect();
+        let Some(first) = soon.first() else {
+            return;
+        };
+        let delay = backoff.next_delay();
+        *retry_at = Some(Instant::now() + delay);
+        let folders: BTreeSet<FolderName> = soon.iter().filter_map(|e| e.folder.clone()).collect();
+        self.triggers.restore(Work {
+            all: folders.is_empty(),
+            folders,
+            ..Work::default()
+        });
+        let paused = match first.kind {
+            FailureKind::DiskFull => "paused: the disk is full",
+            _ => "folder errors",
+        };
+        let state = format!(
+            "{paused} ({first}); retrying in {}s",
+            delay.as_secs().max(1)
+        );
+        tracing::warn!(account = self.name(), "{state}");
+        self.state(state.clone());
+        let _ = self.store.set_daemon_state(Some(state)).await;
     }
 
     /// Record a failed connect or pass; returns how long to wait before the next try.
@@ -543,6 +627,49 @@ impl Supervisor {
     }
 }
 
+/// Servers hold back push for a while after a change to a folder: Dovecot reports
+/// nothing for half a second after any change, our own STORE included, and after each
+/// report it sends, so mail that arrives right after a pass of ours pushed a flag, or
+/// right after the mail that pass fetched, would wait for that. For a short window
+/// after such a pass the supervisor asks itself (NOOP + STATUS UIDNEXT on the pass
+/// connection) and passes the folder as soon as mail arrived.
+struct EchoWindow {
+    folders: BTreeSet<FolderName>,
+    next: Instant,
+    until: Instant,
+}
+
+/// How long after our own change the server's push may lag, and how often we look.
+const ECHO_WINDOW: Duration = Duration::from_millis(600);
+const ECHO_STEP: Duration = Duration::from_millis(100);
+/// A pass over more folders than this is not followed by a window (a full pass).
+const ECHO_FOLDERS: usize = 4;
+
+impl EchoWindow {
+    fn after(scope: &PassScope, report: &AccountReport, connected: bool) -> Option<EchoWindow> {
+        let c = &report.counts;
+        // Our own change to the server, or mail the server just reported (after a
+        // report Dovecot holds the next one back for the same half second).
+        let held_back = c.flags_pushed + c.appended + c.deleted_server + c.moved + c.fetched > 0;
+        let folders = scope.folders.clone()?;
+        (connected && held_back && !folders.is_empty() && folders.len() <= ECHO_FOLDERS).then(
+            || {
+                let now = Instant::now();
+                EchoWindow {
+                    folders,
+                    next: now + ECHO_STEP,
+                    until: now + ECHO_WINDOW,
+                }
+            },
+        )
+    }
+
+    fn step(self) -> Option<EchoWindow> {
+        let next = Instant::now() + ECHO_STEP;
+        (next <= self.until).then_some(EchoWindow { next, ..self })
+    }
+}
+
 /// The folders a pass covers: `None` for all, else those IDLE named and those whose
 /// local directory changed.
 fn scope_of(work: &Work, map: &FolderMap) -> Option<BTreeSet<FolderName>> {
@@ -564,132 +691,15 @@ fn scope_of(work: &Work, map: &FolderMap) -> Option<BTreeSet<FolderName>> {
 }
 
 /// Resolves once the account is told to stop (or its daemon is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-fn needs_human(e: &EngineError) -> bool {
+pub(super) fn needs_human(e: &EngineError) -> bool {
     matches!(
         e,
         EngineError::Imap(ImapError::Auth(_) | ImapError::Tls(_)) | EngineError::Secret(_)
     )
-}
-
-/// One IDLE connection on one folder, for as long as the account runs: reconnects with
-/// backoff; each event (and each reconnect, rule 16) triggers a pass of the folder.
-async fn idle_folder(
-    account: Arc<Account>,
-    folder: FolderName,
-    refresh: Duration,
-    triggers: Arc<Triggers>,
-    mut stop: watch::Receiver<bool>,
-    shared: Shared,
-) {
-    let tuning = shared.tuning.clone();
-    let mut backoff = Backoff::new(tuning.backoff_min, tuning.backoff_max);
-    let mut epoch = shared.epoch.clone();
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        epoch.borrow_and_update();
-        match idle_once(
-            &account,
-            &folder,
-            refresh,
-            &triggers,
-            &mut stop,
-            &mut epoch,
-            &mut backoff,
-        )
-        .await
-        {
-            Ok(IdleEnd::Stopped) => return,
-            Ok(IdleEnd::Unsupported) => {
-                tracing::info!(
-                    account = %account.name,
-                    "the server has no IDLE; {folder} is polled every {}s",
-                    account.poll_interval.as_secs()
-                );
-                return;
-            }
-            Ok(IdleEnd::Reconnect) => continue,
-            Err(e) => {
-                let mut delay = backoff.next_delay();
-                if e.needs_login() {
-                    // The supervisor says so; this connection just waits for the login.
-                    delay = tuning.login_poll;
-                } else if needs_human(&e) {
-                    delay = delay.max(tuning.auth_retry);
-                }
-                if e.needs_login() {
-                    tracing::debug!(account = %account.name, "IDLE on {folder} waits for a login");
-                } else {
-                    tracing::warn!(
-                        account = %account.name,
-                        "IDLE on {folder}: {e}; reconnecting in {}s",
-                        delay.as_secs().max(1)
-                    );
-                }
-                tokio::select! {
-                    () = stopped(&mut stop) => return,
-                    () = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
-}
-
-enum IdleEnd {
-    Stopped,
-    Unsupported,
-    Reconnect,
-}
-
-async fn idle_once(
-    account: &Account,
-    folder: &FolderName,
-    refresh: Duration,
-    triggers: &Triggers,
-    stop: &mut watch::Receiver<bool>,
-    epoch: &mut watch::Receiver<u64>,
-    backoff: &mut Backoff,
-) -> Result<IdleEnd, EngineError> {
-    let connected = engine::login(account).await?;
-    if !IdleSession::supported(&connected) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), async move {
-            let mut c = connected;
-            c.session.logout().await
-        })
-        .await;
-        return Ok(IdleEnd::Unsupported);
-    }
-    let wire = utf7::encode(&folder.0);
-    let mut idle = IdleSession::start(connected, &wire, account.server.timeout).await?;
-    backoff.reset();
-    tracing::debug!(account = %account.name, "idling on {folder}");
-    // Whatever happened while we were not listening is found by a pass (rule 16).
-    triggers.folder(folder.clone());
-    loop {
-        let interrupt = async {
-            tokio::select! {
-                () = stopped(stop) => {}
-                Ok(()) = epoch.changed() => {}
-            }
-        };
-        match idle.wait(refresh, interrupt).await? {
-            IdleWake::Changed => triggers.folder(folder.clone()),
-            IdleWake::Refreshed => {}
-            IdleWake::Interrupted => {
-                idle.logout().await;
-                return Ok(if *stop.borrow() {
-                    IdleEnd::Stopped
-                } else {
-                    IdleEnd::Reconnect
-                });
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod account;
 mod backoff;
 mod clock;
 mod hooks;
+mod push;
 mod sdnotify;
 pub mod status;
 mod triggers;

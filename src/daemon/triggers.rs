@@ -18,6 +18,8 @@ pub struct Work {
     pub reconnect: bool,
     /// Ignore a running backoff (SIGUSR1).
     pub now: bool,
+    /// The server named a folder: no debounce.
+    pub urgent: bool,
     /// Server folders named by IDLE.
     pub folders: BTreeSet<FolderName>,
     /// Local folder directories (relative to the account's Maildir) the watcher saw change.
@@ -33,6 +35,7 @@ impl Work {
         self.all |= other.all;
         self.reconnect |= other.reconnect;
         self.now |= other.now;
+        self.urgent |= other.urgent;
         self.folders.extend(other.folders);
         self.dirs.extend(other.dirs);
     }
@@ -42,6 +45,10 @@ impl Work {
 pub struct Triggers {
     work: Mutex<Work>,
     wake: Notify,
+    /// The server named a folder: the pass need not wait out the debounce, which is for
+    /// bursts of local renames. (Server events come one per pass at most anyway: they
+    /// gather in the set while a pass runs.)
+    urgent: Notify,
 }
 
 impl Triggers {
@@ -55,9 +62,26 @@ impl Triggers {
         self.wake.notify_one();
     }
 
+    /// A folder the server (IDLE, NOTIFY) said changed: passed without the debounce.
     pub fn folder(&self, folder: FolderName) {
-        self.lock().folders.insert(folder);
+        {
+            let mut work = self.lock();
+            work.folders.insert(folder);
+            work.urgent = true;
+        }
         self.wake.notify_one();
+        self.urgent.notify_one();
+    }
+
+    /// Folders a sweep found moved: passed without the debounce.
+    pub fn folders(&self, folders: BTreeSet<FolderName>) {
+        {
+            let mut work = self.lock();
+            work.folders.extend(folders);
+            work.urgent = true;
+        }
+        self.wake.notify_one();
+        self.urgent.notify_one();
     }
 
     pub fn dir(&self, dir: PathBuf) {
@@ -75,9 +99,30 @@ impl Triggers {
         std::mem::take(&mut *self.lock())
     }
 
+    /// Whether nothing is gathered.
+    pub fn peek_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Whether the gathered work must ignore a running backoff (SIGUSR1).
+    pub fn peek_now(&self) -> bool {
+        self.lock().now
+    }
+
     /// Put back work that could not run (the server was unreachable), without waking.
     pub fn restore(&self, work: Work) {
         self.lock().merge(work);
+    }
+
+    /// Resolves once the gathered work holds a folder the server named.
+    pub async fn until_urgent(&self) {
+        loop {
+            if self.lock().urgent {
+                return;
+            }
+            // A permit left from work already taken only makes us look again.
+            self.urgent.notified().await;
+        }
     }
 
     /// Resolves once something was added since the last wait (a permit is kept, so an
@@ -104,6 +149,21 @@ mod tests {
         assert_eq!(work.folders.len(), 1);
         assert!(!work.all);
         assert!(t.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_server_event_cuts_the_debounce_short_and_a_local_one_does_not() {
+        let t = Triggers::default();
+        t.dir(PathBuf::from("INBOX"));
+        let short = std::time::Duration::from_millis(50);
+        assert!(
+            tokio::time::timeout(short, t.until_urgent()).await.is_err(),
+            "a rename waits out the debounce"
+        );
+        t.folder(FolderName("Lists/rust".into()));
+        tokio::time::timeout(short, t.until_urgent()).await.unwrap();
+        assert!(t.take().urgent);
+        assert!(tokio::time::timeout(short, t.until_urgent()).await.is_err());
     }
 
     #[tokio::test]

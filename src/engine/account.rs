@@ -2,6 +2,7 @@
 //! recovery of interrupted deliveries, the connection, and the one-shot `syncmail sync`.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Account, AccountKind, General};
@@ -13,7 +14,7 @@ use crate::store::{self, AccountLock, Store};
 use crate::sync::Timestamp;
 
 use super::error::{EngineError, FolderFailure, LocalError};
-use super::pass::pass;
+use super::link::AccountLink;
 use super::recover;
 use super::report::{AccountReport, PassScope, SyncOptions};
 
@@ -59,22 +60,14 @@ pub async fn sync_account(
     }
     let (_lock, store) = open_state(general, &account.name)?;
     let mut report = AccountReport::default();
+    let mut link = AccountLink::new(Arc::new(account.clone()), Some(&general.state_dir));
     let result = async {
         prepare(account, &store, opts.dry_run, &mut report).await?;
-        let mut session = connect_session(account).await?;
-        pass(
-            account,
-            &store,
-            &mut session,
-            opts,
-            &PassScope::default(),
-            &mut report,
-        )
-        .await?;
-        session.logout().await;
-        Ok(())
+        link.pass(&store, opts, &PassScope::default(), &mut report)
+            .await
     }
     .await;
+    link.close().await;
     if !opts.dry_run {
         let error = result.as_ref().err().map(ToString::to_string);
         let _ = store.record_pass(None, SystemTime::now(), error).await;

@@ -33,6 +33,10 @@ pub enum EngineError {
     Server(String),
     #[error("{0}")]
     Unsupported(String),
+    /// Every connection `max_connections` allows is in use (by this process or
+    /// another on the same state directory): worth a short wait, not a human.
+    #[error("all {0} connections of max_connections are in use")]
+    Busy(usize),
     /// The caller asked the pass to stop (shutdown); what was done is committed.
     #[error("stopped before the pass finished (shutting down)")]
     Stopped,
@@ -53,6 +57,7 @@ impl EngineError {
     /// Worth retrying later without a human (network trouble).
     pub fn is_transient(&self) -> bool {
         match self {
+            EngineError::Busy(_) => true,
             EngineError::Imap(e) => e.is_transient(),
             EngineError::Secret(e) => e.is_transient(),
             _ => false,
@@ -136,16 +141,44 @@ fn store_is_disk_full(e: &StoreError) -> bool {
     }
 }
 
+/// What kind of failure a folder had: what the daemon does about it follows from this,
+/// never from the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The network or the server, for now: retried with backoff.
+    Transient,
+    /// Retrying will not help until something changes (a refused CREATE, a name that
+    /// cannot be a path): tried again at the next full pass, not in a loop.
+    Permanent,
+    /// The disk (Maildir or state) is full: the account pauses until space returns.
+    DiskFull,
+    /// The folder stopped and waits for a human (a deletion guard, a UIDVALIDITY change,
+    /// a missing Maildir folder): not retried until the state changes.
+    Halted,
+}
+
+impl FailureKind {
+    /// The kind of a pass error.
+    pub fn of(e: &EngineError) -> FailureKind {
+        if e.is_disk_full() {
+            FailureKind::DiskFull
+        } else if e.is_transient() {
+            FailureKind::Transient
+        } else {
+            FailureKind::Permanent
+        }
+    }
+}
+
 /// One thing in an account pass that failed while the rest ran on: a folder (named,
 /// so the daemon retries that folder) or something of the whole account (a folder name
 /// the server sent that cannot be a path, an unresolved interrupted delivery).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderFailure {
     pub folder: Option<FolderName>,
+    pub kind: FailureKind,
     /// The line to print: names the folder itself, made safe to print.
     pub text: String,
-    /// The disk is full: the daemon says "paused", not "failed".
-    pub disk_full: bool,
 }
 
 impl FolderFailure {
@@ -158,8 +191,8 @@ impl FolderFailure {
         };
         FolderFailure {
             folder: Some(name.clone()),
+            kind: FailureKind::of(e),
             text,
-            disk_full: e.is_disk_full(),
         }
     }
 
@@ -167,8 +200,17 @@ impl FolderFailure {
     pub fn in_folder(name: &FolderName, text: String) -> FolderFailure {
         FolderFailure {
             folder: Some(name.clone()),
+            kind: FailureKind::Permanent,
             text,
-            disk_full: false,
+        }
+    }
+
+    /// A folder that stopped and waits for a human; `text` says why and what to run.
+    pub fn halted(name: &FolderName, text: String) -> FolderFailure {
+        FolderFailure {
+            folder: Some(name.clone()),
+            kind: FailureKind::Halted,
+            text,
         }
     }
 
@@ -176,9 +218,14 @@ impl FolderFailure {
     pub fn account(text: impl fmt::Display) -> FolderFailure {
         FolderFailure {
             folder: None,
+            kind: FailureKind::Permanent,
             text: text.to_string(),
-            disk_full: false,
         }
+    }
+
+    /// Worth trying again soon by itself (the network, a full disk that may clear).
+    pub fn retry_soon(&self) -> bool {
+        matches!(self.kind, FailureKind::Transient | FailureKind::DiskFull)
     }
 }
 

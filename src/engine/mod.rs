@@ -5,7 +5,10 @@
 //!
 //! - `account`: an account's life cycle: its state and lock, start-up recovery, the
 //!   connection, and a one-shot `syncmail sync`.
-//! - `pass`: one pass: LIST, folders made on one side, the extra connections, and the
+//! - `link`: an account's link to its server, shared by passes, the sweep and the push
+//!   connection: the pass connection, the folder listing (LIST once per change), the
+//!   sweep that finds which folders moved; `budget`: the connections it may hold.
+//! - `pass`: one pass: folders made on one side, the extra connections, and the
 //!   folders dealt over them (observe and plan all, detect moves, apply each).
 //! - `folder`: one folder within a pass: observe and plan it, run its moves, apply its
 //!   plan under the journal, move its watermarks.
@@ -20,9 +23,11 @@
 mod account;
 mod adopt;
 mod apply;
+mod budget;
 mod error;
 mod folder;
 mod folders;
+mod link;
 mod moves;
 mod observe;
 mod pass;
@@ -32,7 +37,8 @@ mod report;
 
 pub use account::{connect_session, folder_map, login, open_state, prepare, sync_account};
 pub use apply::AppendSizes;
-pub use error::{EngineError, FolderFailure, LocalError};
-pub use pass::pass;
+pub use budget::{Budget, Slot};
+pub use error::{EngineError, FailureKind, FolderFailure, LocalError};
+pub use link::{AccountLink, Listing, Swept, open_push};
 pub use recover::{Recovery, RecoveryError, resolve_delivery_intents};
 pub use report::{AccountReport, Counts, PassScope, Progress, ProgressFn, SyncOptions};

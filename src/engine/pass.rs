@@ -1,6 +1,7 @@
-//! One pass over an account's folders: LIST, folders one side made or deleted, the extra
-//! connections, and the folders dealt over them: every folder observed and planned
-//! first (a move shows only across two folders' plans), then the moves, then each plan.
+//! One pass over an account's folders as the account's link last listed them: folders
+//! one side made or deleted, the extra connections (within the budget), and the folders
+//! dealt over them: every folder observed and planned first (a move shows only across
+//! two folders' plans), then the moves, then each plan.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -13,21 +14,26 @@ use crate::model::FolderName;
 use crate::store::Store;
 use crate::sync::{self, Policy};
 
-use super::account::{connect_session, logout_all};
+use super::account::logout_all;
+use super::budget::{Budget, Slot};
 use super::error::{EngineError, FolderFailure, LocalError};
 use super::folder::{Ctx, Prepared};
 use super::folders;
+use super::link::{Listing, open};
 use super::recover;
 use super::report::{AccountReport, Counts, PassScope, SyncOptions, summed};
 
-/// One pass over the selected folders (narrowed by `scope`) on a store and a session the
-/// caller holds: `syncmail sync` opens both for one pass, the daemon keeps them. Up to
-/// `connections - 1` more sessions are opened for the pass and closed after it. Each
-/// folder's outcome is recorded for `syncmail status`.
-pub async fn pass(
+/// One pass over the selected folders (narrowed by `scope`) on a store, a session and a
+/// listing the caller's link holds. Up to `connections - 1` more sessions are opened for
+/// the pass, as far as the budget allows, and closed after it. Each folder's outcome is
+/// recorded for `syncmail status`; a folder made or deleted marks the listing stale.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn pass(
     account: &Account,
     store: &Store,
     session: &mut ImapSession,
+    listing: &mut Listing,
+    budget: &Budget,
     opts: &SyncOptions,
     scope: &PassScope,
     report: &mut AccountReport,
@@ -45,12 +51,13 @@ pub async fn pass(
     let early = settings.connections.min(known).saturating_sub(1);
     let opening = (early > 0).then(|| {
         let account = account.clone();
+        let budget = budget.clone();
         tokio::spawn(async move {
-            futures::future::join_all((0..early).map(|_| connect_session(&account))).await
+            futures::future::join_all((0..early).map(|_| open(&account, &budget))).await
         })
     });
-    let listed = imap::list_folders(session.connected(), account.server.timeout).await?;
-    let map = server_folder_map(settings, &account.maildir, session.connected(), &listed);
+    let listed = listing.listed.clone();
+    let map = listing.map.clone();
     recover::server_intents(store, session, &map, report).await?;
 
     let mut server: Vec<(FolderName, String)> = Vec::new();
@@ -77,7 +84,9 @@ pub async fn pass(
     }
     // Folders one side deleted (rule 9); only a pass over every folder can tell.
     if opts.folder.is_none() && scope.folders.is_none() {
+        let before = server.len();
         folders::reconcile(settings, store, session, &map, &mut server, opts, report).await?;
+        listing.stale |= server.len() != before;
     }
     // A dry run does not create the account root; a missing root holds no folders.
     let local = if map.root.is_dir() {
@@ -108,7 +117,10 @@ pub async fn pass(
         if settings.direction.sends() {
             // A refused CREATE is this folder's failure, named; the others sync (rule 24).
             match session.create(&wire).await {
-                Ok(()) => server.push((name, wire)),
+                Ok(()) => {
+                    listing.stale = true;
+                    server.push((name, wire));
+                }
                 Err(e) if e.ends_session() => return Err(e.into()),
                 Err(e) => {
                     let failure = FolderFailure::in_folder(
@@ -158,13 +170,17 @@ pub async fn pass(
     };
     // A first pass, or new folders: more than the last pass knew.
     let missing = extra.saturating_sub(opened.len());
-    opened.extend(futures::future::join_all((0..missing).map(|_| connect_session(account))).await);
+    opened.extend(futures::future::join_all((0..missing).map(|_| open(account, budget))).await);
     let mut more: Vec<ImapSession> = Vec::new();
+    let mut slots: Vec<Slot> = Vec::new();
     let mut surplus: Vec<ImapSession> = Vec::new();
     for result in opened {
         match result {
-            Ok(s) if more.len() < extra => more.push(s),
-            Ok(s) => surplus.push(s),
+            Ok((s, slot)) if more.len() < extra => {
+                more.push(s);
+                slots.push(slot);
+            }
+            Ok((s, _slot)) => surplus.push(s),
             Err(e) => tracing::debug!(account = %account.name, "one connection fewer: {e}"),
         }
     }
@@ -197,6 +213,7 @@ pub async fn pass(
         other => other.map(|_| ()),
     };
     logout_all(more).await;
+    drop(slots);
     result
 }
 
@@ -349,8 +366,9 @@ async fn pass_folders(
                             out.push((j, name.clone(), Err(e)));
                             break;
                         }
-                        if halt.is_none() {
-                            part.synced.push(name.clone());
+                        match halt {
+                            Some(text) => part.halted.push(FolderFailure::halted(name, text)),
+                            None => part.synced.push(name.clone()),
                         }
                     }
                     let lost = matches!(&result, Err(EngineError::Imap(e)) if e.ends_session());
@@ -469,6 +487,9 @@ async fn pass_folders(
                     {
                         lost = Some(e);
                         break;
+                    }
+                    if let (Ok(()), Some(text)) = (&outcome, &error) {
+                        part.halted.push(FolderFailure::halted(&name, text.clone()));
                     }
                     match outcome {
                         Ok(()) => {

@@ -64,6 +64,8 @@ pub struct AccountReport {
     pub halts: Vec<String>,
     /// Folders that failed; the rest of the account still ran.
     pub errors: Vec<FolderFailure>,
+    /// Folders that stopped for a human this pass (each also in `halts`, as printed).
+    pub halted: Vec<FolderFailure>,
     /// `--dry-run`: each folder's plan as text.
     pub plans: Vec<String>,
     /// Folders whose pass completed.
@@ -164,6 +166,7 @@ impl AccountReport {
         self.counts += part.counts;
         self.halts.extend(part.halts);
         self.errors.extend(part.errors);
+        self.halted.extend(part.halted);
         self.plans.extend(part.plans);
         self.notes.extend(part.notes);
         self.synced.extend(part.synced);

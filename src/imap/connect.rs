@@ -269,6 +269,9 @@ async fn greeting<S: AsyncRead + Unpin>(
         ));
     }
     if upper.starts_with("* BYE") {
+        if super::says_too_many_connections(&line) {
+            return Err(ImapError::TooManyConnections(line.trim_end().to_owned()));
+        }
         return Err(ImapError::Connect(format!(
             "the server refused the connection: {}",
             line.trim_end()
@@ -411,6 +414,9 @@ fn auth_error(user: &str, secret: &Secret, e: &async_imap::error::Error) -> Imap
     match e {
         async_imap::error::Error::No(msg) | async_imap::error::Error::Bad(msg) => {
             let text = scrub(server_text(msg), secret.expose());
+            if super::says_too_many_connections(&text) {
+                return ImapError::TooManyConnections(text);
+            }
             ImapError::Auth(format!("the server rejected the login of `{user}`: {text}"))
         }
         other => ImapError::lib(other, "connection lost while logging in"),

@@ -1,5 +1,8 @@
 //! IMAP IDLE (RFC 2177) on a connection of its own: wait until the server reports a
-//! change in one folder, the refresh deadline passes, or the caller interrupts.
+//! change in one folder, the refresh deadline passes, or the caller interrupts. With
+//! NOTIFY (RFC 5465) the same connection watches every personal folder: no folder is
+//! selected, and each event names its folder (`STATUS`) or says the folder list changed
+//! (`LIST`).
 //!
 //! Raw commands over async-imap's framing rather than its `Handle`: that reports a closed
 //! connection as a "manual interrupt", and here every wait has a deadline. An event is a
@@ -24,11 +27,35 @@ pub enum IdleWake {
     Interrupted,
 }
 
-/// A connection that has `EXAMINE`d one folder and can IDLE on it.
+/// What a NOTIFY event says, still only a hint (rule 16).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Messages arrived, left or changed flags in the folder this connection selected.
+    Selected,
+    /// Messages arrived, left or changed flags in this folder (its raw, wire name).
+    Folder(String),
+    /// A folder was created, deleted or renamed: list the folders again.
+    Folders,
+}
+
+/// A connection that has `EXAMINE`d one folder and can IDLE on it, or that asked for
+/// NOTIFY on every personal folder.
 pub struct IdleSession {
     conn: Connected,
     timeout: Duration,
+    notices: Vec<Notice>,
+    /// NOTIFY is set: a change in the selected folder is a [`Notice::Selected`] too.
+    notify: bool,
 }
+
+/// The NOTIFY request: message and folder-list events of every personal folder, as
+/// STATUS and LIST responses.
+const NOTIFY_PERSONAL: &str =
+    "(personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))";
+/// With a folder selected, its own events come as EXISTS, EXPUNGE and FETCH, as in
+/// IDLE: a server may report those sooner (Dovecot holds STATUS events back for half a
+/// second).
+const NOTIFY_SELECTED: &str = "(selected (MessageNew MessageExpunge FlagChange))";
 
 impl IdleSession {
     /// Whether the server can push at all; without IDLE the caller polls.
@@ -42,11 +69,55 @@ impl IdleSession {
         wire_name: &str,
         timeout: Duration,
     ) -> Result<IdleSession, ImapError> {
-        let mut idle = IdleSession { conn, timeout };
+        let mut idle = IdleSession {
+            conn,
+            timeout,
+            notices: Vec::new(),
+            notify: false,
+        };
         let command = format!("EXAMINE {}", quote(wire_name)?);
         let tag = idle.send(&command).await?;
         idle.read_until_done(&tag, "EXAMINE").await?;
         Ok(idle)
+    }
+
+    /// Whether one connection can watch every folder (RFC 5465).
+    pub fn supports_notify(conn: &Connected) -> bool {
+        conn.has("NOTIFY") && conn.has("IDLE")
+    }
+
+    /// Ask for NOTIFY on every personal folder, `selected` (a wire name) `EXAMINE`d
+    /// first; [`IdleSession::wait`] then wakes for an event in any of them, and
+    /// [`IdleSession::take_notices`] says which. A refusal is a protocol error: the
+    /// caller falls back to IDLE on one folder.
+    pub async fn start_notify(
+        conn: Connected,
+        selected: Option<&str>,
+        timeout: Duration,
+    ) -> Result<IdleSession, ImapError> {
+        let mut idle = IdleSession {
+            conn,
+            timeout,
+            notices: Vec::new(),
+            notify: true,
+        };
+        let mut set = format!("NOTIFY SET {NOTIFY_PERSONAL}");
+        if let Some(wire) = selected {
+            let tag = idle.send(&format!("EXAMINE {}", quote(wire)?)).await?;
+            idle.read_until_done(&tag, "EXAMINE").await?;
+            set = format!("NOTIFY SET {NOTIFY_SELECTED} {NOTIFY_PERSONAL}");
+        }
+        let tag = idle.send(&set).await?;
+        idle.read_until_done(&tag, "NOTIFY").await?;
+        // Whatever the NOTIFY answer carried is before we listened: the caller's first
+        // pass covers it.
+        idle.notices.clear();
+        Ok(idle)
+    }
+
+    /// The NOTIFY events gathered since the last call, oldest first.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
     }
 
     async fn send(&mut self, command: &str) -> Result<RequestId, ImapError> {
@@ -80,9 +151,22 @@ impl IdleSession {
                         Err(ImapError::Protocol(format!("{what} failed: {info}")))
                     };
                 }
-                Seen::Change => changed = true,
+                Seen::Change => {
+                    self.selected_changed();
+                    changed = true;
+                }
+                Seen::Notice(n) => {
+                    self.notices.push(n);
+                    changed = true;
+                }
                 _ => {}
             }
+        }
+    }
+
+    fn selected_changed(&mut self) {
+        if self.notify && self.notices.last() != Some(&Notice::Selected) {
+            self.notices.push(Notice::Selected);
         }
     }
 
@@ -105,7 +189,14 @@ impl IdleSession {
                         "the server refused IDLE: {info}"
                     )));
                 }
-                Seen::Change => changed = true,
+                Seen::Change => {
+                    self.selected_changed();
+                    changed = true;
+                }
+                Seen::Notice(n) => {
+                    self.notices.push(n);
+                    changed = true;
+                }
                 _ => {}
             }
         }
@@ -117,9 +208,16 @@ impl IdleSession {
             loop {
                 tokio::select! {
                     response = self.conn.session.read_response() => {
-                        let seen = alive(response.map(|r| r.map(|d| classify(d.parsed()))))?;
-                        if seen == Seen::Change {
-                            break IdleWake::Changed;
+                        match alive(response.map(|r| r.map(|d| classify(d.parsed()))))? {
+                            Seen::Change => {
+                                self.selected_changed();
+                                break IdleWake::Changed;
+                            }
+                            Seen::Notice(n) => {
+                                self.notices.push(n);
+                                break IdleWake::Changed;
+                            }
+                            _ => {}
                         }
                         // "* OK Still here" and the like: keep waiting.
                     }
@@ -158,6 +256,7 @@ enum Seen {
         info: String,
     },
     Change,
+    Notice(Notice),
     Bye(String),
     Other,
 }
@@ -181,6 +280,10 @@ fn classify(response: &Response<'_>) -> Seen {
             status: Status::Bye,
             outcome,
         } => Seen::Bye(outcome.information.as_deref().unwrap_or("BYE").to_owned()),
+        Response::MailboxData(MailboxDatum::Status { mailbox, .. }) => {
+            Seen::Notice(Notice::Folder(mailbox.to_string()))
+        }
+        Response::MailboxData(MailboxDatum::List(_)) => Seen::Notice(Notice::Folders),
         other if is_change(other) => Seen::Change,
         _ => Seen::Other,
     }
@@ -227,5 +330,26 @@ mod tests {
         assert!(parsed(b"* VANISHED 5:7\r\n"));
         assert!(!parsed(b"* OK Still here\r\n"));
         assert!(!parsed(b"* 1 RECENT\r\n"));
+    }
+
+    fn seen(line: &[u8]) -> Seen {
+        let (_, response) = Response::parse(line).unwrap();
+        classify(&response)
+    }
+
+    #[test]
+    fn notify_events_name_their_folder_or_the_folder_list() {
+        assert_eq!(
+            seen(b"* STATUS \"Lists/rust/2026\" (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 1)\r\n"),
+            Seen::Notice(Notice::Folder("Lists/rust/2026".into()))
+        );
+        assert_eq!(
+            seen(b"* LIST () \"/\" \"Receipts\"\r\n"),
+            Seen::Notice(Notice::Folders)
+        );
+        assert_eq!(
+            seen(b"* LIST (\\NonExistent) \"/\" \"Old\"\r\n"),
+            Seen::Notice(Notice::Folders)
+        );
     }
 }

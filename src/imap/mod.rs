@@ -8,6 +8,7 @@ mod connect;
 mod idle;
 mod namespace;
 mod session;
+mod status;
 
 use std::time::Duration;
 
@@ -18,11 +19,12 @@ use crate::net::NetError;
 
 pub use caps::fallbacks;
 pub use connect::{Connected, ImapStream, connect};
-pub use idle::{IdleSession, IdleWake};
+pub use idle::{IdleSession, IdleWake, Notice};
 pub use namespace::{Namespace, parse_personal as parse_namespace};
 pub use session::{
     Deleted, FetchedBody, ImapSession, RemoteMessage, Selected, StoreOutcome, quote, uid_set,
 };
+pub use status::{FolderStatus, Statuses};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImapError {
@@ -54,6 +56,11 @@ pub enum ImapError {
         backoff: Duration,
         attempts: u32,
     },
+    /// The server refused the connection as one too many for this user (Gmail's
+    /// `[ALERT] Too many simultaneous connections`, Dovecot's
+    /// `mail_max_userip_connections`): retried later with fewer connections.
+    #[error("the server refused one connection too many: {0}")]
+    TooManyConnections(String),
     /// A message above the server's APPENDLIMIT: that message's failure, not the folder's.
     #[error("the message is {size} bytes, above the server's APPENDLIMIT of {limit} bytes")]
     TooLarge { size: u64, limit: u64 },
@@ -82,7 +89,10 @@ impl ImapError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ImapError::Connect(_) | ImapError::Timeout { .. } | ImapError::Throttled { .. }
+            ImapError::Connect(_)
+                | ImapError::Timeout { .. }
+                | ImapError::Throttled { .. }
+                | ImapError::TooManyConnections(_)
         )
     }
 
@@ -90,6 +100,16 @@ impl ImapError {
     pub fn ends_session(&self) -> bool {
         self.is_transient() || matches!(self, ImapError::Bound(_))
     }
+}
+
+/// Whether a server's refusal (a NO to the login, a BYE) says the user has too many
+/// connections open. Recognised by its words, not by who sent it.
+pub(crate) fn says_too_many_connections(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("too many simultaneous connections")
+        || lower.contains("too many connections")
+        || lower.contains("maximum number of connections")
+        || lower.contains("mail_max_userip_connections")
 }
 
 impl From<NetError> for ImapError {
@@ -119,6 +139,24 @@ pub struct ListedFolder {
     pub selectable: bool,
 }
 
+/// A hierarchy node without messages: `\Noselect` or `\NonExistent`.
+fn selectable(attributes: &[NameAttribute<'_>]) -> bool {
+    !attributes.iter().any(|a| match a {
+        NameAttribute::NoSelect => true,
+        NameAttribute::Extension(ext) => ext.eq_ignore_ascii_case("\\NonExistent"),
+        _ => false,
+    })
+}
+
+/// A LIST response as a [`ListedFolder`] (LIST-STATUS and NOTIFY send them unasked).
+fn listed_folder(list: &async_imap::imap_proto::MailboxListData<'_>) -> ListedFolder {
+    ListedFolder {
+        raw_name: list.name.to_string(),
+        delimiter: list.delimiter.as_deref().and_then(|d| d.chars().next()),
+        selectable: selectable(&list.name_attributes),
+    }
+}
+
 /// `LIST "" "*"`: every folder with its hierarchy delimiter. (The personal namespace
 /// comes from NAMESPACE at login: [`Connected::namespace`].)
 pub async fn list_folders(
@@ -145,13 +183,25 @@ pub async fn list_folders(
         .map(|n| ListedFolder {
             raw_name: n.name().to_owned(),
             delimiter: n.delimiter().and_then(|d| d.chars().next()),
-            selectable: !n.attributes().iter().any(|a| match a {
-                NameAttribute::NoSelect => true,
-                NameAttribute::Extension(ext) => ext.eq_ignore_ascii_case("\\NonExistent"),
-                _ => false,
-            }),
+            selectable: selectable(n.attributes()),
         })
         .collect();
     folders.sort_by(|a, b| a.raw_name.cmp(&b.raw_name));
     Ok(folders)
+}
+
+#[cfg(test)]
+mod too_many_tests {
+    use super::says_too_many_connections as too_many;
+
+    #[test]
+    fn the_words_of_gmail_and_dovecot_are_too_many_connections() {
+        assert!(too_many(
+            "[ALERT] Too many simultaneous connections. (Failure)"
+        ));
+        assert!(too_many(
+            "Maximum number of connections from user+IP exceeded (mail_max_userip_connections=2)"
+        ));
+        assert!(!too_many("[AUTHENTICATIONFAILED] Authentication failed."));
+    }
 }

@@ -94,7 +94,7 @@ pub struct StoreOutcome {
 }
 
 /// The tagged completion of a command: the response codes a sync needs, owned.
-struct Done {
+pub(super) struct Done {
     code: Option<TaggedCode>,
     information: Option<String>,
 }
@@ -179,7 +179,7 @@ impl ImapSession {
     /// `on_untagged`; NO/BAD becomes an error carrying the server's words.
     /// A server that throttles (`NO ... Suggested Backoff Time: N milliseconds`) is
     /// waited for and asked again, a bounded number of times.
-    async fn command(
+    pub(super) async fn command(
         &mut self,
         command: &str,
         mut on_untagged: impl FnMut(&Response<'_>) -> Result<(), ImapError>,

@@ -2,8 +2,11 @@
 //!
 //!   scripts/bench-daemon.sh   (= cargo test --release --test suite daemon_bench -- --ignored --nocapture)
 //!
-//! Push latency in both directions over 100 single changes each (p50/p99), and the
-//! resident memory and CPU time of an idle daemon with three accounts over a minute.
+//! Push latency in both directions over 100 single changes each (p50/p99); an arrival
+//! right after the daemon pushed a local flag change; an arrival in a random folder of
+//! 50 (of 200 messages each) with NOTIFY and with IDLE + sweep; the sweep's cost per
+//! round at 50 and 500 folders; and the resident memory and CPU time of an idle daemon
+//! with three accounts of 50 folders over a minute.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -11,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::DEFAULT_PASSWORD;
 use crate::support::daemon::{Daemon, local_count, wait_until};
+use crate::support::dovecot::{Dovecot, WITH_NOTIFY, WITHOUT_NOTIFY, message};
 use crate::support::maildir as md;
+use crate::support::rng::Rng;
 use crate::support::sync_env::SyncEnv as Env;
 
 const N: usize = 100;
@@ -40,6 +45,31 @@ impl Watcher {
         w
     }
 
+    /// Send `command`, read to its tagged OK: the untagged lines and the bytes read.
+    fn command_bytes(&mut self, command: &str) -> (Vec<String>, usize) {
+        self.tag += 1;
+        let tag = format!("w{}", self.tag);
+        write!(self.writer, "{tag} {command}\r\n").unwrap();
+        let (mut lines, mut bytes) = (Vec::new(), 0);
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "server closed");
+            bytes += n;
+            if line.starts_with(&format!("{tag} ")) {
+                assert!(line.starts_with(&format!("{tag} OK")), "{command}: {line}");
+                return (lines, bytes);
+            }
+            lines.push(line);
+        }
+    }
+
+    fn flagged(&mut self, uid: u32) -> bool {
+        self.command(&format!("UID FETCH {uid} (FLAGS)"))
+            .iter()
+            .any(|l| l.contains(&format!("UID {uid}")) && l.contains("\\Flagged"))
+    }
+
     fn command(&mut self, command: &str) -> Vec<String> {
         self.tag += 1;
         let tag = format!("w{}", self.tag);
@@ -66,6 +96,14 @@ impl Watcher {
     }
 }
 
+/// Until the push connection listens (NOTIFY, or IDLE on INBOX).
+fn wait_for_push(daemon: &Daemon) {
+    wait_until(daemon, Duration::from_secs(20), "push", || {
+        let log = daemon.log();
+        log.contains("idling on INBOX") || log.contains("NOTIFY: one connection")
+    });
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -87,15 +125,22 @@ fn report(what: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
 #[test]
 #[ignore = "benchmark: scripts/bench-daemon.sh"]
 fn latency_100_appends_and_100_flag_changes() {
-    let env = Env::new("timeout = \"10s\"\npoll_interval = \"1h\"\n");
+    // BENCH_PUSH=idle: the same against a Dovecot without NOTIFY.
+    let server = if std::env::var("BENCH_PUSH").as_deref() == Ok("idle") {
+        WITHOUT_NOTIFY
+    } else {
+        WITH_NOTIFY
+    };
+    let env = Env::with_dovecot(
+        Dovecot::start_extra(server),
+        "timeout = \"10s\"\npoll_interval = \"1h\"\n",
+    );
     env.seed("INBOX", "start");
     let daemon = Daemon::start(&env);
     wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
         local_count(&env, "INBOX") == 1
     });
-    wait_until(&daemon, Duration::from_secs(10), "IDLE", || {
-        daemon.log().contains("idling on INBOX")
-    });
+    wait_for_push(&daemon);
     std::thread::sleep(Duration::from_secs(1));
 
     // Server -> Maildir: from just before another client's delivery starts (doveadm
@@ -109,6 +154,16 @@ fn latency_100_appends_and_100_flag_changes() {
             std::thread::sleep(Duration::from_millis(2));
         }
         down.push(t0.elapsed());
+        if std::env::var_os("BENCH_LOG").is_some() {
+            println!(
+                "append {i}: {:?} after {:?}",
+                t0.elapsed(),
+                std::time::SystemTime::now()
+            );
+        }
+    }
+    if std::env::var_os("BENCH_LOG").is_some() {
+        println!("{}", daemon.log());
     }
     let (d50, d99) = report("server -> Maildir", down);
 
@@ -138,28 +193,44 @@ fn latency_100_appends_and_100_flag_changes() {
 #[test]
 #[ignore = "benchmark: scripts/bench-daemon.sh"]
 fn idle_footprint_with_three_accounts() {
-    let mut env = Env::new("poll_interval = \"1h\"\n");
-    for i in 0..20 {
-        env.seed("INBOX", &format!("m{i}"));
-    }
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let mut more = String::new();
-    for name in ["t2", "t3"] {
-        more.push_str(&format!(
-            "\n{}maildir = \"{name}\"\npoll_interval = \"1h\"\n",
-            env.dovecot.imap_account(name, "alice", "implicit")
+    // Three users, each with INBOX and 50 folders of 20 messages.
+    let users = ["alice", "bob", "carol"];
+    let dovecot = Dovecot::start_with_users(&users);
+    let home = tempfile::tempdir().unwrap();
+    let mut config = format!(
+        "[general]\nmaildir = \"{0}/Mail\"\nstate_dir = \"{0}/state\"\n",
+        home.path().display()
+    );
+    for user in users {
+        dovecot.seed(
+            user,
+            "INBOX",
+            &message("hello", &format!("{user}@test"), "hi"),
+        );
+        seed_folders(&dovecot, user, FOLDERS, 20);
+        config.push_str(&format!(
+            "\n{}poll_interval = \"1h\"\n",
+            dovecot.imap_account(user, user, "implicit")
         ));
     }
-    std::fs::write(&env.config, format!("{text}{more}")).unwrap();
-    let _ = &mut env;
-    let daemon = Daemon::start(&env);
+    let config_path = home.path().join("config.toml");
+    std::fs::write(&config_path, config).unwrap();
+    std::fs::set_permissions(
+        &config_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let daemon = Daemon::launch(home.path(), &config_path, &[]);
     wait_until(
         &daemon,
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         "three accounts synced",
         || {
-            ["t", "t2", "t3"].iter().all(|a| {
-                md::messages(&env.home.path().join("Mail").join(a).join("INBOX")).len() == 20
+            users.iter().all(|u| {
+                (0..FOLDERS).all(|i| {
+                    md::messages(&home.path().join("Mail").join(u).join(format!("F{i:03}"))).len()
+                        == 20
+                })
             })
         },
     );
@@ -200,11 +271,249 @@ fn idle_footprint_with_three_accounts() {
     let wall = t0.elapsed().as_secs_f64();
     let rss = rss_kib();
     println!(
-        "idle daemon, 3 accounts: RSS {:.1} MiB, CPU {cpu:.2} s over {wall:.0} s ({:.3}%)",
+        "idle daemon, 3 accounts of {FOLDERS} folders: RSS {:.1} MiB, CPU {cpu:.2} s over {wall:.0} s ({:.3}%)",
         rss as f64 / 1024.0,
         cpu / wall * 100.0
     );
     daemon.stop();
     assert!(rss < 30 * 1024, "RSS {rss} KiB");
     assert!(cpu / wall < 0.01, "CPU {cpu} s in {wall} s");
+}
+
+/// The pattern a reader makes: a message arrives, they flag it (a rename), and the next
+/// one arrives right after the daemon pushed that flag. Our own STORE echoes on the push
+/// connection; it must not delay the next real arrival.
+fn arrival_after_a_flag_push(extra_config: &str, what: &str) -> (Duration, Duration) {
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let env = Env::with_dovecot(
+        Dovecot::start_extra(extra_config),
+        "timeout = \"10s\"\npoll_interval = \"1h\"\n",
+    );
+    env.seed("INBOX", "start");
+    let daemon = Daemon::start(&env);
+    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
+        local_count(&env, "INBOX") == 1
+    });
+    wait_for_push(&daemon);
+    std::thread::sleep(Duration::from_secs(1));
+    let mut watcher = Watcher::connect(env.dovecot.imap_port);
+    let inbox = env.folder("INBOX");
+    let mut samples = Vec::new();
+    for i in 0..rounds {
+        let t0 = Instant::now();
+        env.seed("INBOX", &format!("r{i}"));
+        while local_count(&env, "INBOX") < i + 2 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "{}", daemon.log());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        samples.push(t0.elapsed());
+        if std::env::var_os("BENCH_LOG").is_some() {
+            println!("round {i}: {:?} arrival", t0.elapsed());
+        }
+        // The reader flags it; wait until the daemon pushed \Flagged.
+        let key = env.key_of("INBOX", &format!("r{i}"));
+        md::set_flags(&inbox, &key, "F");
+        let uid = (i + 2) as u32;
+        let t1 = Instant::now();
+        while !watcher.flagged(uid) {
+            assert!(t1.elapsed() < Duration::from_secs(10), "{}", daemon.log());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    if std::env::var_os("BENCH_LOG").is_some() {
+        println!("{}", daemon.log());
+    }
+    daemon.stop();
+    report(
+        &format!("arrival right after a flag push ({what})"),
+        samples,
+    )
+}
+
+#[test]
+#[ignore = "benchmark: scripts/bench-daemon.sh"]
+fn latency_of_an_arrival_right_after_a_flag_push() {
+    let (n50, n99) = arrival_after_a_flag_push(WITH_NOTIFY, "NOTIFY");
+    let (i50, i99) = arrival_after_a_flag_push(WITHOUT_NOTIFY, "IDLE");
+    for (p50, p99) in [(n50, n99), (i50, i99)] {
+        assert!(p50 <= Duration::from_millis(300) && p99 <= Duration::from_secs(1));
+    }
+}
+
+const FOLDERS: usize = 50;
+const PER_FOLDER: usize = 200;
+
+/// Make `folders` folders F000.. for `user` (one doveadm call) and put `per_folder`
+/// messages straight into each one's Maildir (Dovecot indexes them when next asked).
+fn seed_folders(dovecot: &Dovecot, user: &str, folders: usize, per_folder: usize) {
+    use std::os::unix::fs::MetadataExt;
+    let names: Vec<String> = (0..folders).map(|i| format!("F{i:03}")).collect();
+    for chunk in names.chunks(100) {
+        let mut args = vec!["mailbox", "create", "-u", user];
+        args.extend(chunk.iter().map(String::as_str));
+        dovecot.doveadm(&args, None);
+    }
+    let home = dovecot.root().join("mail").join(user);
+    let meta = std::fs::metadata(&home).unwrap();
+    for name in &names {
+        let new = home.join(format!("Maildir/.{name}/new"));
+        std::fs::create_dir_all(&new).unwrap();
+        for i in 0..per_folder {
+            let id = format!("{name}-{i}");
+            let body = message(&id, &format!("{id}@test"), &"x".repeat(1500));
+            let path = new.join(format!("1700000000.M{i}P1.{name}"));
+            std::fs::write(&path, body).unwrap();
+            std::os::unix::fs::chown(&path, Some(meta.uid()), Some(meta.gid())).unwrap();
+        }
+        for dir in ["new", "cur", "tmp"] {
+            let d = home.join(format!("Maildir/.{name}/{dir}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::os::unix::fs::chown(&d, Some(meta.uid()), Some(meta.gid())).unwrap();
+        }
+    }
+}
+
+/// Deliver into a random non-INBOX folder of 50 and time until the file is local.
+/// `spread`: wait a random part of it before each delivery, so deliveries fall anywhere
+/// in the sweep's cycle rather than right after the sweep that found the last one.
+fn random_folder_latency(
+    extra_config: &str,
+    keys: &str,
+    what: &str,
+    spread: Option<Duration>,
+) -> (Duration, Duration) {
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let env = Env::with_dovecot(Dovecot::start_extra(extra_config), keys);
+    env.seed("INBOX", "start");
+    seed_folders(&env.dovecot, "alice", FOLDERS, PER_FOLDER);
+    let daemon = Daemon::start(&env);
+    let t0 = Instant::now();
+    wait_until(
+        &daemon,
+        Duration::from_secs(300),
+        "the initial pass",
+        || (0..FOLDERS).all(|i| local_count(&env, &format!("F{i:03}")) == PER_FOLDER),
+    );
+    println!(
+        "initial pass of {} messages in {FOLDERS} folders: {:.1} s",
+        FOLDERS * PER_FOLDER,
+        t0.elapsed().as_secs_f64()
+    );
+    wait_for_push(&daemon);
+    std::thread::sleep(Duration::from_secs(2));
+    let mut rng = Rng(16);
+    let mut counts = vec![PER_FOLDER; FOLDERS];
+    let mut samples = Vec::new();
+    for r in 0..rounds {
+        let f = rng.range(0, FOLDERS as u64);
+        let name = format!("F{f:03}");
+        if let Some(spread) = spread {
+            let ms = rng.range(0, spread.as_millis() as u64);
+            std::thread::sleep(Duration::from_millis(ms as u64));
+        }
+        let t0 = Instant::now();
+        env.seed(&name, &format!("late-{r}"));
+        counts[f] += 1;
+        while local_count(&env, &name) < counts[f] {
+            assert!(t0.elapsed() < Duration::from_secs(90), "{}", daemon.log());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        samples.push(t0.elapsed());
+    }
+    let log = daemon.log();
+    daemon.stop();
+    let sweeps: Vec<u64> = log
+        .lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("sweep: ")?;
+            let (_, rest) = rest.split_once(" folders in ")?;
+            rest.split_once(" ms")?.0.parse().ok()
+        })
+        .collect();
+    if !sweeps.is_empty() {
+        let mut sorted = sweeps.clone();
+        sorted.sort_unstable();
+        println!(
+            "daemon sweeps ({what}): n={} median {} ms max {} ms",
+            sorted.len(),
+            sorted[sorted.len() / 2],
+            sorted[sorted.len() - 1]
+        );
+    }
+    report(&format!("random folder of {FOLDERS} ({what})"), samples)
+}
+
+#[test]
+#[ignore = "benchmark: scripts/bench-daemon.sh"]
+fn latency_to_a_random_folder_of_50_with_notify() {
+    let keys = "timeout = \"10s\"\npoll_interval = \"1h\"\n";
+    let (n50, n99) = random_folder_latency(WITH_NOTIFY, keys, "NOTIFY", None);
+    // Dovecot sends each NOTIFY STATUS event half a second after the change (measured:
+    // 0.50 s from the delivery to the event); our part after it is a few milliseconds.
+    assert!(n50 <= Duration::from_millis(600) && n99 <= Duration::from_secs(2));
+}
+
+#[test]
+#[ignore = "benchmark: scripts/bench-daemon.sh"]
+fn latency_to_a_random_folder_of_50_with_idle_and_a_sweep() {
+    let sweep = Duration::from_secs(5);
+    let keys = "timeout = \"10s\"\npoll_interval = \"1h\"\nsweep_interval = \"5s\"\n";
+    let (_, s99) =
+        random_folder_latency(WITHOUT_NOTIFY, keys, "IDLE + sweep every 5 s", Some(sweep));
+    assert!(s99 <= sweep + Duration::from_secs(1));
+}
+
+/// One sweep round as the daemon sends it, on a plain connection: time and bytes read.
+fn sweep_round(w: &mut Watcher, folders: usize, list_status: bool) -> (Duration, usize) {
+    let items = "UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ";
+    let t0 = Instant::now();
+    let bytes = if list_status {
+        let (lines, bytes) = w.command_bytes(&format!("LIST \"\" \"*\" RETURN (STATUS ({items}))"));
+        assert!(lines.iter().filter(|l| l.starts_with("* STATUS")).count() > folders);
+        bytes
+    } else {
+        (0..folders)
+            .map(|i| w.command_bytes(&format!("STATUS F{i:03} ({items})")).1)
+            .sum()
+    };
+    (t0.elapsed(), bytes)
+}
+
+#[test]
+#[ignore = "benchmark: scripts/bench-daemon.sh"]
+fn sweep_cost_per_round_at_50_and_500_folders() {
+    for folders in [50, 500] {
+        let dovecot = Dovecot::start_extra(WITHOUT_NOTIFY);
+        seed_folders(&dovecot, "alice", folders, 10);
+        let mut w = Watcher::connect(dovecot.imap_port);
+        w.command("ENABLE CONDSTORE");
+        for list_status in [true, false] {
+            // The first round indexes the folders; then the steady state.
+            sweep_round(&mut w, folders, list_status);
+            let mut times = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..10 {
+                let (t, b) = sweep_round(&mut w, folders, list_status);
+                times.push(t);
+                bytes = b;
+            }
+            times.sort();
+            println!(
+                "sweep of {folders} folders, {}: median {:.1} ms, {:.1} KiB read per round",
+                if list_status {
+                    "one LIST-STATUS"
+                } else {
+                    "a STATUS each"
+                },
+                times[times.len() / 2].as_secs_f64() * 1000.0,
+                bytes as f64 / 1024.0
+            );
+        }
+    }
 }

@@ -3,22 +3,27 @@
 
 use std::time::Duration;
 
-use syncmail::imap::{Connected, IdleSession, IdleWake, ImapError, ImapStream};
+use syncmail::imap::{Connected, IdleSession, IdleWake, ImapError, ImapStream, Notice};
 use syncmail::net;
 use tokio::net::TcpStream;
 
 use crate::support::idle_script::{self, Script};
 
-async fn idle_against(script: Script) -> (IdleSession, tokio::task::JoinHandle<()>) {
+async fn connected_to(script: Script) -> (Connected, tokio::task::JoinHandle<()>) {
     let (port, server) = idle_script::start(script).await;
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let client = async_imap::Client::new(ImapStream::Net(net::Stream::Plain(tcp)));
     let session = client.login("u", "p").await.map_err(|(e, _)| e).unwrap();
     let connected = Connected {
         session,
-        capabilities: vec!["IMAP4rev1".into(), "IDLE".into()],
+        capabilities: vec!["IMAP4rev1".into(), "IDLE".into(), "NOTIFY".into()],
         namespace: None,
     };
+    (connected, server)
+}
+
+async fn idle_against(script: Script) -> (IdleSession, tokio::task::JoinHandle<()>) {
+    let (connected, server) = connected_to(script).await;
     assert!(IdleSession::supported(&connected));
     let idle = IdleSession::start(connected, "INBOX", Duration::from_millis(500))
         .await
@@ -80,4 +85,35 @@ async fn a_closed_connection_is_an_error_not_an_interrupt() {
         .await
         .unwrap_err();
     assert!(matches!(err, ImapError::Connect(_)), "{err}");
+}
+
+#[tokio::test]
+async fn notify_events_name_a_deep_folder_and_a_changed_folder_list() {
+    let (connected, _s) = connected_to(Script::NotifyEvents).await;
+    assert!(IdleSession::supports_notify(&connected));
+    let mut idle = IdleSession::start_notify(connected, Some("INBOX"), Duration::from_millis(500))
+        .await
+        .unwrap();
+    let mut notices = Vec::new();
+    // The two events may come in one wake or two.
+    while notices.len() < 2 {
+        let wake = idle.wait(REFRESH, std::future::pending()).await.unwrap();
+        assert_eq!(wake, IdleWake::Changed);
+        notices.extend(idle.take_notices());
+    }
+    assert_eq!(
+        notices,
+        [Notice::Folder("Lists/rust/2026".into()), Notice::Folders]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_notify_is_a_protocol_error_the_daemon_falls_back_from() {
+    let (connected, _s) = connected_to(Script::NotifyRefused).await;
+    let Err(err) = IdleSession::start_notify(connected, None, Duration::from_millis(500)).await
+    else {
+        panic!("NOTIFY was refused");
+    };
+    assert!(matches!(err, ImapError::Protocol(_)), "{err}");
+    assert!(err.to_string().contains("NOTIFICATIONOVERFLOW"), "{err}");
 }

@@ -351,7 +351,7 @@ fn without_idle_the_daemon_polls_every_poll_interval() {
         || {
             daemon
                 .log()
-                .contains("the server has no IDLE; INBOX is polled every 2s")
+                .contains("the server has neither NOTIFY nor IDLE; every folder is swept every 60s and passed in full every 2s")
         },
     );
     // Server -> Maildir: found by the next poll, within two intervals.

@@ -128,6 +128,25 @@ impl Dovecot {
         })
     }
 
+    /// User `alice` and `extra_config` appended to the template (one of the push
+    /// variants below, or `mail_max_userip_connections`).
+    pub fn start_extra(extra_config: &str) -> Dovecot {
+        Dovecot::start_setup(Setup {
+            users: &[("alice", DEFAULT_PASSWORD)],
+            cert: ServerCert::For(LOCAL_NAMES),
+            extra_config,
+        })
+    }
+
+    /// How many IMAP connections `user` has open now (`doveadm who -1`).
+    pub fn connections(&self, user: &str) -> usize {
+        let out = self.doveadm(&["who", "-1", user], None);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("imap"))
+            .count()
+    }
+
     /// A server with these users, passwords and certificate.
     pub fn start_setup(setup: Setup<'_>) -> Dovecot {
         let binary = dovecot_binary().unwrap_or_else(|| {
@@ -547,6 +566,20 @@ fn render(template: &str, vars: &[(&str, &str)]) -> String {
     assert!(!out.contains("@ROOT@"), "unfilled template placeholder");
     out
 }
+
+/// NOTIFY (RFC 5465): Dovecot offers it with the mailbox list index.
+pub const WITH_NOTIFY: &str = "mailbox_list_index = yes\n";
+
+/// Dovecot's capabilities without NOTIFY: IDLE and the sweep instead.
+pub const WITHOUT_NOTIFY: &str = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE \
+     UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED CONDSTORE QRESYNC ESEARCH SEARCHRES \
+     LIST-STATUS MOVE LITERAL+ SPECIAL-USE\n";
+
+/// Without NOTIFY, CONDSTORE/QRESYNC or LIST-STATUS: the sweep asks STATUS for UIDNEXT,
+/// MESSAGES and UIDVALIDITY, folder by folder.
+pub const WITHOUT_NOTIFY_OR_CONDSTORE: &str = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID \
+     ENABLE IDLE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED ESEARCH SEARCHRES MOVE \
+     LITERAL+ SPECIAL-USE\n";
 
 /// A small RFC 5322 message.
 pub fn message(subject: &str, message_id: &str, body: &str) -> Vec<u8> {

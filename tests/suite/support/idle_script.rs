@@ -22,6 +22,11 @@ pub enum Script {
     Close,
     /// EXISTS before the continuation.
     ExistsBeforeContinue,
+    /// Accept NOTIFY; while idling, report a folder deep in the tree (STATUS) and a
+    /// folder created (LIST).
+    NotifyEvents,
+    /// Refuse NOTIFY (a server that advertises it but will not watch).
+    NotifyRefused,
 }
 
 /// Listen on a free loopback port and serve the first connection with `script`. Returns
@@ -44,6 +49,10 @@ async fn serve(listener: TcpListener, script: Script) {
             "EXAMINE" => {
                 format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 1] x\r\n{tag} OK [READ-ONLY] done\r\n")
             }
+            "NOTIFY" if matches!(script, Script::NotifyRefused) => {
+                format!("{tag} NO [NOTIFICATIONOVERFLOW] not now\r\n")
+            }
+            "NOTIFY" => format!("{tag} OK NOTIFY set\r\n"),
             "IDLE" => {
                 let idle_tag = tag.to_owned();
                 match script {
@@ -59,6 +68,16 @@ async fn serve(listener: TcpListener, script: Script) {
                     Script::Exists => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         write.write_all(b"* 2 EXISTS\r\n").await.unwrap();
+                    }
+                    Script::NotifyEvents => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        write
+                            .write_all(
+                                b"* STATUS \"Lists/rust/2026\" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 1)\r\n\
+                                  * LIST () \"/\" \"Receipts\"\r\n",
+                            )
+                            .await
+                            .unwrap();
                     }
                     Script::Close => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
