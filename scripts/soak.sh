@@ -21,5 +21,5 @@ case "$duration" in
 esac
 . scripts/ensure-deps.sh
 ensure_deps
-SOAK_SECS=$secs SOAK_SEED=$seed exec cargo test --release --locked --test suite \
+SOAK_SECS=$secs SOAK_SEED=$seed exec cargo test --locked --test suite \
     -- soak::soak --ignored --nocapture --test-threads=1

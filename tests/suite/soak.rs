@@ -768,6 +768,7 @@ fn run(duration: Duration, seed: u64) -> Outcome {
     // Folders whose deletions rule 7 holds for confirmation (a folder emptied on one
     // side): (account, folder), from what the final passes say.
     let mut held: BTreeSet<(String, String)> = BTreeSet::new();
+    let uidvalidity_changed = journal.faults.contains_key("uidvalidity");
     for pass in ["the pass after the soak", "the pass after that"] {
         let out = syncmail(
             world.home.path(),
@@ -778,10 +779,15 @@ fn run(duration: Duration, seed: u64) -> Outcome {
         for line in err.lines() {
             // `syncmail: account `a`: Server/115: the maildir folder shows no messages
             // while 1 are paired (unmounted or emptied?); deletions held. ...`
+            // `... deletions held. ...` (rule 7) or `...: halted: UIDVALIDITY changed ... and
+            // the folder was not re-paired: ...` (rule 13): both wait for a human, said.
             let hold = line
                 .strip_prefix("syncmail: account `")
                 .and_then(|rest| rest.split_once("`: "))
-                .filter(|(_, rest)| rest.contains("deletions held"))
+                .filter(|(_, rest)| {
+                    rest.contains("deletions held")
+                        || (rest.contains("halted: UIDVALIDITY changed") && uidvalidity_changed)
+                })
                 .and_then(|(account, rest)| Some((account, rest.split_once(": ")?.0)));
             match hold {
                 Some((account, folder)) => {
@@ -843,6 +849,11 @@ fn run(duration: Duration, seed: u64) -> Outcome {
                             sc.0, lc.0
                         ));
                     }
+                    (Some(sc), Some(lc))
+                        if sc.1 != lc.1 && held.contains(&(name.to_owned(), sc.0.clone())) =>
+                    {
+                        held_count += 1;
+                    }
                     (Some(sc), Some(lc)) if sc.1 != lc.1 => {
                         unexplained += 1;
                         problems.push(format!(
@@ -857,10 +868,8 @@ fn run(duration: Duration, seed: u64) -> Outcome {
                         } else {
                             "on the server"
                         };
-                        if held.contains(&(name.to_owned(), only.0.clone()))
-                            && journal.deleted.contains_key(id)
-                        {
-                            // Deleted in a folder it emptied: rule 7 holds it, and says so.
+                        if held.contains(&(name.to_owned(), only.0.clone())) {
+                            // In a folder rule 7 or rule 13 holds for a human, and says so.
                             held_count += 1;
                         } else {
                             this_lost = true;
@@ -937,8 +946,8 @@ fn run(duration: Duration, seed: u64) -> Outcome {
     let summary = format!(
         "soak: {} s, seed {seed}: {} operations ({}), {} faults ({}){}; {came_back} deleted \
          messages kept by a conflict, a move or an edit; {versions} edited versions kept \
-         beside their originals; {held_count} deletions held for confirmation (rule 7, a \
-         folder emptied); {logged} of {} actor deletions in the change log; lost {lost}, duplicated {duplicated}, unexplained {unexplained}",
+         beside their originals; {held_count} messages in folders held for a human (rule 7: \
+         a folder emptied; rule 13: a UIDVALIDITY change not confirmed), each said; {logged} of {} actor deletions in the change log; lost {lost}, duplicated {duplicated}, unexplained {unexplained}",
         started.elapsed().as_secs(),
         journal.ops.values().sum::<usize>(),
         kinds(&journal.ops),
