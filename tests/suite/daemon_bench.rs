@@ -214,12 +214,7 @@ fn idle_footprint_with_three_accounts() {
         ));
     }
     let config_path = home.path().join("config.toml");
-    std::fs::write(&config_path, config).unwrap();
-    std::fs::set_permissions(
-        &config_path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    crate::support::write_private(&config_path, &config);
     let daemon = Daemon::launch(home.path(), &config_path, &[]);
     wait_until(
         &daemon,

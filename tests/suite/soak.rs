@@ -28,7 +28,7 @@ use crate::support::imap_client::{ImapClient, mailbox_arg};
 use crate::support::proxy::LinkProxy;
 use crate::support::rng::Rng;
 use crate::support::tmpfs::Tmpfs;
-use crate::support::{DEFAULT_PASSWORD, Dovecot, stderr, stdout, syncmail};
+use crate::support::{DEFAULT_PASSWORD, Dovecot, stderr, stdout, syncmail, write_private};
 
 /// The folders each account starts with, on the server, as the user sees them.
 const START_FOLDERS: [&str; 4] = ["INBOX", "Work", "Lists/rust", "Archive/2024"];
@@ -180,22 +180,10 @@ fn local_folders(root: &Path) -> Vec<String> {
 
 /// The files of a Maildir folder: (path, unique part, flag letters, in `new/`).
 fn local_files(folder: &Path) -> Vec<(PathBuf, String, String, bool)> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        let Ok(entries) = std::fs::read_dir(folder.join(sub)) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let (key, flags) = match name.split_once(":2,") {
-                Some((k, f)) => (k.to_owned(), f.to_owned()),
-                None => (name.clone(), String::new()),
-            };
-            out.push((e.path(), key, flags, sub == "new"));
-        }
-    }
-    out.sort();
-    out
+    crate::support::maildir::files(folder)
+        .into_iter()
+        .map(|f| (f.path, f.key, f.flags, f.in_new))
+        .collect()
 }
 
 fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> Option<&'a T> {
@@ -394,13 +382,33 @@ fn server_op(rng: &mut Rng, journal: &mut Journal, account: &Account) {
                 );
             }
         }
-        67..=84 => {
-            let others: Vec<&String> = folders.iter().filter(|f| **f != folder).collect();
-            let Some(to) = pick(rng, &others) else {
-                return;
+        _ => {
+            // A move to another folder; now and then to one made just for it (a filter's
+            // new target).
+            let kind = if roll < 85 {
+                "server-move"
+            } else {
+                "server-create-folder"
+            };
+            let to = if kind == "server-move" {
+                let others: Vec<&String> = folders.iter().filter(|f| **f != folder).collect();
+                let Some(to) = pick(rng, &others) else {
+                    return;
+                };
+                (*to).clone()
+            } else {
+                let new = format!("Server/{}", journal.next_id);
+                journal.next_id += 1;
+                let made = client
+                    .command(&format!("CREATE {}", mailbox_arg(&new)))
+                    .is_ok_and(|r| r.is_ok());
+                if !made || client.select(&folder, false).is_err() {
+                    return;
+                }
+                new
             };
             if client
-                .command(&format!("UID MOVE {} {}", m.uid, mailbox_arg(to)))
+                .command(&format!("UID MOVE {} {}", m.uid, mailbox_arg(&to)))
                 .is_ok_and(|r| r.is_ok())
             {
                 journal
@@ -409,32 +417,8 @@ fn server_op(rng: &mut Rng, journal: &mut Journal, account: &Account) {
                     .or_default()
                     .insert("server");
                 journal.op(
-                    "server-move",
+                    kind,
                     format!("{} {folder} -> {to} {}", account.name, m.message_id),
-                );
-            }
-        }
-        _ => {
-            // A folder made on the server (a filter's new target), with one message
-            // moved into it.
-            let new = format!("Server/{}", journal.next_id);
-            journal.next_id += 1;
-            if client
-                .command(&format!("CREATE {}", mailbox_arg(&new)))
-                .is_ok_and(|r| r.is_ok())
-                && client.select(&folder, false).is_ok()
-                && client
-                    .command(&format!("UID MOVE {} {}", m.uid, mailbox_arg(&new)))
-                    .is_ok_and(|r| r.is_ok())
-            {
-                journal
-                    .moved
-                    .entry(m.message_id.clone())
-                    .or_default()
-                    .insert("server");
-                journal.op(
-                    "server-create-folder",
-                    format!("{} {folder} -> {new} {}", account.name, m.message_id),
                 );
             }
         }
@@ -711,12 +695,7 @@ fn run(duration: Duration, seed: u64) -> Outcome {
         config.push_str("timeout = \"10s\"\npoll_interval = \"15s\"\nidle = [\"INBOX\"]\n\n");
     }
     let config_path = home.path().join("config.toml");
-    std::fs::write(&config_path, config).unwrap();
-    std::fs::set_permissions(
-        &config_path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    write_private(&config_path, &config);
     let mut world = World {
         home,
         config: config_path,

@@ -3,24 +3,54 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Every message in a folder: unique part -> flag letters (empty for `new/`).
-pub fn messages(folder: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+/// One message file of a Maildir folder.
+pub struct File {
+    pub path: PathBuf,
+    /// The unique part of its name.
+    pub key: String,
+    /// Its flag letters (empty in `new/`).
+    pub flags: String,
+    pub in_new: bool,
+}
+
+/// Every message file of a folder, `new/` then `cur/`, each sorted by name.
+pub fn files(folder: &Path) -> Vec<File> {
+    let mut out = Vec::new();
     for sub in ["new", "cur"] {
         let Ok(entries) = std::fs::read_dir(folder.join(sub)) else {
             continue;
         };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let (key, flags) = match name.split_once(":2,") {
-                Some((k, f)) => (k.to_owned(), f.to_owned()),
-                None => (name.clone(), String::new()),
-            };
-            assert!(
-                out.insert(key.clone(), flags).is_none(),
-                "duplicate key {key} in {folder:?}"
-            );
-        }
+        let mut here: Vec<File> = entries
+            .flatten()
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let (key, flags) = match name.split_once(":2,") {
+                    Some((k, f)) => (k.to_owned(), f.to_owned()),
+                    None => (name.clone(), String::new()),
+                };
+                File {
+                    path: e.path(),
+                    key,
+                    flags,
+                    in_new: sub == "new",
+                }
+            })
+            .collect();
+        here.sort_by(|a, b| a.path.cmp(&b.path));
+        out.extend(here);
+    }
+    out
+}
+
+/// Every message in a folder: unique part -> flag letters (empty for `new/`).
+pub fn messages(folder: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for f in files(folder) {
+        assert!(
+            out.insert(f.key.clone(), f.flags).is_none(),
+            "duplicate key {} in {folder:?}",
+            f.key
+        );
     }
     out
 }

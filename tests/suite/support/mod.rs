@@ -73,6 +73,12 @@ pub fn assert_crashed_at_a_fault_point(out: &Output, n: u32) {
     );
 }
 
+/// Write a file only its owner may read (a config that may hold a password: 0600).
+pub fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
