@@ -348,10 +348,16 @@ async fn resolve(
                                 .await?
                         }
                         None => {
-                            return Err(EngineError::Server(format!(
-                                "the moved message {} cannot be found in {}",
-                                pair.key, dest.server_name
-                            )));
+                            // Not where the move sent it: another client moved or removed
+                            // it since. Nothing is left to finish; the pass sees where it
+                            // is now (never a halt for what another client did).
+                            tracing::info!(
+                                folder = %folder.server_name,
+                                "the message {} moved to {} is no longer there; the pass looks for it",
+                                pair.key,
+                                dest.server_name
+                            );
+                            store.drop_intents(vec![intent.id]).await?;
                         }
                     }
                 }
@@ -371,6 +377,23 @@ async fn resolve(
                     };
                     let from_md = open(&map.to_local(&folder.server_name)?)?;
                     let to_md = open(&map.to_local(&dest.server_name)?)?;
+                    let holds = |md: &Maildir| {
+                        md.scan()
+                            .map(|s| s.messages.contains_key(&pair.key))
+                            .map_err(LocalError::io(md.path()))
+                    };
+                    if !holds(&from_md)? && !holds(&to_md)? {
+                        // The mail client moved or deleted the file since: the pass sees
+                        // where it is now (never a halt for what the user did).
+                        tracing::info!(
+                            folder = %folder.server_name,
+                            "{} left {} before its move finished; the pass looks for it",
+                            pair.key,
+                            folder.server_name
+                        );
+                        store.drop_intents(vec![intent.id]).await?;
+                        return Ok(());
+                    }
                     rename_into(&from_md, &to_md, &pair.key, None)?;
                     repair_moved(store, folder.id, dest.id, &pair, uid, Some(intent.id)).await?;
                 }

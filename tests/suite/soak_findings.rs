@@ -200,3 +200,49 @@ fn a_flag_set_on_the_server_before_a_move_arrives_with_the_message() {
     assert_eq!(md::messages(&env.folder("Archive"))[&key], "F");
     env.assert_quiet();
 }
+
+/// Seed 20261205, 20-minute run: a pass was killed right after journaling a server move
+/// it mirrors locally (rename the file into the destination), and the mail client moved
+/// the file to another folder before the next start. Recovery found the file in neither
+/// folder and halted the source folder for good ("an interrupted move could not be
+/// resolved: ... is in neither folder; rescan"). Now recovery lets go of the intent and
+/// the pass finds the message where the user put it: one message, where the server has it.
+#[test]
+fn a_file_moved_away_during_an_interrupted_move_is_found_not_halted() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "Archive");
+    env.seed("INBOX", "m");
+    env.sync_ok();
+    let key = env.key_of("INBOX", "m");
+    env.dovecot.doveadm(
+        &[
+            "move", "-u", "alice", "Archive", "mailbox", "INBOX", "uid", "1",
+        ],
+        None,
+    );
+    let out = env.run("sync", &[], &[("SYNCMAIL_FAULT", "after-intent")]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the pass must die at the fault point"
+    );
+    // The client moves the file into a folder of its own meanwhile.
+    let from = md::path_of(&env.folder("INBOX"), &key);
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(env.folder("Mine").join(sub)).unwrap();
+    }
+    let sub = from.parent().unwrap().file_name().unwrap().to_owned();
+    std::fs::rename(
+        &from,
+        env.folder("Mine").join(sub).join(from.file_name().unwrap()),
+    )
+    .unwrap();
+    let summary = env.sync_ok();
+    assert!(!summary.contains("halted"), "{summary}");
+    let want = vec![("<m@test>".to_owned(), "Archive".to_owned())];
+    assert_eq!(
+        copies(&env, &["INBOX", "Mine", "Archive"]),
+        (want.clone(), want)
+    );
+    env.assert_quiet();
+}
