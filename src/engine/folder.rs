@@ -257,7 +257,9 @@ impl Ctx<'_> {
                 // No journal: a crash after the rename leaves the file and the server
                 // copy both new in `to`, which the next pass re-pairs (`Move::Both`).
                 let file = via.scan.messages.get(&pair.key);
-                moves::rename_into(&via.md, &t.md, &pair.key, file)?;
+                if !moves::rename_into(&via.md, &t.md, &pair.key, file)? {
+                    return Err(moves::neither(&pair.key));
+                }
                 moves::repair_moved(self.store, f.folder.id, t.folder.id, pair, *uid, None).await
             }
         }

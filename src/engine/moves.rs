@@ -164,19 +164,22 @@ pub async fn locally(
         MoveDetail::Local { to: to.folder, uid },
     )
     .await?;
-    rename_into(from.md, to.md, &pair.key, file)?;
+    if !rename_into(from.md, to.md, &pair.key, file)? {
+        return Err(neither(&pair.key));
+    }
     fault::point("after-move");
     repair_moved(store, from.folder, to.folder, pair, uid, Some(intent)).await
 }
 
 /// Move the file holding `key` from one Maildir into the same subdirectory of another.
-/// Already there (a replay after a crash) is success.
+/// Already there (a replay after a crash) is success; in neither folder (the mail
+/// client moved or deleted it meanwhile) is `Ok(false)`, for the caller to decide.
 pub fn rename_into(
     from: &Maildir,
     to: &Maildir,
     key: &MaildirKey,
     known: Option<&LocalMessage>,
-) -> Result<(), EngineError> {
+) -> Result<bool, EngineError> {
     let msg = match known.filter(|m| m.path.exists()) {
         Some(m) => Some(m.clone()),
         None => from
@@ -187,16 +190,11 @@ pub fn rename_into(
             .cloned(),
     };
     let Some(msg) = msg else {
-        return if to
+        return Ok(to
             .scan()
             .map_err(LocalError::io(to.path()))?
             .messages
-            .contains_key(key)
-        {
-            Ok(())
-        } else {
-            Err(LocalError::Unexpected(format!("{key} is in neither folder; rescan")).into())
-        };
+            .contains_key(key));
     };
     let name = msg
         .path
@@ -214,7 +212,12 @@ pub fn rename_into(
     std::fs::rename(&msg.path, &target).map_err(LocalError::io(&msg.path))?;
     to.sync_dirs().map_err(LocalError::io(to.path()))?;
     from.sync_dirs().map_err(LocalError::io(from.path()))?;
-    Ok(())
+    Ok(true)
+}
+
+/// The error for a file a move needs that is in neither folder.
+pub fn neither(key: &MaildirKey) -> EngineError {
+    LocalError::Unexpected(format!("{key} is in neither folder; rescan")).into()
 }
 
 #[cfg(test)]

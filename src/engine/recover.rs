@@ -377,12 +377,7 @@ async fn resolve(
                     };
                     let from_md = open(&map.to_local(&folder.server_name)?)?;
                     let to_md = open(&map.to_local(&dest.server_name)?)?;
-                    let holds = |md: &Maildir| {
-                        md.scan()
-                            .map(|s| s.messages.contains_key(&pair.key))
-                            .map_err(LocalError::io(md.path()))
-                    };
-                    if !holds(&from_md)? && !holds(&to_md)? {
+                    if !rename_into(&from_md, &to_md, &pair.key, None)? {
                         // The mail client moved or deleted the file since: the pass sees
                         // where it is now (never a halt for what the user did).
                         tracing::info!(
@@ -394,7 +389,6 @@ async fn resolve(
                         store.drop_intents(vec![intent.id]).await?;
                         return Ok(());
                     }
-                    rename_into(&from_md, &to_md, &pair.key, None)?;
                     repair_moved(store, folder.id, dest.id, &pair, uid, Some(intent.id)).await?;
                 }
                 None => store.drop_intents(vec![intent.id]).await?,

@@ -92,7 +92,7 @@ pub fn detect_moves(passes: &mut [FolderPass<'_>], server_has_move: bool) -> Vec
 /// `Forget`, gone from both sides: the same move on each, or two different ones.)
 pub fn leaving<'b>(plan: &Plan, base: &'b Base) -> Vec<&'b Pair> {
     let mut out = Vec::new();
-    for a in all_actions(plan) {
+    for a in all_actions(plan).filter(|a| leaves(a)) {
         match a {
             Action::DeleteOnServer { uids } | Action::MoveToTrash { uids, .. } => {
                 out.extend(uids.iter().filter_map(|u| base.pairs.get(&u)));
@@ -111,16 +111,19 @@ pub fn leaving<'b>(plan: &Plan, base: &'b Base) -> Vec<&'b Pair> {
 
 /// Whether anything leaves the folder (see [`leaving`]).
 pub fn leaves_folder(plan: &Plan) -> bool {
-    all_actions(plan).any(|a| {
-        matches!(
-            a,
-            Action::DeleteLocal { .. }
-                | Action::DeleteOnServer { .. }
-                | Action::MoveToTrash { .. }
-                | Action::Unpair { .. }
-                | Action::Forget { .. }
-        )
-    })
+    all_actions(plan).any(leaves)
+}
+
+/// An action that takes a message out of its folder on one side or both.
+fn leaves(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::DeleteLocal { .. }
+            | Action::DeleteOnServer { .. }
+            | Action::MoveToTrash { .. }
+            | Action::Unpair { .. }
+            | Action::Forget { .. }
+    )
 }
 
 fn all_actions(plan: &Plan) -> impl Iterator<Item = &Action> {
