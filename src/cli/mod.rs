@@ -72,6 +72,11 @@ pub enum Command {
         /// fetched again (its sync state is forgotten; nothing is deleted anywhere)
         #[arg(long, requires = "folder", conflicts_with = "confirm_delete")]
         restore: bool,
+        /// With --folder: lift the folder's halt and sync it; after a UIDVALIDITY change,
+        /// keep the pairs confirmed by Message-ID and size however few they are (the
+        /// others stay in the Maildir as they are; nothing is deleted)
+        #[arg(long, requires = "folder")]
+        confirm_repair: bool,
     },
     /// Run in the foreground, syncing on push events and timers
     Daemon,
@@ -345,12 +350,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             dry_run,
             confirm_delete,
             restore,
+            confirm_repair,
         } => {
             let opts = engine::SyncOptions {
                 folder,
                 dry_run,
                 confirm_delete,
                 restore,
+                confirm_repair,
                 progress: None,
             };
             let selected = select_accounts(&config, &accounts)?;

@@ -92,8 +92,17 @@ impl Ctx<'_> {
             folder = self.store.ensure_folder(name, &local_path).await?;
         }
         if let Some(reason) = &folder.halt_reason {
-            report.halts.push(format!("{name}: halted: {reason}"));
-            return Ok(None);
+            if !(self.named(name) && self.opts.confirm_repair) {
+                report.halts.push(format!("{name}: halted: {reason}"));
+                return Ok(None);
+            }
+            // The user looked and lifts the halt: this pass plans the folder again, and a
+            // re-pairing it still refuses halts it again with its reason.
+            if !self.opts.dry_run {
+                tracing::info!(folder = %name, "halt lifted by --confirm-repair (was: {reason})");
+                self.store.set_halt(folder.id, None).await?;
+            }
+            folder.halt_reason = None;
         }
         let mut selected = None;
         if !self.opts.dry_run {

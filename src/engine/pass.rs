@@ -151,6 +151,7 @@ pub(super) async fn pass(
         trash: settings.trash.clone(),
         max_delete_share: settings.max_delete_share,
         allow_mass_delete: opts.confirm_delete,
+        accept_repair: opts.confirm_repair,
     };
     let wanted: Vec<&(FolderName, String)> = server
         .iter()

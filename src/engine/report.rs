@@ -24,6 +24,9 @@ pub struct SyncOptions {
     pub confirm_delete: bool,
     /// With `folder`: a missing Maildir folder is made again and its mail fetched again.
     pub restore: bool,
+    /// With `folder`: lift the folder's halt; after a UIDVALIDITY change, accept the
+    /// re-pairing of the messages confirmed by Message-ID and size (rule 13).
+    pub confirm_repair: bool,
     /// Told after every batch a folder fetches or message it appends.
     pub progress: Option<Progress>,
 }

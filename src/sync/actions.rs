@@ -230,10 +230,13 @@ pub enum Halt {
         confirm_command: String,
     },
     /// The UIDVALIDITY changed and the pairs could not be safely re-keyed (rule 13).
+    /// `confirm_command` accepts the re-pairing when a human may (too few pairs
+    /// confirmed, no contradiction).
     UidValidity {
         old: UidValidity,
         new: UidValidity,
         reason: String,
+        confirm_command: Option<String>,
     },
 }
 

@@ -205,10 +205,25 @@ impl fmt::Display for Halt {
                 "the {side} folder shows no messages while {pairs} are paired (unmounted or \
                  emptied?); deletions held. To confirm: {confirm_command}"
             ),
-            Halt::UidValidity { old, new, reason } => write!(
-                f,
-                "UIDVALIDITY changed {old} -> {new} and the folder was not re-paired: {reason}"
-            ),
+            Halt::UidValidity {
+                old,
+                new,
+                reason,
+                confirm_command,
+            } => {
+                write!(
+                    f,
+                    "UIDVALIDITY changed {old} -> {new} and the folder was not re-paired: {reason}"
+                )?;
+                match confirm_command {
+                    Some(command) => write!(
+                        f,
+                        ". To accept the pairs that were confirmed (the others are kept \
+                         locally as they are; nothing is deleted): {command}"
+                    ),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }

@@ -70,9 +70,14 @@ pub fn plan(
 ) -> Plan {
     let mut out = Plan::new(base.folder.clone());
     let repaired;
-    let base = match repair_uids(remote, base) {
+    let base = match repair_uids(remote, base, policy.accept_repair) {
         RepairOutcome::NotNeeded => base,
-        RepairOutcome::Halt { old, new, reason } => {
+        RepairOutcome::Halt {
+            old,
+            new,
+            reason,
+            acceptable,
+        } => {
             out.conflicts.push(Conflict {
                 at: now,
                 uid: None,
@@ -80,7 +85,13 @@ pub fn plan(
                 kind: ConflictKind::UidValidityChanged { old, new },
                 resolution: Resolution::Halted,
             });
-            out.halt = Some(Halt::UidValidity { old, new, reason });
+            out.halt = Some(Halt::UidValidity {
+                old,
+                new,
+                reason,
+                confirm_command: acceptable
+                    .then(|| confirm_command(policy, base, "--confirm-repair")),
+            });
             return out;
         }
         RepairOutcome::Repaired { repair, base } => {
@@ -814,7 +825,7 @@ pub fn guard_deletions(
     let on_local = deletions.len() - deletions.iter().filter(|a| a.touches_server()).count();
 
     let total = base.pairs.len();
-    let confirm_command = confirm_command(policy, base);
+    let confirm_command = confirm_command(policy, base, "--confirm-delete");
     let too_many = |count: usize| {
         count >= MASS_DELETE_FLOOR && count as f64 > policy.max_delete_share * total as f64
     };
@@ -875,9 +886,9 @@ const NO_SERVER_EXPUNGE: &str = "expunge policy keeps server copies";
 const NO_LOCAL_EXPUNGE: &str = "expunge policy keeps local copies";
 
 /// The command that re-runs this folder's pass with its deletions confirmed.
-fn confirm_command(policy: &Policy, base: &Base) -> String {
+fn confirm_command(policy: &Policy, base: &Base, flag: &str) -> String {
     format!(
-        "syncmail sync {} --folder {} --confirm-delete",
+        "syncmail sync {} --folder {} {flag}",
         shell_word(&policy.account.0),
         shell_word(&base.folder.0)
     )

@@ -94,6 +94,9 @@ pub struct Policy {
     /// The user confirmed this pass's deletions (`--confirm-delete`): the mass-delete and
     /// emptied-folder guards stand aside.
     pub allow_mass_delete: bool,
+    /// The user accepted a re-pairing after a UIDVALIDITY change (`--confirm-repair`):
+    /// confirmed pairs are re-keyed however few they are; contradictions still halt.
+    pub accept_repair: bool,
 }
 
 impl Policy {
@@ -108,6 +111,7 @@ impl Policy {
             trash: None,
             max_delete_share: DEFAULT_MAX_DELETE_SHARE,
             allow_mass_delete: false,
+            accept_repair: false,
         }
     }
 }

@@ -19,28 +19,43 @@ pub enum RepairOutcome {
     NotNeeded,
     /// Re-paired: plan against `base`, and commit `repair` before anything else.
     Repaired { repair: Repair, base: Base },
-    /// Not safe to re-pair: the folder halts.
+    /// Not safe to re-pair: the folder halts. `acceptable` when a user who knows the
+    /// folder may accept the re-pairing anyway (too few confirmations, never a
+    /// contradiction).
     Halt {
         old: UidValidity,
         new: UidValidity,
         reason: String,
+        acceptable: bool,
     },
 }
 
 /// Re-pair `base` to the server's new UIDs, accepting only an unambiguous, contradiction
-/// free mapping that confirms at least one pair and nearly all of them.
-pub fn repair_uids(remote: &RemoteSnapshot, base: &Base) -> RepairOutcome {
+/// free mapping that confirms at least one pair and nearly all of them; with `accept`
+/// (the user confirmed), any contradiction free mapping.
+pub fn repair_uids(remote: &RemoteSnapshot, base: &Base, accept: bool) -> RepairOutcome {
     let new = remote.uid_validity;
     let old = match base.uid_validity {
         Some(old) if old != new => old,
         _ => return RepairOutcome::NotNeeded,
     };
-    let halt = |reason: String| RepairOutcome::Halt { old, new, reason };
+    let halt = |reason: String| RepairOutcome::Halt {
+        old,
+        new,
+        reason,
+        acceptable: false,
+    };
+    let too_few = |reason: String| RepairOutcome::Halt {
+        old,
+        new,
+        reason,
+        acceptable: true,
+    };
     let RemoteListing::Complete(all) = &remote.listing else {
         return halt("only an incremental listing was taken; re-pairing needs a full one".into());
     };
-    if all.is_empty() && !base.pairs.is_empty() {
-        return halt(format!(
+    if all.is_empty() && !base.pairs.is_empty() && !accept {
+        return too_few(format!(
             "the server folder is now empty while {} messages were paired; nothing is \
              deleted locally until the server shows them again",
             base.pairs.len()
@@ -93,13 +108,13 @@ pub fn repair_uids(remote: &RemoteSnapshot, base: &Base) -> RepairOutcome {
         ));
     }
     let total = base.pairs.len();
-    if total > 0 && map.is_empty() {
-        return halt(format!(
+    if total > 0 && map.is_empty() && !accept {
+        return too_few(format!(
             "none of the {total} paired messages could be confirmed by Message-ID and size"
         ));
     }
-    if unmatched.len() as f64 > REPAIR_MAX_UNMATCHED_SHARE * total as f64 {
-        return halt(format!(
+    if unmatched.len() as f64 > REPAIR_MAX_UNMATCHED_SHARE * total as f64 && !accept {
+        return too_few(format!(
             "only {} of {total} paired messages confirmed by Message-ID and size",
             map.len()
         ));

@@ -790,12 +790,105 @@ fn rule_13_uidvalidity_change_with_emptied_folder_halts() {
     w.uid_validity = UidValidity(9);
     let p = w.plan(&policy());
     assert!(p.actions.is_empty());
-    let Some(Halt::UidValidity { old, new, reason }) = &p.halt else {
+    let Some(Halt::UidValidity {
+        old,
+        new,
+        reason,
+        confirm_command,
+    }) = &p.halt
+    else {
         panic!("{p}")
     };
     assert_eq!((*old, *new), (UidValidity(1), UidValidity(9)));
     assert!(reason.contains("empty"), "{reason}");
+    assert_eq!(
+        confirm_command.as_deref(),
+        Some("syncmail sync test --folder INBOX --confirm-repair")
+    );
     assert_eq!(p.conflicts[0].resolution, Resolution::Halted);
+}
+
+fn key_of_local_only(w: &World) -> MaildirKey {
+    w.base
+        .local_only
+        .iter()
+        .next()
+        .cloned()
+        .expect("a local-only key")
+}
+
+fn accepting() -> super::Policy {
+    let mut p = policy();
+    p.accept_repair = true;
+    p
+}
+
+#[test]
+fn rule_13_a_confirmed_repair_keeps_the_confirmed_pairs_however_few() {
+    // A message the client moved out of the folder while the server renumbered it: one of
+    // three pairs is unconfirmed, which halts; the user's confirmation re-pairs the other
+    // two and deletes nothing.
+    let mut w = World::synced(&[fl("S"), fl("S"), fl("")], false);
+    let gone = key(&w, 3);
+    w.server.remove(&Uid(3));
+    w.local.remove(&gone);
+    renumber(&mut w);
+    let halted = w.plan(&policy());
+    let Some(Halt::UidValidity {
+        confirm_command: Some(command),
+        ..
+    }) = &halted.halt
+    else {
+        panic!("{halted}")
+    };
+    assert!(halted.to_string().contains(command.as_str()), "{halted}");
+    let p = pass_and_settle(&mut w, &accepting());
+    assert!(p.halt.is_none(), "{p}");
+    assert!(deletions(&p).is_empty(), "{p}");
+    assert_eq!(w.base.pairs.len(), 2);
+    assert_eq!(w.local.len(), 2);
+    assert_eq!(w.server.len(), 2);
+}
+
+#[test]
+fn rule_13_a_confirmed_repair_deletes_on_the_server_what_left_the_maildir() {
+    // The client moved one message out of the folder while its UIDVALIDITY changed: once
+    // the re-pairing is accepted, its pair is confirmed on the server and the local
+    // deletion reaches the server like any other.
+    // The other client moved another one out on the server: unconfirmed, it stays in the
+    // Maildir as it is.
+    let mut w = World::synced(&[fl("S"), fl("S"), fl("")], false);
+    w.server.remove(&Uid(2));
+    let moved = key(&w, 3);
+    w.local.remove(&moved);
+    renumber(&mut w);
+    assert!(w.plan(&policy()).halt.is_some());
+    let p = pass_and_settle(&mut w, &accepting());
+    assert!(p.halt.is_none(), "{p}");
+    assert_eq!(w.server.len(), 1, "{p}");
+    assert_eq!(w.local.len(), 2);
+    assert!(w.local.contains_key(&key_of_local_only(&w)));
+}
+
+#[test]
+fn rule_13_a_contradiction_halts_even_when_the_user_confirms() {
+    let mut w = World::synced(&[fl("S"), fl("S")], false);
+    renumber(&mut w);
+    let dup = w.server.values().next().unwrap().clone();
+    let uid = w.next_uid();
+    w.server.insert(uid, dup);
+    let p = w.plan(&accepting());
+    assert!(
+        matches!(
+            &p.halt,
+            Some(Halt::UidValidity {
+                confirm_command: None,
+                ..
+            })
+        ),
+        "{p}"
+    );
+    assert!(p.actions.is_empty());
 }
 
 #[test]

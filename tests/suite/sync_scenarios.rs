@@ -262,6 +262,80 @@ fn rule_13_uidvalidity_change_with_emptied_folder_halts() {
 }
 
 #[test]
+fn rule_13_a_halted_folder_resumes_with_the_command_it_prints() {
+    // Three messages; while the server renumbers the folder, the mail client deletes one
+    // and another client expunges another: only one of three pairs is confirmed, so the
+    // folder halts, printing the command that accepts the re-pairing. That command keeps
+    // the confirmed pairs, carries the client's deletion to the server, keeps the
+    // unconfirmed message in the Maildir, and the folder syncs normally afterwards.
+    let env = Env::new("");
+    for id in ["a", "b", "c"] {
+        env.seed("INBOX", id);
+    }
+    env.sync_ok();
+    let inbox = env.inbox();
+    let (b, c) = (env.key_of("INBOX", "b"), env.key_of("INBOX", "c"));
+    md::delete(&inbox, &c);
+    env.dovecot.expunge("alice", "INBOX", 2);
+    env.dovecot.doveadm(
+        &[
+            "mailbox",
+            "update",
+            "-u",
+            "alice",
+            "--uid-validity",
+            "777",
+            "INBOX",
+        ],
+        None,
+    );
+    let out = env.sync(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let command = err
+        .split("nothing is deleted): ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("the halt names no command: {err}"))
+        .to_owned();
+    assert_eq!(command, "syncmail sync t --folder INBOX --confirm-repair");
+    // Still halted on the next plain pass.
+    assert!(stderr(&env.sync(&[])).contains("halted"));
+    let args: Vec<&str> = command.split(' ').skip(3).collect();
+    let out = env.sync(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let server: Vec<String> = env
+        .dovecot
+        .state("alice", "INBOX")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        server,
+        ["<a@test>"],
+        "c deleted on the server, b already gone"
+    );
+    let local = md::messages(&inbox);
+    assert_eq!(local.len(), 2, "a, and b kept as it was: {local:?}");
+    assert!(local.contains_key(&b));
+    let log = env.log(&[]);
+    for said in [
+        "folder halted",
+        "re-paired 2, 1 kept local-only",
+        "deleted (propagated)",
+    ] {
+        assert!(log.contains(said), "{said:?} not in the log:\n{log}");
+    }
+    env.assert_quiet();
+}
+
+#[test]
 fn rule_07_mass_deletion_is_refused_until_confirmed() {
     let env = Env::new("");
     for i in 0..20 {
