@@ -4,6 +4,10 @@
 //! process reaches, whatever its name (so a test can crash a pass at every step in turn).
 //! Without the variable it is one cached comparison.
 //!
+//! Pause points, the same facility for races: `pause("name")` sleeps for N ms when
+//! `SYNCMAIL_PAUSE` is `name=N`, so a test can change the Maildir or the server at an
+//! exact step of a pass (`observed FOLDER`: after a folder was observed and planned).
+//!
 //! Points inside the library: `deliver-mid-link` (in
 //! [`crate::maildir::DeliveryBatch::commit_durable`], after the first file got its
 //! visible name, before the directories are synced), and the engine's and the POP3
@@ -38,5 +42,34 @@ pub fn point(name: &str) {
     if hit {
         eprintln!("syncmail: fault point {name:?} (#{nth}) reached; aborting");
         std::process::abort();
+    }
+}
+
+/// The environment variable naming the pause point and its length: `name=millis`.
+pub const PAUSE_ENV: &str = "SYNCMAIL_PAUSE";
+
+fn pause_armed() -> Option<&'static (String, u64)> {
+    static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    ARMED
+        .get_or_init(|| {
+            let value = std::env::var(PAUSE_ENV).ok()?;
+            let (name, ms) = value.rsplit_once('=')?;
+            Some((name.to_owned(), ms.parse().ok()?))
+        })
+        .as_ref()
+}
+
+/// Whether any pause point is armed (so callers build a point's name only then).
+pub fn pausing() -> bool {
+    pause_armed().is_some()
+}
+
+/// Sleep here (blocking the thread) if this pause point is armed.
+pub fn pause(name: &str) {
+    if let Some((armed, ms)) = pause_armed()
+        && armed == name
+    {
+        eprintln!("syncmail: pause point {name:?}: {ms} ms");
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
     }
 }

@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use crate::config::{Account, AccountKind, ImapSettings};
 use crate::imap::{self, ImapSession};
 use crate::maildir::{self, FolderMap, utf7};
-use crate::model::FolderName;
-use crate::store::Store;
+use crate::model::{FolderName, MaildirKey};
+use crate::store::{self, Store};
 use crate::sync::{self, Policy};
 
 use super::account::logout_all;
@@ -188,25 +188,30 @@ pub(super) async fn pass(
     logout_all(surplus).await;
     let before = report.clone();
     let result = match pass_folders(
-        settings, store, session, &mut more, &wanted, &map, &policy, opts, scope, report,
+        settings, store, session, &mut more, &wanted, &map, &policy, opts, scope, true, report,
     )
     .await
     {
         Ok(Covered::NeedsEveryFolder) => {
-            // A message left one of the scoped folders: where it went, only a pass over
-            // every folder can see (a move, not a deletion and a download).
-            tracing::debug!(account = %account.name, "a message left a folder; this pass covers every folder");
+            // A message left one of the scoped folders, or a file arrived that another
+            // folder still pairs: where it went or came from, only a fresh look at every
+            // folder can see (a move, not a deletion and a download or an upload).
+            tracing::debug!(account = %account.name, "a message moves between folders; this pass observes every folder");
             *report = before;
             let every: Vec<&(FolderName, String)> = server
                 .iter()
-                .filter(|(name, _)| settings.selects(&map, &name.0))
+                .filter(|(name, _)| {
+                    settings.selects(&map, &name.0)
+                        && opts.folder.as_deref().is_none_or(|f| f == name.0)
+                })
                 .collect();
             let wide = PassScope {
                 folders: None,
                 stop: scope.stop.clone(),
             };
             pass_folders(
-                settings, store, session, &mut more, &every, &map, &policy, opts, &wide, report,
+                settings, store, session, &mut more, &every, &map, &policy, opts, &wide, false,
+                report,
             )
             .await
             .map(|_| ())
@@ -317,6 +322,7 @@ async fn pass_folders(
     policy: &Policy,
     opts: &SyncOptions,
     scope: &PassScope,
+    again: bool,
     report: &mut AccountReport,
 ) -> Result<Covered, EngineError> {
     let mut sessions: Vec<&mut ImapSession> =
@@ -360,6 +366,9 @@ async fn pass_folders(
                     }
                     let halts_before = part.halts.len();
                     let result = ctx.prepare(session, name, wire, &mut part).await;
+                    if crate::fault::pausing() {
+                        crate::fault::pause(&format!("observed {name}"));
+                    }
                     // Nothing left to apply: the folder's outcome is known now.
                     if let Ok(None) = result {
                         let halt = part.halts.get(halts_before).cloned();
@@ -404,6 +413,22 @@ async fn pass_folders(
     let mut prepared: Vec<Prepared> = prepared.into_iter().map(|(_, p)| p).collect();
     if scope.folders.is_some() && prepared.iter().any(|p| sync::leaves_folder(&p.plan)) {
         return Ok(Covered::NeedsEveryFolder);
+    }
+    // A file that arrived here while another folder still pairs its key was renamed
+    // across folders after that folder was observed (or outside this pass's scope):
+    // uploading it would leave the server copy behind. Observe every folder again.
+    if again {
+        let arrivals: Vec<(store::FolderId, MaildirKey)> = prepared
+            .iter()
+            .flat_map(|p| {
+                sync::arrivals(&p.plan)
+                    .into_iter()
+                    .map(|k| (p.folder.id, k.clone()))
+            })
+            .collect();
+        if !arrivals.is_empty() && store.paired_elsewhere(arrivals).await? {
+            return Ok(Covered::NeedsEveryFolder);
+        }
     }
     if !opts.dry_run {
         identify_arrivals(sessions[0], &mut prepared).await?;

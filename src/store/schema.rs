@@ -130,6 +130,11 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE conflict_log ADD COLUMN message_id TEXT;
     "#,
+    // Version 5: pairs by Maildir key, so a file that arrives in one folder is found
+    // cheaply when another folder pairs it (a rename across folders in flight).
+    r#"
+    CREATE INDEX pairs_by_key ON pairs (local_key);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::Connection;
 
-use crate::model::FolderName;
+use crate::model::{FolderName, MaildirKey};
 use crate::store::{
     ChangeRecord, Commit, ConflictRecord, DeleState, FolderId, FolderState, Intent, IntentId,
     IntentSpec, Pair, StoreError, UidlRecord, ops, schema,
@@ -171,6 +171,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.call(move |c| ops::set_halt(c, folder, reason.as_deref()))
             .await
+    }
+
+    /// Whether any of `keys` is paired in a folder other than the one it arrived in.
+    pub async fn paired_elsewhere(
+        &self,
+        keys: Vec<(FolderId, MaildirKey)>,
+    ) -> Result<bool, StoreError> {
+        self.call(move |c| ops::paired_elsewhere(c, &keys)).await
     }
 
     /// All pairs of a folder (the base), by UID.

@@ -130,29 +130,35 @@ fn all_actions(plan: &Plan) -> impl Iterator<Item = &Action> {
     plan.actions.iter().chain(&plan.held)
 }
 
-/// Keys appended by each folder's plan (not re-appends of a kept conflict copy, which
-/// always follow an `Unpair` of the same key).
+/// Keys appended by each folder's plan (see [`arrivals`]).
 fn appended(passes: &[FolderPass<'_>]) -> BTreeMap<MaildirKey, Vec<usize>> {
     let mut out: BTreeMap<MaildirKey, Vec<usize>> = BTreeMap::new();
     for (i, p) in passes.iter().enumerate() {
-        let unpaired: BTreeSet<&MaildirKey> = p
-            .plan
-            .actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Unpair { key, .. } => Some(key),
-                _ => None,
-            })
-            .collect();
-        for a in &p.plan.actions {
-            if let Action::Append { key, .. } = a
-                && !unpaired.contains(key)
-            {
-                out.entry(key.clone()).or_default().push(i);
-            }
+        for key in arrivals(&p.plan) {
+            out.entry(key.clone()).or_default().push(i);
         }
     }
     out
+}
+
+/// The local files a plan uploads as new messages: its `Append`s, except re-appends of
+/// a kept conflict copy, which always follow an `Unpair` of the same key.
+pub fn arrivals(plan: &Plan) -> Vec<&MaildirKey> {
+    let unpaired: BTreeSet<&MaildirKey> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Unpair { key, .. } => Some(key),
+            _ => None,
+        })
+        .collect();
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Append { key, .. } if !unpaired.contains(key) => Some(key),
+            _ => None,
+        })
+        .collect()
 }
 
 /// New server messages each folder's plan downloads, by Message-ID and size.

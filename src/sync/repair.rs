@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::model::{MaildirKey, Uid, UidValidity};
 
 use super::actions::Repair;
-use super::snapshot::{Base, MessageId, RemoteListing, RemoteSnapshot};
+use super::snapshot::{Base, LocalSnapshot, MessageId, RemoteListing, RemoteSnapshot};
 
 /// The largest share of pairs that may go unconfirmed (no Message-ID, or no longer on
 /// the server) for a re-pairing to be accepted. Those become local-only, never deleted.
@@ -33,7 +33,17 @@ pub enum RepairOutcome {
 /// Re-pair `base` to the server's new UIDs, accepting only an unambiguous, contradiction
 /// free mapping that confirms at least one pair and nearly all of them; with `accept`
 /// (the user confirmed), any contradiction free mapping.
-pub fn repair_uids(remote: &RemoteSnapshot, base: &Base, accept: bool) -> RepairOutcome {
+///
+/// A pair whose message is gone from both sides (no file in a stable scan, no server
+/// message with its Message-ID) is no evidence either way: a message deleted or moved
+/// out on both sides while the folder was renumbered. It is left out of the counts, and
+/// forgotten like any other unconfirmed pair.
+pub fn repair_uids(
+    remote: &RemoteSnapshot,
+    local: &LocalSnapshot,
+    base: &Base,
+    accept: bool,
+) -> RepairOutcome {
     let new = remote.uid_validity;
     let old = match base.uid_validity {
         Some(old) if old != new => old,
@@ -54,7 +64,7 @@ pub fn repair_uids(remote: &RemoteSnapshot, base: &Base, accept: bool) -> Repair
     let RemoteListing::Complete(all) = &remote.listing else {
         return halt("only an incremental listing was taken; re-pairing needs a full one".into());
     };
-    if all.is_empty() && !base.pairs.is_empty() && !accept {
+    if all.is_empty() && !base.pairs.is_empty() && !accept && !gone_everywhere(local, base) {
         return too_few(format!(
             "the server folder is now empty while {} messages were paired; nothing is \
              deleted locally until the server shows them again",
@@ -75,7 +85,19 @@ pub fn repair_uids(remote: &RemoteSnapshot, base: &Base, accept: bool) -> Repair
     let mut claimed: BTreeSet<Uid> = BTreeSet::new();
     let mut unmatched: BTreeSet<MaildirKey> = BTreeSet::new();
     let mut contradictions: Vec<String> = Vec::new();
+    let mut gone = 0usize;
     for pair in base.pairs.values() {
+        let gone_locally = local.stable && !local.messages.contains_key(&pair.key);
+        if gone_locally
+            && pair
+                .message_id
+                .as_ref()
+                .is_none_or(|id| !sizes.contains_key(id))
+        {
+            gone += 1;
+            unmatched.insert(pair.key.clone());
+            continue;
+        }
         let Some(id) = &pair.message_id else {
             unmatched.insert(pair.key.clone());
             continue;
@@ -107,13 +129,14 @@ pub fn repair_uids(remote: &RemoteSnapshot, base: &Base, accept: bool) -> Repair
             contradictions.len()
         ));
     }
-    let total = base.pairs.len();
+    let total = base.pairs.len() - gone;
+    let unconfirmed = unmatched.len() - gone;
     if total > 0 && map.is_empty() && !accept {
         return too_few(format!(
             "none of the {total} paired messages could be confirmed by Message-ID and size"
         ));
     }
-    if unmatched.len() as f64 > REPAIR_MAX_UNMATCHED_SHARE * total as f64 && !accept {
+    if unconfirmed as f64 > REPAIR_MAX_UNMATCHED_SHARE * total as f64 && !accept {
         return too_few(format!(
             "only {} of {total} paired messages confirmed by Message-ID and size",
             map.len()
@@ -128,6 +151,15 @@ pub fn repair_uids(remote: &RemoteSnapshot, base: &Base, accept: bool) -> Repair
     };
     let base = apply_repair(base, &repair);
     RepairOutcome::Repaired { repair, base }
+}
+
+/// Whether no paired message is left in the Maildir either (a stable scan).
+fn gone_everywhere(local: &LocalSnapshot, base: &Base) -> bool {
+    local.stable
+        && base
+            .pairs
+            .values()
+            .all(|p| !local.messages.contains_key(&p.key))
 }
 
 /// The base after `repair` is committed (what [`super::Action::RepairUids`] means).

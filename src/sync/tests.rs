@@ -825,13 +825,12 @@ fn accepting() -> super::Policy {
 
 #[test]
 fn rule_13_a_confirmed_repair_keeps_the_confirmed_pairs_however_few() {
-    // A message the client moved out of the folder while the server renumbered it: one of
-    // three pairs is unconfirmed, which halts; the user's confirmation re-pairs the other
-    // two and deletes nothing.
+    // Another client expunged one message while the server renumbered the folder: one of
+    // three pairs is unconfirmed (its file is still here), which halts; the user's
+    // confirmation re-pairs the other two and keeps that file, deleting nothing.
     let mut w = World::synced(&[fl("S"), fl("S"), fl("")], false);
-    let gone = key(&w, 3);
+    let kept = key(&w, 3);
     w.server.remove(&Uid(3));
-    w.local.remove(&gone);
     renumber(&mut w);
     let halted = w.plan(&policy());
     let Some(Halt::UidValidity {
@@ -846,8 +845,35 @@ fn rule_13_a_confirmed_repair_keeps_the_confirmed_pairs_however_few() {
     assert!(p.halt.is_none(), "{p}");
     assert!(deletions(&p).is_empty(), "{p}");
     assert_eq!(w.base.pairs.len(), 2);
-    assert_eq!(w.local.len(), 2);
+    assert!(w.base.local_only.contains(&kept));
+    assert_eq!(w.local.len(), 3);
     assert_eq!(w.server.len(), 2);
+}
+
+#[test]
+fn rule_13_a_message_gone_from_both_sides_is_no_evidence_against_the_repairing() {
+    // The message was moved out (or deleted) on both sides while the server renumbered
+    // the folder: nothing to pair, nothing to doubt. The others re-pair without a halt.
+    let mut w = World::synced(&[fl("S"), fl("S"), fl("")], false);
+    let gone = key(&w, 3);
+    w.server.remove(&Uid(3));
+    w.local.remove(&gone);
+    renumber(&mut w);
+    let p = pass_and_settle(&mut w, &policy());
+    assert!(p.halt.is_none(), "{p}");
+    assert!(deletions(&p).is_empty(), "{p}");
+    assert_eq!(w.base.pairs.len(), 2);
+    assert_eq!((w.local.len(), w.server.len()), (2, 2));
+    // A file merely unseen (an unstable scan) is not "gone": that still halts.
+    let mut w = World::synced(&[fl("S"), fl("S"), fl("")], false);
+    let gone = key(&w, 3);
+    w.server.remove(&Uid(3));
+    w.local.remove(&gone);
+    renumber(&mut w);
+    let mut local = w.local_snapshot();
+    local.stable = false;
+    let p = super::plan(&w.remote(), &local, &w.base, &policy(), super::Timestamp(0));
+    assert!(matches!(p.halt, Some(Halt::UidValidity { .. })), "{p}");
 }
 
 #[test]
