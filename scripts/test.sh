@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, and the integration tests, which
 # start private Dovecot instances on loopback, and the server matrix (Cyrus, Courier, GNU
-# imap4d) unpacked from Debian's packages; then the Debian package is built, installed,
-# checked and removed (scripts/check-deb.sh). Installs or fetches what is missing first.
+# imap4d) unpacked from Debian's packages; then a 3-minute soak (the daemon under a
+# scripted mail client, a second device and faults); then the Debian package is built,
+# installed, checked and removed (scripts/check-deb.sh). Installs or fetches what is
+# missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-deps.sh
@@ -19,6 +21,11 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+echo "== the soak: 3 minutes, seed 20261205 (scripts/soak.sh runs longer ones)"
+soak_started=$(date +%s)
+SOAK_SECS=180 SOAK_SEED=20261205 cargo test --locked --test suite -- soak::soak --ignored \
+    --nocapture --test-threads=1 2>&1 | tee -a "$log" || status=1
+echo "   soak step: $(($(date +%s) - soak_started))s"
 echo "== the Debian package: build, dpkg -i, check, dpkg -r"
 deb_started=$(date +%s)
 bash scripts/check-deb.sh || status=1
