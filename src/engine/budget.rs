@@ -2,7 +2,8 @@
 //! at once, counted across every process that uses the state directory (the daemon's
 //! push connection, its passes, a one-shot `syncmail sync`). Servers count a user's
 //! connections, not a syncmail account's, so the slots are the server user's: two
-//! accounts (or two configs sharing a state directory) for one mailbox share them.
+//! accounts (or two configs sharing a state directory) for one mailbox share them. A
+//! server is its host and port: two servers on one host (tunnels, bridges) count apart.
 //! Each connection holds one slot, a lock on one of N files in the state directory; a
 //! server that answers "too many connections" lowers N for the rest of the run. Push
 //! never takes the last slot: passes always have one.
@@ -22,7 +23,7 @@ pub struct Budget(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
-    /// `<state_dir>/slots-<digest of user@host>.<i>`; `None` counts in this process
+    /// `<state_dir>/slots-<digest of user@host:port>.<i>`; `None` counts in this process
     /// only.
     prefix: Option<PathBuf>,
     limit: AtomicUsize,
@@ -44,14 +45,15 @@ impl Drop for Slot {
 }
 
 impl Budget {
-    /// The budget of `user` on `host`, `limit` connections at most.
+    /// The budget of `user` on the server at `host` and `port`, `limit` connections at
+    /// most.
     pub fn new(
         state_dir: Option<&std::path::Path>,
         user: &str,
-        host: &str,
+        (host, port): (&str, u16),
         limit: usize,
     ) -> Budget {
-        let who = format!("{user}@{}", host.to_ascii_lowercase());
+        let who = format!("{user}@{}:{port}", host.to_ascii_lowercase());
         let digest = ring::digest::digest(&ring::digest::SHA256, who.as_bytes());
         let name = format!("slots-{}.", &hex::encode(digest)[..16]);
         Budget(Arc::new(Inner {
@@ -180,9 +182,11 @@ mod tests {
     #[test]
     fn slots_are_counted_across_budgets_on_one_state_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let daemon = Budget::new(Some(dir.path()), "me", "imap.example.com", 3);
-        let oneshot = Budget::new(Some(dir.path()), "me", "IMAP.example.com", 3);
-        let other = Budget::new(Some(dir.path()), "you", "imap.example.com", 1);
+        let daemon = Budget::new(Some(dir.path()), "me", ("imap.example.com", 993), 3);
+        let oneshot = Budget::new(Some(dir.path()), "me", ("IMAP.example.com", 993), 3);
+        let other = Budget::new(Some(dir.path()), "you", ("imap.example.com", 993), 1);
+        let tunnel = Budget::new(Some(dir.path()), "me", ("imap.example.com", 1993), 1);
+        let _tunnelled = tunnel.take().unwrap();
         let _theirs = other.take().unwrap();
         assert!(other.take().is_none());
         let a = daemon.take().unwrap();
@@ -198,7 +202,7 @@ mod tests {
 
     #[test]
     fn a_refusal_lowers_the_limit_but_never_below_one() {
-        let budget = Budget::new(None, "me", "imap.example.com", 3);
+        let budget = Budget::new(None, "me", ("imap.example.com", 993), 3);
         let a = budget.take().unwrap();
         let _b = budget.take().unwrap();
         assert_eq!(budget.lower(2), 2);
@@ -212,8 +216,8 @@ mod tests {
     #[test]
     fn a_lowered_limit_holds_for_every_process_on_the_state_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let daemon = Budget::new(Some(dir.path()), "me", "imap.example.com", 3);
-        let oneshot = Budget::new(Some(dir.path()), "me", "imap.example.com", 3);
+        let daemon = Budget::new(Some(dir.path()), "me", ("imap.example.com", 993), 3);
+        let oneshot = Budget::new(Some(dir.path()), "me", ("imap.example.com", 993), 3);
         assert_eq!(daemon.lower(2), 2);
         assert_eq!(oneshot.limit(), 2);
         let _a = daemon.take().unwrap();
@@ -223,7 +227,7 @@ mod tests {
 
     #[test]
     fn push_never_takes_the_last_slot() {
-        let budget = Budget::new(None, "me", "imap.example.com", 2);
+        let budget = Budget::new(None, "me", ("imap.example.com", 993), 2);
         let push = budget.take_for_push().unwrap();
         assert!(budget.take_for_push().is_none());
         let pass = budget.take().unwrap();

@@ -76,7 +76,12 @@ impl AccountLink {
             AccountKind::Imap(s) => s.max_connections,
             AccountKind::Pop3(_) => 1,
         };
-        let budget = Budget::new(state_dir, &account.server.user, &account.server.host, limit);
+        let budget = Budget::new(
+            state_dir,
+            &account.server.user,
+            (&account.server.host, account.server.port),
+            limit,
+        );
         AccountLink {
             account,
             budget,
