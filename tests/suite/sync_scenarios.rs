@@ -264,8 +264,9 @@ fn rule_13_uidvalidity_change_with_emptied_folder_halts() {
 #[test]
 fn rule_13_a_halted_folder_resumes_with_the_command_it_prints() {
     // Three messages; while the server renumbers the folder, the mail client deletes one
-    // and another client expunges another: only one of three pairs is confirmed, so the
-    // folder halts, printing the command that accepts the re-pairing. That command keeps
+    // and another client expunges another: one of three pairs cannot be confirmed (its
+    // file is here, its server message gone), so the folder halts, printing the command
+    // that accepts the re-pairing. That command keeps
     // the confirmed pairs, carries the client's deletion to the server, keeps the
     // unconfirmed message in the Maildir, and the folder syncs normally afterwards.
     let env = Env::new("");
