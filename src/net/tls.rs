@@ -94,7 +94,30 @@ pub async fn handshake(server: &Server, tcp: TcpStream) -> Result<TlsStream<TcpS
     TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .map_err(|e| NetError::Tls(format!("{}:{}: {}", server.host, server.port, explain(&e))))
+        .map_err(|e| {
+            let at = format!("{}:{}", server.host, server.port);
+            if dropped(&e) {
+                // A server restarting, a proxy or a flaky link: worth another try.
+                NetError::Connect(format!(
+                    "{at}: the connection dropped during the TLS handshake: {e}"
+                ))
+            } else {
+                NetError::Tls(format!("{at}: {}", explain(&e)))
+            }
+        })
+}
+
+/// A handshake that failed because the link went away, not because TLS refused: no
+/// rustls error inside, and a reset, an abort or an end of stream.
+fn dropped(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    let tls = err
+        .get_ref()
+        .is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some());
+    !tls && matches!(
+        err.kind(),
+        K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe
+    )
 }
 
 fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
@@ -263,6 +286,31 @@ fn expiry(unix_secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_that_drops_mid_handshake_is_a_network_failure_not_a_tls_one() {
+        // Found by the POP3 poller while Dovecot restarted: "connection reset by peer"
+        // read as a TLS refusal made the account wait 15 minutes instead of retrying.
+        use std::io::{Error, ErrorKind};
+        assert!(dropped(&Error::from(ErrorKind::ConnectionReset)));
+        assert!(dropped(&Error::new(
+            ErrorKind::UnexpectedEof,
+            "tls handshake eof"
+        )));
+        let refused = Error::new(
+            ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert!(!dropped(&refused));
+        let wrapped_reset = Error::new(
+            ErrorKind::ConnectionReset,
+            rustls::Error::HandshakeNotComplete,
+        );
+        assert!(
+            !dropped(&wrapped_reset),
+            "a rustls error inside is TLS's word"
+        );
+    }
 
     #[test]
     fn presented_names_lose_their_debug_wrapping() {
