@@ -29,6 +29,8 @@ pub(super) struct Ctx<'a> {
     pub(super) policy: &'a Policy,
     pub(super) opts: &'a SyncOptions,
     pub(super) scope: &'a PassScope,
+    /// The server identities the pass's folder runs are downloading.
+    pub(super) claims: &'a super::identity::Claims,
 }
 
 pub(super) fn end(p: &Prepared) -> moves::End<'_> {
@@ -346,6 +348,7 @@ impl Ctx<'_> {
             scan.messages,
         );
         run.stop = self.scope.stop.clone();
+        run.claims = Some(self.claims.clone());
         let started = std::time::Instant::now();
         let mut failed = None;
         for action in &plan.actions {

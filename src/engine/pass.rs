@@ -328,6 +328,7 @@ async fn pass_folders(
             ..opts.clone()
         })
         .collect();
+    let claims = super::identity::Claims::default();
     let ctxs: Vec<Ctx<'_>> = task_opts
         .iter()
         .map(|o| Ctx {
@@ -337,6 +338,7 @@ async fn pass_folders(
             policy,
             opts: o,
             scope,
+            claims: &claims,
         })
         .collect();
 

@@ -22,7 +22,8 @@ pub use connect::{Connected, ImapStream, connect};
 pub use idle::{IdleSession, IdleWake, Notice};
 pub use namespace::{Namespace, parse_personal as parse_namespace};
 pub use session::{
-    Deleted, FetchedBody, ImapSession, RemoteMessage, Selected, StoreOutcome, quote, uid_set,
+    Deleted, FetchedBody, Identity, ImapSession, RemoteMessage, Selected, StoreOutcome, quote,
+    uid_set,
 };
 pub use status::{FolderStatus, Statuses};
 

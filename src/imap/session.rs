@@ -10,7 +10,7 @@ use async_imap::imap_proto::{self, AttributeValue, MailboxDatum, Response, Respo
 use tokio::io::AsyncWriteExt;
 
 use super::{Connected, ImapError};
-use crate::model::{Flags, MessageId, ModSeq, Uid, UidValidity};
+use crate::model::{EmailId, Flags, MessageId, ModSeq, Uid, UidValidity};
 
 /// An authenticated connection with the extensions it enabled.
 pub struct ImapSession {
@@ -20,6 +20,9 @@ pub struct ImapSession {
     condstore: bool,
     uidplus: bool,
     has_move: bool,
+    /// The server's identity of a message: OBJECTID's `EMAILID` (RFC 8474) or Gmail's
+    /// `X-GM-MSGID` (X-GM-EXT-1), fetched with the flags.
+    identity: Option<Identity>,
     literal_plus: bool,
     /// LITERAL- (RFC 7888): non-synchronizing literals only up to 4096 bytes.
     literal_minus: bool,
@@ -45,6 +48,42 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 /// LITERAL- allows a non-synchronizing literal up to this size (RFC 7888 §5).
 const LITERAL_MINUS_MAX: usize = 4096;
 
+/// Which server-side message identity a server offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// OBJECTID (RFC 8474): `EMAILID`, the same in every mailbox the message is in.
+    ObjectId,
+    /// Gmail's X-GM-EXT-1: `X-GM-MSGID`, one message whatever its labels.
+    Gmail,
+}
+
+impl Identity {
+    /// The FETCH item that asks for it.
+    pub fn fetch_item(self) -> &'static str {
+        match self {
+            Identity::ObjectId => "EMAILID",
+            Identity::Gmail => "X-GM-MSGID",
+        }
+    }
+
+    /// How `check-config --connect` names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Identity::ObjectId => "OBJECTID (EMAILID)",
+            Identity::Gmail => "X-GM-EXT-1 (X-GM-MSGID)",
+        }
+    }
+}
+
+/// The identity a FETCH answer carries, if any.
+pub fn email_id_of(attrs: &[AttributeValue<'_>]) -> Option<EmailId> {
+    attrs.iter().find_map(|a| match a {
+        AttributeValue::EmailId(id) if !id.is_empty() => Some(EmailId(id.to_string())),
+        AttributeValue::GmailMsgId(n) => Some(EmailId::gmail(*n)),
+        _ => None,
+    })
+}
+
 /// What `SELECT` told us, plus what an incremental QRESYNC select reported.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selected {
@@ -66,6 +105,8 @@ pub struct RemoteMessage {
     pub flags: Flags,
     pub size: Option<u64>,
     pub modseq: Option<ModSeq>,
+    /// With OBJECTID or X-GM-EXT-1.
+    pub email_id: Option<EmailId>,
 }
 
 /// One fetched message, handed to the caller's sink while its bytes are in memory.
@@ -126,6 +167,13 @@ impl ImapSession {
             condstore: conn.has("CONDSTORE") || conn.has("QRESYNC"),
             uidplus: conn.has("UIDPLUS"),
             has_move: conn.has("MOVE"),
+            identity: if conn.has("OBJECTID") {
+                Some(Identity::ObjectId)
+            } else if conn.has("X-GM-EXT-1") {
+                Some(Identity::Gmail)
+            } else {
+                None
+            },
             literal_plus: conn.has("LITERAL+"),
             literal_minus: conn.has("LITERAL-"),
             message_limit: capability_value(&conn.capabilities, "MESSAGELIMIT")
@@ -155,6 +203,11 @@ impl ImapSession {
 
     pub fn has_move(&self) -> bool {
         self.has_move
+    }
+
+    /// The server-side message identity the server offers, if any.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
     }
 
     pub fn has_uidplus(&self) -> bool {
@@ -364,6 +417,10 @@ impl ImapSession {
         if self.condstore {
             command.push_str(" MODSEQ");
         }
+        if let Some(identity) = self.identity {
+            command.push(' ');
+            command.push_str(identity.fetch_item());
+        }
         command.push(')');
         if let Some(ms) = changed_since.filter(|_| self.condstore) {
             command.push_str(&format!(" (CHANGEDSINCE {})", ms.0));
@@ -386,6 +443,7 @@ impl ImapSession {
                         flags,
                         size,
                         modseq,
+                        email_id: email_id_of(attrs),
                     },
                 );
             }

@@ -24,6 +24,7 @@ mod import;
 mod maildir_folders;
 mod maildir_scan_race;
 mod matrix_namespace;
+mod matrix_objectid;
 mod matrix_scenarios;
 mod matrix_smoke;
 mod matrix_upload;
