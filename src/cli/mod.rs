@@ -14,6 +14,7 @@ use crate::secret::{self, SecretError};
 use crate::unified;
 
 mod init;
+mod labels;
 mod log;
 pub mod manual;
 
@@ -131,6 +132,15 @@ pub enum Command {
         /// Only conflicts and how they were resolved
         #[arg(long)]
         conflicts: bool,
+        /// One JSON document instead of text (schema: /usr/share/doc/syncmail/json-schema.md)
+        #[arg(long)]
+        json: bool,
+    },
+    /// List each message the server identifies across folders (OBJECTID, Gmail) with the
+    /// folders it is in: its labels on Gmail; one file linked into each of them
+    Labels {
+        /// Only this account [default: all]
+        account: Option<String>,
         /// One JSON document instead of text (schema: /usr/share/doc/syncmail/json-schema.md)
         #[arg(long)]
         json: bool,
@@ -421,6 +431,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let names: Vec<String> = account.into_iter().collect();
             let selected = select_accounts(&config, &names)?;
             runtime()?.block_on(log::print(&config, &selected, conflicts, json))
+        }
+        Command::Labels { account, json } => {
+            let names: Vec<String> = account.into_iter().collect();
+            let selected = select_accounts(&config, &names)?;
+            runtime()?.block_on(labels::print(&config, &selected, json))
         }
     }
 }
@@ -1017,6 +1032,17 @@ async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
         ),
         format!("  account {}: {namespace}", account.name),
     ];
+    if connected.has("OBJECTID") {
+        lines.push(format!(
+            "  account {}: OBJECTID (EMAILID): a message in several folders is downloaded once and hard-linked into each",
+            account.name
+        ));
+    } else if connected.has("X-GM-EXT-1") {
+        lines.push(format!(
+            "  account {}: Gmail (X-GM-EXT-1): X-GM-MSGID identifies a message across labels: downloaded once and hard-linked into each label folder",
+            account.name
+        ));
+    }
     lines.extend(
         imap::fallbacks(|c| connected.has(c))
             .into_iter()

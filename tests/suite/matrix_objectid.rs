@@ -7,10 +7,10 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 
-use crate::support::assert_crashed_at_a_fault_point;
 use crate::support::dovecot::message;
 use crate::support::maildir as md;
 use crate::support::servers::{MatrixHome as Home, MatrixServer, ServerKind};
+use crate::support::{assert_crashed_at_a_fault_point, stdout};
 
 const FOLDERS: [&str; 3] = ["INBOX", "Archive", "Work"];
 
@@ -112,7 +112,33 @@ fn cyrus_objectid_stores_a_message_once_and_keeps_flags_and_deletions_per_folder
         3
     );
     home.assert_quiet(&server, "the pass after the first");
-    // LABELS_CHECK
+    let check = stdout(&home.run(&["check-config", "--connect"]));
+    assert!(
+        check.contains("OBJECTID (EMAILID): a message in several folders is downloaded once")
+            && !check.contains("no OBJECTID"),
+        "{check}"
+    );
+
+    // `syncmail labels` lists the message with the three folders it is linked in.
+    let labels = stdout(&home.run(&["labels"]));
+    let line = labels
+        .lines()
+        .find(|l| l.contains("<m@test>"))
+        .unwrap_or_else(|| panic!("{labels}"));
+    assert!(
+        line.ends_with(": INBOX, INBOX.Archive, INBOX.Work"),
+        "{line}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&home.run(&["labels", "--json"]))).unwrap();
+    let messages = json["accounts"][0]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4, "m, n, a and w: {json}");
+    let m = messages
+        .iter()
+        .find(|m| m["message_id"] == "<m@test>")
+        .unwrap();
+    assert_eq!(m["folders"].as_array().unwrap().len(), 3, "{m}");
+    notmuch_tags_follow_the_folders(&home);
 
     // A flag set on one folder's copy reaches the server for that folder only.
     md::set_flags(&home.folder("Archive"), &home.key_of("Archive", "m"), "F");
@@ -257,4 +283,254 @@ fn cyrus_objectid_crash_loop_leaves_no_duplicate_and_no_orphan_link() {
         }
     }
     panic!("more than {USERS} fault points: raise USERS");
+}
+
+/// The contrib `after_sync` hooks: `notmuch-new` indexes the one message of three links
+/// once, `notmuch-labels` tags it with the three folders it is in.
+fn notmuch_tags_follow_the_folders(home: &Home) {
+    use std::process::{Command, Stdio};
+    let dir = home.dir.path();
+    let config = dir.join("notmuch-config");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\npath={}\n[new]\ntags=unread;\n[maildir]\nsynchronize_flags=true\n",
+            dir.join("Mail").display()
+        ),
+    )
+    .unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_syncmail"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let contrib = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/hooks");
+    for hook in ["notmuch-new", "notmuch-labels"] {
+        let out = Command::new(format!("{contrib}/{hook}"))
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", dir)
+            .env("NOTMUCH_CONFIG", &config)
+            .env("SYNCMAIL_ACCOUNT", "t")
+            .env("SYNCMAIL_CONFIG", &home.config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{hook} failed: {}",
+            crate::support::stderr(&out)
+        );
+    }
+    let notmuch = |args: &[&str]| {
+        let out = Command::new("notmuch")
+            .args(args)
+            .env("NOTMUCH_CONFIG", &config)
+            .env("HOME", dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "notmuch {args:?}");
+        stdout(&out)
+    };
+    assert_eq!(notmuch(&["count", "--output=messages", "*"]).trim(), "4");
+    assert_eq!(
+        notmuch(&["count", "--output=files", "id:m@test"]).trim(),
+        "3"
+    );
+    let tags = notmuch(&["search", "--output=tags", "id:m@test"]);
+    for tag in ["label/INBOX", "label/INBOX.Archive", "label/INBOX.Work"] {
+        assert!(tags.lines().any(|t| t == tag), "{tag} in {tags}");
+    }
+}
+
+/// Counts the bytes a server sends through it: what a client downloaded.
+struct CountingProxy {
+    port: u16,
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingProxy {
+    fn start(target: u16) -> CountingProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = received.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let server = TcpStream::connect(("127.0.0.1", target)).unwrap();
+                for (mut from, mut to, count) in [
+                    (
+                        server.try_clone().unwrap(),
+                        client.try_clone().unwrap(),
+                        true,
+                    ),
+                    (client, server, false),
+                ] {
+                    let counter = counter.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 64 * 1024];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            if count {
+                                counter.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        CountingProxy { port, received }
+    }
+
+    fn take(&self) -> u64 {
+        self.received.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Disk a tree uses: each inode counted once (hard links are one file), in allocated
+/// blocks.
+fn disk_used(root: &std::path::Path) -> u64 {
+    fn walk(dir: &std::path::Path, seen: &mut BTreeSet<u64>, total: &mut u64) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                walk(&e.path(), seen, total);
+            } else if meta.is_file() && seen.insert(meta.ino()) {
+                *total += meta.blocks() * 512;
+            }
+        }
+    }
+    let (mut seen, mut total) = (BTreeSet::new(), 0);
+    walk(root, &mut seen, &mut total);
+    total
+}
+
+/// The benchmark of issue 18 (run by `scripts/bench-objectid.sh`): an account where
+/// every message is in All Mail and half of them in one or two labels (folders holding
+/// copies, as Gmail's labels look over IMAP), synced by syncmail and by mbsync (the same
+/// folders), each through a proxy that counts the bytes the server sent. Prints one
+/// table row per tool.
+#[test]
+#[ignore = "a benchmark: scripts/bench-objectid.sh"]
+fn benchmark_all_mail_and_labels_syncmail_vs_mbsync() {
+    let messages: usize = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(400);
+    let server = MatrixServer::start_with_users(ServerKind::CyrusAltNamespace, &["bench"]);
+    let user = "bench";
+    for folder in ["All Mail", "Work", "Travel"] {
+        server.create_mailbox(user, folder);
+    }
+    let mut client = server.client(user);
+    let mut payload = String::new();
+    for i in 0..messages {
+        // 2 to 40 KiB of text, different per message.
+        payload.clear();
+        for line in 0..(40 + (i * 37) % 760) {
+            payload.push_str(&format!(
+                "line {line} of message {i}: lorem ipsum dolor sit amet\r\n"
+            ));
+        }
+        let id = format!("b{i}");
+        let reply = client
+            .append(
+                "All Mail",
+                "",
+                &message(&id, &format!("{id}@test"), &payload),
+            )
+            .unwrap();
+        assert!(reply.is_ok(), "{}", reply.transcript());
+    }
+    client.select("All Mail", false).unwrap();
+    // Half the messages carry a label: every 2nd is in Work, every 4th in Travel too.
+    let work: Vec<String> = (0..messages)
+        .step_by(2)
+        .map(|i| (i + 1).to_string())
+        .collect();
+    let travel: Vec<String> = (0..messages)
+        .step_by(4)
+        .map(|i| (i + 1).to_string())
+        .collect();
+    client.command_ok(&format!("UID COPY {} Work", work.join(",")));
+    client.command_ok(&format!("UID COPY {} Travel", travel.join(",")));
+    client.logout();
+    let proxy = CountingProxy::start(server.imap_port);
+
+    let home = Home::new(&server, user, "none", "");
+    let text = std::fs::read_to_string(&home.config).unwrap().replace(
+        &format!("port = {}", server.imap_port),
+        &format!("port = {}", proxy.port),
+    );
+    crate::support::write_private(&home.config, &text);
+    let started = std::time::Instant::now();
+    let (summary, _) = home.sync(&server, "the benchmark's syncmail pass");
+    let syncmail = (proxy.take(), disk_used(&home.root()), started.elapsed());
+    assert!(summary.contains("linked"), "{summary}");
+
+    let mb = tempfile::tempdir().unwrap();
+    let rc = mb.path().join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount bench\nHost 127.0.0.1\nPort {}\nUser {user}\nPass {}\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore remote\nAccount bench\n\n\
+             MaildirStore local\nPath @DIR@/Mail/\nInbox @DIR@/Mail/INBOX\nSubFolders Verbatim\n\n\
+             Channel bench\nFar :remote:\nNear :local:\nPatterns INBOX \"All Mail\" Work Travel\nCreate Near\nSyncState *\n",
+            proxy.port,
+            crate::support::DEFAULT_PASSWORD,
+        )
+        .replace("@DIR@", &mb.path().display().to_string()),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("mbsync")
+        .args(["-c", rc.to_str().unwrap(), "-a"])
+        .output()
+        .expect("mbsync (apt-get install isync)");
+    assert!(
+        out.status.success(),
+        "mbsync: {}{}",
+        stdout(&out),
+        crate::support::stderr(&out)
+    );
+    let mbsync = (
+        proxy.take(),
+        disk_used(&mb.path().join("Mail")),
+        started.elapsed(),
+    );
+
+    let total_entries = messages + work.len() + travel.len();
+    println!(
+        "{messages} messages in All Mail, {} in Work, {} in Travel ({total_entries} folder entries)",
+        work.len(),
+        travel.len()
+    );
+    println!("| tool | downloaded | disk used | time |");
+    println!("|---|---|---|---|");
+    for (tool, (bytes, disk, time)) in [("syncmail", syncmail), ("mbsync 1.4", mbsync)] {
+        println!(
+            "| {tool} | {:.1} MiB | {:.1} MiB | {:.1} s |",
+            bytes as f64 / 1048576.0,
+            disk as f64 / 1048576.0,
+            time.as_secs_f64()
+        );
+    }
+    assert!(syncmail.0 < mbsync.0, "syncmail downloads less");
 }
