@@ -441,12 +441,19 @@ fn benchmark_all_mail_and_labels_syncmail_vs_mbsync() {
     let mut client = server.client(user);
     let mut payload = String::new();
     for i in 0..messages {
-        // 2 to 40 KiB of text, different per message.
+        // 4 to 60 KiB of base64 (an attachment: compression gains little on it).
         payload.clear();
-        for line in 0..(40 + (i * 37) % 760) {
-            payload.push_str(&format!(
-                "line {line} of message {i}: lorem ipsum dolor sit amet\r\n"
-            ));
+        let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..(50 + (i * 37) % 760) {
+            for _ in 0..76 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let c = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                    [(x >> 58) as usize];
+                payload.push(c as char);
+            }
+            payload.push_str("\r\n");
         }
         let id = format!("b{i}");
         let reply = client
@@ -485,6 +492,7 @@ fn benchmark_all_mail_and_labels_syncmail_vs_mbsync() {
     assert!(summary.contains("linked"), "{summary}");
 
     let mb = tempfile::tempdir().unwrap();
+    std::fs::create_dir(mb.path().join("Mail")).unwrap();
     let rc = mb.path().join("mbsyncrc");
     std::fs::write(
         &rc,
