@@ -248,6 +248,7 @@ impl<'a> FolderRun<'a> {
                     )
                     .into());
                 };
+                self.say_gmail_deletion(list.len(), true);
                 let detail = super::moves::MoveDetail::Trash(trash.clone()).encode();
                 let ids = self.journal(&list, IntentKind::Move, &detail).await?;
                 if self.session.has_move() {
@@ -276,6 +277,7 @@ impl<'a> FolderRun<'a> {
             }
             Action::DeleteOnServer { uids } => {
                 let list: Vec<Uid> = uids.iter().collect();
+                self.say_gmail_deletion(list.len(), false);
                 let ids = self.journal(&list, IntentKind::Expunge, "").await?;
                 let outcome = self.session.delete(&list).await?;
                 fault::point("after-expunge");
@@ -284,6 +286,16 @@ impl<'a> FolderRun<'a> {
             Action::DeleteLocal { key } => self.delete_local(key).await?,
         }
         Ok(())
+    }
+
+    /// On Gmail a folder is a label: say what a deletion there does, in Gmail's words.
+    fn say_gmail_deletion(&self, n: usize, to_trash: bool) {
+        if self.session.identity() != Some(crate::imap::Identity::Gmail) {
+            return;
+        }
+        let folder = &self.folder.server_name.0;
+        let words = gmail_deletion(folder, n, to_trash);
+        tracing::info!(folder = %folder, "{words}");
     }
 
     async fn journal(
@@ -890,6 +902,26 @@ impl FolderRun<'_> {
     }
 }
 
+/// What deleting `n` messages in a Gmail folder does there: in a label folder the label
+/// goes and the message stays in All Mail and its other labels; in All Mail (or with the
+/// trash setting) the message goes to the Trash with every label.
+pub fn gmail_deletion(folder: &str, n: usize, to_trash: bool) -> String {
+    let all_mail = folder.ends_with("/All Mail") || folder == "All Mail";
+    let label = folder
+        .strip_prefix("[Gmail]/")
+        .or_else(|| folder.strip_prefix("[Google Mail]/"))
+        .unwrap_or(folder);
+    if to_trash || all_mail {
+        format!(
+            "moving {n} message(s) from {label} to the Trash: Gmail removes every label from them"
+        )
+    } else {
+        format!(
+            "removing the label {label} from {n} message(s): Gmail keeps them in All Mail and under their other labels"
+        )
+    }
+}
+
 /// Why a deletion stayed marked on the server, for the log (rule 8).
 pub fn left_marked_reason(ours: &[Uid], others: &BTreeSet<Uid>) -> String {
     let others: Vec<Uid> = others.iter().copied().collect();
@@ -1077,6 +1109,19 @@ mod tests {
             uids,
             "every UID exactly once, in order"
         );
+    }
+
+    #[test]
+    fn gmail_deletions_are_said_in_gmails_words() {
+        assert_eq!(
+            gmail_deletion("Work", 2, false),
+            "removing the label Work from 2 message(s): Gmail keeps them in All Mail and under their other labels"
+        );
+        assert!(
+            gmail_deletion("[Gmail]/All Mail", 1, false)
+                .starts_with("moving 1 message(s) from All Mail to the Trash")
+        );
+        assert!(gmail_deletion("INBOX", 1, true).contains("to the Trash"));
     }
 
     #[test]

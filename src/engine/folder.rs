@@ -54,6 +54,16 @@ pub(super) struct Prepared {
     pub(super) plan: sync::Plan,
     /// The Maildir stamp around a stable scan, if it held still.
     pub(super) stamp: Option<String>,
+    /// The account's policy as it applies to this folder ([`Ctx::policy_for`]).
+    pub(super) policy: Policy,
+}
+
+/// `[Gmail]/` for `[Gmail]/All Mail` (`[Google Mail]/` where Gmail is Google Mail):
+/// where the Trash beside it is.
+pub(super) fn gmail_all_mail_root(folder: &str) -> Option<&str> {
+    ["[Gmail]/All Mail", "[Google Mail]/All Mail"]
+        .contains(&folder)
+        .then(|| folder.trim_end_matches("All Mail"))
 }
 
 impl Ctx<'_> {
@@ -114,7 +124,13 @@ impl Ctx<'_> {
                 ..Default::default()
             };
             let remote = observe::remote(session, wire, &base, None, false).await?;
-            let plan = sync::plan(&remote.snapshot, &empty, &base, self.policy, now());
+            let plan = sync::plan(
+                &remote.snapshot,
+                &empty,
+                &base,
+                &self.policy_for(name),
+                now(),
+            );
             report.plans.push(format!(
                 "{name}: would create {}\n{plan}",
                 local_path.display()
@@ -162,7 +178,8 @@ impl Ctx<'_> {
         } else {
             base
         };
-        let plan = sync::plan(&remote.snapshot, &local, &base, self.policy, now());
+        let policy = self.policy_for(name);
+        let plan = sync::plan(&remote.snapshot, &local, &base, &policy, now());
         tracing::debug!(folder = %name, ?observed, planned = ?started.elapsed() - observed, actions = plan.actions.len(), "observed and planned");
         Ok(Some(Prepared {
             name: name.clone(),
@@ -175,7 +192,25 @@ impl Ctx<'_> {
             remote,
             plan,
             stamp,
+            policy,
         }))
+    }
+
+    /// The account's policy as it applies to one folder. On Gmail (`provider = "gmail"`)
+    /// a folder is a label, and a deletion there removes the label (an expunge in that
+    /// folder); All Mail is every message, and a deletion there moves the message to
+    /// the Trash, unless the user chose a `trash` for every folder.
+    pub(super) fn policy_for(&self, name: &FolderName) -> Policy {
+        let mut policy = self.policy.clone();
+        if matches!(
+            self.settings.provider,
+            Some((crate::config::Provider::Gmail, _))
+        ) && policy.trash.is_none()
+            && let Some(root) = gmail_all_mail_root(&name.0)
+        {
+            policy.trash = Some(FolderName(format!("{root}Trash")));
+        }
+        policy
     }
 
     /// Make a first contact's pairs and holds the folder's base (not in a dry run), and
@@ -285,6 +320,7 @@ impl Ctx<'_> {
             remote,
             plan,
             stamp,
+            policy,
             ..
         } = p;
         let touches_local = moved || plan.actions.iter().any(|a| a.touches_local());
@@ -321,7 +357,7 @@ impl Ctx<'_> {
             let selected = session.select(&wire, None).await?;
             uidnext = uidnext.max(selected.uidnext.unwrap_or(uidnext));
         }
-        let trash_wire = self.settings.trash.as_ref().map(|t| utf7::encode(&t.0));
+        let trash_wire = policy.trash.as_ref().map(|t| utf7::encode(&t.0));
         let mut counts = report.counts;
         let mut run = apply::FolderRun::new(
             session,

@@ -416,7 +416,7 @@ async fn pass_folders(
                 remote: &p.remote.snapshot,
                 local: &p.local,
                 base: &p.base,
-                policy,
+                policy: &p.policy,
                 plan: std::mem::replace(&mut p.plan, sync::Plan::new(p.name.clone())),
             })
             .collect();

@@ -85,7 +85,9 @@ mod tests {
             qresync_only.is_empty(),
             "QRESYNC implies CONDSTORE: {qresync_only:?}"
         );
+        let gmail = fallbacks(|c| c != "OBJECTID");
+        assert!(gmail.is_empty(), "X-GM-EXT-1 does OBJECTID's job: {gmail:?}");
         let bare = fallbacks(|_| false);
-        assert_eq!(bare.len(), 7, "{bare:?}");
+        assert_eq!(bare.len(), 8, "{bare:?}");
     }
 }

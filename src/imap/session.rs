@@ -402,7 +402,20 @@ impl ImapSession {
     ) -> Result<BTreeMap<Uid, RemoteMessage>, ImapError> {
         let mut out = BTreeMap::new();
         for set in self.split_set(uids) {
-            self.fetch_flags_in(&set, changed_since, &mut out).await?;
+            match self.fetch_flags_in(&set, changed_since, &mut out).await {
+                // A server that advertises OBJECTID (or X-GM-EXT-1) but refuses the item
+                // (a proxy's capability list, a half-done implementation): the session
+                // goes on without server identities, so nothing is linked, nothing lost.
+                Err(ImapError::Protocol(why)) if self.identity.is_some() => {
+                    tracing::warn!(
+                        item = self.identity.map(Identity::fetch_item),
+                        "the server advertises it but refused to fetch it ({why}); messages in several folders are stored once per folder"
+                    );
+                    self.identity = None;
+                    self.fetch_flags_in(&set, changed_since, &mut out).await?;
+                }
+                other => other?,
+            }
         }
         Ok(out)
     }

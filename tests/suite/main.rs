@@ -17,6 +17,7 @@ mod daemon_service;
 mod disk_full;
 mod file_modes;
 mod fuzz_corpora;
+mod gmail;
 mod imap_connect;
 mod imap_hostile;
 mod imap_session;

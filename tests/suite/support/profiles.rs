@@ -50,11 +50,11 @@ impl Profile {
                 "IMAP4 IMAP4rev1 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+"
                     .into()
             }
-            // No QRESYNC; LITERAL- instead of LITERAL+; APPENDLIMIT.
+            // No QRESYNC; LITERAL- instead of LITERAL+; APPENDLIMIT; X-GM-EXT-1.
             Profile::Gmail => format!(
-                "IMAP4rev1 UNSELECT IDLE NAMESPACE QUOTA ID CHILDREN UIDPLUS COMPRESS=DEFLATE \
-                 ENABLE MOVE CONDSTORE ESEARCH LIST-EXTENDED LIST-STATUS LITERAL- SPECIAL-USE \
-                 APPENDLIMIT={GMAIL_APPENDLIMIT}"
+                "IMAP4rev1 UNSELECT IDLE NAMESPACE QUOTA ID XLIST CHILDREN X-GM-EXT-1 UIDPLUS \
+                 COMPRESS=DEFLATE ENABLE MOVE CONDSTORE ESEARCH LIST-EXTENDED LIST-STATUS \
+                 LITERAL- SPECIAL-USE APPENDLIMIT={GMAIL_APPENDLIMIT}"
             ),
             // No CONDSTORE (only Yahoo's own XYMHIGHESTMODSEQ), no COMPRESS; MESSAGELIMIT.
             Profile::Yahoo => format!(
@@ -82,10 +82,12 @@ impl Profile {
             }),
             Profile::Gmail => Some(Rules {
                 max_connections: Some(GMAIL_CONNECTIONS),
+                identity: Some(IdentityItem::GmailMsgId),
                 ..Rules::default()
             }),
             Profile::Yahoo => Some(Rules {
                 message_limit: Some(YAHOO_MESSAGELIMIT),
+                identity: Some(IdentityItem::EmailId),
                 ..Rules::default()
             }),
             Profile::ICloud => None,
@@ -154,6 +156,105 @@ pub struct Rules {
     /// Commands whose UID set or sequence set names more messages than this are refused
     /// with `NO [LIMIT]` (RFC 9738).
     pub message_limit: Option<usize>,
+    /// The server-side message identity the provider sends and Dovecot 2.3 cannot:
+    /// asked for, it is fetched from Dovecot as the Message-ID and answered as the
+    /// provider's item, the same in every folder (a copy keeps its Message-ID).
+    pub identity: Option<IdentityItem>,
+}
+
+/// A provider's FETCH item naming a message across folders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityItem {
+    /// Gmail's `X-GM-MSGID` (X-GM-EXT-1): a 64-bit number.
+    GmailMsgId,
+    /// OBJECTID's `EMAILID` (RFC 8474; Yahoo, Fastmail): `(M...)`.
+    EmailId,
+}
+
+/// What Dovecot is asked for instead of the identity item: a header section no client
+/// asks for, so its echo in the answer is found and replaced.
+const IDENTITY_SECTION: &str = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-SCRIPTED-IDENTITY)]";
+const IDENTITY_ECHO: &[u8] = b"X-SCRIPTED-IDENTITY)] {";
+
+impl IdentityItem {
+    fn item(self) -> &'static str {
+        match self {
+            IdentityItem::GmailMsgId => "X-GM-MSGID",
+            IdentityItem::EmailId => "EMAILID",
+        }
+    }
+
+    /// The item as the provider answers it for a message with this Message-ID header.
+    fn answer(self, header: &[u8]) -> Option<String> {
+        let text = String::from_utf8_lossy(header);
+        let id = text.split_once(':')?.1.trim();
+        if id.is_empty() {
+            return None;
+        }
+        // FNV-1a: stable across runs, the same for every copy of the message.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in id.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let h = h >> 1;
+        Some(match self {
+            IdentityItem::GmailMsgId => format!("X-GM-MSGID {h}"),
+            IdentityItem::EmailId => format!("EMAILID (M{h:016x})"),
+        })
+    }
+}
+
+/// A client command with the identity item asked of Dovecot as [`IDENTITY_SECTION`].
+fn ask_identity(line: &[u8], identity: IdentityItem) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(line).ok()?;
+    let upper = text.to_ascii_uppercase();
+    if !upper.contains(" FETCH ") {
+        return None;
+    }
+    let at = upper.find(identity.item())?;
+    let mut out = String::with_capacity(text.len() + 40);
+    out.push_str(&text[..at]);
+    out.push_str(IDENTITY_SECTION);
+    out.push_str(&text[at + identity.item().len()..]);
+    Some(out.into_bytes())
+}
+
+/// A server response with the echoed [`IDENTITY_SECTION`] and its literal replaced by the
+/// provider's item (or dropped, for a message without a Message-ID).
+fn answer_identity(frame: &[u8], identity: IdentityItem) -> Vec<u8> {
+    let Some(echo) = frame
+        .windows(IDENTITY_ECHO.len())
+        .position(|w| w.eq_ignore_ascii_case(IDENTITY_ECHO))
+    else {
+        return frame.to_vec();
+    };
+    let Some(start) = frame[..echo]
+        .windows(5)
+        .rposition(|w| w.eq_ignore_ascii_case(b"BODY["))
+    else {
+        return frame.to_vec();
+    };
+    let open = echo + IDENTITY_ECHO.len();
+    let Some(close) = frame[open..].iter().position(|b| *b == b'}') else {
+        return frame.to_vec();
+    };
+    let Ok(n) = String::from_utf8_lossy(&frame[open..open + close]).parse::<usize>() else {
+        return frame.to_vec();
+    };
+    let body = open + close + 3; // `}\r\n`
+    let end = (body + n).min(frame.len());
+    let mut out = frame[..start].to_vec();
+    match identity.answer(&frame[body..end]) {
+        Some(item) => out.extend_from_slice(item.as_bytes()),
+        // Nothing to say: drop the item and the space before it.
+        None => {
+            if out.last() == Some(&b' ') {
+                out.pop();
+            }
+        }
+    }
+    out.extend_from_slice(&frame[end..]);
+    out
 }
 
 /// Answer the first `count` commands with this verb (`UID FETCH`) with Microsoft 365's
@@ -220,12 +321,15 @@ impl ScriptProxy {
                 live.fetch_add(1, Ordering::SeqCst);
                 let state = Arc::new(Mutex::new(Folder::default()));
                 let writer = Arc::new(Mutex::new(client.try_clone().unwrap()));
-                let parse = rules.throttle.is_some() || rules.message_limit.is_some();
+                let parse = rules.throttle.is_some()
+                    || rules.message_limit.is_some()
+                    || rules.identity.is_some();
+                let identity = rules.identity;
                 let live2 = live.clone();
                 let (srv, wr, st) = (server.try_clone().unwrap(), writer.clone(), state.clone());
                 thread::spawn(move || {
                     if parse {
-                        server_to_client(srv, wr, st);
+                        server_to_client(srv, wr, st, identity);
                     } else {
                         raw(srv, wr);
                     }
@@ -285,7 +389,12 @@ fn literal_len(line: &[u8]) -> Option<usize> {
 
 /// Whole responses (line, literals, continuation lines) from the server, each written to
 /// the client at once so an injected answer never lands inside one.
-fn server_to_client(from: TcpStream, to: Arc<Mutex<TcpStream>>, state: Arc<Mutex<Folder>>) {
+fn server_to_client(
+    from: TcpStream,
+    to: Arc<Mutex<TcpStream>>,
+    state: Arc<Mutex<Folder>>,
+    identity: Option<IdentityItem>,
+) {
     let mut reader = BufReader::new(from.try_clone().unwrap());
     'outer: loop {
         let mut frame = Vec::new();
@@ -306,6 +415,15 @@ fn server_to_client(from: TcpStream, to: Arc<Mutex<TcpStream>>, state: Arc<Mutex
                     }
                 }
                 None => break,
+            }
+        }
+        if let Some(identity) = identity {
+            frame = answer_identity(&frame, identity);
+            // The layer reads the protocol: a compressed stream it could not.
+            if frame.windows(10).any(|w| w == b"CAPABILITY") {
+                frame = String::from_utf8_lossy(&frame)
+                    .replace(" COMPRESS=DEFLATE", "")
+                    .into_bytes();
             }
         }
         if to.lock().unwrap().write_all(&frame).is_err() {
@@ -367,6 +485,12 @@ fn client_to_server(
         if !continuing && text.contains(' ') {
             seen.commands.lock().unwrap().push(text);
         }
+        let line = match rules.identity {
+            Some(identity) if !continuing && literal.is_none() => {
+                ask_identity(&line, identity).unwrap_or(line)
+            }
+            _ => line,
+        };
         if to.write_all(&line).is_err() {
             break;
         }
