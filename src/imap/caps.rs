@@ -86,7 +86,10 @@ mod tests {
             "QRESYNC implies CONDSTORE: {qresync_only:?}"
         );
         let gmail = fallbacks(|c| c != "OBJECTID");
-        assert!(gmail.is_empty(), "X-GM-EXT-1 does OBJECTID's job: {gmail:?}");
+        assert!(
+            gmail.is_empty(),
+            "X-GM-EXT-1 does OBJECTID's job: {gmail:?}"
+        );
         let bare = fallbacks(|_| false);
         assert_eq!(bare.len(), 8, "{bare:?}");
     }

@@ -293,6 +293,9 @@ impl ImapSession {
                             code: TaggedCode::from(&outcome.code),
                             information,
                         }),
+                        _ if information.as_deref().is_some_and(super::says_over_limit) => {
+                            Err(ImapError::OverLimit(information.unwrap_or_default()))
+                        }
                         Status::No if throttle_backoff(information.as_deref()).is_some() => {
                             Err(ImapError::Throttled {
                                 what: verb(command).to_owned(),
@@ -308,6 +311,22 @@ impl ImapSession {
                             information.unwrap_or_default()
                         ))),
                     };
+                }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } if outcome
+                    .information
+                    .as_deref()
+                    .is_some_and(super::says_over_limit) =>
+                {
+                    return Err(ImapError::OverLimit(
+                        outcome
+                            .information
+                            .as_deref()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ));
                 }
                 Response::Data {
                     status: Status::Bye,

@@ -218,3 +218,66 @@ fn gmail_preset_comes_from_the_host_and_caps_connections() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Gmail's daily limit: `NO [ALERT] Account exceeded command or bandwidth limits` on a
+/// download. A one-shot sync says so and exits "try again later" (75) after one refused
+/// download, not a retry loop; the daemon pauses the account with a message and does
+/// not ask again while paused.
+#[test]
+fn gmail_bandwidth_alert_pauses_the_account_instead_of_retrying() {
+    use crate::support::daemon::{Daemon, wait_until};
+    use crate::support::profiles::Rules;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let server = Profile::Gmail.start_with(Some(Rules {
+        max_connections: Some(crate::support::profiles::GMAIL_CONNECTIONS),
+        identity: Some(crate::support::profiles::IdentityItem::GmailMsgId),
+        over_limit: true,
+        ..Rules::default()
+    }));
+    server.dovecot.seed("alice", "INBOX", &body("a"));
+    let (env, proxy) = server.env(PRESET);
+    let proxy = proxy.unwrap();
+    let out = env.sync(&[]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(75), "try again later: {text}");
+    assert!(
+        text.contains("the server paused the account")
+            && text.contains("Account exceeded command or bandwidth limits"),
+        "{text}"
+    );
+    assert_eq!(
+        proxy.seen.over_limit.load(Ordering::SeqCst),
+        1,
+        "asked once"
+    );
+
+    let daemon = Daemon::start(&env);
+    wait_until(
+        &daemon,
+        Duration::from_secs(20),
+        "the daemon pauses",
+        || {
+            proxy.seen.over_limit.load(Ordering::SeqCst) == 2
+                && daemon
+                    .log()
+                    .contains("paused: the server paused the account")
+        },
+    );
+    let asked = proxy.seen.over_limit.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        proxy.seen.over_limit.load(Ordering::SeqCst),
+        asked,
+        "not retried while paused: {}",
+        daemon.log()
+    );
+    let status = stdout(&env.run("status", &[], &[]));
+    assert!(
+        status.contains("paused: the server paused the account")
+            && status.contains("retrying in 3600s"),
+        "{status}"
+    );
+    daemon.stop();
+}

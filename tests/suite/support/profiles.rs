@@ -160,6 +160,10 @@ pub struct Rules {
     /// asked for, it is fetched from Dovecot as the Message-ID and answered as the
     /// provider's item, the same in every folder (a copy keeps its Message-ID).
     pub identity: Option<IdentityItem>,
+    /// Every download (`UID FETCH ... BODY.PEEK[]`) is refused as Gmail refuses them once
+    /// the account is over its daily limit: `NO [ALERT] Account exceeded command or
+    /// bandwidth limits. (Failure)`.
+    pub over_limit: bool,
 }
 
 /// A provider's FETCH item naming a message across folders.
@@ -272,6 +276,8 @@ pub struct Seen {
     pub throttled: AtomicUsize,
     pub refused_connections: AtomicUsize,
     pub limit_refusals: AtomicUsize,
+    /// Downloads refused with the over-limit ALERT.
+    pub over_limit: AtomicUsize,
     /// The most messages any one command named (as the layer counts them).
     pub largest_set: AtomicUsize,
     /// Commands that named a set (FETCH, STORE, SEARCH, ...).
@@ -322,6 +328,7 @@ impl ScriptProxy {
                 let state = Arc::new(Mutex::new(Folder::default()));
                 let writer = Arc::new(Mutex::new(client.try_clone().unwrap()));
                 let parse = rules.throttle.is_some()
+                    || rules.over_limit
                     || rules.message_limit.is_some()
                     || rules.identity.is_some();
                 let identity = rules.identity;
@@ -544,6 +551,12 @@ fn script(
         return Some(format!(
             "{tag} NO Request is throttled. Suggested Backoff Time: {} milliseconds\r\n",
             t.backoff_ms
+        ));
+    }
+    if rules.over_limit && verb == "UID FETCH" && text.contains("BODY.PEEK[]") {
+        seen.over_limit.fetch_add(1, Ordering::SeqCst);
+        return Some(format!(
+            "{tag} NO [ALERT] Account exceeded command or bandwidth limits. (Failure)\r\n"
         ));
     }
     let limit = rules.message_limit?;
