@@ -4,7 +4,7 @@
 //! deletion in one folder removes only that folder's copy on both sides; a server-side
 //! MOVE is a rename of the link; the crash loop leaves no duplicate and no orphan link.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 
 use crate::support::dovecot::message;
@@ -345,6 +345,106 @@ fn notmuch_tags_follow_the_folders(home: &Home) {
     for tag in ["label/INBOX", "label/INBOX.Archive", "label/INBOX.Work"] {
         assert!(tags.lines().any(|t| t == tag), "{tag} in {tags}");
     }
+}
+
+/// Folder (server name) -> Message-ID -> copies, on the server, empty folders left out.
+fn server_counts(server: &MatrixServer, user: &str) -> BTreeMap<String, BTreeMap<String, usize>> {
+    server
+        .message_ids(user)
+        .into_iter()
+        .filter(|(_, ids)| !ids.is_empty())
+        .collect()
+}
+
+/// Local folder -> Message-ID -> files, empty folders left out.
+fn local_counts(home: &Home) -> BTreeMap<String, BTreeMap<String, usize>> {
+    home.message_ids()
+        .into_iter()
+        .filter(|(_, ids)| !ids.is_empty())
+        .collect()
+}
+
+/// After the first pass of `seed_copies`: another client copies `m` into Later (a new
+/// link) and moves `n` into Archive (a rename); the user deletes Work's `m` (that
+/// folder's copy on the server) while another client expunges Archive's `a` (that link).
+fn prepared_changes(server: &MatrixServer, user: &str) -> Home {
+    seed_copies(server, user);
+    server.seed(user, "Later", &body("l"));
+    let home = Home::new(server, user, "implicit", "");
+    home.sync(server, &format!("the first pass of {user}"));
+    let client_cmd = |folder: &str, cmd: String| server.in_folder(user, folder, &cmd);
+    let m = uid_of(server, user, "INBOX", "m").unwrap();
+    let n = uid_of(server, user, "INBOX", "n").unwrap();
+    let arg = |f: &str| crate::support::imap_client::mailbox_arg(&server.server_name(f));
+    client_cmd("INBOX", format!("UID COPY {m} {}", arg("Later")));
+    client_cmd("INBOX", format!("UID MOVE {n} {}", arg("Archive")));
+    server.expunge(
+        user,
+        "Archive",
+        uid_of(server, user, "Archive", "a").unwrap(),
+    );
+    md::delete(&home.folder("Work"), &home.key_of("Work", "m"));
+    home
+}
+
+/// Rule 1 over a pass that links, renames and deletes: killed at every fault point in
+/// turn (a fresh user each time), then rerun: both sides equal an uninterrupted run's,
+/// `m`'s entries are still one file, and the next pass does nothing.
+#[test]
+fn cyrus_objectid_crash_loop_over_copies_moves_and_deletions() {
+    const USERS: usize = 24;
+    let mut users = vec!["ref".to_owned()];
+    users.extend((1..=USERS).map(|n| format!("crash{n}")));
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let server = MatrixServer::start_with_users(ServerKind::Cyrus, &refs);
+    let reference = prepared_changes(&server, "ref");
+    let (summary, _) = reference.sync(&server, "the uninterrupted pass");
+    assert!(
+        summary.contains("fetched 0 (") && summary.contains("linked 1"),
+        "{summary}"
+    );
+    let want_server = server_counts(&server, "ref");
+    let want_local = local_counts(&reference);
+    assert_eq!(want_local.len(), 4, "{want_local:?}");
+    let m_inodes = |home: &Home| -> BTreeSet<Option<u64>> {
+        ["INBOX", "Archive", "Later"]
+            .iter()
+            .map(|f| inode(home, f, "m"))
+            .collect()
+    };
+    assert_eq!(m_inodes(&reference).len(), 1);
+    for n in 1..=USERS {
+        let user = format!("crash{n}");
+        let home = prepared_changes(&server, &user);
+        let out = home.run_with(&["sync"], &[("SYNCMAIL_FAULT", &format!("#{n}"))]);
+        let crashed = out.status.code() != Some(0);
+        if crashed {
+            assert_crashed_at_a_fault_point(&out, n as u32);
+            home.sync(&server, &format!("the rerun after crash #{n}"));
+        }
+        // Server folder names differ only by user; Message-ID counts must match.
+        assert_eq!(
+            server_counts(&server, &user),
+            want_server,
+            "crash #{n}: server"
+        );
+        assert_eq!(local_counts(&home), want_local, "crash #{n}: Maildir");
+        let inodes = m_inodes(&home);
+        assert!(
+            inodes.len() == 1 && !inodes.contains(&None),
+            "crash #{n}: m is one file in INBOX, Archive and Later: {inodes:?}"
+        );
+        home.assert_quiet(&server, &format!("the pass after recovery from crash #{n}"));
+        if !crashed {
+            assert!(n > 4, "only {} fault points reached", n - 1);
+            eprintln!(
+                "cyrus objectid changes: crashed and recovered at {} fault points",
+                n - 1
+            );
+            return;
+        }
+    }
+    panic!("more than {USERS} fault points: raise USERS");
 }
 
 /// Counts the bytes a server sends through it: what a client downloaded.
