@@ -756,8 +756,7 @@ impl<'a> FolderRun<'a> {
             remote_size: sizes.crlf,
             local_size: sizes.raw,
             message_id,
-            // Asked for when the folder is next listed in full; an upload is never the
-            // source of a link before then.
+            // Asked for with the sizes of this run's uploads (`check_stored_copies`).
             email_id: None,
         };
         self.store
@@ -836,6 +835,15 @@ impl<'a> FolderRun<'a> {
         }
         last.folder = Some(self.folder.id);
         self.check_stored_copies().await?;
+        // Pairs that had no server identity yet get the one this listing carries.
+        for (uid, m) in self.remote.listed() {
+            if let (Some(id), Some(pair)) = (&m.email_id, self.pairs.get_mut(uid))
+                && pair.email_id.is_none()
+            {
+                pair.email_id = Some(id.clone());
+                self.dirty.insert(*uid);
+            }
+        }
         last.upsert_pairs.extend(
             self.dirty
                 .iter()
@@ -860,6 +868,20 @@ impl FolderRun<'_> {
             .session
             .fetch_identities(&crate::imap::uid_set(&uids))
             .await?;
+        // The server's identity of each upload, so a copy another client makes of it
+        // later is linked, not downloaded.
+        if self.session.identity().is_some() {
+            let listed = self
+                .session
+                .fetch_flags(&crate::imap::uid_set(&uids), None)
+                .await?;
+            for (uid, m) in listed {
+                if let (Some(id), Some(p)) = (m.email_id, self.pairs.get_mut(&uid)) {
+                    p.email_id = Some(id);
+                    self.dirty.insert(uid);
+                }
+            }
+        }
         // 8-bit header bytes are what servers rewrite, often byte for byte (`ü` as `XX`):
         // those headers are compared, not only sizes.
         let eight_bit: Vec<Uid> = self

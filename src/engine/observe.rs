@@ -113,6 +113,7 @@ pub async fn remote(
                 .collect(),
         )
     };
+    let listing = backfill_identities(session, base, listing).await?;
     let next_from_listing = match &listing {
         RemoteListing::Complete(all) => all.keys().next_back().map(|u| Uid(u.0.saturating_add(1))),
         RemoteListing::Changes { changed, .. } => changed
@@ -196,6 +197,53 @@ async fn changes(
             )
         })
         .collect();
+    Ok(RemoteListing::Changes { changed, vanished })
+}
+
+/// Pairs recorded without the server's identity of their message (state from before
+/// schema 5, an upload, a recovered delivery) get it from an incremental listing too: their
+/// flags and identity are fetched once and listed as changed (a fresh observation, so
+/// harmless to the planner), and the run records the identity; a full listing carries
+/// it anyway. Without it such a message would be downloaded again into a folder it is
+/// copied to, instead of linked.
+async fn backfill_identities(
+    session: &mut ImapSession,
+    base: &Base,
+    listing: RemoteListing,
+) -> Result<RemoteListing, ImapError> {
+    let RemoteListing::Changes {
+        mut changed,
+        vanished,
+    } = listing
+    else {
+        return Ok(listing);
+    };
+    if session.identity().is_none() {
+        return Ok(RemoteListing::Changes { changed, vanished });
+    }
+    let missing: Vec<Uid> = base
+        .pairs
+        .values()
+        .filter(|p| p.email_id.is_none())
+        .map(|p| p.uid)
+        .filter(|uid| !changed.contains_key(uid) && !vanished.contains(uid))
+        .collect();
+    if !missing.is_empty() {
+        for (uid, m) in session.fetch_flags(&uid_set(&missing), None).await? {
+            let Some(pair) = base.pairs.get(&uid) else {
+                continue;
+            };
+            changed.insert(
+                uid,
+                sync::RemoteMessage {
+                    flags: m.flags,
+                    size: pair.remote_size,
+                    message_id: pair.message_id.clone(),
+                    email_id: m.email_id,
+                },
+            );
+        }
+    }
     Ok(RemoteListing::Changes { changed, vanished })
 }
 

@@ -231,6 +231,28 @@ fn cyrus_objectid_stores_a_message_once_and_keeps_flags_and_deletions_per_folder
     );
     assert_eq!(inode(&home, "Work", "m"), Some(first));
     home.assert_quiet(&server, "the pass after the copy");
+
+    // A message written locally is uploaded; its identity is learnt on the next pass,
+    // so a copy another client makes of it later is a link too.
+    md::add(&home.folder("INBOX"), "1700000000.u.host", "S", &body("u"));
+    let (summary, _) = home.sync(&server, "an upload");
+    assert!(summary.contains("appended 1"), "{summary}");
+    home.assert_quiet(&server, "the pass after the upload");
+    let uid = uid_of(&server, user, "INBOX", "u").unwrap();
+    server.in_folder(
+        user,
+        "INBOX",
+        &format!(
+            "UID COPY {uid} {}",
+            crate::support::imap_client::mailbox_arg(&server.server_name("Archive"))
+        ),
+    );
+    let (summary, _) = home.sync(&server, "a copy of the upload");
+    assert!(
+        summary.contains("fetched 0 (") && summary.contains("linked 1"),
+        "{summary}"
+    );
+    assert_eq!(inode(&home, "Archive", "u"), inode(&home, "INBOX", "u"));
 }
 
 /// Rule 1 with links: the first pass over three folders holding one message, killed at
