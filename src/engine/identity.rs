@@ -191,3 +191,91 @@ pub fn link_into(
         .into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+    use crate::config::Layout;
+    use crate::maildir::FolderMap;
+    use crate::model::{Flag, FolderName};
+
+    fn maildir(root: &std::path::Path) -> Maildir {
+        let map = FolderMap::new(root, Layout::Verbatim, Some('/'));
+        Maildir::open(map.create(&FolderName("Archive".into())).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_entry_is_a_hard_link_on_one_filesystem_and_a_durable_copy_across_two() {
+        let here = tempfile::tempdir().unwrap();
+        let md = maildir(here.path());
+        let source = here.path().join("source");
+        std::fs::write(&source, b"Message-ID: <m@x>\r\n\r\nbody\r\n").unwrap();
+        let seen = Flags::new().with(Flag::Seen);
+
+        let key = MaildirKey("1.link.host".into());
+        let mut copies = DeliveryBatch::new(&md);
+        let Linked::Link { size } = link_into(&md, &source, &key, &seen, &mut copies).unwrap()
+        else {
+            panic!("same filesystem: a hard link");
+        };
+        assert_eq!(size, 27);
+        assert_eq!(std::fs::metadata(&source).unwrap().nlink(), 2);
+        assert!(md.cur_dir().join("1.link.host:2,S").exists());
+        // Never over an existing name.
+        assert!(link_into(&md, &source, &key, &seen, &mut copies).is_err());
+        // A source gone since the scan: download instead.
+        let gone = here.path().join("gone");
+        let other = MaildirKey("2.gone.host".into());
+        assert!(matches!(
+            link_into(&md, &gone, &other, &seen, &mut copies).unwrap(),
+            Linked::SourceGone
+        ));
+
+        // /dev/shm is a tmpfs: another filesystem than the temp dir's here.
+        let shm = tempfile::tempdir_in("/dev/shm").expect("/dev/shm (a tmpfs)");
+        let far = shm.path().join("source");
+        std::fs::write(&far, b"Message-ID: <f@x>\r\n\r\nfar\r\n").unwrap();
+        let (dev_far, dev_md) = (
+            std::fs::metadata(&far).unwrap().dev(),
+            std::fs::metadata(md.path()).unwrap().dev(),
+        );
+        assert_ne!(dev_far, dev_md, "the test needs two filesystems");
+        let key = MaildirKey("3.copy.host".into());
+        assert!(matches!(
+            link_into(&md, &far, &key, &Flags::new(), &mut copies).unwrap(),
+            Linked::Copied
+        ));
+        let durable = copies.commit_durable().unwrap();
+        assert_eq!(durable.len(), 1);
+        let copy = md.new_dir().join("3.copy.host");
+        assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&far).unwrap());
+        assert_eq!(std::fs::metadata(&far).unwrap().nlink(), 1, "a copy");
+    }
+
+    #[tokio::test]
+    async fn a_claimed_identity_is_waited_for_until_released() {
+        let claims = Claims::default();
+        let id = EmailId("M1".into());
+        assert!(claims.try_claim(&id));
+        assert!(!claims.try_claim(&id), "one run at a time");
+        let ids = BTreeSet::from([id.clone()]);
+        let waiter = {
+            let claims = claims.clone();
+            let ids = ids.clone();
+            tokio::spawn(async move { claims.wait_for(&ids).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(Claimed {
+            claims: &claims,
+            ids,
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("released claims wake the waiter")
+            .unwrap();
+        assert!(claims.try_claim(&id));
+    }
+}
