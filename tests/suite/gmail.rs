@@ -1,8 +1,10 @@
 //! Gmail's labels (issue 18) against the scripted Gmail layer in front of Dovecot
-//! (support/profiles.rs: X-GM-EXT-1, `X-GM-MSGID` the same in every label folder, the
-//! connection limit and APPENDLIMIT): a message with three labels is one file in four
-//! folders (All Mail included) after a first sync, a label added on the server is a new
-//! link with no download, and a local deletion in a label folder removes only that label.
+//! (support/profiles.rs: X-GM-EXT-1, `X-GM-MSGID` the same in every label folder,
+//! per-message flags, the Trash that takes a message out of every label, the connection
+//! limit, APPENDLIMIT and the bandwidth `[ALERT]`): a message with three labels is one
+//! file in four folders (All Mail included) after a first sync, a label added on the
+//! server is a new link with no download, a local deletion in a label folder removes only
+//! that label, and the preset's defaults are what `check-config --connect` shows.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -111,6 +113,26 @@ fn gmail_labels_are_one_file_new_labels_are_links_and_a_deletion_removes_one_lab
     assert_eq!(inode(&env, "Receipts", "m"), first);
     env.assert_quiet();
 
+    // Gmail's flags are per message: flagged in Work, it is flagged in every label
+    // folder on the server, and the next pass renames each entry (still one file).
+    md::set_flags(&env.folder("Work"), &env.key_of("Work", "m"), "F");
+    let summary = env.sync_ok();
+    assert!(summary.contains("flags pushed 1"), "{summary}");
+    let summary = env.sync_ok();
+    assert!(
+        summary.contains("pulled 4"),
+        "INBOX, All Mail, Travel, Receipts: {summary}"
+    );
+    for folder in ["INBOX", ALL_MAIL, "Work", "Travel", "Receipts"] {
+        assert_eq!(
+            md::messages(&env.folder(folder))[&env.key_of(folder, "m")],
+            "F",
+            "{folder}"
+        );
+        assert_eq!(inode(&env, folder, "m"), first, "{folder}");
+    }
+    env.assert_quiet();
+
     // A local deletion in a label folder removes that label only.
     md::delete(&env.folder("Travel"), &env.key_of("Travel", "m"));
     let out = env.sync(&[]);
@@ -142,6 +164,16 @@ fn gmail_labels_are_one_file_new_labels_are_links_and_a_deletion_removes_one_lab
         on_server(&env, TRASH, "n"),
         "moved to the Trash, not expunged"
     );
+    // In the Trash a message has no label left: INBOX lost it on the server, and the
+    // next pass removes INBOX's entry.
+    assert!(!on_server(&env, "INBOX", "n"));
+    let summary = env.sync_ok();
+    assert!(
+        summary.contains("deleted 0 on server 1 locally"),
+        "{summary}"
+    );
+    assert_eq!(inode(&env, "INBOX", "n"), None);
+    env.assert_quiet();
 }
 
 fn server_seed(env: &SyncEnv, folder: &str, id: &str) {

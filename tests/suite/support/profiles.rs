@@ -83,6 +83,7 @@ impl Profile {
             Profile::Gmail => Some(Rules {
                 max_connections: Some(GMAIL_CONNECTIONS),
                 identity: Some(IdentityItem::GmailMsgId),
+                gmail_labels: true,
                 ..Rules::default()
             }),
             Profile::Yahoo => Some(Rules {
@@ -164,6 +165,11 @@ pub struct Rules {
     /// the account is over its daily limit: `NO [ALERT] Account exceeded command or
     /// bandwidth limits. (Failure)`.
     pub over_limit: bool,
+    /// Gmail's label semantics, played by a session of the layer's own to Dovecot: a
+    /// flag stored in one folder is stored on every copy of the message (Gmail's flags
+    /// are per message; `\Deleted` stays per folder: there it removes one label), and a
+    /// message moved to `[Gmail]/Trash` leaves every other folder (every label).
+    pub gmail_labels: bool,
 }
 
 /// A provider's FETCH item naming a message across folders.
@@ -329,6 +335,7 @@ impl ScriptProxy {
                 let writer = Arc::new(Mutex::new(client.try_clone().unwrap()));
                 let parse = rules.throttle.is_some()
                     || rules.over_limit
+                    || rules.gmail_labels
                     || rules.message_limit.is_some()
                     || rules.identity.is_some();
                 let identity = rules.identity;
@@ -470,6 +477,9 @@ fn client_to_server(
     let mut reader = BufReader::new(from.try_clone().unwrap());
     // After a line announcing a literal, the next line continues the same command.
     let mut continuing = false;
+    // The folder the client selected, for the Gmail semantics.
+    let mut selected: Option<String> = None;
+    let port = to.peer_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         let mut line = Vec::new();
         match reader.read_until(b'\n', &mut line) {
@@ -491,6 +501,9 @@ fn client_to_server(
         let text = String::from_utf8_lossy(&line).trim_end().to_owned();
         if !continuing && text.contains(' ') {
             seen.commands.lock().unwrap().push(text);
+        }
+        if rules.gmail_labels && !continuing && literal.is_none() {
+            gmail_labels(&line, &mut selected, port);
         }
         let line = match rules.identity {
             Some(identity) if !continuing && literal.is_none() => {
@@ -523,6 +536,133 @@ fn client_to_server(
     }
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
+}
+
+/// The first argument after a command's verb: a quoted string or an atom.
+fn mailbox_after(text: &str, verb: &str) -> Option<String> {
+    let upper = text.to_ascii_uppercase();
+    let at = upper.find(&format!(" {verb} "))? + verb.len() + 2;
+    let rest = &text[at..];
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = quoted.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => out.extend(chars.next()),
+                '"' => return Some(out),
+                c => out.push(c),
+            }
+        }
+        None
+    } else {
+        rest.split_whitespace().next().map(str::to_owned)
+    }
+}
+
+/// The UIDs an explicit set names (`3,5:7`); `*` names nothing here.
+fn uids_of(set: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in set.split(',') {
+        match part.split_once(':') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    out.extend(a.min(b)..=a.max(b));
+                }
+            }
+            None => out.extend(part.parse::<u32>()),
+        }
+    }
+    out
+}
+
+/// Gmail's per-message flags and its Trash, for one client command line in `selected`:
+/// done by a session of the layer's own before the command reaches Dovecot.
+fn gmail_labels(line: &[u8], selected: &mut Option<String>, port: u16) {
+    let text = String::from_utf8_lossy(line).trim_end().to_owned();
+    let upper = text.to_ascii_uppercase();
+    for verb in ["SELECT", "EXAMINE"] {
+        if let Some(name) = mailbox_after(&text, verb) {
+            *selected = Some(name);
+            return;
+        }
+    }
+    let Some(folder) = selected.clone() else {
+        return;
+    };
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.len() < 4 || !words[1].eq_ignore_ascii_case("UID") {
+        return;
+    }
+    let uids = uids_of(words[3]);
+    if uids.is_empty() {
+        return;
+    }
+    let verb = words[2].to_ascii_uppercase();
+    let mut sidecar = match super::imap_client::ImapClient::login(port, "alice", DEFAULT_PASSWORD) {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    let Ok(here) = sidecar.fetch_all(&folder) else {
+        return;
+    };
+    let ids: Vec<String> = here
+        .iter()
+        .filter(|f| uids.contains(&f.uid) && !f.message_id.is_empty())
+        .map(|f| f.message_id.clone())
+        .collect();
+    let folders = sidecar.list_folders().unwrap_or_default();
+    let others = folders.iter().filter(|f| **f != folder);
+    if verb == "STORE" && (upper.contains("+FLAGS") || upper.contains("-FLAGS")) {
+        let sign = if upper.contains("+FLAGS") { '+' } else { '-' };
+        let flags: Vec<&str> = text
+            .rsplit_once('(')
+            .map(|(_, f)| f.trim_end_matches(')'))
+            .unwrap_or("")
+            .split_whitespace()
+            .filter(|f| !f.eq_ignore_ascii_case("\\Deleted"))
+            .collect();
+        if flags.is_empty() {
+            return;
+        }
+        for other in others {
+            let Ok(rows) = sidecar.fetch_all(other) else {
+                continue;
+            };
+            let same: Vec<String> = rows
+                .iter()
+                .filter(|r| ids.contains(&r.message_id))
+                .map(|r| r.uid.to_string())
+                .collect();
+            if same.is_empty() || sidecar.select(other, false).is_err() {
+                continue;
+            }
+            let _ = sidecar.command(&format!(
+                "UID STORE {} {sign}FLAGS.SILENT ({})",
+                same.join(","),
+                flags.join(" ")
+            ));
+        }
+    } else if (verb == "MOVE" || verb == "COPY")
+        && mailbox_after(&text, words[3]).is_some_and(|to| to == "[Gmail]/Trash")
+    {
+        for other in others.filter(|f| *f != "[Gmail]/Trash") {
+            let Ok(rows) = sidecar.fetch_all(other) else {
+                continue;
+            };
+            let same: Vec<String> = rows
+                .iter()
+                .filter(|r| ids.contains(&r.message_id))
+                .map(|r| r.uid.to_string())
+                .collect();
+            if same.is_empty() || sidecar.select(other, false).is_err() {
+                continue;
+            }
+            let set = same.join(",");
+            let _ = sidecar.command(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"));
+            let _ = sidecar.command(&format!("UID EXPUNGE {set}"));
+        }
+    }
+    sidecar.logout();
 }
 
 /// The answer this layer gives instead of the server, if any.
