@@ -858,7 +858,16 @@ fn print_summary(config: &Config) {
                     .iter()
                     .map(|p| format!("{}{}", if p.exclude { "!" } else { "" }, p.glob))
                     .collect();
-                format!("imap, folders {}", patterns.join(" "))
+                let preset = match imap.provider {
+                    Some((crate::config::Provider::Gmail, crate::config::ProviderFrom::Config)) => {
+                        "gmail preset, "
+                    }
+                    Some((crate::config::Provider::Gmail, crate::config::ProviderFrom::Host)) => {
+                        "gmail preset (from the host), "
+                    }
+                    None => "",
+                };
+                format!("imap, {preset}folders {}", patterns.join(" "))
             }
             AccountKind::Pop3(p) => format!(
                 "pop3, every {}s, {}",

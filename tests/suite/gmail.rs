@@ -249,6 +249,11 @@ fn gmail_preset_comes_from_the_host_and_caps_connections() {
         &["check-config", "--config", config.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("imap, gmail preset (from the host), folders * ![Gmail]/Spam ![Gmail]/Trash"),
+        "{text}"
+    );
 }
 
 /// Gmail's daily limit: `NO [ALERT] Account exceeded command or bandwidth limits` on a
