@@ -45,7 +45,9 @@
 //!   cross-folder delete+add into moves, apply each action under the intent journal,
 //!   commit; delete folders rule 9 allows; resolve intents a crash left open before
 //!   anything else; and the POP3 poller (`engine::pop3`: deliver, record UIDL, DELE,
-//!   QUIT). Each account's link to its server (`engine::link`) owns the pass connection,
+//!   QUIT). A message the server identifies across folders (OBJECTID's `EMAILID`,
+//!   Gmail's `X-GM-MSGID`) is stored once and hard-linked into each (`engine::identity`).
+//!   Each account's link to its server (`engine::link`) owns the pass connection,
 //!   the folder listing (LIST once per change), the sweep's comparison of STATUS numbers
 //!   with the state, and the connection budget (`engine::budget`) that push and passes
 //!   share; failures come back typed per folder (transient, permanent, disk full,

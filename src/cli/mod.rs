@@ -14,6 +14,7 @@ use crate::secret::{self, SecretError};
 use crate::unified;
 
 mod init;
+mod labels;
 mod log;
 pub mod manual;
 
@@ -136,6 +137,15 @@ pub enum Command {
         /// Only conflicts and how they were resolved
         #[arg(long)]
         conflicts: bool,
+        /// One JSON document instead of text (schema: /usr/share/doc/syncmail/json-schema.md)
+        #[arg(long)]
+        json: bool,
+    },
+    /// List each message the server identifies across folders (OBJECTID, Gmail) with the
+    /// folders it is in: its labels on Gmail; one file linked into each of them
+    Labels {
+        /// Only this account [default: all]
+        account: Option<String>,
         /// One JSON document instead of text (schema: /usr/share/doc/syncmail/json-schema.md)
         #[arg(long)]
         json: bool,
@@ -428,6 +438,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let names: Vec<String> = account.into_iter().collect();
             let selected = select_accounts(&config, &names)?;
             runtime()?.block_on(log::print(&config, &selected, conflicts, json))
+        }
+        Command::Labels { account, json } => {
+            let names: Vec<String> = account.into_iter().collect();
+            let selected = select_accounts(&config, &names)?;
+            runtime()?.block_on(labels::print(&config, &selected, json))
         }
     }
 }
@@ -850,7 +865,16 @@ fn print_summary(config: &Config) {
                     .iter()
                     .map(|p| format!("{}{}", if p.exclude { "!" } else { "" }, p.glob))
                     .collect();
-                format!("imap, folders {}", patterns.join(" "))
+                let preset = match imap.provider {
+                    Some((crate::config::Provider::Gmail, crate::config::ProviderFrom::Config)) => {
+                        "gmail preset, "
+                    }
+                    Some((crate::config::Provider::Gmail, crate::config::ProviderFrom::Host)) => {
+                        "gmail preset (from the host), "
+                    }
+                    None => "",
+                };
+                format!("imap, {preset}folders {}", patterns.join(" "))
             }
             AccountKind::Pop3(p) => format!(
                 "pop3, every {}s, {}",
@@ -985,6 +1009,36 @@ async fn check_pop3(account: &Account) -> Result<Vec<String>, Failure> {
     )])
 }
 
+/// What the Gmail preset makes of this account, in words, for `check-config --connect`.
+fn gmail_defaults(
+    settings: &crate::config::ImapSettings,
+    map: &crate::maildir::FolderMap,
+) -> String {
+    let all_mail = if settings.selects(map, "[Gmail]/All Mail") {
+        "[Gmail]/All Mail synced as links (a message is downloaded and stored once, linked into INBOX, its label folders and All Mail)"
+    } else {
+        "[Gmail]/All Mail not synced (folders excludes it)"
+    };
+    let skipped: Vec<&str> = ["[Gmail]/Spam", "[Gmail]/Trash"]
+        .into_iter()
+        .filter(|f| !settings.selects(map, f))
+        .collect();
+    let skipped = if skipped.is_empty() {
+        String::new()
+    } else {
+        format!("; not synced: {}", skipped.join(", "))
+    };
+    let deletion = match &settings.trash {
+        Some(t) => format!("a deletion anywhere moves the message to {t} (trash)"),
+        None => "a deletion in a label folder removes that label; in All Mail it moves the message to [Gmail]/Trash".to_owned(),
+    };
+    format!(
+        "{all_mail}{skipped}; {deletion}; at most {} connections (Gmail allows {})",
+        settings.max_connections,
+        crate::config::GMAIL_MAX_CONNECTIONS
+    )
+}
+
 async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
     let AccountKind::Imap(settings) = &account.kind else {
         return check_pop3(account).await;
@@ -1024,6 +1078,33 @@ async fn check_account(account: &Account) -> Result<Vec<String>, Failure> {
         ),
         format!("  account {}: {namespace}", account.name),
     ];
+    if connected.has("OBJECTID") {
+        lines.push(format!(
+            "  account {}: OBJECTID (EMAILID): a message in several folders is downloaded once and hard-linked into each",
+            account.name
+        ));
+    } else if connected.has("X-GM-EXT-1") {
+        lines.push(format!(
+            "  account {}: Gmail (X-GM-EXT-1): X-GM-MSGID identifies a message across labels: downloaded once and hard-linked into each label folder",
+            account.name
+        ));
+    }
+    match settings.provider {
+        Some((crate::config::Provider::Gmail, from)) => lines.push(format!(
+            "  account {}: provider gmail ({}): {}",
+            account.name,
+            match from {
+                crate::config::ProviderFrom::Config => "provider = \"gmail\"",
+                crate::config::ProviderFrom::Host => "from the host",
+            },
+            gmail_defaults(settings, &map)
+        )),
+        None if connected.has("X-GM-EXT-1") => lines.push(format!(
+            "  account {}: the server offers X-GM-EXT-1: it is Gmail; set provider = \"gmail\" for its defaults (Spam and Trash not synced, a deletion in All Mail moves to the Trash)",
+            account.name
+        )),
+        None => {}
+    }
     lines.extend(
         imap::fallbacks(|c| connected.has(c))
             .into_iter()

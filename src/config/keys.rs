@@ -61,6 +61,7 @@ pub const KEYS: &[Key] = &[
     key(Account, "name", All),
     key(Account, "kind", All),
     key(Account, "host", All),
+    key(Account, "provider", ImapOnly),
     key(Account, "port", All),
     key(Account, "tls", All),
     key(Account, "allow_plaintext", All),

@@ -13,7 +13,17 @@ use std::time::Duration;
 
 pub use error::{ConfigError, Location};
 pub use pattern::{FolderPattern, FolderPatterns};
-pub use raw::{AuthMech, Layout, Tls};
+pub use raw::{AuthMech, Layout, Provider, Tls};
+pub use validate::GMAIL_MAX_CONNECTIONS;
+
+/// How an account's provider preset was known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderFrom {
+    /// `provider = ...` in the config.
+    Config,
+    /// The account's host is the provider's.
+    Host,
+}
 
 use crate::model::{AccountName, FolderName};
 use crate::sync::{DeleteVsFlag, Direction, Expunge};
@@ -120,6 +130,8 @@ impl std::fmt::Debug for SecretSource {
 
 #[derive(Clone, Debug)]
 pub struct ImapSettings {
+    /// The provider preset that chose some of these defaults, and how it was known.
+    pub provider: Option<(Provider, ProviderFrom)>,
     pub folders: FolderPatterns,
     pub idle: Vec<FolderName>,
     /// How long one IDLE command lasts before it is re-issued (RFC 2177: under 29 min);

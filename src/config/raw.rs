@@ -42,6 +42,14 @@ pub enum RawKind {
     Pop3,
 }
 
+/// A mail provider whose defaults a preset chooses. Config key `provider`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Gmail: labels are folders, `[Gmail]/All Mail` holds every message.
+    Gmail,
+}
+
 /// How the connection is secured. Config key `tls`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,6 +88,7 @@ pub struct RawAccount {
     pub name: Spanned<String>,
     pub kind: Spanned<RawKind>,
     pub host: Spanned<String>,
+    pub provider: Option<Spanned<Provider>>,
     pub port: Option<Spanned<i64>>,
     pub tls: Option<Spanned<Tls>>,
     pub allow_plaintext: Option<bool>,

@@ -10,10 +10,12 @@ use toml::Spanned;
 
 use super::error::{ConfigError, locate};
 use super::oauth2::{self, OAuth2};
-use super::raw::{AuthMech, Outline, RawAccount, RawFile, RawKind, RawOAuth2, RawUnified, Tls};
+use super::raw::{
+    AuthMech, Outline, Provider, RawAccount, RawFile, RawKind, RawOAuth2, RawUnified, Tls,
+};
 use super::{
     Account, AccountKind, Config, Dirs, FolderPattern, FolderPatterns, General, ImapSettings,
-    Loaded, Pop3Settings, SecretSource, Server, Unified,
+    Loaded, Pop3Settings, ProviderFrom, SecretSource, Server, Unified,
 };
 use crate::model::{AccountName, FolderName};
 use crate::sync::DEFAULT_MAX_DELETE_SHARE;
@@ -25,6 +27,8 @@ const MAX_IDLE_REFRESH: Duration = Duration::from_secs(29 * 60);
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECTIONS: usize = 3;
 const DEFAULT_MAX_CONNECTIONS: usize = 3;
+/// Gmail refuses more simultaneous IMAP connections per account than this.
+pub const GMAIL_MAX_CONNECTIONS: usize = 15;
 const DEFAULT_IDLE_CONNECTIONS: usize = 1;
 const DEFAULT_SWEEP: Duration = Duration::from_secs(60);
 const MAX_CONNECTIONS: i64 = 16;
@@ -486,8 +490,9 @@ fn account(
 type KeyAt<'a> = (&'a str, Option<Range<usize>>);
 
 fn check_kind_keys(ctx: &Ctx, a: &RawAccount, kind: RawKind) -> Result<(), ConfigError> {
-    let imap_only: [KeyAt; 16] = [
+    let imap_only: [KeyAt; 17] = [
         ("folders", a.folders.as_ref().map(Spanned::span)),
+        ("provider", a.provider.as_ref().map(Spanned::span)),
         ("idle", a.idle.as_ref().map(Spanned::span)),
         ("idle_refresh", a.idle_refresh.as_ref().map(Spanned::span)),
         ("layout", a.layout.as_ref().map(Spanned::span)),
@@ -975,7 +980,20 @@ fn folder_list(
     Ok(out)
 }
 
+/// The provider preset: set in the config, or known from the host.
+fn provider(a: &RawAccount) -> Option<(Provider, ProviderFrom)> {
+    if let Some(p) = &a.provider {
+        return Some((*p.get_ref(), ProviderFrom::Config));
+    }
+    let host = a.host.get_ref().trim_end_matches('.').to_ascii_lowercase();
+    ["imap.gmail.com", "imap.googlemail.com"]
+        .contains(&host.as_str())
+        .then_some((Provider::Gmail, ProviderFrom::Host))
+}
+
 fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError> {
+    let provider = provider(a);
+    let gmail = matches!(provider, Some((Provider::Gmail, _)));
     let folders = match &a.folders {
         Some(list) => {
             let mut patterns = Vec::new();
@@ -995,6 +1013,21 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
             }
             FolderPatterns(patterns)
         }
+        None if gmail => FolderPatterns(
+            [
+                "*",
+                "![Gmail]/Spam",
+                "![Gmail]/Trash",
+                "![Google Mail]/Spam",
+                "![Google Mail]/Trash",
+            ]
+            .iter()
+            .map(|g| FolderPattern {
+                exclude: g.starts_with('!'),
+                glob: g.trim_start_matches('!').into(),
+            })
+            .collect(),
+        ),
         None => FolderPatterns(vec![FolderPattern {
             exclude: false,
             glob: "*".into(),
@@ -1065,6 +1098,19 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
         }
         None => DEFAULT_MAX_CONNECTIONS,
     };
+    if gmail
+        && max_connections > GMAIL_MAX_CONNECTIONS
+        && let Some(c) = &a.max_connections
+    {
+        return Err(ctx
+            .error(
+                c.span(),
+                format!("max_connections = {max_connections} is above Gmail's limit"),
+            )
+            .help(format!(
+                "Gmail allows {GMAIL_MAX_CONNECTIONS} connections per account, shared with your other mail clients; use fewer"
+            )));
+    }
     let idle_connections = match &a.idle_connections {
         Some(c) => {
             let v = *c.get_ref();
@@ -1082,6 +1128,7 @@ fn imap_settings(ctx: &Ctx, a: &RawAccount) -> Result<ImapSettings, ConfigError>
         None => DEFAULT_SWEEP,
     };
     Ok(ImapSettings {
+        provider,
         folders,
         idle,
         idle_refresh,

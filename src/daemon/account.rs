@@ -473,8 +473,15 @@ impl Supervisor {
             // Wrong password or certificate: retrying soon cannot help; retry slowly.
             delay = delay.max(self.shared.tuning.auth_retry);
         }
+        if e.is_over_limit() {
+            // Gmail's daily limits: every try until they reset would be refused, and
+            // counts against the account; wait, and say so.
+            delay = delay.max(self.shared.tuning.over_limit_pause);
+        }
         let what = if e.is_disk_full() {
             "paused: the disk is full"
+        } else if e.is_over_limit() {
+            "paused"
         } else {
             "error"
         };

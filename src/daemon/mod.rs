@@ -58,6 +58,9 @@ pub struct Tuning {
     /// How often an account that needs `syncmail login` looks for a new stored login
     /// (a file read or a keyring lookup; the provider is not asked until it changed).
     pub login_poll: Duration,
+    /// How long an account the provider paused (`[ALERT] Account exceeded command or
+    /// bandwidth limits`) waits before it tries again.
+    pub over_limit_pause: Duration,
 }
 
 impl Default for Tuning {
@@ -71,6 +74,7 @@ impl Default for Tuning {
             clock_jump: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
             login_poll: Duration::from_secs(5),
+            over_limit_pause: Duration::from_secs(3600),
         }
     }
 }

@@ -9,13 +9,14 @@ use std::time::SystemTime;
 use crate::fault;
 use crate::imap::{Deleted, ImapSession};
 use crate::maildir::{self, DeliveryBatch, LocalMessage, Maildir, MessageError, Placement};
-use crate::model::{ContentHash, Flag, Flags, MaildirKey, MessageId, Uid, imap_date};
+use crate::model::{ContentHash, EmailId, Flag, Flags, MaildirKey, MessageId, Uid, imap_date};
 use crate::store::{
     Commit, FolderState, IntentKind, IntentSpec, Store, flags_from_db, flags_to_db,
 };
 use crate::sync::{Action, Pair, RemoteSnapshot, UidSet};
 
 use super::LocalError;
+use super::identity;
 use super::{Counts, EngineError};
 
 /// How many messages one fetch round trip (and one durable delivery batch) carries, and
@@ -44,6 +45,9 @@ pub struct FolderRun<'a> {
     pub highest_pulled: Option<Uid>,
     /// Set by the caller to stop between fetch batches (shutdown).
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The identities the pass's folder runs are downloading (set by the caller when
+    /// several run at once).
+    pub claims: Option<identity::Claims>,
     failed_uids: BTreeSet<Uid>,
     failed_keys: BTreeSet<MaildirKey>,
     dirty: BTreeSet<Uid>,
@@ -90,6 +94,7 @@ impl<'a> FolderRun<'a> {
             local,
             highest_pulled: None,
             stop: None,
+            claims: None,
             failed_uids: BTreeSet::new(),
             failed_keys: BTreeSet::new(),
             dirty: BTreeSet::new(),
@@ -243,6 +248,7 @@ impl<'a> FolderRun<'a> {
                     )
                     .into());
                 };
+                self.say_gmail_deletion(list.len(), true);
                 let detail = super::moves::MoveDetail::Trash(trash.clone()).encode();
                 let ids = self.journal(&list, IntentKind::Move, &detail).await?;
                 if self.session.has_move() {
@@ -271,6 +277,7 @@ impl<'a> FolderRun<'a> {
             }
             Action::DeleteOnServer { uids } => {
                 let list: Vec<Uid> = uids.iter().collect();
+                self.say_gmail_deletion(list.len(), false);
                 let ids = self.journal(&list, IntentKind::Expunge, "").await?;
                 let outcome = self.session.delete(&list).await?;
                 fault::point("after-expunge");
@@ -279,6 +286,16 @@ impl<'a> FolderRun<'a> {
             Action::DeleteLocal { key } => self.delete_local(key).await?,
         }
         Ok(())
+    }
+
+    /// On Gmail a folder is a label: say what a deletion there does, in Gmail's words.
+    fn say_gmail_deletion(&self, n: usize, to_trash: bool) {
+        if self.session.identity() != Some(crate::imap::Identity::Gmail) {
+            return;
+        }
+        let folder = &self.folder.server_name.0;
+        let words = gmail_deletion(folder, n, to_trash);
+        tracing::info!(folder = %folder, "{words}");
     }
 
     async fn journal(
@@ -354,16 +371,155 @@ impl<'a> FolderRun<'a> {
         Ok(())
     }
 
-    /// Download in batches: journal each planned key, stream the bodies into `tmp/`, make
-    /// the batch durable with one round of syncs, then commit its pairs (rules 1, 3, 5).
+    /// Bring the messages into the Maildir: those the account already stores (the same
+    /// server identity in any folder) as links to that file, the rest downloaded. A
+    /// message another folder run of this pass is downloading right now is waited for
+    /// and then linked, so it is downloaded once.
     async fn fetch(&mut self, uids: &UidSet) -> Result<(), EngineError> {
-        let todo: Vec<Uid> = uids
+        let mut todo: Vec<Uid> = uids
             .iter()
             .filter(|u| !self.pairs.contains_key(u))
             .collect();
         let listed = self.remote.listed();
+        let id_of = |u: &Uid| listed.get(u).and_then(|m| m.email_id.clone());
+        loop {
+            let rest = self.link_stored(todo).await?;
+            let claims = self.claims.clone().unwrap_or_default();
+            let mut mine = Vec::new();
+            let mut deferred = Vec::new();
+            let mut claimed = identity::Claimed {
+                claims: &claims,
+                ids: BTreeSet::new(),
+            };
+            for uid in rest {
+                match id_of(&uid) {
+                    Some(id) if !claims.try_claim(&id) => deferred.push(uid),
+                    Some(id) => {
+                        claimed.ids.insert(id);
+                        mine.push(uid);
+                    }
+                    None => mine.push(uid),
+                }
+            }
+            self.download(&mine).await?;
+            drop(claimed);
+            if deferred.is_empty() {
+                return Ok(());
+            }
+            let waiting: BTreeSet<EmailId> = deferred.iter().filter_map(id_of).collect();
+            tracing::debug!(folder = %self.folder.server_name, messages = deferred.len(), "waiting for another folder's download of the same messages, to link them");
+            claims.wait_for(&waiting).await;
+            todo = deferred;
+        }
+    }
+
+    /// Link the messages of `todo` the account already stores in some folder; returns
+    /// the UIDs left to download. Journaled like a download (rule 1): the keys are
+    /// recorded first, each link is made without overwriting, the directories synced,
+    /// then the pairs committed.
+    async fn link_stored(&mut self, todo: Vec<Uid>) -> Result<Vec<Uid>, EngineError> {
+        let listed = self.remote.listed();
+        let id_of = |u: &Uid| listed.get(u).and_then(|m| m.email_id.clone());
+        let ids: BTreeSet<EmailId> = todo.iter().filter_map(id_of).collect();
+        if ids.is_empty() {
+            return Ok(todo);
+        }
+        let stored = identity::stored_copies(self.store, &ids, (self.folder.id, self.md)).await?;
+        let (link, mut rest): (Vec<Uid>, Vec<Uid>) = todo
+            .into_iter()
+            .partition(|u| id_of(u).is_some_and(|id| stored.contains_key(&id)));
+        if link.is_empty() {
+            return Ok(rest);
+        }
+        let keys: BTreeMap<Uid, MaildirKey> =
+            link.iter().map(|uid| (*uid, maildir::new_key())).collect();
+        let local_flags = |uid: &Uid| {
+            listed
+                .get(uid)
+                .map(|m| m.flags.system_only())
+                .unwrap_or_default()
+        };
+        let specs = keys
+            .iter()
+            .map(|(uid, key)| IntentSpec {
+                token: id_of(uid).map(|id| id.0),
+                ..IntentSpec::deliver(self.folder.id, *uid, key.clone(), &local_flags(uid))
+            })
+            .collect();
+        let intents = self.store.begin_intents(specs, SystemTime::now()).await?;
+        fault::point("before-link");
+        let mut copies = DeliveryBatch::new(self.md);
+        let mut made: BTreeMap<Uid, u64> = BTreeMap::new();
+        let mut copied: Vec<Uid> = Vec::new();
+        for uid in &link {
+            let (Some(key), Some((source, _))) =
+                (keys.get(uid), id_of(uid).and_then(|id| stored.get(&id)))
+            else {
+                continue;
+            };
+            match identity::link_into(self.md, source, key, &local_flags(uid), &mut copies)? {
+                identity::Linked::Link { size, .. } => {
+                    made.insert(*uid, size);
+                    fault::point("link-mid-batch");
+                }
+                identity::Linked::Copied => copied.push(*uid),
+                identity::Linked::SourceGone => rest.push(*uid),
+            }
+        }
+        for d in copies.commit_durable().map_err(LocalError::from)? {
+            if let Some(uid) = copied.iter().find(|u| keys.get(u) == Some(&d.key)) {
+                made.insert(*uid, d.size);
+            }
+        }
+        self.md
+            .sync_dirs()
+            .map_err(LocalError::io(self.md.path()))?;
+        fault::point("after-link");
+        let mut commit = self.commit();
+        for (uid, size) in &made {
+            let (Some(key), Some(id)) = (keys.get(uid), id_of(uid)) else {
+                continue;
+            };
+            let source = stored.get(&id).map(|(_, p)| p);
+            let m = listed.get(uid);
+            let pair = Pair {
+                uid: *uid,
+                key: key.clone(),
+                remote_flags: m.map(|m| m.flags.clone()).unwrap_or_default(),
+                local_flags: local_flags(uid),
+                remote_size: m
+                    .map(|m| m.size)
+                    .filter(|s| *s > 0)
+                    .or(source.map(|p| p.remote_size))
+                    .unwrap_or(*size),
+                local_size: *size,
+                message_id: m
+                    .and_then(|m| m.message_id.clone())
+                    .or_else(|| source.and_then(|p| p.message_id.clone())),
+                email_id: Some(id),
+            };
+            self.pairs.insert(*uid, pair.clone());
+            commit.upsert_pairs.push(pair);
+            self.counts.linked += 1;
+            self.highest_pulled = self.highest_pulled.max(Some(*uid));
+        }
+        // A link not made (its source gone since the scan) left nothing under its key.
+        commit.complete_intents = intents;
+        self.store.commit(commit).await?;
+        if !made.is_empty() {
+            tracing::debug!(folder = %self.folder.server_name, linked = made.len(), "linked messages the account already stores, no download");
+        }
+        self.report_progress();
+        rest.sort();
+        Ok(rest)
+    }
+
+    /// Download in batches: journal each planned key, stream the bodies into `tmp/`, make
+    /// the batch durable with one round of syncs, then commit its pairs (rules 1, 3, 5).
+    async fn download(&mut self, todo: &[Uid]) -> Result<(), EngineError> {
+        let listed = self.remote.listed();
         let size_of = |uid: &Uid| listed.get(uid).map_or(0, |m| m.size);
-        for chunk in &batches(&todo, size_of) {
+        for chunk in &batches(todo, size_of) {
             // Shutdown: stop at a batch boundary, everything before it committed.
             if self
                 .stop
@@ -378,8 +534,17 @@ impl<'a> FolderRun<'a> {
             let specs = keys
                 .iter()
                 .map(|(uid, key)| {
-                    let flags = listed.get(uid).map(|m| m.flags.clone()).unwrap_or_default();
-                    IntentSpec::deliver(self.folder.id, *uid, key.clone(), &flags.system_only())
+                    let m = listed.get(uid);
+                    let flags = m.map(|m| m.flags.clone()).unwrap_or_default();
+                    IntentSpec {
+                        token: m.and_then(|m| m.email_id.as_ref()).map(|id| id.0.clone()),
+                        ..IntentSpec::deliver(
+                            self.folder.id,
+                            *uid,
+                            key.clone(),
+                            &flags.system_only(),
+                        )
+                    }
                 })
                 .collect();
             let intents = self.store.begin_intents(specs, SystemTime::now()).await?;
@@ -444,6 +609,7 @@ impl<'a> FolderRun<'a> {
                     message_id: listed_msg
                         .and_then(|m| m.message_id.clone())
                         .or_else(|| body_id.clone()),
+                    email_id: listed_msg.and_then(|m| m.email_id.clone()),
                 };
                 self.pairs.insert(*uid, pair.clone());
                 commit.upsert_pairs.push(pair);
@@ -590,6 +756,8 @@ impl<'a> FolderRun<'a> {
             remote_size: sizes.crlf,
             local_size: sizes.raw,
             message_id,
+            // Asked for with the sizes of this run's uploads (`check_stored_copies`).
+            email_id: None,
         };
         self.store
             .commit(Commit {
@@ -667,6 +835,15 @@ impl<'a> FolderRun<'a> {
         }
         last.folder = Some(self.folder.id);
         self.check_stored_copies().await?;
+        // Pairs that had no server identity yet get the one this listing carries.
+        for (uid, m) in self.remote.listed() {
+            if let (Some(id), Some(pair)) = (&m.email_id, self.pairs.get_mut(uid))
+                && pair.email_id.is_none()
+            {
+                pair.email_id = Some(id.clone());
+                self.dirty.insert(*uid);
+            }
+        }
         last.upsert_pairs.extend(
             self.dirty
                 .iter()
@@ -691,6 +868,20 @@ impl FolderRun<'_> {
             .session
             .fetch_identities(&crate::imap::uid_set(&uids))
             .await?;
+        // The server's identity of each upload, so a copy another client makes of it
+        // later is linked, not downloaded.
+        if self.session.identity().is_some() {
+            let listed = self
+                .session
+                .fetch_flags(&crate::imap::uid_set(&uids), None)
+                .await?;
+            for (uid, m) in listed {
+                if let (Some(id), Some(p)) = (m.email_id, self.pairs.get_mut(&uid)) {
+                    p.email_id = Some(id);
+                    self.dirty.insert(uid);
+                }
+            }
+        }
         // 8-bit header bytes are what servers rewrite, often byte for byte (`ü` as `XX`):
         // those headers are compared, not only sizes.
         let eight_bit: Vec<Uid> = self
@@ -730,6 +921,26 @@ impl FolderRun<'_> {
             );
         }
         Ok(())
+    }
+}
+
+/// What deleting `n` messages in a Gmail folder does there: in a label folder the label
+/// goes and the message stays in All Mail and its other labels; in All Mail (or with the
+/// trash setting) the message goes to the Trash with every label.
+pub fn gmail_deletion(folder: &str, n: usize, to_trash: bool) -> String {
+    let all_mail = folder.ends_with("/All Mail") || folder == "All Mail";
+    let label = folder
+        .strip_prefix("[Gmail]/")
+        .or_else(|| folder.strip_prefix("[Google Mail]/"))
+        .unwrap_or(folder);
+    if to_trash || all_mail {
+        format!(
+            "moving {n} message(s) from {label} to the Trash: Gmail removes every label from them"
+        )
+    } else {
+        format!(
+            "removing the label {label} from {n} message(s): Gmail keeps them in All Mail and under their other labels"
+        )
     }
 }
 
@@ -920,6 +1131,19 @@ mod tests {
             uids,
             "every UID exactly once, in order"
         );
+    }
+
+    #[test]
+    fn gmail_deletions_are_said_in_gmails_words() {
+        assert_eq!(
+            gmail_deletion("Work", 2, false),
+            "removing the label Work from 2 message(s): Gmail keeps them in All Mail and under their other labels"
+        );
+        assert!(
+            gmail_deletion("[Gmail]/All Mail", 1, false)
+                .starts_with("moving 1 message(s) from All Mail to the Trash")
+        );
+        assert!(gmail_deletion("INBOX", 1, true).contains("to the Trash"));
     }
 
     #[test]

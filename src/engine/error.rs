@@ -64,6 +64,11 @@ impl EngineError {
         }
     }
 
+    /// The provider paused the account (its command or bandwidth limit): wait long.
+    pub fn is_over_limit(&self) -> bool {
+        matches!(self, EngineError::Imap(e) if e.is_over_limit())
+    }
+
     /// Only a new `syncmail login` can help (no stored OAuth2 login, or a refused one).
     pub fn needs_login(&self) -> bool {
         matches!(self, EngineError::Secret(e) if e.needs_login())

@@ -29,6 +29,8 @@ pub(super) struct Ctx<'a> {
     pub(super) policy: &'a Policy,
     pub(super) opts: &'a SyncOptions,
     pub(super) scope: &'a PassScope,
+    /// The server identities the pass's folder runs are downloading.
+    pub(super) claims: &'a super::identity::Claims,
 }
 
 pub(super) fn end(p: &Prepared) -> moves::End<'_> {
@@ -52,6 +54,16 @@ pub(super) struct Prepared {
     pub(super) plan: sync::Plan,
     /// The Maildir stamp around a stable scan, if it held still.
     pub(super) stamp: Option<String>,
+    /// The account's policy as it applies to this folder ([`Ctx::policy_for`]).
+    pub(super) policy: Policy,
+}
+
+/// `[Gmail]/` for `[Gmail]/All Mail` (`[Google Mail]/` where Gmail is Google Mail):
+/// where the Trash beside it is.
+pub(super) fn gmail_all_mail_root(folder: &str) -> Option<&str> {
+    ["[Gmail]/All Mail", "[Google Mail]/All Mail"]
+        .contains(&folder)
+        .then(|| folder.trim_end_matches("All Mail"))
 }
 
 impl Ctx<'_> {
@@ -121,7 +133,13 @@ impl Ctx<'_> {
                 ..Default::default()
             };
             let remote = observe::remote(session, wire, &base, None, false).await?;
-            let plan = sync::plan(&remote.snapshot, &empty, &base, self.policy, now());
+            let plan = sync::plan(
+                &remote.snapshot,
+                &empty,
+                &base,
+                &self.policy_for(name),
+                now(),
+            );
             report.plans.push(format!(
                 "{name}: would create {}\n{plan}",
                 local_path.display()
@@ -169,7 +187,8 @@ impl Ctx<'_> {
         } else {
             base
         };
-        let plan = sync::plan(&remote.snapshot, &local, &base, self.policy, now());
+        let policy = self.policy_for(name);
+        let plan = sync::plan(&remote.snapshot, &local, &base, &policy, now());
         tracing::debug!(folder = %name, ?observed, planned = ?started.elapsed() - observed, actions = plan.actions.len(), "observed and planned");
         Ok(Some(Prepared {
             name: name.clone(),
@@ -182,7 +201,25 @@ impl Ctx<'_> {
             remote,
             plan,
             stamp,
+            policy,
         }))
+    }
+
+    /// The account's policy as it applies to one folder. On Gmail (`provider = "gmail"`)
+    /// a folder is a label, and a deletion there removes the label (an expunge in that
+    /// folder); All Mail is every message, and a deletion there moves the message to
+    /// the Trash, unless the user chose a `trash` for every folder.
+    pub(super) fn policy_for(&self, name: &FolderName) -> Policy {
+        let mut policy = self.policy.clone();
+        if matches!(
+            self.settings.provider,
+            Some((crate::config::Provider::Gmail, _))
+        ) && policy.trash.is_none()
+            && let Some(root) = gmail_all_mail_root(&name.0)
+        {
+            policy.trash = Some(FolderName(format!("{root}Trash")));
+        }
+        policy
     }
 
     /// Make a first contact's pairs and holds the folder's base (not in a dry run), and
@@ -292,6 +329,7 @@ impl Ctx<'_> {
             remote,
             plan,
             stamp,
+            policy,
             ..
         } = p;
         let touches_local = moved || plan.actions.iter().any(|a| a.touches_local());
@@ -328,7 +366,7 @@ impl Ctx<'_> {
             let selected = session.select(&wire, None).await?;
             uidnext = uidnext.max(selected.uidnext.unwrap_or(uidnext));
         }
-        let trash_wire = self.settings.trash.as_ref().map(|t| utf7::encode(&t.0));
+        let trash_wire = policy.trash.as_ref().map(|t| utf7::encode(&t.0));
         let mut counts = report.counts;
         let mut run = apply::FolderRun::new(
             session,
@@ -355,6 +393,7 @@ impl Ctx<'_> {
             scan.messages,
         );
         run.stop = self.scope.stop.clone();
+        run.claims = Some(self.claims.clone());
         let started = std::time::Instant::now();
         let mut failed = None;
         for action in &plan.actions {

@@ -15,6 +15,8 @@
 //! - `observe`: read-only observation of both sides, turned into the planner's snapshots.
 //! - `apply`, `moves`, `folders`: the actions, cross-folder moves, and folders one
 //!   side deleted (rule 9).
+//! - `identity`: one file per message wherever the server's identity (OBJECTID,
+//!   X-GM-MSGID) says two folders hold one message: links instead of downloads.
 //! - `adopt`: a first contact pairs what both sides hold before it plans (rule 21).
 //! - `recover`: the intents a crash left open, resolved before anything else (rule 1).
 //! - [`pop3`]: the POP3 poller, the same journal discipline for a maildrop.
@@ -27,6 +29,7 @@ mod budget;
 mod error;
 mod folder;
 mod folders;
+mod identity;
 mod link;
 mod moves;
 mod observe;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::imap::{ImapError, ImapSession, Selected, uid_set};
 use crate::maildir::{LocalScan, Maildir};
-use crate::model::{Flags, ModSeq, Uid, UidValidity};
+use crate::model::{EmailId, Flags, ModSeq, Uid, UidValidity};
 use crate::store;
 use crate::sync::{self, Base, LocalSnapshot, MessageId, RemoteListing, RemoteSnapshot};
 
@@ -52,7 +52,7 @@ pub async fn remote(
         let changed = selected
             .changed
             .into_iter()
-            .map(|(uid, flags)| (uid, (flags, None)))
+            .map(|(uid, flags)| (uid, (flags, None, None)))
             .collect();
         changes(session, base, changed, selected.vanished).await?
     } else if selected.exists == 0 {
@@ -66,7 +66,7 @@ pub async fn remote(
             .fetch_flags("1:*", Some(modseq))
             .await?
             .into_iter()
-            .map(|(uid, m)| (uid, (m.flags, m.size)))
+            .map(|(uid, m)| (uid, (m.flags, m.size, m.email_id)))
             .collect();
         let all = session.all_uids().await?;
         let vanished = base
@@ -97,18 +97,23 @@ pub async fn remote(
                 .map(|(uid, m)| {
                     let size = m.size.unwrap_or(0);
                     let message_id = message_id(&ids, base, uid);
+                    let email_id = m
+                        .email_id
+                        .or_else(|| base.pairs.get(&uid).and_then(|p| p.email_id.clone()));
                     (
                         uid,
                         sync::RemoteMessage {
                             flags: m.flags,
                             size,
                             message_id,
+                            email_id,
                         },
                     )
                 })
                 .collect(),
         )
     };
+    let listing = backfill_identities(session, base, listing).await?;
     let next_from_listing = match &listing {
         RemoteListing::Complete(all) => all.keys().next_back().map(|u| Uid(u.0.saturating_add(1))),
         RemoteListing::Changes { changed, .. } => changed
@@ -141,11 +146,12 @@ fn message_id(
 }
 
 /// An incremental listing: sizes of known messages come from the base (a server message
-/// never changes content); new ones are asked for their size and Message-ID.
+/// never changes content); new ones are asked for their size and Message-ID, and for
+/// the server's identity of the message where it has one and did not send it already.
 async fn changes(
     session: &mut ImapSession,
     base: &Base,
-    changed: BTreeMap<Uid, (Flags, Option<u64>)>,
+    changed: BTreeMap<Uid, (Flags, Option<u64>, Option<EmailId>)>,
     vanished: BTreeSet<Uid>,
 ) -> Result<RemoteListing, ImapError> {
     let new: Vec<Uid> = changed
@@ -154,9 +160,27 @@ async fn changes(
         .copied()
         .collect();
     let ids = identities(session, &new).await?;
+    let unknown: Vec<Uid> = new
+        .iter()
+        .filter(|uid| changed.get(uid).is_some_and(|(_, _, e)| e.is_none()))
+        .copied()
+        .collect();
+    let email_ids: BTreeMap<Uid, EmailId> = if session.identity().is_some() && !unknown.is_empty() {
+        session
+            .fetch_flags(&uid_set(&unknown), None)
+            .await?
+            .into_iter()
+            .filter_map(|(uid, m)| Some((uid, m.email_id?)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     let changed = changed
         .into_iter()
-        .map(|(uid, (flags, size))| {
+        .map(|(uid, (flags, size, email_id))| {
+            let email_id = email_id
+                .or_else(|| email_ids.get(&uid).cloned())
+                .or_else(|| base.pairs.get(&uid).and_then(|p| p.email_id.clone()));
             let size = size
                 .or_else(|| base.pairs.get(&uid).map(|p| p.remote_size))
                 .or_else(|| ids.get(&uid).map(|(_, size)| *size))
@@ -168,10 +192,58 @@ async fn changes(
                     flags,
                     size,
                     message_id,
+                    email_id,
                 },
             )
         })
         .collect();
+    Ok(RemoteListing::Changes { changed, vanished })
+}
+
+/// Pairs recorded without the server's identity of their message (state from before
+/// schema 5, an upload, a recovered delivery) get it from an incremental listing too: their
+/// flags and identity are fetched once and listed as changed (a fresh observation, so
+/// harmless to the planner), and the run records the identity; a full listing carries
+/// it anyway. Without it such a message would be downloaded again into a folder it is
+/// copied to, instead of linked.
+async fn backfill_identities(
+    session: &mut ImapSession,
+    base: &Base,
+    listing: RemoteListing,
+) -> Result<RemoteListing, ImapError> {
+    let RemoteListing::Changes {
+        mut changed,
+        vanished,
+    } = listing
+    else {
+        return Ok(listing);
+    };
+    if session.identity().is_none() {
+        return Ok(RemoteListing::Changes { changed, vanished });
+    }
+    let missing: Vec<Uid> = base
+        .pairs
+        .values()
+        .filter(|p| p.email_id.is_none())
+        .map(|p| p.uid)
+        .filter(|uid| !changed.contains_key(uid) && !vanished.contains(uid))
+        .collect();
+    if !missing.is_empty() {
+        for (uid, m) in session.fetch_flags(&uid_set(&missing), None).await? {
+            let Some(pair) = base.pairs.get(&uid) else {
+                continue;
+            };
+            changed.insert(
+                uid,
+                sync::RemoteMessage {
+                    flags: m.flags,
+                    size: pair.remote_size,
+                    message_id: pair.message_id.clone(),
+                    email_id: m.email_id,
+                },
+            );
+        }
+    }
     Ok(RemoteListing::Changes { changed, vanished })
 }
 

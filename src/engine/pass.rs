@@ -335,6 +335,7 @@ async fn pass_folders(
             ..opts.clone()
         })
         .collect();
+    let claims = super::identity::Claims::default();
     let ctxs: Vec<Ctx<'_>> = task_opts
         .iter()
         .map(|o| Ctx {
@@ -344,6 +345,7 @@ async fn pass_folders(
             policy,
             opts: o,
             scope,
+            claims: &claims,
         })
         .collect();
 
@@ -440,7 +442,7 @@ async fn pass_folders(
                 remote: &p.remote.snapshot,
                 local: &p.local,
                 base: &p.base,
-                policy,
+                policy: &p.policy,
                 plan: std::mem::replace(&mut p.plan, sync::Plan::new(p.name.clone())),
             })
             .collect();

@@ -121,13 +121,18 @@ pub async fn resolve_delivery_intents(store: &Store) -> Result<Recovery, Recover
                 Some(msg) => {
                     match (intent.spec.kind, intent.spec.uid, &intent.spec.uidl) {
                         (IntentKind::Deliver, Some(uid), _) => {
-                            commit.upsert_pairs.push(Pair::synced(
-                                uid,
-                                key.clone(),
-                                intent.spec.delivered_flags()?,
-                                msg.size,
-                                None,
-                            ))
+                            commit.upsert_pairs.push(Pair {
+                                // A download or a link records the message's server
+                                // identity, so the recovered entry can be linked from.
+                                email_id: intent.spec.token.clone().map(crate::model::EmailId),
+                                ..Pair::synced(
+                                    uid,
+                                    key.clone(),
+                                    intent.spec.delivered_flags()?,
+                                    msg.size,
+                                    None,
+                                )
+                            })
                         }
                         (IntentKind::Pop3Deliver, _, Some(uidl)) => commit.uidls.push(UidlRecord {
                             uidl: uidl.clone(),
@@ -541,6 +546,7 @@ async fn confirm_uploads(
                 remote_size: u.sizes.crlf,
                 local_size: u.sizes.raw,
                 message_id: Some(message_id),
+                email_id: None,
             });
             commit.complete_intents.push(u.intent.id);
         }
@@ -588,6 +594,7 @@ async fn confirm_uploads(
                     flags: m.flags,
                     size: m.size.unwrap_or(size),
                     message_id,
+                    email_id: m.email_id,
                 },
             );
         }

@@ -57,6 +57,9 @@ pub struct Counts {
     pub conflicts: usize,
     /// Messages moved between folders (no download or upload).
     pub moved: usize,
+    /// Messages the account already stored in another folder (the same server
+    /// identity): linked there, not downloaded.
+    pub linked: usize,
 }
 
 /// The outcome of one account pass: totals, and what needs a human.
@@ -102,7 +105,7 @@ impl std::fmt::Display for Counts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} {}: fetched {} ({} KiB), appended {}, flags pushed {} pulled {}, deleted {} on server {} locally, {} {}, moved {}",
+            "{} {}: fetched {} ({} KiB), appended {}, flags pushed {} pulled {}, deleted {} on server {} locally, {} {}, moved {}, linked {}",
             self.folders,
             if self.folders == 1 {
                 "folder"
@@ -122,7 +125,8 @@ impl std::fmt::Display for Counts {
             } else {
                 "conflicts"
             },
-            self.moved
+            self.moved,
+            self.linked
         )
     }
 }
@@ -161,6 +165,7 @@ impl std::ops::AddAssign for Counts {
         self.deleted_local += o.deleted_local;
         self.conflicts += o.conflicts;
         self.moved += o.moved;
+        self.linked += o.linked;
     }
 }
 

@@ -19,6 +19,10 @@ const FALLBACKS: &[(&str, &str)] = &[
         "MOVE",
         "a move to the trash folder is UID COPY, then a deletion; a message moved between folders locally is uploaded to the new folder and deleted from the old one",
     ),
+    (
+        "OBJECTID",
+        "a message another client copied into several folders is downloaded and stored once per folder (with OBJECTID or Gmail's X-GM-EXT-1 it is stored once and linked into each)",
+    ),
     ("IDLE", "no push: the daemon polls every poll_interval"),
     ("COMPRESS=DEFLATE", "traffic is not compressed"),
     (
@@ -31,9 +35,11 @@ const FALLBACKS: &[(&str, &str)] = &[
 pub fn fallbacks(has: impl Fn(&str) -> bool) -> Vec<String> {
     FALLBACKS
         .iter()
-        // QRESYNC implies CONDSTORE (RFC 7162).
+        // QRESYNC implies CONDSTORE (RFC 7162); Gmail's X-GM-MSGID does OBJECTID's job.
         .filter(|(cap, _)| {
-            let offered = has(cap) || (*cap == "CONDSTORE" && has("QRESYNC"));
+            let offered = has(cap)
+                || (*cap == "CONDSTORE" && has("QRESYNC"))
+                || (*cap == "OBJECTID" && has("X-GM-EXT-1"));
             !offered
         })
         .map(|(cap, what)| format!("no {cap}: {what}"))
@@ -67,6 +73,7 @@ mod tests {
                 "no CONDSTORE",
                 "no QRESYNC",
                 "no MOVE",
+                "no OBJECTID",
                 "no COMPRESS=DEFLATE"
             ]
         );
@@ -78,7 +85,12 @@ mod tests {
             qresync_only.is_empty(),
             "QRESYNC implies CONDSTORE: {qresync_only:?}"
         );
+        let gmail = fallbacks(|c| c != "OBJECTID");
+        assert!(
+            gmail.is_empty(),
+            "X-GM-EXT-1 does OBJECTID's job: {gmail:?}"
+        );
         let bare = fallbacks(|_| false);
-        assert_eq!(bare.len(), 7, "{bare:?}");
+        assert_eq!(bare.len(), 8, "{bare:?}");
     }
 }

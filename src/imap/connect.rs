@@ -269,6 +269,9 @@ async fn greeting<S: AsyncRead + Unpin>(
         ));
     }
     if upper.starts_with("* BYE") {
+        if super::says_over_limit(&line) {
+            return Err(ImapError::OverLimit(line.trim_end().to_owned()));
+        }
         if super::says_too_many_connections(&line) {
             return Err(ImapError::TooManyConnections(line.trim_end().to_owned()));
         }
@@ -414,6 +417,9 @@ fn auth_error(user: &str, secret: &Secret, e: &async_imap::error::Error) -> Imap
     match e {
         async_imap::error::Error::No(msg) | async_imap::error::Error::Bad(msg) => {
             let text = scrub(server_text(msg), secret.expose());
+            if super::says_over_limit(&text) {
+                return ImapError::OverLimit(text);
+            }
             if super::says_too_many_connections(&text) {
                 return ImapError::TooManyConnections(text);
             }

@@ -22,7 +22,8 @@ pub use connect::{Connected, ImapStream, connect};
 pub use idle::{IdleSession, IdleWake, Notice};
 pub use namespace::{Namespace, parse_personal as parse_namespace};
 pub use session::{
-    Deleted, FetchedBody, ImapSession, RemoteMessage, Selected, StoreOutcome, quote, uid_set,
+    Deleted, FetchedBody, Identity, ImapSession, RemoteMessage, Selected, StoreOutcome, quote,
+    uid_set,
 };
 pub use status::{FolderStatus, Statuses};
 
@@ -61,6 +62,12 @@ pub enum ImapError {
     /// `mail_max_userip_connections`): retried later with fewer connections.
     #[error("the server refused one connection too many: {0}")]
     TooManyConnections(String),
+    /// The provider stopped the account for a while (Gmail's `[ALERT] Account exceeded
+    /// command or bandwidth limits`): the account pauses, it is not retried in a loop.
+    #[error(
+        "the server paused the account: {0} (its daily command or bandwidth limit; syncmail waits before trying again)"
+    )]
+    OverLimit(String),
     /// A message above the server's APPENDLIMIT: that message's failure, not the folder's.
     #[error("the message is {size} bytes, above the server's APPENDLIMIT of {limit} bytes")]
     TooLarge { size: u64, limit: u64 },
@@ -93,13 +100,27 @@ impl ImapError {
                 | ImapError::Timeout { .. }
                 | ImapError::Throttled { .. }
                 | ImapError::TooManyConnections(_)
+                | ImapError::OverLimit(_)
         )
+    }
+
+    /// The provider's limit on the account was reached: pause, do not retry soon.
+    pub fn is_over_limit(&self) -> bool {
+        matches!(self, ImapError::OverLimit(_))
     }
 
     /// Whether the connection is gone or out of step, so nothing more can be sent on it.
     pub fn ends_session(&self) -> bool {
         self.is_transient() || matches!(self, ImapError::Bound(_))
     }
+}
+
+/// Whether a server's answer (a NO, a BYE) says the account exceeded the provider's
+/// command or bandwidth limit (Gmail: `[ALERT] Account exceeded command or bandwidth
+/// limits`). Recognised by its words, not by who sent it.
+pub(crate) fn says_over_limit(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("exceeded command or bandwidth limits") || lower.contains("bandwidth limit")
 }
 
 /// Whether a server's refusal (a NO to the login, a BYE) says the user has too many

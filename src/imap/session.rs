@@ -10,7 +10,7 @@ use async_imap::imap_proto::{self, AttributeValue, MailboxDatum, Response, Respo
 use tokio::io::AsyncWriteExt;
 
 use super::{Connected, ImapError};
-use crate::model::{Flags, MessageId, ModSeq, Uid, UidValidity};
+use crate::model::{EmailId, Flags, MessageId, ModSeq, Uid, UidValidity};
 
 /// An authenticated connection with the extensions it enabled.
 pub struct ImapSession {
@@ -20,6 +20,9 @@ pub struct ImapSession {
     condstore: bool,
     uidplus: bool,
     has_move: bool,
+    /// The server's identity of a message: OBJECTID's `EMAILID` (RFC 8474) or Gmail's
+    /// `X-GM-MSGID` (X-GM-EXT-1), fetched with the flags.
+    identity: Option<Identity>,
     literal_plus: bool,
     /// LITERAL- (RFC 7888): non-synchronizing literals only up to 4096 bytes.
     literal_minus: bool,
@@ -45,6 +48,42 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 /// LITERAL- allows a non-synchronizing literal up to this size (RFC 7888 §5).
 const LITERAL_MINUS_MAX: usize = 4096;
 
+/// Which server-side message identity a server offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// OBJECTID (RFC 8474): `EMAILID`, the same in every mailbox the message is in.
+    ObjectId,
+    /// Gmail's X-GM-EXT-1: `X-GM-MSGID`, one message whatever its labels.
+    Gmail,
+}
+
+impl Identity {
+    /// The FETCH item that asks for it.
+    pub fn fetch_item(self) -> &'static str {
+        match self {
+            Identity::ObjectId => "EMAILID",
+            Identity::Gmail => "X-GM-MSGID",
+        }
+    }
+
+    /// How `check-config --connect` names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Identity::ObjectId => "OBJECTID (EMAILID)",
+            Identity::Gmail => "X-GM-EXT-1 (X-GM-MSGID)",
+        }
+    }
+}
+
+/// The identity a FETCH answer carries, if any.
+pub fn email_id_of(attrs: &[AttributeValue<'_>]) -> Option<EmailId> {
+    attrs.iter().find_map(|a| match a {
+        AttributeValue::EmailId(id) if !id.is_empty() => Some(EmailId(id.to_string())),
+        AttributeValue::GmailMsgId(n) => Some(EmailId::gmail(*n)),
+        _ => None,
+    })
+}
+
 /// What `SELECT` told us, plus what an incremental QRESYNC select reported.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selected {
@@ -66,6 +105,8 @@ pub struct RemoteMessage {
     pub flags: Flags,
     pub size: Option<u64>,
     pub modseq: Option<ModSeq>,
+    /// With OBJECTID or X-GM-EXT-1.
+    pub email_id: Option<EmailId>,
 }
 
 /// One fetched message, handed to the caller's sink while its bytes are in memory.
@@ -126,6 +167,13 @@ impl ImapSession {
             condstore: conn.has("CONDSTORE") || conn.has("QRESYNC"),
             uidplus: conn.has("UIDPLUS"),
             has_move: conn.has("MOVE"),
+            identity: if conn.has("OBJECTID") {
+                Some(Identity::ObjectId)
+            } else if conn.has("X-GM-EXT-1") {
+                Some(Identity::Gmail)
+            } else {
+                None
+            },
             literal_plus: conn.has("LITERAL+"),
             literal_minus: conn.has("LITERAL-"),
             message_limit: capability_value(&conn.capabilities, "MESSAGELIMIT")
@@ -155,6 +203,11 @@ impl ImapSession {
 
     pub fn has_move(&self) -> bool {
         self.has_move
+    }
+
+    /// The server-side message identity the server offers, if any.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
     }
 
     pub fn has_uidplus(&self) -> bool {
@@ -240,6 +293,9 @@ impl ImapSession {
                             code: TaggedCode::from(&outcome.code),
                             information,
                         }),
+                        _ if information.as_deref().is_some_and(super::says_over_limit) => {
+                            Err(ImapError::OverLimit(information.unwrap_or_default()))
+                        }
                         Status::No if throttle_backoff(information.as_deref()).is_some() => {
                             Err(ImapError::Throttled {
                                 what: verb(command).to_owned(),
@@ -255,6 +311,22 @@ impl ImapSession {
                             information.unwrap_or_default()
                         ))),
                     };
+                }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } if outcome
+                    .information
+                    .as_deref()
+                    .is_some_and(super::says_over_limit) =>
+                {
+                    return Err(ImapError::OverLimit(
+                        outcome
+                            .information
+                            .as_deref()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ));
                 }
                 Response::Data {
                     status: Status::Bye,
@@ -349,7 +421,20 @@ impl ImapSession {
     ) -> Result<BTreeMap<Uid, RemoteMessage>, ImapError> {
         let mut out = BTreeMap::new();
         for set in self.split_set(uids) {
-            self.fetch_flags_in(&set, changed_since, &mut out).await?;
+            match self.fetch_flags_in(&set, changed_since, &mut out).await {
+                // A server that advertises OBJECTID (or X-GM-EXT-1) but refuses the item
+                // (a proxy's capability list, a half-done implementation): the session
+                // goes on without server identities, so nothing is linked, nothing lost.
+                Err(ImapError::Protocol(why)) if self.identity.is_some() => {
+                    tracing::warn!(
+                        item = self.identity.map(Identity::fetch_item),
+                        "the server advertises it but refused to fetch it ({why}); messages in several folders are stored once per folder"
+                    );
+                    self.identity = None;
+                    self.fetch_flags_in(&set, changed_since, &mut out).await?;
+                }
+                other => other?,
+            }
         }
         Ok(out)
     }
@@ -363,6 +448,10 @@ impl ImapSession {
         let mut command = format!("UID FETCH {uids} (UID FLAGS RFC822.SIZE");
         if self.condstore {
             command.push_str(" MODSEQ");
+        }
+        if let Some(identity) = self.identity {
+            command.push(' ');
+            command.push_str(identity.fetch_item());
         }
         command.push(')');
         if let Some(ms) = changed_since.filter(|_| self.condstore) {
@@ -386,6 +475,7 @@ impl ImapSession {
                         flags,
                         size,
                         modseq,
+                        email_id: email_id_of(attrs),
                     },
                 );
             }

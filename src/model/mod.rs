@@ -32,6 +32,27 @@ impl fmt::Display for FolderName {
     }
 }
 
+/// The server's own identity of a message, the same in every folder it is copied or
+/// moved to: OBJECTID's `EMAILID` (RFC 8474), stored as is, or Gmail's `X-GM-MSGID`,
+/// stored as `gm:` and the number (the two never meet on one server). Two entries of
+/// one account with equal ids hold the same bytes, so the Maildir keeps one file and
+/// links it wherever else the message is.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EmailId(pub String);
+
+impl EmailId {
+    /// Gmail's `X-GM-MSGID`.
+    pub fn gmail(msgid: u64) -> EmailId {
+        EmailId(format!("gm:{msgid}"))
+    }
+}
+
+impl fmt::Display for EmailId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An IMAP UID (RFC 3501 §2.3.1.1): unique within one folder and one UIDVALIDITY.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Uid(pub u32);

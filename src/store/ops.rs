@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use std::collections::BTreeSet;
 
-use crate::model::{FolderName, MaildirKey, ModSeq, Uid, UidValidity};
+use crate::model::{EmailId, FolderName, MaildirKey, ModSeq, Uid, UidValidity};
 use crate::store::{
     ChangeRecord, Commit, ConflictRecord, DeleState, FolderId, FolderState, Hold, HoldRecord,
     Intent, IntentId, IntentKind, IntentSpec, Pair, Side, StoreError, UidlRecord, flags_from_db,
@@ -149,7 +149,8 @@ pub fn paired_elsewhere(
 
 pub fn pairs(conn: &Connection, folder: FolderId) -> Result<Vec<Pair>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT uid, local_key, remote_flags, local_flags, remote_size, local_size, message_id
+        "SELECT uid, local_key, remote_flags, local_flags, remote_size, local_size, message_id,
+                email_id
          FROM pairs WHERE folder_id = ?1 ORDER BY uid",
     )?;
     let mut rows = stmt.query([folder.0])?;
@@ -165,7 +166,43 @@ pub fn pairs(conn: &Connection, folder: FolderId) -> Result<Vec<Pair>, StoreErro
             remote_size: row.get::<_, i64>(4)?.unsigned_abs(),
             local_size: row.get::<_, i64>(5)?.unsigned_abs(),
             message_id: row.get::<_, Option<String>>(6)?.map(MessageId),
+            email_id: row.get::<_, Option<String>>(7)?.map(EmailId),
         });
+    }
+    Ok(out)
+}
+
+/// Every pair of the account whose message has one of these server identities, with
+/// its folder: where a message about to be fetched into another folder already is.
+pub fn pairs_by_email_id(
+    conn: &Connection,
+    ids: &[EmailId],
+) -> Result<Vec<(FolderId, Pair)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT folder_id, uid, local_key, remote_flags, local_flags, remote_size, local_size,
+                message_id, email_id
+         FROM pairs WHERE email_id = ?1 ORDER BY folder_id, uid",
+    )?;
+    let mut out = Vec::new();
+    for id in ids {
+        let mut rows = stmt.query([&id.0])?;
+        while let Some(row) = rows.next()? {
+            let remote: String = row.get(3)?;
+            let local: String = row.get(4)?;
+            out.push((
+                FolderId(row.get(0)?),
+                Pair {
+                    uid: Uid(u32_col(row, 1)?.unwrap_or(0)),
+                    key: MaildirKey(row.get(2)?),
+                    remote_flags: flags_from_db(&remote)?,
+                    local_flags: flags_from_db(&local)?,
+                    remote_size: row.get::<_, i64>(5)?.unsigned_abs(),
+                    local_size: row.get::<_, i64>(6)?.unsigned_abs(),
+                    message_id: row.get::<_, Option<String>>(7)?.map(MessageId),
+                    email_id: row.get::<_, Option<String>>(8)?.map(EmailId),
+                },
+            ));
+        }
     }
     Ok(out)
 }
@@ -234,8 +271,8 @@ pub fn commit(conn: &mut Connection, c: &Commit) -> Result<(), StoreError> {
             }
             let mut ins = tx.prepare_cached(
                 "INSERT INTO pairs (folder_id, uid, local_key, remote_flags, local_flags,
-                                    remote_size, local_size, message_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                    remote_size, local_size, message_id, email_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for p in &c.upsert_pairs {
                 ins.execute(params![
@@ -247,6 +284,7 @@ pub fn commit(conn: &mut Connection, c: &Commit) -> Result<(), StoreError> {
                     size_db(p.remote_size)?,
                     size_db(p.local_size)?,
                     p.message_id.as_ref().map(|m| m.0.as_str()),
+                    p.email_id.as_ref().map(|m| m.0.as_str()),
                 ])?;
             }
             let mut add = tx.prepare_cached(

@@ -135,6 +135,14 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX pairs_by_key ON pairs (local_key);
     "#,
+    // Version 6: the server's identity of a paired message (OBJECTID's EMAILID, Gmail's
+    // X-GM-MSGID), where it has one: a message already stored in another folder of the
+    // account is linked there, not downloaded again. Older rows have none, so a state
+    // file from before this version keeps working; their messages are only not linked.
+    r#"
+    ALTER TABLE pairs ADD COLUMN email_id TEXT;
+    CREATE INDEX pairs_by_email_id ON pairs (email_id) WHERE email_id IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -186,6 +186,18 @@ impl Store {
         self.call(move |c| ops::pairs(c, folder)).await
     }
 
+    /// Every pair of the account holding a message with one of these server identities,
+    /// with its folder.
+    pub async fn pairs_by_email_id(
+        &self,
+        ids: Vec<crate::model::EmailId>,
+    ) -> Result<Vec<(FolderId, Pair)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(move |c| ops::pairs_by_email_id(c, &ids)).await
+    }
+
     /// The planner's view of a folder: its pairs, one-sided messages and watermarks, read
     /// in one transaction so they agree with each other.
     pub async fn base(&self, folder: &FolderState) -> Result<crate::sync::Base, StoreError> {

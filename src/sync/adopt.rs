@@ -412,6 +412,7 @@ fn adopted_pair(
         remote_size: r.size,
         local_size: l.size,
         message_id: r.message_id.clone().or_else(|| identity.message_id.clone()),
+        email_id: r.email_id.clone(),
     }
 }
 

@@ -47,6 +47,7 @@ impl Sides {
                 flags: fl(flags),
                 size,
                 message_id: mid.map(id),
+                email_id: None,
             },
         );
         self

@@ -54,7 +54,7 @@ pub use policy::{
     DEFAULT_MAX_DELETE_SHARE, DeleteVsFlag, Direction, Expunge, MASS_DELETE_FLOOR, Policy,
 };
 pub use snapshot::{
-    Base, LocalMessage, LocalSnapshot, MessageId, Pair, RemoteListing, RemoteMessage,
+    Base, EmailId, LocalMessage, LocalSnapshot, MessageId, Pair, RemoteListing, RemoteMessage,
     RemoteSnapshot,
 };
 pub use uidset::UidSet;

@@ -107,6 +107,7 @@ impl World {
                     remote_size: size,
                     local_size: size,
                     message_id,
+                    email_id: None,
                 },
             );
         }
@@ -147,6 +148,7 @@ impl World {
                     flags: m.flags.clone(),
                     size: m.size,
                     message_id: m.message_id.clone(),
+                    email_id: None,
                 },
             )
         };
@@ -294,6 +296,7 @@ impl World {
                                 remote_size: msg.size,
                                 local_size: msg.size,
                                 message_id: msg.message_id,
+                                email_id: None,
                             },
                         );
                     }
@@ -326,6 +329,7 @@ impl World {
                             remote_size: msg.size,
                             local_size: msg.size,
                             message_id: msg.message_id,
+                            email_id: None,
                         },
                     );
                 }

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use crate::model::EmailId;
 pub use crate::model::MessageId;
 use crate::model::{Flags, FolderName, MaildirKey, ModSeq, Uid, UidValidity};
 
@@ -14,6 +15,9 @@ pub struct RemoteMessage {
     pub size: u64,
     /// Known when the observer fetched it (always for new UIDs and full listings).
     pub message_id: Option<MessageId>,
+    /// The server's identity of the message (OBJECTID `EMAILID`, Gmail `X-GM-MSGID`),
+    /// where the server has one: new UIDs and full listings carry it.
+    pub email_id: Option<EmailId>,
 }
 
 /// How much of the folder the server listing covers.
@@ -117,6 +121,9 @@ pub struct Pair {
     pub remote_size: u64,
     pub local_size: u64,
     pub message_id: Option<MessageId>,
+    /// The server's identity of the message, where it has one: other folders' entries
+    /// with the same id are links to the same file.
+    pub email_id: Option<EmailId>,
 }
 
 impl Pair {
@@ -137,6 +144,7 @@ impl Pair {
             remote_size: size,
             local_size: size,
             message_id,
+            email_id: None,
         }
     }
 }

@@ -341,6 +341,7 @@ fn rule_06_no_deletion_from_incremental_listing() {
                 flags: fl("FS"),
                 size: 1002,
                 message_id: None,
+                email_id: None,
             },
         )]),
         vanished: BTreeSet::from([Uid(3)]),

@@ -61,6 +61,7 @@ fn bench(label: &str, key_order: impl Fn(u32) -> u32) {
                 flags: flags(i),
                 size,
                 message_id: message_id.clone(),
+                email_id: None,
             },
         );
         local.insert(
@@ -80,6 +81,7 @@ fn bench(label: &str, key_order: impl Fn(u32) -> u32) {
                 remote_size: size,
                 local_size: size + 40,
                 message_id,
+                email_id: None,
             },
         );
     }

@@ -20,6 +20,7 @@ fn pair(uid: u32, key: &str, f: Flags) -> Pair {
         remote_size: 100 + u64::from(uid),
         local_size: 100 + u64::from(uid),
         message_id: Some(MessageId(format!("<{uid}@example.org>"))),
+        email_id: None,
     }
 }
 
@@ -28,6 +29,7 @@ fn remote_message(uid: u32, f: Flags) -> RemoteMessage {
         flags: f,
         size: 100 + u64::from(uid),
         message_id: Some(MessageId(format!("<{uid}@example.org>"))),
+        email_id: None,
     }
 }
 

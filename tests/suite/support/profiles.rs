@@ -50,11 +50,11 @@ impl Profile {
                 "IMAP4 IMAP4rev1 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+"
                     .into()
             }
-            // No QRESYNC; LITERAL- instead of LITERAL+; APPENDLIMIT.
+            // No QRESYNC; LITERAL- instead of LITERAL+; APPENDLIMIT; X-GM-EXT-1.
             Profile::Gmail => format!(
-                "IMAP4rev1 UNSELECT IDLE NAMESPACE QUOTA ID CHILDREN UIDPLUS COMPRESS=DEFLATE \
-                 ENABLE MOVE CONDSTORE ESEARCH LIST-EXTENDED LIST-STATUS LITERAL- SPECIAL-USE \
-                 APPENDLIMIT={GMAIL_APPENDLIMIT}"
+                "IMAP4rev1 UNSELECT IDLE NAMESPACE QUOTA ID XLIST CHILDREN X-GM-EXT-1 UIDPLUS \
+                 COMPRESS=DEFLATE ENABLE MOVE CONDSTORE ESEARCH LIST-EXTENDED LIST-STATUS \
+                 LITERAL- SPECIAL-USE APPENDLIMIT={GMAIL_APPENDLIMIT}"
             ),
             // No CONDSTORE (only Yahoo's own XYMHIGHESTMODSEQ), no COMPRESS; MESSAGELIMIT.
             Profile::Yahoo => format!(
@@ -82,10 +82,13 @@ impl Profile {
             }),
             Profile::Gmail => Some(Rules {
                 max_connections: Some(GMAIL_CONNECTIONS),
+                identity: Some(IdentityItem::GmailMsgId),
+                gmail_labels: true,
                 ..Rules::default()
             }),
             Profile::Yahoo => Some(Rules {
                 message_limit: Some(YAHOO_MESSAGELIMIT),
+                identity: Some(IdentityItem::EmailId),
                 ..Rules::default()
             }),
             Profile::ICloud => None,
@@ -154,6 +157,114 @@ pub struct Rules {
     /// Commands whose UID set or sequence set names more messages than this are refused
     /// with `NO [LIMIT]` (RFC 9738).
     pub message_limit: Option<usize>,
+    /// The server-side message identity the provider sends and Dovecot 2.3 cannot:
+    /// asked for, it is fetched from Dovecot as the Message-ID and answered as the
+    /// provider's item, the same in every folder (a copy keeps its Message-ID).
+    pub identity: Option<IdentityItem>,
+    /// Every download (`UID FETCH ... BODY.PEEK[]`) is refused as Gmail refuses them once
+    /// the account is over its daily limit: `NO [ALERT] Account exceeded command or
+    /// bandwidth limits. (Failure)`.
+    pub over_limit: bool,
+    /// Gmail's label semantics, played by a session of the layer's own to Dovecot: a
+    /// flag stored in one folder is stored on every copy of the message (Gmail's flags
+    /// are per message; `\Deleted` stays per folder: there it removes one label), and a
+    /// message moved to `[Gmail]/Trash` leaves every other folder (every label).
+    pub gmail_labels: bool,
+}
+
+/// A provider's FETCH item naming a message across folders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityItem {
+    /// Gmail's `X-GM-MSGID` (X-GM-EXT-1): a 64-bit number.
+    GmailMsgId,
+    /// OBJECTID's `EMAILID` (RFC 8474; Yahoo, Fastmail): `(M...)`.
+    EmailId,
+}
+
+/// What Dovecot is asked for instead of the identity item: a header section no client
+/// asks for, so its echo in the answer is found and replaced.
+const IDENTITY_SECTION: &str = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-SCRIPTED-IDENTITY)]";
+const IDENTITY_ECHO: &[u8] = b"X-SCRIPTED-IDENTITY)] {";
+
+impl IdentityItem {
+    fn item(self) -> &'static str {
+        match self {
+            IdentityItem::GmailMsgId => "X-GM-MSGID",
+            IdentityItem::EmailId => "EMAILID",
+        }
+    }
+
+    /// The item as the provider answers it for a message with this Message-ID header.
+    fn answer(self, header: &[u8]) -> Option<String> {
+        let text = String::from_utf8_lossy(header);
+        let id = text.split_once(':')?.1.trim();
+        if id.is_empty() {
+            return None;
+        }
+        // FNV-1a: stable across runs, the same for every copy of the message.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in id.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let h = h >> 1;
+        Some(match self {
+            IdentityItem::GmailMsgId => format!("X-GM-MSGID {h}"),
+            IdentityItem::EmailId => format!("EMAILID (M{h:016x})"),
+        })
+    }
+}
+
+/// A client command with the identity item asked of Dovecot as [`IDENTITY_SECTION`].
+fn ask_identity(line: &[u8], identity: IdentityItem) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(line).ok()?;
+    let upper = text.to_ascii_uppercase();
+    if !upper.contains(" FETCH ") {
+        return None;
+    }
+    let at = upper.find(identity.item())?;
+    let mut out = String::with_capacity(text.len() + 40);
+    out.push_str(&text[..at]);
+    out.push_str(IDENTITY_SECTION);
+    out.push_str(&text[at + identity.item().len()..]);
+    Some(out.into_bytes())
+}
+
+/// A server response with the echoed [`IDENTITY_SECTION`] and its literal replaced by the
+/// provider's item (or dropped, for a message without a Message-ID).
+fn answer_identity(frame: &[u8], identity: IdentityItem) -> Vec<u8> {
+    let Some(echo) = frame
+        .windows(IDENTITY_ECHO.len())
+        .position(|w| w.eq_ignore_ascii_case(IDENTITY_ECHO))
+    else {
+        return frame.to_vec();
+    };
+    let Some(start) = frame[..echo]
+        .windows(5)
+        .rposition(|w| w.eq_ignore_ascii_case(b"BODY["))
+    else {
+        return frame.to_vec();
+    };
+    let open = echo + IDENTITY_ECHO.len();
+    let Some(close) = frame[open..].iter().position(|b| *b == b'}') else {
+        return frame.to_vec();
+    };
+    let Ok(n) = String::from_utf8_lossy(&frame[open..open + close]).parse::<usize>() else {
+        return frame.to_vec();
+    };
+    let body = open + close + 3; // `}\r\n`
+    let end = (body + n).min(frame.len());
+    let mut out = frame[..start].to_vec();
+    match identity.answer(&frame[body..end]) {
+        Some(item) => out.extend_from_slice(item.as_bytes()),
+        // Nothing to say: drop the item and the space before it.
+        None => {
+            if out.last() == Some(&b' ') {
+                out.pop();
+            }
+        }
+    }
+    out.extend_from_slice(&frame[end..]);
+    out
 }
 
 /// Answer the first `count` commands with this verb (`UID FETCH`) with Microsoft 365's
@@ -171,6 +282,8 @@ pub struct Seen {
     pub throttled: AtomicUsize,
     pub refused_connections: AtomicUsize,
     pub limit_refusals: AtomicUsize,
+    /// Downloads refused with the over-limit ALERT.
+    pub over_limit: AtomicUsize,
     /// The most messages any one command named (as the layer counts them).
     pub largest_set: AtomicUsize,
     /// Commands that named a set (FETCH, STORE, SEARCH, ...).
@@ -220,12 +333,17 @@ impl ScriptProxy {
                 live.fetch_add(1, Ordering::SeqCst);
                 let state = Arc::new(Mutex::new(Folder::default()));
                 let writer = Arc::new(Mutex::new(client.try_clone().unwrap()));
-                let parse = rules.throttle.is_some() || rules.message_limit.is_some();
+                let parse = rules.throttle.is_some()
+                    || rules.over_limit
+                    || rules.gmail_labels
+                    || rules.message_limit.is_some()
+                    || rules.identity.is_some();
+                let identity = rules.identity;
                 let live2 = live.clone();
                 let (srv, wr, st) = (server.try_clone().unwrap(), writer.clone(), state.clone());
                 thread::spawn(move || {
                     if parse {
-                        server_to_client(srv, wr, st);
+                        server_to_client(srv, wr, st, identity);
                     } else {
                         raw(srv, wr);
                     }
@@ -285,7 +403,12 @@ fn literal_len(line: &[u8]) -> Option<usize> {
 
 /// Whole responses (line, literals, continuation lines) from the server, each written to
 /// the client at once so an injected answer never lands inside one.
-fn server_to_client(from: TcpStream, to: Arc<Mutex<TcpStream>>, state: Arc<Mutex<Folder>>) {
+fn server_to_client(
+    from: TcpStream,
+    to: Arc<Mutex<TcpStream>>,
+    state: Arc<Mutex<Folder>>,
+    identity: Option<IdentityItem>,
+) {
     let mut reader = BufReader::new(from.try_clone().unwrap());
     'outer: loop {
         let mut frame = Vec::new();
@@ -306,6 +429,15 @@ fn server_to_client(from: TcpStream, to: Arc<Mutex<TcpStream>>, state: Arc<Mutex
                     }
                 }
                 None => break,
+            }
+        }
+        if let Some(identity) = identity {
+            frame = answer_identity(&frame, identity);
+            // The layer reads the protocol: a compressed stream it could not.
+            if frame.windows(10).any(|w| w == b"CAPABILITY") {
+                frame = String::from_utf8_lossy(&frame)
+                    .replace(" COMPRESS=DEFLATE", "")
+                    .into_bytes();
             }
         }
         if to.lock().unwrap().write_all(&frame).is_err() {
@@ -345,6 +477,9 @@ fn client_to_server(
     let mut reader = BufReader::new(from.try_clone().unwrap());
     // After a line announcing a literal, the next line continues the same command.
     let mut continuing = false;
+    // The folder the client selected, for the Gmail semantics.
+    let mut selected: Option<String> = None;
+    let port = to.peer_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         let mut line = Vec::new();
         match reader.read_until(b'\n', &mut line) {
@@ -367,6 +502,15 @@ fn client_to_server(
         if !continuing && text.contains(' ') {
             seen.commands.lock().unwrap().push(text);
         }
+        if rules.gmail_labels && !continuing && literal.is_none() {
+            gmail_labels(&line, &mut selected, port);
+        }
+        let line = match rules.identity {
+            Some(identity) if !continuing && literal.is_none() => {
+                ask_identity(&line, identity).unwrap_or(line)
+            }
+            _ => line,
+        };
         if to.write_all(&line).is_err() {
             break;
         }
@@ -392,6 +536,133 @@ fn client_to_server(
     }
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
+}
+
+/// The first argument after a command's verb: a quoted string or an atom.
+fn mailbox_after(text: &str, verb: &str) -> Option<String> {
+    let upper = text.to_ascii_uppercase();
+    let at = upper.find(&format!(" {verb} "))? + verb.len() + 2;
+    let rest = &text[at..];
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = quoted.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => out.extend(chars.next()),
+                '"' => return Some(out),
+                c => out.push(c),
+            }
+        }
+        None
+    } else {
+        rest.split_whitespace().next().map(str::to_owned)
+    }
+}
+
+/// The UIDs an explicit set names (`3,5:7`); `*` names nothing here.
+fn uids_of(set: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in set.split(',') {
+        match part.split_once(':') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    out.extend(a.min(b)..=a.max(b));
+                }
+            }
+            None => out.extend(part.parse::<u32>()),
+        }
+    }
+    out
+}
+
+/// Gmail's per-message flags and its Trash, for one client command line in `selected`:
+/// done by a session of the layer's own before the command reaches Dovecot.
+fn gmail_labels(line: &[u8], selected: &mut Option<String>, port: u16) {
+    let text = String::from_utf8_lossy(line).trim_end().to_owned();
+    let upper = text.to_ascii_uppercase();
+    for verb in ["SELECT", "EXAMINE"] {
+        if let Some(name) = mailbox_after(&text, verb) {
+            *selected = Some(name);
+            return;
+        }
+    }
+    let Some(folder) = selected.clone() else {
+        return;
+    };
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.len() < 4 || !words[1].eq_ignore_ascii_case("UID") {
+        return;
+    }
+    let uids = uids_of(words[3]);
+    if uids.is_empty() {
+        return;
+    }
+    let verb = words[2].to_ascii_uppercase();
+    let mut sidecar = match super::imap_client::ImapClient::login(port, "alice", DEFAULT_PASSWORD) {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    let Ok(here) = sidecar.fetch_all(&folder) else {
+        return;
+    };
+    let ids: Vec<String> = here
+        .iter()
+        .filter(|f| uids.contains(&f.uid) && !f.message_id.is_empty())
+        .map(|f| f.message_id.clone())
+        .collect();
+    let folders = sidecar.list_folders().unwrap_or_default();
+    let others = folders.iter().filter(|f| **f != folder);
+    if verb == "STORE" && (upper.contains("+FLAGS") || upper.contains("-FLAGS")) {
+        let sign = if upper.contains("+FLAGS") { '+' } else { '-' };
+        let flags: Vec<&str> = text
+            .rsplit_once('(')
+            .map(|(_, f)| f.trim_end_matches(')'))
+            .unwrap_or("")
+            .split_whitespace()
+            .filter(|f| !f.eq_ignore_ascii_case("\\Deleted"))
+            .collect();
+        if flags.is_empty() {
+            return;
+        }
+        for other in others {
+            let Ok(rows) = sidecar.fetch_all(other) else {
+                continue;
+            };
+            let same: Vec<String> = rows
+                .iter()
+                .filter(|r| ids.contains(&r.message_id))
+                .map(|r| r.uid.to_string())
+                .collect();
+            if same.is_empty() || sidecar.select(other, false).is_err() {
+                continue;
+            }
+            let _ = sidecar.command(&format!(
+                "UID STORE {} {sign}FLAGS.SILENT ({})",
+                same.join(","),
+                flags.join(" ")
+            ));
+        }
+    } else if (verb == "MOVE" || verb == "COPY")
+        && mailbox_after(&text, words[3]).is_some_and(|to| to == "[Gmail]/Trash")
+    {
+        for other in others.filter(|f| *f != "[Gmail]/Trash") {
+            let Ok(rows) = sidecar.fetch_all(other) else {
+                continue;
+            };
+            let same: Vec<String> = rows
+                .iter()
+                .filter(|r| ids.contains(&r.message_id))
+                .map(|r| r.uid.to_string())
+                .collect();
+            if same.is_empty() || sidecar.select(other, false).is_err() {
+                continue;
+            }
+            let set = same.join(",");
+            let _ = sidecar.command(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"));
+            let _ = sidecar.command(&format!("UID EXPUNGE {set}"));
+        }
+    }
+    sidecar.logout();
 }
 
 /// The answer this layer gives instead of the server, if any.
@@ -420,6 +691,12 @@ fn script(
         return Some(format!(
             "{tag} NO Request is throttled. Suggested Backoff Time: {} milliseconds\r\n",
             t.backoff_ms
+        ));
+    }
+    if rules.over_limit && verb == "UID FETCH" && text.contains("BODY.PEEK[]") {
+        seen.over_limit.fetch_add(1, Ordering::SeqCst);
+        return Some(format!(
+            "{tag} NO [ALERT] Account exceeded command or bandwidth limits. (Failure)\r\n"
         ));
     }
     let limit = rules.message_limit?;

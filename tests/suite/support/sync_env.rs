@@ -86,6 +86,14 @@ impl SyncEnv {
         .unwrap();
     }
 
+    /// Add keys to the account, at the end of the config as written.
+    pub fn set_extra(&mut self, extra: &str) {
+        self.extra.push_str(extra);
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(extra);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     /// Write the config for plaintext IMAP on loopback to `port` (Dovecot's plain port,
     /// or a proxy that must read the protocol in front of it).
     pub fn write_plain_config(&mut self, port: u16) {
