@@ -57,8 +57,9 @@
 //!   stable scans) with its mapping in `unified.sqlite`; to the accounts a mail client.
 //! - [`daemon`]: decides *when*: per-account supervisors, push (NOTIFY on one
 //!   connection, else IDLE on one folder and a sweep of the rest), file-watch triggers,
-//!   backoff by failure kind, signals, sd_notify, hooks, and `syncmail status` (text and
-//!   JSON, one report).
+//!   backoff by failure kind, signals, sd_notify, hooks, `syncmail status` (text and
+//!   JSON, one report), and the per-account socket through which a `syncmail sync` asks
+//!   the daemon for a pass (`daemon::request`).
 //! - [`cli`]: subcommands and exit codes; `syncmail init`, `syncmail log` (text and
 //!   JSON), and [`cli::manual`]: man pages and completions from the clap definitions and
 //!   [`config::keys`]. `main.rs` only calls [`cli::main`].

@@ -70,7 +70,7 @@ fn render_page(page: &clap_mangen::Man, w: &mut dyn Write) -> io::Result<()> {
         ("2", "usage error"),
         (
             "75",
-            "EX_TEMPFAIL: a transient failure (network, the account busy with another syncmail); try again later",
+            "EX_TEMPFAIL: a transient failure (network, the account busy with another syncmail sync, or held by the daemon with an option it cannot run); try again later",
         ),
         (
             "78",
@@ -205,6 +205,29 @@ mod tests {
             assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
         }
         assert!(!names.iter().any(|n| n.contains("generate")), "{names:?}");
+    }
+
+    /// `syncmail-sync(1)` says what happens while the daemon holds the account.
+    #[test]
+    fn the_sync_page_says_the_daemon_runs_the_pass() {
+        let mut cmd = Cli::command().disable_help_subcommand(true);
+        cmd.build();
+        let page = pages(&cmd)
+            .into_iter()
+            .find(|p| p.get_filename() == "syncmail-sync.1")
+            .unwrap();
+        let mut out = Vec::new();
+        render_page(&page, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap().replace("\\-", "-");
+        for want in [
+            "is synced by the daemon",
+            "a pass of every folder that starts after the request",
+            "at most 120 s",
+            "--folder, --dry-run, --confirm-delete and --restore cannot be handed over",
+            "held by the daemon with an option it cannot run",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
     }
 
     /// A man page or `--help` line with an empty description reads as an oversight.

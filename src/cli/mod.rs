@@ -55,6 +55,12 @@ pub enum Command {
         connect: bool,
     },
     /// Sync accounts once and exit
+    ///
+    /// An IMAP account that `syncmail daemon` holds is synced by the daemon: `sync` asks
+    /// it for a pass of every folder that starts after the request, prints that pass's
+    /// outcome and exits with its code, waiting at most 120 s. --folder, --dry-run,
+    /// --confirm-delete and --restore cannot be handed over; with them (and for a POP3
+    /// account the daemon polls) `sync` does nothing and exits 75 (EX_TEMPFAIL).
     Sync {
         /// Accounts to sync [default: all]
         accounts: Vec<String>,
@@ -655,6 +661,8 @@ async fn sync_all(
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprint!("\r\x1b[2K");
     }
+    // Accounts the daemon holds: it runs the pass for us when the options let it.
+    let mut handed = Vec::new();
     for (account, result) in imap.iter().zip(results) {
         match result {
             Ok(report) => {
@@ -676,7 +684,14 @@ async fn sync_all(
                 }
             }
             Err(engine::EngineError::Lock(crate::store::LockError::Held { pid, .. })) => {
-                busy.push(busy_line(&account.name.0, &pid));
+                match (held_by_daemon(&pid), not_handed_over(opts)) {
+                    (true, None) => handed.push((*account, pid)),
+                    (true, Some(option)) => busy.push(format!(
+                        "account `{}`: the daemon (pid {pid}) holds this account, and {option} cannot be handed to it; nothing done here (stop the daemon to use {option})",
+                        account.name
+                    )),
+                    (false, _) => busy.push(busy_line(&account.name.0, &pid)),
+                }
             }
             Err(e) => {
                 eprintln!("syncmail: account `{}`: {e}", account.name);
@@ -685,6 +700,51 @@ async fn sync_all(
                 } else {
                     failed = true;
                 }
+            }
+        }
+    }
+    let asks = handed.into_iter().map(|(account, pid)| async move {
+        let answer = match crate::daemon::request::socket_path(&config.general.state_dir, &account.name) {
+            Some(socket) => {
+                eprintln!(
+                    "syncmail: account `{}`: the daemon (pid {pid}) holds this account; it runs the pass (waiting up to {}s)",
+                    account.name,
+                    HANDOVER_LIMIT.as_secs()
+                );
+                crate::daemon::request::ask(&socket, HANDOVER_LIMIT).await
+            }
+            None => Err(crate::daemon::request::AskError::Closed),
+        };
+        (account, pid, answer)
+    });
+    for (account, pid, answer) in futures::future::join_all(asks).await {
+        use crate::daemon::request::{AskError, Outcome};
+        match answer {
+            Ok(answer) => {
+                for line in &answer.stdout {
+                    println!("{line}");
+                }
+                for line in &answer.stderr {
+                    eprintln!("{line}");
+                }
+                match answer.outcome {
+                    Outcome::Ok => {}
+                    Outcome::TempFail => transient = true,
+                    Outcome::Failed => failed = true,
+                }
+            }
+            // A daemon that takes no requests (an older one): refused as before.
+            Err(AskError::NotListening(_)) => busy.push(busy_line(&account.name.0, &pid)),
+            Err(e @ (AskError::Timeout(_) | AskError::Closed)) => {
+                eprintln!(
+                    "syncmail: account `{}`: {e}; nothing done here (`syncmail status` shows what the daemon is doing)",
+                    account.name
+                );
+                transient = true;
+            }
+            Err(e @ AskError::Garbled(_)) => {
+                eprintln!("syncmail: account `{}`: {e}", account.name);
+                failed = true;
             }
         }
     }
@@ -711,12 +771,36 @@ async fn sync_all(
     }
 }
 
+/// How long `sync` waits for the daemon to run the pass it asked for: a pass of every
+/// folder after whatever pass is running, on a slow link.
+const HANDOVER_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Whether the process holding an account is `syncmail daemon`, by its command line.
+fn held_by_daemon(pid: &str) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmdline.split(|b| *b == 0).any(|arg| arg == b"daemon")
+}
+
+/// The option that keeps a `sync` from being handed to the daemon, whose passes are
+/// plain passes of every folder.
+fn not_handed_over(opts: &engine::SyncOptions) -> Option<&'static str> {
+    if opts.folder.is_some() {
+        Some("--folder")
+    } else if opts.dry_run {
+        Some("--dry-run")
+    } else if opts.confirm_delete {
+        Some("--confirm-delete")
+    } else if opts.restore {
+        Some("--restore")
+    } else {
+        None
+    }
+}
+
 /// What `sync` says of an account another syncmail process holds: who, and that nothing
 /// was done here. The daemon is told apart by its command line.
 fn busy_line(account: &str, pid: &str) -> String {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let daemon = cmdline.split(|b| *b == 0).any(|arg| arg == b"daemon");
-    if daemon {
+    if held_by_daemon(pid) {
         format!(
             "account `{account}`: the daemon (pid {pid}) is syncing this account; nothing done here (`syncmail status` shows its passes)"
         )

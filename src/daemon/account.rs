@@ -17,6 +17,7 @@ use super::Shared;
 use super::backoff::Backoff;
 use super::hooks;
 use super::push::{self, Push, PushState};
+use super::request::{self, Answer, Outcome, Waiting};
 use super::triggers::{Triggers, Work};
 use crate::config::{Account, AccountKind, General};
 use crate::engine::{
@@ -116,6 +117,41 @@ fn spawn(
     }
 }
 
+/// What `syncmail sync` prints for a pass the daemon ran for it: the same lines and
+/// outcome as if it had run the pass itself.
+fn report_answer(account: &str, report: &AccountReport) -> Answer {
+    let mut stdout: Vec<String> = report.plans.clone();
+    stdout.extend(report.notes.iter().map(|n| format!("{account}: {n}")));
+    let stderr: Vec<String> = report
+        .halts
+        .iter()
+        .chain(report.errors.iter().map(|e| &e.text))
+        .map(|m| format!("syncmail: account `{account}`: {m}"))
+        .collect();
+    stdout.push(format!("{account}: {}", report.counts));
+    Answer {
+        outcome: if stderr.is_empty() {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        },
+        stdout,
+        stderr,
+    }
+}
+
+fn failure_answer(account: &str, e: &EngineError) -> Answer {
+    Answer {
+        outcome: if e.is_transient() {
+            Outcome::TempFail
+        } else {
+            Outcome::Failed
+        },
+        stdout: Vec::new(),
+        stderr: vec![format!("syncmail: account `{account}`: {e}")],
+    }
+}
+
 /// How often an account whose lock is held elsewhere tries again.
 const LOCK_RETRY: Duration = Duration::from_secs(10);
 
@@ -170,6 +206,15 @@ impl Supervisor {
         epoch.borrow_and_update();
         let mut stop = self.stop.clone();
         let mut echo: Option<EchoWindow> = None;
+        // `syncmail sync` on this account asks here for a pass instead of being refused.
+        let waiting = Arc::new(Waiting::default());
+        let requests = request::listen(
+            &self.general.state_dir,
+            &self.account.name,
+            waiting.clone(),
+            self.triggers.clone(),
+            self.stop.clone(),
+        );
         self.triggers.all();
         'main: loop {
             let far = Instant::now() + Duration::from_secs(365 * 86400);
@@ -251,6 +296,9 @@ impl Supervisor {
             if work.is_empty() {
                 continue;
             }
+            // The clients that asked before this attempt began; answered by it if it
+            // passes every folder, else put back for the next.
+            let asked = waiting.take();
             if work.reconnect {
                 link.disconnect().await;
             }
@@ -260,6 +308,7 @@ impl Supervisor {
                     // After every (re)connect the whole account is resynced (rule 16).
                     Ok(()) => work.all = true,
                     Err(e) => {
+                        request::answer(asked, &failure_answer(self.name(), &e));
                         let delay = self.failed(&e, &mut backoff).await;
                         retry_at = Some(Instant::now() + delay);
                         self.triggers.restore(Work {
@@ -275,6 +324,7 @@ impl Supervisor {
             let mut prepared = AccountReport::default();
             if let Err(e) = engine::prepare(&self.account, &self.store, false, &mut prepared).await
             {
+                request::answer(asked, &failure_answer(self.name(), &e));
                 let delay = self.failed(&e, &mut backoff).await;
                 retry_at = Some(Instant::now() + delay);
                 self.triggers.restore(work);
@@ -295,6 +345,12 @@ impl Supervisor {
                 };
             }
             let scope = link.map().and_then(|map| scope_of(&work, map));
+            let asked = if scope.is_none() {
+                asked
+            } else {
+                waiting.restore(asked);
+                Vec::new()
+            };
             if scope.as_ref().is_some_and(BTreeSet::is_empty) {
                 continue;
             }
@@ -346,6 +402,7 @@ impl Supervisor {
                         link.release().await;
                     }
                     self.passed(&report).await;
+                    request::answer(asked, &report_answer(self.name(), &report));
                     self.retry_failed_folders(&report, &mut backoff, &mut retry_at)
                         .await;
                     echo = EchoWindow::after(&pass_scope, &report, link.is_connected());
@@ -358,6 +415,7 @@ impl Supervisor {
                     break 'main;
                 }
                 Err(e) => {
+                    request::answer(asked, &failure_answer(self.name(), &e));
                     let _ = self
                         .store
                         .record_pass(None, SystemTime::now(), Some(e.to_string()))
@@ -374,6 +432,11 @@ impl Supervisor {
             }
         }
         drop(watcher);
+        waiting.close();
+        if let Some((path, task)) = requests {
+            task.abort();
+            let _ = std::fs::remove_file(path);
+        }
         // The push tasks see the same stop; give them a moment to LOGOUT.
         for task in pushers {
             let abort = task.abort_handle();

@@ -9,6 +9,7 @@ mod backoff;
 mod clock;
 mod hooks;
 mod push;
+pub mod request;
 mod sdnotify;
 pub mod status;
 mod triggers;

@@ -220,6 +220,27 @@ async fn once(
             _ => push.triggers.all(),
         }
     }
+    let triggers = push.triggers.clone();
+    let pass = |notice: Notice| match notice {
+        Notice::Selected => {
+            if let Some(f) = folder {
+                tracing::debug!(account = %name, "{}: {f} changed", if notify { "NOTIFY" } else { "IDLE" });
+                triggers.folder(f.clone());
+            }
+        }
+        Notice::Folder(raw) => match decode_server_name(&raw) {
+            Ok(f) => {
+                tracing::debug!(account = %name, "NOTIFY: {f} changed");
+                triggers.folder(f);
+            }
+            // A name that cannot be a path: the full pass reports it.
+            Err(_) => triggers.all(),
+        },
+        Notice::Folders => {
+            tracing::debug!(account = %name, "NOTIFY: the folder list changed");
+            triggers.all();
+        }
+    };
     loop {
         let stop = &mut push.stop;
         let interrupt = async {
@@ -228,37 +249,9 @@ async fn once(
                 Ok(()) = epoch.changed() => {}
             }
         };
-        match session.wait(settings.idle_refresh, interrupt).await? {
-            IdleWake::Changed if notify => {
-                for notice in session.take_notices() {
-                    match notice {
-                        Notice::Selected => {
-                            if let Some(f) = folder {
-                                tracing::debug!(account = %name, "NOTIFY: {f} changed");
-                                push.triggers.folder(f.clone());
-                            }
-                        }
-                        Notice::Folder(raw) => match decode_server_name(&raw) {
-                            Ok(f) => {
-                                tracing::debug!(account = %name, "NOTIFY: {f} changed");
-                                push.triggers.folder(f);
-                            }
-                            // A name that cannot be a path: the full pass reports it.
-                            Err(_) => push.triggers.all(),
-                        },
-                        Notice::Folders => {
-                            tracing::debug!(account = %name, "NOTIFY: the folder list changed");
-                            push.triggers.all();
-                        }
-                    }
-                }
-            }
-            IdleWake::Changed => {
-                if let Some(f) = folder {
-                    tracing::debug!(account = %name, "IDLE: {f} changed");
-                    push.triggers.folder(f.clone());
-                }
-            }
+        // The event that wakes the wait is passed on at once, before IDLE's DONE.
+        match session.wait(settings.idle_refresh, interrupt, pass).await? {
+            IdleWake::Changed => session.take_notices().into_iter().for_each(pass),
             IdleWake::Refreshed => {}
             IdleWake::Interrupted => {
                 session.logout().await;

@@ -1,6 +1,8 @@
 //! Rule 9 in the engine: folders known from an earlier pass that one side no longer has.
 //! `sync::folder_fate` decides; this gathers the facts it asks for and carries out the
-//! decision. Runs only in a pass over every folder, so a narrowed pass (one `--folder`,
+//! decision. A folder the server renamed is recognised first (`sync::rename_candidates`,
+//! confirmed by its messages) and moved locally with its state, so nothing is fetched
+//! again. Runs only in a pass over every folder, so a narrowed pass (one `--folder`,
 //! a daemon pass of the folders that changed) never reads a folder it skipped as gone.
 
 use std::collections::BTreeSet;
@@ -10,11 +12,13 @@ use std::time::SystemTime;
 use super::LocalError;
 use super::{AccountReport, EngineError, FolderFailure, SyncOptions};
 use crate::config::ImapSettings;
-use crate::imap::ImapSession;
+use crate::imap::{ImapSession, uid_set};
 use crate::maildir::FolderMap;
-use crate::model::FolderName;
+use crate::model::{FolderName, UidValidity};
 use crate::store::{FolderState, Store};
-use crate::sync::folders::{FolderFacts, FolderFate, folder_fate, needs_counts};
+use crate::sync::folders::{
+    FolderFacts, FolderFate, folder_fate, needs_counts, rename_candidates, rename_confirmed,
+};
 
 /// Delete what rule 9 allows, forget folders gone from both sides, and report folders
 /// deleted on the server that still hold local mail. `server` (name, wire name) loses
@@ -53,6 +57,11 @@ pub async fn reconcile(
         .filter(|f| !f.server_name.0.eq_ignore_ascii_case("INBOX"))
         .collect();
     known.sort_by(|a, b| b.server_name.cmp(&a.server_name));
+    let renamed = renamed_on_server(
+        store, session, map, server, &known, &on_server, &on_local, opts, report,
+    )
+    .await?;
+    known.retain(|f| !renamed.contains(&f.server_name));
     for folder in known {
         let facts = FolderFacts {
             on_server: on_server.contains(&folder.server_name),
@@ -87,6 +96,114 @@ pub async fn reconcile(
         }
     }
     Ok(())
+}
+
+/// Folders the server renamed: each synced folder gone from the server whose Maildir
+/// folder is still here, matched by UIDVALIDITY with a server folder nobody knows yet,
+/// and confirmed by the identities of its paired messages. Its Maildir folder moves to
+/// the new name (directory first: a crash before the state follows leaves a folder the
+/// next pass pairs as a first contact, never one uploaded as new) and its state follows
+/// with pairs and watermarks, so the next pass finds nothing to fetch. Costs nothing
+/// when no folder is gone; a STATUS per unknown server folder when one is. Returns the
+/// old names it took care of.
+#[allow(clippy::too_many_arguments)]
+async fn renamed_on_server(
+    store: &Store,
+    session: &mut ImapSession,
+    map: &FolderMap,
+    server: &[(FolderName, String)],
+    known: &[FolderState],
+    on_server: &BTreeSet<FolderName>,
+    on_local: &BTreeSet<FolderName>,
+    opts: &SyncOptions,
+    report: &mut AccountReport,
+) -> Result<BTreeSet<FolderName>, EngineError> {
+    let mut done = BTreeSet::new();
+    let gone: Vec<(FolderName, UidValidity)> = known
+        .iter()
+        .filter(|f| !on_server.contains(&f.server_name) && on_local.contains(&f.server_name))
+        .filter(|f| f.halt_reason.is_none())
+        .filter_map(|f| f.uidvalidity.map(|uv| (f.server_name.clone(), uv)))
+        .collect();
+    if gone.is_empty() {
+        return Ok(done);
+    }
+    let stored: BTreeSet<FolderName> = store
+        .folders()
+        .await?
+        .into_iter()
+        .map(|f| f.server_name)
+        .collect();
+    let mut new = Vec::new();
+    for (name, wire) in server {
+        let unknown = !stored.contains(name)
+            && !name.0.eq_ignore_ascii_case("INBOX")
+            && map
+                .to_local(name)
+                .is_ok_and(|p| std::fs::symlink_metadata(p).is_err());
+        if !unknown {
+            continue;
+        }
+        match session.uidvalidity(wire).await {
+            Ok(uv) => new.push((name.clone(), uv)),
+            Err(e) if e.ends_session() => return Err(e.into()),
+            // This one is not a candidate; its own pass reports what is wrong with it.
+            Err(e) => tracing::debug!(folder = %name, "no UIDVALIDITY for a rename check: {e}"),
+        }
+    }
+    for (old, to) in rename_candidates(&gone, &new) {
+        let Some(folder) = known.iter().find(|f| f.server_name == old) else {
+            continue;
+        };
+        let Some(wire) = server.iter().find(|(n, _)| *n == to).map(|(_, w)| w) else {
+            continue;
+        };
+        let pairs = store.pairs(folder.id).await?;
+        if pairs.is_empty() {
+            // Nothing to keep: rule 9 removes the empty folder and the pass makes the
+            // new one.
+            continue;
+        }
+        let uids: Vec<_> = pairs.iter().map(|p| p.uid).collect();
+        let found = match session.select(wire, None).await {
+            Ok(_) => session.fetch_identities(&uid_set(&uids)).await,
+            Err(e) => Err(e),
+        };
+        let found = match found {
+            Ok(f) => f,
+            Err(e) if e.ends_session() => return Err(e.into()),
+            Err(e) => {
+                tracing::debug!(folder = %to, "checking whether it is {old} renamed: {e}");
+                continue;
+            }
+        };
+        if !rename_confirmed(&pairs, &found) {
+            tracing::debug!(folder = %to, "same UIDVALIDITY as the vanished {old}, but not its messages: not a rename");
+            continue;
+        }
+        if opts.dry_run {
+            report.plans.push(format!(
+                "{old}: renamed on the server to {to}: would move the Maildir folder"
+            ));
+            done.insert(old);
+            continue;
+        }
+        let moved = map.rename(&old, &to)?;
+        store
+            .rename_folder(folder.id, &to, &map.to_local(&to)?)
+            .await?;
+        tracing::info!(
+            folder = %to,
+            "renamed on the server from {old}: Maildir folder {}, with its {} messages and their state",
+            if moved { "moved" } else { "moved with its parent" },
+            pairs.len()
+        );
+        report.notes.push(format!(
+            "{old}: renamed on the server to {to}; moved locally"
+        ));
+        done.insert(old);
+    }
+    Ok(done)
 }
 
 /// One known folder that one side no longer has: gather the facts rule 9 asks for and

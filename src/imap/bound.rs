@@ -13,7 +13,9 @@
 //! A line ended by a bare LF (GNU imap4d 3.15 ends AUTHENTICATE's tagged OK so) is read
 //! as ended by CRLF: outside a literal a bare LF can only be a line's end, and
 //! async-imap would otherwise wait for a CR that never comes. Literal bytes are never
-//! touched.
+//! touched. Extended data after a `LIST` line's mailbox name (RFC 5258; NOTIFY's
+//! `("OLDNAME" ...)` on a rename) is dropped, since imap-proto cannot parse it and
+//! async-imap would then fail every read after it (see [`list_extension`]).
 
 use std::fmt;
 use std::pin::Pin;
@@ -94,6 +96,9 @@ pub struct FrameScanner {
     /// Offsets, within the bytes of the last `feed`, of LFs that ended a line without a
     /// CR before them: where [`Bounded`] puts the missing CR.
     bare_lf: Vec<usize>,
+    /// `LIST`/`LSUB` responses without literals that the last `feed` completed: the
+    /// offset of their ending LF within those bytes, and their length up to it.
+    list_lines: Vec<(usize, u64)>,
 }
 
 /// How many bytes of a response's start [`FrameScanner`] keeps to classify it.
@@ -120,6 +125,73 @@ fn is_status_response(head: &[u8]) -> bool {
         && words.next().is_some()
 }
 
+/// Whether a response starting with `head` is an untagged `LIST` or `LSUB`.
+fn is_list_response(head: &[u8]) -> bool {
+    head.len() > 7
+        && head.starts_with(b"* ")
+        && (head[2..6].eq_ignore_ascii_case(b"LIST") || head[2..6].eq_ignore_ascii_case(b"LSUB"))
+        && head[6] == b' '
+}
+
+/// Where one literal-free `LIST`/`LSUB` line carries extended data after its mailbox
+/// name (RFC 5258 `mbox-list-extended`; RFC 5465 reports a rename as
+/// `* LIST () "/" "New" ("OLDNAME" ("Old"))`): the bytes to drop, from the space before
+/// it to the line end (CRLF excluded). imap-proto cannot parse it, and async-imap keeps
+/// an unparsable response in its buffer and fails every later read, so the connection
+/// would be lost. Nobody here reads the extension (a NOTIFY event is only a hint, rule
+/// 16), so it is dropped and the rest of the response reaches the parser intact.
+pub fn list_extension(line: &[u8]) -> Option<std::ops::Range<usize>> {
+    let end = line.len()
+        - if line.ends_with(b"\r\n") {
+            2
+        } else {
+            usize::from(line.ends_with(b"\n"))
+        };
+    let line = &line[..end];
+    if !is_list_response(line) || line.get(7) != Some(&b'(') {
+        return None;
+    }
+    // The attributes: atoms, never nested.
+    let mut at = 7 + line[7..].iter().position(|b| *b == b')')? + 1;
+    at = space(line, at)?;
+    // The delimiter: a quoted character or NIL.
+    at = if line.get(at) == Some(&b'"') {
+        quoted_end(line, at)?
+    } else if line.len() >= at + 3 && line[at..at + 3].eq_ignore_ascii_case(b"NIL") {
+        at + 3
+    } else {
+        return None;
+    };
+    at = space(line, at)?;
+    // The mailbox: a quoted string or an atom.
+    at = if line.get(at) == Some(&b'"') {
+        quoted_end(line, at)?
+    } else {
+        at + line[at..]
+            .iter()
+            .position(|b| *b == b' ')
+            .unwrap_or(line.len() - at)
+    };
+    line[at..].starts_with(b" (").then_some(at..end)
+}
+
+fn space(line: &[u8], at: usize) -> Option<usize> {
+    (line.get(at) == Some(&b' ')).then_some(at + 1)
+}
+
+/// The offset just past the quoted string that starts at `at`.
+fn quoted_end(line: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    while i < line.len() {
+        match line[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 impl Default for FrameScanner {
     fn default() -> FrameScanner {
         FrameScanner::new(MAX_LINE, MAX_LITERAL)
@@ -138,7 +210,15 @@ impl FrameScanner {
             tail: Tail::Other,
             head: Vec::with_capacity(HEAD),
             bare_lf: Vec::new(),
+            list_lines: Vec::new(),
         }
+    }
+
+    /// The `LIST`/`LSUB` responses without literals that the last
+    /// [`FrameScanner::feed`] completed: (offset of the ending LF in those bytes, length
+    /// of the whole line up to and with that LF, which may have begun in earlier feeds).
+    pub fn list_lines(&self) -> &[(usize, u64)] {
+        &self.list_lines
     }
 
     /// Where the bytes of the last [`FrameScanner::feed`] ended a line with a bare LF.
@@ -155,6 +235,7 @@ impl FrameScanner {
     /// and must be dropped.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
         self.bare_lf.clear();
+        self.list_lines.clear();
         let mut at = 0;
         while at < bytes.len() {
             if self.literal_left > 0 {
@@ -174,6 +255,7 @@ impl FrameScanner {
                 if !matches!(self.tail, Tail::Cr | Tail::ClosedCr(_)) {
                     self.bare_lf.push(at - 1);
                 }
+                let line = self.segment;
                 self.segment = 0;
                 match self.tail {
                     Tail::Closed(size) | Tail::ClosedCr(size)
@@ -183,6 +265,9 @@ impl FrameScanner {
                     }
                     _ => {
                         // The response is complete; the next one starts afresh.
+                        if line == self.line_bytes && is_list_response(&self.head) {
+                            self.list_lines.push((at - 1, line));
+                        }
                         self.line_bytes = 0;
                         self.literal_bytes = 0;
                         self.head.clear();
@@ -331,6 +416,40 @@ impl<S> Bounded<S> {
     }
 }
 
+impl<S> Bounded<S> {
+    /// Mend the bytes from `from` (nothing before it was handed out; `carried` of them
+    /// were fed before the last `feed`): a CR before each bare LF, and no extended data
+    /// in a `LIST` line (see [`list_extension`]).
+    fn mend(&mut self, from: usize, carried: usize) {
+        let fed = self.pending.split_off(from);
+        // (where, what to skip from there): a CR goes in at a bare LF; extended data is
+        // skipped, and always ends before its line's LF.
+        let mut edits: Vec<(usize, usize)> = self
+            .scanner
+            .bare_lfs()
+            .iter()
+            .map(|lf| (carried + lf, 0))
+            .collect();
+        for &(lf, len) in self.scanner.list_lines() {
+            let end = carried + lf + 1;
+            let start = end - len as usize;
+            if let Some(cut) = list_extension(&fed[start..end]) {
+                edits.push((start + cut.start, cut.len()));
+            }
+        }
+        edits.sort_unstable();
+        let mut at = 0;
+        for (to, skip) in edits {
+            self.pending.extend_from_slice(&fed[at..to]);
+            if skip == 0 {
+                self.pending.push(b'\r');
+            }
+            at = to + skip;
+        }
+        self.pending.extend_from_slice(&fed[at..]);
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Bounded<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -382,6 +501,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Bounded<S> {
                 Poll::Ready(Ok(())) if got == 0 => this.eof = true,
                 Poll::Ready(Ok(())) if !this.checking => this.ready = this.pending.len(),
                 Poll::Ready(Ok(())) => {
+                    // The held back start of a line the new bytes may end.
+                    let carried = this.scanner.unfinished() as usize;
                     if let Err(e) = this.scanner.feed(&this.pending[old..]) {
                         // Nothing more reaches the parser.
                         this.pending = Vec::new();
@@ -390,15 +511,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Bounded<S> {
                         this.failed = Some(e);
                         continue;
                     }
-                    if !this.scanner.bare_lfs().is_empty() {
-                        let fed = this.pending.split_off(old);
-                        let mut from = 0;
-                        for &lf in this.scanner.bare_lfs() {
-                            this.pending.extend_from_slice(&fed[from..lf]);
-                            this.pending.push(b'\r');
-                            from = lf;
-                        }
-                        this.pending.extend_from_slice(&fed[from..]);
+                    if !this.scanner.bare_lfs().is_empty() || !this.scanner.list_lines().is_empty()
+                    {
+                        this.mend(old - carried, carried);
                     }
                     // The unfinished line is at most the line bound, so this fits.
                     this.ready = this.pending.len() - this.scanner.unfinished() as usize;
@@ -595,6 +710,72 @@ mod tests {
                 "reads of {chunk}"
             );
         }
+    }
+
+    #[test]
+    fn extended_list_data_is_found_after_the_mailbox_name() {
+        let cut = |line: &[u8]| {
+            list_extension(line).map(|r| String::from_utf8_lossy(&line[r]).into_owned())
+        };
+        // RFC 5465: a folder renamed while NOTIFY watches (Dovecot sends this).
+        assert_eq!(
+            cut(b"* LIST () \"/\" \"Archive/2026\" (\"OLDNAME\" (\"Old/2026\"))\r\n").as_deref(),
+            Some(" (\"OLDNAME\" (\"Old/2026\"))")
+        );
+        // RFC 5258 CHILDINFO, an atom name, a NIL delimiter, LSUB, a bare LF.
+        assert_eq!(
+            cut(b"* list (\\HasChildren) NIL Foo (\"CHILDINFO\" (\"SUBSCRIBED\"))\n").as_deref(),
+            Some(" (\"CHILDINFO\" (\"SUBSCRIBED\"))")
+        );
+        // Quotes and a space inside the name are the name's.
+        assert_eq!(
+            cut(b"* LSUB () \".\" \"a \\\" (b\" (\"X\" (\"y\"))\r\n").as_deref(),
+            Some(" (\"X\" (\"y\"))")
+        );
+        // Ordinary lines and other responses are left alone.
+        for line in [
+            &b"* LIST () \"/\" \"Receipts\"\r\n"[..],
+            b"* LIST (\\NonExistent) \"/\" Old\r\n",
+            b"* LIST (\\Noselect) NIL \"\"\r\n",
+            b"* STATUS \"a\" (MESSAGES 1)\r\n",
+            b"* LIST (\\HasNoChildren \"/\" \"unterminated\r\n",
+            b"* LIST",
+        ] {
+            assert_eq!(cut(line), None, "{}", String::from_utf8_lossy(line));
+        }
+    }
+
+    /// A rename reported by NOTIFY reaches the parser as a plain LIST, however the
+    /// bytes are split, and the responses around it are untouched.
+    #[tokio::test]
+    async fn extended_list_data_is_dropped_before_the_parser() {
+        let sent: &[u8] = b"* LIST () \"/\" \"New\" (\"OLDNAME\" (\"Old\"))\r\n\
+                            * 1 FETCH (BODY[] {30}\r\n* LIST () \"/\" x (\"OLDNAME\")\r\n)\r\n\
+                            * LIST () \"/\" \"B\" (\"OLDNAME\" (\"A\"))\na1 OK done\r\n";
+        let want: &[u8] = b"* LIST () \"/\" \"New\"\r\n\
+                            * 1 FETCH (BODY[] {30}\r\n* LIST () \"/\" x (\"OLDNAME\")\r\n)\r\n\
+                            * LIST () \"/\" \"B\"\r\na1 OK done\r\n";
+        for chunk in [1, 2, 5, 7, 4096] {
+            let got = read_all(sent, chunk).await.unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(want),
+                "reads of {chunk}"
+            );
+        }
+        for line in [
+            &b"* LIST () \"/\" \"New\"\r\n"[..],
+            b"* LIST () \"/\" \"B\"\r\n",
+        ] {
+            assert!(async_imap::imap_proto::Response::parse(line).is_ok());
+        }
+        // What the parser could not read before.
+        assert!(
+            async_imap::imap_proto::Response::parse(
+                b"* LIST () \"/\" \"New\" (\"OLDNAME\" (\"Old\"))\r\n"
+            )
+            .is_err()
+        );
     }
 
     proptest! {

@@ -44,8 +44,6 @@ pub struct IdleSession {
     conn: Connected,
     timeout: Duration,
     notices: Vec<Notice>,
-    /// NOTIFY is set: a change in the selected folder is a [`Notice::Selected`] too.
-    notify: bool,
 }
 
 /// The NOTIFY request: message and folder-list events of every personal folder, as
@@ -73,7 +71,6 @@ impl IdleSession {
             conn,
             timeout,
             notices: Vec::new(),
-            notify: false,
         };
         let command = format!("EXAMINE {}", quote(wire_name)?);
         let tag = idle.send(&command).await?;
@@ -99,7 +96,6 @@ impl IdleSession {
             conn,
             timeout,
             notices: Vec::new(),
-            notify: true,
         };
         let mut set = format!("NOTIFY SET {NOTIFY_PERSONAL}");
         if let Some(wire) = selected {
@@ -115,7 +111,9 @@ impl IdleSession {
         Ok(idle)
     }
 
-    /// The NOTIFY events gathered since the last call, oldest first.
+    /// The events gathered since the last call, oldest first: those that came before
+    /// the IDLE began or with its end (the one that woke [`IdleSession::wait`] went to
+    /// its `early` callback).
     pub fn take_notices(&mut self) -> Vec<Notice> {
         std::mem::take(&mut self.notices)
     }
@@ -165,18 +163,22 @@ impl IdleSession {
     }
 
     fn selected_changed(&mut self) {
-        if self.notify && self.notices.last() != Some(&Notice::Selected) {
+        if self.notices.last() != Some(&Notice::Selected) {
             self.notices.push(Notice::Selected);
         }
     }
 
     /// IDLE until a change, `refresh` elapses, or `interrupt` completes; then DONE and
     /// read its answer within the session timeout, which is what catches a half-open
-    /// link that a silent server would otherwise hide for ever.
+    /// link that a silent server would otherwise hide for ever. The event that ends the
+    /// wait goes to `early` as it arrives, before the DONE round trip, so the pass it
+    /// asks for starts one round trip sooner; events before and after it are in
+    /// [`IdleSession::take_notices`].
     pub async fn wait(
         &mut self,
         refresh: Duration,
         interrupt: impl Future<Output = ()>,
+        mut early: impl FnMut(Notice),
     ) -> Result<IdleWake, ImapError> {
         let tag = self.send("IDLE").await?;
         // Up to the continuation the server may still report what happened before.
@@ -210,11 +212,11 @@ impl IdleSession {
                     response = self.conn.session.read_response() => {
                         match alive(response.map(|r| r.map(|d| classify(d.parsed()))))? {
                             Seen::Change => {
-                                self.selected_changed();
+                                early(Notice::Selected);
                                 break IdleWake::Changed;
                             }
                             Seen::Notice(n) => {
-                                self.notices.push(n);
+                                early(n);
                                 break IdleWake::Changed;
                             }
                             _ => {}

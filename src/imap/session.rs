@@ -998,6 +998,30 @@ impl ImapSession {
         })
     }
 
+    /// A folder's UIDVALIDITY (`STATUS ... (UIDVALIDITY)`), without selecting it.
+    pub async fn uidvalidity(&mut self, wire_name: &str) -> Result<UidValidity, ImapError> {
+        let mut found = None;
+        self.command(
+            &format!("STATUS {} (UIDVALIDITY)", quote(wire_name)?),
+            |response| {
+                if let Response::MailboxData(MailboxDatum::Status { status, .. }) = response {
+                    for attribute in status {
+                        if let imap_proto::StatusAttribute::UidValidity(v) = attribute {
+                            found = Some(UidValidity(*v));
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        found.ok_or_else(|| {
+            ImapError::Protocol(format!(
+                "STATUS {wire_name:?} came back without UIDVALIDITY"
+            ))
+        })
+    }
+
     /// `DELETE` a folder. The server removes whatever it still holds, so the caller
     /// makes sure it is empty first (rule 9).
     pub async fn delete_folder(&mut self, wire_name: &str) -> Result<(), ImapError> {

@@ -370,6 +370,43 @@ impl FolderMap {
         }
         Ok(path)
     }
+
+    /// Move the Maildir folder of `from` to where `to` maps (a folder renamed on the
+    /// server), with its files: nothing is copied, names and inodes stay. Parents are
+    /// made as [`FolderMap::create`] makes them; a target that exists is never
+    /// overwritten. `Ok(false)`: nothing to move, because `from` is not there but `to`
+    /// already is (it moved with its parent's directory in the verbatim layout). Both
+    /// parent directories are synced before it returns.
+    pub fn rename(&self, from: &FolderName, to: &FolderName) -> Result<bool, FolderError> {
+        let old = self.to_local(from)?;
+        let new = self.to_local(to)?;
+        let io_err = |path: &Path, source| FolderError::Io {
+            folder: to.0.clone(),
+            path: path.to_owned(),
+            source,
+        };
+        if !is_maildir(&old) && is_maildir(&new) {
+            return Ok(false);
+        }
+        if std::fs::symlink_metadata(&new).is_ok() {
+            return Err(io_err(
+                &new,
+                io::Error::new(io::ErrorKind::AlreadyExists, "the target exists"),
+            ));
+        }
+        let parent = new.parent().unwrap_or(&self.root).to_path_buf();
+        let rel_parent = self.relative(to)?.parent().map(Path::to_path_buf);
+        let mut path = self.root.clone();
+        for comp in rel_parent.iter().flat_map(|p| p.components()) {
+            path.push(comp);
+            make_private_dir(&path, to, &io_err)?;
+        }
+        std::fs::rename(&old, &new).map_err(|e| io_err(&old, e))?;
+        super::sync_dir(&parent).map_err(|e| io_err(&parent, e))?;
+        let old_parent = old.parent().unwrap_or(&self.root);
+        super::sync_dir(old_parent).map_err(|e| io_err(old_parent, e))?;
+        Ok(true)
+    }
 }
 
 /// The folders found under an account root.

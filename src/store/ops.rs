@@ -118,6 +118,40 @@ pub fn delete_folder(conn: &mut Connection, folder: FolderId) -> Result<(), Stor
     Ok(())
 }
 
+/// Give a folder its new name and Maildir path after the server renamed it: its pairs,
+/// watermarks and stamp stay, since the messages did not change. Refused while intents
+/// on it are open (they name the folder's path).
+pub fn rename_folder(
+    conn: &mut Connection,
+    folder: FolderId,
+    name: &FolderName,
+    local_path: &Path,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let open: i64 = tx.query_row(
+        "SELECT count(*) FROM intents WHERE folder_id = ?1",
+        [folder.0],
+        |r| r.get(0),
+    )?;
+    if open > 0 {
+        return Err(StoreError::Invalid(format!(
+            "folder {} has {open} open intents; resolve them first",
+            folder.0
+        )));
+    }
+    // The old name's pass status goes: the folder's next pass records the new one.
+    tx.execute(
+        "DELETE FROM pass_status WHERE folder = (SELECT server_name FROM folders WHERE id = ?1)",
+        [folder.0],
+    )?;
+    tx.execute(
+        "UPDATE folders SET server_name = ?2, local_path = ?3 WHERE id = ?1",
+        params![folder.0, name.0, path_text(local_path)?],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
 pub fn set_halt(
     conn: &Connection,
     folder: FolderId,

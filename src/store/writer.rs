@@ -158,6 +158,20 @@ impl Store {
             .await
     }
 
+    /// Rename a folder the server renamed, keeping its pairs; refused while it has
+    /// open intents.
+    pub async fn rename_folder(
+        &self,
+        folder: FolderId,
+        name: &FolderName,
+        local_path: &Path,
+    ) -> Result<(), StoreError> {
+        let name = name.clone();
+        let local_path = local_path.to_path_buf();
+        self.call(move |c| ops::rename_folder(c, folder, &name, &local_path))
+            .await
+    }
+
     /// Forget a folder and its pairs; refused while it has open intents.
     pub async fn delete_folder(&self, folder: FolderId) -> Result<(), StoreError> {
         self.call(move |c| ops::delete_folder(c, folder)).await

@@ -1,9 +1,13 @@
 //! Rule 9: what happens to a folder that was synced before and is now missing on one
 //! side. It is deleted on the other side only when that side holds nothing; a folder
 //! with mail in it is never removed automatically, and a Maildir root that looks
-//! unmounted never counts as "every folder deleted".
+//! unmounted never counts as "every folder deleted". A folder renamed on the server is
+//! recognised first, so it is moved locally rather than kept and fetched again.
 
-use super::Direction;
+use std::collections::BTreeMap;
+
+use super::{Direction, Pair};
+use crate::model::{FolderName, MessageId, Uid, UidValidity};
 
 /// What the engine knows about one folder that has state from an earlier pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +87,55 @@ pub fn folder_fate(f: &FolderFacts, direction: Direction) -> FolderFate {
             }
         }
     }
+}
+
+/// Folders the server may have renamed: each synced folder gone from the server whose
+/// Maildir folder is still there (`gone`), matched with a server folder that neither
+/// the state nor the Maildir knows (`new`) by UIDVALIDITY, which a server keeps across
+/// RENAME when it renames cheaply (Dovecot does). Only a value unique on both sides
+/// matches; anything else stays to rule 9. A match is only a candidate until
+/// [`rename_confirmed`] says its messages are the same.
+pub fn rename_candidates(
+    gone: &[(FolderName, UidValidity)],
+    new: &[(FolderName, UidValidity)],
+) -> Vec<(FolderName, FolderName)> {
+    let unique = |list: &[(FolderName, UidValidity)]| {
+        let mut by: BTreeMap<UidValidity, Vec<FolderName>> = BTreeMap::new();
+        for (name, uv) in list {
+            by.entry(*uv).or_default().push(name.clone());
+        }
+        by.into_iter()
+            .filter_map(|(uv, names)| (names.len() == 1).then(|| (uv, names[0].clone())))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let new = unique(new);
+    let mut out: Vec<_> = unique(gone)
+        .into_iter()
+        .filter_map(|(uv, old)| new.get(&uv).map(|n| (old, n.clone())))
+        .collect();
+    // Parents first: moving a parent's directory may carry its children along.
+    out.sort();
+    out
+}
+
+/// Whether the renamed candidate holds the gone folder's messages: the identities
+/// (Message-ID, size) the server gives for the paired UIDs agree with the pairs, with
+/// no contradiction, at least one confirmed by Message-ID, and most of the pairs still
+/// there. Anything less is left to rule 9 and a first contact, which never guess.
+pub fn rename_confirmed(pairs: &[Pair], found: &BTreeMap<Uid, (Option<MessageId>, u64)>) -> bool {
+    let mut seen = 0;
+    let mut by_id = 0;
+    for pair in pairs {
+        let Some((id, size)) = found.get(&pair.uid) else {
+            continue;
+        };
+        if *size != pair.remote_size || *id != pair.message_id {
+            return false;
+        }
+        seen += 1;
+        by_id += usize::from(id.is_some());
+    }
+    by_id > 0 && seen * 2 >= pairs.len()
 }
 
 #[cfg(test)]
@@ -274,5 +327,89 @@ mod tests {
             }
         }
         assert_eq!(cases, 16 * 2 * 3 * 3 * 3);
+    }
+
+    fn uv(n: u32) -> UidValidity {
+        UidValidity(n)
+    }
+
+    fn name(n: &str) -> FolderName {
+        FolderName(n.into())
+    }
+
+    #[test]
+    fn a_rename_matches_gone_and_new_by_a_uidvalidity_unique_on_both_sides() {
+        let gone = [
+            (name("Old"), uv(7)),
+            (name("Old/sub"), uv(8)),
+            (name("X"), uv(9)),
+        ];
+        let new = [
+            (name("New/sub"), uv(8)),
+            (name("New"), uv(7)),
+            (name("Y"), uv(10)),
+        ];
+        assert_eq!(
+            rename_candidates(&gone, &new),
+            vec![
+                (name("Old"), name("New")),
+                (name("Old/sub"), name("New/sub"))
+            ]
+        );
+        // Two new folders with one value: nobody can tell which, so neither.
+        let new = [(name("A"), uv(7)), (name("B"), uv(7))];
+        assert!(rename_candidates(&gone, &new).is_empty());
+        let gone = [(name("Old"), uv(7)), (name("Other"), uv(7))];
+        assert!(rename_candidates(&gone, &[(name("A"), uv(7))]).is_empty());
+        assert!(rename_candidates(&[], &[(name("A"), uv(7))]).is_empty());
+    }
+
+    fn pair(uid: u32, id: Option<&str>, size: u64) -> Pair {
+        Pair {
+            uid: Uid(uid),
+            key: crate::model::MaildirKey(format!("k{uid}")),
+            remote_flags: Default::default(),
+            local_flags: Default::default(),
+            remote_size: size,
+            local_size: size,
+            message_id: id.map(|i| MessageId(i.into())),
+            email_id: None,
+        }
+    }
+
+    fn found(list: &[(u32, Option<&str>, u64)]) -> BTreeMap<Uid, (Option<MessageId>, u64)> {
+        list.iter()
+            .map(|(u, id, s)| (Uid(*u), (id.map(|i| MessageId(i.into())), *s)))
+            .collect()
+    }
+
+    #[test]
+    fn a_rename_is_confirmed_only_by_the_same_messages() {
+        let pairs = [
+            pair(1, Some("a@x"), 10),
+            pair(2, Some("b@x"), 20),
+            pair(3, None, 30),
+        ];
+        assert!(rename_confirmed(
+            &pairs,
+            &found(&[(1, Some("a@x"), 10), (2, Some("b@x"), 20), (3, None, 30)])
+        ));
+        // One expunged meanwhile: still most of them.
+        assert!(rename_confirmed(
+            &pairs,
+            &found(&[(1, Some("a@x"), 10), (3, None, 30)])
+        ));
+        // A contradiction anywhere, too few left, or nothing confirmed by Message-ID.
+        assert!(!rename_confirmed(
+            &pairs,
+            &found(&[(1, Some("a@x"), 10), (2, Some("c@x"), 20)])
+        ));
+        assert!(!rename_confirmed(
+            &pairs,
+            &found(&[(1, Some("a@x"), 11), (2, Some("b@x"), 20)])
+        ));
+        assert!(!rename_confirmed(&pairs, &found(&[(1, Some("a@x"), 10)])));
+        assert!(!rename_confirmed(&pairs, &found(&[(3, None, 30)])));
+        assert!(!rename_confirmed(&[], &found(&[])));
     }
 }

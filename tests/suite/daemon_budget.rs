@@ -1,7 +1,8 @@
 //! The connection budget against a server that allows two connections per user and IP
 //! (Dovecot's `mail_max_userip_connections = 2`): the daemon and a one-shot sync on the
 //! same state directory share them, both complete, and a refusal lowers the budget
-//! instead of starting an error loop (issue 16).
+//! instead of starting an error loop (issue 16). A sync of the daemon's own account
+//! hands its pass to the daemon, which runs it within the same two.
 
 use std::time::Duration;
 
@@ -121,6 +122,103 @@ fn with_two_connections_allowed_the_daemon_and_a_one_shot_sync_both_complete() {
         .filter(|l| l.contains("too many") || l.contains("WARN"))
     {
         eprintln!("daemon: {l}");
+    }
+    assert!(refusals.len() <= 2, "{}", refusals.join("\n"));
+}
+
+/// Dovecot's log with microseconds, so refusals can be told apart within a second.
+const LIMIT_TWO_TIMED: &str = "protocol imap {\n  mail_max_userip_connections = 2\n}\nlog_timestamp = \"%Y-%m-%d %H:%M:%S.%{usecs} \"\n";
+
+/// Seconds since midnight of a `log_timestamp` above.
+fn logged_at(line: &str) -> Option<f64> {
+    let time = line.split_whitespace().nth(1)?;
+    let mut parts = time.split(':');
+    let (h, m, s): (f64, f64, f64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// The same account: the daemon holds it, and two `syncmail sync` run meanwhile (a
+/// mutt macro pressed twice) while mail arrives. Each sync hands its pass to the
+/// daemon, which runs it within its own budget of two; both syncs and the daemon
+/// complete, nothing fails for good, and the server refuses a login at most once per
+/// backoff period (the shortest, 1 s jittered down to half).
+#[test]
+fn with_two_connections_allowed_the_daemon_and_a_sync_of_the_same_account_both_complete() {
+    let env = Env::with_dovecot(Dovecot::start_extra(LIMIT_TWO_TIMED), FAST);
+    for f in ["Archive", "Lists/rust", "Receipts"] {
+        env.dovecot.create_mailbox("alice", f);
+        for i in 0..5 {
+            env.seed(f, &format!("{f}-{i}"));
+        }
+    }
+    env.seed("INBOX", "inbox-0");
+    let daemon = Daemon::start(&env);
+    wait_until(
+        &daemon,
+        Duration::from_secs(30),
+        "the daemon's first pass",
+        || local_count(&env, "INBOX") == 1 && local_count(&env, "Receipts") == 5,
+    );
+    for i in 0..3 {
+        env.seed("Receipts", &format!("late-{i}"));
+    }
+    let syncs: Vec<_> = (0..2)
+        .map(|_| {
+            let home = env.home.path().to_owned();
+            let config = env.config.clone();
+            std::thread::spawn(move || {
+                crate::support::syncmail_with_env(
+                    &home,
+                    &["sync", "--config", config.to_str().unwrap()],
+                    &[],
+                )
+            })
+        })
+        .collect();
+    for sync in syncs {
+        let out = sync.join().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "the sync must complete:\n{}\n{}\ndaemon:\n{}",
+            stdout(&out),
+            stderr(&out),
+            daemon.log()
+        );
+        assert!(
+            stdout(&out).contains("t: 4 folders: fetched"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(
+            stderr(&out).contains("it runs the pass"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // What the syncs asked for was done by the time they returned.
+    assert_eq!(local_count(&env, "Receipts"), 8);
+
+    let log = daemon.log();
+    daemon.stop();
+    assert!(!log.contains("login failed"), "{log}");
+    assert!(!log.contains("folder errors"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+    let server_log = std::fs::read_to_string(env.dovecot.root().join("dovecot.log")).unwrap();
+    let refusals: Vec<&str> = server_log.lines().filter(|l| l.contains(REFUSED)).collect();
+    eprintln!("{} refusals:\n{}", refusals.len(), refusals.join("\n"));
+    let times: Vec<f64> = refusals.iter().filter_map(|l| logged_at(l)).collect();
+    assert_eq!(times.len(), refusals.len(), "timestamps: {refusals:?}");
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 0.5,
+            "two refusals within one backoff period:\n{}",
+            refusals.join("\n")
+        );
     }
     assert!(refusals.len() <= 2, "{}", refusals.join("\n"));
 }

@@ -36,28 +36,43 @@ const REFRESH: Duration = Duration::from_millis(300);
 #[tokio::test]
 async fn idle_reports_exists_as_a_change() {
     let (mut idle, _s) = idle_against(Script::Exists).await;
-    let wake = idle.wait(REFRESH, std::future::pending()).await.unwrap();
+    // The change is handed over as it arrives, before the DONE round trip.
+    let mut early = Vec::new();
+    let wake = idle
+        .wait(REFRESH, std::future::pending(), |n| early.push(n))
+        .await
+        .unwrap();
     assert_eq!(wake, IdleWake::Changed);
+    assert_eq!(early, [Notice::Selected]);
 }
 
 #[tokio::test]
 async fn news_before_the_continuation_is_not_lost() {
     let (mut idle, _s) = idle_against(Script::ExistsBeforeContinue).await;
-    let wake = idle.wait(REFRESH, std::future::pending()).await.unwrap();
+    let wake = idle
+        .wait(REFRESH, std::future::pending(), |_| {})
+        .await
+        .unwrap();
     assert_eq!(wake, IdleWake::Changed);
+    assert_eq!(idle.take_notices(), [Notice::Selected]);
 }
 
 #[tokio::test]
 async fn a_quiet_folder_is_refreshed_and_interrupts_work() {
     let (mut idle, _s) = idle_against(Script::Quiet).await;
     let t0 = std::time::Instant::now();
-    let wake = idle.wait(REFRESH, std::future::pending()).await.unwrap();
+    let wake = idle
+        .wait(REFRESH, std::future::pending(), |_| {})
+        .await
+        .unwrap();
     assert_eq!(wake, IdleWake::Refreshed);
     assert!(t0.elapsed() >= REFRESH);
     let wake = idle
-        .wait(Duration::from_secs(60), async {
-            tokio::time::sleep(Duration::from_millis(50)).await
-        })
+        .wait(
+            Duration::from_secs(60),
+            async { tokio::time::sleep(Duration::from_millis(50)).await },
+            |_| {},
+        )
         .await
         .unwrap();
     assert_eq!(wake, IdleWake::Interrupted);
@@ -69,7 +84,7 @@ async fn a_half_open_link_times_out_at_the_refresh() {
     let (mut idle, _s) = idle_against(Script::Silent).await;
     let t0 = std::time::Instant::now();
     let err = idle
-        .wait(REFRESH, std::future::pending())
+        .wait(REFRESH, std::future::pending(), |_| {})
         .await
         .unwrap_err();
     assert!(matches!(err, ImapError::Timeout { .. }), "{err}");
@@ -81,7 +96,7 @@ async fn a_half_open_link_times_out_at_the_refresh() {
 async fn a_closed_connection_is_an_error_not_an_interrupt() {
     let (mut idle, _s) = idle_against(Script::Close).await;
     let err = idle
-        .wait(Duration::from_secs(60), std::future::pending())
+        .wait(Duration::from_secs(60), std::future::pending(), |_| {})
         .await
         .unwrap_err();
     assert!(matches!(err, ImapError::Connect(_)), "{err}");
@@ -97,7 +112,10 @@ async fn notify_events_name_a_deep_folder_and_a_changed_folder_list() {
     let mut notices = Vec::new();
     // The two events may come in one wake or two.
     while notices.len() < 2 {
-        let wake = idle.wait(REFRESH, std::future::pending()).await.unwrap();
+        let wake = idle
+            .wait(REFRESH, std::future::pending(), |n| notices.push(n))
+            .await
+            .unwrap();
         assert_eq!(wake, IdleWake::Changed);
         notices.extend(idle.take_notices());
     }

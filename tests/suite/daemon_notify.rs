@@ -170,3 +170,136 @@ fn with_one_connection_allowed_every_folder_is_swept_and_none_pushed() {
         "{after}"
     );
 }
+
+/// Message file name -> inode, for every file of a Maildir folder.
+fn inodes(folder: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    crate::support::maildir::files(folder)
+        .into_iter()
+        .map(|f| (f.key, std::fs::metadata(&f.path).unwrap().ino()))
+        .collect()
+}
+
+/// Folders renamed and deleted on the server while NOTIFY watches. Dovecot reports a
+/// rename as `* LIST () "/" "New" ("OLDNAME" ("Old"))`, which imap-proto cannot parse:
+/// it used to cost the push connection. Now the folder (and its child) move locally
+/// with the same files, nothing fetched again; the deleted folders follow rule 9 (the
+/// empty one goes, the one holding mail stays and says so); and the push connection is
+/// the one it was at the start.
+#[test]
+fn notify_a_folder_renamed_or_deleted_on_the_server_keeps_its_files_and_the_connection() {
+    let env = env_with_folders(WITH_NOTIFY, FAST, 0);
+    for (folder, n) in [("Projects", 3), ("Projects/2026", 1), ("Kept", 1)] {
+        env.dovecot.create_mailbox("alice", folder);
+        for i in 0..n {
+            env.seed(folder, &format!("{}-{i}", folder.replace('/', "-")));
+        }
+    }
+    env.dovecot.create_mailbox("alice", "Empty");
+    let daemon = Daemon::start(&env);
+    wait_until(&daemon, Duration::from_secs(30), "the initial pass", || {
+        local_count(&env, "Projects") == 3
+            && local_count(&env, "Projects/2026") == 1
+            && local_count(&env, "Kept") == 1
+            && env.folder("Empty").join("cur").is_dir()
+    });
+    wait_until(&daemon, PUSH, "NOTIFY to start", || {
+        daemon
+            .log()
+            .contains("NOTIFY: one connection watches every folder")
+    });
+    wait_until(&daemon, PUSH, "the initial pass's report", || {
+        daemon.log().contains("6 folders: fetched 7")
+    });
+    // Let the passes the first one set off (its own SELECTs are events too) go by.
+    std::thread::sleep(Duration::from_secs(2));
+    let from = daemon.log().len();
+    let before = inodes(&env.folder("Projects"));
+    let child_before = inodes(&env.folder("Projects/2026"));
+    assert_eq!(before.len(), 3);
+
+    env.dovecot.doveadm(
+        &[
+            "mailbox",
+            "rename",
+            "-u",
+            "alice",
+            "Projects",
+            "Archive/Projects",
+        ],
+        None,
+    );
+    wait_until(&daemon, PUSH, "the renamed folder", || {
+        !env.folder("Projects").exists()
+            && local_count(&env, "Archive/Projects") == 3
+            && local_count(&env, "Archive/Projects/2026") == 1
+    });
+    // The same files: moved, not fetched again.
+    assert_eq!(inodes(&env.folder("Archive/Projects")), before);
+    assert_eq!(inodes(&env.folder("Archive/Projects/2026")), child_before);
+    // The rename's pass reports before the deletions begin.
+    wait_until(&daemon, PUSH, "the rename's report", || {
+        daemon.log()[from..].contains("Projects: renamed on the server to Archive/Projects")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let renamed_at = daemon.log().len();
+
+    env.dovecot
+        .doveadm(&["mailbox", "delete", "-u", "alice", "Empty", "Kept"], None);
+    wait_until(&daemon, PUSH, "the deleted folders handled", || {
+        !env.folder("Empty").exists()
+            && daemon
+                .log()
+                .contains("Kept: deleted on the server, but the Maildir folder")
+    });
+    assert_eq!(local_count(&env, "Kept"), 1, "a folder with mail is kept");
+    // Nothing moved back up: the server has no Projects, Empty or Kept again.
+    let listed = env
+        .dovecot
+        .doveadm(&["mailbox", "list", "-u", "alice"], None);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let mut listed: Vec<&str> = listed.lines().collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        [
+            "Archive",
+            "Archive/Projects",
+            "Archive/Projects/2026",
+            "INBOX",
+            DEEP.split('/').next().unwrap(),
+            "Lists/rust",
+            DEEP
+        ],
+        "the server's folders"
+    );
+
+    let log = daemon.log();
+    daemon.stop();
+    let (rename, delete) = (&log[from..renamed_at], &log[renamed_at..]);
+    // NOTIFY brought both: each event a pass of every folder, nothing fetched again.
+    assert!(
+        rename.contains("NOTIFY: the folder list changed"),
+        "{rename}"
+    );
+    assert!(
+        rename.contains("renamed on the server from Projects"),
+        "{rename}"
+    );
+    assert!(
+        delete.contains("NOTIFY: the folder list changed"),
+        "{delete}"
+    );
+    assert!(
+        !log[from..].contains("fetched 1"),
+        "nothing fetched again:\n{log}"
+    );
+    // One push connection from start to end: never lost, never made again.
+    assert_eq!(
+        log.matches("NOTIFY: one connection watches every folder")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("reconnecting"), "{log}");
+}

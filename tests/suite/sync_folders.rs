@@ -149,3 +149,62 @@ fn rule_9_a_dry_run_never_makes_a_new_empty_folder_look_deleted() {
     assert!(env.folder("Receipts").join("cur").is_dir(), "made locally");
     env.assert_quiet();
 }
+
+/// A folder renamed on the server between two one-shot syncs, in the maildir++ layout
+/// (each folder its own `.A.B` directory, so parent and child move one by one): both
+/// Maildir folders move with the same files, nothing is fetched again, nothing goes
+/// back up, and the next sync is quiet.
+#[test]
+fn a_folder_renamed_on_the_server_moves_locally_without_fetching_again() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new("layout = \"maildir++\"\n");
+    env.seed("INBOX", "keep");
+    for (f, n) in [("Projects", 2), ("Projects/2026", 1)] {
+        env.dovecot.create_mailbox("alice", f);
+        for i in 0..n {
+            env.seed(f, &format!("{}-{i}", f.replace('/', "-")));
+        }
+    }
+    env.sync_ok();
+    // maildir++: INBOX is the account's root, every other folder a `.` directory in it.
+    let root = env.inbox().parent().unwrap().to_path_buf();
+    let inodes = |dir: &str| -> Vec<(String, u64)> {
+        md::files(&root.join(dir))
+            .into_iter()
+            .map(|f| (f.key, std::fs::metadata(&f.path).unwrap().ino()))
+            .collect()
+    };
+    let (parent, child) = (inodes(".Projects"), inodes(".Projects.2026"));
+    assert_eq!((parent.len(), child.len()), (2, 1));
+
+    env.dovecot.doveadm(
+        &[
+            "mailbox",
+            "rename",
+            "-u",
+            "alice",
+            "Projects",
+            "Archive/Projects",
+        ],
+        None,
+    );
+    let out = env.sync_ok();
+    assert!(out.contains("fetched 0"), "{out}");
+    assert!(
+        out.contains("Projects: renamed on the server to Archive/Projects; moved locally"),
+        "{out}"
+    );
+    assert!(!root.join(".Projects").exists() && !root.join(".Projects.2026").exists());
+    assert_eq!(inodes(".Archive.Projects"), parent);
+    assert_eq!(inodes(".Archive.Projects.2026"), child);
+    assert_eq!(
+        server_folders(&env),
+        [
+            "Archive",
+            "Archive/Projects",
+            "Archive/Projects/2026",
+            "INBOX"
+        ]
+    );
+    env.assert_quiet();
+}
