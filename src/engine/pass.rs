@@ -453,6 +453,21 @@ async fn pass_folders(
         }
         moves
     };
+    // A message gone from one side of a folder whose other side changed is a conflict
+    // (rule 11): kept and copied back, or deleted with the change. If it was moved, not
+    // deleted, into a folder this pass had already observed, the copy would be a second
+    // one, or the change lost: look at every folder again first, where the move shows
+    // (once; a real conflict stands the second time).
+    if again
+        && prepared.iter().any(|p| {
+            p.plan
+                .conflicts
+                .iter()
+                .any(|c| matches!(c.kind, sync::ConflictKind::DeleteVsChange { .. }))
+        })
+    {
+        return Ok(Covered::NeedsEveryFolder);
+    }
     if opts.dry_run {
         for m in &moves {
             report.plans.push(format!("move: {m:?}"));

@@ -369,6 +369,58 @@ fn server_op(rng: &mut Rng, journal: &mut Journal, account: &Account, root: &Pat
     let Ok(messages) = client.fetch_all(&folder) else {
         return;
     };
+    if roll >= 97 && !START_FOLDERS.contains(&folder.as_str()) {
+        // The other device reorganises: renames a folder, or deletes one with its mail.
+        client.logout();
+        let Ok(mut client) =
+            ImapClient::login(account.dovecot.imap_port, "alice", DEFAULT_PASSWORD)
+        else {
+            return;
+        };
+        if roll < 99 {
+            let to = format!("Renamed/{}", journal.next_id);
+            journal.next_id += 1;
+            if client
+                .command(&format!(
+                    "RENAME {} {}",
+                    mailbox_arg(&folder),
+                    mailbox_arg(&to)
+                ))
+                .is_ok_and(|r| r.is_ok())
+            {
+                journal.op(
+                    "server-rename-folder",
+                    format!(
+                        "{} {folder} -> {to} ({} messages)",
+                        account.name,
+                        messages.len()
+                    ),
+                );
+            }
+        } else if client
+            .command(&format!("DELETE {}", mailbox_arg(&folder)))
+            .is_ok_and(|r| r.is_ok())
+        {
+            // Its mail goes with it on the server; rule 9 keeps the Maildir folder if it
+            // holds mail, and says so: no deletion for syncmail to carry.
+            for m in &messages {
+                journal.deleted.insert(m.message_id.clone(), "server");
+                journal.deletions.push((
+                    account.name,
+                    "server",
+                    folder.clone(),
+                    m.uid.to_string(),
+                    false,
+                ));
+            }
+            journal.op(
+                "server-delete-folder",
+                format!("{} {folder} ({} messages)", account.name, messages.len()),
+            );
+        }
+        client.logout();
+        return;
+    }
     if roll < 20 || messages.is_empty() {
         let (id, bytes) = journal.new_message(rng, "server", account.name);
         let crlf = String::from_utf8(bytes).unwrap().replace('\n', "\r\n");
@@ -651,6 +703,17 @@ fn local_view(root: &Path) -> View {
 
 /// Message-IDs the conflict log names, and the deletions the change log records:
 /// (side, folder, UID or key).
+/// What a hold the final passes reported tells the user to do.
+#[derive(Clone)]
+enum Told {
+    /// Run this command.
+    Run(String),
+    /// Move the mail elsewhere or remove the Maildir folder (rule 9).
+    RemoveFolder,
+    /// Nothing the soak can do (a halt without a command).
+    Nothing,
+}
+
 /// What the state database of one account says happened.
 struct Logs {
     /// Message-IDs of conflicts.
@@ -823,9 +886,11 @@ fn run(duration: Duration, seed: u64) -> Outcome {
     // UIDVALIDITY change not re-paired: `...: halted: UIDVALIDITY changed ...`, with the
     // command that accepts the confirmed pairs when a human may). The soak then does what
     // the user is told, runs each printed command, and checks the end state after that.
+    // Rule 9 (a folder deleted on the server that still holds mail here) tells the user to
+    // move the mail or remove the folder: the soak removes it.
     let uidvalidity_changed = journal.faults.contains_key("uidvalidity");
     let final_passes = |problems: &mut Vec<String>, when: &str| {
-        let mut held: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+        let mut held: BTreeMap<(String, String), Told> = BTreeMap::new();
         for pass in ["the pass", "the pass after that"] {
             let out = syncmail(
                 world.home.path(),
@@ -839,15 +904,18 @@ fn run(duration: Duration, seed: u64) -> Outcome {
                     .and_then(|rest| rest.split_once("`: "))
                     .filter(|(_, rest)| {
                         rest.contains("deletions held")
+                            || rest.contains("it is left alone (rule 9)")
                             || (rest.contains("UIDVALIDITY changed") && uidvalidity_changed)
                     })
                     .and_then(|(account, rest)| {
-                        let command = rest
-                            .find("syncmail sync ")
-                            .map(|at| rest[at..].trim().to_owned());
+                        let told = match rest.find("syncmail sync ") {
+                            Some(at) => Told::Run(rest[at..].trim().to_owned()),
+                            None if rest.contains("(rule 9)") => Told::RemoveFolder,
+                            None => Told::Nothing,
+                        };
                         Some((
                             (account.to_owned(), rest.split_once(": ")?.0.to_owned()),
-                            command,
+                            told,
                         ))
                     });
                 match hold {
@@ -870,8 +938,25 @@ fn run(duration: Duration, seed: u64) -> Outcome {
     };
     let first = final_passes(&mut problems, "after the soak");
     let mut resolved = 0;
-    for ((account, folder), command) in &first {
-        let Some(command) = command else { continue };
+    for ((account, folder), told) in &first {
+        let command = match told {
+            Told::Run(command) => command,
+            Told::RemoveFolder => {
+                // The user removes the folder (its mail with it, a deletion of theirs).
+                let dir = world.root(account).join(folder);
+                for (path, ..) in local_files(&dir) {
+                    if let Some(id) = std::fs::read(&path).ok().and_then(|b| message_id(&b)) {
+                        journal.deleted.insert(id, "local");
+                    }
+                }
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => resolved += 1,
+                    Err(e) => problems.push(format!("{account}: removing {}: {e}", dir.display())),
+                }
+                continue;
+            }
+            Told::Nothing => continue,
+        };
         let mut args: Vec<&str> = command.split_whitespace().skip(1).collect();
         args.insert(1, "--config");
         args.insert(2, world.config.to_str().unwrap());
@@ -886,14 +971,14 @@ fn run(duration: Duration, seed: u64) -> Outcome {
             ));
         }
     }
-    // What is still held after the human acted: only halts that print no command.
+    // What is still held after the human acted: only halts that tell them nothing to do.
     let held: BTreeSet<(String, String)> = if resolved > 0 {
         final_passes(&mut problems, "after the printed commands")
     } else {
         first.clone()
     }
     .into_iter()
-    .filter(|(_, command)| command.is_none())
+    .filter(|(_, told)| matches!(told, Told::Nothing))
     .map(|(at, _)| at)
     .collect();
 

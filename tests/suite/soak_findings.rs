@@ -296,3 +296,84 @@ fn a_file_moved_between_the_observations_of_one_pass_is_a_move() {
     assert_eq!(local, one);
     env.assert_quiet();
 }
+
+/// Run `syncmail sync` paused after it observed `folder` (one connection, so the folders
+/// go in name order), do `meanwhile`, and let it finish; it must succeed.
+fn pass_paused_after(env: &SyncEnv, folder: &str, meanwhile: impl FnOnce()) {
+    let mut pass = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
+        .args(["sync", "--config", env.config.to_str().unwrap()])
+        .env("HOME", env.home.path())
+        .env("SYNCMAIL_PAUSE", format!("observed {folder}=3000"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(pass.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("pause point") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(
+            n > 0,
+            "the pass never paused after observing {folder}: {said}"
+        );
+        said.push_str(&line);
+    }
+    meanwhile();
+    let out = pass.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Seed 20261205, a 3-minute run after the folder operations were added, t=137 s: the
+/// mail client marked a flagged message in `Work` answered while the phone moved it to
+/// `INBOX`. A pass over every folder had observed `INBOX` before the move; `Work` then
+/// showed the server copy gone and the file changed, which rule 11 keeps and copies back
+/// (flagged), and the moved copy was downloaded into `INBOX` by the next pass: two
+/// copies. Unflagged, the deletion won and the client's change was lost. A conflict
+/// between a deletion and a change now makes the pass observe every folder again, where
+/// it is a move that carries the change.
+#[test]
+fn a_server_move_during_a_local_flag_change_into_a_folder_already_observed_is_a_move() {
+    for flags in ["FRS", "RS"] {
+        let env = SyncEnv::new("max_connections = 1\n");
+        env.dovecot.create_mailbox("alice", "A");
+        env.dovecot.create_mailbox("alice", "B");
+        env.seed("B", "m");
+        env.sync_ok();
+        let key = env.key_of("B", "m");
+        pass_paused_after(&env, "A", || {
+            let uid = env.dovecot.uid_of("alice", "B", "m@test");
+            env.dovecot.doveadm(
+                &[
+                    "move",
+                    "-u",
+                    "alice",
+                    "A",
+                    "mailbox",
+                    "B",
+                    "uid",
+                    &uid.to_string(),
+                ],
+                None,
+            );
+            md::set_flags(&env.folder("B"), &key, flags);
+        });
+        env.sync_ok();
+        let (server, local) = copies(&env, &["A", "B"]);
+        let one = vec![("<m@test>".to_owned(), "A".to_owned())];
+        assert_eq!(server, one, "{flags}: one message on the server, moved");
+        assert_eq!(local, one, "{flags}");
+        assert_eq!(
+            md::state(&env.folder("A"))[0].1,
+            flags,
+            "the client's change carried"
+        );
+        env.assert_quiet();
+    }
+}
