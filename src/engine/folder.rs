@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use crate::config::ImapSettings;
 use crate::imap::ImapSession;
-use crate::maildir::{self, FolderMap, Maildir, utf7};
+use crate::maildir::{self, FolderMap, Maildir, NamesDigest, Stamp, utf7};
 use crate::model::{Flags, FolderName, MaildirKey, Uid};
 use crate::store::{self, Commit, Store, Watermarks};
 use crate::sync::{self, Halt, Policy};
@@ -50,8 +50,18 @@ pub(super) struct Prepared {
     pub(super) local: sync::LocalSnapshot,
     pub(super) remote: observe::RemoteObservation,
     pub(super) plan: sync::Plan,
-    /// The Maildir stamp around a stable scan, if it held still.
+    /// The Maildir stamp around a stable scan, if it held still (stored form).
     pub(super) stamp: Option<String>,
+    /// Planned from the changed pairs alone, trusting the stamp (see [`Ctx::narrow`]).
+    pub(super) narrowed: Option<Narrowed>,
+}
+
+/// A folder planned from only the pairs the server reported changed, their files found
+/// by name, because the Maildir's stamp said nothing changed locally.
+pub(super) struct Narrowed {
+    /// The digest of the folder's names without those pairs' files (`None`: the stored
+    /// stamp had no digest), from which the digest after the pass is worked out.
+    rest: Option<NamesDigest>,
 }
 
 impl Ctx<'_> {
@@ -104,6 +114,13 @@ impl Ctx<'_> {
                 }
                 Unchanged::No(s) => selected = s,
             }
+        }
+        if let Some(pre) = &selected
+            && let Some(p) = self
+                .narrow(session, name, wire, &folder, &local_path, pre)
+                .await?
+        {
+            return Ok(Some(p));
         }
         let base = self.store.base(&folder).await?;
         if self.opts.dry_run && !local_path.join("cur").is_dir() {
@@ -173,6 +190,95 @@ impl Ctx<'_> {
             remote,
             plan,
             stamp,
+            narrowed: None,
+        }))
+    }
+
+    /// Plan a folder from the pairs QRESYNC reported changed or vanished alone, when the
+    /// Maildir's stamp (mtimes recorded past the timestamp granularity, after a pass that
+    /// left the folder equal to the base) says nothing changed locally: a primary-key
+    /// read and a `stat` per changed message instead of the whole base and a scan, so a
+    /// pass costs what changed, not what the folder holds. `None` at any doubt (the stamp
+    /// moved, a file is not under the name the base implies, deletions a guard would
+    /// weigh against the whole folder, a plan that halts): the caller does a full pass.
+    async fn narrow(
+        &self,
+        session: &mut ImapSession,
+        name: &FolderName,
+        wire: &str,
+        folder: &store::FolderState,
+        local_path: &Path,
+        pre: &observe::Preselected,
+    ) -> Result<Option<Prepared>, EngineError> {
+        let s = &pre.selected;
+        let Some(stored) = folder.local_stamp.as_deref().map(Stamp::parse) else {
+            return Ok(None);
+        };
+        if !s.resynced
+            || s.uidvalidity.is_none()
+            || s.uidvalidity != folder.uidvalidity
+            || s.vanished.len() >= sync::MASS_DELETE_FLOOR
+        {
+            return Ok(None);
+        }
+        let Ok(md) = Maildir::open(local_path) else {
+            return Ok(None);
+        };
+        if !stored.holds(&md) {
+            return Ok(None);
+        }
+        let uids: BTreeSet<Uid> = s.changed.keys().chain(&s.vanished).copied().collect();
+        let base = self
+            .store
+            .base_of(folder, uids.into_iter().collect())
+            .await?;
+        let mut messages = BTreeMap::new();
+        for pair in base.pairs.values() {
+            match md
+                .find(&pair.key, &pair.local_flags)
+                .map_err(LocalError::io(md.path()))?
+            {
+                Some(m) => messages.insert(pair.key.clone(), m),
+                None => {
+                    tracing::debug!(folder = %name, key = %pair.key.0, "not under the name its pair implies; scanning");
+                    return Ok(None);
+                }
+            };
+        }
+        // The files were found while the folder held still: they are as the base says.
+        if !stored.holds(&md) {
+            return Ok(None);
+        }
+        let scan = maildir::LocalScan {
+            messages,
+            stable: true,
+            ..maildir::LocalScan::default()
+        };
+        let local = observe::local(&scan);
+        let remote = observe::remote(session, wire, &base, Some(pre.clone()), false).await?;
+        let plan = sync::plan(&remote.snapshot, &local, &base, self.policy, now());
+        if plan.halt.is_some() || !plan.held.is_empty() {
+            return Ok(None);
+        }
+        let rest = stored.digest.map(|mut d| {
+            for p in base.pairs.values() {
+                d.remove(&p.key, &p.local_flags);
+            }
+            d
+        });
+        tracing::debug!(folder = %name, pairs = base.pairs.len(), actions = plan.actions.len(), "planned from the changed pairs alone");
+        Ok(Some(Prepared {
+            name: name.clone(),
+            wire: wire.to_owned(),
+            folder: folder.clone(),
+            base,
+            md,
+            scan,
+            local,
+            remote,
+            plan,
+            stamp: Some(stored.to_stored()),
+            narrowed: Some(Narrowed { rest }),
         }))
     }
 
@@ -283,6 +389,7 @@ impl Ctx<'_> {
             remote,
             plan,
             stamp,
+            narrowed,
             ..
         } = p;
         let touches_local = moved || plan.actions.iter().any(|a| a.touches_local());
@@ -408,8 +515,53 @@ impl Ctx<'_> {
         report.counts = counts;
         finished?;
         if touches_local && clean {
-            self.record_stamp(&folder, &md, &final_pairs, &base.local_only)
-                .await?;
+            match narrowed {
+                Some(n) if !moved => {
+                    self.rearm_stamp(&folder, &md, n, &final_pairs).await?;
+                }
+                _ => {
+                    self.record_stamp(&folder, &md, &final_pairs, &base.local_only)
+                        .await?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a narrowed pass that changed the Maildir folder: the names now must be the
+    /// rest of the folder plus the changed pairs as committed. One read of the names
+    /// (no `stat`, no base) checks the sum; equal, the new stamp stands for the folder,
+    /// and the next pass trusts it again. Otherwise (a client changed something meanwhile,
+    /// or the stamp had no digest) no stamp: the next pass scans.
+    async fn rearm_stamp(
+        &self,
+        folder: &store::FolderState,
+        md: &Maildir,
+        narrowed: Narrowed,
+        pairs: &BTreeMap<Uid, sync::Pair>,
+    ) -> Result<(), EngineError> {
+        let Some(mut expected) = narrowed.rest else {
+            return Ok(());
+        };
+        for p in pairs.values() {
+            expected.add(&p.key, &p.local_flags);
+        }
+        match md.digest_with_stamp() {
+            Ok(Some(now)) if now.digest == Some(expected) => {
+                self.store
+                    .commit(Commit {
+                        folder: Some(folder.id),
+                        watermarks: Some(Watermarks {
+                            local_stamp: Some(Some(now.to_stored())),
+                            ..Watermarks::default()
+                        }),
+                        ..Commit::default()
+                    })
+                    .await?;
+            }
+            _ => {
+                tracing::debug!(folder = %folder.server_name, "the Maildir is not what the narrowed pass left; the next pass scans it");
+            }
         }
         Ok(())
     }
@@ -439,11 +591,12 @@ impl Ctx<'_> {
                 None => false,
             });
         if equal {
+            let digest = NamesDigest::of(names.iter().map(|(k, f)| (k, f)));
             self.store
                 .commit(Commit {
                     folder: Some(folder.id),
                     watermarks: Some(Watermarks {
-                        local_stamp: Some(Some(stamp)),
+                        local_stamp: Some(Some(Stamp::new(stamp, Some(digest)).to_stored())),
                         ..Watermarks::default()
                     }),
                     ..Commit::default()

@@ -10,6 +10,7 @@ pub mod filename;
 pub mod folder;
 pub mod peers;
 pub mod scan;
+pub mod stamp;
 pub mod tmpclean;
 pub mod utf7;
 
@@ -23,6 +24,7 @@ pub use folder::{
     FolderError, FolderMap, FolderNames, Layout, LocalFolders, decode_server_name, shown_prefix,
 };
 pub use scan::{Duplicate, LocalMessage, LocalScan, ScanOptions, Skipped};
+pub use stamp::{NamesDigest, Stamp};
 pub use tmpclean::{TMP_MAX_AGE, clean_tmp};
 
 use crate::model::{Flags, MaildirKey};
