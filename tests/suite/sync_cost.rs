@@ -181,3 +181,56 @@ fn a_file_not_under_the_name_its_pair_implies_means_a_full_pass() {
     assert_eq!(name.flags, "Fa", "the client's letter is kept");
     env.assert_quiet();
 }
+
+/// The folders a `syncmail sync` selected, from its debug log.
+fn selected(env: &Env) -> Vec<String> {
+    let out = env.run("sync", &[], &[("SYNCMAIL_LOG", "syncmail::imap=debug")]);
+    let log = crate::support::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let mut folders: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains("selecting"))
+        .filter_map(|l| l.split("folder=").nth(1))
+        .map(|f| {
+            f.split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_owned()
+        })
+        .collect();
+    folders.sort();
+    folders.dedup();
+    folders
+}
+
+#[test]
+fn a_pass_selects_only_the_folders_that_moved_on_either_side() {
+    let env = Env::new("");
+    for f in ["A", "B", "C"] {
+        env.dovecot.create_mailbox("alice", f);
+        env.seed(f, &format!("{f}1"));
+    }
+    env.seed("INBOX", "i1");
+    env.sync_ok();
+    env.sync_ok();
+    assert!(
+        selected(&env).is_empty(),
+        "nothing changed, nothing selected"
+    );
+    // One folder moved on the server, another in the Maildir.
+    env.dovecot.add_flags("alice", "B", 1, "\\Flagged");
+    let key = env.key_of("C", "C1");
+    md::set_flags(&env.folder("C"), &key, "S");
+    assert_eq!(selected(&env), ["B", "C"]);
+    assert!(env.server("C")[0].1.contains("\\Seen"));
+    assert_eq!(md::messages(&env.folder("B")).values().next().unwrap(), "F");
+    // Our own STORE moved C's HIGHESTMODSEQ past the one its pass recorded: C is looked
+    // at once more (QRESYNC then reports only our change), then left alone.
+    assert!(selected(&env).iter().all(|f| f == "C"));
+    // New mail shows in UIDNEXT.
+    env.seed("A", "A2");
+    assert_eq!(selected(&env), ["A"]);
+    assert_eq!(md::messages(&env.folder("A")).len(), 2);
+    assert!(selected(&env).is_empty());
+}
