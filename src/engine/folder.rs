@@ -511,16 +511,18 @@ impl Ctx<'_> {
         let clean = run.clean() && plan.halt.is_none() && plan.held.is_empty() && !keeps_one_sided;
         let finished = run.finish(last).await;
         let final_pairs = std::mem::take(&mut run.pairs);
+        let delivered = run.delivered;
         drop(run);
         report.counts = counts;
         finished?;
         if touches_local && clean {
             match narrowed {
                 Some(n) if !moved => {
-                    self.rearm_stamp(&folder, &md, n, &final_pairs).await?;
+                    self.rearm_stamp(&folder, &md, n, &final_pairs, delivered)
+                        .await?;
                 }
                 _ => {
-                    self.record_stamp(&folder, &md, &final_pairs, &base.local_only)
+                    self.record_stamp(&folder, &md, &final_pairs, &base.local_only, delivered)
                         .await?
                 }
             }
@@ -539,6 +541,7 @@ impl Ctx<'_> {
         md: &Maildir,
         narrowed: Narrowed,
         pairs: &BTreeMap<Uid, sync::Pair>,
+        delivered: (NamesDigest, usize),
     ) -> Result<(), EngineError> {
         let Some(mut expected) = narrowed.rest else {
             return Ok(());
@@ -546,6 +549,7 @@ impl Ctx<'_> {
         for p in pairs.values() {
             expected.add(&p.key, &p.local_flags);
         }
+        expected.0 = expected.0.wrapping_add(delivered.0.0);
         match md.digest_with_stamp() {
             Ok(Some(now)) if now.digest == Some(expected) => {
                 self.store
@@ -567,31 +571,43 @@ impl Ctx<'_> {
     }
 
     /// After a pass that changed the Maildir folder: if its names now show exactly the
-    /// committed pairs (and local-only messages), remember the folder's stamp, so the
-    /// next pass can skip it while it stays untouched.
+    /// committed pairs (and local-only messages) plus the files the run delivered (known
+    /// by their sum, not kept), remember the folder's stamp, so the next pass can skip it
+    /// while it stays untouched. The names are read one at a time, never all held.
     pub(super) async fn record_stamp(
         &self,
         folder: &store::FolderState,
         md: &Maildir,
         pairs: &BTreeMap<Uid, sync::Pair>,
         local_only: &BTreeSet<MaildirKey>,
+        delivered: (NamesDigest, usize),
     ) -> Result<(), EngineError> {
-        let Ok(Some((names, stamp))) = md.names_with_stamp() else {
-            return Ok(());
-        };
         let expected: BTreeMap<&MaildirKey, Option<Flags>> = pairs
             .values()
             .map(|p| (&p.key, Some(p.local_flags.system_only())))
             .chain(local_only.iter().map(|k| (k, None)))
             .collect();
-        let equal = names.len() == expected.len()
-            && names.iter().all(|(key, flags)| match expected.get(key) {
-                Some(Some(f)) => *f == flags.system_only(),
-                Some(None) => true,
-                None => false,
-            });
-        if equal {
-            let digest = NamesDigest::of(names.iter().map(|(k, f)| (k, f)));
+        let (mut seen, mut differs) = (0usize, false);
+        let mut others = (NamesDigest::default(), 0usize);
+        let mut digest = NamesDigest::default();
+        let visited = md.visit_names(|key, flags| {
+            digest.add(&key, &flags);
+            match expected.get(&key) {
+                Some(Some(f)) => {
+                    seen += 1;
+                    differs |= *f != flags.system_only();
+                }
+                Some(None) => seen += 1,
+                None => {
+                    others.0.add(&key, &flags);
+                    others.1 += 1;
+                }
+            }
+        });
+        let Ok(Some(stamp)) = visited else {
+            return Ok(());
+        };
+        if !differs && seen == expected.len() && others == delivered {
             self.store
                 .commit(Commit {
                     folder: Some(folder.id),

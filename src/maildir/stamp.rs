@@ -13,7 +13,6 @@ use std::io;
 
 use crate::model::{Flags, MaildirKey};
 
-use super::filename::MaildirName;
 use super::{Maildir, scan};
 
 /// An order-free digest of a folder's names: the wrapping sum of a 128-bit hash of
@@ -102,33 +101,10 @@ impl Maildir {
     /// its mtimes are older than the timestamp granularity, so any later change moves the
     /// stamp. Waits out the granularity once if the folder was just written.
     pub fn digest_with_stamp(&self) -> io::Result<Option<Stamp>> {
-        let granularity = scan::ScanOptions::default().fine_granularity;
-        for _ in 0..2 {
-            let before = self.stamp()?;
-            let mut digest = NamesDigest::default();
-            for dir in [self.new_dir(), self.cur_dir()] {
-                for entry in std::fs::read_dir(&dir)? {
-                    if let Ok(name) = MaildirName::parse(&entry?.file_name().to_string_lossy()) {
-                        digest.add(&name.key, &name.flags);
-                    }
-                }
-            }
-            let fresh = [self.cur_dir(), self.new_dir()].iter().any(|d| {
-                std::fs::metadata(d)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_none_or(|age| age < granularity)
-            });
-            if self.stamp()? != before {
-                return Ok(None);
-            }
-            if !fresh {
-                return Ok(Some(Stamp::new(before, Some(digest))));
-            }
-            std::thread::sleep(granularity);
-        }
-        Ok(None)
+        let mut digest = NamesDigest::default();
+        Ok(self
+            .visit_names(|key, flags| digest.add(&key, &flags))?
+            .map(|mtimes| Stamp::new(mtimes, Some(digest))))
     }
 
     /// The file of a message known to be in the folder with these flags and no other
