@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
-# syncmail vs mbsync on the same local Dovecot, in the same run.
+# syncmail vs mbsync and OfflineIMAP on the same local Dovecot, in the same run.
 #
 #   scripts/bench-sync.sh [MESSAGES] [RUNS]        defaults: 10000 3
 #
 # Seeds MESSAGES messages of realistic sizes (most 2-8 KiB, ~13% 100-300 KiB, ~2% near
 # 1 MiB) into two folders (INBOX, Archive), then for each storage (disk under /var/tmp,
 # tmpfs under /dev/shm) and each of RUNS interleaved rounds measures, for syncmail,
-# mbsync with its default FSync yes, and mbsync with FSync no:
+# mbsync with its default FSync yes, mbsync with FSync no, and OfflineIMAP (offlineimap3,
+# its default fsync, one connection):
 #   initial   sync into an empty Maildir
 #   noop      resync with nothing changed
 #   flags100  resync after 100 flag changes on the server
-# It prints the median seconds and peak RSS of each, and ratios against syncmail.
+# It prints the median seconds and peak RSS of each, and ratios against syncmail, keeps
+# the raw rows in doc/bench/sync-MESSAGES.tsv and redraws doc/bench/sync.svg (time and
+# peak RSS against mailbox size, from every size measured so far).
 # TOOLS="syncmail mbsync-nofsync" and STORAGES=tmpfs narrow a run (e.g. the no-change
 # resync at 100,000 messages, where mbsync's fsynced initial sync alone takes an hour).
+# TOOLS may also name syncmail-base: the binary SYNCMAIL_BASE (say, main's), measured
+# interleaved with this tree's to compare a change before and after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MESSAGES=${1:-10000}
 RUNS=${2:-3}
-TOOLS=${TOOLS:-syncmail mbsync mbsync-nofsync}
+TOOLS=${TOOLS:-syncmail mbsync mbsync-nofsync offlineimap}
 STORAGES=${STORAGES:-disk tmpfs}
 . scripts/ensure-deps.sh
 ensure_deps
-for tool in mbsync:isync /usr/bin/time:time; do
+for tool in mbsync:isync /usr/bin/time:time offlineimap:offlineimap3; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || apt-get install -y -qq "${tool##*:}" </dev/null >/dev/null
 done
 . scripts/lib-dovecot.sh
@@ -36,7 +41,7 @@ run_tool() { # tool storage_dir storage_name
     local tool=$1 dir=$2 storage=$3 local_root=$2/$1
     rm -rf "$local_root"; mkdir -p "$local_root"
     case $tool in
-        syncmail)
+        syncmail|syncmail-base)
             cat > "$local_root.toml" <<CONF
 [general]
 maildir = "$local_root/Mail"
@@ -53,12 +58,17 @@ ca_file = "$BENCH/server/tls/ca.pem"
 compress = false
 CONF
             chmod 600 "$local_root.toml"
-            cmd=("$SYNCMAIL" sync --config "$local_root.toml") ;;
+            local bin=$SYNCMAIL; [ "$tool" = syncmail-base ] && bin=$SYNCMAIL_BASE
+            cmd=("$bin" sync --config "$local_root.toml") ;;
         mbsync|mbsync-nofsync)
             local fsync=yes; [ "$tool" = mbsync-nofsync ] && fsync=no
             mkdir -p "$local_root/Mail"
             bench_mbsyncrc "$local_root.rc" "$local_root/Mail" "$fsync"
             cmd=(mbsync -q -c "$local_root.rc" -a) ;;
+        offlineimap)
+            mkdir -p "$local_root/Mail" "$local_root/meta"
+            bench_offlineimaprc "$local_root.rc" "$local_root/Mail" "$local_root/meta"
+            cmd=(offlineimap -c "$local_root.rc" -o -u quiet) ;;
     esac
     bench_measure "$tool" initial "$storage" -- "${cmd[@]}"
     bench_measure "$tool" noop "$storage" -- "${cmd[@]}"
@@ -79,6 +89,8 @@ for storage in $STORAGES; do
     done
 done
 
+mkdir -p doc/bench
+cp "$RESULTS" "doc/bench/sync-$MESSAGES.tsv"
 python3 - "$RESULTS" "$MESSAGES" "$RUNS" <<'PY'
 import statistics, sys
 from collections import defaultdict
@@ -86,17 +98,22 @@ rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
 t, rss = defaultdict(list), defaultdict(list)
 for name, scen, stor, secs, kib in rows:
     t[(name, scen, stor)].append(float(secs)); rss[(name, scen, stor)].append(int(kib))
+tools = [n for n in ("syncmail", "syncmail-base", "mbsync", "mbsync-nofsync", "offlineimap") if any(k[0] == n for k in t)]
+head = {"syncmail": "syncmail", "syncmail-base": "syncmail (base)", "mbsync": "mbsync (FSync yes)",
+        "mbsync-nofsync": "mbsync (FSync no)", "offlineimap": "OfflineIMAP"}
+others = [n for n in tools if n != "syncmail"]
 print(f"\n{sys.argv[2]} messages, median of {sys.argv[3]} interleaved runs (seconds; peak RSS MiB)\n")
-print("| storage | scenario | syncmail | mbsync (FSync yes) | mbsync (FSync no) | vs FSync yes | vs FSync no |")
-print("|---|---|---|---|---|---|---|")
+print("| storage | scenario | " + " | ".join(head[n] for n in tools) + " | " + " | ".join("vs " + head[n] for n in others) + " |")
+print("|---" * (2 + len(tools) + len(others)) + "|")
 for stor in ("disk", "tmpfs"):
     for scen in ("initial", "noop", "flags100"):
-        m = {n: statistics.median(t[(n, scen, stor)]) for n in ("syncmail", "mbsync", "mbsync-nofsync") if t[(n, scen, stor)]}
+        m = {n: statistics.median(t[(n, scen, stor)]) for n in tools if t[(n, scen, stor)]}
         if "syncmail" not in m:
             continue
         r = {n: max(rss[(n, scen, stor)]) / 1024 for n in m}
         cell = lambda n: f"{m[n]:.2f} ({r[n]:.0f})" if n in m else "-"
         ratio = lambda n: f"{m[n] / m['syncmail']:.2f}x" if n in m and m["syncmail"] > 0 else "-"
-        print(f"| {stor} | {scen} | {cell('syncmail')} | {cell('mbsync')} | {cell('mbsync-nofsync')} | {ratio('mbsync')} | {ratio('mbsync-nofsync')} |")
+        print(f"| {stor} | {scen} | " + " | ".join(cell(n) for n in tools) + " | " + " | ".join(ratio(n) for n in others) + " |")
 print("\nratios: the other tool's time / syncmail's (above 1 means syncmail is faster)")
 PY
+python3 scripts/bench-chart.py doc/bench doc/bench/sync.svg

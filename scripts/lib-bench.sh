@@ -11,13 +11,16 @@
 #                         writes an mbsync config for user bench on the benchmark Dovecot
 #                         into RC: the whole account into MAILDIR (SubFolders Verbatim,
 #                         SyncState *), FSync yes or no
+#   bench_offlineimaprc RC MAILDIR METADATA
+#                         the same for OfflineIMAP (offlineimap3): one account, Maildir
+#                         at MAILDIR, its state in METADATA, default fsync
 #   bench_seed MESSAGES   MESSAGES messages of realistic sizes (most 2-8 KiB, ~13%
 #                         100-300 KiB, ~2% near 1 MiB), half in INBOX, half in Archive,
 #                         70% \Seen, each with a Message-ID
 
 bench_start() {
     cargo build --release --locked -q
-    SYNCMAIL=$PWD/target/release/syncmail
+    SYNCMAIL=${CARGO_TARGET_DIR:-$PWD/target}/release/syncmail
     BENCH=$(mktemp -d /var/tmp/syncmail-bench.XXXXXX)
     chmod 711 "$BENCH"
     SHM=$(mktemp -d "/dev/shm/syncmail-$1.XXXXXX")
@@ -66,6 +69,32 @@ Create Near
 Sync All
 Expunge Both
 SyncState *
+CONF
+}
+
+bench_offlineimaprc() {
+    cat > "$1" <<CONF
+[general]
+accounts = b
+metadata = $3
+
+[Account b]
+localrepository = local
+remoterepository = remote
+
+[Repository local]
+type = Maildir
+localfolders = $2
+
+[Repository remote]
+type = IMAP
+remotehost = localhost
+remoteport = $IMAPS
+remoteuser = bench
+remotepass = bench-password
+ssl = yes
+sslcacertfile = $BENCH/server/tls/ca.pem
+maxconnections = 1
 CONF
 }
 

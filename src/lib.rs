@@ -16,9 +16,10 @@
 //!   filesystem, no clock.
 //! - [`store`]: the per-account SQLite state (pairs, watermarks, intents journal, change
 //!   and conflict logs, POP3 UIDLs), one writer, migrations, the account lock.
-//! - [`maildir`]: Maildir filenames and flags, stable scans, batched durable delivery,
-//!   renames, folder-name mapping (modified UTF-7, path safety), and the state mbsync
-//!   and OfflineIMAP left (`maildir::peers`).
+//! - [`maildir`]: Maildir filenames and flags, stable scans, a folder's stamp (mtimes
+//!   and a digest of its names: whether it changed, without reading it), batched
+//!   durable delivery, renames, folder-name mapping (modified UTF-7, path safety), and
+//!   the state mbsync and OfflineIMAP left (`maildir::peers`).
 //! - [`config`]: raw TOML (serde, `deny_unknown_fields`) turned into a validated
 //!   [`config::Config`] in one place; errors name file:line:col and the account;
 //!   [`config::keys`] lists every key, for the example test, the man page and typos.
@@ -41,7 +42,8 @@
 //!   its sync state) turned into a syncmail config that adopts the same Maildir tree,
 //!   with what has no equivalent kept as comments. Uses `config` and `maildir` only.
 //! - [`engine`]: the only module that knows both sides: observe (QRESYNC, CONDSTORE or a
-//!   full listing; a stable Maildir scan), pair a first contact, plan every folder, turn
+//!   full listing; a stable Maildir scan, or, while the Maildir's stamp holds, only the
+//!   base rows and files of what QRESYNC reported changed), pair a first contact, plan every folder, turn
 //!   cross-folder delete+add into moves, apply each action under the intent journal,
 //!   commit; delete folders rule 9 allows; resolve intents a crash left open before
 //!   anything else; and the POP3 poller (`engine::pop3`: deliver, record UIDL, DELE,

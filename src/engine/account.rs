@@ -68,6 +68,8 @@ pub async fn sync_account(
     }
     .await;
     link.close().await;
+    report.base_rows_read = store.base_rows_read();
+    tracing::debug!(account = %account.name, rows = report.base_rows_read, "base rows read");
     if !opts.dry_run {
         let error = result.as_ref().err().map(ToString::to_string);
         let _ = store.record_pass(None, SystemTime::now(), error).await;

@@ -8,7 +8,9 @@ use std::time::SystemTime;
 
 use crate::fault;
 use crate::imap::{Deleted, ImapSession};
-use crate::maildir::{self, DeliveryBatch, LocalMessage, Maildir, MessageError, Placement};
+use crate::maildir::{
+    self, DeliveryBatch, LocalMessage, Maildir, MessageError, NamesDigest, Placement,
+};
 use crate::model::{ContentHash, EmailId, Flag, Flags, MaildirKey, MessageId, Uid, imap_date};
 use crate::store::{
     Commit, FolderState, IntentKind, IntentSpec, Store, flags_from_db, flags_to_db,
@@ -43,6 +45,10 @@ pub struct FolderRun<'a> {
     pub local: BTreeMap<MaildirKey, LocalMessage>,
     /// Highest UID delivered in this pass (the pulled watermark, rule 4).
     pub highest_pulled: Option<Uid>,
+    /// The names of the files this run delivered, summed (they are committed, not kept
+    /// in `pairs`: an initial sync of a large folder would hold every pair at once), and
+    /// how many: what the folder's stamp is checked against afterwards.
+    pub delivered: (NamesDigest, usize),
     /// Set by the caller to stop between fetch batches (shutdown).
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// The identities the pass's folder runs are downloading (set by the caller when
@@ -93,6 +99,7 @@ impl<'a> FolderRun<'a> {
             pairs,
             local,
             highest_pulled: None,
+            delivered: (NamesDigest::default(), 0),
             stop: None,
             claims: None,
             failed_uids: BTreeSet::new(),
@@ -611,7 +618,10 @@ impl<'a> FolderRun<'a> {
                         .or_else(|| body_id.clone()),
                     email_id: listed_msg.and_then(|m| m.email_id.clone()),
                 };
-                self.pairs.insert(*uid, pair.clone());
+                // Committed, not kept: nothing later in the run looks a fetched UID up
+                // (uploads pair at or above UIDNEXT, flag steps concern known pairs).
+                self.delivered.0.add(&pair.key, &pair.local_flags);
+                self.delivered.1 += 1;
                 commit.upsert_pairs.push(pair);
                 self.counts.fetched += 1;
                 self.counts.fetched_bytes += d.size;

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use crate::config::ImapSettings;
 use crate::imap::ImapSession;
-use crate::maildir::{self, FolderMap, Maildir, utf7};
+use crate::maildir::{self, FolderMap, Maildir, NamesDigest, Stamp, utf7};
 use crate::model::{Flags, FolderName, MaildirKey, Uid};
 use crate::store::{self, Commit, Store, Watermarks};
 use crate::sync::{self, Halt, Policy};
@@ -52,10 +52,12 @@ pub(super) struct Prepared {
     pub(super) local: sync::LocalSnapshot,
     pub(super) remote: observe::RemoteObservation,
     pub(super) plan: sync::Plan,
-    /// The Maildir stamp around a stable scan, if it held still.
+    /// The Maildir stamp around a stable scan, if it held still (stored form).
     pub(super) stamp: Option<String>,
     /// The account's policy as it applies to this folder ([`Ctx::policy_for`]).
     pub(super) policy: Policy,
+    /// Planned from the changed pairs alone, trusting the stamp (see [`Ctx::narrow`]).
+    pub(super) narrowed: Option<Narrowed>,
 }
 
 /// `[Gmail]/` for `[Gmail]/All Mail` (`[Google Mail]/` where Gmail is Google Mail):
@@ -64,6 +66,14 @@ pub(super) fn gmail_all_mail_root(folder: &str) -> Option<&str> {
     ["[Gmail]/All Mail", "[Google Mail]/All Mail"]
         .contains(&folder)
         .then(|| folder.trim_end_matches("All Mail"))
+}
+
+/// A folder planned from only the pairs the server reported changed, their files found
+/// by name, because the Maildir's stamp said nothing changed locally.
+pub(super) struct Narrowed {
+    /// The digest of the folder's names without those pairs' files (`None`: the stored
+    /// stamp had no digest), from which the digest after the pass is worked out.
+    rest: Option<NamesDigest>,
 }
 
 impl Ctx<'_> {
@@ -125,6 +135,13 @@ impl Ctx<'_> {
                 }
                 Unchanged::No(s) => selected = s,
             }
+        }
+        if let Some(pre) = &selected
+            && let Some(p) = self
+                .narrow(session, name, wire, &folder, &local_path, pre)
+                .await?
+        {
+            return Ok(Some(p));
         }
         let base = self.store.base(&folder).await?;
         if self.opts.dry_run && !local_path.join("cur").is_dir() {
@@ -202,6 +219,97 @@ impl Ctx<'_> {
             plan,
             stamp,
             policy,
+            narrowed: None,
+        }))
+    }
+
+    /// Plan a folder from the pairs QRESYNC reported changed or vanished alone, when the
+    /// Maildir's stamp (mtimes recorded past the timestamp granularity, after a pass that
+    /// left the folder equal to the base) says nothing changed locally: a primary-key
+    /// read and a `stat` per changed message instead of the whole base and a scan, so a
+    /// pass costs what changed, not what the folder holds. `None` at any doubt (the stamp
+    /// moved, a file is not under the name the base implies, deletions a guard would
+    /// weigh against the whole folder, a plan that halts): the caller does a full pass.
+    async fn narrow(
+        &self,
+        session: &mut ImapSession,
+        name: &FolderName,
+        wire: &str,
+        folder: &store::FolderState,
+        local_path: &Path,
+        pre: &observe::Preselected,
+    ) -> Result<Option<Prepared>, EngineError> {
+        let s = &pre.selected;
+        let Some(stored) = folder.local_stamp.as_deref().map(Stamp::parse) else {
+            return Ok(None);
+        };
+        if !s.resynced
+            || s.uidvalidity.is_none()
+            || s.uidvalidity != folder.uidvalidity
+            || s.vanished.len() >= sync::MASS_DELETE_FLOOR
+        {
+            return Ok(None);
+        }
+        let Ok(md) = Maildir::open(local_path) else {
+            return Ok(None);
+        };
+        if !stored.holds(&md) {
+            return Ok(None);
+        }
+        let uids: BTreeSet<Uid> = s.changed.keys().chain(&s.vanished).copied().collect();
+        let base = self
+            .store
+            .base_of(folder, uids.into_iter().collect())
+            .await?;
+        let mut messages = BTreeMap::new();
+        for pair in base.pairs.values() {
+            match md
+                .find(&pair.key, &pair.local_flags)
+                .map_err(LocalError::io(md.path()))?
+            {
+                Some(m) => messages.insert(pair.key.clone(), m),
+                None => {
+                    tracing::debug!(folder = %name, key = %pair.key.0, "not under the name its pair implies; scanning");
+                    return Ok(None);
+                }
+            };
+        }
+        // The files were found while the folder held still: they are as the base says.
+        if !stored.holds(&md) {
+            return Ok(None);
+        }
+        let scan = maildir::LocalScan {
+            messages,
+            stable: true,
+            ..maildir::LocalScan::default()
+        };
+        let local = observe::local(&scan);
+        let remote = observe::remote(session, wire, &base, Some(pre.clone()), false).await?;
+        let policy = self.policy_for(name);
+        let plan = sync::plan(&remote.snapshot, &local, &base, &policy, now());
+        if plan.halt.is_some() || !plan.held.is_empty() {
+            return Ok(None);
+        }
+        let rest = stored.digest.map(|mut d| {
+            for p in base.pairs.values() {
+                d.remove(&p.key, &p.local_flags);
+            }
+            d
+        });
+        tracing::debug!(folder = %name, pairs = base.pairs.len(), actions = plan.actions.len(), "planned from the changed pairs alone");
+        Ok(Some(Prepared {
+            name: name.clone(),
+            wire: wire.to_owned(),
+            folder: folder.clone(),
+            base,
+            md,
+            scan,
+            local,
+            remote,
+            plan,
+            stamp: Some(stored.to_stored()),
+            policy,
+            narrowed: Some(Narrowed { rest }),
         }))
     }
 
@@ -330,6 +438,7 @@ impl Ctx<'_> {
             plan,
             stamp,
             policy,
+            narrowed,
             ..
         } = p;
         let touches_local = moved || plan.actions.iter().any(|a| a.touches_local());
@@ -452,46 +561,108 @@ impl Ctx<'_> {
         let clean = run.clean() && plan.halt.is_none() && plan.held.is_empty() && !keeps_one_sided;
         let finished = run.finish(last).await;
         let final_pairs = std::mem::take(&mut run.pairs);
+        let delivered = run.delivered;
         drop(run);
         report.counts = counts;
         finished?;
         if touches_local && clean {
-            self.record_stamp(&folder, &md, &final_pairs, &base.local_only)
-                .await?;
+            match narrowed {
+                Some(n) if !moved => {
+                    self.rearm_stamp(&folder, &md, n, &final_pairs, delivered)
+                        .await?;
+                }
+                _ => {
+                    self.record_stamp(&folder, &md, &final_pairs, &base.local_only, delivered)
+                        .await?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a narrowed pass that changed the Maildir folder: the names now must be the
+    /// rest of the folder plus the changed pairs as committed. One read of the names
+    /// (no `stat`, no base) checks the sum; equal, the new stamp stands for the folder,
+    /// and the next pass trusts it again. Otherwise (a client changed something meanwhile,
+    /// or the stamp had no digest) no stamp: the next pass scans.
+    async fn rearm_stamp(
+        &self,
+        folder: &store::FolderState,
+        md: &Maildir,
+        narrowed: Narrowed,
+        pairs: &BTreeMap<Uid, sync::Pair>,
+        delivered: (NamesDigest, usize),
+    ) -> Result<(), EngineError> {
+        let Some(mut expected) = narrowed.rest else {
+            return Ok(());
+        };
+        for p in pairs.values() {
+            expected.add(&p.key, &p.local_flags);
+        }
+        expected.0 = expected.0.wrapping_add(delivered.0.0);
+        match md.digest_with_stamp() {
+            Ok(Some(now)) if now.digest == Some(expected) => {
+                self.store
+                    .commit(Commit {
+                        folder: Some(folder.id),
+                        watermarks: Some(Watermarks {
+                            local_stamp: Some(Some(now.to_stored())),
+                            ..Watermarks::default()
+                        }),
+                        ..Commit::default()
+                    })
+                    .await?;
+            }
+            _ => {
+                tracing::debug!(folder = %folder.server_name, "the Maildir is not what the narrowed pass left; the next pass scans it");
+            }
         }
         Ok(())
     }
 
     /// After a pass that changed the Maildir folder: if its names now show exactly the
-    /// committed pairs (and local-only messages), remember the folder's stamp, so the
-    /// next pass can skip it while it stays untouched.
+    /// committed pairs (and local-only messages) plus the files the run delivered (known
+    /// by their sum, not kept), remember the folder's stamp, so the next pass can skip it
+    /// while it stays untouched. The names are read one at a time, never all held.
     pub(super) async fn record_stamp(
         &self,
         folder: &store::FolderState,
         md: &Maildir,
         pairs: &BTreeMap<Uid, sync::Pair>,
         local_only: &BTreeSet<MaildirKey>,
+        delivered: (NamesDigest, usize),
     ) -> Result<(), EngineError> {
-        let Ok(Some((names, stamp))) = md.names_with_stamp() else {
-            return Ok(());
-        };
         let expected: BTreeMap<&MaildirKey, Option<Flags>> = pairs
             .values()
             .map(|p| (&p.key, Some(p.local_flags.system_only())))
             .chain(local_only.iter().map(|k| (k, None)))
             .collect();
-        let equal = names.len() == expected.len()
-            && names.iter().all(|(key, flags)| match expected.get(key) {
-                Some(Some(f)) => *f == flags.system_only(),
-                Some(None) => true,
-                None => false,
-            });
-        if equal {
+        let (mut seen, mut differs) = (0usize, false);
+        let mut others = (NamesDigest::default(), 0usize);
+        let mut digest = NamesDigest::default();
+        let visited = md.visit_names(|key, flags| {
+            digest.add(&key, &flags);
+            match expected.get(&key) {
+                Some(Some(f)) => {
+                    seen += 1;
+                    differs |= *f != flags.system_only();
+                }
+                Some(None) => seen += 1,
+                None => {
+                    others.0.add(&key, &flags);
+                    others.1 += 1;
+                }
+            }
+        });
+        let Ok(Some(stamp)) = visited else {
+            return Ok(());
+        };
+        if !differs && seen == expected.len() && others == delivered {
             self.store
                 .commit(Commit {
                     folder: Some(folder.id),
                     watermarks: Some(Watermarks {
-                        local_stamp: Some(Some(stamp)),
+                        local_stamp: Some(Some(Stamp::new(stamp, Some(digest)).to_stored())),
                         ..Watermarks::default()
                     }),
                     ..Commit::default()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::config::{Account, AccountKind};
 use crate::imap::{self, FolderStatus, ImapError, ImapSession, ListedFolder};
-use crate::maildir::{self, FolderMap};
+use crate::maildir::{self, FolderMap, Maildir, Stamp};
 use crate::model::FolderName;
 use crate::store::Store;
 
@@ -372,6 +372,70 @@ fn moved(state: &crate::store::FolderState, now: &FolderStatus) -> bool {
         state.uidnext.map(|v| u64::from(v.0)),
         now.uidnext.map(u64::from),
     ) || differs(state.highestmodseq.map(|m| m.0), now.highestmodseq)
+}
+
+/// The folders of `wanted` that neither side changed since their last pass, found
+/// without selecting any: one LIST-STATUS (else pipelined STATUS) for all of them, the
+/// same numbers the sweep compares, and two `stat`s of each Maildir. A folder counts as
+/// still only when every number is known and equal (UIDVALIDITY, UIDNEXT and, with
+/// QRESYNC, HIGHESTMODSEQ, which any flag change or expunge moves), its Maildir's stamp
+/// holds, and the session does not have it selected (STATUS may then answer from the
+/// session's stale view).
+pub(super) async fn still_folders(
+    store: &Store,
+    session: &mut ImapSession,
+    map: &FolderMap,
+    wanted: &[(FolderName, String)],
+) -> Result<BTreeSet<FolderName>, EngineError> {
+    let mut still = BTreeSet::new();
+    if !session.has_qresync() || wanted.is_empty() {
+        return Ok(still);
+    }
+    let known: BTreeMap<FolderName, crate::store::FolderState> = store
+        .folders()
+        .await?
+        .into_iter()
+        .map(|f| (f.server_name.clone(), f))
+        .collect();
+    // Only folders that could be skipped are worth asking about.
+    let candidates: Vec<&(FolderName, String)> = wanted
+        .iter()
+        .filter(|(name, wire)| {
+            session.selected_folder() != Some(wire.as_str())
+                && known.get(name).is_some_and(|f| {
+                    f.halt_reason.is_none()
+                        && f.local_stamp.is_some()
+                        && f.highestmodseq.is_some()
+                        && f.uidvalidity.is_some()
+                        && f.uidnext.is_some()
+                })
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(still);
+    }
+    let wires: Vec<String> = candidates.iter().map(|(_, w)| w.clone()).collect();
+    let statuses = session.statuses(&wires).await?;
+    for (name, wire) in candidates {
+        let (Some(state), Some(now)) = (known.get(name), statuses.folders.get(wire)) else {
+            continue;
+        };
+        let numbers_equal = now.uidvalidity.is_some()
+            && now.uidnext.is_some()
+            && now.highestmodseq.is_some()
+            && !moved(state, now);
+        if !numbers_equal {
+            continue;
+        }
+        let holds = map.to_local(name).ok().is_some_and(|path| {
+            let stamp = state.local_stamp.as_deref().map(Stamp::parse);
+            Maildir::open(path).is_ok_and(|md| stamp.is_some_and(|s| s.holds(&md)))
+        });
+        if holds {
+            still.insert(name.clone());
+        }
+    }
+    Ok(still)
 }
 
 /// Open one session within the budget, or fail at once when it is spent (a pass's

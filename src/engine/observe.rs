@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::imap::{ImapError, ImapSession, Selected, uid_set};
-use crate::maildir::{LocalScan, Maildir};
+use crate::maildir::{LocalScan, Maildir, NamesDigest, Stamp};
 use crate::model::{EmailId, Flags, ModSeq, Uid, UidValidity};
 use crate::store;
 use crate::sync::{self, Base, LocalSnapshot, MessageId, RemoteListing, RemoteSnapshot};
@@ -23,6 +23,7 @@ pub struct RemoteObservation {
 }
 
 /// A SELECT already made of the folder, and the state it was made against.
+#[derive(Clone)]
 pub struct Preselected {
     pub known: (UidValidity, ModSeq),
     pub selected: Selected,
@@ -280,9 +281,7 @@ pub async fn unchanged(
     ) else {
         return Ok(Unchanged::No(None));
     };
-    if !session.has_qresync()
-        || Maildir::open(path).and_then(|m| m.stamp()).ok().as_ref() != Some(stamp)
-    {
+    if !session.has_qresync() || !Maildir::open(path).is_ok_and(|m| Stamp::parse(stamp).holds(&m)) {
         return Ok(Unchanged::No(None));
     }
     let selected = session.select(wire, Some((uv, ms))).await?;
@@ -302,15 +301,20 @@ pub async fn unchanged(
     }
 }
 
-/// A stable scan of the folder's Maildir, and the folder's stamp when it held still
-/// around the scan (a later pass that finds the same stamp may skip the folder).
+/// A stable scan of the folder's Maildir, and the folder's stamp (stored form) when it
+/// held still around the scan (a later pass that finds the same stamp may skip the
+/// folder, or read only the files of the messages the server changed).
 pub fn scan(md: &Maildir) -> Result<(LocalScan, Option<String>), EngineError> {
     let before = md.stamp().ok();
     let scan = md.scan().map_err(LocalError::io(md.path()))?;
     let after = md.stamp().ok();
     let stamp = (scan.stable && scan.duplicates.is_empty() && before == after)
         .then_some(after)
-        .flatten();
+        .flatten()
+        .map(|mtimes| {
+            let digest = NamesDigest::of(scan.messages.values().map(|m| (&m.key, &m.flags)));
+            Stamp::new(mtimes, Some(digest)).to_stored()
+        });
     Ok((scan, stamp))
 }
 

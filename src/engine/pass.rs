@@ -19,7 +19,7 @@ use super::budget::{Budget, Slot};
 use super::error::{EngineError, FolderFailure, LocalError};
 use super::folder::{Ctx, Prepared};
 use super::folders;
-use super::link::{Listing, open};
+use super::link::{Listing, open, still_folders};
 use super::recover;
 use super::report::{AccountReport, Counts, PassScope, SyncOptions, summed};
 
@@ -41,12 +41,32 @@ pub(super) async fn pass(
     let AccountKind::Imap(settings) = &account.kind else {
         return Err(EngineError::Unsupported("not an IMAP account".into()));
     };
+    let listed = listing.listed.clone();
+    let map = listing.map.clone();
+    recover::server_intents(store, session, &map, report).await?;
+    // A pass over every folder first asks for all their numbers at once, and selects
+    // only the folders that moved or whose Maildir changed (a no-change pass over many
+    // folders costs a round trip, not one per folder).
+    let still = if opts.dry_run || scope.folders.is_some() || opts.folder.is_some() {
+        BTreeSet::new()
+    } else {
+        let selected: Vec<(FolderName, String)> = listing
+            .personal()
+            .into_iter()
+            .filter(|(n, _)| settings.selects(&map, &n.0))
+            .collect();
+        if selected.len() > 1 {
+            still_folders(store, session, &map, &selected).await?
+        } else {
+            BTreeSet::new()
+        }
+    };
     // The extra connections a pass over several folders uses, opened while this one
     // lists and plans (a TLS handshake and a login cost as much as a small pass): as
-    // many as the folders known from the last pass can use.
+    // many as the folders known from the last pass, less the still ones, can use.
     let known = match &scope.folders {
         Some(only) => only.len(),
-        None => store.folders().await?.len(),
+        None => store.folders().await?.len().saturating_sub(still.len()),
     };
     let early = settings.connections.min(known).saturating_sub(1);
     let opening = (early > 0).then(|| {
@@ -56,9 +76,6 @@ pub(super) async fn pass(
             futures::future::join_all((0..early).map(|_| open(&account, &budget))).await
         })
     });
-    let listed = listing.listed.clone();
-    let map = listing.map.clone();
-    recover::server_intents(store, session, &map, report).await?;
 
     let mut server: Vec<(FolderName, String)> = Vec::new();
     for f in listed.iter().filter(|f| f.selectable) {
@@ -161,6 +178,17 @@ pub(super) async fn pass(
                 && scope.folders.as_ref().is_none_or(|s| s.contains(name))
         })
         .collect();
+    // The still folders are done: in sync, as a pass that found nothing would leave them.
+    let (skipped, wanted): (Vec<_>, Vec<_>) = wanted
+        .into_iter()
+        .partition(|(name, _)| still.contains(name));
+    for (name, _) in skipped {
+        store
+            .record_pass(Some(name.clone()), SystemTime::now(), None)
+            .await?;
+        report.counts.folders += 1;
+        report.synced.push(name.clone());
+    }
     // Up to `connections` sessions, each observing and applying its share of the folders,
     // so the server is never idle while one folder's batch is being committed. A server
     // that refuses more connections just gets fewer.

@@ -80,6 +80,9 @@ pub struct AccountReport {
     pub notes: Vec<String>,
     /// Messages pulled from the server into each folder (for `on_new_mail`).
     pub new_mail: BTreeMap<FolderName, usize>,
+    /// Base rows (pairs, one-sided marks) the pass read from the state: its cost should
+    /// follow what changed, not the size of the folders (`syncmail sync` fills it in).
+    pub base_rows_read: u64,
 }
 
 /// What a caller that holds the store and session (the daemon) narrows a pass to.

@@ -201,6 +201,12 @@ impl ImapSession {
         self.condstore
     }
 
+    /// The folder this session has selected (wire name), if any: STATUS of it may answer
+    /// from the session's view as last synced (Dovecot does), not the folder's now.
+    pub fn selected_folder(&self) -> Option<&str> {
+        self.selected.as_deref()
+    }
+
     pub fn has_move(&self) -> bool {
         self.has_move
     }
@@ -259,6 +265,39 @@ impl ImapSession {
             })?
             .map_err(|e| ImapError::lib(&e, format_args!("sending {}", verb(command))))?;
         self.read_until_done(&tag, command, on_untagged).await
+    }
+
+    /// Send every command before reading any answer, then read each one's through its
+    /// tagged completion, in order; untagged data of all of them goes to `on_untagged`.
+    /// A command the server refuses fails the whole call, but only after every answer
+    /// was read, so the session stays in step.
+    pub(super) async fn pipelined(
+        &mut self,
+        commands: &[String],
+        mut on_untagged: impl FnMut(&Response<'_>) -> Result<(), ImapError>,
+    ) -> Result<(), ImapError> {
+        let mut tags = Vec::with_capacity(commands.len());
+        for command in commands {
+            let tag = tokio::time::timeout(self.timeout, self.conn.session.run_command(command))
+                .await
+                .map_err(|_| ImapError::Timeout {
+                    what: "sending a command",
+                    limit: self.timeout,
+                })?
+                .map_err(|e| ImapError::lib(&e, format_args!("sending {}", verb(command))))?;
+            tags.push(tag);
+        }
+        let mut first_error = None;
+        for (tag, command) in tags.iter().zip(commands) {
+            match self.read_until_done(tag, command, &mut on_untagged).await {
+                Ok(_) => {}
+                Err(e @ (ImapError::Protocol(_) | ImapError::Throttled { .. })) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn read_until_done(
@@ -349,6 +388,7 @@ impl ImapSession {
         known: Option<(UidValidity, ModSeq)>,
     ) -> Result<Selected, ImapError> {
         let mut command = format!("SELECT {}", quote(wire_name)?);
+        tracing::debug!(folder = wire_name, "selecting");
         let qresync = self.qresync && known.is_some();
         if let (true, Some((uv, ms))) = (qresync, known) {
             command.push_str(&format!(" (QRESYNC ({} {}))", uv.0, ms.0));

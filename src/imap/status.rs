@@ -99,15 +99,22 @@ impl ImapSession {
         Ok(out)
     }
 
+    /// A STATUS each, pipelined: every command is sent before the first answer is read
+    /// (in rounds of [`PIPELINE`]), so many folders cost about one round trip, not one
+    /// each.
     async fn status_each(
         &mut self,
         wire_names: &[String],
         items: &str,
         out: &mut Statuses,
     ) -> Result<(), ImapError> {
-        for wire in wire_names {
+        let commands: Vec<String> = wire_names
+            .iter()
+            .map(|wire| Ok(format!("STATUS {} ({items})", quote(wire)?)))
+            .collect::<Result<_, ImapError>>()?;
+        for round in commands.chunks(PIPELINE) {
             let folders = &mut out.folders;
-            self.command(&format!("STATUS {} ({items})", quote(wire)?), |response| {
+            self.pipelined(round, |response| {
                 if let Response::MailboxData(MailboxDatum::Status { mailbox, status }) = response {
                     folders
                         .entry(mailbox.to_string())
@@ -121,3 +128,8 @@ impl ImapSession {
         Ok(())
     }
 }
+
+/// How many STATUS commands are in flight at once: enough that a hundred folders cost a
+/// round trip or two, few enough that the answers never fill the socket buffers while
+/// commands are still being written.
+const PIPELINE: usize = 64;

@@ -10,6 +10,7 @@ pub mod filename;
 pub mod folder;
 pub mod peers;
 pub mod scan;
+pub mod stamp;
 pub mod tmpclean;
 pub mod utf7;
 
@@ -23,12 +24,10 @@ pub use folder::{
     FolderError, FolderMap, FolderNames, Layout, LocalFolders, decode_server_name, shown_prefix,
 };
 pub use scan::{Duplicate, LocalMessage, LocalScan, ScanOptions, Skipped};
+pub use stamp::{NamesDigest, Stamp};
 pub use tmpclean::{TMP_MAX_AGE, clean_tmp};
 
 use crate::model::{Flags, MaildirKey};
-
-/// Keys and flags as a folder's file names show them.
-pub type Names = Vec<(MaildirKey, Flags)>;
 
 /// A fresh unique part for a message about to be delivered. Chosen before anything is
 /// written, so the caller can journal it in an intent first (rule 1).
@@ -164,37 +163,40 @@ impl Maildir {
     }
 
     /// The keys and flags in `new/` and `cur/` from their names alone (no `stat` per
-    /// file), and the stamp they were read under: `None` unless the folder held still and
-    /// its mtimes are older than the timestamp granularity, so any later change moves
-    /// the stamp. Waits out the granularity once if the folder was just written.
-    pub fn names_with_stamp(&self) -> io::Result<Option<(Names, String)>> {
+    /// file), each handed to `visit` as it is read (a folder of any size in constant
+    /// memory), and the stamp they were read under: `None` unless the folder held still
+    /// and its mtimes are older than the timestamp granularity, so any later change moves
+    /// the stamp; the visits are worth nothing then. Waits out the granularity first if
+    /// the folder was just written.
+    pub fn visit_names(
+        &self,
+        mut visit: impl FnMut(MaildirKey, Flags),
+    ) -> io::Result<Option<String>> {
         let granularity = scan::ScanOptions::default().fine_granularity;
-        for _ in 0..2 {
-            let before = self.stamp()?;
-            let mut names = Vec::new();
-            for dir in [self.new_dir(), self.cur_dir()] {
-                for entry in std::fs::read_dir(&dir)? {
-                    if let Ok(name) = MaildirName::parse(&entry?.file_name().to_string_lossy()) {
-                        names.push((name.key, name.flags));
-                    }
-                }
-            }
-            let fresh = [self.cur_dir(), self.new_dir()].iter().any(|d| {
+        let fresh = || {
+            [self.cur_dir(), self.new_dir()].iter().any(|d| {
                 std::fs::metadata(d)
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| t.elapsed().ok())
                     .is_none_or(|age| age < granularity)
-            });
-            if self.stamp()? != before {
-                return Ok(None);
-            }
-            if !fresh {
-                return Ok(Some((names, before)));
-            }
+            })
+        };
+        if fresh() {
             std::thread::sleep(granularity);
         }
-        Ok(None)
+        let before = self.stamp()?;
+        for dir in [self.new_dir(), self.cur_dir()] {
+            for entry in std::fs::read_dir(&dir)? {
+                if let Ok(name) = MaildirName::parse(&entry?.file_name().to_string_lossy()) {
+                    visit(name.key, name.flags);
+                }
+            }
+        }
+        if fresh() || self.stamp()? != before {
+            return Ok(None);
+        }
+        Ok(Some(before))
     }
 
     /// Make renames and unlinks in `new/` and `cur/` durable: one fsync per directory.

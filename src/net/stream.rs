@@ -6,9 +6,9 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
 use super::NetError;
+use super::tls::TlsSocket;
 use crate::config::{Server, Tls};
 
 /// The connection under an IMAP or POP3 session: plain TCP (loopback or explicitly
@@ -16,7 +16,7 @@ use crate::config::{Server, Tls};
 #[derive(Debug)]
 pub enum Stream {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsSocket>),
 }
 
 /// The host without the brackets an IPv6 literal is written with in the config.

@@ -181,27 +181,32 @@ pub fn paired_elsewhere(
     Ok(false)
 }
 
+const PAIR_COLUMNS: &str =
+    "uid, local_key, remote_flags, local_flags, remote_size, local_size, message_id, email_id";
+
+fn pair_from_row(row: &Row<'_>) -> Result<Pair, StoreError> {
+    let remote: String = row.get(2)?;
+    let local: String = row.get(3)?;
+    Ok(Pair {
+        uid: Uid(u32_col(row, 0)?.unwrap_or(0)),
+        key: MaildirKey(row.get(1)?),
+        remote_flags: flags_from_db(&remote)?,
+        local_flags: flags_from_db(&local)?,
+        remote_size: row.get::<_, i64>(4)?.unsigned_abs(),
+        local_size: row.get::<_, i64>(5)?.unsigned_abs(),
+        message_id: row.get::<_, Option<String>>(6)?.map(MessageId),
+        email_id: row.get::<_, Option<String>>(7)?.map(EmailId),
+    })
+}
+
 pub fn pairs(conn: &Connection, folder: FolderId) -> Result<Vec<Pair>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT uid, local_key, remote_flags, local_flags, remote_size, local_size, message_id,
-                email_id
-         FROM pairs WHERE folder_id = ?1 ORDER BY uid",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {PAIR_COLUMNS} FROM pairs WHERE folder_id = ?1 ORDER BY uid"
+    ))?;
     let mut rows = stmt.query([folder.0])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let remote: String = row.get(2)?;
-        let local: String = row.get(3)?;
-        out.push(Pair {
-            uid: Uid(u32_col(row, 0)?.unwrap_or(0)),
-            key: MaildirKey(row.get(1)?),
-            remote_flags: flags_from_db(&remote)?,
-            local_flags: flags_from_db(&local)?,
-            remote_size: row.get::<_, i64>(4)?.unsigned_abs(),
-            local_size: row.get::<_, i64>(5)?.unsigned_abs(),
-            message_id: row.get::<_, Option<String>>(6)?.map(MessageId),
-            email_id: row.get::<_, Option<String>>(7)?.map(EmailId),
-        });
+        out.push(pair_from_row(row)?);
     }
     Ok(out)
 }
@@ -239,6 +244,36 @@ pub fn pairs_by_email_id(
         }
     }
     Ok(out)
+}
+
+/// The pairs and server-only marks of these UIDs alone (a primary-key lookup each):
+/// the part of a base a pass that brings a few changes needs.
+pub fn pairs_of(
+    conn: &Connection,
+    folder: FolderId,
+    uids: &[Uid],
+) -> Result<(Vec<Pair>, BTreeSet<Uid>), StoreError> {
+    let mut pair = conn.prepare_cached(&format!(
+        "SELECT {PAIR_COLUMNS} FROM pairs WHERE folder_id = ?1 AND uid = ?2"
+    ))?;
+    let mut remote_only =
+        conn.prepare_cached("SELECT 1 FROM remote_only WHERE folder_id = ?1 AND uid = ?2")?;
+    let mut pairs = Vec::new();
+    let mut kept = BTreeSet::new();
+    for uid in uids {
+        let mut rows = pair.query(params![folder.0, uid.0])?;
+        if let Some(row) = rows.next()? {
+            pairs.push(pair_from_row(row)?);
+        }
+        if remote_only
+            .query_row(params![folder.0, uid.0], |_| Ok(()))
+            .optional()?
+            .is_some()
+        {
+            kept.insert(*uid);
+        }
+    }
+    Ok((pairs, kept))
 }
 
 /// Local keys and server UIDs the folder keeps on one side only.

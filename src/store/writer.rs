@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -24,6 +25,9 @@ struct Inner {
     sender: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
+    /// Base rows (pairs and one-sided marks) read so far: what the test that a pass's
+    /// cost follows its changes, not the mailbox, counts.
+    base_rows: AtomicU64,
 }
 
 impl Drop for Inner {
@@ -109,6 +113,7 @@ impl Store {
                 sender: Some(sender),
                 thread: Some(thread),
                 path: path.to_owned(),
+                base_rows: AtomicU64::new(0),
             }),
         })
     }
@@ -195,9 +200,21 @@ impl Store {
         self.call(move |c| ops::paired_elsewhere(c, &keys)).await
     }
 
+    /// How many base rows (pairs, local-only and server-only marks) this handle's
+    /// reads returned so far.
+    pub fn base_rows_read(&self) -> u64 {
+        self.inner.base_rows.load(Ordering::Relaxed)
+    }
+
+    fn count_rows(&self, n: usize) {
+        self.inner.base_rows.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// All pairs of a folder (the base), by UID.
     pub async fn pairs(&self, folder: FolderId) -> Result<Vec<Pair>, StoreError> {
-        self.call(move |c| ops::pairs(c, folder)).await
+        let pairs = self.call(move |c| ops::pairs(c, folder)).await?;
+        self.count_rows(pairs.len());
+        Ok(pairs)
     }
 
     /// Every pair of the account holding a message with one of these server identities,
@@ -216,22 +233,45 @@ impl Store {
     /// in one transaction so they agree with each other.
     pub async fn base(&self, folder: &FolderState) -> Result<crate::sync::Base, StoreError> {
         let f = folder.clone();
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            let pairs = ops::pairs(&tx, f.id)?;
-            let (local_only, remote_only) = ops::one_sided(&tx, f.id)?;
-            tx.commit()?;
-            Ok(crate::sync::Base {
-                folder: f.server_name,
-                uid_validity: f.uidvalidity,
-                highest_modseq: f.highestmodseq,
-                highest_uid_pulled: (f.highest_uid_pulled.0 > 0).then_some(f.highest_uid_pulled),
-                pairs: pairs.into_iter().map(|p| (p.uid, p)).collect(),
-                local_only,
-                remote_only,
+        let base = self
+            .call(move |c| {
+                let tx = c.transaction()?;
+                let pairs = ops::pairs(&tx, f.id)?;
+                let (local_only, remote_only) = ops::one_sided(&tx, f.id)?;
+                tx.commit()?;
+                let mut base = empty_base(&f);
+                base.pairs = pairs.into_iter().map(|p| (p.uid, p)).collect();
+                base.local_only = local_only;
+                base.remote_only = remote_only;
+                Ok(base)
             })
-        })
-        .await
+            .await?;
+        self.count_rows(base.pairs.len() + base.local_only.len() + base.remote_only.len());
+        Ok(base)
+    }
+
+    /// The part of a folder's base that concerns these UIDs: their pairs and server-only
+    /// marks, and no local-only keys. What a pass that trusts the Maildir's stamp plans
+    /// with, so its cost follows the number of changes, not the size of the folder.
+    pub async fn base_of(
+        &self,
+        folder: &FolderState,
+        uids: Vec<crate::model::Uid>,
+    ) -> Result<crate::sync::Base, StoreError> {
+        let f = folder.clone();
+        let base = self
+            .call(move |c| {
+                let tx = c.transaction()?;
+                let (pairs, remote_only) = ops::pairs_of(&tx, f.id, &uids)?;
+                tx.commit()?;
+                let mut base = empty_base(&f);
+                base.pairs = pairs.into_iter().map(|p| (p.uid, p)).collect();
+                base.remote_only = remote_only;
+                Ok(base)
+            })
+            .await?;
+        self.count_rows(base.pairs.len() + base.remote_only.len());
+        Ok(base)
     }
 
     /// Apply a step's outcome in one transaction: pairs, watermarks, logs, UIDLs, and the
@@ -358,6 +398,16 @@ impl Store {
 
     pub async fn forget_uidls(&self, uidls: Vec<String>) -> Result<(), StoreError> {
         self.call(move |c| ops::forget_uidls(c, &uidls)).await
+    }
+}
+
+/// A folder's watermarks as a base without pairs.
+fn empty_base(f: &FolderState) -> crate::sync::Base {
+    crate::sync::Base {
+        highest_uid_pulled: (f.highest_uid_pulled.0 > 0).then_some(f.highest_uid_pulled),
+        uid_validity: f.uidvalidity,
+        highest_modseq: f.highestmodseq,
+        ..crate::sync::Base::empty(f.server_name.clone())
     }
 }
 

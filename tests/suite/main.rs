@@ -44,6 +44,7 @@ mod soak_findings;
 mod store_crash;
 mod store_lock;
 mod store_recovery;
+mod sync_cost;
 mod sync_crash;
 mod sync_cut;
 mod sync_folders;
