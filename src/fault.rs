@@ -6,7 +6,8 @@
 //!
 //! Pause points, the same facility for races: `pause("name")` sleeps for N ms when
 //! `SYNCMAIL_PAUSE` is `name=N`, so a test can change the Maildir or the server at an
-//! exact step of a pass (`observed FOLDER`: after a folder was observed and planned).
+//! exact step of a pass (`checked`: after a pass over every folder asked all their
+//! numbers, before it observes the ones that moved).
 //!
 //! Points inside the library: `deliver-mid-link` (in
 //! [`crate::maildir::DeliveryBatch::commit_durable`], after the first file got its
@@ -57,11 +58,6 @@ fn pause_armed() -> Option<&'static (String, u64)> {
             Some((name.to_owned(), ms.parse().ok()?))
         })
         .as_ref()
-}
-
-/// Whether any pause point is armed (so callers build a point's name only then).
-pub fn pausing() -> bool {
-    pause_armed().is_some()
 }
 
 /// Sleep here (blocking the thread) if this pause point is armed.

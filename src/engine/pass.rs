@@ -61,6 +61,7 @@ pub(super) async fn pass(
             BTreeSet::new()
         }
     };
+    crate::fault::pause("checked");
     // The extra connections a pass over several folders uses, opened while this one
     // lists and plans (a TLS handshake and a login cost as much as a small pass): as
     // many as the folders known from the last pass, less the still ones, can use.
@@ -178,6 +179,8 @@ pub(super) async fn pass(
                 && scope.folders.as_ref().is_none_or(|s| s.contains(name))
         })
         .collect();
+    // What a pass that must look at every folder again starts from (see below).
+    let before = report.clone();
     // The still folders are done: in sync, as a pass that found nothing would leave them.
     let (skipped, wanted): (Vec<_>, Vec<_>) = wanted
         .into_iter()
@@ -214,7 +217,6 @@ pub(super) async fn pass(
         }
     }
     logout_all(surplus).await;
-    let before = report.clone();
     let result = match pass_folders(
         settings, store, session, &mut more, &wanted, &map, &policy, opts, scope, true, report,
     )
@@ -396,9 +398,6 @@ async fn pass_folders(
                     }
                     let halts_before = part.halts.len();
                     let result = ctx.prepare(session, name, wire, &mut part).await;
-                    if crate::fault::pausing() {
-                        crate::fault::pause(&format!("observed {name}"));
-                    }
                     // Nothing left to apply: the folder's outcome is known now.
                     if let Ok(None) = result {
                         let halt = part.halts.get(halts_before).cloned();

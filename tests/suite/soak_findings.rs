@@ -249,61 +249,45 @@ fn a_file_moved_away_during_an_interrupted_move_is_found_not_halted() {
 
 /// Seed 20261205, the 5-minute run, t=298 s: the mail client moved the only message of
 /// `Server/118` to `Server/459` while a pass over every folder ran. `Server/118` had been
-/// observed (unchanged), then `Server/459` showed a new file, which was uploaded; the
+/// found unchanged, then `Server/459` showed a new file, which was uploaded; the
 /// next pass saw `Server/118` emptied, which rule 7 holds: two copies on the server. A
 /// file that arrives while another folder still pairs its key now makes the pass observe
 /// every folder again, and the rename is a move.
 #[test]
 fn a_file_moved_between_the_observations_of_one_pass_is_a_move() {
-    // One connection, so the folders are observed in order: A, then B.
-    let env = SyncEnv::new("max_connections = 1\n");
+    let env = SyncEnv::new("");
     env.dovecot.create_mailbox("alice", "A");
     env.dovecot.create_mailbox("alice", "B");
     env.seed("A", "m");
     env.sync_ok();
     let key = env.key_of("A", "m");
-    let mut pass = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
-        .args(["sync", "--config", env.config.to_str().unwrap()])
-        .env("HOME", env.home.path())
-        .env("SYNCMAIL_PAUSE", "observed A=3000")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(pass.stderr.take().unwrap());
-    let mut said = String::new();
-    while !said.contains("pause point") {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-        assert!(n > 0, "the pass never paused after observing A: {said}");
-        said.push_str(&line);
-    }
-    // A was observed; the client moves its message to B before B is.
-    let from = md::path_of(&env.folder("A"), &key);
-    let to = env.folder("B").join("cur").join(from.file_name().unwrap());
-    std::fs::rename(&from, &to).unwrap();
-    let out = pass.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    // New mail in B: the pass finds A still and B moved, then the client moves A's
+    // message to B before B is observed.
+    env.seed("B", "n");
+    pass_paused_after_the_check(&env, || {
+        let from = md::path_of(&env.folder("A"), &key);
+        let to = env.folder("B").join("cur").join(from.file_name().unwrap());
+        std::fs::rename(&from, &to).unwrap();
+    });
     env.sync_ok();
     let (server, local) = copies(&env, &["A", "B"]);
-    let one = vec![("<m@test>".to_owned(), "B".to_owned())];
-    assert_eq!(server, one, "one message on the server, moved");
-    assert_eq!(local, one);
+    let two = vec![
+        ("<m@test>".to_owned(), "B".to_owned()),
+        ("<n@test>".to_owned(), "B".to_owned()),
+    ];
+    assert_eq!(server, two, "one copy of m on the server, moved");
+    assert_eq!(local, two);
     env.assert_quiet();
 }
 
-/// Run `syncmail sync` paused after it observed `folder` (one connection, so the folders
-/// go in name order), do `meanwhile`, and let it finish; it must succeed.
-fn pass_paused_after(env: &SyncEnv, folder: &str, meanwhile: impl FnOnce()) {
+/// Run `syncmail sync` paused after it asked every folder's numbers (so the folders it
+/// found still are as good as observed), do `meanwhile`, and let it finish; it must
+/// succeed.
+fn pass_paused_after_the_check(env: &SyncEnv, meanwhile: impl FnOnce()) {
     let mut pass = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
         .args(["sync", "--config", env.config.to_str().unwrap()])
         .env("HOME", env.home.path())
-        .env("SYNCMAIL_PAUSE", format!("observed {folder}=3000"))
+        .env("SYNCMAIL_PAUSE", "checked=3000")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -314,10 +298,7 @@ fn pass_paused_after(env: &SyncEnv, folder: &str, meanwhile: impl FnOnce()) {
     while !said.contains("pause point") {
         let mut line = String::new();
         let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-        assert!(
-            n > 0,
-            "the pass never paused after observing {folder}: {said}"
-        );
+        assert!(n > 0, "the pass never paused after its check: {said}");
         said.push_str(&line);
     }
     meanwhile();
@@ -341,13 +322,16 @@ fn pass_paused_after(env: &SyncEnv, folder: &str, meanwhile: impl FnOnce()) {
 #[test]
 fn a_server_move_during_a_local_flag_change_into_a_folder_already_observed_is_a_move() {
     for flags in ["FRS", "RS"] {
-        let env = SyncEnv::new("max_connections = 1\n");
+        let env = SyncEnv::new("");
         env.dovecot.create_mailbox("alice", "A");
         env.dovecot.create_mailbox("alice", "B");
         env.seed("B", "m");
         env.sync_ok();
         let key = env.key_of("B", "m");
-        pass_paused_after(&env, "A", || {
+        // The client's change first: the pass finds A still and B changed; the phone's
+        // move comes before B is observed.
+        md::set_flags(&env.folder("B"), &key, flags);
+        pass_paused_after_the_check(&env, || {
             let uid = env.dovecot.uid_of("alice", "B", "m@test");
             env.dovecot.doveadm(
                 &[
@@ -362,7 +346,6 @@ fn a_server_move_during_a_local_flag_change_into_a_folder_already_observed_is_a_
                 ],
                 None,
             );
-            md::set_flags(&env.folder("B"), &key, flags);
         });
         env.sync_ok();
         let (server, local) = copies(&env, &["A", "B"]);
