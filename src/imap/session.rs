@@ -1016,49 +1016,43 @@ impl ImapSession {
 
     /// How many messages a folder holds (`STATUS ... (MESSAGES)`), without selecting it.
     pub async fn message_count(&mut self, wire_name: &str) -> Result<u32, ImapError> {
-        let mut count = None;
-        self.command(
-            &format!("STATUS {} (MESSAGES)", quote(wire_name)?),
-            |response| {
-                if let Response::MailboxData(MailboxDatum::Status { status, .. }) = response {
-                    for attribute in status {
-                        if let imap_proto::StatusAttribute::Messages(n) = attribute {
-                            count = Some(*n);
-                        }
-                    }
-                }
-                Ok(())
-            },
-        )
-        .await?;
-        count.ok_or_else(|| {
-            ImapError::Protocol(format!(
-                "STATUS {wire_name:?} came back without a MESSAGES count"
-            ))
+        self.status_item(wire_name, "MESSAGES", |a| match a {
+            imap_proto::StatusAttribute::Messages(n) => Some(*n),
+            _ => None,
         })
+        .await
     }
 
     /// A folder's UIDVALIDITY (`STATUS ... (UIDVALIDITY)`), without selecting it.
     pub async fn uidvalidity(&mut self, wire_name: &str) -> Result<UidValidity, ImapError> {
+        self.status_item(wire_name, "UIDVALIDITY", |a| match a {
+            imap_proto::StatusAttribute::UidValidity(v) => Some(UidValidity(*v)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// One STATUS item of a folder, picked from the answer; an answer without it is the
+    /// server's error.
+    async fn status_item<T>(
+        &mut self,
+        wire_name: &str,
+        item: &str,
+        pick: impl Fn(&imap_proto::StatusAttribute) -> Option<T>,
+    ) -> Result<T, ImapError> {
         let mut found = None;
         self.command(
-            &format!("STATUS {} (UIDVALIDITY)", quote(wire_name)?),
+            &format!("STATUS {} ({item})", quote(wire_name)?),
             |response| {
                 if let Response::MailboxData(MailboxDatum::Status { status, .. }) = response {
-                    for attribute in status {
-                        if let imap_proto::StatusAttribute::UidValidity(v) = attribute {
-                            found = Some(UidValidity(*v));
-                        }
-                    }
+                    found = status.iter().find_map(&pick).or(found.take());
                 }
                 Ok(())
             },
         )
         .await?;
         found.ok_or_else(|| {
-            ImapError::Protocol(format!(
-                "STATUS {wire_name:?} came back without UIDVALIDITY"
-            ))
+            ImapError::Protocol(format!("STATUS {wire_name:?} came back without {item}"))
         })
     }
 

@@ -97,22 +97,8 @@ pub fn ensure_folder(
 /// while intents on it are open.
 pub fn delete_folder(conn: &mut Connection, folder: FolderId) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
-    let open: i64 = tx.query_row(
-        "SELECT count(*) FROM intents WHERE folder_id = ?1",
-        [folder.0],
-        |r| r.get(0),
-    )?;
-    if open > 0 {
-        return Err(StoreError::Invalid(format!(
-            "folder {} has {open} open intents; resolve them first",
-            folder.0
-        )));
-    }
     // Its pass status goes too: a folder that is gone has no last error to show.
-    tx.execute(
-        "DELETE FROM pass_status WHERE folder = (SELECT server_name FROM folders WHERE id = ?1)",
-        [folder.0],
-    )?;
+    leave_name(&tx, folder)?;
     tx.execute("DELETE FROM folders WHERE id = ?1", [folder.0])?;
     tx.commit()?;
     Ok(())
@@ -128,6 +114,20 @@ pub fn rename_folder(
     local_path: &Path,
 ) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
+    // The old name's pass status goes: the folder's next pass records the new one.
+    leave_name(&tx, folder)?;
+    tx.execute(
+        "UPDATE folders SET server_name = ?2, local_path = ?3 WHERE id = ?1",
+        params![folder.0, name.0, path_text(local_path)?],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A folder about to be deleted or renamed leaves its name: refused while intents on it
+/// are open (they name the folder and its path), and its pass status under that name
+/// goes.
+fn leave_name(tx: &Transaction<'_>, folder: FolderId) -> Result<(), StoreError> {
     let open: i64 = tx.query_row(
         "SELECT count(*) FROM intents WHERE folder_id = ?1",
         [folder.0],
@@ -139,16 +139,10 @@ pub fn rename_folder(
             folder.0
         )));
     }
-    // The old name's pass status goes: the folder's next pass records the new one.
     tx.execute(
         "DELETE FROM pass_status WHERE folder = (SELECT server_name FROM folders WHERE id = ?1)",
         [folder.0],
     )?;
-    tx.execute(
-        "UPDATE folders SET server_name = ?2, local_path = ?3 WHERE id = ?1",
-        params![folder.0, name.0, path_text(local_path)?],
-    )?;
-    tx.commit()?;
     Ok(())
 }
 
