@@ -278,12 +278,7 @@ impl AccountLink {
                 listing.stale = true;
             }
         }
-        let known: BTreeMap<FolderName, crate::store::FolderState> = store
-            .folders()
-            .await?
-            .into_iter()
-            .map(|f| (f.server_name.clone(), f))
-            .collect();
+        let known = known_folders(store).await?;
         for (name, wire) in &wanted {
             let Some(now) = statuses.folders.get(wire) else {
                 continue;
@@ -391,12 +386,7 @@ pub(super) async fn still_folders(
     if !session.has_qresync() || wanted.is_empty() {
         return Ok(still);
     }
-    let known: BTreeMap<FolderName, crate::store::FolderState> = store
-        .folders()
-        .await?
-        .into_iter()
-        .map(|f| (f.server_name.clone(), f))
-        .collect();
+    let known = known_folders(store).await?;
     // Only folders that could be skipped are worth asking about.
     let candidates: Vec<&(FolderName, String)> = wanted
         .iter()
@@ -518,4 +508,16 @@ pub async fn open_push(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The folders the state knows, by server name.
+async fn known_folders(
+    store: &Store,
+) -> Result<BTreeMap<FolderName, crate::store::FolderState>, EngineError> {
+    Ok(store
+        .folders()
+        .await?
+        .into_iter()
+        .map(|f| (f.server_name.clone(), f))
+        .collect())
 }

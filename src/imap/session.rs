@@ -257,14 +257,22 @@ impl ImapSession {
         command: &str,
         on_untagged: impl FnMut(&Response<'_>) -> Result<(), ImapError>,
     ) -> Result<Done, ImapError> {
-        let tag = tokio::time::timeout(self.timeout, self.conn.session.run_command(command))
+        let tag = self.send(command).await?;
+        self.read_until_done(&tag, command, on_untagged).await
+    }
+
+    /// Write one command, within the timeout; its tag.
+    async fn send(
+        &mut self,
+        command: &str,
+    ) -> Result<async_imap::imap_proto::RequestId, ImapError> {
+        tokio::time::timeout(self.timeout, self.conn.session.run_command(command))
             .await
             .map_err(|_| ImapError::Timeout {
                 what: "sending a command",
                 limit: self.timeout,
             })?
-            .map_err(|e| ImapError::lib(&e, format_args!("sending {}", verb(command))))?;
-        self.read_until_done(&tag, command, on_untagged).await
+            .map_err(|e| ImapError::lib(&e, format_args!("sending {}", verb(command))))
     }
 
     /// Send every command before reading any answer, then read each one's through its
@@ -278,14 +286,7 @@ impl ImapSession {
     ) -> Result<(), ImapError> {
         let mut tags = Vec::with_capacity(commands.len());
         for command in commands {
-            let tag = tokio::time::timeout(self.timeout, self.conn.session.run_command(command))
-                .await
-                .map_err(|_| ImapError::Timeout {
-                    what: "sending a command",
-                    limit: self.timeout,
-                })?
-                .map_err(|e| ImapError::lib(&e, format_args!("sending {}", verb(command))))?;
-            tags.push(tag);
+            tags.push(self.send(command).await?);
         }
         let mut first_error = None;
         for (tag, command) in tags.iter().zip(commands) {
