@@ -250,6 +250,7 @@ pub(super) async fn pass(
     };
     logout_all(more).await;
     drop(slots);
+    listing.stale |= !report.vanished.is_empty();
     result
 }
 
@@ -431,6 +432,9 @@ async fn pass_folders(
                 Ok(None) => {}
                 Err(EngineError::Stopped) => return Err(EngineError::Stopped),
                 Err(EngineError::Imap(e)) if e.ends_session() => return Err(EngineError::Imap(e)),
+                Err(EngineError::Imap(imap::ImapError::NoSuchFolder(why))) => {
+                    gone(&name, &why, report)
+                }
                 Err(e) => {
                     ctxs[0].record(&name, Some(&e.to_string())).await?;
                     report.errors.push(FolderFailure::of_folder(&name, &e));
@@ -578,6 +582,9 @@ async fn pass_folders(
                             lost = Some(EngineError::Imap(e));
                             break;
                         }
+                        Err(EngineError::Imap(imap::ImapError::NoSuchFolder(why))) => {
+                            gone(&name, &why, &mut part)
+                        }
                         Err(e) => part.errors.push(FolderFailure::of_folder(&name, &e)),
                     }
                 }
@@ -595,4 +602,16 @@ async fn pass_folders(
         Some(e) => Err(e),
         None => Ok(Covered::Done),
     }
+}
+
+/// A folder another client deleted (or renamed) on the server after the listing this
+/// pass started from: not its failure, and nothing of it is decided now. The next
+/// listing sees it gone, and the folder step (rule 9) decides what that means.
+fn gone(name: &FolderName, why: &str, report: &mut AccountReport) {
+    tracing::info!(folder = %name, "{why}; the next pass looks at the folder list again");
+    report.notes.push(format!(
+        "{}: deleted or renamed on the server during this pass; the next pass takes it up",
+        maildir::shown_prefix(&name.0)
+    ));
+    report.vanished.push(name.clone());
 }

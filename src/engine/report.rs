@@ -78,6 +78,9 @@ pub struct AccountReport {
     pub synced: Vec<FolderName>,
     /// What a person should know that is not a failure (a first contact's pairing).
     pub notes: Vec<String>,
+    /// Folders another client deleted or renamed on the server after the pass listed
+    /// them: skipped, for the next listing to see.
+    pub vanished: Vec<FolderName>,
     /// Messages pulled from the server into each folder (for `on_new_mail`).
     pub new_mail: BTreeMap<FolderName, usize>,
     /// Base rows (pairs, one-sided marks) the pass read from the state: its cost should
@@ -180,6 +183,7 @@ impl AccountReport {
         self.halted.extend(part.halted);
         self.plans.extend(part.plans);
         self.notes.extend(part.notes);
+        self.vanished.extend(part.vanished);
         self.synced.extend(part.synced);
         for (folder, n) in part.new_mail {
             *self.new_mail.entry(folder).or_default() += n;

@@ -68,6 +68,10 @@ pub enum ImapError {
         "the server paused the account: {0} (its daily command or bandwidth limit; syncmail waits before trying again)"
     )]
     OverLimit(String),
+    /// The folder is not on the server (any more): another client deleted or renamed it
+    /// after we listed it. Not the folder's failure: the next listing sees it gone.
+    #[error("{0}")]
+    NoSuchFolder(String),
     /// A message above the server's APPENDLIMIT: that message's failure, not the folder's.
     #[error("the message is {size} bytes, above the server's APPENDLIMIT of {limit} bytes")]
     TooLarge { size: u64, limit: u64 },

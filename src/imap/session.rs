@@ -396,46 +396,57 @@ impl ImapSession {
         } else if self.condstore {
             command.push_str(" (CONDSTORE)");
         }
+        // A SELECT closes the folder selected before, even when it fails (RFC 3501).
+        self.selected = None;
         let mut selected = Selected::default();
         // VANISHED ranges are expanded; past the bound the incremental answer is dropped
         // and the folder listed in full instead (rule 18: `1:4294967295` is 20 bytes).
         let mut vanished_overflow = false;
-        self.command(&command, |r| {
-            match r {
-                Response::Data { outcome, .. } => match &outcome.code {
-                    Some(ResponseCode::UidValidity(v)) => {
-                        selected.uidvalidity = Some(UidValidity(*v))
+        let answer = self
+            .command(&command, |r| {
+                match r {
+                    Response::Data { outcome, .. } => match &outcome.code {
+                        Some(ResponseCode::UidValidity(v)) => {
+                            selected.uidvalidity = Some(UidValidity(*v))
+                        }
+                        Some(ResponseCode::UidNext(v)) => selected.uidnext = Some(Uid(*v)),
+                        Some(ResponseCode::HighestModSeq(v)) => {
+                            selected.highestmodseq = Some(ModSeq(*v))
+                        }
+                        _ => {}
+                    },
+                    Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
+                    Response::Vanished { uids, .. } => {
+                        for range in uids {
+                            let n = range_len(*range.start(), *range.end());
+                            if selected.vanished.len() as u64 + n > MAX_SET_MEMBERS as u64 {
+                                vanished_overflow = true;
+                            }
+                            if !vanished_overflow {
+                                selected.vanished.extend(range.clone().map(Uid));
+                            }
+                        }
                     }
-                    Some(ResponseCode::UidNext(v)) => selected.uidnext = Some(Uid(*v)),
-                    Some(ResponseCode::HighestModSeq(v)) => {
-                        selected.highestmodseq = Some(ModSeq(*v))
+                    Response::Fetch(_, attrs) => {
+                        if let Some(uid) = uid_of(attrs) {
+                            selected
+                                .changed
+                                .insert(uid, flags_of(attrs).unwrap_or_default());
+                        }
                     }
                     _ => {}
-                },
-                Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
-                Response::Vanished { uids, .. } => {
-                    for range in uids {
-                        let n = range_len(*range.start(), *range.end());
-                        if selected.vanished.len() as u64 + n > MAX_SET_MEMBERS as u64 {
-                            vanished_overflow = true;
-                        }
-                        if !vanished_overflow {
-                            selected.vanished.extend(range.clone().map(Uid));
-                        }
-                    }
                 }
-                Response::Fetch(_, attrs) => {
-                    if let Some(uid) = uid_of(attrs) {
-                        selected
-                            .changed
-                            .insert(uid, flags_of(attrs).unwrap_or_default());
-                    }
-                }
-                _ => {}
-            }
-            Ok(())
-        })
-        .await?;
+                Ok(())
+            })
+            .await;
+        if let Err(ImapError::Protocol(why)) = &answer
+            && self.is_gone(wire_name, why).await?
+        {
+            return Err(ImapError::NoSuchFolder(format!(
+                "{wire_name} is no longer on the server ({why})"
+            )));
+        }
+        answer?;
         if selected.uidvalidity.is_none() {
             return Err(ImapError::Protocol(format!(
                 "SELECT {wire_name} gave no UIDVALIDITY"
@@ -451,6 +462,22 @@ impl ImapSession {
             selected.changed.clear();
         }
         Ok(selected)
+    }
+
+    /// Whether a refused SELECT means the folder is gone: the server says so
+    /// (`[NONEXISTENT]`, RFC 5530), or, for servers without that code (Courier, GNU
+    /// imap4d), a LIST of the name comes back empty.
+    async fn is_gone(&mut self, wire_name: &str, refusal: &str) -> Result<bool, ImapError> {
+        if refusal.contains("[NONEXISTENT]") {
+            return Ok(true);
+        }
+        let mut listed = false;
+        self.command(&format!("LIST \"\" {}", quote(wire_name)?), |r| {
+            listed |= matches!(r, Response::MailboxData(MailboxDatum::List { .. }));
+            Ok(())
+        })
+        .await?;
+        Ok(!listed)
     }
 
     /// Flags (and sizes, MODSEQs) of messages in `uids` (`1:*` for all), optionally

@@ -360,3 +360,34 @@ fn a_server_move_during_a_local_flag_change_into_a_folder_already_observed_is_a_
         env.assert_quiet();
     }
 }
+
+/// The soak's second device deletes server folders: one it deleted after a pass listed
+/// the folders and before that pass selected it was the folder's failure (`SELECT`
+/// answered `NO [NONEXISTENT]`), and a `syncmail sync` exited 1 for what another client
+/// did. It is a note now, and the next pass sees the deletion and applies rule 9.
+#[test]
+fn rule_9_a_folder_deleted_on_the_server_between_the_list_and_its_select_is_not_an_error() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "A");
+    env.dovecot.create_mailbox("alice", "Gone");
+    env.seed("A", "a");
+    env.seed("Gone", "g");
+    env.sync_ok();
+    // New mail in Gone, so the pass selects it after its check.
+    env.seed("Gone", "h");
+    pass_paused_after_the_check(&env, || {
+        env.dovecot
+            .doveadm(&["mailbox", "delete", "-u", "alice", "Gone"], None);
+    });
+    // The next pass sees the folder gone on the server with local mail in it: kept, and
+    // said so (rule 9), as when the deletion happened between two passes.
+    let out = env.sync(&[]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("Gone: deleted on the server"), "{said}");
+    assert_eq!(
+        md::messages(&env.folder("Gone")).len(),
+        1,
+        "the mail is kept"
+    );
+    assert_eq!(env.dovecot.state("alice", "A").len(), 1);
+}
