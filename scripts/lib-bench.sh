@@ -16,7 +16,8 @@
 #                         at MAILDIR, its state in METADATA, default fsync
 #   bench_seed MESSAGES   MESSAGES messages of realistic sizes (most 2-8 KiB, ~13%
 #                         100-300 KiB, ~2% near 1 MiB), half in INBOX, half in Archive,
-#                         70% \Seen, each with a Message-ID
+#                         70% \Seen, each with a Message-ID; with SIZES=small every
+#                         message is 1.5-3 KiB (a million fits on this machine's disks)
 
 bench_start() {
     cargo build --release --locked -q
@@ -101,9 +102,9 @@ CONF
 bench_seed() {
     # Written straight into the server's Maildir (fast), then indexed by Dovecot once so no
     # tool pays for the first indexing.
-    python3 - "$BENCH/server/mail/bench/Maildir" "$1" <<'PY'
+    python3 - "$BENCH/server/mail/bench/Maildir" "$1" "${SIZES:-realistic}" <<'PY'
 import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
+root, n, sizes = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 rng = random.Random(42)
 for folder in ("", ".Archive"):
     for sub in ("cur", "new", "tmp"):
@@ -112,7 +113,7 @@ open(os.path.join(root, ".Archive", "maildirfolder"), "w").close()
 line = "The quick brown fox jumps over the lazy dog; 0123456789 abcdefghij.\r\n"
 for i in range(n):
     r = rng.random()
-    size = rng.randint(2048, 8192) if r < 0.85 else rng.randint(100_000, 300_000) if r < 0.98 else rng.randint(900_000, 1_000_000)
+    size = rng.randint(1536, 3072) if sizes == "small" else rng.randint(2048, 8192) if r < 0.85 else rng.randint(100_000, 300_000) if r < 0.98 else rng.randint(900_000, 1_000_000)
     head = (f"From: Sender {i % 97} <s{i % 97}@example.com>\r\nTo: bench@example.com\r\n"
             f"Subject: message {i}\r\nMessage-ID: <{i}.bench@example.com>\r\n"
             f"Date: Sat, 21 Nov 2026 10:00:00 +0000\r\n\r\n")

@@ -33,8 +33,9 @@ if SOAK_SECS=180 SOAK_SEED=20261205 cargo test --locked --test suite -- soak::so
     soak_outcome=passed
 else
     soak_outcome="found something (not gating; its findings are above)"
-    grep -E '^([a-z]+: <|the pass .* exited|deletions an actor|kept for a post-mortem)' \
-        "$soak_log" | head -40 || true
+    # Everything the soak says after its summary: each finding whole (a failed pass's
+    # output, the daemon log's tail), and where the run's home is kept.
+    sed -n '/panicked at/,$p' "$soak_log" | head -400 || true
 fi
 grep -m1 -o 'soak: [0-9]* s, .*' "$soak_log" || true
 echo "   soak step: $(($(date +%s) - soak_started))s, $soak_outcome"
