@@ -13,8 +13,9 @@ use crate::maildir::{
 };
 use crate::model::{ContentHash, EmailId, Flag, Flags, MaildirKey, MessageId, Uid, imap_date};
 use crate::store::{
-    Commit, FolderState, IntentKind, IntentSpec, Store, flags_from_db, flags_to_db,
+    ChangeRecord, Commit, FolderState, IntentKind, IntentSpec, Store, flags_from_db, flags_to_db,
 };
+use crate::sync::actions::{Change, ChangeKind, Outcome, Side};
 use crate::sync::{Action, Pair, RemoteSnapshot, UidSet};
 
 use super::LocalError;
@@ -128,6 +129,22 @@ impl<'a> FolderRun<'a> {
             folder: Some(self.folder.id),
             ..Commit::default()
         }
+    }
+
+    /// The change log's row for a message that came from the server (downloaded or
+    /// linked), committed with the batch that made it durable: the plan holds no
+    /// change per download, so a first sync's memory does not grow with the folder.
+    fn arrived(&self, uid: Uid, key: &MaildirKey) -> ChangeRecord {
+        super::report::change_record(
+            &self.folder.server_name,
+            &Change {
+                side: Side::Server,
+                uid: Some(uid),
+                key: Some(key.clone()),
+                kind: ChangeKind::New,
+                outcome: Outcome::Propagated,
+            },
+        )
     }
 
     pub async fn run(&mut self, action: &Action) -> Result<(), EngineError> {
@@ -505,6 +522,7 @@ impl<'a> FolderRun<'a> {
                     .or_else(|| source.and_then(|p| p.message_id.clone())),
                 email_id: Some(id),
             };
+            commit.changes.push(self.arrived(*uid, key));
             self.pairs.insert(*uid, pair.clone());
             commit.upsert_pairs.push(pair);
             self.counts.linked += 1;
@@ -622,6 +640,7 @@ impl<'a> FolderRun<'a> {
                 // (uploads pair at or above UIDNEXT, flag steps concern known pairs).
                 self.delivered.0.add(&pair.key, &pair.local_flags);
                 self.delivered.1 += 1;
+                commit.changes.push(self.arrived(*uid, key));
                 commit.upsert_pairs.push(pair);
                 self.counts.fetched += 1;
                 self.counts.fetched_bytes += d.size;

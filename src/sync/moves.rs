@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{FolderName, MaildirKey, Uid};
 
-use super::actions::{Action, ChangeKind, Outcome, Plan, Side};
+use super::actions::{Action, Change, ChangeKind, Outcome, Plan, Side};
 use super::plan::guard_deletions;
 use super::policy::Policy;
 use super::snapshot::{Base, LocalSnapshot, MessageId, Pair, RemoteSnapshot};
@@ -401,7 +401,8 @@ fn arrive_locally(plan: &mut Plan, key: &MaildirKey) {
     }
 }
 
-/// The moved server message arrives in the destination: no download.
+/// The moved server message arrives in the destination: no download. (A download is
+/// logged when it commits, so the plan holds no change for it: the move's is added.)
 fn arrive_on_server(plan: &mut Plan, uid: Uid) {
     for a in plan.actions.iter_mut() {
         if let Action::Fetch { uids } = a {
@@ -410,11 +411,13 @@ fn arrive_on_server(plan: &mut Plan, uid: Uid) {
     }
     plan.actions
         .retain(|a| !matches!(a, Action::Fetch { uids } if uids.is_empty()));
-    for c in &mut plan.changes {
-        if c.side == Side::Server && c.uid == Some(uid) && c.kind == ChangeKind::New {
-            c.outcome = Outcome::Moved;
-        }
-    }
+    plan.changes.push(Change {
+        side: Side::Server,
+        uid: Some(uid),
+        key: None,
+        kind: ChangeKind::New,
+        outcome: Outcome::Moved,
+    });
 }
 
 #[cfg(test)]

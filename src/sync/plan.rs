@@ -379,11 +379,13 @@ impl<'p> Builder<'p> {
                 local: Seen::Unseen,
                 ..
             } => {}
-            // New on the server: download it, unless direction is push.
+            // New on the server: download it, unless direction is push. The fetch is
+            // the whole record here: the engine logs each message as "new, propagated"
+            // when the batch that brought it commits, so a first sync of a million
+            // messages holds no million change records (issue 19).
             Entry::NewOnServer { uid } => {
                 if self.policy.direction.fetches() {
                     self.fetch.insert(uid);
-                    self.remote_change(uid, ChangeKind::New, Outcome::Propagated);
                 } else {
                     self.keep_remote.insert(uid);
                     self.remote_change(uid, ChangeKind::New, Outcome::NotPropagated(PUSH_ONLY));

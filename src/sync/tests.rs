@@ -1481,3 +1481,27 @@ proptest! {
         prop_assert!(again.is_empty(), "{}", again);
     }
 }
+
+/// Issue 19: a first sync's plan holds one fetch for the whole folder and no change per
+/// message (each download is logged when its batch commits), so its memory does not
+/// grow with the folder beyond the UID set.
+#[test]
+fn a_first_sync_plan_holds_no_change_per_download() {
+    let mut w = World::synced(&[], false);
+    let n = 10_000;
+    for _ in 0..n {
+        let uid = w.next_uid();
+        w.server.insert(
+            uid,
+            ServerMsg {
+                flags: fl("S"),
+                size: 5,
+                message_id: None,
+            },
+        );
+    }
+    let p = w.plan(&policy());
+    assert!(p.changes.is_empty(), "{} changes", p.changes.len());
+    assert_eq!(p.actions.len(), 1, "{p}");
+    assert!(matches!(&p.actions[0], Action::Fetch { uids } if uids.len() == n));
+}

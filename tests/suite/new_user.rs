@@ -132,6 +132,33 @@ fn status_times_are_in_the_local_zone_tz_names() {
     }
 }
 
+/// A download is logged when the batch that brought it commits (the plan holds no
+/// change per download, so a first sync's memory does not grow with the folder, issue
+/// 19): each message once, with its UID and the file it became.
+#[test]
+fn the_log_lists_each_downloaded_message_once_with_its_file() {
+    let env = SyncEnv::new("");
+    for m in ["a", "b", "c"] {
+        env.seed("INBOX", m);
+    }
+    env.sync_ok();
+    env.sync_ok();
+    let log = env.log(&[]);
+    let rows: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(": new (propagated)"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{log}");
+    for m in ["a", "b", "c"] {
+        let key = env.key_of("INBOX", m);
+        assert_eq!(
+            rows.iter().filter(|r| r.contains(&key)).count(),
+            1,
+            "{m}: {log}"
+        );
+    }
+}
+
 #[test]
 fn log_conflicts_says_so_when_there_are_none() {
     let env = SyncEnv::new("");
