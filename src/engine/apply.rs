@@ -56,7 +56,7 @@ pub struct FolderRun<'a> {
     /// several run at once).
     pub claims: Option<identity::Claims>,
     failed_uids: BTreeSet<Uid>,
-    failed_keys: BTreeSet<MaildirKey>,
+    pub(super) failed_keys: BTreeSet<MaildirKey>,
     dirty: BTreeSet<Uid>,
     renamed: bool,
     /// A deletion stayed marked `\Deleted` on the server (rule 8): tried again next pass.

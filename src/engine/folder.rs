@@ -58,6 +58,9 @@ pub(super) struct Prepared {
     pub(super) policy: Policy,
     /// Planned from the changed pairs alone, trusting the stamp (see [`Ctx::narrow`]).
     pub(super) narrowed: Option<Narrowed>,
+    /// Files whose upload waits for the next pass: they left another folder after this
+    /// pass observed it (see `pass::defer_raced_arrivals`). The folder is not in sync.
+    pub(super) deferred: BTreeSet<MaildirKey>,
 }
 
 /// `[Gmail]/` for `[Gmail]/All Mail` (`[Google Mail]/` where Gmail is Google Mail):
@@ -220,6 +223,7 @@ impl Ctx<'_> {
             stamp,
             policy,
             narrowed: None,
+            deferred: BTreeSet::new(),
         }))
     }
 
@@ -310,6 +314,7 @@ impl Ctx<'_> {
             stamp: Some(stored.to_stored()),
             policy,
             narrowed: Some(Narrowed { rest }),
+            deferred: BTreeSet::new(),
         }))
     }
 
@@ -439,6 +444,7 @@ impl Ctx<'_> {
             stamp,
             policy,
             narrowed,
+            deferred,
             ..
         } = p;
         let touches_local = moved || plan.actions.iter().any(|a| a.touches_local());
@@ -503,6 +509,7 @@ impl Ctx<'_> {
         );
         run.stop = self.scope.stop.clone();
         run.claims = Some(self.claims.clone());
+        run.failed_keys.extend(deferred);
         let started = std::time::Instant::now();
         let mut failed = None;
         for action in &plan.actions {

@@ -3,7 +3,7 @@
 //! dealt over them: every folder observed and planned first (a move shows only across
 //! two folders' plans), then the moves, then each plan.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -399,6 +399,7 @@ async fn pass_folders(
                     }
                     let halts_before = part.halts.len();
                     let result = ctx.prepare(session, name, wire, &mut part).await;
+                    crate::fault::pause(&format!("observed:{name}"));
                     // Nothing left to apply: the folder's outcome is known now.
                     if let Ok(None) = result {
                         let halt = part.halts.get(halts_before).cloned();
@@ -484,6 +485,9 @@ async fn pass_folders(
         }
         moves
     };
+    if !opts.dry_run {
+        defer_raced_arrivals(store, wanted, &mut prepared).await?;
+    }
     // A message gone from one side of a folder whose other side changed is a conflict
     // (rule 11): kept and copied back, or deleted with the change. If it was moved, not
     // deleted, into a folder this pass had already observed, the copy would be a second
@@ -614,4 +618,68 @@ fn gone(name: &FolderName, why: &str, report: &mut AccountReport) {
         maildir::shown_prefix(&name.0)
     ));
     report.vanished.push(name.clone());
+}
+
+/// A file that arrived in one folder while another folder this pass observed still pairs
+/// it, and whose Maildir no longer holds it, left that folder after it was observed: a
+/// move in the middle of the pass, which neither folder's plan shows. Uploading it now
+/// would put a second copy on the server (and any change another device makes to the
+/// first meanwhile is a conflict that keeps both: the soak's duplicate, seed 20261206).
+/// Its upload waits for the next pass, which sees both ends and moves it. A file still in
+/// the other folder is a copy the user made, and is uploaded.
+async fn defer_raced_arrivals(
+    store: &Store,
+    observed: &[&(FolderName, String)],
+    prepared: &mut [Prepared],
+) -> Result<(), EngineError> {
+    let arrivals: Vec<(store::FolderId, MaildirKey)> = prepared
+        .iter()
+        .flat_map(|p| {
+            sync::arrivals(&p.plan)
+                .into_iter()
+                .map(|k| (p.folder.id, k.clone()))
+        })
+        .collect();
+    if arrivals.is_empty() {
+        return Ok(());
+    }
+    let pairing = store.pairing_folders(arrivals).await?;
+    if pairing.is_empty() {
+        return Ok(());
+    }
+    let observed: BTreeSet<&FolderName> = observed.iter().map(|(n, _)| n).collect();
+    let folders = store.folders().await?;
+    let mut raced: BTreeMap<MaildirKey, FolderName> = BTreeMap::new();
+    for (key, id) in pairing {
+        let Some(f) = folders.iter().find(|f| f.id == id) else {
+            continue;
+        };
+        if !observed.contains(&f.server_name) {
+            continue;
+        }
+        // Unreadable: no way to tell, so it is treated as a copy (uploaded, as before).
+        let still = maildir::Maildir::open(&f.local_path)
+            .and_then(|md| md.scan())
+            .map_or(true, |scan| scan.messages.contains_key(&key));
+        if !still {
+            raced.insert(key, f.server_name.clone());
+        }
+    }
+    for p in prepared.iter_mut() {
+        let keys: Vec<MaildirKey> = sync::arrivals(&p.plan)
+            .into_iter()
+            .filter(|k| raced.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in keys {
+            tracing::debug!(
+                folder = %p.name,
+                "{key} arrived while {} still pairs it and no longer holds it: moved mid-pass; the next pass moves it",
+                raced[&key]
+            );
+            sync::defer_arrival(&mut p.plan, &key);
+            p.deferred.insert(key);
+        }
+    }
+    Ok(())
 }

@@ -175,6 +175,23 @@ pub fn paired_elsewhere(
     Ok(false)
 }
 
+/// For each (folder, key), the other folders whose pairs hold `key`.
+pub fn pairing_folders(
+    conn: &Connection,
+    keys: &[(FolderId, MaildirKey)],
+) -> Result<Vec<(MaildirKey, FolderId)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT folder_id FROM pairs WHERE local_key = ?1 AND folder_id != ?2")?;
+    let mut out = Vec::new();
+    for (folder, key) in keys {
+        let ids = stmt.query_map(params![key.0, folder.0], |r| r.get::<_, i64>(0))?;
+        for id in ids {
+            out.push((key.clone(), FolderId(id?)));
+        }
+    }
+    Ok(out)
+}
+
 const PAIR_COLUMNS: &str =
     "uid, local_key, remote_flags, local_flags, remote_size, local_size, message_id, email_id";
 

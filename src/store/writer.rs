@@ -200,6 +200,14 @@ impl Store {
         self.call(move |c| ops::paired_elsewhere(c, &keys)).await
     }
 
+    /// For each (folder, key), the other folders whose pairs hold `key`.
+    pub async fn pairing_folders(
+        &self,
+        keys: Vec<(FolderId, MaildirKey)>,
+    ) -> Result<Vec<(MaildirKey, FolderId)>, StoreError> {
+        self.call(move |c| ops::pairing_folders(c, &keys)).await
+    }
+
     /// How many base rows (pairs, local-only and server-only marks) this handle's
     /// reads returned so far.
     pub fn base_rows_read(&self) -> u64 {

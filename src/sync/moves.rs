@@ -390,6 +390,17 @@ fn leave_source(plan: &mut Plan, pair: &Pair) {
     }
 }
 
+/// A file that arrived in this folder is not uploaded this pass (it left another folder
+/// after that folder was observed: the next pass sees the move): no `Append`, and no
+/// "new, propagated" change for it.
+pub fn defer_arrival(plan: &mut Plan, key: &MaildirKey) {
+    plan.actions
+        .retain(|x| !matches!(x, Action::Append { key: k, .. } if k == key));
+    plan.changes.retain(|c| {
+        !(c.side == Side::Local && c.key.as_ref() == Some(key) && c.kind == ChangeKind::New)
+    });
+}
+
 /// The moved file arrives in the destination: no upload.
 fn arrive_locally(plan: &mut Plan, key: &MaildirKey) {
     plan.actions

@@ -923,6 +923,8 @@ fn run(duration: Duration, seed: u64) -> Outcome {
                         held.insert(at, command);
                     }
                     None if line.contains("need attention") => {}
+                    // The pass's own progress ("connected", "fetched so far"), not a finding.
+                    None if line.split_whitespace().nth(1) == Some("INFO") => {}
                     None => other.push(line),
                 }
             }
@@ -1015,6 +1017,7 @@ fn run(duration: Duration, seed: u64) -> Outcome {
                 }
             }
             let mut this_lost = false;
+            let mut kept_by_this_repair = false;
             for body in bodies {
                 let sv: Vec<_> = s.iter().filter(|c| c.2 == body).collect();
                 let lv: Vec<_> = l.iter().filter(|c| c.2 == body).collect();
@@ -1063,6 +1066,7 @@ fn run(duration: Duration, seed: u64) -> Outcome {
                             // re-pairing could not confirm it and kept the file, and the
                             // conflict log says so (rule 13 never deletes on a guess).
                             kept_by_repair += 1;
+                            kept_by_this_repair = true;
                         } else {
                             this_lost = true;
                             problems.push(format!("{name}: {id} only {side}, in {}", only.0));
@@ -1072,6 +1076,10 @@ fn run(duration: Duration, seed: u64) -> Outcome {
             }
             if this_lost {
                 lost += 1;
+                continue;
+            }
+            // Explained above: its deletion did not reach a folder being renumbered.
+            if kept_by_this_repair {
                 continue;
             }
             if let Some(side) = journal.deleted.get(id) {

@@ -391,3 +391,66 @@ fn rule_9_a_folder_deleted_on_the_server_between_the_list_and_its_select_is_not_
     );
     assert_eq!(env.dovecot.state("alice", "A").len(), 1);
 }
+
+/// Seed 20261206, a 3-minute run, t=94-104 s: the mail client moved a message from
+/// `Server/85` to `Server/135` while a pass that had widened to every folder was between
+/// observing the two. `Server/85` still held the file when it was observed, `Server/135`
+/// then showed it as new: uploaded, a second server copy. The phone flagged the first
+/// copy, so the next pass saw a deletion against a flag change (rule 11), kept it and
+/// restored it: one message in two folders. An arrival that another observed folder
+/// still pairs and no longer holds is now left for the next pass, which sees the move.
+#[test]
+fn a_file_moved_between_the_observations_of_a_widened_pass_is_not_uploaded() {
+    let env = SyncEnv::new("connections = 1\n");
+    for folder in ["A", "B", "C"] {
+        env.dovecot.create_mailbox("alice", folder);
+    }
+    env.seed("A", "m");
+    env.seed("C", "x");
+    env.sync_ok();
+    let key = env.key_of("A", "m");
+    // A deletion in C against a flag set on the server: a conflict, so the pass (which
+    // found A and B still) looks at every folder; the client's move comes in that look,
+    // after A was observed and before B is.
+    let x = md::path_of(&env.folder("C"), &env.key_of("C", "x"));
+    std::fs::remove_file(x).unwrap();
+    env.dovecot.add_flags("alice", "C", 1, "\\Flagged");
+    let mut pass = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
+        .args(["sync", "--config", env.config.to_str().unwrap()])
+        .env("HOME", env.home.path())
+        .env("SYNCMAIL_PAUSE", "observed:A=2000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(pass.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("pause point") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(n > 0, "the pass did not pause after observing A: {said}");
+        said.push_str(&line);
+    }
+    let from = md::path_of(&env.folder("A"), &key);
+    std::fs::rename(
+        &from,
+        env.folder("B").join("cur").join(from.file_name().unwrap()),
+    )
+    .unwrap();
+    let out = pass.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{summary}{said}");
+    assert!(summary.contains("appended 0"), "not uploaded: {summary}");
+    // The phone flags the copy still in A; the next pass moves the message.
+    env.dovecot.add_flags("alice", "A", 1, "\\Flagged");
+    env.sync_ok();
+    env.sync_ok();
+    let (server, local) = copies(&env, &["A", "B"]);
+    let one = vec![("<m@test>".to_owned(), "B".to_owned())];
+    assert_eq!(server, one, "one message on the server, moved");
+    assert_eq!(local, one);
+    assert!(env.dovecot.state("alice", "B")[0].1.contains("\\Flagged"));
+    assert_eq!(md::messages(&env.folder("B"))[&key], "F");
+    env.assert_quiet();
+}
