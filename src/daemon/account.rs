@@ -402,6 +402,13 @@ impl Supervisor {
                         link.release().await;
                     }
                     self.passed(&report).await;
+                    // A message moved halfway through the pass: pass its folders again.
+                    if !report.again.is_empty() {
+                        self.triggers.add(Work {
+                            folders: report.again.clone(),
+                            ..Work::default()
+                        });
+                    }
                     request::answer(asked, &report_answer(self.name(), &report));
                     self.retry_failed_folders(&report, &mut backoff, &mut retry_at)
                         .await;

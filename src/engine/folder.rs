@@ -61,6 +61,10 @@ pub(super) struct Prepared {
     /// Files whose upload waits for the next pass: they left another folder after this
     /// pass observed it (see `pass::defer_raced_arrivals`). The folder is not in sync.
     pub(super) deferred: BTreeSet<MaildirKey>,
+    /// Server messages whose download waits for the next pass: they left another folder
+    /// after this pass observed it (see `pass::defer_raced_downloads`). The watermarks
+    /// stay below them, so the next listing reports them again.
+    pub(super) deferred_uids: BTreeSet<Uid>,
 }
 
 /// `[Gmail]/` for `[Gmail]/All Mail` (`[Google Mail]/` where Gmail is Google Mail):
@@ -224,6 +228,7 @@ impl Ctx<'_> {
             policy,
             narrowed: None,
             deferred: BTreeSet::new(),
+            deferred_uids: BTreeSet::new(),
         }))
     }
 
@@ -315,6 +320,7 @@ impl Ctx<'_> {
             policy,
             narrowed: Some(Narrowed { rest }),
             deferred: BTreeSet::new(),
+            deferred_uids: BTreeSet::new(),
         }))
     }
 
@@ -445,6 +451,7 @@ impl Ctx<'_> {
             policy,
             narrowed,
             deferred,
+            deferred_uids,
             ..
         } = p;
         let touches_local = moved || plan.actions.iter().any(|a| a.touches_local());
@@ -534,16 +541,17 @@ impl Ctx<'_> {
         // does after a move into or out of the folder: a moved pair carries its source's
         // base flags, and a flag changed on the server before the move (soak, issue 20)
         // is merged only if the next listing reports the moved message again.
-        let holding = plan.halt.is_some() || moved;
+        let holding = plan.halt.is_some() || moved || !deferred_uids.is_empty();
+        let below_deferred = |u: Uid| deferred_uids.first().is_none_or(|d| u < *d);
         let last = Commit {
             watermarks: (!matches!(plan.halt, Some(Halt::UidValidity { .. }))).then(|| {
                 Watermarks {
                     uidvalidity: Some(remote.snapshot.uid_validity),
                     highestmodseq: remote.snapshot.highest_modseq.filter(|_| !holding),
-                    uidnext: Some(remote.uidnext),
+                    uidnext: Some(remote.uidnext).filter(|_| deferred_uids.is_empty()),
                     highest_uid_pulled: run
                         .highest_pulled
-                        .filter(|u| *u > folder.highest_uid_pulled),
+                        .filter(|u| *u > folder.highest_uid_pulled && below_deferred(*u)),
                     // Untouched by this pass and equal to the base: the scan's stamp
                     // stands for the folder. Otherwise forget it; verified below.
                     local_stamp: Some(stamp.filter(|_| {

@@ -138,6 +138,18 @@ pub async fn on_server(
         Some(new_uid) => {
             repair_moved(store, from.folder, to.folder, pair, *new_uid, Some(intent)).await
         }
+        // Another client moved or expunged it first (after this pass observed it): there
+        // was nothing to move. Not an error of ours; the next pass sees where it is.
+        None if session.present(&[pair.uid]).await?.is_empty() => {
+            tracing::info!(
+                folder = from.wire,
+                "UID {} left before its move to {}; the next pass looks for it",
+                pair.uid,
+                to.wire
+            );
+            store.drop_intents(vec![intent]).await?;
+            Ok(())
+        }
         // Without COPYUID the new UID is unknown: the intent stays open, and recovery
         // finds the message in `to` by its Message-ID before the next pass.
         None => Err(EngineError::Server(format!(

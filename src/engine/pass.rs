@@ -487,6 +487,13 @@ async fn pass_folders(
     };
     if !opts.dry_run {
         defer_raced_arrivals(store, wanted, &mut prepared).await?;
+        defer_raced_downloads(sessions[0], &mut prepared).await?;
+        for p in prepared
+            .iter()
+            .filter(|p| !p.deferred.is_empty() || !p.deferred_uids.is_empty())
+        {
+            report.again.insert(p.name.clone());
+        }
     }
     // A message gone from one side of a folder whose other side changed is a conflict
     // (rule 11): kept and copied back, or deleted with the change. If it was moved, not
@@ -680,6 +687,81 @@ async fn defer_raced_arrivals(
             sync::defer_arrival(&mut p.plan, &key);
             p.deferred.insert(key);
         }
+    }
+    Ok(())
+}
+
+/// A server message that arrived in one folder with the Message-ID and size of a pair
+/// another folder's observation saw on the server, whose server copy is gone now, left
+/// that folder after it was observed: another device moved it in the middle of the pass, which neither
+/// folder's plan shows. Downloading it now would put a second file beside the pair's,
+/// and a move the mail client made of that file meanwhile would then be uploaded as a new
+/// message (the soak's duplicate, seed 20261205 on commit 367ed90). Its download waits
+/// for the next pass, which sees both ends. One `UID SEARCH` per such arrival, only when
+/// a pair seen elsewhere has its Message-ID and size.
+async fn defer_raced_downloads(
+    session: &mut ImapSession,
+    prepared: &mut [Prepared],
+) -> Result<(), EngineError> {
+    type Identity = (crate::sync::MessageId, u64);
+    let mut arrivals: Vec<(usize, crate::model::Uid, Identity)> = Vec::new();
+    for (i, p) in prepared.iter().enumerate() {
+        for a in &p.plan.actions {
+            let sync::Action::Fetch { uids } = a else {
+                continue;
+            };
+            for uid in uids.iter().filter(|u| !p.base.pairs.contains_key(u)) {
+                if let Some(m) = p.remote.snapshot.listed().get(&uid)
+                    && let Some(id) = &m.message_id
+                {
+                    arrivals.push((i, uid, (id.clone(), m.size)));
+                }
+            }
+        }
+    }
+    if arrivals.is_empty() {
+        return Ok(());
+    }
+    let wanted: BTreeSet<&Identity> = arrivals.iter().map(|(_, _, id)| id).collect();
+    let mut kept: BTreeMap<Identity, Vec<(usize, crate::model::Uid)>> = BTreeMap::new();
+    for (j, p) in prepared.iter().enumerate() {
+        // A renumbered folder's base UIDs name nothing on the server now.
+        if matches!(p.plan.halt, Some(sync::Halt::UidValidity { .. })) {
+            continue;
+        }
+        for pair in p.base.pairs.values() {
+            if let Some(id) = &pair.message_id {
+                let identity = (id.clone(), pair.remote_size);
+                // Seen on the server by this pass (however its plan resolves it: a local
+                // move of the file is a server move that will find nothing to move).
+                let seen = !matches!(
+                    p.remote.snapshot.state(pair.uid),
+                    crate::sync::snapshot::RemoteState::Gone
+                );
+                if wanted.contains(&identity) && seen {
+                    kept.entry(identity).or_default().push((j, pair.uid));
+                }
+            }
+        }
+    }
+    for (i, uid, identity) in arrivals {
+        let Some(&[(j, kept_uid)]) = kept.get(&identity).map(Vec::as_slice) else {
+            continue;
+        };
+        if i == j {
+            continue;
+        }
+        session.select(&prepared[j].wire, None).await?;
+        if !session.present(&[kept_uid]).await?.is_empty() {
+            continue;
+        }
+        tracing::debug!(
+            folder = %prepared[i].name,
+            "UID {uid} arrived while UID {kept_uid} of {}, the same message, left it: moved mid-pass; the next pass moves it",
+            prepared[j].name
+        );
+        sync::defer_download(&mut prepared[i].plan, uid);
+        prepared[i].deferred_uids.insert(uid);
     }
     Ok(())
 }

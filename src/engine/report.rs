@@ -81,6 +81,9 @@ pub struct AccountReport {
     /// Folders another client deleted or renamed on the server after the pass listed
     /// them: skipped, for the next listing to see.
     pub vanished: Vec<FolderName>,
+    /// Folders whose pass left a message for the next one (it moved halfway through the
+    /// pass): a daemon passes them again at once.
+    pub again: BTreeSet<FolderName>,
     /// Messages pulled from the server into each folder (for `on_new_mail`).
     pub new_mail: BTreeMap<FolderName, usize>,
     /// Base rows (pairs, one-sided marks) the pass read from the state: its cost should
@@ -184,6 +187,7 @@ impl AccountReport {
         self.plans.extend(part.plans);
         self.notes.extend(part.notes);
         self.vanished.extend(part.vanished);
+        self.again.extend(part.again);
         self.synced.extend(part.synced);
         for (folder, n) in part.new_mail {
             *self.new_mail.entry(folder).or_default() += n;

@@ -48,7 +48,9 @@ pub use actions::{
     Action, Change, ChangeKind, Conflict, ConflictKind, Halt, Outcome, Plan, Repair, Resolution,
     Side, Timestamp,
 };
-pub use moves::{FolderPass, Move, arrivals, defer_arrival, detect_moves, leaves_folder, leaving};
+pub use moves::{
+    FolderPass, Move, arrivals, defer_arrival, defer_download, detect_moves, leaves_folder, leaving,
+};
 pub use plan::{guard_deletions, plan};
 pub use policy::{
     DEFAULT_MAX_DELETE_SHARE, DeleteVsFlag, Direction, Expunge, MASS_DELETE_FLOOR, Policy,

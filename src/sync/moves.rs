@@ -401,6 +401,18 @@ pub fn defer_arrival(plan: &mut Plan, key: &MaildirKey) {
     });
 }
 
+/// A server message that arrived in this folder is not downloaded this pass (it left
+/// another folder after that folder was observed: the next pass sees the move).
+pub fn defer_download(plan: &mut Plan, uid: Uid) {
+    for a in plan.actions.iter_mut() {
+        if let Action::Fetch { uids } = a {
+            uids.remove(uid);
+        }
+    }
+    plan.actions
+        .retain(|a| !matches!(a, Action::Fetch { uids } if uids.is_empty()));
+}
+
 /// The moved file arrives in the destination: no upload.
 fn arrive_locally(plan: &mut Plan, key: &MaildirKey) {
     plan.actions

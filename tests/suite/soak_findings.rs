@@ -454,3 +454,79 @@ fn a_file_moved_between_the_observations_of_a_widened_pass_is_not_uploaded() {
     assert_eq!(md::messages(&env.folder("B"))[&key], "F");
     env.assert_quiet();
 }
+
+/// Seed 20261205, a 3-minute run on commit 367ed90, t=175-178 s: the mail client moved a
+/// message from `Server/119` to `Server/56` while the phone moved the server copy from
+/// `Server/119` to `Server/73`, after the pass had observed `Server/119` and before it
+/// observed `Server/73`. The pass downloaded the phone's copy into `Server/73` and tried
+/// to mirror the client's move, which found nothing to move; the next pass uploaded the
+/// client's file: one message in two folders. An arrival with the Message-ID and size of
+/// a pair another folder's observation saw on the server, which is gone from there now,
+/// is now left for the next pass, which sees the two moves and keeps the server's.
+#[test]
+fn a_server_move_between_the_observations_of_a_pass_is_not_downloaded_beside_a_local_move() {
+    let env = SyncEnv::new("connections = 1\n");
+    for folder in ["A", "B", "C"] {
+        env.dovecot.create_mailbox("alice", folder);
+    }
+    env.seed("A", "m");
+    env.sync_ok();
+    let key = env.key_of("A", "m");
+    // The client's move first; the phone's comes after the pass observed A. New mail in
+    // C, so the pass observes C too (after A) rather than finding it still.
+    env.seed("C", "c");
+    let from = md::path_of(&env.folder("A"), &key);
+    std::fs::rename(
+        &from,
+        env.folder("B").join("cur").join(from.file_name().unwrap()),
+    )
+    .unwrap();
+    // Past the timestamp granularity, so the pass reads A's Maildir as stable (rule 6).
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut pass = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
+        .args(["sync", "--config", env.config.to_str().unwrap()])
+        .env("HOME", env.home.path())
+        .env("SYNCMAIL_PAUSE", "observed:A=2000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(pass.stderr.take().unwrap());
+    let mut said = String::new();
+    // The first look finds the file arrived in B while A still pairs it and looks at
+    // every folder again; the phone moves in that second look, after A.
+    while said.matches("pause point").count() < 2 {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(n > 0, "the pass did not look at A twice: {said}");
+        said.push_str(&line);
+    }
+    env.dovecot.doveadm(
+        &["move", "-u", "alice", "C", "mailbox", "A", "uid", "1"],
+        None,
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = pass.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{summary}{said}{rest}");
+    assert!(summary.contains("fetched 1 "), "c only, not m: {summary}");
+    env.sync_ok();
+    env.sync_ok();
+    let (server, local) = copies(&env, &["A", "B", "C"]);
+    let one = vec![
+        ("<c@test>".to_owned(), "C".to_owned()),
+        ("<m@test>".to_owned(), "C".to_owned()),
+    ];
+    assert_eq!(
+        server, one,
+        "one message on the server, where the phone put it"
+    );
+    assert_eq!(local, one);
+    assert!(
+        md::messages(&env.folder("C")).contains_key(&key),
+        "the client's file followed"
+    );
+    env.assert_quiet();
+}
