@@ -270,7 +270,20 @@ async fn resolve(
         return Ok(());
     }
     let wire = utf7::encode(&folder.server_name.0);
-    let selected = session.select(&wire, None).await?;
+    let selected = match session.select(&wire, None).await {
+        // Deleted on the server since (another client): what the intent was doing there
+        // is moot, and the pass sees the folder gone (rule 9). Never a halt for that.
+        Err(crate::imap::ImapError::NoSuchFolder(why)) => {
+            tracing::info!(
+                folder = %folder.server_name,
+                "{why}: its interrupted {} is moot; the pass sees the folder gone",
+                spec.kind.as_str()
+            );
+            store.drop_intents(vec![intent.id]).await?;
+            return Ok(());
+        }
+        other => other?,
+    };
     // UIDs of another UIDVALIDITY mean nothing now; the pass will re-pair the folder.
     if folder.uidvalidity.is_some() && selected.uidvalidity != folder.uidvalidity {
         store.drop_intents(vec![intent.id]).await?;
@@ -336,15 +349,22 @@ async fn resolve(
                     };
                     let new_uid = match (new_uid, &spec.token) {
                         (Some(uid), _) => Some(uid),
-                        (None, Some(id)) => {
-                            session.select(&dest_wire, None).await?;
-                            let found = session
-                                .search(&format!("HEADER Message-ID {}", crate::imap::quote(id)?))
-                                .await?;
-                            (found.len() == 1)
-                                .then(|| found.into_iter().next())
-                                .flatten()
-                        }
+                        (None, Some(id)) => match session.select(&dest_wire, None).await {
+                            // The destination was deleted since: the message is not there.
+                            Err(crate::imap::ImapError::NoSuchFolder(_)) => None,
+                            other => {
+                                other?;
+                                let found = session
+                                    .search(&format!(
+                                        "HEADER Message-ID {}",
+                                        crate::imap::quote(id)?
+                                    ))
+                                    .await?;
+                                (found.len() == 1)
+                                    .then(|| found.into_iter().next())
+                                    .flatten()
+                            }
+                        },
                         (None, None) => None,
                     };
                     match new_uid {

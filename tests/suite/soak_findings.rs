@@ -530,3 +530,38 @@ fn a_server_move_between_the_observations_of_a_pass_is_not_downloaded_beside_a_l
     );
     env.assert_quiet();
 }
+
+/// The hour on commit aeaa0d2: a move interrupted by a kill whose source folder the
+/// other device then deleted halted that folder ("an interrupted move could not be
+/// resolved: SELECT failed: Mailbox doesn't exist"), for good. The intent is moot now,
+/// and the pass sees the folder gone (rule 9); nothing is halted, nothing lost.
+#[test]
+fn rule_1_an_interrupted_move_out_of_a_folder_deleted_since_is_let_go() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "A");
+    env.dovecot.create_mailbox("alice", "B");
+    env.seed("A", "m");
+    env.sync_ok();
+    let key = env.key_of("A", "m");
+    let from = md::path_of(&env.folder("A"), &key);
+    std::fs::rename(
+        &from,
+        env.folder("B").join("cur").join(from.file_name().unwrap()),
+    )
+    .unwrap();
+    let crashed = env.run("sync", &[], &[("SYNCMAIL_FAULT", "after-intent")]);
+    assert!(!crashed.status.success(), "the fault point was reached");
+    env.dovecot
+        .doveadm(&["mailbox", "delete", "-u", "alice", "A"], None);
+    let out = env.sync(&[]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("could not be resolved"), "{said}");
+    // Rule 9 leaves the folder the server deleted to the user, who removes it as told.
+    assert!(said.contains("A: deleted on the server"), "{said}");
+    std::fs::remove_dir_all(env.folder("A")).unwrap();
+    env.sync_ok();
+    // The server copy went with its folder; the file the user moved is uploaded.
+    let (server, local) = copies(&env, &["B"]);
+    let one = vec![("<m@test>".to_owned(), "B".to_owned())];
+    assert_eq!((server, local), (one.clone(), one), "{said}");
+}
