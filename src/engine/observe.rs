@@ -79,17 +79,7 @@ pub async fn remote(
             .collect();
         changes(session, base, changed, vanished).await?
     } else {
-        // Made into the planner's form as it arrives, so the folder's listing is held
-        // once (at 100,000 messages, two copies were 9 MB of a first sync's peak).
-        let mut listed: BTreeMap<Uid, sync::RemoteMessage> = BTreeMap::new();
-        session
-            .fetch_flags_into("1:*", None, &mut listed, |m| sync::RemoteMessage {
-                flags: m.flags,
-                size: m.size.unwrap_or(0),
-                message_id: None,
-                email_id: m.email_id,
-            })
-            .await?;
+        let listed = session.fetch_flags("1:*", None).await?;
         // After a UIDVALIDITY change every message needs its identity for re-pairing
         // (rule 13); otherwise only the ones the base does not know. A folder's first pass
         // asks for none: it downloads every message anyway and reads the Message-ID from
@@ -102,13 +92,27 @@ pub async fn remote(
             .copied()
             .collect();
         let ids = identities(session, &unknown).await?;
-        for (uid, m) in listed.iter_mut() {
-            m.message_id = message_id(&ids, base, *uid);
-            if m.email_id.is_none() {
-                m.email_id = base.pairs.get(uid).and_then(|p| p.email_id.clone());
-            }
-        }
-        RemoteListing::Complete(listed)
+        RemoteListing::Complete(
+            listed
+                .into_iter()
+                .map(|(uid, m)| {
+                    let size = m.size.unwrap_or(0);
+                    let message_id = message_id(&ids, base, uid);
+                    let email_id = m
+                        .email_id
+                        .or_else(|| base.pairs.get(&uid).and_then(|p| p.email_id.clone()));
+                    (
+                        uid,
+                        sync::RemoteMessage {
+                            flags: m.flags,
+                            size,
+                            message_id,
+                            email_id,
+                        },
+                    )
+                })
+                .collect(),
+        )
     };
     let listing = backfill_identities(session, base, listing).await?;
     let next_from_listing = match &listing {

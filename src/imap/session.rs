@@ -488,26 +488,8 @@ impl ImapSession {
         changed_since: Option<ModSeq>,
     ) -> Result<BTreeMap<Uid, RemoteMessage>, ImapError> {
         let mut out = BTreeMap::new();
-        self.fetch_flags_into(uids, changed_since, &mut out, |m| m)
-            .await?;
-        Ok(out)
-    }
-
-    /// [`Self::fetch_flags`] into the caller's map, each message made into the caller's
-    /// type as it arrives: a folder's whole listing is held once, not once here and
-    /// again in the caller's form.
-    pub async fn fetch_flags_into<T>(
-        &mut self,
-        uids: &str,
-        changed_since: Option<ModSeq>,
-        out: &mut BTreeMap<Uid, T>,
-        make: impl Fn(RemoteMessage) -> T,
-    ) -> Result<(), ImapError> {
         for set in self.split_set(uids) {
-            match self
-                .fetch_flags_in(&set, changed_since, &mut *out, &make)
-                .await
-            {
+            match self.fetch_flags_in(&set, changed_since, &mut out).await {
                 // A server that advertises OBJECTID (or X-GM-EXT-1) but refuses the item
                 // (a proxy's capability list, a half-done implementation): the session
                 // goes on without server identities, so nothing is linked, nothing lost.
@@ -517,21 +499,19 @@ impl ImapSession {
                         "the server advertises it but refused to fetch it ({why}); messages in several folders are stored once per folder"
                     );
                     self.identity = None;
-                    self.fetch_flags_in(&set, changed_since, &mut *out, &make)
-                        .await?;
+                    self.fetch_flags_in(&set, changed_since, &mut out).await?;
                 }
                 other => other?,
             }
         }
-        Ok(())
+        Ok(out)
     }
 
-    async fn fetch_flags_in<T>(
+    async fn fetch_flags_in(
         &mut self,
         uids: &str,
         changed_since: Option<ModSeq>,
-        out: &mut BTreeMap<Uid, T>,
-        make: &impl Fn(RemoteMessage) -> T,
+        out: &mut BTreeMap<Uid, RemoteMessage>,
     ) -> Result<(), ImapError> {
         let mut command = format!("UID FETCH {uids} (UID FLAGS RFC822.SIZE");
         if self.condstore {
@@ -559,12 +539,12 @@ impl ImapSession {
                 });
                 out.insert(
                     uid,
-                    make(RemoteMessage {
+                    RemoteMessage {
                         flags,
                         size,
                         modseq,
                         email_id: email_id_of(attrs),
-                    }),
+                    },
                 );
             }
             Ok(())
