@@ -468,8 +468,12 @@ async fn pass_folders(
         identify_arrivals(sessions[0], &mut prepared).await?;
     }
     let moves = {
+        // A folder being renumbered (rule 13) is re-paired from the base read before any
+        // move ran, which would forget a pair a move just made in it: moves into or out of
+        // it wait for the next pass, where its pairs are right (soak, seed 20261205).
         let mut passes: Vec<sync::FolderPass<'_>> = prepared
             .iter_mut()
+            .filter(|p| !renumbered(&p.plan))
             .map(|p| sync::FolderPass {
                 remote: &p.remote.snapshot,
                 local: &p.local,
@@ -480,7 +484,12 @@ async fn pass_folders(
             .collect();
         let moves = sync::detect_moves(&mut passes, sessions[0].has_move());
         let plans: Vec<sync::Plan> = passes.into_iter().map(|p| p.plan).collect();
-        for (p, plan) in prepared.iter_mut().zip(plans) {
+        for (p, plan) in prepared
+            .iter_mut()
+            // (the others' plans were taken, leaving empty ones in their place)
+            .filter(|p| !renumbered(&p.plan))
+            .zip(plans)
+        {
             p.plan = plan;
         }
         moves
@@ -764,4 +773,13 @@ async fn defer_raced_downloads(
         prepared[i].deferred_uids.insert(uid);
     }
     Ok(())
+}
+
+/// The plan re-pairs its folder after a UIDVALIDITY change, or halts for one (rule 13).
+fn renumbered(plan: &sync::Plan) -> bool {
+    matches!(plan.halt, Some(sync::Halt::UidValidity { .. }))
+        || plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, sync::Action::RepairUids(_)))
 }

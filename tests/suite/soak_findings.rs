@@ -565,3 +565,45 @@ fn rule_1_an_interrupted_move_out_of_a_folder_deleted_since_is_let_go() {
     let one = vec![("<m@test>".to_owned(), "B".to_owned())];
     assert_eq!((server, local), (one.clone(), one), "{said}");
 }
+
+/// Seed 20261205, a 3-minute run on commit cf3477f, t=52 s: the phone moved a message
+/// into INBOX while INBOX was renumbered (a new UIDVALIDITY). The pass mirrored the move
+/// (the file renamed into INBOX, paired with its new UID) and then re-paired INBOX from
+/// the base it had read before the move, which forgot that pair: the next pass downloaded
+/// the message and uploaded the file, two copies. Moves into or out of a folder being
+/// re-paired now wait for the pass after the re-pairing (rule 13 first).
+#[test]
+fn rule_13_a_move_into_a_folder_being_renumbered_stays_one_message() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "A");
+    env.seed("A", "m");
+    env.seed("INBOX", "x");
+    env.sync_ok();
+    env.dovecot.doveadm(
+        &[
+            "mailbox",
+            "update",
+            "-u",
+            "alice",
+            "--uid-validity",
+            "12345",
+            "INBOX",
+        ],
+        None,
+    );
+    env.dovecot.doveadm(
+        &["move", "-u", "alice", "INBOX", "mailbox", "A", "uid", "1"],
+        None,
+    );
+    env.sync_ok();
+    env.sync_ok();
+    env.sync_ok();
+    let (server, local) = copies(&env, &["A", "INBOX"]);
+    let two = vec![
+        ("<m@test>".to_owned(), "INBOX".to_owned()),
+        ("<x@test>".to_owned(), "INBOX".to_owned()),
+    ];
+    assert_eq!(server, two, "one copy of m on the server");
+    assert_eq!(local, two);
+    env.assert_quiet();
+}
