@@ -452,15 +452,8 @@ async fn pass_folders(
     // across folders after that folder was observed (or outside this pass's scope):
     // uploading it would leave the server copy behind. Observe every folder again.
     if again {
-        let arrivals: Vec<(store::FolderId, MaildirKey)> = prepared
-            .iter()
-            .flat_map(|p| {
-                sync::arrivals(&p.plan)
-                    .into_iter()
-                    .map(|k| (p.folder.id, k.clone()))
-            })
-            .collect();
-        if !arrivals.is_empty() && store.paired_elsewhere(arrivals).await? {
+        let arrivals = arrivals(&prepared);
+        if !arrivals.is_empty() && !store.pairing_folders(arrivals).await?.is_empty() {
             return Ok(Covered::NeedsEveryFolder);
         }
     }
@@ -648,14 +641,7 @@ async fn defer_raced_arrivals(
     observed: &[&(FolderName, String)],
     prepared: &mut [Prepared],
 ) -> Result<(), EngineError> {
-    let arrivals: Vec<(store::FolderId, MaildirKey)> = prepared
-        .iter()
-        .flat_map(|p| {
-            sync::arrivals(&p.plan)
-                .into_iter()
-                .map(|k| (p.folder.id, k.clone()))
-        })
-        .collect();
+    let arrivals = arrivals(prepared);
     if arrivals.is_empty() {
         return Ok(());
     }
@@ -782,4 +768,16 @@ fn renumbered(plan: &sync::Plan) -> bool {
             .actions
             .iter()
             .any(|a| matches!(a, sync::Action::RepairUids(_)))
+}
+
+/// The files each folder's plan uploads as new messages, with their folder.
+fn arrivals(prepared: &[Prepared]) -> Vec<(store::FolderId, MaildirKey)> {
+    prepared
+        .iter()
+        .flat_map(|p| {
+            sync::arrivals(&p.plan)
+                .into_iter()
+                .map(|k| (p.folder.id, k.clone()))
+        })
+        .collect()
 }

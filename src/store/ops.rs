@@ -158,23 +158,6 @@ pub fn set_halt(
     Ok(())
 }
 
-/// Whether any of `keys` (each with the folder it arrived in) is paired in another
-/// folder: a file renamed across folders between two observations. One index lookup
-/// per key (`pairs_by_key`).
-pub fn paired_elsewhere(
-    conn: &Connection,
-    keys: &[(FolderId, MaildirKey)],
-) -> Result<bool, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT 1 FROM pairs WHERE local_key = ?1 AND folder_id != ?2 LIMIT 1")?;
-    for (folder, key) in keys {
-        if stmt.exists(params![key.0, folder.0])? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 /// For each (folder, key), the other folders whose pairs hold `key`.
 pub fn pairing_folders(
     conn: &Connection,

@@ -192,14 +192,6 @@ impl Store {
             .await
     }
 
-    /// Whether any of `keys` is paired in a folder other than the one it arrived in.
-    pub async fn paired_elsewhere(
-        &self,
-        keys: Vec<(FolderId, MaildirKey)>,
-    ) -> Result<bool, StoreError> {
-        self.call(move |c| ops::paired_elsewhere(c, &keys)).await
-    }
-
     /// For each (folder, key), the other folders whose pairs hold `key`.
     pub async fn pairing_folders(
         &self,

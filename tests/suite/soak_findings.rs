@@ -284,10 +284,17 @@ fn a_file_moved_between_the_observations_of_one_pass_is_a_move() {
 /// found still are as good as observed), do `meanwhile`, and let it finish; it must
 /// succeed.
 fn pass_paused_after_the_check(env: &SyncEnv, meanwhile: impl FnOnce()) {
+    pass_paused(env, "checked=3000", 1, meanwhile);
+}
+
+/// Run `syncmail sync` with the pause point `pause` (`name=millis`, see `fault.rs`), do
+/// `meanwhile` during its `times`-th pause, and let it finish; it must succeed. Returns
+/// its summary.
+fn pass_paused(env: &SyncEnv, pause: &str, times: usize, meanwhile: impl FnOnce()) -> String {
     let mut pass = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
         .args(["sync", "--config", env.config.to_str().unwrap()])
         .env("HOME", env.home.path())
-        .env("SYNCMAIL_PAUSE", "checked=3000")
+        .env("SYNCMAIL_PAUSE", pause)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -295,20 +302,21 @@ fn pass_paused_after_the_check(env: &SyncEnv, meanwhile: impl FnOnce()) {
         .unwrap();
     let mut stderr = std::io::BufReader::new(pass.stderr.take().unwrap());
     let mut said = String::new();
-    while !said.contains("pause point") {
+    while said.matches("pause point").count() < times {
         let mut line = String::new();
         let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-        assert!(n > 0, "the pass never paused after its check: {said}");
+        assert!(
+            n > 0,
+            "the pass did not pause {times} time(s) at {pause}: {said}"
+        );
         said.push_str(&line);
     }
     meanwhile();
+    std::io::Read::read_to_string(&mut stderr, &mut said).unwrap();
     let out = pass.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{summary}{said}");
+    summary
 }
 
 /// Seed 20261205, a 3-minute run after the folder operations were added, t=137 s: the
@@ -415,32 +423,14 @@ fn a_file_moved_between_the_observations_of_a_widened_pass_is_not_uploaded() {
     let x = md::path_of(&env.folder("C"), &env.key_of("C", "x"));
     std::fs::remove_file(x).unwrap();
     env.dovecot.add_flags("alice", "C", 1, "\\Flagged");
-    let mut pass = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
-        .args(["sync", "--config", env.config.to_str().unwrap()])
-        .env("HOME", env.home.path())
-        .env("SYNCMAIL_PAUSE", "observed:A=2000")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+    let summary = pass_paused(&env, "observed:A=2000", 1, || {
+        let from = md::path_of(&env.folder("A"), &key);
+        std::fs::rename(
+            &from,
+            env.folder("B").join("cur").join(from.file_name().unwrap()),
+        )
         .unwrap();
-    let mut stderr = std::io::BufReader::new(pass.stderr.take().unwrap());
-    let mut said = String::new();
-    while !said.contains("pause point") {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-        assert!(n > 0, "the pass did not pause after observing A: {said}");
-        said.push_str(&line);
-    }
-    let from = md::path_of(&env.folder("A"), &key);
-    std::fs::rename(
-        &from,
-        env.folder("B").join("cur").join(from.file_name().unwrap()),
-    )
-    .unwrap();
-    let out = pass.wait_with_output().unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{summary}{said}");
+    });
     assert!(summary.contains("appended 0"), "not uploaded: {summary}");
     // The phone flags the copy still in A; the next pass moves the message.
     env.dovecot.add_flags("alice", "A", 1, "\\Flagged");
@@ -483,34 +473,14 @@ fn a_server_move_between_the_observations_of_a_pass_is_not_downloaded_beside_a_l
     .unwrap();
     // Past the timestamp granularity, so the pass reads A's Maildir as stable (rule 6).
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let mut pass = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
-        .args(["sync", "--config", env.config.to_str().unwrap()])
-        .env("HOME", env.home.path())
-        .env("SYNCMAIL_PAUSE", "observed:A=2000")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(pass.stderr.take().unwrap());
-    let mut said = String::new();
     // The first look finds the file arrived in B while A still pairs it and looks at
     // every folder again; the phone moves in that second look, after A.
-    while said.matches("pause point").count() < 2 {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-        assert!(n > 0, "the pass did not look at A twice: {said}");
-        said.push_str(&line);
-    }
-    env.dovecot.doveadm(
-        &["move", "-u", "alice", "C", "mailbox", "A", "uid", "1"],
-        None,
-    );
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let out = pass.wait_with_output().unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{summary}{said}{rest}");
+    let summary = pass_paused(&env, "observed:A=2000", 2, || {
+        env.dovecot.doveadm(
+            &["move", "-u", "alice", "C", "mailbox", "A", "uid", "1"],
+            None,
+        );
+    });
     assert!(summary.contains("fetched 1 "), "c only, not m: {summary}");
     env.sync_ok();
     env.sync_ok();
