@@ -485,6 +485,8 @@ async fn pass_folders(
         {
             p.plan = plan;
         }
+        let mut moves = moves;
+        moves.extend(moves_out_of_renumbered(&mut prepared));
         moves
     };
     if !opts.dry_run {
@@ -780,4 +782,78 @@ fn arrivals(prepared: &[Prepared]) -> Vec<(store::FolderId, MaildirKey)> {
                 .map(|k| (p.folder.id, k.clone()))
         })
         .collect()
+}
+
+/// A message another device moved out of a folder that is being renumbered: the
+/// re-pairing cannot confirm its pair (it is gone from the folder's new listing) and
+/// would keep the file there, local-only, while the moved copy is downloaded into its new
+/// folder: two copies (soak, seed 20261207). An unconfirmed pair whose Message-ID and
+/// size arrive in exactly one other folder this pass is a move: the file follows it.
+fn moves_out_of_renumbered(prepared: &mut [Prepared]) -> Vec<sync::Move> {
+    type Identity = (crate::sync::MessageId, u64);
+    let mut unconfirmed: BTreeMap<Identity, Vec<(usize, crate::sync::Pair)>> = BTreeMap::new();
+    for (i, p) in prepared.iter().enumerate() {
+        for a in &p.plan.actions {
+            let sync::Action::RepairUids(repair) = a else {
+                continue;
+            };
+            for pair in p.base.pairs.values() {
+                if let Some(id) = &pair.message_id
+                    && repair.unmatched.contains(&pair.key)
+                    && p.local.messages.contains_key(&pair.key)
+                {
+                    unconfirmed
+                        .entry((id.clone(), pair.remote_size))
+                        .or_default()
+                        .push((i, pair.clone()));
+                }
+            }
+        }
+    }
+    if unconfirmed.is_empty() {
+        return Vec::new();
+    }
+    let mut arrived: BTreeMap<Identity, Vec<(usize, crate::model::Uid)>> = BTreeMap::new();
+    for (j, p) in prepared.iter().enumerate() {
+        if renumbered(&p.plan) {
+            continue;
+        }
+        for a in &p.plan.actions {
+            let sync::Action::Fetch { uids } = a else {
+                continue;
+            };
+            for uid in uids.iter().filter(|u| !p.base.pairs.contains_key(u)) {
+                if let Some(m) = p.remote.snapshot.listed().get(&uid)
+                    && let Some(id) = &m.message_id
+                {
+                    let identity = (id.clone(), m.size);
+                    if unconfirmed.contains_key(&identity) {
+                        arrived.entry(identity).or_default().push((j, uid));
+                    }
+                }
+            }
+        }
+    }
+    let mut moves = Vec::new();
+    for (identity, to) in arrived {
+        let (Some([(i, pair)]), [(j, uid)]) =
+            (unconfirmed.get(&identity).map(Vec::as_slice), to.as_slice())
+        else {
+            continue;
+        };
+        let (i, j, uid) = (*i, *j, *uid);
+        sync::defer_download(&mut prepared[j].plan, uid);
+        for a in prepared[i].plan.actions.iter_mut() {
+            if let sync::Action::RepairUids(repair) = a {
+                repair.unmatched.remove(&pair.key);
+            }
+        }
+        moves.push(sync::Move::Local {
+            from: prepared[i].name.clone(),
+            to: prepared[j].name.clone(),
+            pair: pair.clone(),
+            uid,
+        });
+    }
+    moves
 }

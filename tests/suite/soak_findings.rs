@@ -577,3 +577,58 @@ fn rule_13_a_move_into_a_folder_being_renumbered_stays_one_message() {
     assert_eq!(local, two);
     env.assert_quiet();
 }
+
+/// Seed 20261207, a 3-minute run on commit 3618304, t=126 s: the phone moved a message
+/// out of INBOX while INBOX was renumbered. The re-pairing could not confirm its pair
+/// (gone from INBOX's new listing) and kept the file there, local-only, while the moved
+/// copy was downloaded into its new folder: two copies. An unconfirmed pair whose
+/// Message-ID and size arrive in exactly one other folder is now a move.
+#[test]
+fn rule_13_a_move_out_of_a_folder_being_renumbered_stays_one_message() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "B");
+    // Ten messages, so one unconfirmed pair is within the re-pairing's 10% (rule 13).
+    let ids: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    for id in &ids {
+        env.seed("INBOX", id);
+    }
+    env.sync_ok();
+    let key = env.key_of("INBOX", "m0");
+    env.dovecot.doveadm(
+        &[
+            "mailbox",
+            "update",
+            "-u",
+            "alice",
+            "--uid-validity",
+            "12345",
+            "INBOX",
+        ],
+        None,
+    );
+    env.dovecot.doveadm(
+        &["move", "-u", "alice", "B", "mailbox", "INBOX", "uid", "1"],
+        None,
+    );
+    let summary = env.sync_ok();
+    assert!(
+        summary.contains("fetched 0"),
+        "moved, not downloaded: {summary}"
+    );
+    env.sync_ok();
+    let (server, local) = copies(&env, &["INBOX", "B"]);
+    assert_eq!(server, local);
+    assert_eq!(
+        server
+            .iter()
+            .filter(|(id, _)| id == "<m0@test>")
+            .collect::<Vec<_>>(),
+        vec![&("<m0@test>".to_owned(), "B".to_owned())]
+    );
+    assert_eq!(server.len(), 10);
+    assert!(
+        md::messages(&env.folder("B")).contains_key(&key),
+        "the file followed"
+    );
+    env.assert_quiet();
+}
