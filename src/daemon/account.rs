@@ -206,6 +206,9 @@ impl Supervisor {
         epoch.borrow_and_update();
         let mut stop = self.stop.clone();
         let mut echo: Option<EchoWindow> = None;
+        // The folders the last pass left a message for (a move seen halfway), so the
+        // same ones are not passed again and again if the next pass leaves them too.
+        let mut last_again: BTreeSet<FolderName> = BTreeSet::new();
         // `syncmail sync` on this account asks here for a pass instead of being refused.
         let waiting = Arc::new(Waiting::default());
         let requests = request::listen(
@@ -402,13 +405,15 @@ impl Supervisor {
                         link.release().await;
                     }
                     self.passed(&report).await;
-                    // A message moved halfway through the pass: pass its folders again.
-                    if !report.again.is_empty() {
+                    // A message moved halfway through the pass: pass its folders again
+                    // (once: if that pass leaves the same, the next event or poll does).
+                    if !report.again.is_empty() && report.again != last_again {
                         self.triggers.add(Work {
                             folders: report.again.clone(),
                             ..Work::default()
                         });
                     }
+                    last_again = std::mem::take(&mut report.again);
                     request::answer(asked, &report_answer(self.name(), &report));
                     self.retry_failed_folders(&report, &mut backoff, &mut retry_at)
                         .await;

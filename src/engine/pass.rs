@@ -651,7 +651,17 @@ async fn defer_raced_arrivals(
     if pairing.is_empty() {
         return Ok(());
     }
-    let observed: BTreeSet<&FolderName> = observed.iter().map(|(n, _)| n).collect();
+    // A folder being renumbered takes no part in moves this pass (see `renumbered`):
+    // waiting for it would wait for a human where it halts, and pass again and again.
+    let observed: BTreeSet<&FolderName> = observed
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| {
+            !prepared
+                .iter()
+                .any(|p| &p.name == *n && renumbered(&p.plan))
+        })
+        .collect();
     let folders = store.folders().await?;
     let mut raced: BTreeMap<MaildirKey, FolderName> = BTreeMap::new();
     for (key, id) in pairing {
@@ -723,7 +733,7 @@ async fn defer_raced_downloads(
     let mut kept: BTreeMap<Identity, Vec<(usize, crate::model::Uid)>> = BTreeMap::new();
     for (j, p) in prepared.iter().enumerate() {
         // A renumbered folder's base UIDs name nothing on the server now.
-        if matches!(p.plan.halt, Some(sync::Halt::UidValidity { .. })) {
+        if renumbered(&p.plan) {
             continue;
         }
         for pair in p.base.pairs.values() {
