@@ -339,11 +339,24 @@ async fn resolve(
                     };
                     let dest_wire = utf7::encode(&dest.server_name.0);
                     let new_uid = if present {
-                        session
-                            .move_to(&[pair.uid], &dest_wire)
-                            .await?
-                            .get(&pair.uid)
-                            .copied()
+                        match session.move_to(&[pair.uid], &dest_wire).await {
+                            Ok(mapping) => mapping.get(&pair.uid).copied(),
+                            // The destination was deleted since (another client): the
+                            // message stays where it is, and the pass sees it there.
+                            Err(crate::imap::ImapError::Protocol(why))
+                                if session.is_gone(&dest_wire, &why).await? =>
+                            {
+                                tracing::info!(
+                                    folder = %folder.server_name,
+                                    "{} was deleted before the interrupted move of {} into it finished; the message stays",
+                                    dest.server_name,
+                                    pair.key
+                                );
+                                store.drop_intents(vec![intent.id]).await?;
+                                return Ok(());
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
                     } else {
                         None
                     };

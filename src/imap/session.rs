@@ -467,7 +467,11 @@ impl ImapSession {
     /// Whether a refused SELECT means the folder is gone: the server says so
     /// (`[NONEXISTENT]`, RFC 5530), or, for servers without that code (Courier, GNU
     /// imap4d), a LIST of the name comes back empty.
-    async fn is_gone(&mut self, wire_name: &str, refusal: &str) -> Result<bool, ImapError> {
+    pub(crate) async fn is_gone(
+        &mut self,
+        wire_name: &str,
+        refusal: &str,
+    ) -> Result<bool, ImapError> {
         if refusal.contains("[NONEXISTENT]") {
             return Ok(true);
         }

@@ -632,3 +632,40 @@ fn rule_13_a_move_out_of_a_folder_being_renumbered_stays_one_message() {
     );
     env.assert_quiet();
 }
+
+/// The hour on commit cf3477f: a move interrupted by a kill whose destination folder the
+/// other device then deleted halted the source folder for good ("an interrupted move
+/// could not be resolved: UID MOVE failed: Mailbox doesn't exist"), so its messages were
+/// never synced again. The intent is let go; the message stays where it is.
+#[test]
+fn rule_1_an_interrupted_move_into_a_folder_deleted_since_is_let_go() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "A");
+    env.dovecot.create_mailbox("alice", "B");
+    env.seed("A", "m");
+    env.seed("A", "n");
+    env.sync_ok();
+    let key = env.key_of("A", "m");
+    let from = md::path_of(&env.folder("A"), &key);
+    std::fs::rename(
+        &from,
+        env.folder("B").join("cur").join(from.file_name().unwrap()),
+    )
+    .unwrap();
+    let crashed = env.run("sync", &[], &[("SYNCMAIL_FAULT", "after-intent")]);
+    assert!(!crashed.status.success(), "the fault point was reached");
+    env.dovecot
+        .doveadm(&["mailbox", "delete", "-u", "alice", "B"], None);
+    let out = env.sync(&[]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("could not be resolved"), "{said}");
+    assert!(!said.contains("halted"), "{said}");
+    // Nothing of the user's is gone: the file is where they put it, n still syncs.
+    assert!(md::messages(&env.folder("B")).contains_key(&key));
+    assert!(
+        copies(&env, &["A"])
+            .1
+            .iter()
+            .any(|(id, _)| id == "<n@test>")
+    );
+}
