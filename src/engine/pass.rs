@@ -700,8 +700,8 @@ async fn defer_raced_arrivals(
 
 /// A server message that arrived in one folder with the Message-ID and size of a pair
 /// another folder's observation saw on the server, whose server copy is gone now, left
-/// that folder after it was observed: another device moved it in the middle of the pass, which neither
-/// folder's plan shows. Downloading it now would put a second file beside the pair's,
+/// that folder after it was observed: another device moved it in the middle of the pass,
+/// which neither folder's plan shows. Downloading it now would put a second file beside the pair's,
 /// and a move the mail client made of that file meanwhile would then be uploaded as a new
 /// message (the soak's duplicate, seed 20261205 on commit 367ed90). Its download waits
 /// for the next pass, which sees both ends. One `UID SEARCH` per such arrival, only when
@@ -711,21 +711,15 @@ async fn defer_raced_downloads(
     prepared: &mut [Prepared],
 ) -> Result<(), EngineError> {
     type Identity = (crate::sync::MessageId, u64);
-    let mut arrivals: Vec<(usize, crate::model::Uid, Identity)> = Vec::new();
-    for (i, p) in prepared.iter().enumerate() {
-        for a in &p.plan.actions {
-            let sync::Action::Fetch { uids } = a else {
-                continue;
-            };
-            for uid in uids.iter().filter(|u| !p.base.pairs.contains_key(u)) {
-                if let Some(m) = p.remote.snapshot.listed().get(&uid)
-                    && let Some(id) = &m.message_id
-                {
-                    arrivals.push((i, uid, (id.clone(), m.size)));
-                }
-            }
-        }
-    }
+    let arrivals: Vec<(usize, crate::model::Uid, Identity)> = prepared
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            sync::new_downloads(&p.plan, &p.base, &p.remote.snapshot)
+                .into_iter()
+                .map(move |(uid, identity)| (i, uid, identity))
+        })
+        .collect();
     if arrivals.is_empty() {
         return Ok(());
     }
@@ -828,19 +822,9 @@ fn moves_out_of_renumbered(prepared: &mut [Prepared]) -> Vec<sync::Move> {
         if renumbered(&p.plan) {
             continue;
         }
-        for a in &p.plan.actions {
-            let sync::Action::Fetch { uids } = a else {
-                continue;
-            };
-            for uid in uids.iter().filter(|u| !p.base.pairs.contains_key(u)) {
-                if let Some(m) = p.remote.snapshot.listed().get(&uid)
-                    && let Some(id) = &m.message_id
-                {
-                    let identity = (id.clone(), m.size);
-                    if unconfirmed.contains_key(&identity) {
-                        arrived.entry(identity).or_default().push((j, uid));
-                    }
-                }
+        for (uid, identity) in sync::new_downloads(&p.plan, &p.base, &p.remote.snapshot) {
+            if unconfirmed.contains_key(&identity) {
+                arrived.entry(identity).or_default().push((j, uid));
             }
         }
     }

@@ -49,7 +49,8 @@ pub use actions::{
     Side, Timestamp,
 };
 pub use moves::{
-    FolderPass, Move, arrivals, defer_arrival, defer_download, detect_moves, leaves_folder, leaving,
+    FolderPass, Move, arrivals, defer_arrival, defer_download, detect_moves, leaves_folder,
+    leaving, new_downloads,
 };
 pub use plan::{guard_deletions, plan};
 pub use policy::{

@@ -165,15 +165,29 @@ pub fn arrivals(plan: &Plan) -> Vec<&MaildirKey> {
 fn downloaded(passes: &[FolderPass<'_>]) -> BTreeMap<(MessageId, u64), Vec<(usize, Uid)>> {
     let mut out: BTreeMap<(MessageId, u64), Vec<(usize, Uid)>> = BTreeMap::new();
     for (i, p) in passes.iter().enumerate() {
-        for a in &p.plan.actions {
-            let Action::Fetch { uids } = a else { continue };
-            // A re-fetch of a paired UID restores a conflict copy: not an arrival.
-            for uid in uids.iter().filter(|u| !p.base.pairs.contains_key(u)) {
-                if let Some(m) = p.remote.listed().get(&uid)
-                    && let Some(id) = &m.message_id
-                {
-                    out.entry((id.clone(), m.size)).or_default().push((i, uid));
-                }
+        for (uid, identity) in new_downloads(&p.plan, p.base, p.remote) {
+            out.entry(identity).or_default().push((i, uid));
+        }
+    }
+    out
+}
+
+/// The new server messages a folder's plan downloads, with their Message-ID and size
+/// (those whose Message-ID the listing has).
+pub fn new_downloads(
+    plan: &Plan,
+    base: &Base,
+    remote: &RemoteSnapshot,
+) -> Vec<(Uid, (MessageId, u64))> {
+    let mut out = Vec::new();
+    for a in &plan.actions {
+        let Action::Fetch { uids } = a else { continue };
+        // A re-fetch of a paired UID restores a conflict copy: not an arrival.
+        for uid in uids.iter().filter(|u| !base.pairs.contains_key(u)) {
+            if let Some(m) = remote.listed().get(&uid)
+                && let Some(id) = &m.message_id
+            {
+                out.push((uid, (id.clone(), m.size)));
             }
         }
     }
