@@ -507,22 +507,7 @@ fn a_server_move_between_the_observations_of_a_pass_is_not_downloaded_beside_a_l
 /// and the pass sees the folder gone (rule 9); nothing is halted, nothing lost.
 #[test]
 fn rule_1_an_interrupted_move_out_of_a_folder_deleted_since_is_let_go() {
-    let env = SyncEnv::new("");
-    env.dovecot.create_mailbox("alice", "A");
-    env.dovecot.create_mailbox("alice", "B");
-    env.seed("A", "m");
-    env.sync_ok();
-    let key = env.key_of("A", "m");
-    let from = md::path_of(&env.folder("A"), &key);
-    std::fs::rename(
-        &from,
-        env.folder("B").join("cur").join(from.file_name().unwrap()),
-    )
-    .unwrap();
-    let crashed = env.run("sync", &[], &[("SYNCMAIL_FAULT", "after-intent")]);
-    assert!(!crashed.status.success(), "the fault point was reached");
-    env.dovecot
-        .doveadm(&["mailbox", "delete", "-u", "alice", "A"], None);
+    let (env, _) = move_interrupted_then_folder_deleted(&["m"], "A");
     let out = env.sync(&[]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!said.contains("could not be resolved"), "{said}");
@@ -639,23 +624,7 @@ fn rule_13_a_move_out_of_a_folder_being_renumbered_stays_one_message() {
 /// never synced again. The intent is let go; the message stays where it is.
 #[test]
 fn rule_1_an_interrupted_move_into_a_folder_deleted_since_is_let_go() {
-    let env = SyncEnv::new("");
-    env.dovecot.create_mailbox("alice", "A");
-    env.dovecot.create_mailbox("alice", "B");
-    env.seed("A", "m");
-    env.seed("A", "n");
-    env.sync_ok();
-    let key = env.key_of("A", "m");
-    let from = md::path_of(&env.folder("A"), &key);
-    std::fs::rename(
-        &from,
-        env.folder("B").join("cur").join(from.file_name().unwrap()),
-    )
-    .unwrap();
-    let crashed = env.run("sync", &[], &[("SYNCMAIL_FAULT", "after-intent")]);
-    assert!(!crashed.status.success(), "the fault point was reached");
-    env.dovecot
-        .doveadm(&["mailbox", "delete", "-u", "alice", "B"], None);
+    let (env, key) = move_interrupted_then_folder_deleted(&["m", "n"], "B");
     let out = env.sync(&[]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!said.contains("could not be resolved"), "{said}");
@@ -668,4 +637,29 @@ fn rule_1_an_interrupted_move_into_a_folder_deleted_since_is_let_go() {
             .iter()
             .any(|(id, _)| id == "<n@test>")
     );
+}
+
+/// Seed `ids` in A, sync, move m's file from A to B, crash the pass right after it
+/// journaled the server move (`after-intent`), then delete `deleted` on the server as
+/// another device would. Returns the environment and m's key.
+fn move_interrupted_then_folder_deleted(ids: &[&str], deleted: &str) -> (SyncEnv, String) {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "A");
+    env.dovecot.create_mailbox("alice", "B");
+    for id in ids {
+        env.seed("A", id);
+    }
+    env.sync_ok();
+    let key = env.key_of("A", "m");
+    let from = md::path_of(&env.folder("A"), &key);
+    std::fs::rename(
+        &from,
+        env.folder("B").join("cur").join(from.file_name().unwrap()),
+    )
+    .unwrap();
+    let crashed = env.run("sync", &[], &[("SYNCMAIL_FAULT", "after-intent")]);
+    assert!(!crashed.status.success(), "the fault point was reached");
+    env.dovecot
+        .doveadm(&["mailbox", "delete", "-u", "alice", deleted], None);
+    (env, key)
 }
