@@ -616,18 +616,9 @@ fn fault(rng: &mut Rng, journal: &mut Journal, world: &mut World, long: Duration
             // A new UIDVALIDITY for one folder, as a server that rebuilt its index says.
             let folder = START_FOLDERS[rng.range(0, START_FOLDERS.len() as u64)];
             let validity = 1_800_000_000 + rng.range(0, 1_000_000) as u64;
-            let out = world.accounts[account].dovecot.doveadm(
-                &[
-                    "mailbox",
-                    "update",
-                    "-u",
-                    "alice",
-                    "--uid-validity",
-                    &validity.to_string(),
-                    folder,
-                ],
-                None,
-            );
+            let out = world.accounts[account]
+                .dovecot
+                .set_uidvalidity("alice", folder, validity);
             if out.status.success() {
                 journal.fault(
                     "uidvalidity",

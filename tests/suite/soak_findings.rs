@@ -534,18 +534,7 @@ fn rule_13_a_move_into_a_folder_being_renumbered_stays_one_message() {
     env.seed("A", "m");
     env.seed("INBOX", "x");
     env.sync_ok();
-    env.dovecot.doveadm(
-        &[
-            "mailbox",
-            "update",
-            "-u",
-            "alice",
-            "--uid-validity",
-            "12345",
-            "INBOX",
-        ],
-        None,
-    );
+    env.dovecot.set_uidvalidity("alice", "INBOX", 12345);
     env.dovecot.doveadm(
         &["move", "-u", "alice", "INBOX", "mailbox", "A", "uid", "1"],
         None,
@@ -579,18 +568,7 @@ fn rule_13_a_move_out_of_a_folder_being_renumbered_stays_one_message() {
     }
     env.sync_ok();
     let key = env.key_of("INBOX", "m0");
-    env.dovecot.doveadm(
-        &[
-            "mailbox",
-            "update",
-            "-u",
-            "alice",
-            "--uid-validity",
-            "12345",
-            "INBOX",
-        ],
-        None,
-    );
+    env.dovecot.set_uidvalidity("alice", "INBOX", 12345);
     env.dovecot.doveadm(
         &["move", "-u", "alice", "B", "mailbox", "INBOX", "uid", "1"],
         None,

@@ -199,18 +199,7 @@ fn rule_13_uidvalidity_change_with_same_messages_repairs() {
     }
     env.sync_ok();
     let before = md::messages(&env.folder("INBOX"));
-    env.dovecot.doveadm(
-        &[
-            "mailbox",
-            "update",
-            "-u",
-            "alice",
-            "--uid-validity",
-            "12345",
-            "INBOX",
-        ],
-        None,
-    );
+    env.dovecot.set_uidvalidity("alice", "INBOX", 12345);
     let summary = env.sync_ok();
     assert!(
         summary.contains("fetched 0") && summary.contains("deleted 0 on server 0 locally"),
@@ -235,18 +224,7 @@ fn rule_13_uidvalidity_change_with_emptied_folder_halts() {
     let before = md::messages(&env.folder("INBOX"));
     env.dovecot.expunge("alice", "INBOX", 1);
     env.dovecot.expunge("alice", "INBOX", 2);
-    env.dovecot.doveadm(
-        &[
-            "mailbox",
-            "update",
-            "-u",
-            "alice",
-            "--uid-validity",
-            "999",
-            "INBOX",
-        ],
-        None,
-    );
+    env.dovecot.set_uidvalidity("alice", "INBOX", 999);
     let out = env.sync(&[]);
     assert_eq!(out.status.code(), Some(1), "a halted folder is not success");
     assert!(stderr(&out).contains("UIDVALIDITY"), "{}", stderr(&out));
@@ -278,18 +256,7 @@ fn rule_13_a_halted_folder_resumes_with_the_command_it_prints() {
     let (b, c) = (env.key_of("INBOX", "b"), env.key_of("INBOX", "c"));
     md::delete(&inbox, &c);
     env.dovecot.expunge("alice", "INBOX", 2);
-    env.dovecot.doveadm(
-        &[
-            "mailbox",
-            "update",
-            "-u",
-            "alice",
-            "--uid-validity",
-            "777",
-            "INBOX",
-        ],
-        None,
-    );
+    env.dovecot.set_uidvalidity("alice", "INBOX", 777);
     let out = env.sync(&[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);

@@ -395,6 +395,22 @@ impl Dovecot {
         self.doveadm(&["mailbox", "create", "-u", user, mailbox], None);
     }
 
+    /// Give a mailbox a new UIDVALIDITY, as a server that rebuilt its index does.
+    pub fn set_uidvalidity(&self, user: &str, mailbox: &str, validity: u64) -> Output {
+        self.doveadm(
+            &[
+                "mailbox",
+                "update",
+                "-u",
+                user,
+                "--uid-validity",
+                &validity.to_string(),
+                mailbox,
+            ],
+            None,
+        )
+    }
+
     /// Add flags to one message by UID, as another client would.
     pub fn add_flags(&self, user: &str, mailbox: &str, uid: u32, flags: &str) {
         let uid = uid.to_string();
