@@ -16,7 +16,7 @@ use crate::store::Store;
 use super::account::connect_session;
 use super::budget::{Budget, Slot};
 use super::error::EngineError;
-use super::pass::{pass, server_folder_map};
+use super::pass::{Passed, pass, server_folder_map};
 use super::report::{AccountReport, PassScope, SyncOptions};
 
 /// The folders as the server listed them, and the map to Maildir paths made from them.
@@ -218,6 +218,29 @@ impl AccountLink {
         if relist {
             self.list().await?;
         }
+        if self.pass_listed(store, opts, scope, false, report).await? == Passed::Relist {
+            // A message may have moved into a folder made since the listing: every folder,
+            // listed afresh (once).
+            tracing::debug!(account = %self.account.name, "the pass lists the folders again");
+            self.list().await?;
+            let every = PassScope {
+                folders: None,
+                stop: scope.stop.clone(),
+            };
+            self.pass_listed(store, opts, &every, true, report).await?;
+        }
+        Ok(())
+    }
+
+    /// One pass on the listing as it stands.
+    async fn pass_listed(
+        &mut self,
+        store: &Store,
+        opts: &SyncOptions,
+        scope: &PassScope,
+        relisted: bool,
+        report: &mut AccountReport,
+    ) -> Result<Passed, EngineError> {
         let (Some((session, _)), Some(listing)) = (self.main.as_mut(), self.listing.as_mut())
         else {
             return Err(EngineError::Imap(ImapError::Connect(
@@ -232,6 +255,7 @@ impl AccountLink {
             &self.budget,
             opts,
             scope,
+            relisted,
             report,
         )
         .await

@@ -36,8 +36,9 @@ pub(super) async fn pass(
     budget: &Budget,
     opts: &SyncOptions,
     scope: &PassScope,
+    relisted: bool,
     report: &mut AccountReport,
-) -> Result<(), EngineError> {
+) -> Result<Passed, EngineError> {
     let AccountKind::Imap(settings) = &account.kind else {
         return Err(EngineError::Unsupported("not an IMAP account".into()));
     };
@@ -218,7 +219,8 @@ pub(super) async fn pass(
     }
     logout_all(surplus).await;
     let result = match pass_folders(
-        settings, store, session, &mut more, &wanted, &map, &policy, opts, scope, true, report,
+        settings, store, session, &mut more, &wanted, &map, &policy, opts, scope, true, relisted,
+        report,
     )
     .await
     {
@@ -227,7 +229,7 @@ pub(super) async fn pass(
             // folder still pairs: where it went or came from, only a fresh look at every
             // folder can see (a move, not a deletion and a download or an upload).
             tracing::debug!(account = %account.name, "a message moves between folders; this pass observes every folder");
-            *report = before;
+            *report = before.clone();
             let every: Vec<&(FolderName, String)> = server
                 .iter()
                 .filter(|(name, _)| {
@@ -241,17 +243,33 @@ pub(super) async fn pass(
             };
             pass_folders(
                 settings, store, session, &mut more, &every, &map, &policy, opts, &wide, false,
-                report,
+                relisted, report,
             )
             .await
-            .map(|_| ())
         }
-        other => other.map(|_| ()),
+        other => other,
     };
     logout_all(more).await;
     drop(slots);
     listing.stale |= !report.vanished.is_empty();
-    result
+    match result? {
+        Covered::Relist => {
+            // Nothing was applied: the pass over the fresh listing reports it all.
+            *report = before;
+            listing.stale = true;
+            Ok(Passed::Relist)
+        }
+        Covered::Done | Covered::NeedsEveryFolder => Ok(Passed::Done),
+    }
+}
+
+/// What a pass asks of its caller.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Passed {
+    Done,
+    /// List the folders again and pass over every one, once (see
+    /// [`sync::moved_while_gone`]); nothing was applied.
+    Relist,
 }
 
 /// A folder's first pass lists its messages without their Message-IDs (it downloads
@@ -311,6 +329,8 @@ enum Covered {
     Done,
     /// Widen the pass to every folder (see [`sync::leaves_folder`]).
     NeedsEveryFolder,
+    /// List the folders again first (see [`Passed::Relist`]).
+    Relist,
 }
 
 /// The folder map on this server: the hierarchy delimiter LIST reported (else the
@@ -354,6 +374,7 @@ async fn pass_folders(
     opts: &SyncOptions,
     scope: &PassScope,
     again: bool,
+    relisted: bool,
     report: &mut AccountReport,
 ) -> Result<Covered, EngineError> {
     let mut sessions: Vec<&mut ImapSession> =
@@ -489,6 +510,22 @@ async fn pass_folders(
         moves.extend(moves_out_of_renumbered(&mut prepared));
         moves
     };
+    // A file the mail client moved out of a folder whose server copy left it too, with no
+    // server arrival to match: another device moved it where this pass did not see it
+    // arrive (a folder made after the listing, or one observed before the message got
+    // there), or deleted it. Uploaded now, a move would leave two copies (the soak's
+    // duplicate, seed 20261205 on commit f1ac544): list and look at every folder again,
+    // once. Still unmatched then, it was deleted there and moved here, and is uploaded.
+    if !relisted && !opts.dry_run {
+        let gone = sync::moved_while_gone(prepared.iter().map(|p| &p.plan));
+        if !gone.is_empty() {
+            tracing::debug!(
+                files = gone.len(),
+                "a file moved here while its server copy left; this pass lists the folders again"
+            );
+            return Ok(Covered::Relist);
+        }
+    }
     if !opts.dry_run {
         defer_raced_arrivals(store, wanted, &mut prepared).await?;
         defer_raced_downloads(sessions[0], &mut prepared).await?;
@@ -669,6 +706,18 @@ async fn defer_raced_arrivals(
             continue;
         };
         if !observed.contains(&f.server_name) {
+            continue;
+        }
+        // Gone from both of its sides there: the folders were listed and looked at again
+        // for where the server copy went (see `sync::moved_while_gone`), and it is nowhere.
+        let forgets = prepared.iter().any(|p| {
+            p.name == f.server_name
+                && p.plan
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, sync::Action::Forget { key: k, .. } if *k == key))
+        });
+        if forgets {
             continue;
         }
         // Unreadable: no way to tell, so it is treated as a copy (uploaded, as before).

@@ -254,6 +254,36 @@ fn same_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
     }
 }
 
+/// Keys one folder's plan forgets (gone from both of its sides) that another folder's
+/// plan uploads as new: what [`detect_moves`] found no server arrival for. The mail
+/// client moved the file while the server copy left too: another device deleted it, or
+/// moved it where this pass did not see it arrive (a folder made after the pass listed,
+/// or one observed before the message got there). Uploaded now, a second copy if it was
+/// a move.
+pub fn moved_while_gone<'p>(plans: impl IntoIterator<Item = &'p Plan>) -> BTreeSet<MaildirKey> {
+    let mut forgotten: BTreeMap<&MaildirKey, BTreeSet<usize>> = BTreeMap::new();
+    let mut arrived: BTreeMap<&MaildirKey, BTreeSet<usize>> = BTreeMap::new();
+    for (i, plan) in plans.into_iter().enumerate() {
+        for a in &plan.actions {
+            if let Action::Forget { key, .. } = a {
+                forgotten.entry(key).or_default().insert(i);
+            }
+        }
+        for key in arrivals(plan) {
+            arrived.entry(key).or_default().insert(i);
+        }
+    }
+    forgotten
+        .into_iter()
+        .filter(|(key, from)| {
+            arrived
+                .get(key)
+                .is_some_and(|to| to.iter().any(|i| !from.contains(i)))
+        })
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
 /// Pairs whose file left folder A's Maildir while the server copy is still in A,
 /// however A's plan resolved it (deletion, or a kept conflict copy), and whose key
 /// arrived in B's Maildir.
@@ -612,6 +642,27 @@ mod tests {
                 .values()
                 .any(|m| m.flags.contains(Flag::Seen))
         );
+    }
+
+    #[test]
+    fn a_file_moved_while_its_server_copy_left_for_where_the_pass_did_not_look_is_named() {
+        let (inbox, mut archive) = account(3);
+        let mut inbox = inbox;
+        let pair = inbox.base.pairs[&Uid(2)].clone();
+        let file = inbox.local.remove(&pair.key).unwrap();
+        archive.local.insert(pair.key.clone(), file);
+        // The server copy left INBOX for a folder this pass did not list.
+        inbox.server.remove(&Uid(2));
+        let (moves, a, b) = run(&inbox, &archive, true);
+        assert!(moves.is_empty(), "{moves:?}");
+        assert_eq!(
+            moved_while_gone([&a, &b]),
+            BTreeSet::from([pair.key.clone()])
+        );
+        // A file gone from one folder only, or arrived in its own folder, is not named.
+        let (inbox, archive) = account(3);
+        let (_, a, b) = run(&inbox, &archive, true);
+        assert!(moved_while_gone([&a, &b]).is_empty());
     }
 
     #[test]

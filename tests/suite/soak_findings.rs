@@ -641,3 +641,132 @@ fn move_interrupted_then_folder_deleted(ids: &[&str], deleted: &str) -> (SyncEnv
         .doveadm(&["mailbox", "delete", "-u", "alice", deleted], None);
     (env, key)
 }
+
+/// The CI run's 3-minute soak on commit f1ac544 (seed 20261205): the mail client moved a
+/// message from one folder to another while the phone made a folder and moved the server
+/// copy into it, after the pass had listed the folders. The pass saw the message gone
+/// from both sides of its folder and the file arrived in another: it forgot the pair and
+/// uploaded the file, and the next pass downloaded the phone's copy from the new folder:
+/// one message in two folders. Now such a pass lists the folders again first, sees the
+/// new folder's arrival, and the file follows the server's move.
+#[test]
+fn a_server_move_into_a_folder_made_after_the_listing_beside_a_local_move_is_one_message() {
+    let env = SyncEnv::new("connections = 1\n");
+    for folder in ["Work", "Projects"] {
+        env.dovecot.create_mailbox("alice", folder);
+    }
+    env.seed("Work", "m");
+    env.sync_ok();
+    let key = env.key_of("Work", "m");
+    let from = md::path_of(&env.folder("Work"), &key);
+    std::fs::rename(
+        &from,
+        env.folder("Projects")
+            .join("cur")
+            .join(from.file_name().unwrap()),
+    )
+    .unwrap();
+    // Past the timestamp granularity, so the pass reads the Maildir as stable (rule 6).
+    std::thread::sleep(Duration::from_millis(200));
+    let summary = pass_paused(&env, "checked=3000", 1, || {
+        env.dovecot.create_mailbox("alice", "Filtered");
+        env.dovecot.doveadm(
+            &[
+                "move", "-u", "alice", "Filtered", "mailbox", "Work", "uid", "1",
+            ],
+            None,
+        );
+    });
+    assert!(
+        summary.contains("fetched 0") && summary.contains("appended 0"),
+        "no download, no upload: {summary}"
+    );
+    let want = vec![("<m@test>".to_owned(), "Filtered".to_owned())];
+    assert_eq!(
+        copies(&env, &["Work", "Projects", "Filtered"]),
+        (want.clone(), want),
+        "{summary}"
+    );
+    assert!(md::messages(&env.folder("Filtered")).contains_key(&key));
+    env.assert_quiet();
+}
+
+/// The same with the phone's move into a folder the pass had already observed: the
+/// second look at every folder sees it there.
+#[test]
+fn a_server_move_into_a_folder_already_observed_beside_a_local_move_is_one_message() {
+    let env = SyncEnv::new("connections = 1\n");
+    for folder in ["Archive", "Projects", "Work"] {
+        env.dovecot.create_mailbox("alice", folder);
+    }
+    env.seed("Work", "m");
+    env.sync_ok();
+    let key = env.key_of("Work", "m");
+    let from = md::path_of(&env.folder("Work"), &key);
+    std::fs::rename(
+        &from,
+        env.folder("Projects")
+            .join("cur")
+            .join(from.file_name().unwrap()),
+    )
+    .unwrap();
+    // New mail in Archive, so the pass observes it (first: folders go in name order)
+    // rather than finding it still.
+    env.seed("Archive", "a");
+    std::thread::sleep(Duration::from_millis(200));
+    // The file arrived in Projects while Work still pairs it: the pass looks at every
+    // folder again, and the phone moves in that second look, after Archive.
+    let summary = pass_paused(&env, "observed:Archive=2000", 2, || {
+        env.dovecot.doveadm(
+            &[
+                "move", "-u", "alice", "Archive", "mailbox", "Work", "uid", "1",
+            ],
+            None,
+        );
+    });
+    assert!(
+        summary.contains("fetched 1 ") && summary.contains("appended 0"),
+        "a only, no upload: {summary}"
+    );
+    let (server, local) = copies(&env, &["Archive", "Projects", "Work"]);
+    let want = vec![
+        ("<a@test>".to_owned(), "Archive".to_owned()),
+        ("<m@test>".to_owned(), "Archive".to_owned()),
+    ];
+    assert_eq!((server, local), (want.clone(), want), "{summary}");
+    assert!(md::messages(&env.folder("Archive")).contains_key(&key));
+    env.assert_quiet();
+}
+
+/// Another device deleted the message while the mail client moved it: no arrival
+/// anywhere, even on a second look. The client's move stands (a deletion against a
+/// change keeps the message, rule 11): one copy, where the client put it.
+#[test]
+fn rule_11_a_server_deletion_beside_a_local_move_keeps_the_moved_message() {
+    let env = SyncEnv::new("connections = 1\n");
+    for folder in ["Work", "Projects"] {
+        env.dovecot.create_mailbox("alice", folder);
+    }
+    env.seed("Work", "m");
+    env.sync_ok();
+    let key = env.key_of("Work", "m");
+    let from = md::path_of(&env.folder("Work"), &key);
+    std::fs::rename(
+        &from,
+        env.folder("Projects")
+            .join("cur")
+            .join(from.file_name().unwrap()),
+    )
+    .unwrap();
+    env.dovecot.expunge("alice", "Work", 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let summary = env.sync_ok();
+    assert!(summary.contains("appended 1"), "{summary}");
+    let want = vec![("<m@test>".to_owned(), "Projects".to_owned())];
+    assert_eq!(
+        copies(&env, &["Work", "Projects"]),
+        (want.clone(), want),
+        "{summary}"
+    );
+    env.assert_quiet();
+}
