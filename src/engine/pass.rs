@@ -388,6 +388,7 @@ async fn pass_folders(
         })
         .collect();
     let claims = super::identity::Claims::default();
+    let stamps = std::sync::Mutex::new(Vec::new());
     let ctxs: Vec<Ctx<'_>> = task_opts
         .iter()
         .map(|o| Ctx {
@@ -398,6 +399,7 @@ async fn pass_folders(
             opts: o,
             scope,
             claims: &claims,
+            stamps: &stamps,
         })
         .collect();
 
@@ -649,6 +651,15 @@ async fn pass_folders(
     for (part, l) in applied {
         report.merge(part);
         lost = lost.or(l);
+    }
+    // A stamp not recorded costs the folder's next pass a scan, nothing else.
+    let stamps = std::mem::take(&mut *stamps.lock().expect("stamp tasks"));
+    for task in stamps {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("a folder's stamp was not recorded: {e}"),
+            Err(e) => tracing::warn!("a folder's stamp was not recorded: {e}"),
+        }
     }
     match lost {
         Some(e) => Err(e),

@@ -162,29 +162,35 @@ impl Maildir {
         Ok(format!("{}.{}", ns(self.cur_dir())?, ns(self.new_dir())?))
     }
 
-    /// The keys and flags in `new/` and `cur/` from their names alone (no `stat` per
-    /// file), each handed to `visit` as it is read (a folder of any size in constant
-    /// memory), and the stamp they were read under: `None` unless the folder held still
-    /// and its mtimes are older than the timestamp granularity, so any later change moves
-    /// the stamp; the visits are worth nothing then. Waits out the granularity first if
-    /// the folder was just written.
-    pub fn visit_names(
-        &self,
-        mut visit: impl FnMut(MaildirKey, Flags),
-    ) -> io::Result<Option<String>> {
+    /// How long until the last change to `new/` and `cur/` is older than the timestamp
+    /// granularity, so that any later change moves the folder's stamp: zero once it is.
+    /// A stamp read sooner is worth nothing ([`Maildir::visit_names`]).
+    pub fn settling(&self) -> std::time::Duration {
         let granularity = scan::ScanOptions::default().fine_granularity;
-        let fresh = || {
-            [self.cur_dir(), self.new_dir()].iter().any(|d| {
+        [self.cur_dir(), self.new_dir()]
+            .iter()
+            .map(|d| {
                 std::fs::metadata(d)
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| t.elapsed().ok())
-                    .is_none_or(|age| age < granularity)
+                    .map_or(granularity, |age| granularity.saturating_sub(age))
             })
-        };
-        if fresh() {
-            std::thread::sleep(granularity);
-        }
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The keys and flags in `new/` and `cur/` from their names alone (no `stat` per
+    /// file), each handed to `visit` as it is read (a folder of any size in constant
+    /// memory), and the stamp they were read under: `None` unless the folder held still
+    /// and its mtimes are older than the timestamp granularity, so any later change moves
+    /// the stamp; the visits are worth nothing then. Wait out [`Maildir::settling`]
+    /// first if the folder was just written (the caller decides how to wait).
+    pub fn visit_names(
+        &self,
+        mut visit: impl FnMut(MaildirKey, Flags),
+    ) -> io::Result<Option<String>> {
+        let fresh = || !self.settling().is_zero();
         let before = self.stamp()?;
         for dir in [self.new_dir(), self.cur_dir()] {
             for entry in std::fs::read_dir(&dir)? {

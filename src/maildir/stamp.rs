@@ -99,7 +99,7 @@ impl Maildir {
     /// The digest of the names in `new/` and `cur/` (no `stat` per file, nothing kept but
     /// the sum), and the mtimes it was read under: `None` unless the folder held still and
     /// its mtimes are older than the timestamp granularity, so any later change moves the
-    /// stamp. Waits out the granularity once if the folder was just written.
+    /// stamp: wait out [`Maildir::settling`] first if the folder was just written.
     pub fn digest_with_stamp(&self) -> io::Result<Option<Stamp>> {
         let mut digest = NamesDigest::default();
         Ok(self
