@@ -8,7 +8,8 @@
 //! `SYNCMAIL_PAUSE` is `name=N`, so a test can change the Maildir or the server at an
 //! exact step of a pass (`checked`: after a pass over every folder asked all their
 //! numbers, before it observes the ones that moved; `observed:FOLDER`: after that folder
-//! was observed and planned, each time).
+//! was observed and planned, each time; `window`: before a large folder's first pass
+//! lists its next window of messages).
 //!
 //! Points inside the library: `deliver-mid-link` (in
 //! [`crate::maildir::DeliveryBatch::commit_durable`], after the first file got its

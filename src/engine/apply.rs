@@ -16,10 +16,11 @@ use crate::store::{
     ChangeRecord, Commit, FolderState, IntentKind, IntentSpec, Store, flags_from_db, flags_to_db,
 };
 use crate::sync::actions::{Change, ChangeKind, Outcome, Side};
-use crate::sync::{Action, Pair, RemoteSnapshot, UidSet};
+use crate::sync::{Action, Pair, RemoteMessage, RemoteSnapshot, UidSet};
 
 use super::LocalError;
 use super::identity;
+use super::observe;
 use super::{Counts, EngineError};
 
 /// How many messages one fetch round trip (and one durable delivery batch) carries, and
@@ -214,7 +215,10 @@ impl<'a> FolderRun<'a> {
                 })
                 .await?
             }
-            Action::Fetch { uids } => self.fetch(uids).await?,
+            Action::Fetch { uids } => {
+                let remote = self.remote;
+                self.fetch(uids, remote.listed()).await?
+            }
             Action::Append { key, flags } => self.append(key, flags).await?,
             Action::StoreFlags {
                 uids,
@@ -399,15 +403,18 @@ impl<'a> FolderRun<'a> {
     /// server identity in any folder) as links to that file, the rest downloaded. A
     /// message another folder run of this pass is downloading right now is waited for
     /// and then linked, so it is downloaded once.
-    async fn fetch(&mut self, uids: &UidSet) -> Result<(), EngineError> {
+    async fn fetch(
+        &mut self,
+        uids: &UidSet,
+        listed: &BTreeMap<Uid, RemoteMessage>,
+    ) -> Result<(), EngineError> {
         let mut todo: Vec<Uid> = uids
             .iter()
             .filter(|u| !self.pairs.contains_key(u))
             .collect();
-        let listed = self.remote.listed();
         let id_of = |u: &Uid| listed.get(u).and_then(|m| m.email_id.clone());
         loop {
-            let rest = self.link_stored(todo).await?;
+            let rest = self.link_stored(todo, listed).await?;
             let claims = self.claims.clone().unwrap_or_default();
             let mut mine = Vec::new();
             let mut deferred = Vec::new();
@@ -425,7 +432,7 @@ impl<'a> FolderRun<'a> {
                     None => mine.push(uid),
                 }
             }
-            self.download(&mine).await?;
+            self.download(&mine, listed).await?;
             drop(claimed);
             if deferred.is_empty() {
                 return Ok(());
@@ -437,12 +444,34 @@ impl<'a> FolderRun<'a> {
         }
     }
 
+    /// The rest of a folder whose first listing stopped after one window (see
+    /// [`observe::window`]): each next window listed by UID range and fetched, to the
+    /// end, so what is held at once is a window's listing, never the folder's. Messages
+    /// that change or arrive meanwhile are the next pass's, as in any pass: the folder's
+    /// HIGHESTMODSEQ is the one its first window was listed at.
+    pub async fn fetch_rest(&mut self, mut from: observe::Window) -> Result<(), EngineError> {
+        loop {
+            fault::pause("window");
+            let (listed, next) = observe::next_window(self.session, from).await?;
+            tracing::debug!(folder = %self.folder.server_name, after = from.after.0, messages = listed.len(), "the next window of the first listing");
+            let uids: UidSet = listed.keys().copied().collect();
+            self.fetch(&uids, &listed).await?;
+            match next {
+                Some(n) => from = n,
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// Link the messages of `todo` the account already stores in some folder; returns
     /// the UIDs left to download. Journaled like a download (rule 1): the keys are
     /// recorded first, each link is made without overwriting, the directories synced,
     /// then the pairs committed.
-    async fn link_stored(&mut self, todo: Vec<Uid>) -> Result<Vec<Uid>, EngineError> {
-        let listed = self.remote.listed();
+    async fn link_stored(
+        &mut self,
+        todo: Vec<Uid>,
+        listed: &BTreeMap<Uid, RemoteMessage>,
+    ) -> Result<Vec<Uid>, EngineError> {
         let id_of = |u: &Uid| listed.get(u).and_then(|m| m.email_id.clone());
         let ids: BTreeSet<EmailId> = todo.iter().filter_map(id_of).collect();
         if ids.is_empty() {
@@ -541,8 +570,11 @@ impl<'a> FolderRun<'a> {
 
     /// Download in batches: journal each planned key, stream the bodies into `tmp/`, make
     /// the batch durable with one round of syncs, then commit its pairs (rules 1, 3, 5).
-    async fn download(&mut self, todo: &[Uid]) -> Result<(), EngineError> {
-        let listed = self.remote.listed();
+    async fn download(
+        &mut self,
+        todo: &[Uid],
+        listed: &BTreeMap<Uid, RemoteMessage>,
+    ) -> Result<(), EngineError> {
         let size_of = |uid: &Uid| listed.get(uid).map_or(0, |m| m.size);
         for chunk in &batches(todo, size_of) {
             // Shutdown: stop at a batch boundary, everything before it committed.

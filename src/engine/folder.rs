@@ -158,7 +158,7 @@ impl Ctx<'_> {
                 stable: true,
                 ..Default::default()
             };
-            let remote = observe::remote(session, wire, &base, None, false).await?;
+            let remote = observe::remote(session, wire, &base, None, false, false).await?;
             let plan = sync::plan(
                 &remote.snapshot,
                 &empty,
@@ -194,7 +194,8 @@ impl Ctx<'_> {
         let local = observe::local(&scan);
         let started = std::time::Instant::now();
         let pairing = adopt::may_pair(&base, &scan);
-        let remote = observe::remote(session, wire, &base, selected, pairing).await?;
+        let remote =
+            observe::remote(session, wire, &base, selected, pairing, !self.opts.dry_run).await?;
         let observed = started.elapsed();
         let base = if pairing && adopt::is_first_contact(&base, &remote.snapshot, &scan) {
             let local_name = local_path
@@ -295,7 +296,7 @@ impl Ctx<'_> {
             ..maildir::LocalScan::default()
         };
         let local = observe::local(&scan);
-        let remote = observe::remote(session, wire, &base, Some(pre.clone()), false).await?;
+        let remote = observe::remote(session, wire, &base, Some(pre.clone()), false, false).await?;
         let policy = self.policy_for(name);
         let plan = sync::plan(&remote.snapshot, &local, &base, &policy, now());
         if plan.halt.is_some() || !plan.held.is_empty() {
@@ -530,6 +531,13 @@ impl Ctx<'_> {
                 failed = Some(e);
                 break;
             }
+        }
+        if failed.is_none()
+            && plan.halt.is_none()
+            && let Some(rest) = remote.rest
+            && let Err(e) = run.fetch_rest(rest).await
+        {
+            failed = Some(e);
         }
         if let Some(e) = failed {
             // What ran before the failure is committed: the summary counts it.

@@ -20,6 +20,77 @@ pub struct RemoteObservation {
     /// UIDNEXT as SELECT reported it: the start of the range an APPEND's answer is
     /// searched in if it is lost (rule 2).
     pub uidnext: Uid,
+    /// A first listing that stopped after its first [`window`] messages: where the rest
+    /// starts (the run lists and fetches it window by window).
+    pub rest: Option<Window>,
+}
+
+/// How many messages a folder's first listing holds at once. A first sync of a folder
+/// of a million messages would otherwise hold a million listed messages (about 180 bytes
+/// each) before fetching the first: it lists and fetches this many at a time instead
+/// (memory flat in mailbox size).
+pub const WINDOW: u32 = 20_000;
+
+/// [`WINDOW`], or `SYNCMAIL_LIST_WINDOW` where a test sets it (windows of a few
+/// messages, so a test folder of ten crosses several).
+pub fn window() -> u32 {
+    static WINDOW_ENV: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *WINDOW_ENV.get_or_init(|| {
+        std::env::var("SYNCMAIL_LIST_WINDOW")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|w| *w > 0)
+            .unwrap_or(WINDOW)
+    })
+}
+
+/// Where the next window of a first listing starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Every UID up to this one was listed.
+    pub after: Uid,
+    /// The sequence number the next window is counted from (a guess once messages were
+    /// expunged meanwhile: it sizes the window, the UID range decides what is in it).
+    pub next_seq: u32,
+}
+
+/// A listed message as the planner sees it (its Message-ID, if wanted, comes apart).
+pub fn listed_message(m: crate::imap::RemoteMessage) -> sync::RemoteMessage {
+    sync::RemoteMessage {
+        flags: m.flags,
+        size: m.size.unwrap_or(0),
+        message_id: None,
+        email_id: m.email_id,
+    }
+}
+
+/// The next window of a first listing: `UID FETCH` of the UIDs after `from.after` up to
+/// the one [`window`] messages on, or to the end, and where the one after starts
+/// (`None`: this was the last).
+pub async fn next_window(
+    session: &mut ImapSession,
+    from: Window,
+) -> Result<(BTreeMap<Uid, sync::RemoteMessage>, Option<Window>), ImapError> {
+    let last = from.next_seq.saturating_add(window() - 1);
+    let upper = session.uid_at(last).await?.filter(|u| *u > from.after);
+    let first = Uid(from.after.0.saturating_add(1));
+    let set = match upper {
+        Some(u) => format!("{}:{}", first.0, u.0),
+        None => format!("{}:*", first.0),
+    };
+    // `N:*` always names the last message, even below N.
+    let listed: BTreeMap<Uid, sync::RemoteMessage> = session
+        .fetch_flags(&set, None)
+        .await?
+        .into_iter()
+        .filter(|(uid, _)| *uid >= first)
+        .map(|(uid, m)| (uid, listed_message(m)))
+        .collect();
+    let next = upper.map(|after| Window {
+        after,
+        next_seq: last.saturating_add(1),
+    });
+    Ok((listed, next))
 }
 
 /// A SELECT already made of the folder, and the state it was made against.
@@ -39,6 +110,7 @@ pub async fn remote(
     base: &Base,
     pre: Option<Preselected>,
     pairing: bool,
+    windowed: bool,
 ) -> Result<RemoteObservation, ImapError> {
     let known = base.uid_validity.zip(base.highest_modseq);
     let selected = match pre {
@@ -49,6 +121,7 @@ pub async fn remote(
         .uidvalidity
         .ok_or_else(|| ImapError::Protocol(format!("SELECT {wire_name} gave no UIDVALIDITY")))?;
     let same_uidvalidity = base.uid_validity == Some(uid_validity);
+    let mut rest = None;
     let listing = if selected.resynced {
         let changed = selected
             .changed
@@ -79,13 +152,28 @@ pub async fn remote(
             .collect();
         changes(session, base, changed, vanished).await?
     } else {
-        let listed = session.fetch_flags("1:*", None).await?;
         // After a UIDVALIDITY change every message needs its identity for re-pairing
         // (rule 13); otherwise only the ones the base does not know. A folder's first pass
         // asks for none: it downloads every message anyway and reads the Message-ID from
         // the body, instead of making the server parse every header twice; unless the
         // Maildir has mail of its own to pair with (rule 21).
         let first_pass = base.uid_validity.is_none() && base.pairs.is_empty() && !pairing;
+        // A large folder's first pass lists its first window only; the run fetches the
+        // rest window by window (nothing else in the folder needs the whole listing: no
+        // pair to find gone, no file to pair).
+        let mut set = "1:*".to_owned();
+        if windowed
+            && first_pass
+            && selected.exists > window()
+            && let Some(upper) = session.uid_at(window()).await?
+        {
+            set = format!("1:{}", upper.0);
+            rest = Some(Window {
+                after: upper,
+                next_seq: window() + 1,
+            });
+        }
+        let listed = session.fetch_flags(&set, None).await?;
         let unknown: Vec<Uid> = listed
             .keys()
             .filter(|uid| !first_pass && (!same_uidvalidity || !base.pairs.contains_key(uid)))
@@ -131,6 +219,7 @@ pub async fn remote(
             listing,
         },
         uidnext,
+        rest,
     })
 }
 

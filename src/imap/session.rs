@@ -557,6 +557,31 @@ impl ImapSession {
         Ok(())
     }
 
+    /// The UID of the message at sequence number `seq` in the selected folder (`FETCH seq
+    /// (UID)`); `None` past the end (a server refuses a number above EXISTS, or answers
+    /// nothing).
+    pub async fn uid_at(&mut self, seq: u32) -> Result<Option<Uid>, ImapError> {
+        let mut out = None;
+        let asked = self
+            .command(&format!("FETCH {seq} (UID)"), |r| {
+                if let Response::Fetch(n, attrs) = r
+                    && *n == seq
+                {
+                    out = uid_of(attrs);
+                }
+                Ok(())
+            })
+            .await;
+        match asked {
+            Ok(_) => Ok(out),
+            Err(ImapError::Protocol(why)) => {
+                tracing::debug!("no message {seq} in the folder: {why}");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every UID in the selected folder (`UID SEARCH ALL`), for finding expunges where
     /// QRESYNC is missing.
     pub async fn all_uids(&mut self) -> Result<BTreeSet<Uid>, ImapError> {

@@ -16,6 +16,7 @@ mod daemon_resilience;
 mod daemon_service;
 mod disk_full;
 mod file_modes;
+mod first_window;
 mod fuzz_corpora;
 mod gmail;
 mod imap_connect;

@@ -287,36 +287,9 @@ fn pass_paused_after_the_check(env: &SyncEnv, meanwhile: impl FnOnce()) {
     pass_paused(env, "checked=3000", 1, meanwhile);
 }
 
-/// Run `syncmail sync` with the pause point `pause` (`name=millis`, see `fault.rs`), do
-/// `meanwhile` during its `times`-th pause, and let it finish; it must succeed. Returns
-/// its summary.
+/// `syncmail sync` paused at `pause` (see [`SyncEnv::sync_paused`]); its summary.
 fn pass_paused(env: &SyncEnv, pause: &str, times: usize, meanwhile: impl FnOnce()) -> String {
-    let mut pass = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
-        .args(["sync", "--config", env.config.to_str().unwrap()])
-        .env("HOME", env.home.path())
-        .env("SYNCMAIL_PAUSE", pause)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(pass.stderr.take().unwrap());
-    let mut said = String::new();
-    while said.matches("pause point").count() < times {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-        assert!(
-            n > 0,
-            "the pass did not pause {times} time(s) at {pause}: {said}"
-        );
-        said.push_str(&line);
-    }
-    meanwhile();
-    std::io::Read::read_to_string(&mut stderr, &mut said).unwrap();
-    let out = pass.wait_with_output().unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{summary}{said}");
-    summary
+    env.sync_paused(pause, times, &[], meanwhile)
 }
 
 /// Seed 20261205, a 3-minute run after the folder operations were added, t=137 s: the

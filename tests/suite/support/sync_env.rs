@@ -118,6 +118,45 @@ impl SyncEnv {
         syncmail_with_env(self.home.path(), &all, vars)
     }
 
+    /// Run `syncmail sync` with the pause point `pause` (`name=millis`, see `fault.rs`)
+    /// and the environment `vars`, do `meanwhile` during its `times`-th pause, and let it
+    /// finish; it must succeed. Returns its summary.
+    pub fn sync_paused(
+        &self,
+        pause: &str,
+        times: usize,
+        vars: &[(&str, &str)],
+        meanwhile: impl FnOnce(),
+    ) -> String {
+        let mut pass = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
+            .args(["sync", "--config", self.config.to_str().unwrap()])
+            .env("HOME", self.home.path())
+            .env("SYNCMAIL_PAUSE", pause)
+            .envs(vars.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(pass.stderr.take().unwrap());
+        let mut said = String::new();
+        while said.matches("pause point").count() < times {
+            let mut line = String::new();
+            let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+            assert!(
+                n > 0,
+                "the pass did not pause {times} time(s) at {pause}: {said}"
+            );
+            said.push_str(&line);
+        }
+        meanwhile();
+        std::io::Read::read_to_string(&mut stderr, &mut said).unwrap();
+        let out = pass.wait_with_output().unwrap();
+        let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{summary}{said}");
+        summary
+    }
+
     pub fn sync(&self, args: &[&str]) -> Output {
         self.run("sync", args, &[])
     }
