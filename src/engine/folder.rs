@@ -183,7 +183,7 @@ impl Ctx<'_> {
             ));
             return Ok(None);
         };
-        let (scan, stamp) = observe::scan(&md)?;
+        let (scan, stamp) = observe::scan(&md, &base)?;
         for dup in &scan.duplicates {
             report.errors.push(FolderFailure::in_folder(name, format!(
                 "{name}: {} files share the key {}; that message is left alone until one is removed",

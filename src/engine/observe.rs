@@ -393,11 +393,19 @@ pub async fn unchanged(
 /// A stable scan of the folder's Maildir, and the folder's stamp (stored form) when it
 /// held still around the scan (a later pass that finds the same stamp may skip the
 /// folder, or read only the files of the messages the server changed).
-pub fn scan(md: &Maildir) -> Result<(LocalScan, Option<String>), EngineError> {
+pub fn scan(md: &Maildir, base: &Base) -> Result<(LocalScan, Option<String>), EngineError> {
     let before = md.stamp().ok();
-    let scan = md.scan().map_err(LocalError::io(md.path()))?;
+    // A folder the base holds nothing of (a new one, on a first sync of many) need not
+    // wait out the timestamp granularity when it is empty: 50 ms a folder otherwise.
+    let opts = crate::maildir::ScanOptions {
+        trust_empty: base.pairs.is_empty() && base.local_only.is_empty(),
+        ..Default::default()
+    };
+    let scan = crate::maildir::scan::scan(md, &opts).map_err(LocalError::io(md.path()))?;
     let after = md.stamp().ok();
-    let stamp = (scan.stable && scan.duplicates.is_empty() && before == after)
+    // The stamp stands for the folder only once its mtimes are past the granularity.
+    let settled = md.settling().is_zero();
+    let stamp = (scan.stable && settled && scan.duplicates.is_empty() && before == after)
         .then_some(after)
         .flatten()
         .map(|mtimes| {

@@ -78,6 +78,10 @@ pub struct ScanOptions {
     pub coarse_granularity: Duration,
     /// Pause after a read that saw the folder change.
     pub retry_pause: Duration,
+    /// An empty read whose mtimes held is stable at once, without waiting out the
+    /// granularity: for a folder the base holds nothing of, where nothing can read as
+    /// deleted (a file added in the same tick is the next pass's).
+    pub trust_empty: bool,
 }
 
 impl Default for ScanOptions {
@@ -87,6 +91,7 @@ impl Default for ScanOptions {
             fine_granularity: Duration::from_millis(50),
             coarse_granularity: Duration::from_secs(2),
             retry_pause: Duration::from_millis(20),
+            trust_empty: false,
         }
     }
 }
@@ -124,7 +129,8 @@ pub fn scan(md: &Maildir, opts: &ScanOptions) -> io::Result<LocalScan> {
             })
             .max()
             .unwrap_or(Duration::ZERO);
-        let stable = unchanged && wait.is_zero();
+        let empty = found.is_empty() && skipped.is_empty();
+        let stable = unchanged && (wait.is_zero() || (opts.trust_empty && empty));
         if stable || attempt >= opts.max_attempts {
             let mut result = assemble(found, skipped);
             result.stable = stable;
@@ -258,6 +264,33 @@ mod tests {
         let scan = md.scan().unwrap();
         assert!(scan.stable);
         assert!(scan.attempts >= 1);
+    }
+
+    #[test]
+    fn rule_6_an_empty_new_folder_is_stable_at_once_only_where_trusted() {
+        let (_d, md) = setup();
+        let trusting = ScanOptions {
+            max_attempts: 1,
+            trust_empty: true,
+            ..ScanOptions::default()
+        };
+        // Just made, so its mtimes are within the granularity: empty and trusted, stable.
+        assert!(scan(&md, &trusting).unwrap().stable);
+        let wary = ScanOptions {
+            trust_empty: false,
+            ..trusting.clone()
+        };
+        // (A file come and gone: the mtime is fresh however slow the machine.)
+        std::fs::write(md.new_dir().join("0.M1P1.h"), b"").unwrap();
+        std::fs::remove_file(md.new_dir().join("0.M1P1.h")).unwrap();
+        assert!(!scan(&md, &wary).unwrap().stable);
+        // A file in it: the granularity is waited out as ever (one attempt: unstable).
+        std::fs::write(md.new_dir().join("1.M1P1.h"), b"abc").unwrap();
+        assert!(!scan(&md, &trusting).unwrap().stable);
+        // The folder's stamp is unsettled until the granularity passes.
+        assert!(!md.settling().is_zero());
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert!(md.settling().is_zero());
     }
 
     #[test]
