@@ -26,10 +26,11 @@ pub struct RemoteObservation {
 }
 
 /// How many messages a folder's first listing holds at once. A first sync of a folder
-/// of a million messages would otherwise hold a million listed messages (about 180 bytes
-/// each) before fetching the first: it lists and fetches this many at a time instead
-/// (memory flat in mailbox size).
-pub const WINDOW: u32 = 20_000;
+/// of a million messages would otherwise hold a million listed messages before fetching
+/// the first: it lists and fetches this many at a time instead (memory flat in mailbox
+/// size). At 100,000 small messages the first sync peaked at 30 MiB with windows of
+/// 20,000 and at 22 MiB with 5,000, in the same time (`scripts/bench-sync.sh`).
+pub const WINDOW: u32 = 5_000;
 
 /// [`WINDOW`], or `SYNCMAIL_LIST_WINDOW` where a test sets it (windows of a few
 /// messages, so a test folder of ten crosses several).
