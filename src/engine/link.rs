@@ -205,6 +205,22 @@ impl AccountLink {
         report: &mut AccountReport,
     ) -> Result<(), EngineError> {
         self.connect().await?;
+        // A folder the state does not know may be a known one's new name, and only a pass
+        // over every folder recognises a rename (the folder step): synced alone, as new,
+        // it would be fetched again beside the old one, which rule 9 then keeps (the
+        // soak's deletions that came back, seed 20261209).
+        let every;
+        let scope = match &scope.folders {
+            Some(only) if unknown_folder(store, only).await? => {
+                tracing::debug!(account = %self.account.name, "a folder new to the state; the pass covers every folder");
+                every = PassScope {
+                    folders: None,
+                    stop: scope.stop.clone(),
+                };
+                &every
+            }
+            _ => scope,
+        };
         let relist = match (&self.listing, &scope.folders) {
             (None, _) | (_, None) => true,
             (Some(l), Some(only)) => {
@@ -544,4 +560,17 @@ async fn known_folders(
         .into_iter()
         .map(|f| (f.server_name.clone(), f))
         .collect())
+}
+
+/// Whether one of these folders is unknown to the state.
+async fn unknown_folder(
+    store: &Store,
+    folders: &BTreeSet<FolderName>,
+) -> Result<bool, EngineError> {
+    for name in folders {
+        if store.folder(name).await?.is_none() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
