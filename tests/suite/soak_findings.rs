@@ -105,14 +105,7 @@ fn moves_to_different_folders_on_each_side_stay_one_message() {
     env.seed("Work", "m");
     env.sync_ok();
     let key = env.key_of("Work", "m");
-    let from = md::path_of(&env.folder("Work"), &key);
-    std::fs::rename(
-        &from,
-        env.folder("Projects")
-            .join("cur")
-            .join(from.file_name().unwrap()),
-    )
-    .unwrap();
+    move_file(&env, &key, "Work", "Projects");
     env.dovecot.doveadm(
         &[
             "move", "-u", "alice", "Archive", "mailbox", "Work", "uid", "1",
@@ -265,9 +258,7 @@ fn a_file_moved_between_the_observations_of_one_pass_is_a_move() {
     // message to B before B is observed.
     env.seed("B", "n");
     pass_paused_after_the_check(&env, || {
-        let from = md::path_of(&env.folder("A"), &key);
-        let to = env.folder("B").join("cur").join(from.file_name().unwrap());
-        std::fs::rename(&from, &to).unwrap();
+        move_file(&env, &key, "A", "B");
     });
     env.sync_ok();
     let (server, local) = copies(&env, &["A", "B"]);
@@ -285,6 +276,17 @@ fn a_file_moved_between_the_observations_of_one_pass_is_a_move() {
 /// succeed.
 fn pass_paused_after_the_check(env: &SyncEnv, meanwhile: impl FnOnce()) {
     pass_paused(env, "checked=3000", 1, meanwhile);
+}
+
+/// The mail client moves the file of `key` from one folder's Maildir to another's `cur/`
+/// (a rename across folders, under the same name).
+fn move_file(env: &SyncEnv, key: &str, from: &str, to: &str) {
+    let path = md::path_of(&env.folder(from), key);
+    std::fs::rename(
+        &path,
+        env.folder(to).join("cur").join(path.file_name().unwrap()),
+    )
+    .unwrap();
 }
 
 /// `syncmail sync` paused at `pause` (see [`SyncEnv::sync_paused`]); its summary.
@@ -397,12 +399,7 @@ fn a_file_moved_between_the_observations_of_a_widened_pass_is_not_uploaded() {
     std::fs::remove_file(x).unwrap();
     env.dovecot.add_flags("alice", "C", 1, "\\Flagged");
     let summary = pass_paused(&env, "observed:A=2000", 1, || {
-        let from = md::path_of(&env.folder("A"), &key);
-        std::fs::rename(
-            &from,
-            env.folder("B").join("cur").join(from.file_name().unwrap()),
-        )
-        .unwrap();
+        move_file(&env, &key, "A", "B");
     });
     assert!(summary.contains("appended 0"), "not uploaded: {summary}");
     // The phone flags the copy still in A; the next pass moves the message.
@@ -438,12 +435,7 @@ fn a_server_move_between_the_observations_of_a_pass_is_not_downloaded_beside_a_l
     // The client's move first; the phone's comes after the pass observed A. New mail in
     // C, so the pass observes C too (after A) rather than finding it still.
     env.seed("C", "c");
-    let from = md::path_of(&env.folder("A"), &key);
-    std::fs::rename(
-        &from,
-        env.folder("B").join("cur").join(from.file_name().unwrap()),
-    )
-    .unwrap();
+    move_file(&env, &key, "A", "B");
     // Past the timestamp granularity, so the pass reads A's Maildir as stable (rule 6).
     std::thread::sleep(std::time::Duration::from_millis(200));
     // The first look finds the file arrived in B while A still pairs it and looks at
@@ -602,12 +594,7 @@ fn move_interrupted_then_folder_deleted(ids: &[&str], deleted: &str) -> (SyncEnv
     }
     env.sync_ok();
     let key = env.key_of("A", "m");
-    let from = md::path_of(&env.folder("A"), &key);
-    std::fs::rename(
-        &from,
-        env.folder("B").join("cur").join(from.file_name().unwrap()),
-    )
-    .unwrap();
+    move_file(&env, &key, "A", "B");
     let crashed = env.run("sync", &[], &[("SYNCMAIL_FAULT", "after-intent")]);
     assert!(!crashed.status.success(), "the fault point was reached");
     env.dovecot
@@ -631,14 +618,7 @@ fn a_server_move_into_a_folder_made_after_the_listing_beside_a_local_move_is_one
     env.seed("Work", "m");
     env.sync_ok();
     let key = env.key_of("Work", "m");
-    let from = md::path_of(&env.folder("Work"), &key);
-    std::fs::rename(
-        &from,
-        env.folder("Projects")
-            .join("cur")
-            .join(from.file_name().unwrap()),
-    )
-    .unwrap();
+    move_file(&env, &key, "Work", "Projects");
     // Past the timestamp granularity, so the pass reads the Maildir as stable (rule 6).
     std::thread::sleep(Duration::from_millis(200));
     let summary = pass_paused(&env, "checked=3000", 1, || {
@@ -675,14 +655,7 @@ fn a_server_move_into_a_folder_already_observed_beside_a_local_move_is_one_messa
     env.seed("Work", "m");
     env.sync_ok();
     let key = env.key_of("Work", "m");
-    let from = md::path_of(&env.folder("Work"), &key);
-    std::fs::rename(
-        &from,
-        env.folder("Projects")
-            .join("cur")
-            .join(from.file_name().unwrap()),
-    )
-    .unwrap();
+    move_file(&env, &key, "Work", "Projects");
     // New mail in Archive, so the pass observes it (first: folders go in name order)
     // rather than finding it still.
     env.seed("Archive", "a");
@@ -723,14 +696,7 @@ fn rule_11_a_server_deletion_beside_a_local_move_keeps_the_moved_message() {
     env.seed("Work", "m");
     env.sync_ok();
     let key = env.key_of("Work", "m");
-    let from = md::path_of(&env.folder("Work"), &key);
-    std::fs::rename(
-        &from,
-        env.folder("Projects")
-            .join("cur")
-            .join(from.file_name().unwrap()),
-    )
-    .unwrap();
+    move_file(&env, &key, "Work", "Projects");
     env.dovecot.expunge("alice", "Work", 1);
     std::thread::sleep(Duration::from_millis(200));
     let summary = env.sync_ok();

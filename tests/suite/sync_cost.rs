@@ -5,7 +5,6 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use syncmail::config::{Dirs, load};
 use syncmail::engine::{AccountReport, SyncOptions, sync_account};
 
 use crate::support::dovecot::message;
@@ -39,12 +38,7 @@ fn seed_many(env: &Env, folder: &str, n: usize) {
 
 /// One `syncmail sync` pass in this process, so the report's row count can be read.
 fn pass(env: &Env) -> AccountReport {
-    let dirs = Dirs {
-        home: Some(env.home.path().to_owned()),
-        xdg_config_home: None,
-        xdg_state_home: None,
-    };
-    let loaded = load(&env.config, &dirs).expect("config");
+    let loaded = env.loaded();
     let account = loaded.config.accounts[0].clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = rt

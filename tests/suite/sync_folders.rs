@@ -218,7 +218,6 @@ fn a_folder_renamed_on_the_server_moves_locally_without_fetching_again() {
 fn a_pass_over_a_renamed_folder_alone_recognises_the_rename() {
     use std::collections::BTreeSet;
     use std::sync::Arc;
-    use syncmail::config::{Dirs, load};
     use syncmail::engine::{AccountLink, AccountReport, PassScope, SyncOptions, open_state};
     use syncmail::model::FolderName;
 
@@ -233,12 +232,7 @@ fn a_pass_over_a_renamed_folder_alone_recognises_the_rename() {
         None,
     );
     // A pass over the new name alone, as the daemon makes for an event in one folder.
-    let dirs = Dirs {
-        home: Some(env.home.path().to_owned()),
-        xdg_config_home: None,
-        xdg_state_home: None,
-    };
-    let loaded = load(&env.config, &dirs).expect("config");
+    let loaded = env.loaded();
     let account = loaded.config.accounts[0].clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = rt.block_on(async {

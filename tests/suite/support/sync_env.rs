@@ -157,6 +157,16 @@ impl SyncEnv {
         summary
     }
 
+    /// The config as `syncmail` loads it for this home (for a pass run in this process).
+    pub fn loaded(&self) -> syncmail::config::Loaded {
+        let dirs = syncmail::config::Dirs {
+            home: Some(self.home.path().to_owned()),
+            xdg_config_home: None,
+            xdg_state_home: None,
+        };
+        syncmail::config::load(&self.config, &dirs).expect("config")
+    }
+
     pub fn sync(&self, args: &[&str]) -> Output {
         self.run("sync", args, &[])
     }
