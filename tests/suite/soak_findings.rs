@@ -98,20 +98,9 @@ fn a_server_move_during_a_local_flag_change_stays_one_message() {
 /// on each side. Now the file follows the server's move.
 #[test]
 fn moves_to_different_folders_on_each_side_stay_one_message() {
-    let env = SyncEnv::new("");
-    for folder in ["Work", "Projects", "Archive"] {
-        env.dovecot.create_mailbox("alice", folder);
-    }
-    env.seed("Work", "m");
-    env.sync_ok();
-    let key = env.key_of("Work", "m");
+    let (env, key) = m_synced("", &["Work", "Projects", "Archive"], "Work");
     move_file(&env, &key, "Work", "Projects");
-    env.dovecot.doveadm(
-        &[
-            "move", "-u", "alice", "Archive", "mailbox", "Work", "uid", "1",
-        ],
-        None,
-    );
+    env.dovecot.move_uid("alice", "Work", 1, "Archive");
     let summary = env.sync_ok();
     assert!(
         summary.contains("fetched 0") && summary.contains("appended 0"),
@@ -147,12 +136,7 @@ fn moves_into_new_folders_on_each_side_stay_one_message() {
     )
     .unwrap();
     env.dovecot.create_mailbox("alice", "Filtered");
-    env.dovecot.doveadm(
-        &[
-            "move", "-u", "alice", "Filtered", "mailbox", "Work", "uid", "1",
-        ],
-        None,
-    );
+    env.dovecot.move_uid("alice", "Work", 1, "Filtered");
     let summary = env.sync_ok();
     let want = vec![("<m@test>".to_owned(), "Filtered".to_owned())];
     assert_eq!(
@@ -181,12 +165,7 @@ fn a_flag_set_on_the_server_before_a_move_arrives_with_the_message() {
     env.sync_ok();
     let key = env.key_of("Work", "m");
     env.dovecot.add_flags("alice", "Work", 1, "\\Flagged");
-    env.dovecot.doveadm(
-        &[
-            "move", "-u", "alice", "Archive", "mailbox", "Work", "uid", "1",
-        ],
-        None,
-    );
+    env.dovecot.move_uid("alice", "Work", 1, "Archive");
     let summary = env.sync_ok();
     assert!(summary.contains("moved 1"), "{summary}");
     env.sync_ok();
@@ -207,12 +186,7 @@ fn a_file_moved_away_during_an_interrupted_move_is_found_not_halted() {
     env.seed("INBOX", "m");
     env.sync_ok();
     let key = env.key_of("INBOX", "m");
-    env.dovecot.doveadm(
-        &[
-            "move", "-u", "alice", "Archive", "mailbox", "INBOX", "uid", "1",
-        ],
-        None,
-    );
+    env.dovecot.move_uid("alice", "INBOX", 1, "Archive");
     let out = env.run("sync", &[], &[("SYNCMAIL_FAULT", "after-intent")]);
     assert_ne!(
         out.status.code(),
@@ -276,6 +250,19 @@ fn a_file_moved_between_the_observations_of_one_pass_is_a_move() {
 /// succeed.
 fn pass_paused_after_the_check(env: &SyncEnv, meanwhile: impl FnOnce()) {
     pass_paused(env, "checked=3000", 1, meanwhile);
+}
+
+/// A server with these folders (and INBOX) and the message m in `home`, synced with the
+/// account keys `config`: the environment and m's key.
+fn m_synced(config: &str, folders: &[&str], home: &str) -> (SyncEnv, String) {
+    let env = SyncEnv::new(config);
+    for folder in folders {
+        env.dovecot.create_mailbox("alice", folder);
+    }
+    env.seed(home, "m");
+    env.sync_ok();
+    let key = env.key_of(home, "m");
+    (env, key)
 }
 
 /// The mail client moves the file of `key` from one folder's Maildir to another's `cur/`
@@ -425,13 +412,7 @@ fn a_file_moved_between_the_observations_of_a_widened_pass_is_not_uploaded() {
 /// is now left for the next pass, which sees the two moves and keeps the server's.
 #[test]
 fn a_server_move_between_the_observations_of_a_pass_is_not_downloaded_beside_a_local_move() {
-    let env = SyncEnv::new("connections = 1\n");
-    for folder in ["A", "B", "C"] {
-        env.dovecot.create_mailbox("alice", folder);
-    }
-    env.seed("A", "m");
-    env.sync_ok();
-    let key = env.key_of("A", "m");
+    let (env, key) = m_synced("connections = 1\n", &["A", "B", "C"], "A");
     // The client's move first; the phone's comes after the pass observed A. New mail in
     // C, so the pass observes C too (after A) rather than finding it still.
     env.seed("C", "c");
@@ -441,10 +422,7 @@ fn a_server_move_between_the_observations_of_a_pass_is_not_downloaded_beside_a_l
     // The first look finds the file arrived in B while A still pairs it and looks at
     // every folder again; the phone moves in that second look, after A.
     let summary = pass_paused(&env, "observed:A=2000", 2, || {
-        env.dovecot.doveadm(
-            &["move", "-u", "alice", "C", "mailbox", "A", "uid", "1"],
-            None,
-        );
+        env.dovecot.move_uid("alice", "A", 1, "C");
     });
     assert!(summary.contains("fetched 1 "), "c only, not m: {summary}");
     env.sync_ok();
@@ -500,10 +478,7 @@ fn rule_13_a_move_into_a_folder_being_renumbered_stays_one_message() {
     env.seed("INBOX", "x");
     env.sync_ok();
     env.dovecot.set_uidvalidity("alice", "INBOX", 12345);
-    env.dovecot.doveadm(
-        &["move", "-u", "alice", "INBOX", "mailbox", "A", "uid", "1"],
-        None,
-    );
+    env.dovecot.move_uid("alice", "A", 1, "INBOX");
     env.sync_ok();
     env.sync_ok();
     env.sync_ok();
@@ -534,10 +509,7 @@ fn rule_13_a_move_out_of_a_folder_being_renumbered_stays_one_message() {
     env.sync_ok();
     let key = env.key_of("INBOX", "m0");
     env.dovecot.set_uidvalidity("alice", "INBOX", 12345);
-    env.dovecot.doveadm(
-        &["move", "-u", "alice", "B", "mailbox", "INBOX", "uid", "1"],
-        None,
-    );
+    env.dovecot.move_uid("alice", "INBOX", 1, "B");
     let summary = env.sync_ok();
     assert!(
         summary.contains("fetched 0"),
@@ -611,24 +583,13 @@ fn move_interrupted_then_folder_deleted(ids: &[&str], deleted: &str) -> (SyncEnv
 /// new folder's arrival, and the file follows the server's move.
 #[test]
 fn a_server_move_into_a_folder_made_after_the_listing_beside_a_local_move_is_one_message() {
-    let env = SyncEnv::new("connections = 1\n");
-    for folder in ["Work", "Projects"] {
-        env.dovecot.create_mailbox("alice", folder);
-    }
-    env.seed("Work", "m");
-    env.sync_ok();
-    let key = env.key_of("Work", "m");
+    let (env, key) = m_synced("connections = 1\n", &["Work", "Projects"], "Work");
     move_file(&env, &key, "Work", "Projects");
     // Past the timestamp granularity, so the pass reads the Maildir as stable (rule 6).
     std::thread::sleep(Duration::from_millis(200));
     let summary = pass_paused(&env, "checked=3000", 1, || {
         env.dovecot.create_mailbox("alice", "Filtered");
-        env.dovecot.doveadm(
-            &[
-                "move", "-u", "alice", "Filtered", "mailbox", "Work", "uid", "1",
-            ],
-            None,
-        );
+        env.dovecot.move_uid("alice", "Work", 1, "Filtered");
     });
     assert!(
         summary.contains("fetched 0") && summary.contains("appended 0"),
@@ -648,13 +609,11 @@ fn a_server_move_into_a_folder_made_after_the_listing_beside_a_local_move_is_one
 /// second look at every folder sees it there.
 #[test]
 fn a_server_move_into_a_folder_already_observed_beside_a_local_move_is_one_message() {
-    let env = SyncEnv::new("connections = 1\n");
-    for folder in ["Archive", "Projects", "Work"] {
-        env.dovecot.create_mailbox("alice", folder);
-    }
-    env.seed("Work", "m");
-    env.sync_ok();
-    let key = env.key_of("Work", "m");
+    let (env, key) = m_synced(
+        "connections = 1\n",
+        &["Archive", "Projects", "Work"],
+        "Work",
+    );
     move_file(&env, &key, "Work", "Projects");
     // New mail in Archive, so the pass observes it (first: folders go in name order)
     // rather than finding it still.
@@ -663,12 +622,7 @@ fn a_server_move_into_a_folder_already_observed_beside_a_local_move_is_one_messa
     // The file arrived in Projects while Work still pairs it: the pass looks at every
     // folder again, and the phone moves in that second look, after Archive.
     let summary = pass_paused(&env, "observed:Archive=2000", 2, || {
-        env.dovecot.doveadm(
-            &[
-                "move", "-u", "alice", "Archive", "mailbox", "Work", "uid", "1",
-            ],
-            None,
-        );
+        env.dovecot.move_uid("alice", "Work", 1, "Archive");
     });
     assert!(
         summary.contains("fetched 1 ") && summary.contains("appended 0"),
@@ -689,13 +643,7 @@ fn a_server_move_into_a_folder_already_observed_beside_a_local_move_is_one_messa
 /// change keeps the message, rule 11): one copy, where the client put it.
 #[test]
 fn rule_11_a_server_deletion_beside_a_local_move_keeps_the_moved_message() {
-    let env = SyncEnv::new("connections = 1\n");
-    for folder in ["Work", "Projects"] {
-        env.dovecot.create_mailbox("alice", folder);
-    }
-    env.seed("Work", "m");
-    env.sync_ok();
-    let key = env.key_of("Work", "m");
+    let (env, key) = m_synced("connections = 1\n", &["Work", "Projects"], "Work");
     move_file(&env, &key, "Work", "Projects");
     env.dovecot.expunge("alice", "Work", 1);
     std::thread::sleep(Duration::from_millis(200));

@@ -395,6 +395,23 @@ impl Dovecot {
         self.doveadm(&["mailbox", "create", "-u", user, mailbox], None);
     }
 
+    /// Move one message to another mailbox, as another device does (`UID MOVE`).
+    pub fn move_uid(&self, user: &str, from: &str, uid: u32, to: &str) -> Output {
+        self.doveadm(
+            &[
+                "move",
+                "-u",
+                user,
+                to,
+                "mailbox",
+                from,
+                "uid",
+                &uid.to_string(),
+            ],
+            None,
+        )
+    }
+
     /// Give a mailbox a new UIDVALIDITY, as a server that rebuilt its index does.
     pub fn set_uidvalidity(&self, user: &str, mailbox: &str, validity: u64) -> Output {
         self.doveadm(
