@@ -51,6 +51,10 @@ pub struct FolderRun<'a> {
     /// in `pairs`: an initial sync of a large folder would hold every pair at once), and
     /// how many: what the folder's stamp is checked against afterwards.
     pub delivered: (NamesDigest, usize),
+    /// The plan's record of each server deletion it carries to the Maildir, by key:
+    /// committed with the unlink's own commit (then its key is in `logged`).
+    pub deletions: BTreeMap<MaildirKey, Change>,
+    pub logged: BTreeSet<MaildirKey>,
     /// Set by the caller to stop between fetch batches (shutdown).
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// The identities the pass's folder runs are downloading (set by the caller when
@@ -102,6 +106,8 @@ impl<'a> FolderRun<'a> {
             local,
             highest_pulled: None,
             delivered: (NamesDigest::default(), 0),
+            deletions: BTreeMap::new(),
+            logged: BTreeSet::new(),
             stop: None,
             claims: None,
             failed_uids: BTreeSet::new(),
@@ -858,13 +864,21 @@ impl<'a> FolderRun<'a> {
             .sync_dirs()
             .map_err(LocalError::io(self.md.path()))?;
         fault::point("after-unlink");
+        let change = self.deletions.get(key);
         self.store
             .commit(Commit {
                 remove_pairs: uid.into_iter().collect(),
                 complete_intents: ids,
+                changes: change
+                    .map(|c| super::report::change_record(&self.folder.server_name, c))
+                    .into_iter()
+                    .collect(),
                 ..self.commit()
             })
             .await?;
+        if change.is_some() {
+            self.logged.insert(key.clone());
+        }
         if let Some(uid) = uid {
             self.pairs.remove(&uid);
         }

@@ -11,7 +11,7 @@ use crate::imap::ImapSession;
 use crate::maildir::{self, FolderMap, Maildir, NamesDigest, Stamp, utf7};
 use crate::model::{Flags, FolderName, MaildirKey, Uid};
 use crate::store::{self, Commit, Store, Watermarks};
-use crate::sync::{self, Halt, Policy};
+use crate::sync::{self, ChangeKind, Halt, Policy, Side};
 
 use super::account::now;
 use super::adopt;
@@ -520,6 +520,15 @@ impl Ctx<'_> {
         run.stop = self.scope.stop.clone();
         run.claims = Some(self.claims.clone());
         run.failed_keys.extend(deferred);
+        // A server deletion carried to the Maildir is logged in the same commit that
+        // removes its pair: a kill between that commit and the pass's last one must not
+        // leave a deletion syncmail made without its record (the CI soak, seed 20261205).
+        run.deletions = plan
+            .changes
+            .iter()
+            .filter(|c| c.side == Side::Server && c.kind == ChangeKind::Deleted)
+            .filter_map(|c| Some((c.key.clone()?, c.clone())))
+            .collect();
         let started = std::time::Instant::now();
         let mut failed = None;
         for action in &plan.actions {
@@ -572,6 +581,11 @@ impl Ctx<'_> {
             changes: plan
                 .changes
                 .iter()
+                .filter(|c| {
+                    !(c.side == Side::Server
+                        && c.kind == ChangeKind::Deleted
+                        && c.key.as_ref().is_some_and(|k| run.logged.contains(k)))
+                })
                 .map(|c| change_record(&name, c))
                 .collect(),
             conflicts,

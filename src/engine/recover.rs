@@ -18,7 +18,7 @@ use crate::model::{ContentHash, MaildirKey, Uid, crlf_size};
 use crate::store::{
     Commit, DeleState, FolderId, FolderState, Intent, IntentKind, Store, StoreError, UidlRecord,
 };
-use crate::sync::{MessageId, Pair};
+use crate::sync::{Change, ChangeKind, MessageId, Outcome, Pair, Side};
 
 use super::LocalError;
 use super::apply::{AppendSizes, left_marked_reason, mark_deleted, unlink_key};
@@ -261,9 +261,19 @@ async fn resolve(
             unlink_key(&md, None, key)?;
             md.sync_dirs().map_err(LocalError::io(&path))?;
         }
+        // A local deletion carries a server one (the message left the server): its log
+        // record, which the interrupted pass did not commit.
+        let change = Change {
+            side: Side::Server,
+            uid: spec.uid,
+            key: spec.local_key.clone(),
+            kind: ChangeKind::Deleted,
+            outcome: Outcome::Propagated,
+        };
         store
             .commit(Commit {
                 remove_pairs: spec.uid.into_iter().collect(),
+                changes: vec![super::report::change_record(&folder.server_name, &change)],
                 ..commit
             })
             .await?;

@@ -113,3 +113,36 @@ pub fn crash_loop<T>(what: &str, start: impl Fn() -> (SyncEnv, T)) {
         "{what}: only {crashes} fault points were reached; the pass should cross many more"
     );
 }
+
+/// The CI soak on b853f09 (seed 20261205): the daemon was killed while it carried a
+/// server deletion to the Maildir; the recovery (or the next pass) finished it, and the
+/// change log never said so. Killed at every step of such a pass, the rerun's log names
+/// the deletion exactly once.
+#[test]
+fn rule_1_a_deletion_carried_across_a_kill_is_logged_once() {
+    for n in 1.. {
+        let env = SyncEnv::new("");
+        for id in ["a", "b"] {
+            env.seed("INBOX", id);
+        }
+        env.sync_ok();
+        env.dovecot.expunge("alice", "INBOX", 1);
+        let out = faulted(&env, &format!("#{n}"));
+        let finished = out.status.code() == Some(0);
+        if !finished {
+            assert_crashed_at_a_fault_point(&out, n);
+            env.sync_ok();
+        }
+        let log = env.log(&[]);
+        let rows = log
+            .lines()
+            .filter(|l| l.contains("UID 1") && l.contains("deleted"))
+            .count();
+        assert_eq!(rows, 1, "after crash #{n}: {log}");
+        assert_eq!(env.state().1.len(), 1, "after crash #{n}");
+        if finished {
+            assert!(n >= 2, "the pass crossed a fault point");
+            break;
+        }
+    }
+}
