@@ -456,6 +456,9 @@ impl<'a> FolderRun<'a> {
     /// that change or arrive meanwhile are the next pass's, as in any pass: the folder's
     /// HIGHESTMODSEQ is the one its first window was listed at.
     pub async fn fetch_rest(&mut self, mut from: observe::Window) -> Result<(), EngineError> {
+        // The session may have observed other folders since (a plan with nothing to do
+        // on the server does not select its folder again).
+        self.session.select(self.wire_name, None).await?;
         loop {
             fault::pause("window");
             let (listed, next) = observe::next_window(self.session, from).await?;

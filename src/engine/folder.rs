@@ -194,8 +194,10 @@ impl Ctx<'_> {
         let local = observe::local(&scan);
         let started = std::time::Instant::now();
         let pairing = adopt::may_pair(&base, &scan);
-        let remote =
-            observe::remote(session, wire, &base, selected, pairing, !self.opts.dry_run).await?;
+        // A first listing in windows is fetched window by window: only where this pass
+        // fetches at all.
+        let windowed = !self.opts.dry_run && self.policy_for(name).direction.fetches();
+        let remote = observe::remote(session, wire, &base, selected, pairing, windowed).await?;
         let observed = started.elapsed();
         let base = if pairing && adopt::is_first_contact(&base, &remote.snapshot, &scan) {
             let local_name = local_path

@@ -205,22 +205,6 @@ impl AccountLink {
         report: &mut AccountReport,
     ) -> Result<(), EngineError> {
         self.connect().await?;
-        // A folder the state does not know may be a known one's new name, and only a pass
-        // over every folder recognises a rename (the folder step): synced alone, as new,
-        // it would be fetched again beside the old one, which rule 9 then keeps (the
-        // soak's deletions that came back, seed 20261209).
-        let every;
-        let scope = match &scope.folders {
-            Some(only) if unknown_folder(store, only).await? => {
-                tracing::debug!(account = %self.account.name, "a folder new to the state; the pass covers every folder");
-                every = PassScope {
-                    folders: None,
-                    stop: scope.stop.clone(),
-                };
-                &every
-            }
-            _ => scope,
-        };
         let relist = match (&self.listing, &scope.folders) {
             (None, _) | (_, None) => true,
             (Some(l), Some(only)) => {
@@ -234,18 +218,51 @@ impl AccountLink {
         if relist {
             self.list().await?;
         }
+        // A synced folder the state does not know may be a known one's new name, and
+        // only a pass over every folder recognises a rename (the folder step): passed
+        // alone, as new, it would be fetched again beside the old one, which rule 9 then
+        // keeps (the soak's deletions that came back, seed 20261209).
+        let every = PassScope {
+            folders: None,
+            stop: scope.stop.clone(),
+        };
+        let scope = match &scope.folders {
+            Some(only) if self.unknown_folder(store, only).await? => {
+                tracing::debug!(account = %self.account.name, "a folder new to the state; the pass covers every folder");
+                self.list().await?;
+                &every
+            }
+            _ => scope,
+        };
+        let before = report.clone();
         if self.pass_listed(store, opts, scope, false, report).await? == Passed::Relist {
             // A message may have moved into a folder made since the listing: every folder,
-            // listed afresh (once).
+            // listed afresh (once), reported as one pass.
             tracing::debug!(account = %self.account.name, "the pass lists the folders again");
+            *report = before;
             self.list().await?;
-            let every = PassScope {
-                folders: None,
-                stop: scope.stop.clone(),
-            };
             self.pass_listed(store, opts, &every, true, report).await?;
         }
         Ok(())
+    }
+
+    /// Whether one of these folders is one this account syncs and the state does not
+    /// know yet (a folder the patterns leave out is never the state's).
+    async fn unknown_folder(
+        &self,
+        store: &Store,
+        folders: &BTreeSet<FolderName>,
+    ) -> Result<bool, EngineError> {
+        let (AccountKind::Imap(settings), Some(listing)) = (&self.account.kind, &self.listing)
+        else {
+            return Ok(false);
+        };
+        for name in folders {
+            if settings.selects(&listing.map, &name.0) && store.folder(name).await?.is_none() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// One pass on the listing as it stands.
@@ -560,17 +577,4 @@ async fn known_folders(
         .into_iter()
         .map(|f| (f.server_name.clone(), f))
         .collect())
-}
-
-/// Whether one of these folders is unknown to the state.
-async fn unknown_folder(
-    store: &Store,
-    folders: &BTreeSet<FolderName>,
-) -> Result<bool, EngineError> {
-    for name in folders {
-        if store.folder(name).await?.is_none() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }

@@ -272,6 +272,33 @@ pub(super) enum Passed {
     Relist,
 }
 
+/// A first listing in windows (`observe::window`) shows the first window's arrivals
+/// only; when messages leave another folder this pass, the rest may be where they went
+/// (a webmail's new folder holding 10,000 moved messages): such folders are listed whole
+/// and planned again, so every move is seen as one.
+async fn whole_listings(
+    session: &mut ImapSession,
+    prepared: &mut [Prepared],
+) -> Result<(), EngineError> {
+    if !prepared.iter().any(|p| p.remote.rest.is_some())
+        || !prepared.iter().any(|p| sync::leaves_folder(&p.plan))
+    {
+        return Ok(());
+    }
+    for p in prepared.iter_mut().filter(|p| p.remote.rest.is_some()) {
+        tracing::debug!(folder = %p.name, "messages leave another folder: its first listing is made whole");
+        p.remote = super::observe::remote(session, &p.wire, &p.base, None, false, false).await?;
+        p.plan = sync::plan(
+            &p.remote.snapshot,
+            &p.local,
+            &p.base,
+            &p.policy,
+            super::account::now(),
+        );
+    }
+    Ok(())
+}
+
 /// A folder's first pass lists its messages without their Message-IDs (it downloads
 /// them all anyway, and reads the ID from the body). A message that left another folder
 /// in this pass may be among them: a move into a folder one side just made. Ask the
@@ -481,6 +508,7 @@ async fn pass_folders(
         }
     }
     if !opts.dry_run {
+        whole_listings(sessions[0], &mut prepared).await?;
         identify_arrivals(sessions[0], &mut prepared).await?;
     }
     let moves = {

@@ -564,10 +564,12 @@ impl ImapSession {
         let mut out = None;
         let asked = self
             .command(&format!("FETCH {seq} (UID)"), |r| {
+                // (An unsolicited FETCH of the same message without its UID says nothing.)
                 if let Response::Fetch(n, attrs) = r
                     && *n == seq
+                    && let Some(uid) = uid_of(attrs)
                 {
-                    out = uid_of(attrs);
+                    out = Some(uid);
                 }
                 Ok(())
             })

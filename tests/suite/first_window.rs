@@ -112,3 +112,45 @@ fn rule_01_a_first_sync_in_windows_killed_at_every_step_then_rerun_loses_nothing
         "only {crashes} fault points: three windows cross more"
     );
 }
+
+/// `direction = "push"` never fetches: not the first window, not the rest.
+#[test]
+fn a_push_only_first_sync_fetches_no_window() {
+    let env = SyncEnv::new("direction = \"push\"\n");
+    env.dovecot.create_mailbox("alice", "Other");
+    env.seed("Other", "o");
+    for i in 0..7 {
+        env.seed("INBOX", &format!("m{i}"));
+    }
+    let out = env.run("sync", &[], &[SMALL_WINDOWS]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("fetched 0 "), "{}", stdout(&out));
+    assert!(env.state().1.is_empty(), "nothing in the Maildir");
+}
+
+/// A webmail user makes a folder and moves a whole folder's mail into it: every message
+/// is a move (the first listing of the new folder is made whole when messages leave
+/// another), none is fetched again.
+#[test]
+fn messages_moved_into_a_new_folder_beyond_its_first_window_are_moves() {
+    let env = seeded(7);
+    env.sync_ok();
+    env.dovecot.create_mailbox("alice", "Big");
+    env.dovecot.doveadm(
+        &["move", "-u", "alice", "Big", "mailbox", "INBOX", "all"],
+        None,
+    );
+    let out = env.run("sync", &[], &[SMALL_WINDOWS]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(
+        summary.contains("fetched 0 ") && summary.contains("moved 7"),
+        "{summary}"
+    );
+    assert!(env.state().1.is_empty(), "INBOX is empty");
+    assert_eq!(
+        crate::support::maildir::messages(&env.folder("Big")).len(),
+        7
+    );
+    env.assert_quiet();
+}
