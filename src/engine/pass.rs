@@ -237,6 +237,23 @@ pub(super) async fn pass(
                         && opts.folder.as_deref().is_none_or(|f| f == name.0)
                 })
                 .collect();
+            // A folder new to the state among them may be a known one's new name, which
+            // only the folder step of a pass over every folder recognises (the soak's
+            // renamed folders fetched again, seed 20261209 on 8911664).
+            let mut unknown = false;
+            if scope.folders.is_some() {
+                for (name, _) in &every {
+                    unknown |= store.folder(name).await?.is_none();
+                }
+            }
+            if unknown {
+                tracing::debug!(account = %account.name, "a folder new to the state among them; the pass lists the folders again");
+                logout_all(more).await;
+                drop(slots);
+                *report = before;
+                listing.stale = true;
+                return Ok(Passed::Relist);
+            }
             let wide = PassScope {
                 folders: None,
                 stop: scope.stop.clone(),
@@ -268,7 +285,8 @@ pub(super) async fn pass(
 pub(super) enum Passed {
     Done,
     /// List the folders again and pass over every one, once (see
-    /// [`sync::moved_while_gone`]); nothing was applied.
+    /// [`sync::moved_while_gone`], and a scoped pass that must look at every folder
+    /// while one is new to the state); nothing was applied.
     Relist,
 }
 

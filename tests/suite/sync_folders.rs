@@ -209,6 +209,31 @@ fn a_folder_renamed_on_the_server_moves_locally_without_fetching_again() {
     env.assert_quiet();
 }
 
+/// One pass over `folders` alone, in this process, as the daemon makes for an event in
+/// them; its report.
+fn scoped_pass(env: &Env, folders: &[&str]) -> syncmail::engine::AccountReport {
+    use std::sync::Arc;
+    use syncmail::engine::{AccountLink, AccountReport, PassScope, SyncOptions, open_state};
+    use syncmail::model::FolderName;
+    let loaded = env.loaded();
+    let account = loaded.config.accounts[0].clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_lock, store) = open_state(&loaded.config.general, &account.name).unwrap();
+        let mut link = AccountLink::new(Arc::new(account.clone()), None);
+        let mut report = AccountReport::default();
+        let scope = PassScope {
+            folders: Some(folders.iter().map(|f| FolderName((*f).into())).collect()),
+            stop: None,
+        };
+        link.pass(&store, &SyncOptions::default(), &scope, &mut report)
+            .await
+            .unwrap();
+        link.close().await;
+        report
+    })
+}
+
 /// The soak's deletions that came back (seed 20261209): the daemon passed a folder the
 /// server had just renamed on its own (an event in it came before the full pass), as a
 /// new folder: fetched again, and the old Maildir folder then kept by rule 9, one
@@ -216,11 +241,6 @@ fn a_folder_renamed_on_the_server_moves_locally_without_fetching_again() {
 /// folder, so the rename is recognised first.
 #[test]
 fn a_pass_over_a_renamed_folder_alone_recognises_the_rename() {
-    use std::collections::BTreeSet;
-    use std::sync::Arc;
-    use syncmail::engine::{AccountLink, AccountReport, PassScope, SyncOptions, open_state};
-    use syncmail::model::FolderName;
-
     let env = Env::new("");
     env.dovecot.create_mailbox("alice", "Projects");
     for i in 0..2 {
@@ -231,29 +251,41 @@ fn a_pass_over_a_renamed_folder_alone_recognises_the_rename() {
         &["mailbox", "rename", "-u", "alice", "Projects", "Renamed"],
         None,
     );
-    // A pass over the new name alone, as the daemon makes for an event in one folder.
-    let loaded = env.loaded();
-    let account = loaded.config.accounts[0].clone();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let report = rt.block_on(async {
-        let (_lock, store) = open_state(&loaded.config.general, &account.name).unwrap();
-        let mut link = AccountLink::new(Arc::new(account.clone()), None);
-        let mut report = AccountReport::default();
-        let scope = PassScope {
-            folders: Some(BTreeSet::from([FolderName("Renamed".into())])),
-            stop: None,
-        };
-        link.pass(&store, &SyncOptions::default(), &scope, &mut report)
-            .await
-            .unwrap();
-        link.close().await;
-        report
-    });
+    let report = scoped_pass(&env, &["Renamed"]);
     assert_eq!(
         report.counts.fetched, 0,
         "nothing fetched again: {report:?}"
     );
     assert!(!env.folder("Projects").exists());
     assert_eq!(md::messages(&env.folder("Renamed")).len(), 2);
+    env.assert_quiet();
+}
+
+/// The same when the pass is over another folder, which a message left: it looks at
+/// every folder, the renamed one among them (seed 20261209 on 8911664).
+#[test]
+fn a_pass_widened_by_a_move_recognises_a_rename_first() {
+    let env = Env::new("");
+    for f in ["Work", "Projects"] {
+        env.dovecot.create_mailbox("alice", f);
+    }
+    env.seed("Work", "w");
+    for i in 0..2 {
+        env.seed("Projects", &format!("p{i}"));
+    }
+    env.sync_ok();
+    env.dovecot.doveadm(
+        &["mailbox", "rename", "-u", "alice", "Projects", "Renamed"],
+        None,
+    );
+    env.dovecot.move_uid("alice", "Work", 1, "Renamed");
+    let report = scoped_pass(&env, &["Work"]);
+    assert_eq!(
+        report.counts.fetched, 0,
+        "nothing fetched again: {report:?}"
+    );
+    assert!(!env.folder("Projects").exists());
+    assert_eq!(md::messages(&env.folder("Renamed")).len(), 3);
+    assert!(md::messages(&env.folder("Work")).is_empty());
     env.assert_quiet();
 }
