@@ -234,14 +234,8 @@ fn scoped_pass(env: &Env, folders: &[&str]) -> syncmail::engine::AccountReport {
     })
 }
 
-/// The soak's deletions that came back (seed 20261209): the daemon passed a folder the
-/// server had just renamed on its own (an event in it came before the full pass), as a
-/// new folder: fetched again, and the old Maildir folder then kept by rule 9, one
-/// message in two folders. A pass over a folder the state does not know covers every
-/// folder, so the rename is recognised first.
-#[test]
-fn a_pass_over_a_renamed_folder_alone_recognises_the_rename() {
-    let env = Env::new("");
+/// `Projects` with two messages, synced, then renamed on the server to `Renamed`.
+fn synced_then_renamed(env: &Env) {
     env.dovecot.create_mailbox("alice", "Projects");
     for i in 0..2 {
         env.seed("Projects", &format!("p{i}"));
@@ -251,6 +245,17 @@ fn a_pass_over_a_renamed_folder_alone_recognises_the_rename() {
         &["mailbox", "rename", "-u", "alice", "Projects", "Renamed"],
         None,
     );
+}
+
+/// The soak's deletions that came back (seed 20261209): the daemon passed a folder the
+/// server had just renamed on its own (an event in it came before the full pass), as a
+/// new folder: fetched again, and the old Maildir folder then kept by rule 9, one
+/// message in two folders. A pass over a folder the state does not know covers every
+/// folder, so the rename is recognised first.
+#[test]
+fn a_pass_over_a_renamed_folder_alone_recognises_the_rename() {
+    let env = Env::new("");
+    synced_then_renamed(&env);
     let report = scoped_pass(&env, &["Renamed"]);
     assert_eq!(
         report.counts.fetched, 0,
@@ -266,18 +271,9 @@ fn a_pass_over_a_renamed_folder_alone_recognises_the_rename() {
 #[test]
 fn a_pass_widened_by_a_move_recognises_a_rename_first() {
     let env = Env::new("");
-    for f in ["Work", "Projects"] {
-        env.dovecot.create_mailbox("alice", f);
-    }
+    env.dovecot.create_mailbox("alice", "Work");
     env.seed("Work", "w");
-    for i in 0..2 {
-        env.seed("Projects", &format!("p{i}"));
-    }
-    env.sync_ok();
-    env.dovecot.doveadm(
-        &["mailbox", "rename", "-u", "alice", "Projects", "Renamed"],
-        None,
-    );
+    synced_then_renamed(&env);
     env.dovecot.move_uid("alice", "Work", 1, "Renamed");
     let report = scoped_pass(&env, &["Work"]);
     assert_eq!(
