@@ -51,10 +51,9 @@ pub struct FolderRun<'a> {
     /// in `pairs`: an initial sync of a large folder would hold every pair at once), and
     /// how many: what the folder's stamp is checked against afterwards.
     pub delivered: (NamesDigest, usize),
-    /// The plan's record of each server deletion it carries to the Maildir, by key:
-    /// committed with the unlink's own commit (then its key is in `logged`).
+    /// The plan's record of each server deletion it carries to the Maildir, by key,
+    /// until the unlink's own commit logs it (and takes it out).
     pub deletions: BTreeMap<MaildirKey, Change>,
-    pub logged: BTreeSet<MaildirKey>,
     /// Set by the caller to stop between fetch batches (shutdown).
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// The identities the pass's folder runs are downloading (set by the caller when
@@ -107,7 +106,6 @@ impl<'a> FolderRun<'a> {
             highest_pulled: None,
             delivered: (NamesDigest::default(), 0),
             deletions: BTreeMap::new(),
-            logged: BTreeSet::new(),
             stop: None,
             claims: None,
             failed_uids: BTreeSet::new(),
@@ -867,21 +865,18 @@ impl<'a> FolderRun<'a> {
             .sync_dirs()
             .map_err(LocalError::io(self.md.path()))?;
         fault::point("after-unlink");
-        let change = self.deletions.get(key);
+        let change = self.deletions.remove(key);
         self.store
             .commit(Commit {
                 remove_pairs: uid.into_iter().collect(),
                 complete_intents: ids,
                 changes: change
-                    .map(|c| super::report::change_record(&self.folder.server_name, c))
+                    .map(|c| super::report::change_record(&self.folder.server_name, &c))
                     .into_iter()
                     .collect(),
                 ..self.commit()
             })
             .await?;
-        if change.is_some() {
-            self.logged.insert(key.clone());
-        }
         if let Some(uid) = uid {
             self.pairs.remove(&uid);
         }

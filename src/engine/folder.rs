@@ -583,10 +583,13 @@ impl Ctx<'_> {
             changes: plan
                 .changes
                 .iter()
+                // (A deletion the run logged with its unlink is no longer in `deletions`.)
                 .filter(|c| {
                     !(c.side == Side::Server
                         && c.kind == ChangeKind::Deleted
-                        && c.key.as_ref().is_some_and(|k| run.logged.contains(k)))
+                        && c.key
+                            .as_ref()
+                            .is_some_and(|k| !run.deletions.contains_key(k)))
                 })
                 .map(|c| change_record(&name, c))
                 .collect(),

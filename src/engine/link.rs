@@ -16,7 +16,7 @@ use crate::store::Store;
 use super::account::connect_session;
 use super::budget::{Budget, Slot};
 use super::error::EngineError;
-use super::pass::{Passed, pass, server_folder_map};
+use super::pass::{Passed, any_new, pass, server_folder_map};
 use super::report::{AccountReport, PassScope, SyncOptions};
 
 /// The folders as the server listed them, and the map to Maildir paths made from them.
@@ -257,12 +257,13 @@ impl AccountLink {
         else {
             return Ok(false);
         };
-        for name in folders {
-            if settings.selects(&listing.map, &name.0) && store.folder(name).await?.is_none() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        any_new(
+            store,
+            folders
+                .iter()
+                .filter(|n| settings.selects(&listing.map, &n.0)),
+        )
+        .await
     }
 
     /// One pass on the listing as it stands.

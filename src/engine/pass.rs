@@ -240,29 +240,20 @@ pub(super) async fn pass(
             // A folder new to the state among them may be a known one's new name, which
             // only the folder step of a pass over every folder recognises (the soak's
             // renamed folders fetched again, seed 20261209 on 8911664).
-            let mut unknown = false;
-            if scope.folders.is_some() {
-                for (name, _) in &every {
-                    unknown |= store.folder(name).await?.is_none();
-                }
-            }
-            if unknown {
+            if scope.folders.is_some() && any_new(store, every.iter().map(|(n, _)| n)).await? {
                 tracing::debug!(account = %account.name, "a folder new to the state among them; the pass lists the folders again");
-                logout_all(more).await;
-                drop(slots);
-                *report = before;
-                listing.stale = true;
-                return Ok(Passed::Relist);
+                Ok(Covered::Relist)
+            } else {
+                let wide = PassScope {
+                    folders: None,
+                    stop: scope.stop.clone(),
+                };
+                pass_folders(
+                    settings, store, session, &mut more, &every, &map, &policy, opts, &wide, false,
+                    relisted, report,
+                )
+                .await
             }
-            let wide = PassScope {
-                folders: None,
-                stop: scope.stop.clone(),
-            };
-            pass_folders(
-                settings, store, session, &mut more, &every, &map, &policy, opts, &wide, false,
-                relisted, report,
-            )
-            .await
         }
         other => other,
     };
@@ -270,14 +261,28 @@ pub(super) async fn pass(
     drop(slots);
     listing.stale |= !report.vanished.is_empty();
     match result? {
+        // Nothing was applied; the caller passes again over a fresh listing, and reports
+        // that pass.
         Covered::Relist => {
-            // Nothing was applied: the pass over the fresh listing reports it all.
-            *report = before;
             listing.stale = true;
             Ok(Passed::Relist)
         }
         Covered::Done | Covered::NeedsEveryFolder => Ok(Passed::Done),
     }
+}
+
+/// Whether one of these folders is new to the state (one query, however many folders).
+pub(super) async fn any_new(
+    store: &Store,
+    names: impl IntoIterator<Item = &FolderName>,
+) -> Result<bool, EngineError> {
+    let known: BTreeSet<FolderName> = store
+        .folders()
+        .await?
+        .into_iter()
+        .map(|f| f.server_name)
+        .collect();
+    Ok(names.into_iter().any(|n| !known.contains(n)))
 }
 
 /// What a pass asks of its caller.
@@ -286,7 +291,8 @@ pub(super) enum Passed {
     Done,
     /// List the folders again and pass over every one, once (see
     /// [`sync::moved_while_gone`], and a scoped pass that must look at every folder
-    /// while one is new to the state); nothing was applied.
+    /// while one is new to the state); nothing was applied, and the report holds what
+    /// this attempt noted: the caller reports the pass again from where it was.
     Relist,
 }
 

@@ -185,7 +185,7 @@ impl<'a> DeliveryBatch<'a> {
             self.done.push(staged.delivered);
         } else {
             self.syncer
-                .get_or_insert_with(Syncer::start)
+                .get_or_insert_with(Syncer::default)
                 .submit(file, self.staged.len());
             self.staged.push(staged);
         }
@@ -325,10 +325,6 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn start() -> Syncer {
-        Syncer::default()
-    }
-
     fn submit(&self, file: File, index: usize) {
         self.batch.lock().0 += 1;
         let job = (file, index, Arc::clone(&self.batch));

@@ -646,8 +646,7 @@ mod tests {
 
     #[test]
     fn a_file_moved_while_its_server_copy_left_for_where_the_pass_did_not_look_is_named() {
-        let (inbox, mut archive) = account(3);
-        let mut inbox = inbox;
+        let (mut inbox, mut archive) = account(3);
         let pair = inbox.base.pairs[&Uid(2)].clone();
         let file = inbox.local.remove(&pair.key).unwrap();
         archive.local.insert(pair.key.clone(), file);
