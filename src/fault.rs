@@ -5,7 +5,7 @@
 //! Without the variable it is one cached comparison.
 //!
 //! Pause points, the same facility for races: `pause("name")` sleeps for N ms when
-//! `SYNCMAIL_PAUSE` is `name=N`, so a test can change the Maildir or the server at an
+//! `SYNCMAIL_PAUSE` is `name=N` (or names it among others: `a=N;b=M`), so a test can change the Maildir or the server at an
 //! exact step of a pass (`checked`: after a pass over every folder asked all their
 //! numbers, before it observes the ones that moved; `observed:FOLDER`: after that folder
 //! was observed and planned, each time; `window`: before a large folder's first pass
@@ -51,22 +51,24 @@ pub fn point(name: &str) {
 /// The environment variable naming the pause point and its length: `name=millis`.
 pub const PAUSE_ENV: &str = "SYNCMAIL_PAUSE";
 
-fn pause_armed() -> Option<&'static (String, u64)> {
-    static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
-    ARMED
-        .get_or_init(|| {
-            let value = std::env::var(PAUSE_ENV).ok()?;
-            let (name, ms) = value.rsplit_once('=')?;
-            Some((name.to_owned(), ms.parse().ok()?))
-        })
-        .as_ref()
+/// Several points may be armed at once: `a=N;b=M`.
+fn pause_armed() -> &'static [(String, u64)] {
+    static ARMED: OnceLock<Vec<(String, u64)>> = OnceLock::new();
+    ARMED.get_or_init(|| {
+        let value = std::env::var(PAUSE_ENV).unwrap_or_default();
+        value
+            .split(';')
+            .filter_map(|one| {
+                let (name, ms) = one.rsplit_once('=')?;
+                Some((name.to_owned(), ms.parse().ok()?))
+            })
+            .collect()
+    })
 }
 
 /// Sleep here (blocking the thread) if this pause point is armed.
 pub fn pause(name: &str) {
-    if let Some((armed, ms)) = pause_armed()
-        && armed == name
-    {
+    if let Some((_, ms)) = pause_armed().iter().find(|(armed, _)| armed == name) {
         eprintln!("syncmail: pause point {name:?}: {ms} ms");
         std::thread::sleep(std::time::Duration::from_millis(*ms));
     }

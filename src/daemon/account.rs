@@ -209,6 +209,7 @@ impl Supervisor {
         // The folders the last pass left a message for (a move seen halfway), so the
         // same ones are not passed again and again if the next pass leaves them too.
         let mut last_again: BTreeSet<FolderName> = BTreeSet::new();
+        let mut last_vanished: Vec<FolderName> = Vec::new();
         // `syncmail sync` on this account asks here for a pass instead of being refused.
         let waiting = Arc::new(Waiting::default());
         let requests = request::listen(
@@ -414,6 +415,22 @@ impl Supervisor {
                         });
                     }
                     last_again = std::mem::take(&mut report.again);
+                    // A listed folder was gone when selected: another client renamed or
+                    // deleted it. Only the folder step of a pass over every folder tells
+                    // which (a rename moves the Maildir folder), and only on a listing
+                    // that no longer shows it: a Dovecot session kept listing renamed
+                    // folders for a minute while a new one did not (the soak, seed
+                    // 20261209 on 2aff00c), and rule 9 then kept the old folder with its
+                    // mail. So: a new pass connection, every folder, at once (once per set
+                    // of such folders; a server that keeps listing one waits for the poll).
+                    if !report.vanished.is_empty() && report.vanished != last_vanished {
+                        self.triggers.add(Work {
+                            all: true,
+                            reconnect: true,
+                            ..Work::default()
+                        });
+                    }
+                    last_vanished = std::mem::take(&mut report.vanished);
                     request::answer(asked, &report_answer(self.name(), &report));
                     self.retry_failed_folders(&report, &mut backoff, &mut retry_at)
                         .await;

@@ -534,6 +534,7 @@ async fn pass_folders(
     if !opts.dry_run {
         whole_listings(sessions[0], &mut prepared).await?;
         identify_arrivals(sessions[0], &mut prepared).await?;
+        settle_doubled_arrivals(&mut prepared);
     }
     let moves = {
         // A folder being renumbered (rule 13) is re-paired from the base read before any
@@ -738,6 +739,36 @@ fn gone(name: &FolderName, why: &str, report: &mut AccountReport) {
 /// first meanwhile is a conflict that keeps both: the soak's duplicate, seed 20261206).
 /// Its upload waits for the next pass, which sees both ends and moves it. A file still in
 /// the other folder is a copy the user made, and is uploaded.
+/// A file the mail client moved again while the pass observed: one folder read it, then
+/// it was renamed into another that the pass read after. Both would upload it (the
+/// second try fails, the file is gone) and no move matches an arrival seen in two
+/// folders, so a move made meanwhile on the server left two messages, the file's and the
+/// server's (the soak's duplicate, seed 20261209 on commit 2aff00c). The arrival stays
+/// only where the file still is; the others, and both if it is in neither any more,
+/// wait for the next pass. (A file in both, a copy under the same name, stays as it is.)
+fn settle_doubled_arrivals(prepared: &mut [Prepared]) {
+    let mut seen: BTreeMap<MaildirKey, Vec<usize>> = BTreeMap::new();
+    for (i, p) in prepared.iter().enumerate() {
+        for key in sync::arrivals(&p.plan) {
+            seen.entry(key.clone()).or_default().push(i);
+        }
+    }
+    for (key, folders) in seen.into_iter().filter(|(_, f)| f.len() > 1) {
+        for i in folders {
+            let p = &mut prepared[i];
+            if p.scan.messages.get(&key).is_some_and(|m| m.path.exists()) {
+                continue;
+            }
+            tracing::debug!(
+                folder = %p.name,
+                "{key} left this folder after it was read, for another the pass read too; the next pass takes it up"
+            );
+            sync::defer_arrival(&mut p.plan, &key);
+            p.deferred.insert(key.clone());
+        }
+    }
+}
+
 async fn defer_raced_arrivals(
     store: &Store,
     observed: &[&(FolderName, String)],

@@ -187,3 +187,52 @@ fn a_full_disk_pauses_the_account_and_it_resumes_when_space_returns() {
     env.assert_quiet();
     eprintln!("paused with {partial} of 301 delivered");
 }
+
+/// The 15-minute soak on commit 2aff00c (seed 20261209, t=211 s): the phone renamed a
+/// folder while the daemon ran, and the daemon's long-lived session kept listing the old
+/// name for a minute (its SELECT of it said it did not exist; a new session listed the
+/// truth). Every pass failed on the old name until a reconnect, meanwhile the phone moved
+/// a message out of the renamed folder, the rename no longer matched, and rule 9 kept the
+/// old folder with its copy: a duplicate once the client moved it. The scripted layer
+/// plays that session: now a folder gone when selected brings a pass over every folder on
+/// a new session at once, which recognises the rename.
+#[test]
+fn a_rename_a_stale_session_still_lists_is_recognised_on_a_new_session() {
+    use crate::support::profiles::{Rules, ScriptProxy};
+    let dovecot = crate::support::Dovecot::start();
+    let proxy = ScriptProxy::start(
+        dovecot.imap_port,
+        Rules {
+            stale_list: true,
+            ..Rules::default()
+        },
+    );
+    let mut env = Env::with_dovecot(dovecot, FAST);
+    env.write_plain_config(proxy.port);
+    env.dovecot.create_mailbox("alice", "Work");
+    env.seed("Work", "w");
+    let daemon = Daemon::start(&env);
+    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
+        local_count(&env, "Work") == 1
+    });
+    wait_until(&daemon, Duration::from_secs(10), "push to start", || {
+        daemon
+            .log()
+            .contains("NOTIFY: one connection watches every folder")
+    });
+    let key = env.key_of("Work", "w");
+    env.dovecot.doveadm(
+        &["mailbox", "rename", "-u", "alice", "Work", "Renamed"],
+        None,
+    );
+    wait_until(&daemon, RECOVER, "the rename recognised", || {
+        !env.folder("Work").exists() && local_count(&env, "Renamed") == 1
+    });
+    assert!(
+        crate::support::maildir::messages(&env.folder("Renamed")).contains_key(&key),
+        "the same file, moved"
+    );
+    assert!(daemon.log().contains("renamed on the server from Work"));
+    daemon.stop();
+    env.assert_quiet();
+}

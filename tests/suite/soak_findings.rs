@@ -638,6 +638,61 @@ fn a_server_move_into_a_folder_already_observed_beside_a_local_move_is_one_messa
     env.assert_quiet();
 }
 
+/// The 15-minute soak on commit 2aff00c (seed 20261209, t=815 s): the mail client moved
+/// a message from one folder to another while the phone moved the server copy to a third.
+/// That pass had already looked at every folder again, and the client moved the file a
+/// second time while it looked: the pass read the file in the first folder it was moved
+/// to and again in the second. An arrival in two folders matched no move, so the file
+/// was uploaded and the phone's copy downloaded: two messages. Now the arrival stays only
+/// where the file is, and the file follows the server's move.
+#[test]
+fn a_file_moved_again_while_the_pass_reads_follows_the_servers_move() {
+    let (env, key) = m_synced(
+        "connections = 1\n",
+        &["Alpha", "Beta", "Gamma", "Work"],
+        "Work",
+    );
+    move_file(&env, &key, "Work", "Beta");
+    // New mail in Alpha, so the pass observes it (first: folders go in name order).
+    env.seed("Alpha", "a");
+    std::thread::sleep(Duration::from_millis(200));
+    let summary = env.sync_paused_steps(
+        "observed:Alpha=1500;observed:Beta=1500",
+        &[],
+        vec![
+            // The first look sees the file arrive in Beta while Work still pairs it, and
+            // looks at every folder (see the tests above). In that second look, after
+            // Alpha was read: the phone's move is not seen, so the pass lists the folders
+            // and looks again, twice, as from the start. New mail in Gamma, so those
+            // looks read it.
+            (
+                "observed:Alpha",
+                2,
+                Box::new(|| {
+                    env.dovecot.move_uid("alice", "Work", 1, "Alpha");
+                    env.seed("Gamma", "g");
+                }),
+            ),
+            // In the last look, after Beta was read: the client moves the file on.
+            (
+                "observed:Beta",
+                4,
+                Box::new(|| move_file(&env, &key, "Beta", "Gamma")),
+            ),
+        ],
+    );
+    assert!(summary.contains("appended 0"), "no upload: {summary}");
+    let (server, local) = copies(&env, &["Alpha", "Beta", "Gamma", "Work"]);
+    let want = vec![
+        ("<a@test>".to_owned(), "Alpha".to_owned()),
+        ("<g@test>".to_owned(), "Gamma".to_owned()),
+        ("<m@test>".to_owned(), "Alpha".to_owned()),
+    ];
+    assert_eq!((server, local), (want.clone(), want), "{summary}");
+    assert!(md::messages(&env.folder("Alpha")).contains_key(&key));
+    env.assert_quiet();
+}
+
 /// Another device deleted the message while the mail client moved it: no arrival
 /// anywhere, even on a second look. The client's move stands (a deletion against a
 /// change keeps the message, rule 11): one copy, where the client put it.

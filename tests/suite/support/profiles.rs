@@ -170,6 +170,11 @@ pub struct Rules {
     /// are per message; `\Deleted` stays per folder: there it removes one label), and a
     /// message moved to `[Gmail]/Trash` leaves every other folder (every label).
     pub gmail_labels: bool,
+    /// Each connection answers every plain `LIST "" "*"` after its first with the first
+    /// one's folders, as a Dovecot session did for a minute in a soak after another
+    /// client renamed folders (its SELECT of the old name said it did not exist, while
+    /// its LIST kept showing it; a new session listed the truth).
+    pub stale_list: bool,
 }
 
 /// A provider's FETCH item naming a message across folders.
@@ -337,7 +342,8 @@ impl ScriptProxy {
                     || rules.over_limit
                     || rules.gmail_labels
                     || rules.message_limit.is_some()
-                    || rules.identity.is_some();
+                    || rules.identity.is_some()
+                    || rules.stale_list;
                 let identity = rules.identity;
                 let live2 = live.clone();
                 let (srv, wr, st) = (server.try_clone().unwrap(), writer.clone(), state.clone());
@@ -375,6 +381,10 @@ impl Drop for ScriptProxy {
 struct Folder {
     exists: usize,
     uidnext: usize,
+    /// [`Rules::stale_list`]: the first LIST's answer is being read, and once read.
+    list_recording: bool,
+    list_building: Vec<u8>,
+    list_frozen: Option<Vec<u8>>,
 }
 
 fn raw(mut from: TcpStream, to: Arc<Mutex<TcpStream>>) {
@@ -431,14 +441,25 @@ fn server_to_client(
                 None => break,
             }
         }
+        {
+            let mut st = state.lock().unwrap();
+            if st.list_recording {
+                if frame.starts_with(b"* LIST") {
+                    st.list_building.extend_from_slice(&frame);
+                } else if !frame.starts_with(b"*") {
+                    st.list_frozen = Some(std::mem::take(&mut st.list_building));
+                    st.list_recording = false;
+                }
+            }
+        }
         if let Some(identity) = identity {
             frame = answer_identity(&frame, identity);
-            // The layer reads the protocol: a compressed stream it could not.
-            if frame.windows(10).any(|w| w == b"CAPABILITY") {
-                frame = String::from_utf8_lossy(&frame)
-                    .replace(" COMPRESS=DEFLATE", "")
-                    .into_bytes();
-            }
+        }
+        // The layer reads the protocol: a compressed stream it could not.
+        if frame.windows(10).any(|w| w == b"CAPABILITY") {
+            frame = String::from_utf8_lossy(&frame)
+                .replace(" COMPRESS=DEFLATE", "")
+                .into_bytes();
         }
         if to.lock().unwrap().write_all(&frame).is_err() {
             break;
@@ -692,6 +713,21 @@ fn script(
             "{tag} NO Request is throttled. Suggested Backoff Time: {} milliseconds\r\n",
             t.backoff_ms
         ));
+    }
+    if rules.stale_list
+        && verb == "LIST"
+        && matches!(words.make_contiguous(), ["\"\"", "*" | "\"*\""])
+    {
+        let mut st = state.lock().unwrap();
+        match &st.list_frozen {
+            Some(lines) => {
+                return Some(format!(
+                    "{}{tag} OK List completed (scripted: the first answer again).\r\n",
+                    String::from_utf8_lossy(lines)
+                ));
+            }
+            None => st.list_recording = true,
+        }
     }
     if rules.over_limit && verb == "UID FETCH" && text.contains("BODY.PEEK[]") {
         seen.over_limit.fetch_add(1, Ordering::SeqCst);

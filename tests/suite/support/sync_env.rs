@@ -23,6 +23,9 @@ pub struct SyncEnv {
     account: &'static str,
 }
 
+/// A step of [`SyncEnv::sync_paused_steps`]: at the `n`-th pause at this point, do this.
+pub type PauseStep<'a> = (&'a str, usize, Box<dyn FnOnce() + 'a>);
+
 impl SyncEnv {
     /// Account `t` for user `alice` over implicit TLS, plus `extra` account keys.
     pub fn new(extra: &str) -> SyncEnv {
@@ -128,10 +131,22 @@ impl SyncEnv {
         vars: &[(&str, &str)],
         meanwhile: impl FnOnce(),
     ) -> String {
+        let name = pause.rsplit_once('=').map_or(pause, |(n, _)| n);
+        self.sync_paused_steps(pause, vars, vec![(name, times, Box::new(meanwhile))])
+    }
+
+    /// [`Self::sync_paused`] with several pause points armed (`a=N;b=M`) and several
+    /// steps, in order: each `(point, n, step)` runs during the `n`-th pause at `point`.
+    pub fn sync_paused_steps(
+        &self,
+        pauses: &str,
+        vars: &[(&str, &str)],
+        steps: Vec<PauseStep<'_>>,
+    ) -> String {
         let mut pass = std::process::Command::new(env!("CARGO_BIN_EXE_syncmail"))
             .args(["sync", "--config", self.config.to_str().unwrap()])
             .env("HOME", self.home.path())
-            .env("SYNCMAIL_PAUSE", pause)
+            .env("SYNCMAIL_PAUSE", pauses)
             .envs(vars.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -140,16 +155,19 @@ impl SyncEnv {
             .unwrap();
         let mut stderr = std::io::BufReader::new(pass.stderr.take().unwrap());
         let mut said = String::new();
-        while said.matches("pause point").count() < times {
-            let mut line = String::new();
-            let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-            assert!(
-                n > 0,
-                "the pass did not pause {times} time(s) at {pause}: {said}"
-            );
-            said.push_str(&line);
+        for (point, times, step) in steps {
+            let line_of = format!("pause point {point:?}");
+            while said.matches(&line_of).count() < times {
+                let mut line = String::new();
+                let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+                assert!(
+                    n > 0,
+                    "the pass did not pause {times} time(s) at {point}: {said}"
+                );
+                said.push_str(&line);
+            }
+            step();
         }
-        meanwhile();
         std::io::Read::read_to_string(&mut stderr, &mut said).unwrap();
         let out = pass.wait_with_output().unwrap();
         let summary = String::from_utf8_lossy(&out.stdout).into_owned();
