@@ -165,16 +165,19 @@ impl Maildir {
     /// How long until the last change to `new/` and `cur/` is older than the timestamp
     /// granularity, so that any later change moves the folder's stamp: zero once it is.
     /// A stamp read sooner is worth nothing ([`Maildir::visit_names`]).
+    /// The granularity is the scan's rule ([`scan::ScanOptions::granularity_of`]): 2 s
+    /// on a filesystem without sub-second mtimes.
     pub fn settling(&self) -> std::time::Duration {
-        let granularity = scan::ScanOptions::default().fine_granularity;
+        let opts = scan::ScanOptions::default();
         [self.cur_dir(), self.new_dir()]
             .iter()
-            .map(|d| {
-                std::fs::metadata(d)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .map_or(granularity, |age| granularity.saturating_sub(age))
+            .map(|d| match std::fs::metadata(d).and_then(|m| m.modified()) {
+                Ok(t) => {
+                    let granularity = opts.granularity_of(t);
+                    t.elapsed()
+                        .map_or(granularity, |age| granularity.saturating_sub(age))
+                }
+                Err(_) => opts.fine_granularity,
             })
             .max()
             .unwrap_or_default()
@@ -249,6 +252,38 @@ mod tests {
             b"Subject: x\r\n\r\nbody\r\n",
         )
         .unwrap();
+    }
+
+    /// A filesystem without sub-second mtimes (ext3, FAT, some NFS): a folder changed
+    /// this second settles only after the coarse granularity, the scan's rule, or a stamp
+    /// recorded sooner would miss a change made in the same second (rule 6).
+    #[test]
+    fn rule_6_a_folder_with_whole_second_mtimes_settles_after_the_coarse_granularity() {
+        let (_d, md) = setup();
+        let now = std::time::SystemTime::now();
+        let whole = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(
+                now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+            );
+        for dir in [md.cur_dir(), md.new_dir()] {
+            std::fs::File::open(&dir)
+                .unwrap()
+                .set_modified(whole)
+                .unwrap();
+        }
+        let settling = md.settling();
+        assert!(
+            settling > std::time::Duration::from_millis(900),
+            "a whole-second mtime at most 1 s old leaves more than 1 s of the 2 s: {settling:?}"
+        );
+        // Sub-second mtimes: the fine granularity, long past for an old folder.
+        for dir in [md.cur_dir(), md.new_dir()] {
+            std::fs::File::open(&dir)
+                .unwrap()
+                .set_modified(now - std::time::Duration::from_millis(1_234))
+                .unwrap();
+        }
+        assert!(md.settling().is_zero());
     }
 
     #[test]

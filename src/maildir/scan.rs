@@ -96,6 +96,22 @@ impl Default for ScanOptions {
     }
 }
 
+impl ScanOptions {
+    /// The timestamp granularity to assume for a directory with this mtime: coarse when
+    /// it has no sub-second part (the filesystem records none), else fine. A change made
+    /// within that much of the mtime may not have moved it.
+    pub fn granularity_of(&self, mtime: SystemTime) -> Duration {
+        if mtime
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .is_ok_and(|d| d.subsec_nanos() == 0)
+        {
+            self.coarse_granularity
+        } else {
+            self.fine_granularity
+        }
+    }
+}
+
 /// Scan `new/` and `cur/` of a folder. See the module doc for when a scan is stable.
 pub fn scan(md: &Maildir, opts: &ScanOptions) -> io::Result<LocalScan> {
     let (new_dir, cur_dir) = (md.new_dir(), md.cur_dir());
@@ -115,15 +131,7 @@ pub fn scan(md: &Maildir, opts: &ScanOptions) -> io::Result<LocalScan> {
         let wait = [after.0, after.1]
             .into_iter()
             .map(|m| {
-                let granularity = if m
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .is_ok_and(|d| d.subsec_nanos() == 0)
-                {
-                    opts.coarse_granularity
-                } else {
-                    opts.fine_granularity
-                };
-                (m + granularity)
+                (m + opts.granularity_of(m))
                     .duration_since(started)
                     .unwrap_or(Duration::ZERO)
             })
