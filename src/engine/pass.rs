@@ -572,7 +572,14 @@ async fn pass_folders(
     // duplicate, seed 20261205 on commit f1ac544): list and look at every folder again,
     // once. Still unmatched then, it was deleted there and moved here, and is uploaded.
     if !relisted && !opts.dry_run {
-        let gone = sync::moved_while_gone(prepared.iter().map(|p| &p.plan));
+        let mut gone = sync::moved_while_gone(prepared.iter().map(|p| &p.plan));
+        // The same seen from the server's side: its move arrived, the file went where this
+        // pass did not look (a folder the mail client made after the listing).
+        gone.extend(sync::moved_out_of_sight(
+            prepared
+                .iter()
+                .map(|p| (&p.plan, &p.base, &p.remote.snapshot)),
+        ));
         if !gone.is_empty() {
             tracing::debug!(
                 files = gone.len(),

@@ -50,7 +50,7 @@ pub use actions::{
 };
 pub use moves::{
     FolderPass, Move, arrivals, defer_arrival, defer_download, detect_moves, leaves_folder,
-    leaving, moved_while_gone, new_downloads,
+    leaving, moved_out_of_sight, moved_while_gone, new_downloads,
 };
 pub use plan::{guard_deletions, plan};
 pub use policy::{

@@ -284,6 +284,45 @@ pub fn moved_while_gone<'p>(plans: impl IntoIterator<Item = &'p Plan>) -> BTreeS
         .collect()
 }
 
+/// Keys one folder's plan forgets (gone from both of its sides) whose message another
+/// folder's plan downloads as new (same Message-ID and size), while no folder of the pass
+/// uploads the file: the server moved it, and the mail client moved the file too, into a
+/// folder the pass did not look at (one made after the pass listed the folders), or
+/// deleted it. Downloaded now, with the file uploaded from its new folder by a later pass,
+/// a move would be two messages (the soak's duplicate, seed 20261209 on 85f10ea).
+pub fn moved_out_of_sight<'p>(
+    passes: impl IntoIterator<Item = (&'p Plan, &'p Base, &'p RemoteSnapshot)>,
+) -> BTreeSet<MaildirKey> {
+    let mut forgotten: Vec<(usize, &Pair)> = Vec::new();
+    let mut arrived: BTreeSet<&MaildirKey> = BTreeSet::new();
+    let mut downloaded: BTreeMap<(MessageId, u64), BTreeSet<usize>> = BTreeMap::new();
+    for (i, (plan, base, remote)) in passes.into_iter().enumerate() {
+        for a in &plan.actions {
+            if let Action::Forget { uid, .. } = a
+                && let Some(pair) = base.pairs.get(uid)
+            {
+                forgotten.push((i, pair));
+            }
+        }
+        arrived.extend(arrivals(plan));
+        for (_, identity) in new_downloads(plan, base, remote) {
+            downloaded.entry(identity).or_default().insert(i);
+        }
+    }
+    forgotten
+        .into_iter()
+        .filter(|(i, pair)| {
+            !arrived.contains(&pair.key)
+                && pair.message_id.as_ref().is_some_and(|id| {
+                    downloaded
+                        .get(&(id.clone(), pair.remote_size))
+                        .is_some_and(|to| to.iter().any(|j| j != i))
+                })
+        })
+        .map(|(_, pair)| pair.key.clone())
+        .collect()
+}
+
 /// Pairs whose file left folder A's Maildir while the server copy is still in A,
 /// however A's plan resolved it (deletion, or a kept conflict copy), and whose key
 /// arrived in B's Maildir.
@@ -662,6 +701,29 @@ mod tests {
         let (inbox, archive) = account(3);
         let (_, a, b) = run(&inbox, &archive, true);
         assert!(moved_while_gone([&a, &b]).is_empty());
+    }
+
+    #[test]
+    fn a_server_move_whose_file_went_where_the_pass_did_not_look_is_named() {
+        let (mut inbox, mut archive) = account(3);
+        let pair = inbox.base.pairs[&Uid(3)].clone();
+        // The server moved it to Archive; the file went to a folder this pass did not list.
+        let msg = inbox.server.remove(&Uid(3)).unwrap();
+        let uid = archive.next_uid();
+        archive.server.insert(uid, msg);
+        let file = inbox.local.remove(&pair.key).unwrap();
+        let (moves, a, b) = run(&inbox, &archive, true);
+        assert!(moves.is_empty(), "{moves:?}");
+        let (ri, ra) = (inbox.remote(), archive.remote());
+        assert_eq!(
+            moved_out_of_sight([(&a, &inbox.base, &ri), (&b, &archive.base, &ra)]),
+            BTreeSet::from([pair.key.clone()])
+        );
+        // Both moves seen: a move, named by nobody.
+        archive.local.insert(pair.key.clone(), file);
+        let (moves, a, b) = run(&inbox, &archive, true);
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert!(moved_out_of_sight([(&a, &inbox.base, &ri), (&b, &archive.base, &ra)]).is_empty());
     }
 
     #[test]

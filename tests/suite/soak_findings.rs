@@ -605,6 +605,39 @@ fn a_server_move_into_a_folder_made_after_the_listing_beside_a_local_move_is_one
     env.assert_quiet();
 }
 
+/// The hour on commit 85f10ea (seed 20261209, t=3473 s): the phone moved a message while
+/// the mail client made a folder and moved the file into it, both after the pass listed
+/// the folders. The pass saw the pair gone from both sides and the phone's copy arrive,
+/// but not the file, in a folder it had not listed: it downloaded the copy, and the next
+/// pass uploaded the file from the new folder. Now such a pass lists the folders again,
+/// makes the client's folder on the server, and the file follows the server's move.
+#[test]
+fn a_server_move_beside_a_local_move_into_a_folder_made_after_the_listing_is_one_message() {
+    let (env, key) = m_synced("connections = 1\n", &["Work", "Filtered"], "Work");
+    env.dovecot.move_uid("alice", "Work", 1, "Filtered");
+    // After the pass listed the local folders and observed Filtered (first, in name
+    // order), before it observes Work.
+    let summary = pass_paused(&env, "observed:Filtered=2000", 1, || {
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(env.folder("Fresh").join(sub)).unwrap();
+        }
+        move_file(&env, &key, "Work", "Fresh");
+    });
+    assert!(summary.contains("appended 0"), "no upload: {summary}");
+    let want = vec![("<m@test>".to_owned(), "Filtered".to_owned())];
+    let folders = ["Work", "Filtered", "Fresh"];
+    assert_eq!(
+        copies(&env, &folders),
+        (want.clone(), want.clone()),
+        "{summary}"
+    );
+    assert!(md::messages(&env.folder("Filtered")).contains_key(&key));
+    // And it stays one message.
+    let again = env.sync_ok();
+    assert!(again.contains("appended 0"), "{again}");
+    assert_eq!(copies(&env, &folders), (want.clone(), want), "{again}");
+}
+
 /// The same with the phone's move into a folder the pass had already observed: the
 /// second look at every folder sees it there.
 #[test]
