@@ -5,7 +5,7 @@
 //! again. Runs only in a pass over every folder, so a narrowed pass (one `--folder`,
 //! a daemon pass of the folders that changed) never reads a folder it skipped as gone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -151,6 +151,10 @@ async fn renamed_on_server(
             Err(e) => tracing::debug!(folder = %name, "no UIDVALIDITY for a rename check: {e}"),
         }
     }
+    // Each candidate checked first: a new folder takes the one gone folder whose messages
+    // it holds, none if several (see `rename_candidates`).
+    let mut confirmed: BTreeMap<FolderName, Vec<(FolderName, &FolderState, usize)>> =
+        BTreeMap::new();
     for (old, to) in rename_candidates(&gone, &new) {
         let Some(folder) = known.iter().find(|f| f.server_name == old) else {
             continue;
@@ -181,6 +185,23 @@ async fn renamed_on_server(
             tracing::debug!(folder = %to, "same UIDVALIDITY as the vanished {old}, but not its messages: not a rename");
             continue;
         }
+        confirmed
+            .entry(to)
+            .or_default()
+            .push((old, folder, pairs.len()));
+    }
+    let mut renames: Vec<(FolderName, FolderName, &FolderState, usize)> = Vec::new();
+    for (to, olds) in confirmed {
+        match &olds[..] {
+            [(old, folder, n)] => renames.push((old.clone(), to, folder, *n)),
+            _ => {
+                tracing::debug!(folder = %to, "the messages of {} vanished folders: not one rename", olds.len())
+            }
+        }
+    }
+    // Parents first: moving a parent's directory may carry its children along.
+    renames.sort_by(|a, b| a.0.cmp(&b.0));
+    for (old, to, folder, paired) in renames {
         if opts.dry_run {
             report.plans.push(format!(
                 "{old}: renamed on the server to {to}: would move the Maildir folder"
@@ -196,7 +217,7 @@ async fn renamed_on_server(
             folder = %to,
             "renamed on the server from {old}: Maildir folder {}, with its {} messages and their state",
             if moved { "moved" } else { "moved with its parent" },
-            pairs.len()
+            paired
         );
         report.notes.push(format!(
             "{old}: renamed on the server to {to}; moved locally"

@@ -92,26 +92,25 @@ pub fn folder_fate(f: &FolderFacts, direction: Direction) -> FolderFate {
 /// Folders the server may have renamed: each synced folder gone from the server whose
 /// Maildir folder is still there (`gone`), matched with a server folder that neither
 /// the state nor the Maildir knows (`new`) by UIDVALIDITY, which a server keeps across
-/// RENAME when it renames cheaply (Dovecot does). Only a value unique on both sides
-/// matches; anything else stays to rule 9. A match is only a candidate until
-/// [`rename_confirmed`] says its messages are the same.
+/// RENAME when it renames cheaply (Dovecot does). A value two new folders share matches
+/// nothing. A value several gone folders share (a folder renamed while empty, whose old
+/// Maildir folder rule 9 kept once mail was put in it, then renamed again) names each of
+/// them: a match is only a candidate, and the caller takes the one gone folder whose
+/// messages [`rename_confirmed`], none if several are.
 pub fn rename_candidates(
     gone: &[(FolderName, UidValidity)],
     new: &[(FolderName, UidValidity)],
 ) -> Vec<(FolderName, FolderName)> {
-    let unique = |list: &[(FolderName, UidValidity)]| {
-        let mut by: BTreeMap<UidValidity, Vec<FolderName>> = BTreeMap::new();
-        for (name, uv) in list {
-            by.entry(*uv).or_default().push(name.clone());
-        }
-        by.into_iter()
-            .filter_map(|(uv, names)| (names.len() == 1).then(|| (uv, names[0].clone())))
-            .collect::<BTreeMap<_, _>>()
-    };
-    let new = unique(new);
-    let mut out: Vec<_> = unique(gone)
-        .into_iter()
-        .filter_map(|(uv, old)| new.get(&uv).map(|n| (old, n.clone())))
+    let mut by: BTreeMap<UidValidity, Vec<FolderName>> = BTreeMap::new();
+    for (name, uv) in new {
+        by.entry(*uv).or_default().push(name.clone());
+    }
+    let mut out: Vec<_> = gone
+        .iter()
+        .filter_map(|(old, uv)| match by.get(uv).map(Vec::as_slice) {
+            Some([to]) => Some((old.clone(), to.clone())),
+            _ => None,
+        })
         .collect();
     // Parents first: moving a parent's directory may carry its children along.
     out.sort();
@@ -338,7 +337,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rename_matches_gone_and_new_by_a_uidvalidity_unique_on_both_sides() {
+    fn a_rename_matches_gone_and_new_by_uidvalidity_unique_among_the_new() {
         let gone = [
             (name("Old"), uv(7)),
             (name("Old/sub"), uv(8)),
@@ -359,8 +358,12 @@ mod tests {
         // Two new folders with one value: nobody can tell which, so neither.
         let new = [(name("A"), uv(7)), (name("B"), uv(7))];
         assert!(rename_candidates(&gone, &new).is_empty());
+        // Two gone folders with one value: both candidates, for their messages to tell.
         let gone = [(name("Old"), uv(7)), (name("Other"), uv(7))];
-        assert!(rename_candidates(&gone, &[(name("A"), uv(7))]).is_empty());
+        assert_eq!(
+            rename_candidates(&gone, &[(name("A"), uv(7))]),
+            vec![(name("Old"), name("A")), (name("Other"), name("A"))]
+        );
         assert!(rename_candidates(&[], &[(name("A"), uv(7))]).is_empty());
     }
 

@@ -285,3 +285,49 @@ fn a_pass_widened_by_a_move_recognises_a_rename_first() {
     assert!(md::messages(&env.folder("Work")).is_empty());
     env.assert_quiet();
 }
+
+/// The hour on commit 85f10ea (seed 20261209, t=2621 s): the phone renamed a folder
+/// while it was empty, the mail client put a message into the old Maildir folder (which
+/// rule 9 then kept, with the old folder's UIDVALIDITY in the state), and later the phone
+/// renamed the new folder again. Two vanished folders with one UIDVALIDITY matched no
+/// rename, so the twice-renamed folder was fetched again beside its old Maildir folder.
+/// Now each is a candidate, and the one whose messages the new folder holds is renamed.
+#[test]
+fn a_folder_renamed_twice_is_recognised_beside_an_old_name_rule_9_kept() {
+    let env = Env::new("");
+    let rename = |from: &str, to: &str| {
+        env.dovecot
+            .doveadm(&["mailbox", "rename", "-u", "alice", from, to], None);
+    };
+    // Rule 9's note on the kept folder makes each pass after the first exit non-zero.
+    let pass = || {
+        let out = env.run("sync", &[], &[]);
+        String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out)
+    };
+    env.dovecot.create_mailbox("alice", "Old");
+    env.sync_ok();
+    rename("Old", "Mid");
+    md::add(
+        &env.folder("Old"),
+        "1700000000.kept.host",
+        "S",
+        b"Message-ID: <kept@test>\r\nSubject: kept\r\n\r\nkept\r\n",
+    );
+    pass();
+    assert!(
+        env.folder("Old").exists(),
+        "rule 9 keeps the old folder holding mail"
+    );
+    env.seed("Mid", "m");
+    pass();
+    let key = env.key_of("Mid", "m");
+    rename("Mid", "Final");
+    let out = pass();
+    assert!(out.contains("fetched 0"), "{out}");
+    assert!(
+        out.contains("Mid: renamed on the server to Final; moved locally"),
+        "{out}"
+    );
+    assert!(!env.folder("Mid").exists());
+    assert!(md::messages(&env.folder("Final")).contains_key(&key));
+}
