@@ -5,11 +5,11 @@
 //! Without the variable it is one cached comparison.
 //!
 //! Pause points, the same facility for races: `pause("name")` sleeps for N ms when
-//! `SYNCMAIL_PAUSE` is `name=N` (or names it among others: `a=N;b=M`), so a test can change the Maildir or the server at an
-//! exact step of a pass (`checked`: after a pass over every folder asked all their
-//! numbers, before it observes the ones that moved; `observed:FOLDER`: after that folder
-//! was observed and planned, each time; `window`: before a large folder's first pass
-//! lists its next window of messages).
+//! `SYNCMAIL_PAUSE` is `name=N` (or names it among others: `a=N;b=M`), so a test can
+//! change the Maildir or the server at an exact step of a pass (`checked`: after a pass
+//! over every folder asked all their numbers, before it observes the ones that moved;
+//! `observed:FOLDER`: after that folder was observed and planned, each time; `window`:
+//! before a large folder's first pass lists its next window of messages).
 //!
 //! Points inside the library: `deliver-mid-link` (in
 //! [`crate::maildir::DeliveryBatch::commit_durable`], after the first file got its

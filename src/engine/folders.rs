@@ -128,15 +128,10 @@ async fn renamed_on_server(
     if gone.is_empty() {
         return Ok(done);
     }
-    let stored: BTreeSet<FolderName> = store
-        .folders()
-        .await?
-        .into_iter()
-        .map(|f| f.server_name)
-        .collect();
+    let stored = super::link::known_folders(store).await?;
     let mut new = Vec::new();
     for (name, wire) in server {
-        let unknown = !stored.contains(name)
+        let unknown = !stored.contains_key(name)
             && !name.0.eq_ignore_ascii_case("INBOX")
             && map
                 .to_local(name)

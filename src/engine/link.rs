@@ -569,7 +569,7 @@ pub async fn open_push(
 }
 
 /// The folders the state knows, by server name.
-async fn known_folders(
+pub(super) async fn known_folders(
     store: &Store,
 ) -> Result<BTreeMap<FolderName, crate::store::FolderState>, EngineError> {
     Ok(store

@@ -276,13 +276,8 @@ pub(super) async fn any_new(
     store: &Store,
     names: impl IntoIterator<Item = &FolderName>,
 ) -> Result<bool, EngineError> {
-    let known: BTreeSet<FolderName> = store
-        .folders()
-        .await?
-        .into_iter()
-        .map(|f| f.server_name)
-        .collect();
-    Ok(names.into_iter().any(|n| !known.contains(n)))
+    let known = super::link::known_folders(store).await?;
+    Ok(names.into_iter().any(|n| !known.contains_key(n)))
 }
 
 /// What a pass asks of its caller.
@@ -739,13 +734,6 @@ fn gone(name: &FolderName, why: &str, report: &mut AccountReport) {
     report.vanished.push(name.clone());
 }
 
-/// A file that arrived in one folder while another folder this pass observed still pairs
-/// it, and whose Maildir no longer holds it, left that folder after it was observed: a
-/// move in the middle of the pass, which neither folder's plan shows. Uploading it now
-/// would put a second copy on the server (and any change another device makes to the
-/// first meanwhile is a conflict that keeps both: the soak's duplicate, seed 20261206).
-/// Its upload waits for the next pass, which sees both ends and moves it. A file still in
-/// the other folder is a copy the user made, and is uploaded.
 /// A file the mail client moved again while the pass observed: one folder read it, then
 /// it was renamed into another that the pass read after. Both would upload it (the
 /// second try fails, the file is gone) and no move matches an arrival seen in two
@@ -776,6 +764,13 @@ fn settle_doubled_arrivals(prepared: &mut [Prepared]) {
     }
 }
 
+/// A file that arrived in one folder while another folder this pass observed still pairs
+/// it, and whose Maildir no longer holds it, left that folder after it was observed: a
+/// move in the middle of the pass, which neither folder's plan shows. Uploading it now
+/// would put a second copy on the server (and any change another device makes to the
+/// first meanwhile is a conflict that keeps both: the soak's duplicate, seed 20261206).
+/// Its upload waits for the next pass, which sees both ends and moves it. A file still in
+/// the other folder is a copy the user made, and is uploaded.
 async fn defer_raced_arrivals(
     store: &Store,
     observed: &[&(FolderName, String)],
