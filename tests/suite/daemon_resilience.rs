@@ -225,14 +225,17 @@ fn a_rename_a_stale_session_still_lists_is_recognised_on_a_new_session() {
         &["mailbox", "rename", "-u", "alice", "Work", "Renamed"],
         None,
     );
+    // The directory moves before the state commits and the line is logged: wait for
+    // the line, not only for the directory.
     wait_until(&daemon, RECOVER, "the rename recognised", || {
-        !env.folder("Work").exists() && local_count(&env, "Renamed") == 1
+        daemon.log().contains("renamed on the server from Work")
     });
+    assert!(!env.folder("Work").exists());
+    assert_eq!(local_count(&env, "Renamed"), 1);
     assert!(
         crate::support::maildir::messages(&env.folder("Renamed")).contains_key(&key),
         "the same file, moved"
     );
-    assert!(daemon.log().contains("renamed on the server from Work"));
     daemon.stop();
     env.assert_quiet();
 }
