@@ -562,9 +562,9 @@ impl Supervisor {
         }
         let (delay, what) = retry_after(e, backoff, &self.shared.tuning);
         let state = format!("{what}: {e}; retrying in {}s", delay.as_secs().max(1));
-        tracing::warn!(account = self.name(), "{state}");
         self.state(state.clone());
-        let _ = self.store.set_daemon_state(Some(state)).await;
+        let _ = self.store.set_daemon_state(Some(state.clone())).await;
+        tracing::warn!(account = self.name(), "{state}");
         delay
     }
 
@@ -574,11 +574,12 @@ impl Supervisor {
     async fn needs_login(&self, e: &impl std::fmt::Display) -> Duration {
         let state = format!("stopped, needs login: {e}");
         let board = self.shared.board.get(self.name());
+        // `status` shows it by the time the log says it.
+        self.state(state.clone());
+        let _ = self.store.set_daemon_state(Some(state.clone())).await;
         if board.as_deref() != Some(state.as_str()) {
             tracing::error!(account = self.name(), "{state}; the other accounts go on");
         }
-        self.state(state.clone());
-        let _ = self.store.set_daemon_state(Some(state)).await;
         self.shared.tuning.login_poll
     }
 
