@@ -56,6 +56,7 @@ pub use plan::{guard_deletions, plan};
 pub use policy::{
     DEFAULT_MAX_DELETE_SHARE, DeleteVsFlag, Direction, Expunge, MASS_DELETE_FLOOR, Policy,
 };
+pub use repair::absent_from_listing;
 pub use snapshot::{
     Base, EmailId, LocalMessage, LocalSnapshot, MessageId, Pair, RemoteListing, RemoteMessage,
     RemoteSnapshot,

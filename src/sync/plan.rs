@@ -70,7 +70,7 @@ pub fn plan(
 ) -> Plan {
     let mut out = Plan::new(base.folder.clone());
     let repaired;
-    let base = match repair_uids(remote, local, base, policy.accept_repair) {
+    let base = match repair_uids(remote, local, base, policy) {
         RepairOutcome::NotNeeded => base,
         RepairOutcome::Halt {
             old,

@@ -1,7 +1,11 @@
 //! What the user allows a pass to do: which way changes flow, where deletions may be
 //! carried out, and how a deletion that meets a flag change is resolved.
 
+use std::collections::BTreeSet;
+
 use serde::Deserialize;
+
+use crate::model::MessageId;
 
 /// Which way changes travel. Config key `direction`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -97,6 +101,12 @@ pub struct Policy {
     /// The user accepted a re-pairing after a UIDVALIDITY change (`--confirm-repair`):
     /// confirmed pairs are re-keyed however few they are; contradictions still halt.
     pub accept_repair: bool,
+    /// Not the user's: what the pass saw in its other folders. The Message-ID and size of
+    /// each message that arrived in exactly one other folder this pass. A re-pairing
+    /// (rule 13) counts an unconfirmed pair with one of these as moved out, not as
+    /// unconfirmed: the engine makes it a move (a folder renumbered while another device
+    /// moved a message out of it).
+    pub moved_out: BTreeSet<(MessageId, u64)>,
 }
 
 impl Policy {
@@ -112,6 +122,7 @@ impl Policy {
             max_delete_share: DEFAULT_MAX_DELETE_SHARE,
             allow_mass_delete: false,
             accept_repair: false,
+            moved_out: BTreeSet::new(),
         }
     }
 }

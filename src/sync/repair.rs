@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::model::{MaildirKey, Uid, UidValidity};
 
 use super::actions::Repair;
-use super::snapshot::{Base, LocalSnapshot, MessageId, RemoteListing, RemoteSnapshot};
+use super::policy::Policy;
+use super::snapshot::{Base, LocalSnapshot, MessageId, Pair, RemoteListing, RemoteSnapshot};
 
 /// The largest share of pairs that may go unconfirmed (no Message-ID, or no longer on
 /// the server) for a re-pairing to be accepted. Those become local-only, never deleted.
@@ -31,19 +32,22 @@ pub enum RepairOutcome {
 }
 
 /// Re-pair `base` to the server's new UIDs, accepting only an unambiguous, contradiction
-/// free mapping that confirms at least one pair and nearly all of them; with `accept`
-/// (the user confirmed), any contradiction free mapping.
+/// free mapping that confirms at least one pair and nearly all of them; with
+/// `policy.accept_repair` (the user confirmed), any contradiction free mapping.
 ///
 /// A pair whose message is gone from both sides (no file in a stable scan, no server
 /// message with its Message-ID) is no evidence either way: a message deleted or moved
 /// out on both sides while the folder was renumbered. It is left out of the counts, and
-/// forgotten like any other unconfirmed pair.
+/// forgotten like any other unconfirmed pair. So is a pair whose message the server no
+/// longer has here but shows arriving in exactly one other folder (`policy.moved_out`):
+/// another device moved it out, and the engine moves the file after it.
 pub fn repair_uids(
     remote: &RemoteSnapshot,
     local: &LocalSnapshot,
     base: &Base,
-    accept: bool,
+    policy: &Policy,
 ) -> RepairOutcome {
+    let accept = policy.accept_repair;
     let new = remote.uid_validity;
     let old = match base.uid_validity {
         Some(old) if old != new => old,
@@ -64,7 +68,8 @@ pub fn repair_uids(
     let RemoteListing::Complete(all) = &remote.listing else {
         return halt("only an incremental listing was taken; re-pairing needs a full one".into());
     };
-    if all.is_empty() && !base.pairs.is_empty() && !accept && !gone_everywhere(local, base) {
+    if all.is_empty() && !base.pairs.is_empty() && !accept && !gone_everywhere(local, base, policy)
+    {
         return too_few(format!(
             "the server folder is now empty while {} messages were paired; nothing is \
              deleted locally until the server shows them again",
@@ -88,12 +93,15 @@ pub fn repair_uids(
     let mut gone = 0usize;
     for pair in base.pairs.values() {
         let gone_locally = local.stable && !local.messages.contains_key(&pair.key);
-        if gone_locally
-            && pair
-                .message_id
-                .as_ref()
-                .is_none_or(|id| !sizes.contains_key(id))
-        {
+        let gone_here = pair
+            .message_id
+            .as_ref()
+            .is_none_or(|id| !sizes.contains_key(id));
+        let moved_out = pair
+            .message_id
+            .as_ref()
+            .is_some_and(|id| policy.moved_out.contains(&(id.clone(), pair.remote_size)));
+        if gone_here && (gone_locally || moved_out) {
             gone += 1;
             unmatched.insert(pair.key.clone());
             continue;
@@ -153,13 +161,42 @@ pub fn repair_uids(
     RepairOutcome::Repaired { repair, base }
 }
 
-/// Whether no paired message is left in the Maildir either (a stable scan).
-fn gone_everywhere(local: &LocalSnapshot, base: &Base) -> bool {
-    local.stable
-        && base
-            .pairs
-            .values()
-            .all(|p| !local.messages.contains_key(&p.key))
+/// The pairs a renumbered folder's new listing has no message for (none with their
+/// Message-ID) while their file is still here: moved out or deleted by another device.
+/// Those the pass sees arrive in another folder go in `Policy::moved_out`.
+pub fn absent_from_listing<'b>(
+    remote: &RemoteSnapshot,
+    local: &LocalSnapshot,
+    base: &'b Base,
+) -> Vec<&'b Pair> {
+    let RemoteListing::Complete(all) = &remote.listing else {
+        return Vec::new();
+    };
+    if base
+        .uid_validity
+        .is_none_or(|old| old == remote.uid_validity)
+    {
+        return Vec::new();
+    }
+    let listed: BTreeSet<&MessageId> = all.values().filter_map(|m| m.message_id.as_ref()).collect();
+    base.pairs
+        .values()
+        .filter(|p| {
+            local.messages.contains_key(&p.key)
+                && p.message_id.as_ref().is_some_and(|id| !listed.contains(id))
+        })
+        .collect()
+}
+
+/// Whether every paired message is gone from the Maildir too (a stable scan) or moved out
+/// to another folder.
+fn gone_everywhere(local: &LocalSnapshot, base: &Base, policy: &Policy) -> bool {
+    base.pairs.values().all(|p| {
+        (local.stable && !local.messages.contains_key(&p.key))
+            || p.message_id
+                .as_ref()
+                .is_some_and(|id| policy.moved_out.contains(&(id.clone(), p.remote_size)))
+    })
 }
 
 /// The base after `repair` is committed (what [`super::Action::RepairUids`] means).

@@ -852,6 +852,49 @@ fn rule_13_a_confirmed_repair_keeps_the_confirmed_pairs_however_few() {
 }
 
 #[test]
+fn rule_13_a_pair_moved_out_to_another_folder_is_not_counted_unconfirmed() {
+    // Another device moved one of two messages out while the server renumbered the
+    // folder: alone, one of two pairs unconfirmed halts (the soak, seed 20261205 on
+    // 71c9f28). The pass saw its Message-ID and size arrive in one other folder: a move.
+    let mut w = World::synced(&[fl("S"), fl("")], false);
+    let moved = w.base.pairs[&Uid(2)].clone();
+    w.server.remove(&Uid(2));
+    renumber(&mut w);
+    let absent = super::absent_from_listing(&w.remote(), &w.local_snapshot(), &w.base);
+    assert_eq!(absent, vec![&moved]);
+    assert!(halted_on_uidvalidity(&w.plan(&policy())));
+    let mut told = policy();
+    told.moved_out = BTreeSet::from([(moved.message_id.clone().unwrap(), moved.remote_size)]);
+    let p = w.plan(&told);
+    assert!(p.halt.is_none(), "{p}");
+    let Action::RepairUids(r) = &p.actions[0] else {
+        panic!("{p}")
+    };
+    assert_eq!(r.map.len(), 1);
+    assert_eq!(r.unmatched, BTreeSet::from([moved.key.clone()]));
+    assert!(deletions(&p).is_empty(), "{p}");
+    // Another message's arrival elsewhere is no such evidence.
+    let mut other = policy();
+    other.moved_out = BTreeSet::from([(moved.message_id.clone().unwrap(), moved.remote_size + 1)]);
+    assert!(halted_on_uidvalidity(&w.plan(&other)));
+    // Nor is it for a message the server still lists here.
+    let mut w = World::synced(&[fl("S"), fl("")], false);
+    renumber(&mut w);
+    assert!(super::absent_from_listing(&w.remote(), &w.local_snapshot(), &w.base).is_empty());
+    // And the only message of a folder moved out leaves nothing to doubt.
+    let mut w = World::synced(&[fl("S")], false);
+    let only = w.base.pairs[&Uid(1)].clone();
+    w.server.clear();
+    renumber(&mut w);
+    assert!(halted_on_uidvalidity(&w.plan(&policy())));
+    let mut told = policy();
+    told.moved_out = BTreeSet::from([(only.message_id.clone().unwrap(), only.remote_size)]);
+    let p = w.plan(&told);
+    assert!(p.halt.is_none(), "{p}");
+    assert!(deletions(&p).is_empty(), "{p}");
+}
+
+#[test]
 fn rule_13_a_message_gone_from_both_sides_is_no_evidence_against_the_repairing() {
     // The message was moved out (or deleted) on both sides while the server renumbered
     // the folder: nothing to pair, nothing to doubt. The others re-pair without a halt.

@@ -533,6 +533,39 @@ fn rule_13_a_move_out_of_a_folder_being_renumbered_stays_one_message() {
     env.assert_quiet();
 }
 
+/// Seed 20261205, the 3-minute run in CI on 71c9f28: the phone moved one of INBOX's two
+/// messages into a folder it had just made while INBOX was renumbered. One of two pairs
+/// unconfirmed halted INBOX (rule 13); the moved copy was downloaded into the new folder,
+/// and the printed `--confirm-repair` kept the file in INBOX local-only: two copies. The
+/// message arrives in exactly one other folder, so the pair is a move: no halt.
+#[test]
+fn rule_13_a_move_out_of_a_small_folder_being_renumbered_into_a_new_folder_is_a_move() {
+    let env = SyncEnv::new("");
+    env.seed("INBOX", "m0");
+    env.seed("INBOX", "m1");
+    env.sync_ok();
+    let key = env.key_of("INBOX", "m0");
+    env.dovecot.set_uidvalidity("alice", "INBOX", 12345);
+    env.dovecot.create_mailbox("alice", "Filed");
+    env.dovecot.move_uid("alice", "INBOX", 1, "Filed");
+    let out = env.sync(&[]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("halted"), "{said}");
+    env.sync_ok();
+    let (server, local) = copies(&env, &["INBOX", "Filed"]);
+    let both = vec![
+        ("<m0@test>".to_owned(), "Filed".to_owned()),
+        ("<m1@test>".to_owned(), "INBOX".to_owned()),
+    ];
+    assert_eq!((server, local), (both.clone(), both));
+    assert!(
+        md::messages(&env.folder("Filed")).contains_key(&key),
+        "the file followed"
+    );
+    env.assert_quiet();
+}
+
 /// The hour on commit cf3477f: a move interrupted by a kill whose destination folder the
 /// other device then deleted halted the source folder for good ("an interrupted move
 /// could not be resolved: UID MOVE failed: Mailbox doesn't exist"), so its messages were
