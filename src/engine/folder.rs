@@ -419,15 +419,28 @@ impl Ctx<'_> {
                 pair,
                 uid,
             } => {
-                let (f, via, t) = (find(from)?, find(local_to)?, find(to)?);
+                let (f, t) = (find(from)?, find(to)?);
                 tracing::info!(
                     message_id = ?pair.message_id,
                     "moved to {local_to} locally and to {to} on the server: the file follows the server"
                 );
+                // A folder no pass looks at (one the server deleted, kept by rule 9) has
+                // no observation: its Maildir is opened here, and scanned for the file.
+                let held;
+                let (via, file) = match find(local_to) {
+                    Ok(via) => (&via.md, via.scan.messages.get(&pair.key)),
+                    Err(e) => {
+                        let path = match self.store.folder(local_to).await? {
+                            Some(folder) => folder.local_path,
+                            None => return Err(e.into()),
+                        };
+                        held = Maildir::open(&path).map_err(LocalError::io(&path))?;
+                        (&held, None)
+                    }
+                };
                 // No journal: a crash after the rename leaves the file and the server
                 // copy both new in `to`, which the next pass re-pairs (`Move::Both`).
-                let file = via.scan.messages.get(&pair.key);
-                if !moves::rename_into(&via.md, &t.md, &pair.key, file)? {
+                if !moves::rename_into(via, &t.md, &pair.key, file)? {
                     return Err(moves::neither(&pair.key));
                 }
                 moves::repair_moved(self.store, f.folder.id, t.folder.id, pair, *uid, None).await

@@ -220,8 +220,8 @@ pub(super) async fn pass(
     }
     logout_all(surplus).await;
     let result = match pass_folders(
-        settings, store, session, &mut more, &wanted, &map, &policy, opts, scope, true, relisted,
-        report,
+        settings, store, session, &mut more, &server, &wanted, &map, &policy, opts, scope, true,
+        relisted, report,
     )
     .await
     {
@@ -250,8 +250,8 @@ pub(super) async fn pass(
                     stop: scope.stop.clone(),
                 };
                 pass_folders(
-                    settings, store, session, &mut more, &every, &map, &policy, opts, &wide, false,
-                    relisted, report,
+                    settings, store, session, &mut more, &server, &every, &map, &policy, opts,
+                    &wide, false, relisted, report,
                 )
                 .await
             }
@@ -420,6 +420,7 @@ async fn pass_folders(
     store: &Store,
     session: &mut ImapSession,
     more: &mut [ImapSession],
+    server: &[(FolderName, String)],
     wanted: &[&(FolderName, String)],
     map: &FolderMap,
     policy: &Policy,
@@ -538,6 +539,11 @@ async fn pass_folders(
         replan_renumbered_with_moves_out(&mut prepared);
         settle_doubled_arrivals(&mut prepared);
     }
+    let held = if opts.dry_run {
+        BTreeMap::new()
+    } else {
+        held_files(store, server, &prepared).await?
+    };
     let moves = {
         // A folder being renumbered (rule 13) is re-paired from the base read before any
         // move ran, which would forget a pair a move just made in it: moves into or out of
@@ -553,7 +559,7 @@ async fn pass_folders(
                 plan: std::mem::replace(&mut p.plan, sync::Plan::new(p.name.clone())),
             })
             .collect();
-        let moves = sync::detect_moves(&mut passes, sessions[0].has_move());
+        let moves = sync::detect_moves(&mut passes, sessions[0].has_move(), &held);
         let plans: Vec<sync::Plan> = passes.into_iter().map(|p| p.plan).collect();
         for (p, plan) in prepared
             .iter_mut()
@@ -917,6 +923,41 @@ async fn defer_raced_downloads(
         prepared[i].deferred_uids.insert(uid);
     }
     Ok(())
+}
+
+/// Files of pairs that left both sides of their folder while their message arrives on the
+/// server in another, found in a folder no pass looks at: one the server no longer has
+/// that the state still knows, which rule 9 keeps locally while it holds mail. The mail
+/// client moved the file there while another device moved the server copy (the soak's
+/// duplicate, seed 20261209 on 71c9f28): the file follows the server
+/// ([`sync::Move::Diverged`]). Looks only when such pairs exist.
+async fn held_files(
+    store: &Store,
+    server: &[(FolderName, String)],
+    prepared: &[Prepared],
+) -> Result<BTreeMap<MaildirKey, FolderName>, EngineError> {
+    let wanted = sync::moved_out_of_sight(
+        prepared
+            .iter()
+            .map(|p| (&p.plan, &p.base, &p.remote.snapshot)),
+    );
+    let mut found = BTreeMap::new();
+    if wanted.is_empty() {
+        return Ok(found);
+    }
+    let on_server: BTreeSet<&FolderName> = server.iter().map(|(n, _)| n).collect();
+    for folder in store.folders().await? {
+        if on_server.contains(&folder.server_name) || !folder.local_path.is_dir() {
+            continue;
+        }
+        let md = maildir::Maildir::open(&folder.local_path)
+            .map_err(LocalError::io(&folder.local_path))?;
+        let scan = md.scan().map_err(LocalError::io(&folder.local_path))?;
+        for key in wanted.iter().filter(|k| scan.messages.contains_key(*k)) {
+            found.insert(key.clone(), folder.server_name.clone());
+        }
+    }
+    Ok(found)
 }
 
 /// The plan re-pairs its folder after a UIDVALIDITY change, or halts for one (rule 13).

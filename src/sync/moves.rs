@@ -53,7 +53,8 @@ pub enum Move {
     /// Both sides moved the message out of `from`, to different folders: the file went
     /// to `local_to`, the server copy to `to`, where it is `uid`. One message must stay
     /// one message: the server's folder wins (every other device sees it there), so the
-    /// file follows it from `local_to` into `to` and is paired with `uid`. Without this
+    /// file follows it from `local_to` (a folder of the pass, or one rule 9 keeps locally
+    /// after the server deleted it) into `to` and is paired with `uid`. Without this
     /// each side would get a copy of the other's, a duplicate in two folders.
     Diverged {
         from: FolderName,
@@ -70,9 +71,17 @@ pub enum Move {
 /// copy lands before the original goes). A source folder takes part only when its
 /// policy would have carried the deletion over (direction and expunge). Re-applies the
 /// deletion guards afterwards: a move is not a deletion.
-pub fn detect_moves(passes: &mut [FolderPass<'_>], server_has_move: bool) -> Vec<Move> {
+///
+/// `held` names the files found in folders no pass looks at: ones the server deleted
+/// that rule 9 keeps locally because they hold mail. A file moved into one while the
+/// server copy moved elsewhere follows the server ([`Move::Diverged`]).
+pub fn detect_moves(
+    passes: &mut [FolderPass<'_>],
+    server_has_move: bool,
+    held: &BTreeMap<MaildirKey, FolderName>,
+) -> Vec<Move> {
     let mut moves = Vec::new();
-    same_moves(passes, &mut moves);
+    same_moves(passes, held, &mut moves);
     if server_has_move {
         local_moves(passes, &mut moves);
     }
@@ -194,10 +203,14 @@ pub fn new_downloads(
     out
 }
 
-/// A pair gone from both sides of folder A whose key arrived in B's Maildir while a
-/// message with its Message-ID and size arrived on B's server (or on another folder C's:
-/// [`Move::Diverged`]).
-fn same_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
+/// A pair gone from both sides of folder A whose key arrived in B's Maildir (or in a
+/// `held` folder's) while a message with its Message-ID and size arrived on B's server
+/// (or on another folder C's: [`Move::Diverged`]).
+fn same_moves(
+    passes: &mut [FolderPass<'_>],
+    held: &BTreeMap<MaildirKey, FolderName>,
+    moves: &mut Vec<Move>,
+) {
     let mut left: BTreeMap<MaildirKey, Vec<(usize, Pair)>> = BTreeMap::new();
     for (i, p) in passes.iter().enumerate() {
         for a in &p.plan.actions {
@@ -213,8 +226,11 @@ fn same_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
     let arrived_remote = downloaded(passes);
     for (key, from) in left {
         let [(a, ref pair)] = from[..] else { continue };
-        let Some(&[b]) = arrived_local.get(&key).map(Vec::as_slice) else {
-            continue;
+        // Where the file went: a folder of the pass, or a held one.
+        let b = match (arrived_local.get(&key).map(Vec::as_slice), held.get(&key)) {
+            (Some(&[b]), _) => Some(b),
+            (None, Some(_)) => None,
+            _ => continue,
         };
         let Some(id) = pair.message_id.clone() else {
             continue;
@@ -225,17 +241,23 @@ fn same_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
         else {
             continue;
         };
-        if a == b || a == b2 {
+        if b == Some(a) || a == b2 {
             continue;
         }
         leave_source(&mut passes[a].plan, pair);
-        arrive_locally(&mut passes[b].plan, &key);
+        if let Some(b) = b {
+            arrive_locally(&mut passes[b].plan, &key);
+        }
         arrive_on_server(&mut passes[b2].plan, uid);
         let (from, to) = (
             passes[a].base.folder.clone(),
             passes[b2].base.folder.clone(),
         );
-        moves.push(if b == b2 {
+        let local_to = match b {
+            Some(b) => passes[b].base.folder.clone(),
+            None => held[&key].clone(),
+        };
+        moves.push(if b == Some(b2) {
             Move::Both {
                 from,
                 to,
@@ -245,7 +267,7 @@ fn same_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
         } else {
             Move::Diverged {
                 from,
-                local_to: passes[b].base.folder.clone(),
+                local_to,
                 to,
                 pair: pair.clone(),
                 uid,
@@ -585,7 +607,7 @@ mod tests {
                 plan: archive.plan(p),
             },
         ];
-        let moves = detect_moves(&mut passes, has_move);
+        let moves = detect_moves(&mut passes, has_move, &BTreeMap::new());
         let [a, b] = passes;
         (moves, a.plan, b.plan)
     }
@@ -827,7 +849,7 @@ mod tests {
                 plan: w.plan(&p),
             })
             .collect();
-        let moves = detect_moves(&mut passes, true);
+        let moves = detect_moves(&mut passes, true, &BTreeMap::new());
         assert_eq!(
             moves,
             vec![Move::Diverged {
@@ -849,6 +871,57 @@ mod tests {
                 pass.plan
             );
         }
+    }
+
+    #[test]
+    fn a_file_moved_into_a_held_folder_follows_the_servers_move() {
+        // The client moved the file into a folder the server deleted and rule 9 keeps
+        // (no pass of its own); the phone moved the server copy to Archive.
+        let (mut inbox, mut archive) = account(3);
+        let pair = inbox.base.pairs[&Uid(1)].clone();
+        inbox.local.remove(&pair.key).unwrap();
+        let msg = inbox.server.remove(&Uid(1)).unwrap();
+        let uid = archive.next_uid();
+        archive.server.insert(uid, msg);
+        let p = policy();
+        let snapshots = [&inbox, &archive].map(|w| (w.remote(), w.local_snapshot()));
+        let passes = |held: &BTreeMap<MaildirKey, FolderName>| {
+            let mut passes: Vec<FolderPass<'_>> = [&inbox, &archive]
+                .iter()
+                .zip(&snapshots)
+                .map(|(w, (remote, local))| FolderPass {
+                    remote,
+                    local,
+                    base: &w.base,
+                    policy: &p,
+                    plan: w.plan(&p),
+                })
+                .collect();
+            let moves = detect_moves(&mut passes, true, held);
+            let fetches = passes
+                .iter()
+                .flat_map(|p| &p.plan.actions)
+                .filter(|a| matches!(a, Action::Fetch { .. }))
+                .count();
+            (moves, fetches)
+        };
+        // Not knowing where the file went: the pair is forgotten, the copy downloaded.
+        assert_eq!(passes(&BTreeMap::new()), (vec![], 1));
+        let kept = FolderName("Kept".into());
+        let held = BTreeMap::from([(pair.key.clone(), kept.clone())]);
+        assert_eq!(
+            passes(&held),
+            (
+                vec![Move::Diverged {
+                    from: FolderName("INBOX".into()),
+                    local_to: kept,
+                    to: FolderName("Archive".into()),
+                    pair,
+                    uid
+                }],
+                0
+            )
+        );
     }
 
     /// One thing a user does to the account between passes.

@@ -116,7 +116,7 @@ folder INBOX: 8 action(s), 5 change(s), 0 conflict(s)
         policy: &policy,
         plan: p.clone(),
     }];
-    assert!(detect_moves(&mut passes, true).is_empty());
+    assert!(detect_moves(&mut passes, true, &Default::default()).is_empty());
     assert_eq!(passes[0].plan, p);
     assert!(matches!(p.actions[0], Action::Fetch { .. }));
 }

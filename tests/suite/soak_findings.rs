@@ -778,3 +778,43 @@ fn rule_11_a_server_deletion_beside_a_local_move_keeps_the_moved_message() {
     );
     env.assert_quiet();
 }
+
+/// Seed 20261209, the hour on 71c9f28: the phone deleted `Kept` with its mail; rule 9 kept
+/// the Maildir folder, which still held a message, and no pass looks at it since. The mail
+/// client then moved a message into it while the phone moved the server copy to another
+/// folder. The pass forgot the pair (gone from both sides of its folder) and downloaded
+/// the phone's copy, and the file in `Kept` was a second copy (uploaded when the client
+/// later moved it on). The server's folder wins, as for any two moves of one message:
+/// the file follows it out of the kept folder.
+#[test]
+fn rule_9_a_move_into_a_folder_the_server_deleted_beside_a_server_move_is_one_message() {
+    let (env, key) = m_synced("", &["Work", "Kept", "Archive"], "Work");
+    env.seed("Kept", "k");
+    env.sync_ok();
+    env.dovecot
+        .doveadm(&["mailbox", "delete", "-u", "alice", "Kept"], None);
+    let kept = env.sync(&[]);
+    let said = String::from_utf8_lossy(&kept.stderr);
+    assert!(said.contains("Kept: deleted on the server"), "{said}");
+    move_file(&env, &key, "Work", "Kept");
+    env.dovecot.move_uid("alice", "Work", 1, "Archive");
+    let out = env.sync(&[]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("fetched 0"), "moved, not downloaded: {said}");
+    assert!(said.contains("the file follows the server"), "{said}");
+    env.sync(&[]);
+    let want = vec![("<m@test>".to_owned(), "Archive".to_owned())];
+    let (server, local) = copies(&env, &["Work", "Archive"]);
+    assert_eq!((server, local), (want.clone(), want), "{said}");
+    assert!(md::messages(&env.folder("Archive")).contains_key(&key));
+    assert!(
+        !md::messages(&env.folder("Kept")).contains_key(&key),
+        "not left behind as a second copy"
+    );
+    // The kept folder still holds what it held, for the user to look at (rule 9).
+    assert_eq!(md::messages(&env.folder("Kept")).len(), 1);
+}
