@@ -598,7 +598,7 @@ async fn pass_folders(
     }
     if !opts.dry_run {
         defer_raced_arrivals(store, wanted, &mut prepared).await?;
-        defer_raced_downloads(sessions[0], &mut prepared).await?;
+        defer_raced_downloads(store, sessions[0], &mut prepared).await?;
         for p in prepared
             .iter()
             .filter(|p| !p.deferred.is_empty() || !p.deferred_uids.is_empty())
@@ -865,6 +865,7 @@ async fn defer_raced_arrivals(
 /// for the next pass, which sees both ends. One `UID SEARCH` per such arrival, only when
 /// a pair seen elsewhere has its Message-ID and size.
 async fn defer_raced_downloads(
+    store: &Store,
     session: &mut ImapSession,
     prepared: &mut [Prepared],
 ) -> Result<(), EngineError> {
@@ -898,6 +899,36 @@ async fn defer_raced_downloads(
                     crate::sync::snapshot::RemoteState::Gone
                 );
                 if wanted.contains(&identity) && seen {
+                    kept.entry(identity).or_default().push((j, pair.uid));
+                }
+            }
+        }
+    }
+    // A folder planned from its changed pairs alone has the rest in the state only: a pair
+    // there that the pass did not read was unchanged when observed, so still on the server
+    // then (the soak's duplicate, seed 20261209 on 85f10ea: the phone moved it after its
+    // folder was read so). One scan of each such folder's rows, when arrivals are unmatched.
+    let unread: BTreeSet<&Identity> = wanted
+        .iter()
+        .filter(|identity| !kept.contains_key(**identity))
+        .copied()
+        .collect();
+    if !unread.is_empty() {
+        let ids: BTreeSet<&crate::sync::MessageId> = unread.iter().map(|(id, _)| id).collect();
+        let ids: Vec<crate::sync::MessageId> = ids.into_iter().cloned().collect();
+        for (j, p) in prepared.iter().enumerate() {
+            if p.narrowed.is_none() || renumbered(&p.plan) {
+                continue;
+            }
+            for pair in store
+                .pairs_with_message_ids(p.folder.id, ids.clone())
+                .await?
+            {
+                let Some(id) = pair.message_id.clone() else {
+                    continue;
+                };
+                let identity = (id, pair.remote_size);
+                if !p.base.pairs.contains_key(&pair.uid) && unread.contains(&identity) {
                     kept.entry(identity).or_default().push((j, pair.uid));
                 }
             }

@@ -205,6 +205,32 @@ pub fn pairs(conn: &Connection, folder: FolderId) -> Result<Vec<Pair>, StoreErro
     Ok(out)
 }
 
+/// The pairs of one folder whose message has one of these Message-IDs. One scan of the
+/// folder's rows per 500 IDs (no index on the column: it would cost every insert).
+pub fn pairs_with_message_ids(
+    conn: &Connection,
+    folder: FolderId,
+    ids: &[MessageId],
+) -> Result<Vec<Pair>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {PAIR_COLUMNS} FROM pairs WHERE folder_id = ? AND message_id IN ({marks})"
+        ))?;
+        let params = std::iter::once(rusqlite::types::Value::Integer(folder.0)).chain(
+            chunk
+                .iter()
+                .map(|id| rusqlite::types::Value::Text(id.0.clone())),
+        );
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        while let Some(row) = rows.next()? {
+            out.push(pair_from_row(row)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Every pair of the account whose message has one of these server identities, with
 /// its folder: where a message about to be fetched into another folder already is.
 pub fn pairs_by_email_id(

@@ -217,6 +217,22 @@ impl Store {
         Ok(pairs)
     }
 
+    /// The pairs of `folder` whose message has one of these Message-IDs.
+    pub async fn pairs_with_message_ids(
+        &self,
+        folder: FolderId,
+        ids: Vec<crate::model::MessageId>,
+    ) -> Result<Vec<Pair>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pairs = self
+            .call(move |c| ops::pairs_with_message_ids(c, folder, &ids))
+            .await?;
+        self.count_rows(pairs.len());
+        Ok(pairs)
+    }
+
     /// Every pair of the account holding a message with one of these server identities,
     /// with its folder.
     pub async fn pairs_by_email_id(

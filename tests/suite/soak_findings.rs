@@ -818,3 +818,51 @@ fn rule_9_a_move_into_a_folder_the_server_deleted_beside_a_server_move_is_one_me
     // The kept folder still holds what it held, for the user to look at (rule 9).
     assert_eq!(md::messages(&env.folder("Kept")).len(), 1);
 }
+
+/// Seed 20261209, the hour on 85f10ea: the phone moved a message during a pass over every
+/// folder, after the pass had read its folder from the changed pairs alone (QRESYNC and
+/// the Maildir's stamp) and before it observed the destination. The check for a move
+/// made mid-pass looked only at the pairs the pass had read, so the arrival was
+/// downloaded; the mail client's move of the file a few seconds later was then uploaded:
+/// two copies. The pairs such a folder did not read are looked up in the state.
+#[test]
+fn a_server_move_mid_pass_out_of_a_folder_read_from_its_changes_is_not_downloaded() {
+    let (env, key) = m_synced("connections = 1\n", &["Alpha", "Beta", "Gamma"], "Alpha");
+    env.seed("Alpha", "n");
+    env.seed("Beta", "b");
+    env.sync_ok();
+    env.sync_ok();
+    std::thread::sleep(Duration::from_millis(300));
+    env.sync_ok();
+    // A change in each, so the pass reads them (Alpha from that change alone) rather
+    // than finding them still; the phone moves m after Alpha was observed, before Beta.
+    for (folder, id) in [("Alpha", "n@test"), ("Beta", "b@test")] {
+        let uid = env.dovecot.uid_of("alice", folder, id);
+        env.dovecot.add_flags("alice", folder, uid, "\\Flagged");
+    }
+    let summary = pass_paused(&env, "observed:Alpha=2000", 1, || {
+        env.dovecot.move_uid("alice", "Alpha", 1, "Beta");
+    });
+    assert!(
+        summary.contains("fetched 0"),
+        "not downloaded yet: {summary}"
+    );
+    // The mail client files the message meanwhile.
+    move_file(&env, &key, "Alpha", "Gamma");
+    let again = env.sync_ok();
+    assert!(again.contains("appended 0"), "no upload: {again}");
+    env.sync_ok();
+    let folders = ["Alpha", "Beta", "Gamma"];
+    let (server, local) = copies(&env, &folders);
+    let m: Vec<_> = server.iter().filter(|(id, _)| id == "<m@test>").collect();
+    assert_eq!(
+        m,
+        vec![&("<m@test>".to_owned(), "Beta".to_owned())],
+        "{again}"
+    );
+    assert_eq!(server, local);
+    assert!(
+        md::messages(&env.folder("Beta")).contains_key(&key),
+        "the file followed"
+    );
+}
