@@ -550,9 +550,15 @@ impl Supervisor {
             "{paused} ({first}); retrying in {}s",
             delay.as_secs().max(1)
         );
-        tracing::warn!(account = self.name(), "{state}");
+        self.announce(state).await;
+    }
+
+    /// Show a trouble in `status` (the board, the store), then say it in the log: a user
+    /// who reads the line and runs `syncmail status` finds it there.
+    async fn announce(&self, state: String) {
         self.state(state.clone());
-        let _ = self.store.set_daemon_state(Some(state)).await;
+        let _ = self.store.set_daemon_state(Some(state.clone())).await;
+        tracing::warn!(account = self.name(), "{state}");
     }
 
     /// Record a failed connect or pass; returns how long to wait before the next try.
@@ -561,10 +567,11 @@ impl Supervisor {
             return self.needs_login(e).await;
         }
         let (delay, what) = retry_after(e, backoff, &self.shared.tuning);
-        let state = format!("{what}: {e}; retrying in {}s", delay.as_secs().max(1));
-        self.state(state.clone());
-        let _ = self.store.set_daemon_state(Some(state.clone())).await;
-        tracing::warn!(account = self.name(), "{state}");
+        self.announce(format!(
+            "{what}: {e}; retrying in {}s",
+            delay.as_secs().max(1)
+        ))
+        .await;
         delay
     }
 
@@ -643,14 +650,12 @@ impl Supervisor {
                     if !e.is_transient() {
                         delay = delay.max(tuning.auth_retry);
                     }
-                    let state = format!("{e}; retrying in {}s", delay.as_secs().max(1));
-                    tracing::warn!(account = self.name(), "{state}");
-                    self.state(state.clone());
                     let _ = self
                         .store
                         .record_pass(None, SystemTime::now(), Some(e.to_string()))
                         .await;
-                    let _ = self.store.set_daemon_state(Some(state)).await;
+                    self.announce(format!("{e}; retrying in {}s", delay.as_secs().max(1)))
+                        .await;
                     next = Instant::now() + delay;
                 }
             }

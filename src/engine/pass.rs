@@ -542,7 +542,7 @@ async fn pass_folders(
     let held = if opts.dry_run {
         BTreeMap::new()
     } else {
-        held_files(store, server, &prepared).await?
+        held_files(store, settings, map, server, &prepared).await?
     };
     let moves = {
         // A folder being renumbered (rule 13) is re-paired from the base read before any
@@ -571,6 +571,7 @@ async fn pass_folders(
         }
         let mut moves = moves;
         moves.extend(moves_out_of_renumbered(&mut prepared));
+        halt_unmoved_repairs(&mut prepared);
         moves
     };
     // A file the mail client moved out of a folder whose server copy left it too, with no
@@ -914,16 +915,22 @@ async fn defer_raced_downloads(
         .copied()
         .collect();
     if !unread.is_empty() {
-        let ids: BTreeSet<&crate::sync::MessageId> = unread.iter().map(|(id, _)| id).collect();
-        let ids: Vec<crate::sync::MessageId> = ids.into_iter().cloned().collect();
         for (j, p) in prepared.iter().enumerate() {
             if p.narrowed.is_none() || renumbered(&p.plan) {
                 continue;
             }
-            for pair in store
-                .pairs_with_message_ids(p.folder.id, ids.clone())
-                .await?
-            {
+            // Only messages that arrive in another folder: a folder's own new mail is
+            // no move out of it (and the common case costs no scan).
+            let ids: BTreeSet<&crate::sync::MessageId> = arrivals
+                .iter()
+                .filter(|(i, _, identity)| *i != j && unread.contains(identity))
+                .map(|(_, _, (id, _))| id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let ids: Vec<crate::sync::MessageId> = ids.into_iter().cloned().collect();
+            for pair in store.pairs_with_message_ids(p.folder.id, ids).await? {
                 let Some(id) = pair.message_id.clone() else {
                     continue;
                 };
@@ -964,6 +971,8 @@ async fn defer_raced_downloads(
 /// ([`sync::Move::Diverged`]). Looks only when such pairs exist.
 async fn held_files(
     store: &Store,
+    settings: &ImapSettings,
+    map: &FolderMap,
     server: &[(FolderName, String)],
     prepared: &[Prepared],
 ) -> Result<BTreeMap<MaildirKey, FolderName>, EngineError> {
@@ -977,17 +986,29 @@ async fn held_files(
         return Ok(found);
     }
     let on_server: BTreeSet<&FolderName> = server.iter().map(|(n, _)| n).collect();
+    let mut twice = BTreeSet::new();
     for folder in store.folders().await? {
-        if on_server.contains(&folder.server_name) || !folder.local_path.is_dir() {
+        // Not a folder the user excluded from syncing: only one the server deleted.
+        if on_server.contains(&folder.server_name)
+            || !settings.selects(map, &folder.server_name.0)
+            || !folder.local_path.is_dir()
+        {
             continue;
         }
         let md = maildir::Maildir::open(&folder.local_path)
             .map_err(LocalError::io(&folder.local_path))?;
         let scan = md.scan().map_err(LocalError::io(&folder.local_path))?;
         for key in wanted.iter().filter(|k| scan.messages.contains_key(*k)) {
-            found.insert(key.clone(), folder.server_name.clone());
+            if found
+                .insert(key.clone(), folder.server_name.clone())
+                .is_some()
+            {
+                twice.insert(key.clone());
+            }
         }
     }
+    // In two of them: not one move to follow.
+    found.retain(|k, _| !twice.contains(k));
     Ok(found)
 }
 
@@ -1048,6 +1069,15 @@ fn replan_renumbered_with_moves_out(prepared: &mut [Prepared]) {
                 *arrived.entry(identity).or_default() += 1;
             }
         }
+        // The same message leaving another folder could be the one that arrived: two
+        // candidates for one arrival, no evidence for either.
+        for pair in sync::leaving(&p.plan, &p.base) {
+            if let Some(id) = &pair.message_id
+                && let Some(n) = absent.get_mut(&(id.clone(), pair.remote_size))
+            {
+                *n += 1;
+            }
+        }
     }
     let moved: BTreeSet<Identity> = arrived
         .into_iter()
@@ -1071,6 +1101,40 @@ fn replan_renumbered_with_moves_out(prepared: &mut [Prepared]) {
             halted = p.plan.halt.is_some(),
             "renumbered while messages moved out of it: planned again"
         );
+    }
+}
+
+/// A re-pairing accepted on the evidence of messages moved out
+/// ([`replan_renumbered_with_moves_out`]) whose moves were not all made (another move of
+/// the pass took the arrival): without the move, that evidence is gone, and the file
+/// would be kept local-only beside the moved copy without a word. The folder is planned
+/// as before and halts (rule 13), naming the command that accepts the re-pairing.
+fn halt_unmoved_repairs(prepared: &mut [Prepared]) {
+    for p in prepared.iter_mut() {
+        if p.policy.moved_out.is_empty() {
+            continue;
+        }
+        let unmoved = p.plan.actions.iter().any(|a| match a {
+            sync::Action::RepairUids(repair) => p.base.pairs.values().any(|pair| {
+                repair.unmatched.contains(&pair.key)
+                    && p.local.messages.contains_key(&pair.key)
+                    && pair.message_id.as_ref().is_some_and(|id| {
+                        p.policy.moved_out.contains(&(id.clone(), pair.remote_size))
+                    })
+            }),
+            _ => false,
+        });
+        if unmoved {
+            p.policy.moved_out.clear();
+            p.plan = sync::plan(
+                &p.remote.snapshot,
+                &p.local,
+                &p.base,
+                &p.policy,
+                super::account::now(),
+            );
+            tracing::debug!(folder = %p.name, "a message counted as moved out was not moved: the re-pairing waits for a human");
+        }
     }
 }
 

@@ -866,3 +866,28 @@ fn a_server_move_mid_pass_out_of_a_folder_read_from_its_changes_is_not_downloade
         "the file followed"
     );
 }
+
+/// Found reviewing the fix above: the same message (Message-ID and size) in INBOX and in
+/// Lists; INBOX is renumbered while the phone moves INBOX's copy into a new folder and
+/// expunges the one in Lists. The arrival could be either one's: no evidence that
+/// INBOX's pair moved out, so the re-pairing halts as rule 13 says, rather than keep the
+/// file local-only without a word.
+#[test]
+fn rule_13_a_move_out_that_could_be_another_folders_is_no_evidence_for_the_repairing() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "Lists");
+    env.seed("INBOX", "m0");
+    env.seed("INBOX", "m1");
+    env.seed("Lists", "m0");
+    env.sync_ok();
+    env.dovecot.set_uidvalidity("alice", "INBOX", 12345);
+    env.dovecot.create_mailbox("alice", "Filed");
+    env.dovecot.move_uid("alice", "INBOX", 1, "Filed");
+    env.dovecot.expunge("alice", "Lists", 1);
+    let out = env.sync(&[]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("syncmail sync t --folder INBOX --confirm-repair"),
+        "{said}"
+    );
+}
