@@ -31,6 +31,9 @@ pub(super) struct Ctx<'a> {
     pub(super) scope: &'a PassScope,
     /// The server identities the pass's folder runs are downloading.
     pub(super) claims: &'a super::identity::Claims,
+    /// The folders the pass found unchanged, which it reads nothing of: their pairs are
+    /// in the state alone (see `defer_raced_downloads`).
+    pub(super) unchanged: &'a std::sync::Mutex<Vec<(store::FolderId, String)>>,
     /// The folders' stamps still to be recorded (see [`Ctx::stamp`]).
     pub(super) stamps: &'a std::sync::Mutex<Vec<tokio::task::JoinHandle<Result<(), EngineError>>>>,
 }
@@ -140,6 +143,10 @@ impl Ctx<'_> {
             match observe::unchanged(session, &folder, &local_path, wire).await? {
                 Unchanged::Yes => {
                     report.counts.folders += 1;
+                    self.unchanged
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((folder.id, wire.to_owned()));
                     return Ok(None);
                 }
                 Unchanged::No(s) => selected = s,

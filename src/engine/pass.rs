@@ -442,6 +442,7 @@ async fn pass_folders(
         .collect();
     let claims = super::identity::Claims::default();
     let stamps = std::sync::Mutex::new(Vec::new());
+    let unchanged = std::sync::Mutex::new(Vec::new());
     let ctxs: Vec<Ctx<'_>> = task_opts
         .iter()
         .map(|o| Ctx {
@@ -452,6 +453,7 @@ async fn pass_folders(
             opts: o,
             scope,
             claims: &claims,
+            unchanged: &unchanged,
             stamps: &stamps,
         })
         .collect();
@@ -599,7 +601,8 @@ async fn pass_folders(
     }
     if !opts.dry_run {
         defer_raced_arrivals(store, wanted, &mut prepared).await?;
-        defer_raced_downloads(store, sessions[0], &mut prepared).await?;
+        let unchanged = std::mem::take(&mut *unchanged.lock().unwrap_or_else(|e| e.into_inner()));
+        defer_raced_downloads(store, sessions[0], &mut prepared, &unchanged).await?;
         for p in prepared
             .iter()
             .filter(|p| !p.deferred.is_empty() || !p.deferred_uids.is_empty())
@@ -869,6 +872,7 @@ async fn defer_raced_downloads(
     store: &Store,
     session: &mut ImapSession,
     prepared: &mut [Prepared],
+    unchanged: &[(store::FolderId, String)],
 ) -> Result<(), EngineError> {
     type Identity = (crate::sync::MessageId, u64);
     let arrivals: Vec<(usize, crate::model::Uid, Identity)> = prepared
@@ -884,8 +888,11 @@ async fn defer_raced_downloads(
         return Ok(());
     }
     let wanted: BTreeSet<&Identity> = arrivals.iter().map(|(_, _, id)| id).collect();
-    let mut kept: BTreeMap<Identity, Vec<(usize, crate::model::Uid)>> = BTreeMap::new();
-    for (j, p) in prepared.iter().enumerate() {
+    // Where each was on the server when observed: its folder, that folder's wire name,
+    // and its UID there.
+    let mut kept: BTreeMap<Identity, Vec<(store::FolderId, &str, crate::model::Uid)>> =
+        BTreeMap::new();
+    for p in prepared.iter() {
         // A renumbered folder's base UIDs name nothing on the server now.
         if renumbered(&p.plan) {
             continue;
@@ -900,63 +907,79 @@ async fn defer_raced_downloads(
                     crate::sync::snapshot::RemoteState::Gone
                 );
                 if wanted.contains(&identity) && seen {
-                    kept.entry(identity).or_default().push((j, pair.uid));
+                    kept.entry(identity)
+                        .or_default()
+                        .push((p.folder.id, &p.wire, pair.uid));
                 }
             }
         }
     }
-    // A folder planned from its changed pairs alone has the rest in the state only: a pair
-    // there that the pass did not read was unchanged when observed, so still on the server
-    // then (the soak's duplicate, seed 20261209 on 85f10ea: the phone moved it after its
-    // folder was read so). One scan of each such folder's rows, when arrivals are unmatched.
+    // A folder found unchanged, or planned from its changed pairs alone, has (the rest
+    // of) its pairs in the state only: a pair there that the pass did not read was on
+    // the server when the folder was observed (the soak's duplicates, seed 20261209 on
+    // 85f10ea and on b4cbcad: the phone moved it after its folder was looked at so). One
+    // scan of each such folder's rows, only for messages arriving in another folder.
     let unread: BTreeSet<&Identity> = wanted
         .iter()
         .filter(|identity| !kept.contains_key(**identity))
         .copied()
         .collect();
     if !unread.is_empty() {
-        for (j, p) in prepared.iter().enumerate() {
-            if p.narrowed.is_none() || renumbered(&p.plan) {
-                continue;
-            }
-            // Only messages that arrive in another folder: a folder's own new mail is
-            // no move out of it (and the common case costs no scan).
+        let mut partly: Vec<(store::FolderId, &str, Option<&Prepared>)> = prepared
+            .iter()
+            .filter(|p| p.narrowed.is_some() && !renumbered(&p.plan))
+            .map(|p| (p.folder.id, p.wire.as_str(), Some(p)))
+            .collect();
+        partly.extend(
+            unchanged
+                .iter()
+                .map(|(id, wire)| (*id, wire.as_str(), None)),
+        );
+        for (folder, wire, p) in partly {
             let ids: BTreeSet<&crate::sync::MessageId> = arrivals
                 .iter()
-                .filter(|(i, _, identity)| *i != j && unread.contains(identity))
+                .filter(|(i, _, identity)| {
+                    prepared[*i].folder.id != folder && unread.contains(identity)
+                })
                 .map(|(_, _, (id, _))| id)
                 .collect();
             if ids.is_empty() {
                 continue;
             }
             let ids: Vec<crate::sync::MessageId> = ids.into_iter().cloned().collect();
-            for pair in store.pairs_with_message_ids(p.folder.id, ids).await? {
+            for pair in store.pairs_with_message_ids(folder, ids).await? {
                 let Some(id) = pair.message_id.clone() else {
                     continue;
                 };
                 let identity = (id, pair.remote_size);
-                if !p.base.pairs.contains_key(&pair.uid) && unread.contains(&identity) {
-                    kept.entry(identity).or_default().push((j, pair.uid));
+                let read = p.is_some_and(|p| p.base.pairs.contains_key(&pair.uid));
+                if !read && unread.contains(&identity) {
+                    kept.entry(identity)
+                        .or_default()
+                        .push((folder, wire, pair.uid));
                 }
             }
         }
     }
-    for (i, uid, identity) in arrivals {
-        let Some(&[(j, kept_uid)]) = kept.get(&identity).map(Vec::as_slice) else {
+    let mut deferred: Vec<(usize, crate::model::Uid)> = Vec::new();
+    for (i, uid, identity) in &arrivals {
+        let Some(&[(folder, wire, kept_uid)]) = kept.get(identity).map(Vec::as_slice) else {
             continue;
         };
-        if i == j {
+        if prepared[*i].folder.id == folder {
             continue;
         }
-        session.select(&prepared[j].wire, None).await?;
+        session.select(wire, None).await?;
         if !session.present(&[kept_uid]).await?.is_empty() {
             continue;
         }
         tracing::debug!(
-            folder = %prepared[i].name,
-            "UID {uid} arrived while UID {kept_uid} of {}, the same message, left it: moved mid-pass; the next pass moves it",
-            prepared[j].name
+            folder = %prepared[*i].name,
+            "UID {uid} arrived while UID {kept_uid} of {wire}, the same message, left it: moved mid-pass; the next pass moves it",
         );
+        deferred.push((*i, *uid));
+    }
+    for (i, uid) in deferred {
         sync::defer_download(&mut prepared[i].plan, uid);
         prepared[i].deferred_uids.insert(uid);
     }

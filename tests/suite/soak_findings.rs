@@ -891,3 +891,45 @@ fn rule_13_a_move_out_that_could_be_another_folders_is_no_evidence_for_the_repai
         "{said}"
     );
 }
+
+/// Seed 20261209, the hour on b4cbcad (account b, t=3557 s): the same as the test above
+/// with the source folder found unchanged, in a pass that looked at every folder again
+/// because the client had filed another message; such a folder is not read at all. Its
+/// pairs are looked up in the state too.
+#[test]
+fn a_server_move_mid_pass_out_of_a_folder_found_unchanged_is_not_downloaded() {
+    let (env, key) = m_synced(
+        "connections = 1\n",
+        &["Alpha", "Beta", "Delta", "Epsilon", "Gamma"],
+        "Alpha",
+    );
+    env.seed("Delta", "n");
+    env.sync_ok();
+    env.sync_ok();
+    std::thread::sleep(Duration::from_millis(300));
+    env.sync_ok();
+    // The mail client files n: the first look sees it arrive in Epsilon while Delta pairs
+    // it, and looks at every folder again, Alpha too, which it finds unchanged.
+    let n = env.key_of("Delta", "n");
+    move_file(&env, &n, "Delta", "Epsilon");
+    let summary = pass_paused(&env, "observed:Alpha=2000", 1, || {
+        env.dovecot.move_uid("alice", "Alpha", 1, "Beta");
+    });
+    assert!(
+        summary.contains("fetched 0"),
+        "not downloaded yet: {summary}"
+    );
+    move_file(&env, &key, "Alpha", "Gamma");
+    let again = env.sync_ok();
+    assert!(again.contains("appended 0"), "no upload: {again}");
+    env.sync_ok();
+    let folders = ["Alpha", "Beta", "Gamma", "Delta", "Epsilon"];
+    let (server, local) = copies(&env, &folders);
+    let m: Vec<_> = server.iter().filter(|(id, _)| id == "<m@test>").collect();
+    assert_eq!(
+        m,
+        vec![&("<m@test>".to_owned(), "Beta".to_owned())],
+        "first: {summary}\nagain: {again}"
+    );
+    assert_eq!(server, local);
+}
