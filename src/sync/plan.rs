@@ -862,6 +862,17 @@ pub fn guard_deletions(
     } else {
         None
     };
+    // The change log says what happened: a held deletion was not carried (yet).
+    let (from, to) = if plan.halt.is_some() {
+        (Outcome::Propagated, Outcome::NotPropagated(HELD))
+    } else {
+        (Outcome::NotPropagated(HELD), Outcome::Propagated)
+    };
+    for c in plan.changes.iter_mut() {
+        if c.kind == ChangeKind::Deleted && c.outcome == from {
+            c.outcome = to;
+        }
+    }
     if plan.halt.is_some() {
         plan.held = deletions;
     } else {
@@ -883,6 +894,7 @@ pub fn guard_deletions(
 }
 
 const PULL_ONLY: &str = "direction is pull";
+pub(super) const HELD: &str = "held until confirmed (rule 7)";
 const PUSH_ONLY: &str = "direction is push";
 const NO_SERVER_EXPUNGE: &str = "expunge policy keeps server copies";
 const NO_LOCAL_EXPUNGE: &str = "expunge policy keeps local copies";

@@ -419,10 +419,24 @@ fn rule_07_mass_delete_halts() {
         p.to_string()
             .contains("would delete 15 of 20 messages on the server")
     );
+    // The change log says the deletions were held, not carried (the soak, hour on
+    // b4cbcad: a held deletion was logged as propagated on every pass).
+    let held = |p: &Plan| {
+        p.changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Deleted)
+            .map(|c| c.outcome)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        held(&p),
+        vec![Outcome::NotPropagated(super::plan::HELD); 15]
+    );
     // The user confirms: the same pass now deletes.
     let mut confirmed = policy();
     confirmed.allow_mass_delete = true;
     let p = pass_and_settle(&mut w, &confirmed);
+    assert_eq!(held(&p), vec![Outcome::Propagated; 15]);
     assert_eq!(deletions(&p).len(), 1);
     assert_eq!(w.server.len(), 5);
 }

@@ -759,7 +759,8 @@ fn logs(state_dir: &Path, account: &str) -> Logs {
         .unwrap();
     for row in rows {
         let (side, folder, uid, key, change) = row.unwrap();
-        if !change.contains("deleted") {
+        // Carried, not only held by rule 7 until confirmed.
+        if !change.contains("deleted") || change.contains("not propagated") {
             continue;
         }
         if let Some(uid) = uid {
