@@ -582,8 +582,28 @@ impl<'a> FolderRun<'a> {
         todo: &[Uid],
         listed: &BTreeMap<Uid, RemoteMessage>,
     ) -> Result<(), EngineError> {
+        // The store's writer commits a batch while the next one downloads: the server
+        // would otherwise idle through every commit. However the batches end, the last
+        // commit lands before this returns.
+        let mut committing = None;
+        let result = self.download_batches(todo, listed, &mut committing).await;
+        let last = committed(committing).await;
+        result.and(last)
+    }
+
+    /// [`Self::download`]'s batches; each one's commit is left in `committing`. The next
+    /// batch's intents are journaled before it (rule 1), so the writer, one queue, never
+    /// holds them up behind the commit.
+    async fn download_batches(
+        &mut self,
+        todo: &[Uid],
+        listed: &BTreeMap<Uid, RemoteMessage>,
+        committing: &mut Option<Committing>,
+    ) -> Result<(), EngineError> {
         let size_of = |uid: &Uid| listed.get(uid).map_or(0, |m| m.size);
-        for chunk in &batches(todo, size_of) {
+        let chunks = batches(todo, size_of);
+        let mut journaled: Option<(BTreeMap<Uid, MaildirKey>, Vec<crate::store::IntentId>)> = None;
+        for (n, chunk) in chunks.iter().enumerate() {
             // Shutdown: stop at a batch boundary, everything before it committed.
             if self
                 .stop
@@ -593,25 +613,10 @@ impl<'a> FolderRun<'a> {
                 return Err(EngineError::Stopped);
             }
             let chunk = chunk.as_slice();
-            let keys: BTreeMap<Uid, MaildirKey> =
-                chunk.iter().map(|uid| (*uid, maildir::new_key())).collect();
-            let specs = keys
-                .iter()
-                .map(|(uid, key)| {
-                    let m = listed.get(uid);
-                    let flags = m.map(|m| m.flags.clone()).unwrap_or_default();
-                    IntentSpec {
-                        token: m.and_then(|m| m.email_id.as_ref()).map(|id| id.0.clone()),
-                        ..IntentSpec::deliver(
-                            self.folder.id,
-                            *uid,
-                            key.clone(),
-                            &flags.system_only(),
-                        )
-                    }
-                })
-                .collect();
-            let intents = self.store.begin_intents(specs, SystemTime::now()).await?;
+            let (keys, intents) = match journaled.take() {
+                Some(j) => j,
+                None => self.journal_batch(chunk, listed).await?,
+            };
             let intent_of: BTreeMap<Uid, crate::store::IntentId> =
                 chunk.iter().copied().zip(intents.iter().copied()).collect();
             let mut batch = DeliveryBatch::new(self.md);
@@ -687,13 +692,41 @@ impl<'a> FolderRun<'a> {
             }
             // Intents of UIDs expunged meanwhile are closed too: nothing was written.
             commit.complete_intents = intent_of.values().copied().collect();
-            self.store.commit(commit).await?;
+            if let Some(following) = chunks.get(n + 1) {
+                journaled = Some(self.journal_batch(following, listed).await?);
+            }
+            committed(committing.take()).await?;
+            let store = self.store.clone();
+            *committing = Some(tokio::spawn(async move { store.commit(commit).await }));
             self.report_progress();
             if !missing.is_empty() {
                 tracing::debug!(folder = %self.folder.server_name, missing = missing.len(), "messages expunged on the server while fetching");
             }
         }
         Ok(())
+    }
+
+    /// Journal one download batch's intents: a new key for each UID (rule 1).
+    async fn journal_batch(
+        &self,
+        chunk: &[Uid],
+        listed: &BTreeMap<Uid, RemoteMessage>,
+    ) -> Result<(BTreeMap<Uid, MaildirKey>, Vec<crate::store::IntentId>), EngineError> {
+        let keys: BTreeMap<Uid, MaildirKey> =
+            chunk.iter().map(|uid| (*uid, maildir::new_key())).collect();
+        let specs = keys
+            .iter()
+            .map(|(uid, key)| {
+                let m = listed.get(uid);
+                let flags = m.map(|m| m.flags.clone()).unwrap_or_default();
+                IntentSpec {
+                    token: m.and_then(|m| m.email_id.as_ref()).map(|id| id.0.clone()),
+                    ..IntentSpec::deliver(self.folder.id, *uid, key.clone(), &flags.system_only())
+                }
+            })
+            .collect();
+        let intents = self.store.begin_intents(specs, SystemTime::now()).await?;
+        Ok((keys, intents))
     }
 
     /// APPEND a local message. UIDNEXT is saved in the intent first, so a lost answer is
@@ -1037,6 +1070,19 @@ pub fn mark_deleted(pairs: &mut BTreeMap<Uid, Pair>, uids: &[Uid]) -> Vec<Pair> 
         }
     }
     changed
+}
+
+/// A batch's commit on its way through the store's writer.
+type Committing = tokio::task::JoinHandle<Result<(), crate::store::StoreError>>;
+
+/// The outcome of a batch commit sent to the store's writer while the next batch ran.
+async fn committed(commit: Option<Committing>) -> Result<(), EngineError> {
+    match commit {
+        None => Ok(()),
+        Some(task) => Ok(task
+            .await
+            .map_err(|e| LocalError::Unexpected(format!("a batch commit failed: {e}")))??),
+    }
 }
 
 /// Split UIDs into fetch batches of at most [`FETCH_BATCH`] messages or about
