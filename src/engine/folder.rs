@@ -72,6 +72,19 @@ pub(super) struct Prepared {
     pub(super) deferred_uids: BTreeSet<Uid>,
 }
 
+impl Prepared {
+    /// Plan the folder again from what was observed, with its policy as it is now.
+    pub(super) fn replan(&mut self) {
+        self.plan = sync::plan(
+            &self.remote.snapshot,
+            &self.local,
+            &self.base,
+            &self.policy,
+            now(),
+        );
+    }
+}
+
 /// `[Gmail]/` for `[Gmail]/All Mail` (`[Google Mail]/` where Gmail is Google Mail):
 /// where the Trash beside it is.
 pub(super) fn gmail_all_mail_root(folder: &str) -> Option<&str> {

@@ -308,13 +308,7 @@ async fn whole_listings(
     for p in prepared.iter_mut().filter(|p| p.remote.rest.is_some()) {
         tracing::debug!(folder = %p.name, "messages leave another folder: its first listing is made whole");
         p.remote = super::observe::remote(session, &p.wire, &p.base, None, false, false).await?;
-        p.plan = sync::plan(
-            &p.remote.snapshot,
-            &p.local,
-            &p.base,
-            &p.policy,
-            super::account::now(),
-        );
+        p.replan();
     }
     Ok(())
 }
@@ -1112,13 +1106,7 @@ fn replan_renumbered_with_moves_out(prepared: &mut [Prepared]) {
     }
     for p in prepared.iter_mut().filter(|p| halted(p)) {
         p.policy.moved_out = moved.clone();
-        p.plan = sync::plan(
-            &p.remote.snapshot,
-            &p.local,
-            &p.base,
-            &p.policy,
-            super::account::now(),
-        );
+        p.replan();
         tracing::debug!(
             folder = %p.name,
             halted = p.plan.halt.is_some(),
@@ -1149,13 +1137,7 @@ fn halt_unmoved_repairs(prepared: &mut [Prepared]) {
         });
         if unmoved {
             p.policy.moved_out.clear();
-            p.plan = sync::plan(
-                &p.remote.snapshot,
-                &p.local,
-                &p.base,
-                &p.policy,
-                super::account::now(),
-            );
+            p.replan();
             tracing::debug!(folder = %p.name, "a message counted as moved out was not moved: the re-pairing waits for a human");
         }
     }

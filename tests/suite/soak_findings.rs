@@ -852,15 +852,7 @@ fn a_server_move_mid_pass_out_of_a_folder_read_from_its_changes_is_not_downloade
     let again = env.sync_ok();
     assert!(again.contains("appended 0"), "no upload: {again}");
     env.sync_ok();
-    let folders = ["Alpha", "Beta", "Gamma"];
-    let (server, local) = copies(&env, &folders);
-    let m: Vec<_> = server.iter().filter(|(id, _)| id == "<m@test>").collect();
-    assert_eq!(
-        m,
-        vec![&("<m@test>".to_owned(), "Beta".to_owned())],
-        "{again}"
-    );
-    assert_eq!(server, local);
+    m_only_in(&env, &["Alpha", "Beta", "Gamma"], "Beta", &again);
     assert!(
         md::messages(&env.folder("Beta")).contains_key(&key),
         "the file followed"
@@ -923,15 +915,12 @@ fn a_server_move_mid_pass_out_of_a_folder_found_unchanged_is_not_downloaded() {
     let again = env.sync_ok();
     assert!(again.contains("appended 0"), "no upload: {again}");
     env.sync_ok();
-    let folders = ["Alpha", "Beta", "Gamma", "Delta", "Epsilon"];
-    let (server, local) = copies(&env, &folders);
-    let m: Vec<_> = server.iter().filter(|(id, _)| id == "<m@test>").collect();
-    assert_eq!(
-        m,
-        vec![&("<m@test>".to_owned(), "Beta".to_owned())],
-        "first: {summary}\nagain: {again}"
+    m_only_in(
+        &env,
+        &["Alpha", "Beta", "Gamma", "Delta", "Epsilon"],
+        "Beta",
+        &format!("first: {summary}\nagain: {again}"),
     );
-    assert_eq!(server, local);
 }
 
 /// Known, not fixed (the hour on b4cbcad, seed 20261209, account b, t=2418 s): the one
@@ -968,15 +957,12 @@ fn known_a_server_move_into_a_folder_made_after_the_relist_beside_a_local_move_i
     );
     let again = env.sync_ok();
     env.sync_ok();
-    let folders = ["Alpha", "Beta", "X", "Y"];
-    let (server, local) = copies(&env, &folders);
-    let m: Vec<_> = server.iter().filter(|(id, _)| id == "<m@test>").collect();
-    assert_eq!(
-        m,
-        vec![&("<m@test>".to_owned(), "Y".to_owned())],
-        "first: {summary}\nagain: {again}"
+    m_only_in(
+        &env,
+        &["Alpha", "Beta", "X", "Y"],
+        "Y",
+        &format!("first: {summary}\nagain: {again}"),
     );
-    assert_eq!(server, local);
 }
 
 /// Known, not fixed (the hour on b4cbcad, account a, t=29 s): a folder renamed on the
@@ -1003,4 +989,16 @@ fn known_a_folder_renamed_after_its_only_message_was_expunged_is_a_rename() {
     );
     assert!(!env.folder("A").exists(), "{out}");
     assert!(log.contains("deleted"), "{out}\n{log}");
+}
+
+/// m is in `folder` alone among `folders`, once on each side, and both sides agree.
+fn m_only_in(env: &SyncEnv, folders: &[&str], folder: &str, said: &str) {
+    let (server, local) = copies(env, folders);
+    let m: Vec<_> = server.iter().filter(|(id, _)| id == "<m@test>").collect();
+    assert_eq!(
+        m,
+        vec![&("<m@test>".to_owned(), folder.to_owned())],
+        "{said}"
+    );
+    assert_eq!(server, local);
 }
