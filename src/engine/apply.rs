@@ -61,6 +61,9 @@ pub struct FolderRun<'a> {
     pub claims: Option<identity::Claims>,
     failed_uids: BTreeSet<Uid>,
     pub(super) failed_keys: BTreeSet<MaildirKey>,
+    /// A file this run was to delete had left its folder: the next pass must get the
+    /// server's side of its pair again (the watermark holds).
+    pub(super) moved_away: bool,
     dirty: BTreeSet<Uid>,
     renamed: bool,
     /// A deletion stayed marked `\Deleted` on the server (rule 8): tried again next pass.
@@ -110,6 +113,7 @@ impl<'a> FolderRun<'a> {
             claims: None,
             failed_uids: BTreeSet::new(),
             failed_keys: BTreeSet::new(),
+            moved_away: false,
             dirty: BTreeSet::new(),
             renamed: false,
             left_marked: false,
@@ -893,12 +897,28 @@ impl<'a> FolderRun<'a> {
             .store
             .begin_intents(vec![spec], SystemTime::now())
             .await?;
-        unlink_key(self.md, self.local.get(key), key)?;
+        let removed = unlink_key(self.md, self.local.get(key), key)?;
         self.md
             .sync_dirs()
             .map_err(LocalError::io(self.md.path()))?;
         fault::point("after-unlink");
         let change = self.deletions.remove(key);
+        if !removed {
+            // The mail client moved (or deleted) the file since the scan: not a deletion
+            // this pass made (rule 14). The pair stays, nothing is logged, and the next
+            // pass, which gets the server's side again, sees where it went: moved to
+            // another folder while another device moved the server copy, it is one move
+            // (the soak's duplicate, seed 20261209 on 27a2a15).
+            self.store
+                .commit(Commit {
+                    complete_intents: ids,
+                    ..self.commit()
+                })
+                .await?;
+            self.failed_keys.insert(key.clone());
+            self.moved_away = true;
+            return Ok(());
+        }
         self.store
             .commit(Commit {
                 remove_pairs: uid.into_iter().collect(),
@@ -1112,20 +1132,23 @@ pub fn unlink_key(
     md: &Maildir,
     known: Option<&LocalMessage>,
     key: &MaildirKey,
-) -> Result<(), EngineError> {
+) -> Result<bool, EngineError> {
     if let Some(msg) = known {
         match md.delete(msg) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(true),
             Err(MessageError::Vanished { .. }) => {}
             Err(e) => return Err(LocalError::from(e).into()),
         }
     }
     // ENOENT means "look again", not "gone" (rule 14).
     let scan = md.scan().map_err(LocalError::io(md.path()))?;
-    if let Some(msg) = scan.messages.get(key) {
-        md.delete(msg).map_err(LocalError::from)?;
+    match scan.messages.get(key) {
+        Some(msg) => {
+            md.delete(msg).map_err(LocalError::from)?;
+            Ok(true)
+        }
+        None => Ok(false),
     }
-    Ok(())
 }
 
 /// Sizes of a message we APPEND: as the file holds it, and as the server counts it

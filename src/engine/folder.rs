@@ -595,7 +595,7 @@ impl Ctx<'_> {
         // does after a move into or out of the folder: a moved pair carries its source's
         // base flags, and a flag changed on the server before the move (soak, issue 20)
         // is merged only if the next listing reports the moved message again.
-        let holding = plan.halt.is_some() || moved || !deferred_uids.is_empty();
+        let holding = plan.halt.is_some() || moved || !deferred_uids.is_empty() || run.moved_away;
         let below_deferred = |u: Uid| deferred_uids.first().is_none_or(|d| u < *d);
         let last = Commit {
             watermarks: (!matches!(plan.halt, Some(Halt::UidValidity { .. }))).then(|| {

@@ -258,6 +258,7 @@ async fn resolve(
         let path = map.to_local(&folder.server_name)?;
         let md = Maildir::open(&path).map_err(LocalError::io(&path))?;
         if let Some(key) = &spec.local_key {
+            // Gone already: most likely unlinked before the crash.
             unlink_key(&md, None, key)?;
             md.sync_dirs().map_err(LocalError::io(&path))?;
         }

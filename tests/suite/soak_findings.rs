@@ -923,6 +923,50 @@ fn a_server_move_mid_pass_out_of_a_folder_found_unchanged_is_not_downloaded() {
     );
 }
 
+/// Seed 20261209, the hour on 27a2a15 (account a, t=3321 s): the phone made a folder and
+/// moved a message into it after the pass listed the folders, and the mail client moved
+/// the file to another folder after the pass scanned its own. The pass deleted the file
+/// for the server's deletion, found it gone, and still dropped the pair and logged the
+/// deletion as carried: nothing was left to see the move from, so the file was uploaded
+/// and the phone's copy downloaded. A file that left its folder before its deletion was
+/// not deleted (rule 14): the pair stays, and the next pass sees the move.
+#[test]
+fn rule_14_a_file_moved_away_before_its_deletion_is_not_taken_as_deleted() {
+    let (env, key) = m_synced("connections = 1\n", &["Projects", "Work"], "Work");
+    env.seed("Work", "w");
+    env.sync_ok();
+    // A change in Work, so the pass looks at it.
+    let w = env.dovecot.uid_of("alice", "Work", "w@test");
+    env.dovecot.add_flags("alice", "Work", w, "\\Flagged");
+    let summary = env.sync_paused_steps(
+        "checked=1500;observed:Work=1500",
+        &[],
+        vec![
+            (
+                "checked",
+                1,
+                Box::new(|| {
+                    env.dovecot.create_mailbox("alice", "Filtered");
+                    env.dovecot.move_uid("alice", "Work", 1, "Filtered");
+                }),
+            ),
+            (
+                "observed:Work",
+                1,
+                Box::new(|| move_file(&env, &key, "Work", "Projects")),
+            ),
+        ],
+    );
+    let again = env.sync_ok();
+    env.sync_ok();
+    m_only_in(
+        &env,
+        &["Projects", "Work", "Filtered"],
+        "Filtered",
+        &format!("first: {summary}\nagain: {again}"),
+    );
+}
+
 /// Known, not fixed (the hour on b4cbcad, seed 20261209, account b, t=2418 s): the one
 /// relist of a pass is spent before the phone's second move into a folder made after it;
 /// the file moved by the mail client is then uploaded, and the phone's copy downloaded.
