@@ -254,12 +254,7 @@ fn local_op(
         }
         50..=61 => {
             // The same version (an edit keeps the Message-ID, not the size).
-            let bare_lf = bytes
-                .iter()
-                .enumerate()
-                .filter(|&(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
-                .count();
-            let both = on_server(&folder, &id, (bytes.len() + bare_lf) as u64);
+            let both = on_server(&folder, &id, crlf_size(&bytes));
             if std::fs::remove_file(&path).is_ok() {
                 journal.deleted.insert(id.clone(), "local");
                 journal
@@ -331,13 +326,22 @@ fn text_sink(bytes: &mut Vec<u8>) -> impl std::fmt::Write + '_ {
 
 /// The second device: one change on the server of `account`.
 /// Whether the Maildir folder `folder` under `root` holds a message with `id`.
-fn in_maildir(root: &Path, folder: &str, id: &str) -> bool {
+fn in_maildir(root: &Path, folder: &str, id: &str, size: u64) -> bool {
     local_files(&root.join(folder)).iter().any(|(path, ..)| {
-        std::fs::read(path)
-            .ok()
-            .and_then(|bytes| message_id(&bytes))
-            .is_some_and(|found| found == id)
+        std::fs::read(path).ok().is_some_and(|bytes| {
+            message_id(&bytes).is_some_and(|found| found == id) && crlf_size(&bytes) == size
+        })
     })
+}
+
+/// A file's size as the server counts it: every bare line feed becomes CRLF.
+fn crlf_size(bytes: &[u8]) -> u64 {
+    let bare_lf = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
+        .count();
+    (bytes.len() + bare_lf) as u64
 }
 
 /// Whether the server folder `folder` of `account` holds a message with `id` and `size`
@@ -453,7 +457,8 @@ fn server_op(rng: &mut Rng, journal: &mut Journal, account: &Account, root: &Pat
             }
         }
         55..=66 => {
-            let both = in_maildir(root, &folder, &m.message_id);
+            // The same version (an edit keeps the Message-ID, not the size).
+            let both = in_maildir(root, &folder, &m.message_id, m.size);
             let stored = client
                 .command(&format!("UID STORE {} +FLAGS (\\Deleted)", m.uid))
                 .is_ok_and(|r| r.is_ok());
