@@ -70,6 +70,10 @@ pub(super) struct Prepared {
     /// after this pass observed it (see `pass::defer_raced_downloads`). The watermarks
     /// stay below them, so the next listing reports them again.
     pub(super) deferred_uids: BTreeSet<Uid>,
+    /// Pairs gone from both sides that stay for the next pass: their move is still
+    /// unseen (see `pass::wait_for_unseen_moves`). HIGHESTMODSEQ stays, so the next
+    /// listing reports their server side again.
+    pub(super) kept: BTreeSet<Uid>,
 }
 
 impl Prepared {
@@ -254,6 +258,7 @@ impl Ctx<'_> {
             narrowed: None,
             deferred: BTreeSet::new(),
             deferred_uids: BTreeSet::new(),
+            kept: BTreeSet::new(),
         }))
     }
 
@@ -346,6 +351,7 @@ impl Ctx<'_> {
             narrowed: Some(Narrowed { rest }),
             deferred: BTreeSet::new(),
             deferred_uids: BTreeSet::new(),
+            kept: BTreeSet::new(),
         }))
     }
 
@@ -490,8 +496,14 @@ impl Ctx<'_> {
             narrowed,
             deferred,
             deferred_uids,
+            kept,
             ..
         } = p;
+        // (A kept pair's folder is not in sync this pass.)
+        let kept_keys: Vec<MaildirKey> = kept
+            .iter()
+            .filter_map(|u| base.pairs.get(u).map(|p| p.key.clone()))
+            .collect();
         let touches_local = moved || plan.actions.iter().any(|a| a.touches_local());
         if let Some(halt) = &plan.halt {
             if let Halt::UidValidity { .. } = halt {
@@ -555,6 +567,7 @@ impl Ctx<'_> {
         run.stop = self.scope.stop.clone();
         run.claims = Some(self.claims.clone());
         run.failed_keys.extend(deferred);
+        run.failed_keys.extend(kept_keys);
         // A server deletion carried to the Maildir is logged in the same commit that
         // removes its pair: a kill between that commit and the pass's last one must not
         // leave a deletion syncmail made without its record (the CI soak, seed 20261205).
@@ -595,7 +608,11 @@ impl Ctx<'_> {
         // does after a move into or out of the folder: a moved pair carries its source's
         // base flags, and a flag changed on the server before the move (soak, issue 20)
         // is merged only if the next listing reports the moved message again.
-        let holding = plan.halt.is_some() || moved || !deferred_uids.is_empty() || run.moved_away;
+        let holding = plan.halt.is_some()
+            || moved
+            || !deferred_uids.is_empty()
+            || !kept.is_empty()
+            || run.moved_away;
         let below_deferred = |u: Uid| deferred_uids.first().is_none_or(|d| u < *d);
         let last = Commit {
             watermarks: (!matches!(plan.halt, Some(Halt::UidValidity { .. }))).then(|| {

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::LocalError;
+use super::report::change_record;
 use super::{AccountReport, EngineError, FolderFailure, SyncOptions};
 use crate::config::ImapSettings;
 use crate::imap::{ImapSession, uid_set};
@@ -18,7 +19,9 @@ use crate::model::{FolderName, UidValidity};
 use crate::store::{FolderState, Store};
 use crate::sync::folders::{
     FolderFacts, FolderFate, folder_fate, needs_counts, rename_candidates, rename_confirmed,
+    rename_confirmed_by_expunges,
 };
+use crate::sync::{self, ChangeKind, Outcome, Side};
 
 /// Delete what rule 9 allows, forget folders gone from both sides, and report folders
 /// deleted on the server that still hold local mail. `server` (name, wire name) loses
@@ -164,11 +167,16 @@ async fn renamed_on_server(
             continue;
         }
         let uids: Vec<_> = pairs.iter().map(|p| p.uid).collect();
-        let found = match session.select(wire, None).await {
-            Ok(_) => session.fetch_identities(&uid_set(&uids)).await,
+        // With QRESYNC, the server also says which of them it expunged since.
+        let known = folder.uidvalidity.zip(folder.highestmodseq);
+        let found = match session.select(wire, known).await {
+            Ok(selected) => session
+                .fetch_identities(&uid_set(&uids))
+                .await
+                .map(|found| (selected, found)),
             Err(e) => Err(e),
         };
-        let found = match found {
+        let (selected, found) = match found {
             Ok(f) => f,
             Err(e) if e.ends_session() => return Err(e.into()),
             Err(e) => {
@@ -176,7 +184,18 @@ async fn renamed_on_server(
                 continue;
             }
         };
-        if !rename_confirmed(&pairs, &found) {
+        let moved_on = matches!(
+            (selected.highestmodseq, folder.highestmodseq),
+            (Some(now), Some(then)) if now > then
+        );
+        let expunged = rename_confirmed_by_expunges(
+            &pairs,
+            &found,
+            &selected.vanished,
+            selected.resynced,
+            moved_on,
+        );
+        if !rename_confirmed(&pairs, &found) && !expunged {
             tracing::debug!(folder = %to, "same UIDVALIDITY as the vanished {old}, but not its messages: not a rename");
             continue;
         }
@@ -238,7 +257,8 @@ async fn reconcile_one(
 ) -> Result<(), EngineError> {
     let name = &folder.server_name;
     let path = map.to_local(name)?;
-    facts.paired = store.pairs(folder.id).await?.len();
+    let pairs = store.pairs(folder.id).await?;
+    facts.paired = pairs.len();
     let wire = server
         .iter()
         .find(|(n, _)| n == name)
@@ -279,6 +299,26 @@ async fn reconcile_one(
                 return Ok(());
             }
             remove_empty_maildir(&path)?;
+            // Pairs whose files are gone: deleted (or moved away) here, and gone with the
+            // folder there. Nothing to carry, but the log says what became of them.
+            let gone: Vec<_> = pairs
+                .iter()
+                .flat_map(|pair| {
+                    [Side::Local, Side::Server].map(|side| {
+                        change_record(
+                            name,
+                            &sync::Change {
+                                side,
+                                uid: Some(pair.uid),
+                                key: Some(pair.key.clone()),
+                                kind: ChangeKind::Deleted,
+                                outcome: Outcome::AlreadyInSync,
+                            },
+                        )
+                    })
+                })
+                .collect();
+            store.log_changes(gone).await?;
             store.delete_folder(folder.id).await?;
             tracing::info!(folder = %name, path = %path.display(), "deleted on the server and empty locally: Maildir folder removed (rule 9)");
         }

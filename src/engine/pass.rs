@@ -575,22 +575,25 @@ async fn pass_folders(
     // arrive (a folder made after the listing, or one observed before the message got
     // there), or deleted it. Uploaded now, a move would leave two copies (the soak's
     // duplicate, seed 20261205 on commit f1ac544): list and look at every folder again,
-    // once. Still unmatched then, it was deleted there and moved here, and is uploaded.
-    if !relisted && !opts.dry_run {
-        let mut gone = sync::moved_while_gone(prepared.iter().map(|p| &p.plan));
+    // once. Still unmatched then, see `wait_for_unseen_moves`.
+    if !opts.dry_run {
+        let mut unseen = sync::moved_while_gone(prepared.iter().map(|p| &p.plan));
         // The same seen from the server's side: its move arrived, the file went where this
         // pass did not look (a folder the mail client made after the listing).
-        gone.extend(sync::moved_out_of_sight(
+        unseen.extend(sync::moved_out_of_sight(
             prepared
                 .iter()
                 .map(|p| (&p.plan, &p.base, &p.remote.snapshot)),
         ));
-        if !gone.is_empty() {
-            tracing::debug!(
-                files = gone.len(),
-                "a file moved here while its server copy left; this pass lists the folders again"
-            );
-            return Ok(Covered::Relist);
+        if !unseen.is_empty() {
+            if !relisted {
+                tracing::debug!(
+                    files = unseen.len(),
+                    "a file moved here while its server copy left; this pass lists the folders again"
+                );
+                return Ok(Covered::Relist);
+            }
+            wait_for_unseen_moves(store, &mut prepared, &unseen).await?;
         }
     }
     if !opts.dry_run {
@@ -599,25 +602,31 @@ async fn pass_folders(
         defer_raced_downloads(store, sessions[0], &mut prepared, &unchanged).await?;
         for p in prepared
             .iter()
-            .filter(|p| !p.deferred.is_empty() || !p.deferred_uids.is_empty())
+            .filter(|p| !p.deferred.is_empty() || !p.deferred_uids.is_empty() || !p.kept.is_empty())
         {
             report.again.insert(p.name.clone());
         }
     }
     // A message gone from one side of a folder whose other side changed is a conflict
     // (rule 11): kept and copied back, or deleted with the change. If it was moved, not
-    // deleted, into a folder this pass had already observed, the copy would be a second
-    // one, or the change lost: look at every folder again first, where the move shows
-    // (once; a real conflict stands the second time).
-    if again
-        && prepared.iter().any(|p| {
-            p.plan
-                .conflicts
-                .iter()
-                .any(|c| matches!(c.kind, sync::ConflictKind::DeleteVsChange { .. }))
-        })
-    {
-        return Ok(Covered::NeedsEveryFolder);
+    // deleted, the copy would be a second one, or the change lost: look again first,
+    // where the move shows. Into a folder made after the listing (the soak's duplicate,
+    // seed 20261209 on 8ed40ea), only a fresh listing shows it: list the folders again
+    // (once); after that, into a folder already observed, only a second look at every
+    // folder does (once). A real conflict stands then.
+    if prepared.iter().any(|p| {
+        p.plan
+            .conflicts
+            .iter()
+            .any(|c| matches!(c.kind, sync::ConflictKind::DeleteVsChange { .. }))
+    }) {
+        if !relisted && !opts.dry_run {
+            tracing::debug!("a deletion beside a change; this pass lists the folders again");
+            return Ok(Covered::Relist);
+        }
+        if again {
+            return Ok(Covered::NeedsEveryFolder);
+        }
     }
     if opts.dry_run {
         for m in &moves {
@@ -980,6 +989,60 @@ async fn defer_raced_downloads(
     Ok(())
 }
 
+/// Moves whose other end the relisted pass still does not see: the other device moved
+/// the message (or the mail client the file) again, into a folder made after the relist
+/// (the soak's duplicates, seed 20261209 on b4cbcad and 27a2a15). Taking the pair as
+/// deleted on one side and moved on the other would copy the message back: one too many
+/// if it was a move. So the first time, nothing is done with it: the pair stays (its
+/// folder's HIGHESTMODSEQ with it, so the server's side is reported again), the upload or
+/// download waits, and the next pass, over a fresh listing, sees both ends. A pair that
+/// waited once already was deleted there and moved here, and is taken as such (the
+/// state remembers the wait until its pair changes, so a one-shot sync that runs again
+/// gets there too).
+async fn wait_for_unseen_moves(
+    store: &Store,
+    prepared: &mut [Prepared],
+    unseen: &[sync::Unseen],
+) -> Result<(), EngineError> {
+    let pairs: Vec<(store::FolderId, crate::model::Uid)> = unseen
+        .iter()
+        .map(|u| (prepared[u.from].folder.id, u.uid))
+        .collect();
+    let waited = store.move_waits(pairs.clone()).await?;
+    let mut waits = Vec::new();
+    for (u, pair) in unseen.iter().zip(pairs) {
+        if waited.contains(&pair) {
+            tracing::debug!(
+                folder = %prepared[u.from].name,
+                "{}: gone there, moved here, and still where no pass looked after waiting once: taken as deleted there and moved here",
+                u.key
+            );
+            continue;
+        }
+        tracing::debug!(
+            folder = %prepared[u.from].name,
+            "{}: moved where the pass did not look, after the relist too; the next pass looks again",
+            u.key
+        );
+        sync::keep_pair(&mut prepared[u.from].plan, u.uid);
+        prepared[u.from].kept.insert(u.uid);
+        let to = &mut prepared[u.to];
+        match u.download {
+            None => {
+                sync::defer_arrival(&mut to.plan, &u.key);
+                to.deferred.insert(u.key.clone());
+            }
+            Some(uid) => {
+                sync::defer_download(&mut to.plan, uid);
+                to.deferred_uids.insert(uid);
+            }
+        }
+        waits.push(pair);
+    }
+    store.wait_for_moves(waits).await?;
+    Ok(())
+}
+
 /// Files of pairs that left both sides of their folder while their message arrives on the
 /// server in another, found in a folder no pass looks at: one the server no longer has
 /// that the state still knows, which rule 9 keeps locally while it holds mail. The mail
@@ -993,11 +1056,11 @@ async fn held_files(
     server: &[(FolderName, String)],
     prepared: &[Prepared],
 ) -> Result<BTreeMap<MaildirKey, FolderName>, EngineError> {
-    let wanted = sync::moved_out_of_sight(
+    let wanted = sync::unseen_keys(&sync::moved_out_of_sight(
         prepared
             .iter()
             .map(|p| (&p.plan, &p.base, &p.remote.snapshot)),
-    );
+    ));
     let mut found = BTreeMap::new();
     if wanted.is_empty() {
         return Ok(found);

@@ -175,6 +175,38 @@ pub fn pairing_folders(
     Ok(out)
 }
 
+/// Which of these pairs have a row in `move_waits`.
+pub fn move_waits(
+    conn: &Connection,
+    pairs: &[(FolderId, Uid)],
+) -> Result<BTreeSet<(FolderId, Uid)>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT 1 FROM move_waits WHERE folder_id = ?1 AND uid = ?2")?;
+    let mut out = BTreeSet::new();
+    for (folder, uid) in pairs {
+        if stmt.exists(params![folder.0, uid.0])? {
+            out.insert((*folder, *uid));
+        }
+    }
+    Ok(out)
+}
+
+/// Record that these pairs wait a pass for their move (a pair gone meanwhile is skipped).
+pub fn wait_for_moves(conn: &mut Connection, pairs: &[(FolderId, Uid)]) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR IGNORE INTO move_waits (folder_id, uid)
+             SELECT folder_id, uid FROM pairs WHERE folder_id = ?1 AND uid = ?2",
+        )?;
+        for (folder, uid) in pairs {
+            stmt.execute(params![folder.0, uid.0])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 const PAIR_COLUMNS: &str =
     "uid, local_key, remote_flags, local_flags, remote_size, local_size, message_id, email_id";
 
@@ -910,6 +942,36 @@ mod tests {
                 prop_assert_eq!(&got, &model);
             }
         }
+    }
+
+    #[test]
+    fn a_move_wait_lasts_as_long_as_its_pair_row() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        let f = ensure_folder(&mut conn, &FolderName("INBOX".into()), Path::new("/m")).unwrap();
+        let pair =
+            |u: u32| Pair::synced(Uid(u), MaildirKey(format!("k{u}")), Flags::new(), 1, None);
+        let c = Commit {
+            folder: Some(f.id),
+            upsert_pairs: vec![pair(1), pair(2)],
+            ..Commit::default()
+        };
+        commit(&mut conn, &c).unwrap();
+        // UID 3 has no pair: nothing to wait for.
+        let all = [(f.id, Uid(1)), (f.id, Uid(2)), (f.id, Uid(3))];
+        wait_for_moves(&mut conn, &all).unwrap();
+        let waited = |conn: &Connection| move_waits(conn, &all).unwrap();
+        assert_eq!(waited(&conn), BTreeSet::from([all[0], all[1]]));
+        // Any change of the pair ends its wait: forgotten, or rewritten.
+        let c = Commit {
+            folder: Some(f.id),
+            remove_pairs: vec![Uid(1)],
+            upsert_pairs: vec![pair(2)],
+            ..Commit::default()
+        };
+        commit(&mut conn, &c).unwrap();
+        assert_eq!(waited(&conn), BTreeSet::new());
     }
 
     #[test]

@@ -143,6 +143,18 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE pairs ADD COLUMN email_id TEXT;
     CREATE INDEX pairs_by_email_id ON pairs (email_id) WHERE email_id IS NOT NULL;
     "#,
+    // Version 7: pairs gone from both sides of their folder whose move a pass did not see
+    // end, even after listing the folders again: such a pair waits for one more pass
+    // before it is taken as deleted on one side and moved on the other. A row lives as
+    // long as its pair row is unchanged.
+    r#"
+    CREATE TABLE move_waits (
+        folder_id INTEGER NOT NULL,
+        uid       INTEGER NOT NULL,
+        PRIMARY KEY (folder_id, uid),
+        FOREIGN KEY (folder_id, uid) REFERENCES pairs (folder_id, uid) ON DELETE CASCADE
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -4,6 +4,7 @@
 //! async task ever blocks on disk I/O. Reads go through the same thread: they are short,
 //! and it keeps every read consistent with the writes queued before it.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::Connection;
 
-use crate::model::{FolderName, MaildirKey};
+use crate::model::{FolderName, MaildirKey, Uid};
 use crate::store::{
     ChangeRecord, Commit, ConflictRecord, DeleState, FolderId, FolderState, Intent, IntentId,
     IntentSpec, Pair, StoreError, UidlRecord, ops, schema,
@@ -198,6 +199,26 @@ impl Store {
         keys: Vec<(FolderId, MaildirKey)>,
     ) -> Result<Vec<(MaildirKey, FolderId)>, StoreError> {
         self.call(move |c| ops::pairing_folders(c, &keys)).await
+    }
+
+    /// Which of these pairs already waited a pass for their move (see `move_waits` in
+    /// the schema).
+    pub async fn move_waits(
+        &self,
+        pairs: Vec<(FolderId, Uid)>,
+    ) -> Result<BTreeSet<(FolderId, Uid)>, StoreError> {
+        if pairs.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        self.call(move |c| ops::move_waits(c, &pairs)).await
+    }
+
+    /// These pairs wait a pass for their move; the wait ends with any change of the pair.
+    pub async fn wait_for_moves(&self, pairs: Vec<(FolderId, Uid)>) -> Result<(), StoreError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        self.call(move |c| ops::wait_for_moves(c, &pairs)).await
     }
 
     /// How many base rows (pairs, local-only and server-only marks) this handle's

@@ -53,7 +53,8 @@ pub enum FolderFate {
 /// missing locally, the local one for a folder missing on the server.
 pub fn needs_counts(f: &FolderFacts) -> (bool, bool) {
     let server = f.synced && f.on_server && !f.on_local && f.local_root_trusted && f.paired == 0;
-    let local = f.synced && !f.on_server && f.on_local && f.paired == 0;
+    // (Paired or not: the files of its pairs may all be gone too.)
+    let local = f.synced && !f.on_server && f.on_local;
     (server, local)
 }
 
@@ -77,10 +78,12 @@ pub fn folder_fate(f: &FolderFacts, direction: Direction) -> FolderFate {
                 FolderFate::Sync
             }
         }
-        // Deleted on the server.
+        // Deleted on the server. A Maildir folder with pairs but no file left is empty
+        // too: the mail client deleted (or moved away) what the server then deleted with
+        // the folder, so there is nothing to carry either way.
         (false, true) => {
             let empty_local = f.local_messages == Some(0);
-            if f.paired == 0 && empty_local && direction.fetches() {
+            if f.synced && empty_local && direction.fetches() {
                 FolderFate::DeleteLocally
             } else {
                 FolderFate::KeepLocal
@@ -135,6 +138,26 @@ pub fn rename_confirmed(pairs: &[Pair], found: &BTreeMap<Uid, (Option<MessageId>
         by_id += usize::from(id.is_some());
     }
     by_id > 0 && seen * 2 >= pairs.len()
+}
+
+/// Whether a renamed candidate that holds none of the gone folder's pairs still is that
+/// folder: the server's QRESYNC answer (`vanished`, for the gone folder's UIDVALIDITY and
+/// HIGHESTMODSEQ, `resynced` when valid) reports every pair expunged since, and its
+/// HIGHESTMODSEQ moved past the stored one. The phone expunged a folder's last paired
+/// messages and renamed it within seconds (the soak, seed 20261209 on b4cbcad): no
+/// identity is left to confirm it by, but the server's own history of the folder is.
+pub fn rename_confirmed_by_expunges(
+    pairs: &[Pair],
+    found: &BTreeMap<Uid, (Option<MessageId>, u64)>,
+    vanished: &std::collections::BTreeSet<Uid>,
+    resynced: bool,
+    moved_on: bool,
+) -> bool {
+    resynced
+        && moved_on
+        && !pairs.is_empty()
+        && found.is_empty()
+        && pairs.iter().all(|p| vanished.contains(&p.uid))
 }
 
 #[cfg(test)]
@@ -245,7 +268,7 @@ mod tests {
             },
             FolderFacts {
                 paired: 4,
-                local_messages: Some(0),
+                local_messages: Some(1),
                 ..facts(false, true)
             },
         ] {
@@ -255,6 +278,21 @@ mod tests {
                 "{f:?}"
             );
         }
+    }
+
+    /// The soak (seed 20261209 on 8ed40ea): the mail client deleted the folder's last file
+    /// while the phone deleted the folder on the server. Its pairs made it "still holding
+    /// messages", kept for the user to clear, and the client's deletion was never logged.
+    #[test]
+    fn rule_9_a_folder_deleted_on_the_server_whose_paired_files_are_gone_is_removed_locally() {
+        let f = FolderFacts {
+            paired: 4,
+            local_messages: Some(0),
+            ..facts(false, true)
+        };
+        assert_eq!(needs_counts(&f), (false, true));
+        assert_eq!(folder_fate(&f, Direction::Both), FolderFate::DeleteLocally);
+        assert_eq!(folder_fate(&f, Direction::Push), FolderFate::KeepLocal);
     }
 
     #[test]
@@ -309,7 +347,7 @@ mod tests {
                                     assert!(trusted && !on_local && direction.sends());
                                 }
                                 FolderFate::DeleteLocally => {
-                                    assert!(synced && local_messages == Some(0) && paired == 0);
+                                    assert!(synced && local_messages == Some(0));
                                     assert!(!on_server && direction.fetches());
                                 }
                                 FolderFate::Forget => {
@@ -326,6 +364,42 @@ mod tests {
             }
         }
         assert_eq!(cases, 16 * 2 * 3 * 3 * 3);
+    }
+
+    #[test]
+    fn a_rename_with_every_pair_expunged_is_confirmed_by_the_servers_history_alone() {
+        let pair = |u: u32| {
+            Pair::synced(
+                Uid(u),
+                crate::model::MaildirKey(format!("k{u}")),
+                Default::default(),
+                10,
+                None,
+            )
+        };
+        let pairs = [pair(1), pair(2)];
+        let none = BTreeMap::new();
+        let both: std::collections::BTreeSet<Uid> = [Uid(1), Uid(2)].into();
+        assert!(rename_confirmed_by_expunges(
+            &pairs, &none, &both, true, true
+        ));
+        // Not a valid incremental answer, or nothing changed since: no history to go by.
+        assert!(!rename_confirmed_by_expunges(
+            &pairs, &none, &both, false, true
+        ));
+        assert!(!rename_confirmed_by_expunges(
+            &pairs, &none, &both, true, false
+        ));
+        // One pair not reported expunged, or still there: the identities decide.
+        let one: std::collections::BTreeSet<Uid> = [Uid(1)].into();
+        assert!(!rename_confirmed_by_expunges(
+            &pairs, &none, &one, true, true
+        ));
+        let there = BTreeMap::from([(Uid(2), (None, 10))]);
+        assert!(!rename_confirmed_by_expunges(
+            &pairs, &there, &both, true, true
+        ));
+        assert!(!rename_confirmed_by_expunges(&[], &none, &both, true, true));
     }
 
     fn uv(n: u32) -> UidValidity {

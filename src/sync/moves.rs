@@ -276,37 +276,67 @@ fn same_moves(
     }
 }
 
-/// Keys one folder's plan forgets (gone from both of its sides) that another folder's
-/// plan uploads as new: what [`detect_moves`] found no server arrival for. The mail
-/// client moved the file while the server copy left too: another device deleted it, or
-/// moved it where this pass did not see it arrive (a folder made after the pass listed,
-/// or one observed before the message got there). Uploaded now, a second copy if it was
-/// a move.
-pub fn moved_while_gone<'p>(plans: impl IntoIterator<Item = &'p Plan>) -> BTreeSet<MaildirKey> {
-    let mut forgotten: BTreeMap<&MaildirKey, BTreeSet<usize>> = BTreeMap::new();
+/// A move of which a pass sees one end only: one folder's plan forgets a pair (gone from
+/// both of its sides) while another folder's plan takes the pair's message as new (see
+/// [`moved_while_gone`] and [`moved_out_of_sight`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unseen {
+    /// The folder (its index among the pass's plans) whose plan forgets the pair.
+    pub from: usize,
+    /// The forgotten pair's UID there, and its file's key.
+    pub uid: Uid,
+    pub key: MaildirKey,
+    /// The folder whose plan takes the message as new.
+    pub to: usize,
+    /// `None`: it uploads the file (which the mail client moved there); `Some(uid)`: it
+    /// downloads the server message at this UID (which another device moved there).
+    pub download: Option<Uid>,
+}
+
+/// The keys of these unseen moves.
+pub fn unseen_keys(unseen: &[Unseen]) -> BTreeSet<MaildirKey> {
+    unseen.iter().map(|u| u.key.clone()).collect()
+}
+
+/// Pairs one folder's plan forgets (gone from both of its sides) whose key another
+/// folder's plan uploads as new: what [`detect_moves`] found no server arrival for. The
+/// mail client moved the file while the server copy left too: another device deleted it,
+/// or moved it where this pass did not see it arrive (a folder made after the pass
+/// listed, or one observed before the message got there). Uploaded now, a second copy if
+/// it was a move.
+pub fn moved_while_gone<'p>(plans: impl IntoIterator<Item = &'p Plan>) -> Vec<Unseen> {
+    let mut forgotten: Vec<(usize, Uid, &MaildirKey)> = Vec::new();
     let mut arrived: BTreeMap<&MaildirKey, BTreeSet<usize>> = BTreeMap::new();
     for (i, plan) in plans.into_iter().enumerate() {
         for a in &plan.actions {
-            if let Action::Forget { key, .. } = a {
-                forgotten.entry(key).or_default().insert(i);
+            if let Action::Forget { uid, key } = a {
+                forgotten.push((i, *uid, key));
             }
         }
         for key in arrivals(plan) {
             arrived.entry(key).or_default().insert(i);
         }
     }
-    forgotten
-        .into_iter()
-        .filter(|(key, from)| {
-            arrived
-                .get(key)
-                .is_some_and(|to| to.iter().any(|i| !from.contains(i)))
-        })
-        .map(|(key, _)| key.clone())
-        .collect()
+    let forgetting: BTreeSet<(&MaildirKey, usize)> =
+        forgotten.iter().map(|(i, _, key)| (*key, *i)).collect();
+    let mut out = Vec::new();
+    for (from, uid, key) in &forgotten {
+        for to in arrived.get(key).into_iter().flatten() {
+            if !forgetting.contains(&(*key, *to)) {
+                out.push(Unseen {
+                    from: *from,
+                    uid: *uid,
+                    key: (*key).clone(),
+                    to: *to,
+                    download: None,
+                });
+            }
+        }
+    }
+    out
 }
 
-/// Keys one folder's plan forgets (gone from both of its sides) whose message another
+/// Pairs one folder's plan forgets (gone from both of its sides) whose message another
 /// folder's plan downloads as new (same Message-ID and size), while no folder of the pass
 /// uploads the file: the server moved it, and the mail client moved the file too, into a
 /// folder the pass did not look at (one made after the pass listed the folders), or
@@ -314,10 +344,10 @@ pub fn moved_while_gone<'p>(plans: impl IntoIterator<Item = &'p Plan>) -> BTreeS
 /// a move would be two messages (the soak's duplicate, seed 20261209 on 85f10ea).
 pub fn moved_out_of_sight<'p>(
     passes: impl IntoIterator<Item = (&'p Plan, &'p Base, &'p RemoteSnapshot)>,
-) -> BTreeSet<MaildirKey> {
+) -> Vec<Unseen> {
     let mut forgotten: Vec<(usize, &Pair)> = Vec::new();
     let mut arrived: BTreeSet<&MaildirKey> = BTreeSet::new();
-    let mut downloaded: BTreeMap<(MessageId, u64), BTreeSet<usize>> = BTreeMap::new();
+    let mut downloaded: BTreeMap<(MessageId, u64), Vec<(usize, Uid)>> = BTreeMap::new();
     for (i, (plan, base, remote)) in passes.into_iter().enumerate() {
         for a in &plan.actions {
             if let Action::Forget { uid, .. } = a
@@ -327,22 +357,40 @@ pub fn moved_out_of_sight<'p>(
             }
         }
         arrived.extend(arrivals(plan));
-        for (_, identity) in new_downloads(plan, base, remote) {
-            downloaded.entry(identity).or_default().insert(i);
+        for (uid, identity) in new_downloads(plan, base, remote) {
+            downloaded.entry(identity).or_default().push((i, uid));
         }
     }
-    forgotten
-        .into_iter()
-        .filter(|(i, pair)| {
-            !arrived.contains(&pair.key)
-                && pair.message_id.as_ref().is_some_and(|id| {
-                    downloaded
-                        .get(&(id.clone(), pair.remote_size))
-                        .is_some_and(|to| to.iter().any(|j| j != i))
-                })
-        })
-        .map(|(_, pair)| pair.key.clone())
-        .collect()
+    let mut out = Vec::new();
+    for (from, pair) in forgotten {
+        if arrived.contains(&pair.key) {
+            continue;
+        }
+        let Some(id) = &pair.message_id else { continue };
+        for &(to, uid) in downloaded
+            .get(&(id.clone(), pair.remote_size))
+            .into_iter()
+            .flatten()
+        {
+            if to != from {
+                out.push(Unseen {
+                    from,
+                    uid: pair.uid,
+                    key: pair.key.clone(),
+                    to,
+                    download: Some(uid),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A pair gone from both sides of its folder stays for the next pass (its move is
+/// still unseen): the plan no longer forgets it.
+pub fn keep_pair(plan: &mut Plan, uid: Uid) {
+    plan.actions
+        .retain(|a| !matches!(a, Action::Forget { uid: u, .. } if *u == uid));
 }
 
 /// Pairs whose file left folder A's Maildir while the server copy is still in A,
@@ -717,7 +765,13 @@ mod tests {
         assert!(moves.is_empty(), "{moves:?}");
         assert_eq!(
             moved_while_gone([&a, &b]),
-            BTreeSet::from([pair.key.clone()])
+            [Unseen {
+                from: 0,
+                uid: Uid(2),
+                key: pair.key.clone(),
+                to: 1,
+                download: None
+            }]
         );
         // A file gone from one folder only, or arrived in its own folder, is not named.
         let (inbox, archive) = account(3);
@@ -739,7 +793,13 @@ mod tests {
         let (ri, ra) = (inbox.remote(), archive.remote());
         assert_eq!(
             moved_out_of_sight([(&a, &inbox.base, &ri), (&b, &archive.base, &ra)]),
-            BTreeSet::from([pair.key.clone()])
+            [Unseen {
+                from: 0,
+                uid: Uid(3),
+                key: pair.key.clone(),
+                to: 1,
+                download: Some(uid)
+            }]
         );
         // Both moves seen: a move, named by nobody.
         archive.local.insert(pair.key.clone(), file);

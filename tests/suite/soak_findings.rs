@@ -331,6 +331,60 @@ fn a_server_move_during_a_local_flag_change_into_a_folder_already_observed_is_a_
     }
 }
 
+/// The hour on 8ed40ea (seed 20261209, account b, t=1835 s): the same, with the phone's
+/// move into a folder it made after the pass listed the folders. Observing every folder
+/// again, over the same listing, showed the conflict again, and the flagged file was
+/// copied back beside the phone's copy (unflagged, the deletion would have won and the
+/// change been lost). Now such a conflict makes the pass list the folders again first.
+#[test]
+fn a_server_move_during_a_local_flag_change_into_a_folder_made_after_the_listing_is_a_move() {
+    for flags in ["FRS", "RS"] {
+        let (env, key) = m_synced("", &["B"], "B");
+        md::set_flags(&env.folder("B"), &key, flags);
+        pass_paused_after_the_check(&env, || {
+            env.dovecot.create_mailbox("alice", "Filtered");
+            let uid = env.dovecot.uid_of("alice", "B", "m@test");
+            env.dovecot.move_uid("alice", "B", uid, "Filtered");
+        });
+        let again = env.sync_ok();
+        m_only_in(
+            &env,
+            &["B", "Filtered"],
+            "Filtered",
+            &format!("{flags}: {again}"),
+        );
+        assert_eq!(
+            md::state(&env.folder("Filtered"))[0].1,
+            flags,
+            "the client's change carried"
+        );
+        env.assert_quiet();
+    }
+}
+
+/// The hours on 27a2a15 and 8ed40ea (seed 20261209): the mail client deleted a folder's
+/// last file, and the phone deleted the folder on the server before a pass carried it.
+/// Rule 9 kept the Maildir folder as "still holding messages" (its pair), and the
+/// client's deletion was never logged. An empty Maildir folder is removed now, and the
+/// log says what became of the pair.
+#[test]
+fn rule_9_a_folder_the_server_deleted_after_the_client_deleted_its_last_file_is_removed() {
+    let (env, key) = m_synced("", &["S", "T"], "S");
+    std::fs::remove_file(md::path_of(&env.folder("S"), &key)).unwrap();
+    env.dovecot
+        .doveadm(&["mailbox", "delete", "-u", "alice", "S"], None);
+    let out = env.sync_ok();
+    assert!(!env.folder("S").exists(), "{out}");
+    let log = env.log(&[]);
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" S maildir ") && l.contains(": deleted")),
+        "{out}\n{log}"
+    );
+    env.sync_ok();
+    env.assert_quiet();
+}
+
 /// The soak's second device deletes server folders: one it deleted after a pass listed
 /// the folders and before that pass selected it was the folder's failure (`SELECT`
 /// answered `NO [NONEXISTENT]`), and a `syncmail sync` exited 1 for what another client
@@ -454,9 +508,8 @@ fn rule_1_an_interrupted_move_out_of_a_folder_deleted_since_is_let_go() {
     let out = env.sync(&[]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!said.contains("could not be resolved"), "{said}");
-    // Rule 9 leaves the folder the server deleted to the user, who removes it as told.
-    assert!(said.contains("A: deleted on the server"), "{said}");
-    std::fs::remove_dir_all(env.folder("A")).unwrap();
+    // The client moved its only file away: rule 9 removes the empty Maildir folder.
+    assert!(!env.folder("A").exists(), "{said}");
     env.sync_ok();
     // The server copy went with its folder; the file the user moved is uploaded.
     let (server, local) = copies(&env, &["B"]);
@@ -760,14 +813,18 @@ fn a_file_moved_again_while_the_pass_reads_follows_the_servers_move() {
 }
 
 /// Another device deleted the message while the mail client moved it: no arrival
-/// anywhere, even on a second look. The client's move stands (a deletion against a
-/// change keeps the message, rule 11): one copy, where the client put it.
+/// anywhere, even on a second look over a fresh listing, nor in the next pass (the
+/// upload waits one, in case the message moved again after the relist). The client's
+/// move stands (a deletion against a change keeps the message, rule 11): one copy,
+/// where the client put it.
 #[test]
 fn rule_11_a_server_deletion_beside_a_local_move_keeps_the_moved_message() {
     let (env, key) = m_synced("connections = 1\n", &["Work", "Projects"], "Work");
     move_file(&env, &key, "Work", "Projects");
     env.dovecot.expunge("alice", "Work", 1);
     std::thread::sleep(Duration::from_millis(200));
+    let first = env.sync_ok();
+    assert!(first.contains("appended 0"), "the upload waits: {first}");
     let summary = env.sync_ok();
     assert!(summary.contains("appended 1"), "{summary}");
     let want = vec![("<m@test>".to_owned(), "Projects".to_owned())];
@@ -967,12 +1024,15 @@ fn rule_14_a_file_moved_away_before_its_deletion_is_not_taken_as_deleted() {
     );
 }
 
-/// Known, not fixed (the hour on b4cbcad, seed 20261209, account b, t=2418 s): the one
-/// relist of a pass is spent before the phone's second move into a folder made after it;
-/// the file moved by the mail client is then uploaded, and the phone's copy downloaded.
+/// The hours on b4cbcad and 27a2a15 (seed 20261209; account b, t=2418 s): the pass spent
+/// its one relist on the phone's move into a folder made after the listing, and the
+/// phone moved the message again, into a folder made after the relist, while the mail
+/// client had moved the file. The pass took the pair as deleted on the server and moved
+/// locally, and uploaded the file; the next pass downloaded the phone's copy: two
+/// messages. Now the pair waits a pass (`wait_for_unseen_moves`), and the next pass,
+/// over a fresh listing, sees both ends of the move.
 #[test]
-#[ignore = "known duplicate, not fixed yet: see README, Known and not fixed"]
-fn known_a_server_move_into_a_folder_made_after_the_relist_beside_a_local_move_is_one_message() {
+fn a_server_move_into_a_folder_made_after_the_relist_beside_a_local_move_is_one_message() {
     let (env, key) = m_synced("connections = 1\n", &["Alpha", "Beta"], "Alpha");
     env.sync_ok();
     move_file(&env, &key, "Alpha", "Beta");
@@ -1009,13 +1069,95 @@ fn known_a_server_move_into_a_folder_made_after_the_relist_beside_a_local_move_i
     );
 }
 
-/// Known, not fixed (the hour on b4cbcad, account a, t=29 s): a folder renamed on the
-/// server right after its only paired message was expunged holds none of its pairs: not
-/// confirmed as a rename, rule 9 keeps the old Maildir folder with the message the phone
-/// deleted, and no deletion is logged.
+/// The mirror image (the hour on 27a2a15): the phone moved the message into a folder the
+/// pass observed, while the mail client made a folder and moved the file into it after
+/// the listing, and again after the relist. The pass downloaded the phone's copy, and the
+/// next one uploaded the file. Now the download waits a pass, and the file follows the
+/// server's move.
 #[test]
-#[ignore = "known, not fixed yet: see README, Known and not fixed"]
-fn known_a_folder_renamed_after_its_only_message_was_expunged_is_a_rename() {
+fn a_local_move_into_a_folder_made_after_the_relist_beside_a_server_move_is_one_message() {
+    let (env, key) = m_synced("connections = 1\n", &["Work", "Filtered"], "Work");
+    env.dovecot.move_uid("alice", "Work", 1, "Filtered");
+    let fresh = |name: &str, from: &str| {
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(env.folder(name).join(sub)).unwrap();
+        }
+        move_file(&env, &key, from, name);
+    };
+    // Each time after the pass listed the local folders and observed Filtered (first, in
+    // name order), before it observes Work.
+    let summary = env.sync_paused_steps(
+        "observed:Filtered=2000",
+        &[],
+        vec![
+            ("observed:Filtered", 1, Box::new(|| fresh("Fresh", "Work"))),
+            ("observed:Filtered", 2, Box::new(|| fresh("Later", "Fresh"))),
+        ],
+    );
+    let again = env.sync_ok();
+    env.sync_ok();
+    m_only_in(
+        &env,
+        &["Work", "Filtered", "Fresh", "Later"],
+        "Filtered",
+        &format!("first: {summary}\nagain: {again}"),
+    );
+    assert!(md::messages(&env.folder("Filtered")).contains_key(&key));
+}
+
+/// A pair that waited a pass and is still gone from both sides was deleted there and
+/// moved here: the file is uploaded then, once, and the next passes leave it be (a
+/// one-shot sync run again gets there too: the wait is in the state).
+#[test]
+fn a_local_move_whose_server_copy_was_deleted_after_the_relist_is_uploaded_after_one_wait() {
+    let (env, key) = m_synced("connections = 1\n", &["Alpha", "Beta"], "Alpha");
+    env.sync_ok();
+    move_file(&env, &key, "Alpha", "Beta");
+    let summary = env.sync_paused_steps(
+        "checked=1500",
+        &[],
+        vec![
+            (
+                "checked",
+                1,
+                Box::new(|| {
+                    env.dovecot.create_mailbox("alice", "X");
+                    env.dovecot.move_uid("alice", "Alpha", 1, "X");
+                }),
+            ),
+            (
+                "checked",
+                2,
+                Box::new(|| {
+                    let uid = env.dovecot.uid_of("alice", "X", "m@test");
+                    env.dovecot.expunge("alice", "X", uid);
+                }),
+            ),
+        ],
+    );
+    assert!(
+        summary.contains("appended 0"),
+        "the upload waits: {summary}"
+    );
+    let again = env.sync_ok();
+    assert!(again.contains("appended 1"), "then it is uploaded: {again}");
+    let last = env.sync_ok();
+    assert!(last.contains("appended 0"), "once: {last}");
+    m_only_in(
+        &env,
+        &["Alpha", "Beta", "X"],
+        "Beta",
+        &format!("first: {summary}\nagain: {again}"),
+    );
+}
+
+/// The hour on b4cbcad (seed 20261209, account a, t=29 s): a folder renamed on the
+/// server right after its only paired message was expunged holds none of its pairs, so
+/// the rename was not confirmed: rule 9 kept the old Maildir folder with the message the
+/// phone deleted, and no deletion was logged. The server's QRESYNC answer for the new
+/// name, every pair expunged since the stored HIGHESTMODSEQ, confirms it now.
+#[test]
+fn a_folder_renamed_after_its_only_message_was_expunged_is_a_rename() {
     let env = SyncEnv::new("");
     env.dovecot.create_mailbox("alice", "A");
     env.seed("A", "m");
