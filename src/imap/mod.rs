@@ -83,6 +83,9 @@ impl ImapError {
     pub(crate) fn io(e: &std::io::Error, during: impl std::fmt::Display) -> ImapError {
         match bound::BoundError::within(e) {
             Some(b) => ImapError::Bound(format!("{b} ({during})")),
+            None if closed_mid_deflate(e) => ImapError::Connect(format!(
+                "{during}: the connection closed (the server's compressed stream ended)"
+            )),
             None => ImapError::Connect(format!("{during}: {e}")),
         }
     }
@@ -117,6 +120,15 @@ impl ImapError {
     pub fn ends_session(&self) -> bool {
         self.is_transient() || matches!(self, ImapError::Bound(_))
     }
+}
+
+/// Whether a read failed because the connection closed under COMPRESS=DEFLATE: the
+/// decompressor, told the input ended, cannot finish a stream that never ends (RFC
+/// 4978) and says "unexpected BufError" (async-compression 0.4 over flate2), where an
+/// uncompressed session reads a plain end of stream. The soak's cut links and server
+/// restarts showed up as that text, which named no cause.
+fn closed_mid_deflate(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Other && e.to_string() == "unexpected BufError"
 }
 
 /// Whether a server's answer (a NO, a BYE) says the account exceeded the provider's
@@ -228,5 +240,27 @@ mod too_many_tests {
             "Maximum number of connections from user+IP exceeded (mail_max_userip_connections=2)"
         ));
         assert!(!too_many("[AUTHENTICATIONFAILED] Authentication failed."));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compressed_connection_that_closes_says_so() {
+        let e = std::io::Error::other("unexpected BufError");
+        let got = ImapError::io(&e, "during SELECT").to_string();
+        assert_eq!(
+            got,
+            "cannot connect: during SELECT: the connection closed (the server's compressed stream ended)"
+        );
+        assert!(ImapError::io(&e, "x").ends_session());
+        let other = std::io::Error::other("something else");
+        assert!(
+            ImapError::io(&other, "x")
+                .to_string()
+                .ends_with("something else")
+        );
     }
 }
