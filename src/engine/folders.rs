@@ -184,9 +184,14 @@ async fn renamed_on_server(
                 continue;
             }
         };
+        // Its history moved on from ours, and never back: a renamed folder keeps its
+        // UIDNEXT.
         let moved_on = matches!(
             (selected.highestmodseq, folder.highestmodseq),
             (Some(now), Some(then)) if now > then
+        ) && matches!(
+            (selected.uidnext, folder.uidnext),
+            (Some(now), Some(then)) if now >= then
         );
         let expunged = rename_confirmed_by_expunges(
             &pairs,
@@ -298,9 +303,9 @@ async fn reconcile_one(
                 ));
                 return Ok(());
             }
-            remove_empty_maildir(&path)?;
             // Pairs whose files are gone: deleted (or moved away) here, and gone with the
-            // folder there. Nothing to carry, but the log says what became of them.
+            // folder there. Nothing to carry, but the log says what became of them,
+            // first (a kill after it at worst logs them twice).
             let gone: Vec<_> = pairs
                 .iter()
                 .flat_map(|pair| {
@@ -319,6 +324,7 @@ async fn reconcile_one(
                 })
                 .collect();
             store.log_changes(gone).await?;
+            remove_empty_maildir(&path)?;
             store.delete_folder(folder.id).await?;
             tracing::info!(folder = %name, path = %path.display(), "deleted on the server and empty locally: Maildir folder removed (rule 9)");
         }

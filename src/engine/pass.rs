@@ -576,6 +576,7 @@ async fn pass_folders(
     // there), or deleted it. Uploaded now, a move would leave two copies (the soak's
     // duplicate, seed 20261205 on commit f1ac544): list and look at every folder again,
     // once. Still unmatched then, see `wait_for_unseen_moves`.
+    let mut waits = Vec::new();
     if !opts.dry_run {
         let mut unseen = sync::moved_while_gone(prepared.iter().map(|p| &p.plan));
         // The same seen from the server's side: its move arrived, the file went where this
@@ -593,7 +594,7 @@ async fn pass_folders(
                 );
                 return Ok(Covered::Relist);
             }
-            wait_for_unseen_moves(store, &mut prepared, &unseen).await?;
+            waits = wait_for_unseen_moves(store, &mut prepared, &unseen).await?;
         }
     }
     if !opts.dry_run {
@@ -614,11 +615,13 @@ async fn pass_folders(
     // seed 20261209 on 8ed40ea), only a fresh listing shows it: list the folders again
     // (once); after that, into a folder already observed, only a second look at every
     // folder does (once). A real conflict stands then.
+    // (A folder that halts applies nothing: its conflicts wait with it.)
     if prepared.iter().any(|p| {
-        p.plan
-            .conflicts
-            .iter()
-            .any(|c| matches!(c.kind, sync::ConflictKind::DeleteVsChange { .. }))
+        p.plan.halt.is_none()
+            && p.plan
+                .conflicts
+                .iter()
+                .any(|c| matches!(c.kind, sync::ConflictKind::DeleteVsChange { .. }))
     }) {
         if !relisted && !opts.dry_run {
             tracing::debug!("a deletion beside a change; this pass lists the folders again");
@@ -628,6 +631,9 @@ async fn pass_folders(
             return Ok(Covered::NeedsEveryFolder);
         }
     }
+    // The pass applies now: the waits it started count from here (a look at every
+    // folder again, above, must not find them spent already).
+    store.wait_for_moves(waits).await?;
     if opts.dry_run {
         for m in &moves {
             report.plans.push(format!("move: {m:?}"));
@@ -998,12 +1004,12 @@ async fn defer_raced_downloads(
 /// download waits, and the next pass, over a fresh listing, sees both ends. A pair that
 /// waited once already was deleted there and moved here, and is taken as such (the
 /// state remembers the wait until its pair changes, so a one-shot sync that runs again
-/// gets there too).
+/// gets there too). Returns the waits to record once the pass applies.
 async fn wait_for_unseen_moves(
     store: &Store,
     prepared: &mut [Prepared],
     unseen: &[sync::Unseen],
-) -> Result<(), EngineError> {
+) -> Result<Vec<(store::FolderId, crate::model::Uid)>, EngineError> {
     let pairs: Vec<(store::FolderId, crate::model::Uid)> = unseen
         .iter()
         .map(|u| (prepared[u.from].folder.id, u.uid))
@@ -1024,7 +1030,7 @@ async fn wait_for_unseen_moves(
             "{}: moved where the pass did not look, after the relist too; the next pass looks again",
             u.key
         );
-        sync::keep_pair(&mut prepared[u.from].plan, u.uid);
+        sync::keep_pair(&mut prepared[u.from].plan, u.uid, &u.key);
         prepared[u.from].kept.insert(u.uid);
         let to = &mut prepared[u.to];
         match u.download {
@@ -1039,8 +1045,7 @@ async fn wait_for_unseen_moves(
         }
         waits.push(pair);
     }
-    store.wait_for_moves(waits).await?;
-    Ok(())
+    Ok(waits)
 }
 
 /// Files of pairs that left both sides of their folder while their message arrives on the

@@ -146,6 +146,9 @@ pub fn rename_confirmed(pairs: &[Pair], found: &BTreeMap<Uid, (Option<MessageId>
 /// HIGHESTMODSEQ moved past the stored one. The phone expunged a folder's last paired
 /// messages and renamed it within seconds (the soak, seed 20261209 on b4cbcad): no
 /// identity is left to confirm it by, but the server's own history of the folder is.
+/// From rule 7's floor up, the folder is too big to take on that history alone (a
+/// server with an inexact VANISHED and a shared UIDVALIDITY could make an unrelated
+/// folder look like it, and its files would go): rule 9 keeps it instead.
 pub fn rename_confirmed_by_expunges(
     pairs: &[Pair],
     found: &BTreeMap<Uid, (Option<MessageId>, u64)>,
@@ -156,6 +159,7 @@ pub fn rename_confirmed_by_expunges(
     resynced
         && moved_on
         && !pairs.is_empty()
+        && pairs.len() < super::MASS_DELETE_FLOOR
         && found.is_empty()
         && pairs.iter().all(|p| vanished.contains(&p.uid))
 }
@@ -400,6 +404,19 @@ mod tests {
             &pairs, &there, &both, true, true
         ));
         assert!(!rename_confirmed_by_expunges(&[], &none, &both, true, true));
+        // Too many to take on the server's history alone.
+        let many: Vec<Pair> = (1..=10).map(pair).collect();
+        let all = many.iter().map(|p| p.uid).collect();
+        assert!(!rename_confirmed_by_expunges(
+            &many, &none, &all, true, true
+        ));
+        assert!(rename_confirmed_by_expunges(
+            &many[..9],
+            &none,
+            &all,
+            true,
+            true
+        ));
     }
 
     fn uv(n: u32) -> UidValidity {

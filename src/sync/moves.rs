@@ -387,10 +387,11 @@ pub fn moved_out_of_sight<'p>(
 }
 
 /// A pair gone from both sides of its folder stays for the next pass (its move is
-/// still unseen): the plan no longer forgets it.
-pub fn keep_pair(plan: &mut Plan, uid: Uid) {
-    plan.actions
-        .retain(|a| !matches!(a, Action::Forget { uid: u, .. } if *u == uid));
+/// still unseen): the plan neither forgets it nor records any change of it.
+pub fn keep_pair(plan: &mut Plan, uid: Uid, key: &MaildirKey) {
+    drop_pair(plan, uid, key);
+    plan.changes
+        .retain(|c| c.uid != Some(uid) && c.key.as_ref() != Some(key));
 }
 
 /// Pairs whose file left folder A's Maildir while the server copy is still in A,
@@ -504,6 +505,16 @@ fn server_moves(passes: &mut [FolderPass<'_>], moves: &mut Vec<Move>) {
 /// (delete, restore, keep, re-flag) is void, and its conflict, if any, was a move.
 fn leave_source(plan: &mut Plan, pair: &Pair) {
     let (uid, key) = (pair.uid, &pair.key);
+    drop_pair(plan, uid, key);
+    for c in &mut plan.changes {
+        if c.uid == Some(uid) || c.key.as_ref() == Some(key) {
+            c.outcome = Outcome::Moved;
+        }
+    }
+}
+
+/// Every action and conflict of the pair (`uid`, `key`) leaves the plan.
+fn drop_pair(plan: &mut Plan, uid: Uid, key: &MaildirKey) {
     for list in [&mut plan.actions, &mut plan.held] {
         for a in list.iter_mut() {
             match a {
@@ -536,11 +547,6 @@ fn leave_source(plan: &mut Plan, pair: &Pair) {
     }
     plan.conflicts
         .retain(|c| c.uid != Some(uid) && c.key.as_ref() != Some(key));
-    for c in &mut plan.changes {
-        if c.uid == Some(uid) || c.key.as_ref() == Some(key) {
-            c.outcome = Outcome::Moved;
-        }
-    }
 }
 
 /// A file that arrived in this folder is not uploaded this pass (it left another folder
@@ -806,6 +812,20 @@ mod tests {
         let (moves, a, b) = run(&inbox, &archive, true);
         assert_eq!(moves.len(), 1, "{moves:?}");
         assert!(moved_out_of_sight([(&a, &inbox.base, &ri), (&b, &archive.base, &ra)]).is_empty());
+    }
+
+    #[test]
+    fn a_kept_pair_is_neither_forgotten_nor_logged() {
+        let (mut inbox, mut archive) = account(3);
+        let pair = inbox.base.pairs[&Uid(2)].clone();
+        let file = inbox.local.remove(&pair.key).unwrap();
+        archive.local.insert(pair.key.clone(), file);
+        inbox.server.remove(&Uid(2));
+        let (_, mut a, _) = run(&inbox, &archive, true);
+        assert!(a.changes.iter().any(|c| c.uid == Some(Uid(2))));
+        keep_pair(&mut a, Uid(2), &pair.key);
+        assert!(a.actions.is_empty(), "{a}");
+        assert!(!a.changes.iter().any(|c| c.uid == Some(Uid(2))), "{a}");
     }
 
     #[test]

@@ -1105,6 +1105,44 @@ fn a_local_move_into_a_folder_made_after_the_relist_beside_a_server_move_is_one_
     assert!(md::messages(&env.folder("Filtered")).contains_key(&key));
 }
 
+/// The same beside a real conflict elsewhere (a review of the fix): the conflict makes the
+/// relisted pass look at every folder a second time, which must not find the wait the
+/// first look started already spent, and download the phone's copy after all.
+#[test]
+fn a_local_move_after_the_relist_beside_a_conflict_elsewhere_is_one_message() {
+    let (env, key) = m_synced("connections = 1\n", &["Work", "Filtered", "Other"], "Work");
+    env.seed("Other", "n");
+    env.sync_ok();
+    // A real conflict in Other: the phone deletes n, the client flags it.
+    let n = env.key_of("Other", "n");
+    md::set_flags(&env.folder("Other"), &n, "FS");
+    let uid = env.dovecot.uid_of("alice", "Other", "n@test");
+    env.dovecot.expunge("alice", "Other", uid);
+    env.dovecot.move_uid("alice", "Work", 1, "Filtered");
+    let fresh = |name: &str, from: &str| {
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(env.folder(name).join(sub)).unwrap();
+        }
+        move_file(&env, &key, from, name);
+    };
+    let summary = env.sync_paused_steps(
+        "observed:Filtered=2000",
+        &[],
+        vec![
+            ("observed:Filtered", 1, Box::new(|| fresh("Fresh", "Work"))),
+            ("observed:Filtered", 2, Box::new(|| fresh("Later", "Fresh"))),
+        ],
+    );
+    let again = env.sync_ok();
+    env.sync_ok();
+    m_only_in(
+        &env,
+        &["Work", "Filtered", "Fresh", "Later", "Other"],
+        "Filtered",
+        &format!("first: {summary}\nagain: {again}"),
+    );
+}
+
 /// A pair that waited a pass and is still gone from both sides was deleted there and
 /// moved here: the file is uploaded then, once, and the next passes leave it be (a
 /// one-shot sync run again gets there too: the wait is in the state).
