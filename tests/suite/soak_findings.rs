@@ -1036,29 +1036,11 @@ fn a_server_move_into_a_folder_made_after_the_relist_beside_a_local_move_is_one_
     let (env, key) = m_synced("connections = 1\n", &["Alpha", "Beta"], "Alpha");
     env.sync_ok();
     move_file(&env, &key, "Alpha", "Beta");
-    let summary = env.sync_paused_steps(
-        "checked=1500",
-        &[],
-        vec![
-            (
-                "checked",
-                1,
-                Box::new(|| {
-                    env.dovecot.create_mailbox("alice", "X");
-                    env.dovecot.move_uid("alice", "Alpha", 1, "X");
-                }),
-            ),
-            (
-                "checked",
-                2,
-                Box::new(|| {
-                    env.dovecot.create_mailbox("alice", "Y");
-                    let uid = env.dovecot.uid_of("alice", "X", "m@test");
-                    env.dovecot.move_uid("alice", "X", uid, "Y");
-                }),
-            ),
-        ],
-    );
+    let summary = relist_spent_on_a_move_to_x(&env, || {
+        env.dovecot.create_mailbox("alice", "Y");
+        let uid = env.dovecot.uid_of("alice", "X", "m@test");
+        env.dovecot.move_uid("alice", "X", uid, "Y");
+    });
     let again = env.sync_ok();
     env.sync_ok();
     m_only_in(
@@ -1078,22 +1060,7 @@ fn a_server_move_into_a_folder_made_after_the_relist_beside_a_local_move_is_one_
 fn a_local_move_into_a_folder_made_after_the_relist_beside_a_server_move_is_one_message() {
     let (env, key) = m_synced("connections = 1\n", &["Work", "Filtered"], "Work");
     env.dovecot.move_uid("alice", "Work", 1, "Filtered");
-    let fresh = |name: &str, from: &str| {
-        for sub in ["cur", "new", "tmp"] {
-            std::fs::create_dir_all(env.folder(name).join(sub)).unwrap();
-        }
-        move_file(&env, &key, from, name);
-    };
-    // Each time after the pass listed the local folders and observed Filtered (first, in
-    // name order), before it observes Work.
-    let summary = env.sync_paused_steps(
-        "observed:Filtered=2000",
-        &[],
-        vec![
-            ("observed:Filtered", 1, Box::new(|| fresh("Fresh", "Work"))),
-            ("observed:Filtered", 2, Box::new(|| fresh("Later", "Fresh"))),
-        ],
-    );
+    let summary = file_moved_into_new_folders_twice(&env, &key);
     let again = env.sync_ok();
     env.sync_ok();
     m_only_in(
@@ -1119,20 +1086,7 @@ fn a_local_move_after_the_relist_beside_a_conflict_elsewhere_is_one_message() {
     let uid = env.dovecot.uid_of("alice", "Other", "n@test");
     env.dovecot.expunge("alice", "Other", uid);
     env.dovecot.move_uid("alice", "Work", 1, "Filtered");
-    let fresh = |name: &str, from: &str| {
-        for sub in ["cur", "new", "tmp"] {
-            std::fs::create_dir_all(env.folder(name).join(sub)).unwrap();
-        }
-        move_file(&env, &key, from, name);
-    };
-    let summary = env.sync_paused_steps(
-        "observed:Filtered=2000",
-        &[],
-        vec![
-            ("observed:Filtered", 1, Box::new(|| fresh("Fresh", "Work"))),
-            ("observed:Filtered", 2, Box::new(|| fresh("Later", "Fresh"))),
-        ],
-    );
+    let summary = file_moved_into_new_folders_twice(&env, &key);
     let again = env.sync_ok();
     env.sync_ok();
     m_only_in(
@@ -1151,28 +1105,10 @@ fn a_local_move_whose_server_copy_was_deleted_after_the_relist_is_uploaded_after
     let (env, key) = m_synced("connections = 1\n", &["Alpha", "Beta"], "Alpha");
     env.sync_ok();
     move_file(&env, &key, "Alpha", "Beta");
-    let summary = env.sync_paused_steps(
-        "checked=1500",
-        &[],
-        vec![
-            (
-                "checked",
-                1,
-                Box::new(|| {
-                    env.dovecot.create_mailbox("alice", "X");
-                    env.dovecot.move_uid("alice", "Alpha", 1, "X");
-                }),
-            ),
-            (
-                "checked",
-                2,
-                Box::new(|| {
-                    let uid = env.dovecot.uid_of("alice", "X", "m@test");
-                    env.dovecot.expunge("alice", "X", uid);
-                }),
-            ),
-        ],
-    );
+    let summary = relist_spent_on_a_move_to_x(&env, || {
+        let uid = env.dovecot.uid_of("alice", "X", "m@test");
+        env.dovecot.expunge("alice", "X", uid);
+    });
     assert!(
         summary.contains("appended 0"),
         "the upload waits: {summary}"
@@ -1213,6 +1149,48 @@ fn a_folder_renamed_after_its_only_message_was_expunged_is_a_rename() {
     );
     assert!(!env.folder("A").exists(), "{out}");
     assert!(log.contains("deleted"), "{out}\n{log}");
+}
+
+/// `syncmail sync` (every folder in Alpha, Beta, ...) during which the phone makes X and
+/// moves m out of Alpha into it after the listing (the pass relists for it), then does
+/// `second` after the relist; its summary.
+fn relist_spent_on_a_move_to_x(env: &SyncEnv, second: impl FnOnce()) -> String {
+    env.sync_paused_steps(
+        "checked=1500",
+        &[],
+        vec![
+            (
+                "checked",
+                1,
+                Box::new(|| {
+                    env.dovecot.create_mailbox("alice", "X");
+                    env.dovecot.move_uid("alice", "Alpha", 1, "X");
+                }),
+            ),
+            ("checked", 2, Box::new(second)),
+        ],
+    )
+}
+
+/// `syncmail sync` during which the mail client makes the folder Fresh and moves the file
+/// of `key` from Work into it, then (after the relist) Later, and moves it on: each time
+/// after the pass listed the local folders and observed Filtered (first, in name order),
+/// before it observes Work. Its summary.
+fn file_moved_into_new_folders_twice(env: &SyncEnv, key: &str) -> String {
+    let fresh = |name: &str, from: &str| {
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(env.folder(name).join(sub)).unwrap();
+        }
+        move_file(env, key, from, name);
+    };
+    env.sync_paused_steps(
+        "observed:Filtered=2000",
+        &[],
+        vec![
+            ("observed:Filtered", 1, Box::new(|| fresh("Fresh", "Work"))),
+            ("observed:Filtered", 2, Box::new(|| fresh("Later", "Fresh"))),
+        ],
+    )
 }
 
 /// m is in `folder` alone among `folders`, once on each side, and both sides agree.
