@@ -598,9 +598,19 @@ async fn pass_folders(
         }
     }
     if !opts.dry_run {
-        defer_raced_arrivals(store, wanted, &mut prepared).await?;
+        // The next pass must look at both ends: the folders a deferred message left too
+        // (a daemon passes only the folders in `again` at once: the soak's duplicate,
+        // seed 20261209 on 9786e9e, downloaded in a pass without its source).
+        let sources = defer_raced_arrivals(store, wanted, &mut prepared).await?;
+        report.again.extend(sources);
         let unchanged = std::mem::take(&mut *unchanged.lock().unwrap_or_else(|e| e.into_inner()));
-        defer_raced_downloads(store, sessions[0], &mut prepared, &unchanged).await?;
+        let sources = defer_raced_downloads(store, sessions[0], &mut prepared, &unchanged).await?;
+        report.again.extend(
+            wanted
+                .iter()
+                .filter(|(_, wire)| sources.contains(wire))
+                .map(|(name, _)| name.clone()),
+        );
         for p in prepared
             .iter()
             .filter(|p| !p.deferred.is_empty() || !p.deferred_uids.is_empty() || !p.kept.is_empty())
@@ -801,14 +811,14 @@ async fn defer_raced_arrivals(
     store: &Store,
     observed: &[&(FolderName, String)],
     prepared: &mut [Prepared],
-) -> Result<(), EngineError> {
+) -> Result<BTreeSet<FolderName>, EngineError> {
     let arrivals = arrivals(prepared);
     if arrivals.is_empty() {
-        return Ok(());
+        return Ok(BTreeSet::new());
     }
     let pairing = store.pairing_folders(arrivals).await?;
     if pairing.is_empty() {
-        return Ok(());
+        return Ok(BTreeSet::new());
     }
     // A folder being renumbered takes no part in moves this pass (see `renumbered`):
     // waiting for it would wait for a human where it halts, and pass again and again.
@@ -866,7 +876,7 @@ async fn defer_raced_arrivals(
             p.deferred.insert(key);
         }
     }
-    Ok(())
+    Ok(raced.into_values().collect())
 }
 
 /// A server message that arrived in one folder with the Message-ID and size of a pair
@@ -882,7 +892,7 @@ async fn defer_raced_downloads(
     session: &mut ImapSession,
     prepared: &mut [Prepared],
     unchanged: &[(store::FolderId, String)],
-) -> Result<(), EngineError> {
+) -> Result<BTreeSet<String>, EngineError> {
     type Identity = (crate::sync::MessageId, u64);
     let arrivals: Vec<(usize, crate::model::Uid, Identity)> = prepared
         .iter()
@@ -894,7 +904,7 @@ async fn defer_raced_downloads(
         })
         .collect();
     if arrivals.is_empty() {
-        return Ok(());
+        return Ok(BTreeSet::new());
     }
     let wanted: BTreeSet<&Identity> = arrivals.iter().map(|(_, _, id)| id).collect();
     // Where each was on the server when observed: its folder, that folder's wire name,
@@ -971,6 +981,7 @@ async fn defer_raced_downloads(
         }
     }
     let mut deferred: Vec<(usize, crate::model::Uid)> = Vec::new();
+    let mut sources = BTreeSet::new();
     for (i, uid, identity) in &arrivals {
         let Some(&[(folder, wire, kept_uid)]) = kept.get(identity).map(Vec::as_slice) else {
             continue;
@@ -987,12 +998,13 @@ async fn defer_raced_downloads(
             "UID {uid} arrived while UID {kept_uid} of {wire}, the same message, left it: moved mid-pass; the next pass moves it",
         );
         deferred.push((*i, *uid));
+        sources.insert(wire.to_owned());
     }
     for (i, uid) in deferred {
         sync::defer_download(&mut prepared[i].plan, uid);
         prepared[i].deferred_uids.insert(uid);
     }
-    Ok(())
+    Ok(sources)
 }
 
 /// Moves whose other end the relisted pass still does not see: the other device moved

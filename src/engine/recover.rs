@@ -197,13 +197,30 @@ pub async fn server_intents(
         if folder.halt_reason.is_some() {
             continue;
         }
-        if let Err(e) = confirm_uploads(store, session, map, folder, &intents).await {
-            // An ambiguous match stops this folder until a human looks (rule 2).
-            let reason = format!("an interrupted append could not be resolved: {e}");
-            store.set_halt(folder.id, Some(reason.clone())).await?;
-            report
-                .halts
-                .push(format!("{}: {reason}", folder.server_name));
+        match confirm_uploads(store, session, map, folder, &intents).await {
+            Ok(()) => {}
+            // Deleted on the server since (another client): a copy the append made went
+            // with the folder, and the file is still here, unpaired, for the pass (rule 9
+            // keeps a Maildir folder that holds mail). Never a halt, which would keep the
+            // intents open and the folder's state stuck behind them (the soak, seed
+            // 20261209 on 9786e9e).
+            Err(EngineError::Imap(crate::imap::ImapError::NoSuchFolder(why))) => {
+                tracing::info!(
+                    folder = %folder.server_name,
+                    "{why}: its interrupted append is moot; the pass sees the folder gone"
+                );
+                store
+                    .drop_intents(intents.iter().map(|i| i.id).collect())
+                    .await?;
+            }
+            Err(e) => {
+                // An ambiguous match stops this folder until a human looks (rule 2).
+                let reason = format!("an interrupted append could not be resolved: {e}");
+                store.set_halt(folder.id, Some(reason.clone())).await?;
+                report
+                    .halts
+                    .push(format!("{}: {reason}", folder.server_name));
+            }
         }
     }
     for intent in intents {

@@ -498,6 +498,102 @@ fn a_server_move_between_the_observations_of_a_pass_is_not_downloaded_beside_a_l
     env.assert_quiet();
 }
 
+/// The hour on 9786e9e (seed 20261209, account a, t=1961 s): the phone moved a message
+/// from A to C while a daemon pass over every folder was between them; the pass held
+/// C's download back for the next pass, but named only C for it, and the daemon's next
+/// pass, over C alone, downloaded the message beside the file still paired in A (which
+/// the client then moved: two copies). The next pass now covers the folder it left
+/// too, and sees one move.
+#[test]
+fn a_server_move_mid_pass_is_seen_by_the_daemons_next_pass_as_a_move() {
+    let dovecot = Dovecot::start_setup(Setup {
+        users: &[("alice", DEFAULT_PASSWORD)],
+        cert: ServerCert::For(LOCAL_NAMES),
+        extra_config: WITHOUT_NOTIFY,
+    });
+    let env = SyncEnv::with_dovecot(
+        dovecot,
+        "poll_interval = \"1h\"\nidle = [\"INBOX\"]\nconnections = 1\n",
+    );
+    env.dovecot.create_mailbox("alice", "A");
+    env.dovecot.create_mailbox("alice", "C");
+    env.seed("A", "m");
+    env.seed("C", "c");
+    env.sync_ok();
+    let key = env.key_of("A", "m");
+    // Changes in both, so the daemon's first pass observes A, then C (a keyword the
+    // Maildir does not carry: nothing changes in A's Maildir, which would bring A into
+    // the next pass by itself).
+    env.dovecot.add_flags("alice", "A", 1, "$Soak");
+    env.seed("C", "d");
+    let daemon = Daemon::start_with(&env, &[("SYNCMAIL_PAUSE", "observed:A=3000")]);
+    wait_until(&daemon, Duration::from_secs(30), "the pass at A", || {
+        daemon.log().contains("pause point \"observed:A\"")
+    });
+    env.dovecot.move_uid("alice", "A", 1, "C");
+    wait_until(&daemon, Duration::from_secs(60), "the file follows", || {
+        md::messages(&env.folder("C")).contains_key(&key)
+            || md::messages(&env.folder("C")).len() > 2
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    daemon.stop();
+    assert!(
+        md::messages(&env.folder("C")).contains_key(&key),
+        "the file moved, not a second download: {:?}",
+        md::messages(&env.folder("C"))
+    );
+    env.sync_ok();
+    let (server, local) = copies(&env, &["A", "C"]);
+    let want: Vec<(String, String)> = ["c", "d", "m"]
+        .iter()
+        .map(|id| (format!("<{id}@test>"), "C".to_owned()))
+        .collect();
+    assert_eq!((server, local), (want.clone(), want));
+}
+
+/// The hour on 9786e9e (seed 20261209, account b): an upload interrupted by a kill whose
+/// folder the phone then deleted halted that folder ("an interrupted append could not be
+/// resolved: ... no longer on the server"), and its open intent then refused every
+/// change of the folder's state ("has 1 open intents; resolve them first"), for good.
+/// The intent is moot now: the file stays, and rule 9 keeps the folder that holds it.
+#[test]
+fn rule_1_an_interrupted_append_into_a_folder_deleted_since_is_let_go() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "A");
+    env.sync_ok();
+    md::add(
+        &env.folder("A"),
+        "1700000000.P1Q1.host",
+        "S",
+        &crate::support::dovecot::message("n", "n@test", "new here"),
+    );
+    let crashed = env.run("sync", &[], &[("SYNCMAIL_FAULT", "before-append")]);
+    assert!(!crashed.status.success(), "the fault point was reached");
+    env.dovecot
+        .doveadm(&["mailbox", "delete", "-u", "alice", "A"], None);
+    let out = env.sync(&[]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("could not be resolved"), "{said}");
+    assert!(!said.contains("open intents"), "{said}");
+    assert!(said.contains("A: deleted on the server"), "{said}");
+    assert!(
+        md::messages(&env.folder("A")).contains_key("1700000000.P1Q1.host"),
+        "the file stays: {said}"
+    );
+    // The user moves it on as told; it reaches the server once, and the folder goes.
+    std::fs::create_dir_all(env.folder("B").join("cur")).unwrap();
+    for sub in ["new", "tmp"] {
+        std::fs::create_dir_all(env.folder("B").join(sub)).unwrap();
+    }
+    move_file(&env, "1700000000.P1Q1.host", "A", "B");
+    env.sync_ok();
+    env.sync_ok();
+    assert!(!env.folder("A").exists());
+    let (server, local) = copies(&env, &["B"]);
+    let one = vec![("<n@test>".to_owned(), "B".to_owned())];
+    assert_eq!((server, local), (one.clone(), one), "{said}");
+}
+
 /// The hour on commit aeaa0d2: a move interrupted by a kill whose source folder the
 /// other device then deleted halted that folder ("an interrupted move could not be
 /// resolved: SELECT failed: Mailbox doesn't exist"), for good. The intent is moot now,
