@@ -1110,13 +1110,11 @@ fn rule_14_a_file_moved_away_before_its_deletion_is_not_taken_as_deleted() {
             ),
         ],
     );
-    let again = env.sync_ok();
-    env.sync_ok();
-    m_only_in(
+    m_settles_only_in(
         &env,
+        &summary,
         &["Projects", "Work", "Filtered"],
         "Filtered",
-        &format!("first: {summary}\nagain: {again}"),
     );
 }
 
@@ -1137,14 +1135,7 @@ fn a_server_move_into_a_folder_made_after_the_relist_beside_a_local_move_is_one_
         let uid = env.dovecot.uid_of("alice", "X", "m@test");
         env.dovecot.move_uid("alice", "X", uid, "Y");
     });
-    let again = env.sync_ok();
-    env.sync_ok();
-    m_only_in(
-        &env,
-        &["Alpha", "Beta", "X", "Y"],
-        "Y",
-        &format!("first: {summary}\nagain: {again}"),
-    );
+    m_settles_only_in(&env, &summary, &["Alpha", "Beta", "X", "Y"], "Y");
 }
 
 /// The mirror image (the hour on 27a2a15): the phone moved the message into a folder the
@@ -1157,13 +1148,11 @@ fn a_local_move_into_a_folder_made_after_the_relist_beside_a_server_move_is_one_
     let (env, key) = m_synced("connections = 1\n", &["Work", "Filtered"], "Work");
     env.dovecot.move_uid("alice", "Work", 1, "Filtered");
     let summary = file_moved_into_new_folders_twice(&env, &key);
-    let again = env.sync_ok();
-    env.sync_ok();
-    m_only_in(
+    m_settles_only_in(
         &env,
+        &summary,
         &["Work", "Filtered", "Fresh", "Later"],
         "Filtered",
-        &format!("first: {summary}\nagain: {again}"),
     );
     assert!(md::messages(&env.folder("Filtered")).contains_key(&key));
 }
@@ -1183,13 +1172,11 @@ fn a_local_move_after_the_relist_beside_a_conflict_elsewhere_is_one_message() {
     env.dovecot.expunge("alice", "Other", uid);
     env.dovecot.move_uid("alice", "Work", 1, "Filtered");
     let summary = file_moved_into_new_folders_twice(&env, &key);
-    let again = env.sync_ok();
-    env.sync_ok();
-    m_only_in(
+    m_settles_only_in(
         &env,
+        &summary,
         &["Work", "Filtered", "Fresh", "Later", "Other"],
         "Filtered",
-        &format!("first: {summary}\nagain: {again}"),
     );
 }
 
@@ -1287,6 +1274,19 @@ fn file_moved_into_new_folders_twice(env: &SyncEnv, key: &str) -> String {
             ("observed:Filtered", 2, Box::new(|| fresh("Later", "Fresh"))),
         ],
     )
+}
+
+/// Two more passes after the one that said `summary`, then m is in `folder` alone among
+/// `folders` (see [`m_only_in`]).
+fn m_settles_only_in(env: &SyncEnv, summary: &str, folders: &[&str], folder: &str) {
+    let again = env.sync_ok();
+    env.sync_ok();
+    m_only_in(
+        env,
+        folders,
+        folder,
+        &format!("first: {summary}\nagain: {again}"),
+    );
 }
 
 /// m is in `folder` alone among `folders`, once on each side, and both sides agree.
