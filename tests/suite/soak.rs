@@ -77,6 +77,10 @@ struct Journal {
     /// Deletions made by an actor: (account, side, folder, UID or key, whether the other
     /// side held the message then, so that syncmail had a deletion to carry).
     deletions: Vec<(&'static str, &'static str, String, String, bool)>,
+    /// Folders the second device renamed: (account, from, to, how many deletions the
+    /// journal held then). A deletion made before a rename may be carried, and logged,
+    /// under the new name.
+    renames: Vec<(&'static str, String, String, usize)>,
     ops: BTreeMap<&'static str, usize>,
     faults: BTreeMap<&'static str, usize>,
     next_id: u64,
@@ -392,6 +396,10 @@ fn server_op(rng: &mut Rng, journal: &mut Journal, account: &Account, root: &Pat
                 ))
                 .is_ok_and(|r| r.is_ok())
             {
+                let before = journal.deletions.len();
+                journal
+                    .renames
+                    .push((account.name, folder.clone(), to.clone(), before));
                 journal.op(
                     "server-rename-folder",
                     format!(
@@ -695,6 +703,24 @@ fn local_view(root: &Path) -> View {
         }
     }
     view
+}
+
+/// The names a folder had from the `at`th deletion in the journal on: its own, then each
+/// one the second device renamed it to (a deletion not yet carried when its folder was
+/// renamed is carried, and logged, under the new name).
+fn names_after(
+    renames: &[(&'static str, String, String, usize)],
+    account: &str,
+    folder: &str,
+    at: usize,
+) -> Vec<String> {
+    let mut names = vec![folder.to_owned()];
+    for (a, from, to, before) in renames {
+        if *a == account && *before > at && from == names.last().unwrap() {
+            names.push(to.clone());
+        }
+    }
+    names
 }
 
 /// Message-IDs the conflict log names, and the deletions the change log records:
@@ -1111,12 +1137,15 @@ fn run(duration: Duration, seed: u64) -> Outcome {
         }
         // Every deletion an actor made is in the change log, seen from its own side,
         // unless syncmail never paired the message (made and deleted between passes).
-        for (account, side, folder, what, both) in &journal.deletions {
+        for (at, (account, side, folder, what, both)) in journal.deletions.iter().enumerate() {
             if *account != name || !both {
                 continue;
             }
             let side = if *side == "local" { "local" } else { "remote" };
-            if deletions.contains(&(side.to_owned(), folder.clone(), what.clone())) {
+            if names_after(&journal.renames, name, folder, at)
+                .into_iter()
+                .any(|folder| deletions.contains(&(side.to_owned(), folder, what.clone())))
+            {
                 logged += 1;
             } else if !(side == "remote" && kept_local_only.contains(folder)) {
                 // (Unless a re-pairing could not confirm it, kept it, and said so.)
@@ -1220,5 +1249,37 @@ fn soak() {
         "{}\n{}",
         outcome.summary,
         outcome.problems.join("\n")
+    );
+}
+
+/// The 30 minutes on 2e56a93 (seed 20261209): the client deleted a file in `Local/1240`
+/// (deletion 1171 of the journal), then the phone renamed the folder before a pass
+/// carried it; the change log has it under `Renamed/3528`. A deletion made after a rename
+/// is in the folder that took the old name, and follows no rename made before it.
+#[test]
+fn a_deletion_is_looked_for_under_the_names_its_folder_took_after_it() {
+    let renames = vec![
+        ("a", "Local/1240".to_owned(), "Old/1".to_owned(), 10),
+        ("b", "Local/1240".to_owned(), "Other/2".to_owned(), 1172),
+        (
+            "a",
+            "Local/1240".to_owned(),
+            "Renamed/3528".to_owned(),
+            1172,
+        ),
+        (
+            "a",
+            "Renamed/3528".to_owned(),
+            "Renamed/4000".to_owned(),
+            1500,
+        ),
+    ];
+    assert_eq!(
+        names_after(&renames, "a", "Local/1240", 1171),
+        ["Local/1240", "Renamed/3528", "Renamed/4000"]
+    );
+    assert_eq!(
+        names_after(&renames, "a", "Local/1240", 1172),
+        ["Local/1240"]
     );
 }

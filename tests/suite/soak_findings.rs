@@ -1234,6 +1234,34 @@ fn a_folder_renamed_after_its_only_message_was_expunged_is_a_rename() {
     assert!(log.contains("deleted"), "{out}\n{log}");
 }
 
+/// Seed 20261209, the 30 minutes on 2e56a93, t=1369-1371 s: the mail client deleted a
+/// file in `Local/1240`, and two seconds later, before a pass carried it, the phone renamed
+/// the folder to `Renamed/3528`. The pass that found the rename moved the Maildir folder
+/// with its state, and carried the deletion there, logged under the folder's new name
+/// (the soak looked for it under the old one: its check now follows renames).
+#[test]
+fn a_local_deletion_not_yet_carried_when_the_server_renames_its_folder_is_carried_and_logged() {
+    let env = SyncEnv::new("");
+    env.dovecot.create_mailbox("alice", "A");
+    env.seed("A", "m");
+    env.seed("A", "n");
+    env.sync_ok();
+    let key = env.key_of("A", "m");
+    std::fs::remove_file(md::path_of(&env.folder("A"), &key)).unwrap();
+    env.dovecot
+        .doveadm(&["mailbox", "rename", "-u", "alice", "A", "B"], None);
+    let out = env.sync_ok();
+    let (server, local) = copies(&env, &["A", "B"]);
+    let only_n = vec![("<n@test>".to_owned(), "B".to_owned())];
+    assert_eq!((&server, &local), (&only_n, &only_n), "{out}");
+    let log = env.log(&[]);
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&key) && l.contains("deleted") && l.contains(" B ")),
+        "{out}\n{log}"
+    );
+}
+
 /// `syncmail sync` (every folder in Alpha, Beta, ...) during which the phone makes X and
 /// moves m out of Alpha into it after the listing (the pass relists for it), then does
 /// `second` after the relist; its summary.
