@@ -1,5 +1,6 @@
 //! Durable delivery into a folder, batched (rule 3): each message is written to `tmp/`
-//! (O_EXCL, 0600) and handed to background fsync threads as soon as it is complete; at
+//! (O_EXCL, 0600) and handed to background fsync threads as soon as it is complete (on
+//! tmpfs, where an fsync waits for nothing, synced where it is finished instead); at
 //! commit, once every file is synced, each is linked into `new/` or `cur/` without
 //! overwriting, then the touched directories are fsynced once. Only then may the caller
 //! record the messages as existing.
