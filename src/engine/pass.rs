@@ -604,9 +604,12 @@ async fn pass_folders(
         let sources = defer_raced_arrivals(store, wanted, &mut prepared).await?;
         report.again.extend(sources);
         let unchanged = std::mem::take(&mut *unchanged.lock().unwrap_or_else(|e| e.into_inner()));
-        let sources = defer_raced_downloads(store, sessions[0], &mut prepared, &unchanged).await?;
+        let outside = scope.folders.is_some().then_some(server);
+        let sources =
+            defer_raced_downloads(store, sessions[0], &mut prepared, &unchanged, outside).await?;
+        // (A source may be outside this pass's folders: every listed folder is named.)
         report.again.extend(
-            wanted
+            server
                 .iter()
                 .filter(|(_, wire)| sources.contains(wire))
                 .map(|(name, _)| name.clone()),
@@ -892,6 +895,7 @@ async fn defer_raced_downloads(
     session: &mut ImapSession,
     prepared: &mut [Prepared],
     unchanged: &[(store::FolderId, String)],
+    outside: Option<&[(FolderName, String)]>,
 ) -> Result<BTreeSet<String>, EngineError> {
     type Identity = (crate::sync::MessageId, u64);
     let arrivals: Vec<(usize, crate::model::Uid, Identity)> = prepared
@@ -977,6 +981,48 @@ async fn defer_raced_downloads(
                         .or_default()
                         .push((folder, wire, pair.uid));
                 }
+            }
+        }
+    }
+    // A pass over some folders only (a daemon's, for the folders that changed) does not
+    // look at the others at all: the folder a message arriving here left may be one of
+    // them, its change not reported yet (the soak's duplicate, seed 20261205 in CI on
+    // d13caf0: NOTIFY named the destination first, and the pass over it downloaded the
+    // message beside the file still paired in its source, which the client then moved).
+    // Where the state pairs it elsewhere (`pairs_by_message_id`), that folder is asked.
+    let mut wires: BTreeMap<store::FolderId, String> = BTreeMap::new();
+    if let Some(server) = outside {
+        let unread: Vec<crate::sync::MessageId> = wanted
+            .iter()
+            .filter(|identity| !kept.contains_key(**identity))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let seen: BTreeSet<store::FolderId> = prepared
+            .iter()
+            .map(|p| p.folder.id)
+            .chain(unchanged.iter().map(|(id, _)| *id))
+            .collect();
+        let found = store.pairs_with_message_ids_anywhere(unread).await?;
+        if found.iter().any(|(folder, _)| !seen.contains(folder)) {
+            let listed: BTreeMap<&FolderName, &String> =
+                server.iter().map(|(name, wire)| (name, wire)).collect();
+            for f in store.folders().await? {
+                if let Some(wire) = listed.get(&f.server_name) {
+                    wires.insert(f.id, (*wire).clone());
+                }
+            }
+        }
+        let inside: BTreeSet<Identity> = kept.keys().cloned().collect();
+        for (folder, pair) in found {
+            let (Some(id), Some(wire)) = (pair.message_id.clone(), wires.get(&folder)) else {
+                continue;
+            };
+            let identity = (id, pair.remote_size);
+            if !seen.contains(&folder) && wanted.contains(&identity) && !inside.contains(&identity)
+            {
+                kept.entry(identity)
+                    .or_default()
+                    .push((folder, wire.as_str(), pair.uid));
             }
         }
     }

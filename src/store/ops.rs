@@ -211,17 +211,22 @@ const PAIR_COLUMNS: &str =
     "uid, local_key, remote_flags, local_flags, remote_size, local_size, message_id, email_id";
 
 fn pair_from_row(row: &Row<'_>) -> Result<Pair, StoreError> {
-    let remote: String = row.get(2)?;
-    let local: String = row.get(3)?;
+    pair_from_row_at(row, 0)
+}
+
+/// A pair from [`PAIR_COLUMNS`] starting at column `at`.
+fn pair_from_row_at(row: &Row<'_>, at: usize) -> Result<Pair, StoreError> {
+    let remote: String = row.get(at + 2)?;
+    let local: String = row.get(at + 3)?;
     Ok(Pair {
-        uid: Uid(u32_col(row, 0)?.unwrap_or(0)),
-        key: MaildirKey(row.get(1)?),
+        uid: Uid(u32_col(row, at)?.unwrap_or(0)),
+        key: MaildirKey(row.get(at + 1)?),
         remote_flags: flags_from_db(&remote)?,
         local_flags: flags_from_db(&local)?,
-        remote_size: row.get::<_, i64>(4)?.unsigned_abs(),
-        local_size: row.get::<_, i64>(5)?.unsigned_abs(),
-        message_id: row.get::<_, Option<String>>(6)?.map(MessageId),
-        email_id: row.get::<_, Option<String>>(7)?.map(EmailId),
+        remote_size: row.get::<_, i64>(at + 4)?.unsigned_abs(),
+        local_size: row.get::<_, i64>(at + 5)?.unsigned_abs(),
+        message_id: row.get::<_, Option<String>>(at + 6)?.map(MessageId),
+        email_id: row.get::<_, Option<String>>(at + 7)?.map(EmailId),
     })
 }
 
@@ -263,36 +268,39 @@ pub fn pairs_with_message_ids(
     Ok(out)
 }
 
+/// Every pair of the account, in any folder, whose message has one of these
+/// Message-IDs, with its folder (`pairs_by_message_id`: one lookup each).
+pub fn pairs_with_message_ids_anywhere(
+    conn: &Connection,
+    ids: &[MessageId],
+) -> Result<Vec<(FolderId, Pair)>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT folder_id, {PAIR_COLUMNS} FROM pairs WHERE message_id = ?1"
+    ))?;
+    let mut out = Vec::new();
+    for id in ids {
+        let mut rows = stmt.query([&id.0])?;
+        while let Some(row) = rows.next()? {
+            out.push((FolderId(row.get(0)?), pair_from_row_at(row, 1)?));
+        }
+    }
+    Ok(out)
+}
+
 /// Every pair of the account whose message has one of these server identities, with
 /// its folder: where a message about to be fetched into another folder already is.
 pub fn pairs_by_email_id(
     conn: &Connection,
     ids: &[EmailId],
 ) -> Result<Vec<(FolderId, Pair)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT folder_id, uid, local_key, remote_flags, local_flags, remote_size, local_size,
-                message_id, email_id
-         FROM pairs WHERE email_id = ?1 ORDER BY folder_id, uid",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT folder_id, {PAIR_COLUMNS} FROM pairs WHERE email_id = ?1 ORDER BY folder_id, uid"
+    ))?;
     let mut out = Vec::new();
     for id in ids {
         let mut rows = stmt.query([&id.0])?;
         while let Some(row) = rows.next()? {
-            let remote: String = row.get(3)?;
-            let local: String = row.get(4)?;
-            out.push((
-                FolderId(row.get(0)?),
-                Pair {
-                    uid: Uid(u32_col(row, 1)?.unwrap_or(0)),
-                    key: MaildirKey(row.get(2)?),
-                    remote_flags: flags_from_db(&remote)?,
-                    local_flags: flags_from_db(&local)?,
-                    remote_size: row.get::<_, i64>(5)?.unsigned_abs(),
-                    local_size: row.get::<_, i64>(6)?.unsigned_abs(),
-                    message_id: row.get::<_, Option<String>>(7)?.map(MessageId),
-                    email_id: row.get::<_, Option<String>>(8)?.map(EmailId),
-                },
-            ));
+            out.push((FolderId(row.get(0)?), pair_from_row_at(row, 1)?));
         }
     }
     Ok(out)

@@ -155,6 +155,12 @@ pub const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (folder_id, uid) REFERENCES pairs (folder_id, uid) ON DELETE CASCADE
     ) STRICT;
     "#,
+    // Version 8: pairs by Message-ID, so a message arriving in a folder a daemon's pass
+    // covers is found cheaply where another folder, outside that pass, still pairs it
+    // (a move whose source the pass does not look at).
+    r#"
+    CREATE INDEX pairs_by_message_id ON pairs (message_id) WHERE message_id IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -254,6 +254,22 @@ impl Store {
         Ok(pairs)
     }
 
+    /// Every pair of the account, in any folder, holding a message with one of these
+    /// Message-IDs, with its folder.
+    pub async fn pairs_with_message_ids_anywhere(
+        &self,
+        ids: Vec<crate::model::MessageId>,
+    ) -> Result<Vec<(FolderId, Pair)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pairs = self
+            .call(move |c| ops::pairs_with_message_ids_anywhere(c, &ids))
+            .await?;
+        self.count_rows(pairs.len());
+        Ok(pairs)
+    }
+
     /// Every pair of the account holding a message with one of these server identities,
     /// with its folder.
     pub async fn pairs_by_email_id(

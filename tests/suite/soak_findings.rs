@@ -1234,6 +1234,58 @@ fn a_folder_renamed_after_its_only_message_was_expunged_is_a_rename() {
     assert!(log.contains("deleted"), "{out}\n{log}");
 }
 
+/// Seed 20261205, the 3 minutes in CI on d13caf0 (account a, t=61.7-62.8 s): the phone
+/// moved a message from `Local/57` to `Archive/2024`, and the daemon's next pass, over
+/// the folders NOTIFY had named by then (`Archive/2024` and others, not `Local/57`),
+/// downloaded it as new beside the file still paired in `Local/57`; the client then
+/// moved that file into a new folder, which was uploaded: two copies. A pass over some
+/// folders now asks where the state pairs an arriving message outside them; gone from
+/// there, the download waits, and the next pass covers both folders and sees a move.
+/// Here IDLE on C alone starts a pass over C while the move's source A is not looked at
+/// (a sweep every hour).
+#[test]
+fn a_server_move_into_the_folder_a_daemon_pass_covers_from_one_it_does_not_is_a_move() {
+    let dovecot = Dovecot::start_setup(Setup {
+        users: &[("alice", DEFAULT_PASSWORD)],
+        cert: ServerCert::For(LOCAL_NAMES),
+        extra_config: WITHOUT_NOTIFY,
+    });
+    let env = SyncEnv::with_dovecot(
+        dovecot,
+        "poll_interval = \"1h\"\nidle = [\"C\"]\nconnections = 1\n",
+    );
+    env.dovecot.create_mailbox("alice", "A");
+    env.dovecot.create_mailbox("alice", "C");
+    env.seed("A", "m");
+    env.seed("C", "c");
+    env.sync_ok();
+    let key = env.key_of("A", "m");
+    let daemon = Daemon::start(&env);
+    wait_until(&daemon, Duration::from_secs(20), "the first pass", || {
+        daemon.log().contains("folders: fetched")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    env.dovecot.move_uid("alice", "A", 1, "C");
+    wait_until(&daemon, Duration::from_secs(30), "m in C", || {
+        md::messages(&env.folder("C")).len() > 1
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    daemon.stop();
+    assert!(
+        md::messages(&env.folder("C")).contains_key(&key)
+            && md::messages(&env.folder("A")).is_empty(),
+        "the file moved, not a second download: A {:?}, C {:?}",
+        md::messages(&env.folder("A")),
+        md::messages(&env.folder("C"))
+    );
+    env.sync_ok();
+    let want: Vec<(String, String)> = ["c", "m"]
+        .iter()
+        .map(|id| (format!("<{id}@test>"), "C".to_owned()))
+        .collect();
+    assert_eq!(copies(&env, &["A", "C"]), (want.clone(), want));
+}
+
 /// Seed 20261209, the 30 minutes on 2e56a93, t=1369-1371 s: the mail client deleted a
 /// file in `Local/1240`, and two seconds later, before a pass carried it, the phone renamed
 /// the folder to `Renamed/3528`. The pass that found the rename moved the Maildir folder
