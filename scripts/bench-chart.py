@@ -20,6 +20,8 @@ TOOLS = [
     ("mbsync", "mbsync (FSync yes)", "#1f77b4"),
     ("mbsync-nofsync", "mbsync (FSync no)", "#aec7e8"),
     ("offlineimap", "OfflineIMAP", "#2ca02c"),
+    # No files and no state: the initial sync's floor (TOOLS=raw), not a tool.
+    ("raw", "raw fetch limit", "#7f7f7f"),
 ]
 STORAGE = "tmpfs"
 
@@ -105,6 +107,8 @@ def main():
         ):
             series = []
             for tool, _, colour in TOOLS:
+                if tool == "raw" and row == 1:
+                    continue  # openssl's memory says nothing about a sync's
                 pts = [(size, agg(v)) for (t, s, size), v in data.items() if t == tool and s == scen]
                 if pts:
                     series.append((tool, colour, pts))

@@ -19,7 +19,10 @@
 # SIZES=small seeds 1.5-3 KiB messages instead (a million fit this machine), and keeps
 # its rows in doc/bench/small-MESSAGES.tsv.
 # TOOLS may also name syncmail-base: the binary SYNCMAIL_BASE (say, main's), measured
-# interleaved with this tree's to compare a change before and after.
+# interleaved with this tree's to compare a change before and after; and raw: the
+# loopback limit of an initial sync, one TLS connection per folder at once (openssl
+# s_client), each a single `UID FETCH 1:* BODY.PEEK[]` whose bytes go to /dev/null (no
+# parsing, no files), so what is left is Dovecot's work, TLS and the loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MESSAGES=${1:-10000}
@@ -71,6 +74,24 @@ CONF
             mkdir -p "$local_root/Mail" "$local_root/meta"
             bench_offlineimaprc "$local_root.rc" "$local_root/Mail" "$local_root/meta"
             cmd=(offlineimap -c "$local_root.rc" -o -u quiet) ;;
+        raw)
+            # openssl s_client, one per folder at once, the commands pipelined (Dovecot
+            # answers them in order); -ign_eof keeps reading after our input ends, until
+            # the server's BYE closes the connection. The bytes are only counted.
+            cat > "$local_root.sh" <<'RAW'
+for folder in INBOX Archive; do
+    printf 'a LOGIN bench bench-password\r\nb SELECT %s\r\nc UID FETCH 1:* BODY.PEEK[]\r\nd LOGOUT\r\n' "$folder" |
+        openssl s_client -quiet -ign_eof -connect "localhost:$1" -CAfile "$2" \
+            -verify_return_error 2>/dev/null | wc -c &
+done
+wait
+RAW
+            bench_measure raw initial "$storage" -- bash "$local_root.sh" "$IMAPS" "$BENCH/server/tls/ca.pem"
+            # Both folders' mail came (a refused login or certificate is a few bytes).
+            awk '$1 < 100000 { bad = 1 } END { exit bad || NR != 2 }' "$BENCH/last.out" || {
+                echo "the raw fetch did not get the mail: $(cat "$BENCH/last.out")" >&2; exit 1; }
+            rm -rf "$local_root" "$local_root.sh"
+            return ;;
     esac
     bench_measure "$tool" initial "$storage" -- "${cmd[@]}"
     bench_measure "$tool" noop "$storage" -- "${cmd[@]}"
@@ -106,9 +127,9 @@ rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
 t, rss = defaultdict(list), defaultdict(list)
 for name, scen, stor, secs, kib in rows:
     t[(name, scen, stor)].append(float(secs)); rss[(name, scen, stor)].append(int(kib))
-tools = [n for n in ("syncmail", "syncmail-base", "mbsync", "mbsync-nofsync", "offlineimap") if any(k[0] == n for k in t)]
+tools = [n for n in ("syncmail", "syncmail-base", "mbsync", "mbsync-nofsync", "offlineimap", "raw") if any(k[0] == n for k in t)]
 head = {"syncmail": "syncmail", "syncmail-base": "syncmail (base)", "mbsync": "mbsync (FSync yes)",
-        "mbsync-nofsync": "mbsync (FSync no)", "offlineimap": "OfflineIMAP"}
+        "mbsync-nofsync": "mbsync (FSync no)", "offlineimap": "OfflineIMAP", "raw": "raw fetch limit"}
 others = [n for n in tools if n != "syncmail"]
 print(f"\n{sys.argv[2]} messages, median of {sys.argv[3]} interleaved runs (seconds; peak RSS MiB)\n")
 print("| storage | scenario | " + " | ".join(head[n] for n in tools) + " | " + " | ".join("vs " + head[n] for n in others) + " |")
