@@ -274,17 +274,7 @@ pub fn pairs_with_message_ids_anywhere(
     conn: &Connection,
     ids: &[MessageId],
 ) -> Result<Vec<(FolderId, Pair)>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT folder_id, {PAIR_COLUMNS} FROM pairs WHERE message_id = ?1"
-    ))?;
-    let mut out = Vec::new();
-    for id in ids {
-        let mut rows = stmt.query([&id.0])?;
-        while let Some(row) = rows.next()? {
-            out.push((FolderId(row.get(0)?), pair_from_row_at(row, 1)?));
-        }
-    }
-    Ok(out)
+    pairs_anywhere(conn, "message_id", ids.iter().map(|id| id.0.as_str()))
 }
 
 /// Every pair of the account whose message has one of these server identities, with
@@ -293,12 +283,22 @@ pub fn pairs_by_email_id(
     conn: &Connection,
     ids: &[EmailId],
 ) -> Result<Vec<(FolderId, Pair)>, StoreError> {
+    pairs_anywhere(conn, "email_id", ids.iter().map(|id| id.0.as_str()))
+}
+
+/// The pairs of any folder whose `column` (an indexed identity column, named by this
+/// module) holds one of these values, each with its folder, by folder and UID per value.
+fn pairs_anywhere<'v>(
+    conn: &Connection,
+    column: &'static str,
+    values: impl Iterator<Item = &'v str>,
+) -> Result<Vec<(FolderId, Pair)>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT folder_id, {PAIR_COLUMNS} FROM pairs WHERE email_id = ?1 ORDER BY folder_id, uid"
+        "SELECT folder_id, {PAIR_COLUMNS} FROM pairs WHERE {column} = ?1 ORDER BY folder_id, uid"
     ))?;
     let mut out = Vec::new();
-    for id in ids {
-        let mut rows = stmt.query([&id.0])?;
+    for value in values {
+        let mut rows = stmt.query([value])?;
         while let Some(row) = rows.next()? {
             out.push((FolderId(row.get(0)?), pair_from_row_at(row, 1)?));
         }

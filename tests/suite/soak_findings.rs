@@ -506,21 +506,7 @@ fn a_server_move_between_the_observations_of_a_pass_is_not_downloaded_beside_a_l
 /// too, and sees one move.
 #[test]
 fn a_server_move_mid_pass_is_seen_by_the_daemons_next_pass_as_a_move() {
-    let dovecot = Dovecot::start_setup(Setup {
-        users: &[("alice", DEFAULT_PASSWORD)],
-        cert: ServerCert::For(LOCAL_NAMES),
-        extra_config: WITHOUT_NOTIFY,
-    });
-    let env = SyncEnv::with_dovecot(
-        dovecot,
-        "poll_interval = \"1h\"\nidle = [\"INBOX\"]\nconnections = 1\n",
-    );
-    env.dovecot.create_mailbox("alice", "A");
-    env.dovecot.create_mailbox("alice", "C");
-    env.seed("A", "m");
-    env.seed("C", "c");
-    env.sync_ok();
-    let key = env.key_of("A", "m");
+    let (env, key) = m_in_a_c_in_c_daemon_without_notify("INBOX");
     // Changes in both, so the daemon's first pass observes A, then C (a keyword the
     // Maildir does not carry: nothing changes in A's Maildir, which would bring A into
     // the next pass by itself).
@@ -1245,21 +1231,7 @@ fn a_folder_renamed_after_its_only_message_was_expunged_is_a_rename() {
 /// (a sweep every hour).
 #[test]
 fn a_server_move_into_the_folder_a_daemon_pass_covers_from_one_it_does_not_is_a_move() {
-    let dovecot = Dovecot::start_setup(Setup {
-        users: &[("alice", DEFAULT_PASSWORD)],
-        cert: ServerCert::For(LOCAL_NAMES),
-        extra_config: WITHOUT_NOTIFY,
-    });
-    let env = SyncEnv::with_dovecot(
-        dovecot,
-        "poll_interval = \"1h\"\nidle = [\"C\"]\nconnections = 1\n",
-    );
-    env.dovecot.create_mailbox("alice", "A");
-    env.dovecot.create_mailbox("alice", "C");
-    env.seed("A", "m");
-    env.seed("C", "c");
-    env.sync_ok();
-    let key = env.key_of("A", "m");
+    let (env, key) = m_in_a_c_in_c_daemon_without_notify("C");
     let daemon = Daemon::start(&env);
     wait_until(&daemon, Duration::from_secs(20), "the first pass", || {
         daemon.log().contains("folders: fetched")
@@ -1284,6 +1256,28 @@ fn a_server_move_into_the_folder_a_daemon_pass_covers_from_one_it_does_not_is_a_
         .map(|id| (format!("<{id}@test>"), "C".to_owned()))
         .collect();
     assert_eq!(copies(&env, &["A", "C"]), (want.clone(), want));
+}
+
+/// Folders A (holding m) and C (holding c), synced once, on a Dovecot without NOTIFY,
+/// for a daemon with IDLE on `idle` alone, one connection and a sweep every hour; m's
+/// local key.
+fn m_in_a_c_in_c_daemon_without_notify(idle: &str) -> (SyncEnv, String) {
+    let dovecot = Dovecot::start_setup(Setup {
+        users: &[("alice", DEFAULT_PASSWORD)],
+        cert: ServerCert::For(LOCAL_NAMES),
+        extra_config: WITHOUT_NOTIFY,
+    });
+    let env = SyncEnv::with_dovecot(
+        dovecot,
+        &format!("poll_interval = \"1h\"\nidle = [\"{idle}\"]\nconnections = 1\n"),
+    );
+    env.dovecot.create_mailbox("alice", "A");
+    env.dovecot.create_mailbox("alice", "C");
+    env.seed("A", "m");
+    env.seed("C", "c");
+    env.sync_ok();
+    let key = env.key_of("A", "m");
+    (env, key)
 }
 
 /// Seed 20261209, the 30 minutes on 2e56a93, t=1369-1371 s: the mail client deleted a
