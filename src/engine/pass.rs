@@ -1002,8 +1002,13 @@ async fn defer_raced_downloads(
             .map(|p| p.folder.id)
             .chain(unchanged.iter().map(|(id, _)| *id))
             .collect();
-        let found = store.pairs_with_message_ids_anywhere(unread).await?;
-        if found.iter().any(|(folder, _)| !seen.contains(folder)) {
+        let found: Vec<(store::FolderId, sync::Pair)> = store
+            .pairs_with_message_ids_anywhere(unread)
+            .await?
+            .into_iter()
+            .filter(|(folder, _)| !seen.contains(folder))
+            .collect();
+        if !found.is_empty() {
             let listed: BTreeMap<&FolderName, &String> =
                 server.iter().map(|(name, wire)| (name, wire)).collect();
             for f in store.folders().await? {
@@ -1018,8 +1023,7 @@ async fn defer_raced_downloads(
                 continue;
             };
             let identity = (id, pair.remote_size);
-            if !seen.contains(&folder) && wanted.contains(&identity) && !inside.contains(&identity)
-            {
+            if wanted.contains(&identity) && !inside.contains(&identity) {
                 kept.entry(identity)
                     .or_default()
                     .push((folder, wire.as_str(), pair.uid));
