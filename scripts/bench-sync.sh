@@ -21,7 +21,7 @@
 # TOOLS may also name syncmail-base: the binary SYNCMAIL_BASE (say, main's), measured
 # interleaved with this tree's to compare a change before and after; and raw: the
 # loopback limit of an initial sync, one TLS connection per folder at once (openssl
-# s_client), each a single `UID FETCH 1:* BODY.PEEK[]` whose bytes go to /dev/null (no
+# s_client), each a single `UID FETCH 1:* BODY.PEEK[]` whose bytes are only counted (no
 # parsing, no files), so what is left is Dovecot's work, TLS and the loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
