@@ -577,8 +577,9 @@ async fn pass_folders(
     // duplicate, seed 20261205 on commit f1ac544): list and look at every folder again,
     // once. Still unmatched then, see `wait_for_unseen_moves`.
     let mut waits = Vec::new();
+    let mut unseen = Vec::new();
     if !opts.dry_run {
-        let mut unseen = sync::moved_while_gone(prepared.iter().map(|p| &p.plan));
+        unseen = sync::moved_while_gone(prepared.iter().map(|p| &p.plan));
         // The same seen from the server's side: its move arrived, the file went where this
         // pass did not look (a folder the mail client made after the listing).
         unseen.extend(sync::moved_out_of_sight(
@@ -597,6 +598,12 @@ async fn pass_folders(
             waits = wait_for_unseen_moves(store, &mut prepared, &unseen).await?;
         }
     }
+    // What is left gone from both sides, with no arrival seen anywhere, waits one pass.
+    let gone_waits = if opts.dry_run {
+        Vec::new()
+    } else {
+        wait_for_gone_pairs(store, &mut prepared, &unseen).await?
+    };
     if !opts.dry_run {
         // The next pass must look at both ends: the folders a deferred message left too
         // (a daemon passes only the folders in `again` at once: the soak's duplicate,
@@ -646,7 +653,8 @@ async fn pass_folders(
     }
     // The pass applies now: the waits it started count from here (a look at every
     // folder again, above, must not find them spent already).
-    store.wait_for_moves(waits).await?;
+    store.wait(store::Wait::Move, waits).await?;
+    store.wait(store::Wait::Gone, gone_waits).await?;
     if opts.dry_run {
         for m in &moves {
             report.plans.push(format!("move: {m:?}"));
@@ -1076,7 +1084,7 @@ async fn wait_for_unseen_moves(
         .iter()
         .map(|u| (prepared[u.from].folder.id, u.uid))
         .collect();
-    let waited = store.move_waits(pairs.clone()).await?;
+    let waited = store.waited(store::Wait::Move, pairs.clone()).await?;
     let mut waits = Vec::new();
     for (u, pair) in unseen.iter().zip(pairs) {
         if waited.contains(&pair) {
@@ -1105,6 +1113,57 @@ async fn wait_for_unseen_moves(
                 to.deferred_uids.insert(uid);
             }
         }
+        waits.push(pair);
+    }
+    Ok(waits)
+}
+
+/// Pairs gone from both sides of their folder whose message this pass saw arrive nowhere
+/// ([`sync::gone_unseen`]): deleted on both sides, or moved on both while the pass was
+/// between the folders they went to (observed before) and theirs (observed after): the
+/// soak's duplicate, seed 20261209 on d13caf0, where forgetting the pair left the next
+/// pass an upload and a download. The first time, such a pair stays (its folder is
+/// passed again, which a daemon widens to every folder: something leaves it), and that
+/// pass sees the moves, if any. A pair that waited once already is forgotten. (A pair
+/// with one end seen, `unseen`, is `wait_for_unseen_moves`'s.) Returns the waits to
+/// record once the pass applies.
+async fn wait_for_gone_pairs(
+    store: &Store,
+    prepared: &mut [Prepared],
+    unseen: &[sync::Unseen],
+) -> Result<Vec<(store::FolderId, crate::model::Uid)>, EngineError> {
+    let half_seen: BTreeSet<(usize, crate::model::Uid)> =
+        unseen.iter().map(|u| (u.from, u.uid)).collect();
+    let mut gone = Vec::new();
+    for (i, p) in prepared.iter().enumerate() {
+        // (A folder that halts applies nothing; one being renumbered re-pairs.)
+        if p.plan.halt.is_some() || renumbered(&p.plan) {
+            continue;
+        }
+        gone.extend(
+            sync::gone_unseen(&p.plan, &p.base)
+                .into_iter()
+                .filter(|(uid, _)| !half_seen.contains(&(i, *uid)))
+                .map(|(uid, key)| (i, uid, key)),
+        );
+    }
+    let pairs: Vec<(store::FolderId, crate::model::Uid)> = gone
+        .iter()
+        .map(|(i, uid, _)| (prepared[*i].folder.id, *uid))
+        .collect();
+    let waited = store.waited(store::Wait::Gone, pairs.clone()).await?;
+    let mut waits = Vec::new();
+    for ((i, uid, key), pair) in gone.into_iter().zip(pairs) {
+        if waited.contains(&pair) {
+            continue;
+        }
+        let p = &mut prepared[i];
+        tracing::debug!(
+            folder = %p.name,
+            "{key}: gone from both sides, arrived nowhere this pass saw; the next pass looks again",
+        );
+        sync::keep_pair(&mut p.plan, uid, &key);
+        p.kept.insert(uid);
         waits.push(pair);
     }
     Ok(waits)

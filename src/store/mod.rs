@@ -86,6 +86,26 @@ fn checked_account(account: &AccountName) -> Result<&str, StoreError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FolderId(pub i64);
 
+/// Why a pair gone from its folder waits one pass before it is taken as deleted (a
+/// row per pair and kind, which lives as long as the pair's row is unchanged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// One end of its move is seen, the other not, even after a relist
+    /// (`pass::wait_for_unseen_moves`).
+    Move,
+    /// Gone from both sides with no arrival seen anywhere (`pass::wait_for_gone_pairs`).
+    Gone,
+}
+
+impl Wait {
+    fn table(self) -> &'static str {
+        match self {
+            Wait::Move => "move_waits",
+            Wait::Gone => "gone_waits",
+        }
+    }
+}
+
 /// What we know about one server folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderState {

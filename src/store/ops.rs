@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use crate::model::{EmailId, FolderName, MaildirKey, ModSeq, Uid, UidValidity};
 use crate::store::{
     ChangeRecord, Commit, ConflictRecord, DeleState, FolderId, FolderState, Hold, HoldRecord,
-    Intent, IntentId, IntentKind, IntentSpec, Pair, Side, StoreError, UidlRecord, flags_from_db,
-    flags_to_db, side_to_db, time_from_db, time_to_db,
+    Intent, IntentId, IntentKind, IntentSpec, Pair, Side, StoreError, UidlRecord, Wait,
+    flags_from_db, flags_to_db, side_to_db, time_from_db, time_to_db,
 };
 use crate::sync::MessageId;
 
@@ -175,13 +175,16 @@ pub fn pairing_folders(
     Ok(out)
 }
 
-/// Which of these pairs have a row in `move_waits`.
-pub fn move_waits(
+/// Which of these pairs have a row in the table of `wait`.
+pub fn waited(
     conn: &Connection,
+    wait: Wait,
     pairs: &[(FolderId, Uid)],
 ) -> Result<BTreeSet<(FolderId, Uid)>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT 1 FROM move_waits WHERE folder_id = ?1 AND uid = ?2")?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT 1 FROM {} WHERE folder_id = ?1 AND uid = ?2",
+        wait.table()
+    ))?;
     let mut out = BTreeSet::new();
     for (folder, uid) in pairs {
         if stmt.exists(params![folder.0, uid.0])? {
@@ -191,14 +194,19 @@ pub fn move_waits(
     Ok(out)
 }
 
-/// Record that these pairs wait a pass for their move (a pair gone meanwhile is skipped).
-pub fn wait_for_moves(conn: &mut Connection, pairs: &[(FolderId, Uid)]) -> Result<(), StoreError> {
+/// Record that these pairs wait a pass (a pair gone meanwhile is skipped).
+pub fn wait(
+    conn: &mut Connection,
+    wait: Wait,
+    pairs: &[(FolderId, Uid)],
+) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     {
-        let mut stmt = tx.prepare_cached(
-            "INSERT OR IGNORE INTO move_waits (folder_id, uid)
+        let mut stmt = tx.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO {} (folder_id, uid)
              SELECT folder_id, uid FROM pairs WHERE folder_id = ?1 AND uid = ?2",
-        )?;
+            wait.table()
+        ))?;
         for (folder, uid) in pairs {
             stmt.execute(params![folder.0, uid.0])?;
         }
@@ -953,7 +961,7 @@ mod tests {
     }
 
     #[test]
-    fn a_move_wait_lasts_as_long_as_its_pair_row() {
+    fn a_wait_lasts_as_long_as_its_pair_row_and_each_kind_is_its_own() {
         let mut conn = Connection::open_in_memory().unwrap();
         schema::migrate(&mut conn).unwrap();
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
@@ -968,10 +976,13 @@ mod tests {
         commit(&mut conn, &c).unwrap();
         // UID 3 has no pair: nothing to wait for.
         let all = [(f.id, Uid(1)), (f.id, Uid(2)), (f.id, Uid(3))];
-        wait_for_moves(&mut conn, &all).unwrap();
-        let waited = |conn: &Connection| move_waits(conn, &all).unwrap();
-        assert_eq!(waited(&conn), BTreeSet::from([all[0], all[1]]));
-        // Any change of the pair ends its wait: forgotten, or rewritten.
+        wait(&mut conn, Wait::Move, &all).unwrap();
+        let of = |conn: &Connection, kind| waited(conn, kind, &all).unwrap();
+        assert_eq!(of(&conn, Wait::Move), BTreeSet::from([all[0], all[1]]));
+        assert_eq!(of(&conn, Wait::Gone), BTreeSet::new(), "a move wait only");
+        wait(&mut conn, Wait::Gone, &all[..1]).unwrap();
+        assert_eq!(of(&conn, Wait::Gone), BTreeSet::from([all[0]]));
+        // Any change of the pair ends its waits: forgotten, or rewritten.
         let c = Commit {
             folder: Some(f.id),
             remove_pairs: vec![Uid(1)],
@@ -979,7 +990,8 @@ mod tests {
             ..Commit::default()
         };
         commit(&mut conn, &c).unwrap();
-        assert_eq!(waited(&conn), BTreeSet::new());
+        assert_eq!(of(&conn, Wait::Move), BTreeSet::new());
+        assert_eq!(of(&conn, Wait::Gone), BTreeSet::new());
     }
 
     #[test]

@@ -161,6 +161,18 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX pairs_by_message_id ON pairs (message_id) WHERE message_id IS NOT NULL;
     "#,
+    // Version 9: pairs gone from both sides of their folder while no pass saw their
+    // message arrive anywhere: each waits one pass (a move on each side, both made after
+    // the pass observed where they went, shows in the next), apart from `move_waits`, so
+    // a pair that then shows one end only waits once more for the other.
+    r#"
+    CREATE TABLE gone_waits (
+        folder_id INTEGER NOT NULL,
+        uid       INTEGER NOT NULL,
+        PRIMARY KEY (folder_id, uid),
+        FOREIGN KEY (folder_id, uid) REFERENCES pairs (folder_id, uid) ON DELETE CASCADE
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -17,7 +17,7 @@ use rusqlite::Connection;
 use crate::model::{FolderName, MaildirKey, Uid};
 use crate::store::{
     ChangeRecord, Commit, ConflictRecord, DeleState, FolderId, FolderState, Intent, IntentId,
-    IntentSpec, Pair, StoreError, UidlRecord, ops, schema,
+    IntentSpec, Pair, StoreError, UidlRecord, Wait, ops, schema,
 };
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -201,24 +201,24 @@ impl Store {
         self.call(move |c| ops::pairing_folders(c, &keys)).await
     }
 
-    /// Which of these pairs already waited a pass for their move (see `move_waits` in
-    /// the schema).
-    pub async fn move_waits(
+    /// Which of these pairs already waited a pass of this kind (see [`Wait`]).
+    pub async fn waited(
         &self,
+        wait: Wait,
         pairs: Vec<(FolderId, Uid)>,
     ) -> Result<BTreeSet<(FolderId, Uid)>, StoreError> {
         if pairs.is_empty() {
             return Ok(BTreeSet::new());
         }
-        self.call(move |c| ops::move_waits(c, &pairs)).await
+        self.call(move |c| ops::waited(c, wait, &pairs)).await
     }
 
-    /// These pairs wait a pass for their move; the wait ends with any change of the pair.
-    pub async fn wait_for_moves(&self, pairs: Vec<(FolderId, Uid)>) -> Result<(), StoreError> {
+    /// These pairs wait a pass of this kind; the wait ends with any change of the pair.
+    pub async fn wait(&self, wait: Wait, pairs: Vec<(FolderId, Uid)>) -> Result<(), StoreError> {
         if pairs.is_empty() {
             return Ok(());
         }
-        self.call(move |c| ops::wait_for_moves(c, &pairs)).await
+        self.call(move |c| ops::wait(c, wait, &pairs)).await
     }
 
     /// How many base rows (pairs, local-only and server-only marks) this handle's

@@ -49,8 +49,9 @@ pub use actions::{
     Side, Timestamp,
 };
 pub use moves::{
-    FolderPass, Move, Unseen, arrivals, defer_arrival, defer_download, detect_moves, keep_pair,
-    leaves_folder, leaving, moved_out_of_sight, moved_while_gone, new_downloads, unseen_keys,
+    FolderPass, Move, Unseen, arrivals, defer_arrival, defer_download, detect_moves, gone_unseen,
+    keep_pair, leaves_folder, leaving, moved_out_of_sight, moved_while_gone, new_downloads,
+    unseen_keys,
 };
 pub use plan::{guard_deletions, plan};
 pub use policy::{

@@ -386,6 +386,26 @@ pub fn moved_out_of_sight<'p>(
     out
 }
 
+/// Pairs a plan forgets (gone from both sides of its folder) whose message no folder of
+/// the pass saw arrive, once its moves are matched ([`detect_moves`]) and the half-seen
+/// ones named ([`moved_while_gone`], [`moved_out_of_sight`]): deleted on both sides, or
+/// moved on both after the pass had observed where they went (the soak's duplicate, seed
+/// 20261209 on d13caf0: forgotten, the file was uploaded and the message downloaded by the
+/// next pass). Only pairs with a Message-ID: a later pass can match no other.
+pub fn gone_unseen(plan: &Plan, base: &Base) -> Vec<(Uid, MaildirKey)> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Forget { uid, key }
+                if base.pairs.get(uid).is_some_and(|p| p.message_id.is_some()) =>
+            {
+                Some((*uid, key.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A pair gone from both sides of its folder stays for the next pass (its move is
 /// still unseen): the plan neither forgets it nor records any change of it.
 pub fn keep_pair(plan: &mut Plan, uid: Uid, key: &MaildirKey) {
@@ -812,6 +832,39 @@ mod tests {
         let (moves, a, b) = run(&inbox, &archive, true);
         assert_eq!(moves.len(), 1, "{moves:?}");
         assert!(moved_out_of_sight([(&a, &inbox.base, &ri), (&b, &archive.base, &ra)]).is_empty());
+    }
+
+    #[test]
+    fn a_pair_gone_from_both_sides_is_unseen_until_both_ends_show() {
+        let (mut inbox, mut archive) = account(3);
+        let pair = inbox.base.pairs[&Uid(3)].clone();
+        // Gone from both sides of INBOX; Archive was observed before either arrived.
+        let msg = inbox.server.remove(&Uid(3)).unwrap();
+        let file = inbox.local.remove(&pair.key).unwrap();
+        let (moves, a, b) = run(&inbox, &archive, true);
+        assert!(moves.is_empty(), "{moves:?}");
+        assert_eq!(gone_unseen(&a, &inbox.base), [(Uid(3), pair.key.clone())]);
+        assert!(gone_unseen(&b, &archive.base).is_empty());
+        // The next pass sees both ends: a move, nothing unseen.
+        let uid = archive.next_uid();
+        archive.server.insert(uid, msg);
+        archive.local.insert(pair.key.clone(), file);
+        let (moves, a, _) = run(&inbox, &archive, true);
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert!(gone_unseen(&a, &inbox.base).is_empty(), "{a}");
+        // Without a Message-ID, no later pass can match it: not named.
+        let (mut inbox, archive) = account(3);
+        let pair = inbox.base.pairs.get_mut(&Uid(3)).unwrap();
+        pair.message_id = None;
+        let key = pair.key.clone();
+        inbox.server.remove(&Uid(3));
+        inbox.local.remove(&key);
+        let (_, a, _) = run(&inbox, &archive, true);
+        assert!(
+            a.actions.iter().any(|x| matches!(x, Action::Forget { .. })),
+            "{a}"
+        );
+        assert!(gone_unseen(&a, &inbox.base).is_empty(), "{a}");
     }
 
     #[test]

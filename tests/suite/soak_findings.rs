@@ -1374,3 +1374,35 @@ fn m_only_in(env: &SyncEnv, folders: &[&str], folder: &str, said: &str) {
     );
     assert_eq!(server, local);
 }
+
+/// The hour on d13caf0 (seed 20261209, t=1613-1614 s): the mail client moved a file from
+/// `Server/3688` to `Local/2191` and the phone moved its server copy from `Server/3688` to
+/// `Local/2620`, both after a pass over every folder had observed the two destinations
+/// and before it observed the source. The pair was gone from both sides with no arrival
+/// seen, taken as deleted on both and forgotten; the next pass uploaded the file and
+/// downloaded the message: two copies. Such a pair now waits one pass, which sees both
+/// moves (the file follows the server).
+#[test]
+fn a_pair_gone_from_both_sides_with_no_arrival_seen_waits_a_pass_for_its_moves() {
+    let (env, key) = m_synced("connections = 1\n", &["A", "B", "S"], "S");
+    // Something new in each, so the pass observes all three (A and B first, in order).
+    for (folder, id) in [("A", "a"), ("B", "b"), ("S", "s")] {
+        env.seed(folder, id);
+    }
+    let first = pass_paused(&env, "observed:B=3000", 1, || {
+        move_file(&env, &key, "S", "A");
+        env.dovecot.move_uid("alice", "S", 1, "B");
+        // Past the timestamp granularity, so the pass reads S's Maildir as stable.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    });
+    assert!(
+        first.contains("fetched 3 ") && first.contains("appended 0"),
+        "a, b and s only: {first}"
+    );
+    m_settles_only_in(&env, &first, &["A", "B", "S"], "B");
+    assert!(
+        md::messages(&env.folder("B")).contains_key(&key),
+        "the client's file followed the server"
+    );
+    env.assert_quiet();
+}
