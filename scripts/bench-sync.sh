@@ -11,7 +11,8 @@
 #   initial   sync into an empty Maildir
 #   noop      resync with nothing changed
 #   flags100  resync after 100 flag changes on the server
-# It prints the median seconds and peak RSS of each, and ratios against syncmail, keeps
+# It prints the median seconds and peak RSS of each, and ratios against syncmail, then
+# the CPU each run took in the tool and in Dovecot (on 2 cores they share them), keeps
 # the raw rows in doc/bench/sync-MESSAGES.tsv and redraws doc/bench/sync.svg (time and
 # peak RSS against mailbox size, from every size measured so far).
 # TOOLS="syncmail mbsync-nofsync" and STORAGES=tmpfs narrow a run (e.g. the no-change
@@ -102,6 +103,7 @@ RAW
 }
 
 : > "$RESULTS"
+: > "$CPU_RESULTS"
 for storage in $STORAGES; do
     dir=$BENCH; [ $storage = tmpfs ] && dir=$SHM
     for run in $(seq "$RUNS"); do
@@ -144,5 +146,23 @@ for stor in ("disk", "tmpfs"):
         ratio = lambda n: f"{m[n] / m['syncmail']:.2f}x" if n in m and m["syncmail"] > 0 else "-"
         print(f"| {stor} | {scen} | " + " | ".join(cell(n) for n in tools) + " | " + " | ".join(ratio(n) for n in others) + " |")
 print("\nratios: the other tool's time / syncmail's (above 1 means syncmail is faster)")
+PY
+# Where a run's CPU goes: on a machine of few cores the tool and the server share them.
+python3 - "$CPU_RESULTS" <<'PY'
+import statistics, sys
+from collections import defaultdict
+rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
+cpu = defaultdict(list)
+for name, scen, stor, tool, server in rows:
+    cpu[(stor, scen, name)].append((float(tool), float(server)))
+print("\nCPU seconds, median: the tool's own + Dovecot's for the run\n")
+print("| storage | scenario | tool | tool CPU | Dovecot CPU | both |")
+print("|---|---|---|---|---|---|")
+order = {"initial": 0, "noop": 1, "flags100": 2}
+for (stor, scen, name), v in sorted(cpu.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], kv[0][2])):
+    tool = statistics.median(x for x, _ in v)
+    server = statistics.median(y for _, y in v)
+    both = statistics.median(x + y for x, y in v)
+    print(f"| {stor} | {scen} | {name} | {tool:.2f} | {server:.2f} | {both:.2f} |")
 PY
 [ "${SIZES:-}" = small ] || python3 scripts/bench-chart.py doc/bench doc/bench/sync.svg

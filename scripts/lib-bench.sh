@@ -6,7 +6,10 @@
 #                         removed on exit, starts Dovecot and seeds MESSAGES messages
 #   bench_measure FIELD... -- COMMAND...
 #                         runs COMMAND under GNU time and appends "FIELD... secs rss_kib"
-#                         (tab-separated) to $RESULTS; its output is in $BENCH/last.out
+#                         (tab-separated) to $RESULTS; its output is in $BENCH/last.out.
+#                         Appends "FIELD... tool_cpu_secs server_cpu_secs" to $CPU_RESULTS:
+#                         COMMAND's user+system CPU, and Dovecot's for the run (what its
+#                         master reaped meanwhile: the run's imap and imap-login processes)
 #   bench_mbsyncrc RC MAILDIR FSYNC
 #                         writes an mbsync config for user bench on the benchmark Dovecot
 #                         into RC: the whole account into MAILDIR (SubFolders Verbatim,
@@ -26,6 +29,7 @@ bench_start() {
     chmod 711 "$BENCH"
     SHM=$(mktemp -d "/dev/shm/syncmail-$1.XXXXXX")
     RESULTS=$BENCH/results.tsv
+    CPU_RESULTS=$BENCH/cpu.tsv
     trap 'dovecot_stop; rm -rf "$BENCH" "$SHM"' EXIT
     echo "== starting Dovecot and seeding $2 messages"
     dovecot_start "$BENCH/server" bench bench-password
@@ -36,11 +40,27 @@ bench_measure() {
     local fields=()
     while [ "$1" != "--" ]; do fields+=("$1"); shift; done
     shift
-    /usr/bin/time -f "%e %M" -o "$BENCH/time.out" "$@" >"$BENCH/last.out" 2>"$BENCH/last.err" || {
+    local server_before
+    server_before=$(bench_server_cpu)
+    /usr/bin/time -f "%e %M %U %S" -o "$BENCH/time.out" "$@" >"$BENCH/last.out" 2>"$BENCH/last.err" || {
         echo "${fields[*]} failed:" >&2; cat "$BENCH/last.out" "$BENCH/last.err" >&2; exit 1; }
-    local secs kib
-    read -r secs kib < "$BENCH/time.out"
+    local secs kib user sys
+    read -r secs kib user sys < "$BENCH/time.out"
     (IFS=$'\t'; printf '%s\t%s\t%s\n' "${fields[*]}" "$secs" "$kib") >> "$RESULTS"
+    # The server's processes of the run exit as it logs out; let the master reap them.
+    sleep 0.3
+    (IFS=$'\t'; printf '%s\t%s\t%s\n' "${fields[*]}" "$(awk "BEGIN { print $user + $sys }")" \
+        "$(awk "BEGIN { print $(bench_server_cpu) - $server_before }")") >> "$CPU_RESULTS"
+}
+
+# Dovecot's CPU seconds so far in processes its master has reaped (cutime + cstime); 0
+# without a running Dovecot.
+bench_server_cpu() {
+    if [ -n "${DOVECOT_PID:-}" ] && [ -r "/proc/$DOVECOT_PID/stat" ]; then
+        awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($16 + $17) / hz }' "/proc/$DOVECOT_PID/stat"
+    else
+        echo 0
+    fi
 }
 
 bench_mbsyncrc() {
