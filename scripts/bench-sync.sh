@@ -23,7 +23,10 @@
 # interleaved with this tree's to compare a change before and after; and raw: the
 # loopback limit of an initial sync, one TLS connection per folder at once (openssl
 # s_client), each a single `UID FETCH 1:* BODY.PEEK[]` whose bytes are only counted (no
-# parsing, no files), so what is left is Dovecot's work, TLS and the loopback.
+# parsing, no files), so what is left is Dovecot's work, TLS and the loopback; and
+# rawdisk: the storage's floor for a durable initial sync, the server's message files
+# copied in with `cp -r` and made durable with one `sync -f` (no network, no per-file
+# fsync).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MESSAGES=${1:-10000}
@@ -93,6 +96,13 @@ RAW
                 echo "the raw fetch did not get the mail: $(cat "$BENCH/last.out")" >&2; exit 1; }
             rm -rf "$local_root" "$local_root.sh"
             return ;;
+        rawdisk)
+            # The storage's own floor: the server's files (in the page cache: the runs
+            # before read them) copied in, then one sync of that filesystem.
+            bench_measure rawdisk initial "$storage" -- sh -c \
+                'cp -r "$1" "$2/copy" && sync -f "$2/copy"' sh "$BENCH/server/mail/bench/Maildir" "$local_root"
+            rm -rf "$local_root"
+            return ;;
     esac
     bench_measure "$tool" initial "$storage" -- "${cmd[@]}"
     bench_measure "$tool" noop "$storage" -- "${cmd[@]}"
@@ -129,9 +139,10 @@ rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
 t, rss = defaultdict(list), defaultdict(list)
 for name, scen, stor, secs, kib in rows:
     t[(name, scen, stor)].append(float(secs)); rss[(name, scen, stor)].append(int(kib))
-tools = [n for n in ("syncmail", "syncmail-base", "mbsync", "mbsync-nofsync", "offlineimap", "raw") if any(k[0] == n for k in t)]
+tools = [n for n in ("syncmail", "syncmail-base", "mbsync", "mbsync-nofsync", "offlineimap", "raw", "rawdisk") if any(k[0] == n for k in t)]
 head = {"syncmail": "syncmail", "syncmail-base": "syncmail (base)", "mbsync": "mbsync (FSync yes)",
-        "mbsync-nofsync": "mbsync (FSync no)", "offlineimap": "OfflineIMAP", "raw": "raw fetch limit"}
+        "mbsync-nofsync": "mbsync (FSync no)", "offlineimap": "OfflineIMAP", "raw": "raw fetch limit",
+        "rawdisk": "storage floor (cp, sync)"}
 others = [n for n in tools if n != "syncmail"]
 print(f"\n{sys.argv[2]} messages, median of {sys.argv[3]} interleaved runs (seconds; peak RSS MiB)\n")
 print("| storage | scenario | " + " | ".join(head[n] for n in tools) + " | " + " | ".join("vs " + head[n] for n in others) + " |")
