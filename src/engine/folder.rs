@@ -71,8 +71,8 @@ pub(super) struct Prepared {
     /// stay below them, so the next listing reports them again.
     pub(super) deferred_uids: BTreeSet<Uid>,
     /// Pairs gone from both sides that stay for the next pass: their move is still
-    /// unseen (see `pass::wait_for_unseen_moves`). HIGHESTMODSEQ stays, so the next
-    /// listing reports their server side again.
+    /// unseen (see `pass::wait_for_unseen_moves` and `pass::wait_for_gone_pairs`).
+    /// HIGHESTMODSEQ stays, so the next listing reports their server side again.
     pub(super) kept: BTreeSet<Uid>,
 }
 

@@ -1136,8 +1136,9 @@ async fn wait_for_gone_pairs(
         unseen.iter().map(|u| (u.from, u.uid)).collect();
     let mut gone = Vec::new();
     for (i, p) in prepared.iter().enumerate() {
-        // (A folder that halts applies nothing; one being renumbered re-pairs.)
-        if p.plan.halt.is_some() || renumbered(&p.plan) {
+        // (One being renumbered re-pairs. One held by rule 7 still applies its other
+        // actions, a Forget among them, and its HIGHESTMODSEQ is held anyway.)
+        if renumbered(&p.plan) {
             continue;
         }
         gone.extend(

@@ -1406,3 +1406,57 @@ fn a_pair_gone_from_both_sides_with_no_arrival_seen_waits_a_pass_for_its_moves()
     );
     env.assert_quiet();
 }
+
+/// A deletion on both sides (the client's and the phone's) is the same sight as two
+/// moves not seen yet: the pair waits one pass, then is forgotten, once, with nothing
+/// copied back either way.
+#[test]
+fn a_deletion_on_both_sides_is_forgotten_after_one_wait() {
+    let (env, key) = m_synced("", &["A"], "A");
+    env.seed("A", "n");
+    env.sync_ok();
+    std::fs::remove_file(md::path_of(&env.folder("A"), &key)).unwrap();
+    env.dovecot.expunge("alice", "A", 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let first = env.sync_ok();
+    assert_eq!(env.pairs_in("A"), 2, "m's pair waits: {first}");
+    let again = env.sync_ok();
+    assert_eq!(env.pairs_in("A"), 1, "then it is forgotten: {again}");
+    let only_n = vec![("<n@test>".to_owned(), "A".to_owned())];
+    assert_eq!(copies(&env, &["A"]), (only_n.clone(), only_n));
+    env.assert_quiet();
+    assert_eq!(env.pairs_in("A"), 1);
+}
+
+/// [`a_pair_gone_from_both_sides_with_no_arrival_seen_waits_a_pass_for_its_moves`] in
+/// the daemon, as the soak found it: its next pass, over the source folder, widens to
+/// every folder (something leaves it) and sees both moves.
+#[test]
+fn a_daemon_pass_that_finds_a_pair_gone_from_both_sides_sees_its_moves_in_the_next() {
+    let (env, key) = m_synced(
+        "connections = 1\npoll_interval = \"1h\"\n",
+        &["A", "B", "S"],
+        "S",
+    );
+    for (folder, id) in [("A", "a"), ("B", "b"), ("S", "s")] {
+        env.seed(folder, id);
+    }
+    let daemon = Daemon::start_with(&env, &[("SYNCMAIL_PAUSE", "observed:B=3000")]);
+    wait_until(&daemon, Duration::from_secs(30), "the pass at B", || {
+        daemon.log().contains("pause point \"observed:B\"")
+    });
+    move_file(&env, &key, "S", "A");
+    env.dovecot.move_uid("alice", "S", 1, "B");
+    wait_until(&daemon, Duration::from_secs(60), "the file follows", || {
+        md::messages(&env.folder("B")).contains_key(&key)
+    });
+    // Time for a wrong upload or download to show, then stop.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = daemon.log();
+    daemon.stop();
+    env.sync_ok();
+    let (server, local) = copies(&env, &["A", "B", "S"]);
+    let m: Vec<_> = server.iter().filter(|(id, _)| id == "<m@test>").collect();
+    assert_eq!(m, vec![&("<m@test>".to_owned(), "B".to_owned())], "{log}");
+    assert_eq!(server, local);
+}

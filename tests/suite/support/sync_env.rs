@@ -231,6 +231,27 @@ impl SyncEnv {
         )
     }
 
+    /// How many pairs the account's state holds in this server folder (read-only).
+    pub fn pairs_in(&self, folder: &str) -> usize {
+        let path = syncmail::store::db_path(
+            &self.home.path().join("state"),
+            &syncmail::model::AccountName(self.account.into()),
+        )
+        .unwrap();
+        let db = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row(
+            "SELECT count(*) FROM pairs JOIN folders ON folders.id = pairs.folder_id
+             WHERE folders.server_name = ?1",
+            [folder],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as usize
+    }
+
     pub fn log(&self, args: &[&str]) -> String {
         let out = self.run("log", args, &[]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
