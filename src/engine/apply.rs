@@ -54,6 +54,9 @@ pub struct FolderRun<'a> {
     /// The plan's record of each server deletion it carries to the Maildir, by key,
     /// until the unlink's own commit logs it (and takes it out).
     pub deletions: BTreeMap<MaildirKey, Change>,
+    /// The same for each local deletion it carries to the server, by UID, until the
+    /// commit that drops the expunged pair logs it (and takes it out).
+    pub local_deletions: BTreeMap<Uid, Change>,
     /// Set by the caller to stop between fetch batches (shutdown).
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// The identities the pass's folder runs are downloading (set by the caller when
@@ -109,6 +112,7 @@ impl<'a> FolderRun<'a> {
             highest_pulled: None,
             delivered: (NamesDigest::default(), 0),
             deletions: BTreeMap::new(),
+            local_deletions: BTreeMap::new(),
             stop: None,
             claims: None,
             failed_uids: BTreeSet::new(),
@@ -360,10 +364,18 @@ impl<'a> FolderRun<'a> {
         uids: &[Uid],
         intents: Vec<crate::store::IntentId>,
     ) -> Result<(), EngineError> {
+        // Logged with the commit that drops the pairs: a kill before the pass's last
+        // commit must not leave a deletion syncmail made without its record.
+        let changes = uids
+            .iter()
+            .filter_map(|u| self.local_deletions.remove(u))
+            .map(|c| super::report::change_record(&self.folder.server_name, &c))
+            .collect();
         self.store
             .commit(Commit {
                 remove_pairs: uids.to_vec(),
                 complete_intents: intents,
+                changes,
                 ..self.commit()
             })
             .await?;

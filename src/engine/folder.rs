@@ -577,6 +577,12 @@ impl Ctx<'_> {
             .filter(|c| c.side == Side::Server && c.kind == ChangeKind::Deleted)
             .filter_map(|c| Some((c.key.clone()?, c.clone())))
             .collect();
+        run.local_deletions = plan
+            .changes
+            .iter()
+            .filter(|c| c.side == Side::Local && c.kind == ChangeKind::Deleted)
+            .filter_map(|c| Some((c.uid?, c.clone())))
+            .collect();
         let started = std::time::Instant::now();
         let mut failed = None;
         for action in &plan.actions {
@@ -633,13 +639,19 @@ impl Ctx<'_> {
             changes: plan
                 .changes
                 .iter()
-                // (A deletion the run logged with its unlink is no longer in `deletions`.)
+                // (A deletion the run logged with its unlink, or with its expunge, is no
+                // longer in `deletions`, or `local_deletions`.)
                 .filter(|c| {
                     !(c.side == Side::Server
                         && c.kind == ChangeKind::Deleted
                         && c.key
                             .as_ref()
                             .is_some_and(|k| !run.deletions.contains_key(k)))
+                })
+                .filter(|c| {
+                    !(c.side == Side::Local
+                        && c.kind == ChangeKind::Deleted
+                        && c.uid.is_some_and(|u| !run.local_deletions.contains_key(&u)))
                 })
                 .map(|c| change_record(&name, c))
                 .collect(),

@@ -324,13 +324,18 @@ async fn resolve(
             // has (GNU imap4d: `BAD Failed to parse message set`).
             let uids: Vec<Uid> = spec.uid.into_iter().collect();
             let present: Vec<Uid> = session.present(&uids).await?.into_iter().collect();
-            let gone = uids.iter().filter(|u| !present.contains(u)).copied();
-            let commit = Commit {
-                remove_pairs: gone.collect(),
-                ..commit
-            };
+            let gone: Vec<Uid> = uids
+                .iter()
+                .filter(|u| !present.contains(u))
+                .copied()
+                .collect();
             let outcome = session.delete(&present).await?;
-            finish_deletion(store, folder, &present, outcome, commit).await?;
+            let deletion = Deletion {
+                present: &present,
+                gone: &gone,
+                key: spec.local_key.as_ref(),
+            };
+            finish_deletion(store, folder, deletion, outcome, commit).await?;
         }
         IntentKind::Move => {
             let present = match spec.uid {
@@ -340,6 +345,7 @@ async fn resolve(
             match MoveDetail::decode(&spec.detail) {
                 Some(MoveDetail::Trash(trash)) => {
                     let uids: Vec<Uid> = spec.uid.filter(|_| present).into_iter().collect();
+                    let gone: Vec<Uid> = spec.uid.filter(|_| !present).into_iter().collect();
                     let outcome = if session.has_move() {
                         session.move_to(&uids, &trash).await?;
                         Deleted::Expunged
@@ -357,7 +363,12 @@ async fn resolve(
                         }
                         session.delete(&uids).await?
                     };
-                    finish_deletion(store, folder, &uids, outcome, commit).await?;
+                    let deletion = Deletion {
+                        present: &uids,
+                        gone: &gone,
+                        key: spec.local_key.as_ref(),
+                    };
+                    finish_deletion(store, folder, deletion, outcome, commit).await?;
                 }
                 Some(MoveDetail::Server { to }) => {
                     let Some((dest, pair)) = parties(store, folders, folder, to, spec.uid).await?
@@ -489,39 +500,64 @@ async fn parties<'f>(
     Ok(pair.map(|p| (dest, p)))
 }
 
-/// Commit what a journaled deletion came to: expunged, the pair goes; left marked (rule
-/// 8, no UIDPLUS), the pair stays with `\Deleted` in its server base and the next pass
-/// tries again. Either way the intent is resolved: never a halt for this.
+/// An interrupted deletion on the server (a local deletion carried there): the UIDs
+/// still `present` when recovery looked, which it deleted now, and those already `gone`
+/// (the deletion went through before the interruption), with the file's key.
+struct Deletion<'a> {
+    present: &'a [Uid],
+    gone: &'a [Uid],
+    key: Option<&'a MaildirKey>,
+}
+
+/// Commit what an interrupted deletion came to: the pairs of the messages gone from the
+/// server go, each with its record in the change log (the interrupted pass would have
+/// logged it with its last commit: the soak's unexplained deletion, seed 20261209 on
+/// b12337a, a link cut during `UID EXPUNGE`); left marked (rule 8, no UIDPLUS), the
+/// pairs stay with `\Deleted` in their server base, and the pass that expunges them logs.
 async fn finish_deletion(
     store: &Store,
     folder: &FolderState,
-    uids: &[Uid],
+    deletion: Deletion<'_>,
     outcome: Deleted,
     commit: Commit,
 ) -> Result<(), EngineError> {
+    let mut removed: Vec<Uid> = deletion.gone.to_vec();
+    let mut marked = Vec::new();
     match outcome {
-        Deleted::Expunged => {
-            let mut commit = commit;
-            commit.remove_pairs.extend_from_slice(uids);
-            store.commit(commit).await?
-        }
+        Deleted::Expunged => removed.extend_from_slice(deletion.present),
         Deleted::LeftMarked { others } => {
-            tracing::warn!(folder = %folder.server_name, "{}", left_marked_reason(uids, &others));
+            tracing::warn!(folder = %folder.server_name, "{}", left_marked_reason(deletion.present, &others));
             let mut pairs: BTreeMap<Uid, Pair> = store
                 .pairs(folder.id)
                 .await?
                 .into_iter()
-                .filter(|p| uids.contains(&p.uid))
+                .filter(|p| deletion.present.contains(&p.uid))
                 .map(|p| (p.uid, p))
                 .collect();
-            store
-                .commit(Commit {
-                    upsert_pairs: mark_deleted(&mut pairs, uids),
-                    ..commit
-                })
-                .await?
+            marked = mark_deleted(&mut pairs, deletion.present);
         }
     }
+    let changes = removed
+        .iter()
+        .map(|uid| {
+            let change = Change {
+                side: Side::Local,
+                uid: Some(*uid),
+                key: deletion.key.cloned(),
+                kind: ChangeKind::Deleted,
+                outcome: Outcome::Propagated,
+            };
+            super::report::change_record(&folder.server_name, &change)
+        })
+        .collect();
+    store
+        .commit(Commit {
+            remove_pairs: removed,
+            upsert_pairs: marked,
+            changes,
+            ..commit
+        })
+        .await?;
     Ok(())
 }
 

@@ -1460,3 +1460,64 @@ fn a_daemon_pass_that_finds_a_pair_gone_from_both_sides_sees_its_moves_in_the_ne
     assert_eq!(m, vec![&("<m@test>".to_owned(), "B".to_owned())], "{log}");
     assert_eq!(server, local);
 }
+
+/// Seed 20261209, the hour on b12337a (account b, t=59-61 s): the client deleted a file
+/// in `Lists/rust`; the pass carried the deletion, and the link was cut during its
+/// `UID EXPUNGE`, which the server had done. The next pass's recovery found the message
+/// gone and dropped the pair, but logged nothing: a deletion syncmail made, missing from
+/// `syncmail log`. Recovery now logs what the interrupted pass would have.
+#[test]
+fn rule_01_a_deletion_interrupted_after_the_expunge_is_logged_by_its_recovery() {
+    let (env, key) = m_synced("", &["A"], "A");
+    env.seed("A", "n");
+    env.sync_ok();
+    std::fs::remove_file(md::path_of(&env.folder("A"), &key)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let crashed = env.run("sync", &[], &[("SYNCMAIL_FAULT", "after-expunge")]);
+    assert!(!crashed.status.success(), "the fault point was reached");
+    let ids: Vec<String> = env
+        .dovecot
+        .state("alice", "A")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["<n@test>"], "expunged before the crash");
+    let out = env.sync_ok();
+    let log = env.log(&[]);
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&key) && l.contains("deleted") && l.contains(" A ")),
+        "{out}\n{log}"
+    );
+    let only_n = vec![("<n@test>".to_owned(), "A".to_owned())];
+    assert_eq!(copies(&env, &["A"]), (only_n.clone(), only_n));
+    env.assert_quiet();
+}
+
+/// The other window of the same gap: a local deletion carried to the server was logged
+/// only with the pass's last commit, after its pair was dropped; a kill between the two
+/// (here at the unlink of a server deletion later in the same plan) left it unlogged.
+/// It is logged with the commit that drops its pair now.
+#[test]
+fn rule_01_a_deletion_carried_to_the_server_is_logged_before_the_pass_ends() {
+    let (env, m) = m_synced("", &["A"], "A");
+    env.seed("A", "n");
+    env.seed("A", "o");
+    env.sync_ok();
+    std::fs::remove_file(md::path_of(&env.folder("A"), &m)).unwrap();
+    let o = env.dovecot.uid_of("alice", "A", "o@test");
+    env.dovecot.expunge("alice", "A", o);
+    std::thread::sleep(Duration::from_millis(200));
+    let crashed = env.run("sync", &[], &[("SYNCMAIL_FAULT", "after-unlink")]);
+    assert!(!crashed.status.success(), "the fault point was reached");
+    let out = env.sync_ok();
+    let log = env.log(&[]);
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&m) && l.contains("deleted") && l.contains(" A ")),
+        "{out}\n{log}"
+    );
+    let only_n = vec![("<n@test>".to_owned(), "A".to_owned())];
+    assert_eq!(copies(&env, &["A"]), (only_n.clone(), only_n));
+    env.assert_quiet();
+}
