@@ -577,9 +577,9 @@ async fn pass_folders(
     // duplicate, seed 20261205 on commit f1ac544): list and look at every folder again,
     // once. Still unmatched then, see `wait_for_unseen_moves`.
     let mut waits = Vec::new();
-    let mut unseen = Vec::new();
+    let mut gone_waits = Vec::new();
     if !opts.dry_run {
-        unseen = sync::moved_while_gone(prepared.iter().map(|p| &p.plan));
+        let mut unseen = sync::moved_while_gone(prepared.iter().map(|p| &p.plan));
         // The same seen from the server's side: its move arrived, the file went where this
         // pass did not look (a folder the mail client made after the listing).
         unseen.extend(sync::moved_out_of_sight(
@@ -597,13 +597,9 @@ async fn pass_folders(
             }
             waits = wait_for_unseen_moves(store, &mut prepared, &unseen).await?;
         }
+        // What is left gone from both sides, with no arrival seen anywhere, waits one pass.
+        gone_waits = wait_for_gone_pairs(store, &mut prepared, &unseen).await?;
     }
-    // What is left gone from both sides, with no arrival seen anywhere, waits one pass.
-    let gone_waits = if opts.dry_run {
-        Vec::new()
-    } else {
-        wait_for_gone_pairs(store, &mut prepared, &unseen).await?
-    };
     if !opts.dry_run {
         // The next pass must look at both ends: the folders a deferred message left too
         // (a daemon passes only the folders in `again` at once: the soak's duplicate,

@@ -514,6 +514,7 @@ struct Deletion<'a> {
 /// logged it with its last commit: the soak's unexplained deletion, seed 20261209 on
 /// b12337a, a link cut during `UID EXPUNGE`); left marked (rule 8, no UIDPLUS), the
 /// pairs stay with `\Deleted` in their server base, and the pass that expunges them logs.
+/// Either way the intent is resolved: never a halt for this.
 async fn finish_deletion(
     store: &Store,
     folder: &FolderState,
