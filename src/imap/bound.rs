@@ -261,6 +261,10 @@ impl FrameScanner {
                     Tail::Closed(size) | Tail::ClosedCr(size)
                         if !is_status_response(&self.head) =>
                     {
+                        // The response goes on, so this LF counts against its bound
+                        // like any other line byte; only a response's last LF may
+                        // stand one past it.
+                        self.check_line()?;
                         self.start_literal(size)?;
                     }
                     _ => {
@@ -276,11 +280,7 @@ impl FrameScanner {
                 self.tail = Tail::Other;
                 continue;
             }
-            if self.line_bytes > self.max_line {
-                return Err(FrameError::Line {
-                    limit: self.max_line,
-                });
-            }
+            self.check_line()?;
             self.tail = match (self.tail, b) {
                 (_, b'{') => Tail::Open,
                 (Tail::Open, b'0'..=b'9') => Tail::Digits(u64::from(b - b'0')),
@@ -293,6 +293,15 @@ impl FrameScanner {
                 (_, b'\r') => Tail::Cr,
                 _ => Tail::Other,
             };
+        }
+        Ok(())
+    }
+
+    fn check_line(&self) -> Result<(), FrameError> {
+        if self.line_bytes > self.max_line {
+            return Err(FrameError::Line {
+                limit: self.max_line,
+            });
         }
         Ok(())
     }
@@ -643,6 +652,22 @@ mod tests {
         // comment); each response gets the whole bound.
         assert_eq!(scan((10, 10), &[b"* OK 1234\n* OK 1234\n"]), Ok(()));
         assert_eq!(scan((10, 10), &[b"* OK 1234\r\n* OK 1234\r\n"]), Ok(()));
+    }
+
+    #[test]
+    fn the_line_end_before_a_literal_counts_against_the_bound() {
+        // The response goes on after it, so it may not stand past the bound the way a
+        // response's last LF may (proptest found this with a bare LF).
+        for line in [&b"* 1 FETCH (X {1}\r\n"[..], b"* 1 FETCH (X {1}\n"] {
+            let bound = line.len() as u64 - 1;
+            assert_eq!(
+                scan((bound, 8), &[line]),
+                Err(FrameError::Line { limit: bound }),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+            assert_eq!(scan((bound + 1, 8), &[line]), Ok(()));
+        }
     }
 
     #[test]
