@@ -1,7 +1,9 @@
 //! Durable delivery into a folder, batched (rule 3): each message is written to `tmp/`
-//! (O_EXCL, 0600) and handed to background fsync threads as soon as it is complete (on
-//! tmpfs, where an fsync waits for nothing, synced where it is finished instead); at
-//! commit, once every file is synced, each is linked into `new/` or `cur/` without
+//! (O_EXCL, 0600) and made durable in the way its filesystem does cheapest (see
+//! [`Storage`]): handed to background fsync threads as soon as it is complete; on tmpfs,
+//! where an fsync waits for nothing, synced where it is finished; on a local journaling
+//! filesystem, past a handful of files, synced all at once with one `syncfs` at commit.
+//! At commit, once every file is synced, each is linked into `new/` or `cur/` without
 //! overwriting, then the touched directories are fsynced once. Only then may the caller
 //! record the messages as existing.
 //!
@@ -130,6 +132,11 @@ impl<'a> DeliveryBatch<'a> {
     /// arrives, then call [`TmpWriter::finish`]. Dropping the writer unfinished (a cut
     /// connection) removes the `tmp/` file (rule 5).
     pub fn begin(&mut self, key: MaildirKey) -> Result<TmpWriter<'_, 'a>, DeliveryError> {
+        if !self.sync_each && self.syncer.is_none() {
+            // Before the batch's first byte is written: a `syncfs` reports the writeback
+            // errors since its descriptor was opened.
+            self.syncer = Some(Syncer::for_folder(self.md.path()));
+        }
         let tmp = self.md.tmp_dir().join(&key.0);
         let file = OpenOptions::new()
             .write(true)
@@ -195,8 +202,9 @@ impl<'a> DeliveryBatch<'a> {
     }
 
     /// Make every message of the batch durable with one round of syncs: wait for every
-    /// file's fsync (started in the background as each file was finished), then link
-    /// each into place, then fsync each touched directory once. When this returns `Ok`,
+    /// file's fsync (started in the background as each file was finished), or sync the
+    /// filesystem once, then link each into place, then fsync each touched directory
+    /// once. When this returns `Ok`,
     /// the returned messages survive a crash and the caller may commit its state.
     ///
     /// On error some messages may already be linked but not durable; the caller's open
@@ -319,45 +327,93 @@ fn sync_pool() -> Option<&'static mpsc::SyncSender<SyncJob>> {
     .as_ref()
 }
 
-/// Background fsyncs for a batch: each finished tmp file is synced while the caller
-/// writes (or fetches) the next ones, so at commit little is left to wait for.
+/// What a folder's filesystem is, as far as making files durable goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Storage {
+    /// In memory (tmpfs, ramfs): an fsync has no disk to wait for.
+    Memory,
+    /// A local journaling filesystem (ext4, XFS, btrfs, F2FS) on a kernel whose `syncfs`
+    /// reports writeback errors (Linux 5.8 and later): one `syncfs` writes a whole
+    /// batch's files and commits the journal once.
+    Journaled,
+    /// Anything else, or not known: an fsync per file.
+    Disk,
+}
+
+/// Up to this many files of a batch are fsynced one by one even where the filesystem
+/// could be synced whole: a `syncfs` also writes out whatever else is dirty on the
+/// filesystem, which a daemon delivering one or two new messages should not wait for.
+const ONE_BY_ONE: usize = 8;
+
+/// Durability for a batch: each finished tmp file is synced while the caller writes (or
+/// fetches) the next ones, so at commit little is left to wait for; or, past
+/// [`ONE_BY_ONE`] files on a [`Storage::Journaled`] filesystem, the rest are left to one
+/// `syncfs` at commit.
+///
+/// Measured on ext4 (a virtio disk, 2 cores; 10,000 files of realistic sizes, 485 MB, in
+/// batches of 500, 4 rounds): the 32 fsync threads took 2.3-2.5 s and 2.8-3.1 s of the
+/// process's CPU, one `syncfs` per batch 1.5-1.7 s and 1.2-1.4 s, against 1.2-1.6 s for
+/// writing the files with no sync at all. Concurrent fsyncs still contend in the journal
+/// and each writes its own file; a `syncfs` writes them all in one sweep and commits once.
 struct Syncer {
     batch: Arc<BatchSyncs>,
-    /// The folder lives in memory (tmpfs): an fsync there has no disk to wait for, so
-    /// handing it to a thread costs more than it saves (two context switches and a lock
-    /// round per message: a third of an initial sync's CPU). Each file is synced where
-    /// it is finished.
-    inline: bool,
+    storage: Storage,
+    /// The folder, opened before the batch's first file: what `syncfs` syncs, and the
+    /// point from which it reports writeback errors.
+    folder: Option<File>,
+    /// Files left to the `syncfs`.
+    deferred: usize,
 }
 
 impl Syncer {
     fn for_folder(dir: &Path) -> Syncer {
+        let mut storage = storage(dir);
+        let folder = match storage {
+            Storage::Journaled => File::open(dir).ok(),
+            _ => None,
+        };
+        if folder.is_none() && storage == Storage::Journaled {
+            storage = Storage::Disk;
+        }
         Syncer {
             batch: Arc::default(),
-            inline: in_memory(dir),
+            storage,
+            folder,
+            deferred: 0,
         }
     }
 
-    fn submit(&self, file: File, index: usize) {
+    fn submit(&mut self, file: File, index: usize) {
+        if self.storage == Storage::Journaled && index >= ONE_BY_ONE {
+            // Closed unsynced: the `syncfs` at commit writes it.
+            self.deferred += 1;
+            return;
+        }
         self.batch.lock().0 += 1;
         let job = (file, index, Arc::clone(&self.batch));
         // Bounded, so a writer faster than the disk waits instead of holding an open file
         // descriptor per queued message.
         let sent = match sync_pool() {
-            Some(pool) if !self.inline => pool.send(job).map_err(|e| e.0),
+            Some(pool) if self.storage != Storage::Memory => pool.send(job).map_err(|e| e.0),
             _ => Err(job),
         };
-        // No worker could be started (or all are gone): sync here.
+        // No worker could be started (or all are gone), or an fsync costs nothing here:
+        // sync where it is finished.
         if let Err((file, index, batch)) = sent {
             batch.finished(index, file.sync_all());
         }
     }
 
-    /// Wait for every submitted fsync; the first failure, by staged index.
+    /// Wait for every submitted fsync, then sync the filesystem if files were left to
+    /// it; the first failure, by staged index (`usize::MAX` for the `syncfs`, which
+    /// cannot say which file failed: the whole batch is then not durable).
     fn finish(self) -> Result<(), (usize, io::Error)> {
-        match self.wait().1.take() {
-            Some(f) => Err(f),
-            None => Ok(()),
+        if let Some(f) = self.wait().1.take() {
+            return Err(f);
+        }
+        match &self.folder {
+            Some(folder) if self.deferred > 0 => syncfs(folder).map_err(|e| (usize::MAX, e)),
+            _ => Ok(()),
         }
     }
 
@@ -374,21 +430,68 @@ impl Syncer {
     }
 }
 
-/// Whether `dir` is on a filesystem without a disk under it (tmpfs, ramfs), where an
-/// fsync returns at once. Anything else, or a failed `statfs`, counts as a disk.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn in_memory(dir: &Path) -> bool {
-    const TMPFS_MAGIC: u64 = 0x0102_1994;
-    const RAMFS_MAGIC: u64 = 0x8584_58f6;
-    rustix::fs::statfs(dir).is_ok_and(|fs| {
-        let kind = fs.f_type as u64;
-        kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
-    })
+fn syncfs(folder: &File) -> io::Result<()> {
+    rustix::fs::syncfs(folder).map_err(io::Error::from)
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn in_memory(_dir: &Path) -> bool {
-    false
+fn syncfs(_folder: &File) -> io::Result<()> {
+    Err(io::Error::other("syncfs is Linux only"))
+}
+
+/// What `dir`'s filesystem is (`statfs`); a failed `statfs` counts as a disk.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn storage(dir: &Path) -> Storage {
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    // ext2, ext3 and ext4 share one.
+    const EXT4_SUPER_MAGIC: u64 = 0xef53;
+    const XFS_SUPER_MAGIC: u64 = 0x5846_5342;
+    const BTRFS_SUPER_MAGIC: u64 = 0x9123_683e;
+    const F2FS_SUPER_MAGIC: u64 = 0xf2f5_2010;
+    let Ok(fs) = rustix::fs::statfs(dir) else {
+        return Storage::Disk;
+    };
+    match fs.f_type as u64 {
+        TMPFS_MAGIC | RAMFS_MAGIC => Storage::Memory,
+        EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC | BTRFS_SUPER_MAGIC | F2FS_SUPER_MAGIC
+            if syncfs_reports_errors() =>
+        {
+            Storage::Journaled
+        }
+        _ => Storage::Disk,
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn storage(_dir: &Path) -> Storage {
+    Storage::Disk
+}
+
+/// Whether this kernel's `syncfs` returns the writeback errors of the files it syncs:
+/// Linux 5.8 and later. Before, it returned 0 whatever happened, and only an fsync per
+/// file could tell a failed write.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn syncfs_reports_errors() -> bool {
+    static REPORTS: OnceLock<bool> = OnceLock::new();
+    *REPORTS.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .is_ok_and(|release| kernel_at_least(&release, (5, 8)))
+    })
+}
+
+/// Whether a kernel release (`6.1.0-18-amd64`, `5.10.0`) is at least `want`.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::parse::<u32>);
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= want,
+        _ => false,
+    }
 }
 
 impl Drop for Syncer {
@@ -605,18 +708,81 @@ mod tests {
         let shm = tempfile::tempdir_in("/dev/shm").expect("/dev/shm (tmpfs) on Linux");
         let map = FolderMap::new(shm.path(), Layout::Verbatim, Some('/'));
         let md = Maildir::open(map.create(&FolderName("INBOX".into())).unwrap()).unwrap();
-        assert!(in_memory(md.path()), "{:?} is tmpfs", shm.path());
+        assert_eq!(storage(md.path()), Storage::Memory, "{:?}", shm.path());
         let mut batch = DeliveryBatch::new(&md);
         for i in 0..5 {
             batch
                 .deliver(new_key(), format!("msg {i}").as_bytes(), Placement::New)
                 .unwrap();
         }
-        assert!(batch.syncer.as_ref().is_some_and(|s| s.inline));
+        assert!(
+            batch
+                .syncer
+                .as_ref()
+                .is_some_and(|s| s.storage == Storage::Memory && s.deferred == 0)
+        );
         assert!(names(&md.new_dir()).is_empty());
         assert_eq!(batch.commit_durable().unwrap().len(), 5);
         assert_eq!(names(&md.new_dir()).len(), 5);
         assert!(names(&md.tmp_dir()).is_empty());
+    }
+
+    /// On a local journaling filesystem (this checkout's disk: ext4 here and in CI),
+    /// the first files of a batch are fsynced one by one and the rest are left to one
+    /// `syncfs` at commit; the batch behaves the same. Run where the checkout is, not in
+    /// the temporary directory, which may be tmpfs.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn rule_03_a_batch_on_a_journaled_disk_is_synced_whole_and_commits_the_same() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&base).unwrap();
+        let dir = tempfile::tempdir_in(&base).unwrap();
+        let map = FolderMap::new(dir.path(), Layout::Verbatim, Some('/'));
+        let md = Maildir::open(map.create(&FolderName("INBOX".into())).unwrap()).unwrap();
+        assert_eq!(
+            storage(md.path()),
+            Storage::Journaled,
+            "{:?} should be ext4, XFS, btrfs or F2FS on Linux 5.8 or later",
+            dir.path()
+        );
+        let mut batch = DeliveryBatch::new(&md);
+        for i in 0..ONE_BY_ONE + 5 {
+            let placement = if i % 2 == 0 {
+                Placement::New
+            } else {
+                Placement::Cur(Flags::new().with(Flag::Seen))
+            };
+            batch
+                .deliver(new_key(), format!("msg {i}").as_bytes(), placement)
+                .unwrap();
+        }
+        assert!(batch.syncer.as_ref().is_some_and(|s| s.deferred == 5));
+        assert!(names(&md.new_dir()).is_empty() && names(&md.cur_dir()).is_empty());
+        assert_eq!(batch.commit_durable().unwrap().len(), ONE_BY_ONE + 5);
+        assert_eq!(names(&md.new_dir()).len() + names(&md.cur_dir()).len(), 13);
+        assert!(names(&md.tmp_dir()).is_empty());
+        // A batch of a few (a daemon's new mail) never syncs the whole filesystem.
+        let mut batch = DeliveryBatch::new(&md);
+        batch.deliver(new_key(), b"one", Placement::New).unwrap();
+        assert!(batch.syncer.as_ref().is_some_and(|s| s.deferred == 0));
+        batch.commit_durable().unwrap();
+    }
+
+    #[test]
+    fn syncfs_is_trusted_from_linux_5_8() {
+        for (release, ok) in [
+            ("6.1.0-18-amd64", true),
+            ("5.8.0", true),
+            ("5.10.0-28-cloud-amd64", true),
+            ("5.7.19", false),
+            ("4.19.0-26-amd64", false),
+            ("10.0", true),
+            ("6", false),
+            ("", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(kernel_at_least(release, (5, 8)), ok, "{release:?}");
+        }
     }
 
     #[test]
