@@ -599,6 +599,9 @@ async fn pass_folders(
         }
         // What is left gone from both sides, with no arrival seen anywhere, waits one pass.
         gone_waits = wait_for_gone_pairs(store, &mut prepared, &unseen).await?;
+    } else {
+        // A dry run shows those pairs kept, as the pass would, and records no wait.
+        wait_for_gone_pairs(store, &mut prepared, &[]).await?;
     }
     if !opts.dry_run {
         // The next pass must look at both ends: the folders a deferred message left too

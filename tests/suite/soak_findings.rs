@@ -1418,14 +1418,62 @@ fn a_deletion_on_both_sides_is_forgotten_after_one_wait() {
     std::fs::remove_file(md::path_of(&env.folder("A"), &key)).unwrap();
     env.dovecot.expunge("alice", "A", 1);
     std::thread::sleep(Duration::from_millis(200));
+    // A dry run shows what the pass does: it keeps the pair, and records no wait.
+    let dry_run = || {
+        let out = env.sync(&["--dry-run"]);
+        assert_eq!(out.status.code(), Some(0));
+        crate::support::stdout(&out)
+    };
+    let plan = dry_run();
+    assert!(!plan.contains("forget UID"), "{plan}");
     let first = env.sync_ok();
     assert_eq!(env.pairs_in("A"), 2, "m's pair waits: {first}");
+    let plan = dry_run();
+    assert!(plan.contains("forget UID 1"), "{plan}");
     let again = env.sync_ok();
     assert_eq!(env.pairs_in("A"), 1, "then it is forgotten: {again}");
     let only_n = vec![("<n@test>".to_owned(), "A".to_owned())];
     assert_eq!(copies(&env, &["A"]), (only_n.clone(), only_n));
     env.assert_quiet();
     assert_eq!(env.pairs_in("A"), 1);
+}
+
+/// A folder held by rule 7 (too many deletions at once) still applies its other actions,
+/// a pair's Forget among them, so a pair gone from both sides there waits its one pass
+/// like anywhere else (2a8b916: skipping every held folder forgot it at once).
+#[test]
+fn rule_07_a_pair_gone_from_both_sides_waits_in_a_folder_held_for_its_deletions() {
+    let (env, key) = m_synced("", &["A"], "A");
+    for i in 0..19 {
+        env.seed("A", &format!("n{i}"));
+    }
+    env.sync_ok();
+    assert_eq!(env.pairs_in("A"), 20);
+    std::fs::remove_file(md::path_of(&env.folder("A"), &key)).unwrap();
+    for uid in 1..=16 {
+        env.dovecot.expunge("alice", "A", uid);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let out = env.sync(&[]);
+    assert_eq!(out.status.code(), Some(1), "held by rule 7");
+    assert!(
+        crate::support::stderr(&out).contains("would delete 15 of 20"),
+        "{}",
+        crate::support::stderr(&out)
+    );
+    assert_eq!(env.pairs_in("A"), 20, "m's pair waits in the held folder");
+    assert_eq!(env.sync(&[]).status.code(), Some(1), "still held");
+    assert_eq!(env.pairs_in("A"), 19, "then m's pair is forgotten");
+    let out = env.sync(&["--confirm-delete"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&out)
+    );
+    assert_eq!(env.pairs_in("A"), 4);
+    assert_eq!(md::messages(&env.folder("A")).len(), 4);
+    env.assert_quiet();
 }
 
 /// [`a_pair_gone_from_both_sides_with_no_arrival_seen_waits_a_pass_for_its_moves`] in
