@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Where Dovecot's CPU goes when it serves an initial sync: syncmail's own initial sync
+# into tmpfs, beside replays of its commands with `openssl s_client`, one variant at a
+# time, interleaved. For each run: the wall time, the client's CPU, Dovecot's CPU (what
+# its master reaped: the run's imap and imap-login processes) and the TCP segments the
+# run sent on loopback (both directions, from `nstat`).
+#
+#   scripts/bench-initial-cpu.sh [MESSAGES] [RUNS]     (default 10000 5)
+#
+# The variants, two folders at once, one connection each, commands pipelined:
+#   raw        SELECT, one UID FETCH 1:* BODY.PEEK[] (bench-sync.sh's raw fetch limit)
+#   listed     raw after a listing with UID FLAGS RFC822.SIZE
+#   batched    SELECT, UID FETCH in ranges of 500 with UID FLAGS INTERNALDATE BODY.PEEK[]
+#   replay     what syncmail sends: ENABLE QRESYNC, SELECT, the listing with UID FLAGS
+#              RFC822.SIZE MODSEQ, SELECT again, the batches
+#   nosize     replay without RFC822.SIZE in the listing
+#   syncmail   syncmail sync itself
+# replay against syncmail is what the client's way of reading costs the server;
+# replay against nosize what RFC822.SIZE does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MESSAGES=${1:-10000}
+RUNS=${2:-5}
+. scripts/ensure-deps.sh
+command -v nstat >/dev/null || { echo "nstat (iproute2) is needed" >&2; exit 1; }
+. scripts/lib-dovecot.sh
+. scripts/lib-bench.sh
+
+bench_start initial-cpu "$MESSAGES"
+tck=$(getconf CLK_TCK)
+reaped() { awk -v t="$tck" '{ print ($16 + $17) / t }' "/proc/$DOVECOT_PID/stat"; }
+
+# Each folder's half of the messages, in batches of 500 by UID.
+half=$(( (MESSAGES + 1) / 2 ))
+batches() {
+    local s="" i=0
+    while [ $((i * 500)) -lt "$half" ]; do
+        s+="c$i UID FETCH $((i * 500 + 1)):$((i * 500 + 500)) ($1)\\r\\n"
+        i=$((i + 1))
+    done
+    printf '%s' "$s"
+}
+variant() { # name commands (FOLDER is the folder)
+    cat > "$BENCH/$1.sh" <<RAW
+cmds='$2'
+for folder in INBOX Archive; do
+    printf "a LOGIN bench bench-password\r\n\${cmds//FOLDER/\$folder}z LOGOUT\r\n" |
+        openssl s_client -quiet -ign_eof -connect "localhost:\$1" -CAfile "\$2" \
+            -verify_return_error 2>/dev/null | wc -c &
+done
+wait
+RAW
+}
+bodies=$(batches 'UID FLAGS INTERNALDATE BODY.PEEK[]')
+variant raw 'b SELECT FOLDER\r\nc UID FETCH 1:* BODY.PEEK[]\r\n'
+variant listed 'b SELECT FOLDER\r\nf UID FETCH 1:* (UID FLAGS RFC822.SIZE)\r\nc UID FETCH 1:* BODY.PEEK[]\r\n'
+variant batched "b SELECT FOLDER\\r\\n$bodies"
+variant replay "e ENABLE QRESYNC\\r\\nb SELECT FOLDER\\r\\nf UID FETCH 1:* (UID FLAGS RFC822.SIZE MODSEQ)\\r\\ng SELECT FOLDER\\r\\n$bodies"
+variant nosize "e ENABLE QRESYNC\\r\\nb SELECT FOLDER\\r\\nf UID FETCH 1:* (UID FLAGS MODSEQ)\\r\\ng SELECT FOLDER\\r\\n$bodies"
+
+out=$BENCH/cpu-runs.tsv
+: > "$out"
+for run in $(seq "$RUNS"); do
+    for v in raw listed batched replay nosize syncmail; do
+        echo "== run $run: $v"
+        if [ "$v" = syncmail ]; then
+            rm -rf "$SHM/s"
+            cat > "$SHM/s.toml" <<CONF
+[general]
+maildir = "$SHM/s/Mail"
+state_dir = "$SHM/s/state"
+[[account]]
+name = "b"
+kind = "imap"
+host = "localhost"
+port = $IMAPS
+user = "bench"
+password = "bench-password"
+ca_file = "$BENCH/server/tls/ca.pem"
+compress = false
+CONF
+            chmod 600 "$SHM/s.toml"
+            cmd=("$SYNCMAIL" sync --config "$SHM/s.toml")
+        else
+            cmd=(bash "$BENCH/$v.sh" "$IMAPS" "$BENCH/server/tls/ca.pem")
+        fi
+        sleep 0.5
+        before=$(reaped)
+        nstat -n >/dev/null
+        /usr/bin/time -f "%e %U %S" -o "$BENCH/time" "${cmd[@]}" > "$BENCH/last.out" 2>&1
+        sleep 0.5
+        segs=$(nstat -z TcpOutSegs | awk '$1 == "TcpOutSegs" { print $2 }')
+        after=$(reaped)
+        read -r wall user sys < "$BENCH/time"
+        printf '%s\t%s\t%s\t%s\t%s\n' "$v" "$wall" "$(awk "BEGIN { print $user + $sys }")" \
+            "$(awk "BEGIN { print $after - $before }")" "$segs" >> "$out"
+    done
+done
+
+echo
+echo "$MESSAGES messages into tmpfs, median of $RUNS interleaved runs"
+echo
+python3 - "$out" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    v, *nums = line.split("\t")
+    rows.setdefault(v, []).append([float(x) for x in nums])
+print("| client | wall s | client CPU s | Dovecot CPU s | TCP segments |")
+print("|---|---|---|---|---|")
+for v in ("raw", "listed", "batched", "replay", "nosize", "syncmail"):
+    cols = list(zip(*rows[v]))
+    med = [statistics.median(c) for c in cols]
+    print(f"| {v} | {med[0]:.2f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.0f} |")
+PY
