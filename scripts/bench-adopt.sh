@@ -30,22 +30,7 @@ mkdir -p "$MAIL"
 bench_mbsyncrc "$SHM/mbsyncrc" "$MAIL" no
 echo "== mbsync fills the Maildir"
 mbsync -q -c "$SHM/mbsyncrc" -a
-cat > "$SHM/config.toml" <<CONF
-[general]
-maildir = "$SHM/Mail"
-state_dir = "$SHM/state"
-[[account]]
-name = "b"
-kind = "imap"
-host = "localhost"
-port = $IMAPS
-user = "bench"
-password = "bench-password"
-ca_file = "$BENCH/server/tls/ca.pem"
-compress = false
-folder_names = "modified-utf-7"
-CONF
-chmod 600 "$SHM/config.toml"
+bench_syncmail_toml "$SHM/config.toml" "$SHM" 'folder_names = "modified-utf-7"'
 
 adopt() { # scenario
     rm -rf "$SHM/state"

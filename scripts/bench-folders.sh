@@ -39,9 +39,7 @@ run() { # tool
 }
 for tool in $TOOLS; do
     r=$SHM/$tool; mkdir -p "$r/Mail"
-    printf '[general]\nmaildir = "%s/Mail"\nstate_dir = "%s/state"\n[[account]]\nname = "b"\nkind = "imap"\nhost = "localhost"\nport = %s\nuser = "bench"\npassword = "bench-password"\nca_file = "%s"\ncompress = false\n' \
-        "$r" "$r" "$IMAPS" "$BENCH/server/tls/ca.pem" > "$r.toml"
-    chmod 600 "$r.toml"
+    bench_syncmail_toml "$r.toml" "$r"
     bench_mbsyncrc "$r.rc" "$r/Mail" no
     start=$(date +%s.%N); run "$tool" >/dev/null 2>&1
     echo "$tool initial $(python3 -c "print(round($(date +%s.%N) - $start, 2))") s"

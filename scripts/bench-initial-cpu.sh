@@ -65,21 +65,7 @@ for run in $(seq "$RUNS"); do
         echo "== run $run: $v"
         if [ "$v" = syncmail ]; then
             rm -rf "$SHM/s"
-            cat > "$SHM/s.toml" <<CONF
-[general]
-maildir = "$SHM/s/Mail"
-state_dir = "$SHM/s/state"
-[[account]]
-name = "b"
-kind = "imap"
-host = "localhost"
-port = $IMAPS
-user = "bench"
-password = "bench-password"
-ca_file = "$BENCH/server/tls/ca.pem"
-compress = false
-CONF
-            chmod 600 "$SHM/s.toml"
+            bench_syncmail_toml "$SHM/s.toml" "$SHM/s"
             cmd=("$SYNCMAIL" sync --config "$SHM/s.toml")
         else
             cmd=(bash "$BENCH/$v.sh" "$IMAPS" "$BENCH/server/tls/ca.pem")

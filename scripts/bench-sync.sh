@@ -51,22 +51,7 @@ run_tool() { # tool storage_dir storage_name
     rm -rf "$local_root"; mkdir -p "$local_root"
     case $tool in
         syncmail|syncmail-base)
-            cat > "$local_root.toml" <<CONF
-[general]
-maildir = "$local_root/Mail"
-state_dir = "$local_root/state"
-[[account]]
-name = "b"
-kind = "imap"
-host = "localhost"
-port = $IMAPS
-user = "bench"
-password = "bench-password"
-ca_file = "$BENCH/server/tls/ca.pem"
-# mbsync cannot compress, and on loopback compression only costs CPU.
-compress = false
-CONF
-            chmod 600 "$local_root.toml"
+            bench_syncmail_toml "$local_root.toml" "$local_root"
             local bin=$SYNCMAIL; [ "$tool" = syncmail-base ] && bin=$SYNCMAIL_BASE
             cmd=("$bin" sync --config "$local_root.toml") ;;
         mbsync|mbsync-nofsync)

@@ -10,6 +10,10 @@
 #                         Appends "FIELD... tool_cpu_secs server_cpu_secs" to $CPU_RESULTS:
 #                         COMMAND's user+system CPU, and Dovecot's for the run (what its
 #                         master reaped meanwhile: the run's imap and imap-login processes)
+#   bench_syncmail_toml FILE ROOT [LINE...]
+#                         writes a syncmail config (0600) for user bench on the benchmark
+#                         Dovecot into FILE: the Maildir in ROOT/Mail, the state in
+#                         ROOT/state, no compression; each LINE is added to the account
 #   bench_mbsyncrc RC MAILDIR FSYNC
 #                         writes an mbsync config for user bench on the benchmark Dovecot
 #                         into RC: the whole account into MAILDIR (SubFolders Verbatim,
@@ -61,6 +65,30 @@ bench_server_cpu() {
     else
         echo 0
     fi
+}
+
+bench_syncmail_toml() {
+    local file=$1 root=$2
+    shift 2
+    {
+        cat <<CONF
+[general]
+maildir = "$root/Mail"
+state_dir = "$root/state"
+[[account]]
+name = "b"
+kind = "imap"
+host = "localhost"
+port = $IMAPS
+user = "bench"
+password = "bench-password"
+ca_file = "$BENCH/server/tls/ca.pem"
+# mbsync cannot compress, and on loopback compression only costs CPU.
+compress = false
+CONF
+        for line in "$@"; do printf '%s\n' "$line"; done
+    } > "$file"
+    chmod 600 "$file"
 }
 
 bench_mbsyncrc() {
