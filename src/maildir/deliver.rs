@@ -135,7 +135,7 @@ impl<'a> DeliveryBatch<'a> {
         if !self.sync_each && self.syncer.is_none() {
             // Before the batch's first byte is written: a `syncfs` reports the writeback
             // errors since its descriptor was opened.
-            self.syncer = Some(Syncer::for_folder(self.md.path()));
+            self.syncer = Some(Syncer::for_folder(&self.md.tmp_dir()));
         }
         let tmp = self.md.tmp_dir().join(&key.0);
         let file = OpenOptions::new()
@@ -192,10 +192,13 @@ impl<'a> DeliveryBatch<'a> {
             sync_dir(&dir).map_err(io_err(&staged.delivered.key, &dir))?;
             self.done.push(staged.delivered);
         } else {
-            let md = self.md;
-            self.syncer
-                .get_or_insert_with(|| Syncer::for_folder(md.path()))
-                .submit(file, self.staged.len());
+            // (`begin` made the syncer before the file; without one, sync here.)
+            match self.syncer.as_mut() {
+                Some(syncer) => syncer.submit(file, self.staged.len()),
+                None => file
+                    .sync_all()
+                    .map_err(io_err(&staged.delivered.key, &staged.tmp))?,
+            }
             self.staged.push(staged);
         }
         Ok(())
@@ -211,19 +214,32 @@ impl<'a> DeliveryBatch<'a> {
     /// intents decide (recovery looks each planned key up).
     pub fn commit_durable(mut self) -> Result<Vec<Delivered>, DeliveryError> {
         if let Some(syncer) = self.syncer.take() {
-            syncer
-                .finish()
-                .map_err(|(i, source)| match self.staged.get(i) {
-                    Some(s) => DeliveryError::Io {
+            let deferred = syncer.deferred;
+            match syncer.finish() {
+                Ok(()) => {}
+                Err(Failed::File(i, source)) => {
+                    let s = &self.staged[i];
+                    return Err(DeliveryError::Io {
                         key: s.delivered.key.clone(),
                         path: s.tmp.clone(),
                         source,
-                    },
-                    None => DeliveryError::Sync {
-                        path: self.md.tmp_dir(),
-                        source,
-                    },
-                })?;
+                    });
+                }
+                Err(Failed::Filesystem(source)) => {
+                    // The error may be any file's on the filesystem (its writeback errors
+                    // are counted together): fsync each file left to the `syncfs`, which
+                    // reports that file's own, as the threads would have.
+                    tracing::warn!(
+                        folder = %self.md.path().display(),
+                        "syncfs failed ({source}); syncing the batch's {deferred} files one by one"
+                    );
+                    for s in self.staged.iter().skip(ONE_BY_ONE) {
+                        File::open(&s.tmp)
+                            .and_then(|f| f.sync_all())
+                            .map_err(io_err(&s.delivered.key, &s.tmp))?;
+                    }
+                }
+            }
         }
         let (mut touched_new, mut touched_cur) = (false, false);
         let staged = std::mem::take(&mut self.staged);
@@ -265,6 +281,15 @@ const SYNC_THREADS: usize = 32;
 const SYNC_QUEUE: usize = SYNC_THREADS;
 
 type SyncFailure = Option<(usize, io::Error)>;
+
+/// How a batch's syncs failed.
+#[derive(Debug)]
+enum Failed {
+    /// The fsync of the file staged at this index.
+    File(usize, io::Error),
+    /// The `syncfs`, which cannot say whose write failed.
+    Filesystem(io::Error),
+}
 
 /// One batch's fsyncs in flight: how many are pending, and the first failure.
 #[derive(Default)]
@@ -333,8 +358,8 @@ enum Storage {
     /// In memory (tmpfs, ramfs): an fsync has no disk to wait for.
     Memory,
     /// A local journaling filesystem (ext4, XFS, btrfs, F2FS) on a kernel whose `syncfs`
-    /// reports writeback errors (Linux 5.8 and later): one `syncfs` writes a whole
-    /// batch's files and commits the journal once.
+    /// reports the errors of the writes and of the filesystem's own sync (Linux 5.17 and
+    /// later): one `syncfs` writes a whole batch's files and commits the journal once.
     Journaled,
     /// Anything else, or not known: an fsync per file.
     Disk,
@@ -358,8 +383,8 @@ const ONE_BY_ONE: usize = 8;
 struct Syncer {
     batch: Arc<BatchSyncs>,
     storage: Storage,
-    /// The folder, opened before the batch's first file: what `syncfs` syncs, and the
-    /// point from which it reports writeback errors.
+    /// The folder's `tmp/`, opened before the batch's first file: what `syncfs` syncs,
+    /// and the point from which it reports writeback errors.
     folder: Option<File>,
     /// Files left to the `syncfs`.
     deferred: usize,
@@ -405,14 +430,13 @@ impl Syncer {
     }
 
     /// Wait for every submitted fsync, then sync the filesystem if files were left to
-    /// it; the first failure, by staged index (`usize::MAX` for the `syncfs`, which
-    /// cannot say which file failed: the whole batch is then not durable).
-    fn finish(self) -> Result<(), (usize, io::Error)> {
-        if let Some(f) = self.wait().1.take() {
-            return Err(f);
+    /// it; the first failure.
+    fn finish(self) -> Result<(), Failed> {
+        if let Some((i, e)) = self.wait().1.take() {
+            return Err(Failed::File(i, e));
         }
         match &self.folder {
-            Some(folder) if self.deferred > 0 => syncfs(folder).map_err(|e| (usize::MAX, e)),
+            Some(folder) if self.deferred > 0 => syncfs(folder).map_err(Failed::Filesystem),
             _ => Ok(()),
         }
     }
@@ -432,6 +456,10 @@ impl Syncer {
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn syncfs(folder: &File) -> io::Result<()> {
+    #[cfg(test)]
+    if tests::FAIL_SYNCFS.with(std::cell::Cell::get) {
+        return Err(io::Error::from_raw_os_error(libc::EIO));
+    }
     rustix::fs::syncfs(folder).map_err(io::Error::from)
 }
 
@@ -445,7 +473,8 @@ fn syncfs(_folder: &File) -> io::Result<()> {
 fn storage(dir: &Path) -> Storage {
     const TMPFS_MAGIC: u64 = 0x0102_1994;
     const RAMFS_MAGIC: u64 = 0x8584_58f6;
-    // ext2, ext3 and ext4 share one.
+    // ext2, ext3 and ext4 share one. (ext2 keeps no journal and its `syncfs` flushes
+    // no disk cache; the fsync of `new/` or `cur/` after the links does.)
     const EXT4_SUPER_MAGIC: u64 = 0xef53;
     const XFS_SUPER_MAGIC: u64 = 0x5846_5342;
     const BTRFS_SUPER_MAGIC: u64 = 0x9123_683e;
@@ -469,15 +498,17 @@ fn storage(_dir: &Path) -> Storage {
     Storage::Disk
 }
 
-/// Whether this kernel's `syncfs` returns the writeback errors of the files it syncs:
-/// Linux 5.8 and later. Before, it returned 0 whatever happened, and only an fsync per
-/// file could tell a failed write.
+/// Whether this kernel's `syncfs` fails when a write or the filesystem's own sync does:
+/// Linux 5.17 and later. Since 5.8 it returned the files' writeback errors, but until
+/// 5.17 it dropped the error of the filesystem's sync (a failed journal commit or cache
+/// flush on ext4, a log error on XFS). Backports to older stable kernels cannot be told
+/// from the release; those keep an fsync per file.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn syncfs_reports_errors() -> bool {
     static REPORTS: OnceLock<bool> = OnceLock::new();
     *REPORTS.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .is_ok_and(|release| kernel_at_least(&release, (5, 8)))
+            .is_ok_and(|release| kernel_at_least(&release, (5, 17)))
     })
 }
 
@@ -620,6 +651,32 @@ mod tests {
         (dir, Maildir::open(path).unwrap())
     }
 
+    thread_local! {
+        /// Makes this thread's `syncfs` fail with EIO.
+        pub static FAIL_SYNCFS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// A folder under the build directory, not the temporary directory (which may be
+    /// tmpfs): on a disk. The batches there are synced whole, so the test fails where
+    /// that disk is not a local journaling filesystem on Linux 5.17 or later.
+    #[cfg(target_os = "linux")]
+    fn on_disk() -> (tempfile::TempDir, Maildir) {
+        let base = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        std::fs::create_dir_all(&base).unwrap();
+        let dir = tempfile::tempdir_in(&base).unwrap();
+        let map = FolderMap::new(dir.path(), Layout::Verbatim, Some('/'));
+        let md = Maildir::open(map.create(&FolderName("INBOX".into())).unwrap()).unwrap();
+        assert_eq!(
+            storage(&md.tmp_dir()),
+            Storage::Journaled,
+            "{:?} should be ext4, XFS, btrfs or F2FS on Linux 5.17 or later",
+            dir.path()
+        );
+        (dir, md)
+    }
+
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -708,7 +765,7 @@ mod tests {
         let shm = tempfile::tempdir_in("/dev/shm").expect("/dev/shm (tmpfs) on Linux");
         let map = FolderMap::new(shm.path(), Layout::Verbatim, Some('/'));
         let md = Maildir::open(map.create(&FolderName("INBOX".into())).unwrap()).unwrap();
-        assert_eq!(storage(md.path()), Storage::Memory, "{:?}", shm.path());
+        assert_eq!(storage(&md.tmp_dir()), Storage::Memory, "{:?}", shm.path());
         let mut batch = DeliveryBatch::new(&md);
         for i in 0..5 {
             batch
@@ -734,17 +791,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn rule_03_a_batch_on_a_journaled_disk_is_synced_whole_and_commits_the_same() {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-        std::fs::create_dir_all(&base).unwrap();
-        let dir = tempfile::tempdir_in(&base).unwrap();
-        let map = FolderMap::new(dir.path(), Layout::Verbatim, Some('/'));
-        let md = Maildir::open(map.create(&FolderName("INBOX".into())).unwrap()).unwrap();
-        assert_eq!(
-            storage(md.path()),
-            Storage::Journaled,
-            "{:?} should be ext4, XFS, btrfs or F2FS on Linux 5.8 or later",
-            dir.path()
-        );
+        let (_dir, md) = on_disk();
         let mut batch = DeliveryBatch::new(&md);
         for i in 0..ONE_BY_ONE + 5 {
             let placement = if i % 2 == 0 {
@@ -769,20 +816,40 @@ mod tests {
     }
 
     #[test]
-    fn syncfs_is_trusted_from_linux_5_8() {
+    fn syncfs_is_trusted_from_linux_5_17() {
         for (release, ok) in [
             ("6.1.0-18-amd64", true),
-            ("5.8.0", true),
-            ("5.10.0-28-cloud-amd64", true),
-            ("5.7.19", false),
-            ("4.19.0-26-amd64", false),
+            ("5.17.0", true),
+            ("5.16.20", false),
+            ("5.10.0-28-cloud-amd64", false),
+            ("4.18.0-513.el8.x86_64", false),
             ("10.0", true),
             ("6", false),
             ("", false),
             ("garbage", false),
         ] {
-            assert_eq!(kernel_at_least(release, (5, 8)), ok, "{release:?}");
+            assert_eq!(kernel_at_least(release, (5, 17)), ok, "{release:?}");
         }
+    }
+
+    /// A failed `syncfs` (its error may be any file's on the filesystem) falls back to
+    /// an fsync of each file it was to sync; the batch commits when those succeed.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn rule_03_a_failed_syncfs_falls_back_to_an_fsync_per_file() {
+        let (_dir, md) = on_disk();
+        let mut batch = DeliveryBatch::new(&md);
+        for i in 0..ONE_BY_ONE + 3 {
+            batch
+                .deliver(new_key(), format!("msg {i}").as_bytes(), Placement::New)
+                .unwrap();
+        }
+        FAIL_SYNCFS.with(|f| f.set(true));
+        let out = batch.commit_durable();
+        FAIL_SYNCFS.with(|f| f.set(false));
+        assert_eq!(out.unwrap().len(), ONE_BY_ONE + 3);
+        assert_eq!(names(&md.new_dir()).len(), ONE_BY_ONE + 3);
+        assert!(names(&md.tmp_dir()).is_empty());
     }
 
     #[test]
