@@ -27,8 +27,6 @@ command -v nstat >/dev/null || { echo "nstat (iproute2) is needed" >&2; exit 1; 
 . scripts/lib-bench.sh
 
 bench_start initial-cpu "$MESSAGES"
-tck=$(getconf CLK_TCK)
-reaped() { awk -v t="$tck" '{ print ($16 + $17) / t }' "/proc/$DOVECOT_PID/stat"; }
 
 # Each folder's half of the messages, in batches of 500 by UID.
 half=$(( (MESSAGES + 1) / 2 ))
@@ -58,8 +56,10 @@ variant batched "b SELECT FOLDER\\r\\n$bodies"
 variant replay "e ENABLE QRESYNC\\r\\nb SELECT FOLDER\\r\\nf UID FETCH 1:* (UID FLAGS RFC822.SIZE MODSEQ)\\r\\ng SELECT FOLDER\\r\\n$bodies"
 variant nosize "e ENABLE QRESYNC\\r\\nb SELECT FOLDER\\r\\nf UID FETCH 1:* (UID FLAGS MODSEQ)\\r\\ng SELECT FOLDER\\r\\n$bodies"
 
-out=$BENCH/cpu-runs.tsv
-: > "$out"
+# Per run: bench_measure's wall time (RESULTS) and both CPUs (CPU_RESULTS), and here
+# the TCP segments.
+segments=$BENCH/segments.tsv
+: > "$segments"
 for run in $(seq "$RUNS"); do
     for v in raw listed batched replay nosize syncmail; do
         echo "== run $run: $v"
@@ -71,31 +71,25 @@ for run in $(seq "$RUNS"); do
             cmd=(bash "$BENCH/$v.sh" "$IMAPS" "$BENCH/server/tls/ca.pem")
         fi
         sleep 0.5
-        before=$(reaped)
         nstat -n >/dev/null
-        /usr/bin/time -f "%e %U %S" -o "$BENCH/time" "${cmd[@]}" > "$BENCH/last.out" 2>&1
-        sleep 0.5
-        segs=$(nstat -z TcpOutSegs | awk '$1 == "TcpOutSegs" { print $2 }')
-        after=$(reaped)
-        read -r wall user sys < "$BENCH/time"
-        printf '%s\t%s\t%s\t%s\t%s\n' "$v" "$wall" "$(awk "BEGIN { print $user + $sys }")" \
-            "$(awk "BEGIN { print $after - $before }")" "$segs" >> "$out"
+        bench_measure "$v" -- "${cmd[@]}"
+        printf '%s\t%s\n' "$v" "$(nstat -z TcpOutSegs | awk '$1 == "TcpOutSegs" { print $2 }')" >> "$segments"
     done
 done
 
 echo
 echo "$MESSAGES messages into tmpfs, median of $RUNS interleaved runs"
 echo
-python3 - "$out" <<'PY'
+python3 - "$RESULTS" "$CPU_RESULTS" "$segments" <<'PY'
 import statistics, sys
 rows = {}
-for line in open(sys.argv[1]):
-    v, *nums = line.split("\t")
-    rows.setdefault(v, []).append([float(x) for x in nums])
+# Each file holds one line per run, in the same order: the client, then its figures.
+for lines in zip(*(open(f) for f in sys.argv[1:])):
+    (v, wall, _rss), (_, client, server), (_, segs) = (l.split("\t") for l in lines)
+    rows.setdefault(v, []).append([float(x) for x in (wall, client, server, segs)])
 print("| client | wall s | client CPU s | Dovecot CPU s | TCP segments |")
 print("|---|---|---|---|---|")
 for v in ("raw", "listed", "batched", "replay", "nosize", "syncmail"):
-    cols = list(zip(*rows[v]))
-    med = [statistics.median(c) for c in cols]
+    med = [statistics.median(c) for c in zip(*rows[v])]
     print(f"| {v} | {med[0]:.2f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.0f} |")
 PY
