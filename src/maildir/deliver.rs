@@ -207,8 +207,8 @@ impl<'a> DeliveryBatch<'a> {
     /// Make every message of the batch durable with one round of syncs: wait for every
     /// file's fsync (started in the background as each file was finished), or sync the
     /// filesystem once, then link each into place, then fsync each touched directory
-    /// once. When this returns `Ok`,
-    /// the returned messages survive a crash and the caller may commit its state.
+    /// once. When this returns `Ok`, the returned messages survive a crash and the
+    /// caller may commit its state.
     ///
     /// On error some messages may already be linked but not durable; the caller's open
     /// intents decide (recovery looks each planned key up).
@@ -382,34 +382,39 @@ const ONE_BY_ONE: usize = 8;
 /// and each writes its own file; a `syncfs` writes them all in one sweep and commits once.
 struct Syncer {
     batch: Arc<BatchSyncs>,
-    storage: Storage,
-    /// The folder's `tmp/`, opened before the batch's first file: what `syncfs` syncs,
-    /// and the point from which it reports writeback errors.
-    folder: Option<File>,
+    way: Way,
     /// Files left to the `syncfs`.
     deferred: usize,
 }
 
+/// How a [`Syncer`] syncs, from its folder's [`Storage`].
+enum Way {
+    /// Each file where it is finished: an fsync costs nothing there.
+    Inline,
+    /// Each file on the fsync threads.
+    Threads,
+    /// The first [`ONE_BY_ONE`] files on the threads, the rest with one `syncfs` of this
+    /// descriptor of the folder's `tmp/`, opened before the batch's first file: the
+    /// point from which it reports writeback errors.
+    Whole(File),
+}
+
 impl Syncer {
     fn for_folder(dir: &Path) -> Syncer {
-        let mut storage = storage(dir);
-        let folder = match storage {
-            Storage::Journaled => File::open(dir).ok(),
-            _ => None,
+        let way = match storage(dir) {
+            Storage::Memory => Way::Inline,
+            Storage::Journaled => File::open(dir).map_or(Way::Threads, Way::Whole),
+            Storage::Disk => Way::Threads,
         };
-        if folder.is_none() && storage == Storage::Journaled {
-            storage = Storage::Disk;
-        }
         Syncer {
             batch: Arc::default(),
-            storage,
-            folder,
+            way,
             deferred: 0,
         }
     }
 
     fn submit(&mut self, file: File, index: usize) {
-        if self.storage == Storage::Journaled && index >= ONE_BY_ONE {
+        if matches!(self.way, Way::Whole(_)) && index >= ONE_BY_ONE {
             // Closed unsynced: the `syncfs` at commit writes it.
             self.deferred += 1;
             return;
@@ -419,7 +424,7 @@ impl Syncer {
         // Bounded, so a writer faster than the disk waits instead of holding an open file
         // descriptor per queued message.
         let sent = match sync_pool() {
-            Some(pool) if self.storage != Storage::Memory => pool.send(job).map_err(|e| e.0),
+            Some(pool) if !matches!(self.way, Way::Inline) => pool.send(job).map_err(|e| e.0),
             _ => Err(job),
         };
         // No worker could be started (or all are gone), or an fsync costs nothing here:
@@ -435,8 +440,8 @@ impl Syncer {
         if let Some((i, e)) = self.wait().1.take() {
             return Err(Failed::File(i, e));
         }
-        match &self.folder {
-            Some(folder) if self.deferred > 0 => syncfs(folder).map_err(Failed::Filesystem),
+        match &self.way {
+            Way::Whole(tmp) if self.deferred > 0 => syncfs(tmp).map_err(Failed::Filesystem),
             _ => Ok(()),
         }
     }
@@ -776,7 +781,7 @@ mod tests {
             batch
                 .syncer
                 .as_ref()
-                .is_some_and(|s| s.storage == Storage::Memory && s.deferred == 0)
+                .is_some_and(|s| matches!(s.way, Way::Inline) && s.deferred == 0)
         );
         assert!(names(&md.new_dir()).is_empty());
         assert_eq!(batch.commit_durable().unwrap().len(), 5);
