@@ -11,7 +11,7 @@
 //! `observed:FOLDER`: after that folder was observed and planned, each time; `window`:
 //! before a large folder's first pass lists its next window of messages).
 //!
-//! Points inside the library: `deliver-mid-link` (in
+//! Points inside the library: `deliver-mid-place` (in
 //! [`crate::maildir::DeliveryBatch::commit_durable`], after the first file got its
 //! visible name, before the directories are synced), and the engine's and the POP3
 //! poller's steps (`after-intent`, `before-durable`, `after-deliver`, `before-append`,

@@ -11,9 +11,9 @@
 //!    the size, with a warning). Records of messages the server no longer lists are
 //!    forgotten, so the table does not grow forever.
 //! 3. For every listed message not yet recorded, in batches of [`BATCH`]: journal an
-//!    intent with the planned key, RETR streamed into `tmp/`, link into `new/`, make the
-//!    batch durable (one round of fsyncs), then record the UIDLs and complete the intents
-//!    in one transaction.
+//!    intent with the planned key, RETR streamed into `tmp/`, moved into `new/`, make
+//!    the batch durable (one round of fsyncs), then record the UIDLs and complete the
+//!    intents in one transaction.
 //! 4. DELE what the policy says (and what an earlier session marked but never QUIT),
 //!    marked `Pending` *before* the DELE goes out; only after a successful QUIT do they
 //!    become `Done`. A session that drops before QUIT leaves them `Pending`, and the next

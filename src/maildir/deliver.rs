@@ -83,6 +83,10 @@ pub struct DeliveryBatch<'a> {
     staged: Vec<Staged>,
     done: Vec<Delivered>,
     syncer: Option<Syncer>,
+    /// Whether files are placed with `renameat2(RENAME_NOREPLACE)`: decided from the
+    /// filesystem at the first placement, and dropped at the first sign that it lacks
+    /// the flag, so such a folder pays one failed call per batch, not one per file.
+    renames: Option<bool>,
 }
 
 impl<'a> DeliveryBatch<'a> {
@@ -93,6 +97,7 @@ impl<'a> DeliveryBatch<'a> {
             staged: Vec::new(),
             done: Vec::new(),
             syncer: None,
+            renames: None,
         }
     }
 
@@ -183,7 +188,7 @@ impl<'a> DeliveryBatch<'a> {
             file.sync_all()
                 .map_err(io_err(&staged.delivered.key, &staged.tmp))?;
             drop(file);
-            place(&staged)?;
+            self.place(&staged)?;
             let dir = if staged.delivered.in_new {
                 self.md.new_dir()
             } else {
@@ -210,7 +215,7 @@ impl<'a> DeliveryBatch<'a> {
     /// once. When this returns `Ok`, the returned messages survive a crash and the
     /// caller may commit its state.
     ///
-    /// On error some messages may already be linked but not durable; the caller's open
+    /// On error some messages may already be placed but not durable; the caller's open
     /// intents decide (recovery looks each planned key up).
     pub fn commit_durable(mut self) -> Result<Vec<Delivered>, DeliveryError> {
         if let Some(syncer) = self.syncer.take() {
@@ -245,13 +250,13 @@ impl<'a> DeliveryBatch<'a> {
         let staged = std::mem::take(&mut self.staged);
         let mut remaining = staged.into_iter();
         while let Some(s) = remaining.next() {
-            if let Err(e) = place(&s) {
+            if let Err(e) = self.place(&s) {
                 // Put the unplaced ones back so Drop removes their tmp files.
                 self.staged.push(s);
                 self.staged.extend(remaining);
                 return Err(e);
             }
-            fault::point("deliver-mid-link");
+            fault::point("deliver-mid-place");
             touched_new |= s.delivered.in_new;
             touched_cur |= !s.delivered.in_new;
             self.done.push(s.delivered);
@@ -486,7 +491,7 @@ fn storage(dir: &Path) -> Storage {
     const TMPFS_MAGIC: u64 = 0x0102_1994;
     const RAMFS_MAGIC: u64 = 0x8584_58f6;
     // ext2, ext3 and ext4 share one. (ext2 keeps no journal and its `syncfs` flushes
-    // no disk cache; the fsync of `new/` or `cur/` after the links does.)
+    // no disk cache; the fsync of `new/` or `cur/` after the placing does.)
     const EXT4_SUPER_MAGIC: u64 = 0xef53;
     const XFS_SUPER_MAGIC: u64 = 0x5846_5342;
     const BTRFS_SUPER_MAGIC: u64 = 0x9123_683e;
@@ -554,27 +559,69 @@ impl Drop for DeliveryBatch<'_> {
     }
 }
 
-/// Give a synced tmp file its visible name without overwriting anything: one rename
-/// that refuses an existing name (`RENAME_NOREPLACE`: tmpfs, ext4, XFS, btrfs, F2FS),
-/// else link, then unlink the tmp name. A crash leaves the file under one name or, on
-/// the second way, both; recovery looks the key up in `new/` and `cur/` either way.
-fn place(s: &Staged) -> Result<(), DeliveryError> {
-    let key = &s.delivered.key;
-    let dest = &s.delivered.path;
-    match rename_noreplace(&s.tmp, dest) {
-        Ok(()) => return Ok(()),
-        // Not on this filesystem (NFS, most FUSE mounts) or kernel: link.
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM)
-            ) => {}
-        Err(e) => return Err(io_err(key, dest)(e)),
+impl DeliveryBatch<'_> {
+    /// Give a synced tmp file its visible name without overwriting anything: one
+    /// rename that refuses an existing name (`RENAME_NOREPLACE`: tmpfs, ext4, XFS,
+    /// btrfs, F2FS, overlayfs), else [`link_into_place`]. Either way the name is
+    /// durable once the caller fsyncs the directory, and a crash before that is
+    /// recovered from the batch's open intents.
+    fn place(&mut self, s: &Staged) -> Result<(), DeliveryError> {
+        let (key, dest) = (&s.delivered.key, &s.delivered.path);
+        if *self
+            .renames
+            .get_or_insert_with(|| renames_without_replacing(&self.md.tmp_dir()))
+        {
+            match rename_noreplace(&s.tmp, dest) {
+                Ok(()) => return Ok(()),
+                // Not on this filesystem (NFS, ZFS, most FUSE mounts, 9p, ecryptfs:
+                // EINVAL), kernel (before 3.15: ENOSYS) or sandbox (EPERM, ENOSYS).
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM)
+                    ) =>
+                {
+                    self.renames = Some(false);
+                }
+                Err(e) => return Err(io_err(key, dest)(e)),
+            }
+        }
+        link_into_place(s)
     }
+}
+
+/// Whether a folder's filesystem refuses to replace an existing name on a
+/// `RENAME_NOREPLACE` rename itself. Not SMB: the kernel's client accepts the flag but
+/// only looks the name up before an SMB2 rename that may replace it, where a hard link
+/// is refused by the server.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn renames_without_replacing(dir: &Path) -> bool {
+    const CIFS_MAGIC_NUMBER: u64 = 0xff53_4d42;
+    const SMB2_MAGIC_NUMBER: u64 = 0xfe53_4d42;
+    const SMB_SUPER_MAGIC: u64 = 0x517b;
+    rustix::fs::statfs(dir).is_ok_and(|fs| {
+        !matches!(
+            fs.f_type as u64,
+            CIFS_MAGIC_NUMBER | SMB2_MAGIC_NUMBER | SMB_SUPER_MAGIC
+        )
+    })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn renames_without_replacing(_dir: &Path) -> bool {
+    false
+}
+
+/// Link a synced tmp file into place, then unlink its tmp name; where the filesystem
+/// has no hard links (some FUSE and SMB mounts), check that the name is free, then
+/// rename. A crash between the two steps leaves the file under both names; recovery
+/// discards the tmp one.
+fn link_into_place(s: &Staged) -> Result<(), DeliveryError> {
+    let (key, dest) = (&s.delivered.key, &s.delivered.path);
     match std::fs::hard_link(&s.tmp, dest) {
         Ok(()) => {}
-        // Filesystems without hard links (some FUSE and SMB mounts): check, then rename.
-        // The window is harmless: names are unique and only we create this key.
+        // The window of the check is harmless: names are unique and only we create this
+        // key.
         Err(e)
             if matches!(
                 e.kind(),
@@ -598,8 +645,11 @@ fn place(s: &Staged) -> Result<(), DeliveryError> {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     #[cfg(test)]
-    if tests::NO_RENAME_NOREPLACE.with(std::cell::Cell::get) {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    {
+        tests::RENAMES_TRIED.with(|n| n.set(n.get() + 1));
+        if tests::NO_RENAME_NOREPLACE.with(std::cell::Cell::get) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
     }
     use rustix::fs::{CWD, RenameFlags, renameat_with};
     renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(io::Error::from)
@@ -697,6 +747,8 @@ mod tests {
         /// Makes this thread's `renameat2(RENAME_NOREPLACE)` fail as on a filesystem
         /// without it (EINVAL).
         pub static NO_RENAME_NOREPLACE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// This thread's `renameat2(RENAME_NOREPLACE)` calls.
+        pub static RENAMES_TRIED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     /// A folder under the build directory, not the temporary directory (which may be
@@ -895,9 +947,9 @@ mod tests {
         assert!(names(&md.tmp_dir()).is_empty());
     }
 
-    /// Where the filesystem has no `RENAME_NOREPLACE` (NFS, most FUSE mounts), a file
-    /// is linked into place and its tmp name unlinked: still never over an existing
-    /// file, and nothing is left in `tmp/`.
+    /// Where the filesystem has no `RENAME_NOREPLACE` (NFS, ZFS, most FUSE mounts), a
+    /// file is linked into place and its tmp name unlinked: still never over an
+    /// existing file, and nothing is left in `tmp/`. A batch tries the rename once.
     #[test]
     fn rule_03_without_rename_noreplace_delivery_links_and_still_never_overwrites() {
         let (_d, md) = setup();
@@ -910,10 +962,13 @@ mod tests {
             .unwrap();
         let refused = batch.commit_durable();
         let mut batch = DeliveryBatch::new(&md);
-        batch
-            .deliver(free.clone(), b"mine", Placement::New)
-            .unwrap();
+        let more = [new_key(), new_key()];
+        for key in [&free, &more[0], &more[1]] {
+            batch.deliver(key.clone(), b"mine", Placement::New).unwrap();
+        }
+        RENAMES_TRIED.with(|n| n.set(0));
         let placed = batch.commit_durable();
+        let tried = RENAMES_TRIED.with(std::cell::Cell::get);
         NO_RENAME_NOREPLACE.with(|f| f.set(false));
         assert!(
             matches!(refused, Err(DeliveryError::Collision { .. })),
@@ -923,7 +978,8 @@ mod tests {
             std::fs::read(md.new_dir().join(&taken.0)).unwrap(),
             b"existing"
         );
-        assert_eq!(placed.unwrap().len(), 1);
+        assert_eq!(placed.unwrap().len(), 3);
+        assert_eq!(tried, 1, "one failed rename per batch, not one per file");
         assert_eq!(std::fs::read(md.new_dir().join(&free.0)).unwrap(), b"mine");
         assert!(names(&md.tmp_dir()).is_empty());
     }

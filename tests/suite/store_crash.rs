@@ -165,7 +165,7 @@ fn rule_01_crash_between_delivery_and_commit_recovers() {
     let cases = [
         ("after-intents", 0),
         ("before-durable", 0),
-        ("deliver-mid-link", 1),
+        ("deliver-mid-place", 1),
         ("after-deliver", batch),
     ];
     for (fault_point, expect_found) in cases {
