@@ -5,6 +5,7 @@
 //! the two leaves a pair that the next pass forgets, never an unpaired copy that would be
 //! appended or fetched a second time.
 
+use std::io;
 use std::time::SystemTime;
 
 use crate::fault;
@@ -218,10 +219,13 @@ pub fn rename_into(
         to.cur_dir()
     };
     let target = dir.join(name);
-    if target.exists() {
-        return Err(LocalError::Message(MessageError::Collision { path: target }).into());
+    match to.rename_exclusive(&msg.path, &target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(LocalError::Message(MessageError::Collision { path: target }).into());
+        }
+        Err(e) => return Err(LocalError::io(&msg.path)(e).into()),
     }
-    std::fs::rename(&msg.path, &target).map_err(LocalError::io(&msg.path))?;
     to.sync_dirs().map_err(LocalError::io(to.path()))?;
     from.sync_dirs().map_err(LocalError::io(from.path()))?;
     Ok(true)
@@ -235,6 +239,49 @@ pub fn neither(key: &MaildirKey) -> EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maildir::{FolderMap, Layout, rename};
+    use crate::model::FolderName;
+
+    /// A move from one folder to another is a rename that never replaces a file of the
+    /// same name in the destination (another tool's, or a copy a client made), with or
+    /// without `RENAME_NOREPLACE`; a replayed move finds its file already there.
+    #[test]
+    fn rule_03_a_moved_file_never_overwrites_one_in_the_destination() {
+        for supported in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let map = FolderMap::new(dir.path(), Layout::Verbatim, Some('/'));
+            let open =
+                |name: &str| Maildir::open(map.create(&FolderName(name.into())).unwrap()).unwrap();
+            let (from, to) = (open("INBOX"), open("Archive"));
+            let (taken, free) = (MaildirKey("1.M1P1.h".into()), MaildirKey("2.M1P1.h".into()));
+            std::fs::write(from.cur_dir().join("1.M1P1.h:2,S"), b"ours").unwrap();
+            std::fs::write(to.cur_dir().join("1.M1P1.h:2,S"), b"theirs").unwrap();
+            std::fs::write(from.new_dir().join("2.M1P1.h"), b"moved").unwrap();
+            let ((refused, moved, again), tried) = rename::hooks::with_renames(supported, || {
+                (
+                    rename_into(&from, &to, &taken, None),
+                    rename_into(&from, &to, &free, None),
+                    rename_into(&from, &to, &free, None),
+                )
+            });
+            let err = refused.unwrap_err().to_string();
+            assert!(err.contains("refusing to overwrite"), "{supported}: {err}");
+            assert_eq!(
+                std::fs::read(to.cur_dir().join("1.M1P1.h:2,S")).unwrap(),
+                b"theirs"
+            );
+            assert_eq!(
+                std::fs::read(from.cur_dir().join("1.M1P1.h:2,S")).unwrap(),
+                b"ours"
+            );
+            assert!(moved.unwrap() && again.unwrap());
+            assert_eq!(
+                std::fs::read(to.new_dir().join("2.M1P1.h")).unwrap(),
+                b"moved"
+            );
+            assert_eq!(tried, if supported { 2 } else { 1 }, "{supported}");
+        }
+    }
 
     #[test]
     fn move_details_round_trip() {

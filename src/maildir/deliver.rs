@@ -83,10 +83,6 @@ pub struct DeliveryBatch<'a> {
     staged: Vec<Staged>,
     done: Vec<Delivered>,
     syncer: Option<Syncer>,
-    /// Whether files are placed with `renameat2(RENAME_NOREPLACE)`: decided from the
-    /// filesystem at the first placement, and dropped at the first sign that it lacks
-    /// the flag, so such a folder pays one failed call per batch, not one per file.
-    renames: Option<bool>,
 }
 
 impl<'a> DeliveryBatch<'a> {
@@ -97,7 +93,6 @@ impl<'a> DeliveryBatch<'a> {
             staged: Vec::new(),
             done: Vec::new(),
             syncer: None,
-            renames: None,
         }
     }
 
@@ -561,103 +556,44 @@ impl Drop for DeliveryBatch<'_> {
 
 impl DeliveryBatch<'_> {
     /// Give a synced tmp file its visible name without overwriting anything: one
-    /// rename that refuses an existing name (`RENAME_NOREPLACE`: tmpfs, ext4, XFS,
-    /// btrfs, F2FS, overlayfs), else [`link_into_place`]. Either way the name is
-    /// durable once the caller fsyncs the directory, and a crash before that is
-    /// recovered from the batch's open intents.
-    fn place(&mut self, s: &Staged) -> Result<(), DeliveryError> {
+    /// rename that refuses an existing name where the filesystem has one, else
+    /// [`link_into_place`]. Either way the name is durable once the caller fsyncs the
+    /// directory, and a crash before that is recovered from the batch's open intents.
+    fn place(&self, s: &Staged) -> Result<(), DeliveryError> {
         let (key, dest) = (&s.delivered.key, &s.delivered.path);
-        if *self
-            .renames
-            .get_or_insert_with(|| renames_without_replacing(&self.md.tmp_dir()))
+        if self
+            .md
+            .try_rename_exclusive(&s.tmp, dest)
+            .map_err(io_err(key, dest))?
         {
-            match rename_noreplace(&s.tmp, dest) {
-                Ok(()) => return Ok(()),
-                // Not on this filesystem (NFS, ZFS, most FUSE mounts, 9p, ecryptfs:
-                // EINVAL), kernel (before 3.15: ENOSYS) or sandbox (EPERM, ENOSYS).
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM)
-                    ) =>
-                {
-                    self.renames = Some(false);
-                }
-                Err(e) => return Err(io_err(key, dest)(e)),
+            return Ok(());
+        }
+        self.link_into_place(s)
+    }
+
+    /// Link a synced tmp file into place, then unlink its tmp name; where the
+    /// filesystem has no hard links (some FUSE and SMB mounts), check that the name is
+    /// free, then rename. A crash between the two steps leaves the file under both
+    /// names; recovery discards the tmp one.
+    fn link_into_place(&self, s: &Staged) -> Result<(), DeliveryError> {
+        let (key, dest) = (&s.delivered.key, &s.delivered.path);
+        match std::fs::hard_link(&s.tmp, dest) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                return self
+                    .md
+                    .rename_exclusive(&s.tmp, dest)
+                    .map_err(io_err(key, dest));
             }
+            Err(e) => return Err(io_err(key, dest)(e)),
         }
-        link_into_place(s)
+        std::fs::remove_file(&s.tmp).map_err(io_err(key, &s.tmp))
     }
-}
-
-/// Whether a folder's filesystem refuses to replace an existing name on a
-/// `RENAME_NOREPLACE` rename itself. Not SMB: the kernel's client accepts the flag but
-/// only looks the name up before an SMB2 rename that may replace it, where a hard link
-/// is refused by the server.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn renames_without_replacing(dir: &Path) -> bool {
-    const CIFS_MAGIC_NUMBER: u64 = 0xff53_4d42;
-    const SMB2_MAGIC_NUMBER: u64 = 0xfe53_4d42;
-    const SMB_SUPER_MAGIC: u64 = 0x517b;
-    rustix::fs::statfs(dir).is_ok_and(|fs| {
-        !matches!(
-            fs.f_type as u64,
-            CIFS_MAGIC_NUMBER | SMB2_MAGIC_NUMBER | SMB_SUPER_MAGIC
-        )
-    })
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn renames_without_replacing(_dir: &Path) -> bool {
-    false
-}
-
-/// Link a synced tmp file into place, then unlink its tmp name; where the filesystem
-/// has no hard links (some FUSE and SMB mounts), check that the name is free, then
-/// rename. A crash between the two steps leaves the file under both names; recovery
-/// discards the tmp one.
-fn link_into_place(s: &Staged) -> Result<(), DeliveryError> {
-    let (key, dest) = (&s.delivered.key, &s.delivered.path);
-    match std::fs::hard_link(&s.tmp, dest) {
-        Ok(()) => {}
-        // The window of the check is harmless: names are unique and only we create this
-        // key.
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
-            ) =>
-        {
-            if std::fs::symlink_metadata(dest).is_ok() {
-                return Err(DeliveryError::Collision {
-                    key: key.clone(),
-                    path: dest.clone(),
-                });
-            }
-            return std::fs::rename(&s.tmp, dest).map_err(io_err(key, dest));
-        }
-        Err(e) => return Err(io_err(key, dest)(e)),
-    }
-    std::fs::remove_file(&s.tmp).map_err(io_err(key, &s.tmp))
-}
-
-/// `renameat2(RENAME_NOREPLACE)`: EEXIST rather than replace `to`.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    #[cfg(test)]
-    {
-        tests::RENAMES_TRIED.with(|n| n.set(n.get() + 1));
-        if tests::NO_RENAME_NOREPLACE.with(std::cell::Cell::get) {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-    }
-    use rustix::fs::{CWD, RenameFlags, renameat_with};
-    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(io::Error::from)
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn rename_noreplace(_from: &Path, _to: &Path) -> io::Result<()> {
-    Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 /// A message being written to `tmp/`. See [`DeliveryBatch::begin`].
@@ -730,7 +666,7 @@ impl Drop for TmpWriter<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maildir::{FolderMap, Layout, new_key};
+    use crate::maildir::{FolderMap, Layout, new_key, rename};
     use crate::model::{Flag, FolderName};
     use std::os::unix::fs::PermissionsExt;
 
@@ -744,11 +680,6 @@ mod tests {
     thread_local! {
         /// Makes this thread's `syncfs` fail with EIO.
         pub static FAIL_SYNCFS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-        /// Makes this thread's `renameat2(RENAME_NOREPLACE)` fail as on a filesystem
-        /// without it (EINVAL).
-        pub static NO_RENAME_NOREPLACE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-        /// This thread's `renameat2(RENAME_NOREPLACE)` calls.
-        pub static RENAMES_TRIED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     /// A folder under the build directory, not the temporary directory (which may be
@@ -949,27 +880,25 @@ mod tests {
 
     /// Where the filesystem has no `RENAME_NOREPLACE` (NFS, ZFS, most FUSE mounts), a
     /// file is linked into place and its tmp name unlinked: still never over an
-    /// existing file, and nothing is left in `tmp/`. A batch tries the rename once.
+    /// existing file, and nothing is left in `tmp/`. A folder tries the rename once.
     #[test]
     fn rule_03_without_rename_noreplace_delivery_links_and_still_never_overwrites() {
         let (_d, md) = setup();
         let (taken, free) = (new_key(), new_key());
         std::fs::write(md.new_dir().join(&taken.0), b"existing").unwrap();
-        NO_RENAME_NOREPLACE.with(|f| f.set(true));
-        let mut batch = DeliveryBatch::new(&md);
-        batch
-            .deliver(taken.clone(), b"mine", Placement::New)
-            .unwrap();
-        let refused = batch.commit_durable();
-        let mut batch = DeliveryBatch::new(&md);
         let more = [new_key(), new_key()];
-        for key in [&free, &more[0], &more[1]] {
-            batch.deliver(key.clone(), b"mine", Placement::New).unwrap();
-        }
-        RENAMES_TRIED.with(|n| n.set(0));
-        let placed = batch.commit_durable();
-        let tried = RENAMES_TRIED.with(std::cell::Cell::get);
-        NO_RENAME_NOREPLACE.with(|f| f.set(false));
+        let ((refused, placed), tried) = rename::hooks::with_renames(false, || {
+            let mut batch = DeliveryBatch::new(&md);
+            batch
+                .deliver(taken.clone(), b"mine", Placement::New)
+                .unwrap();
+            let refused = batch.commit_durable();
+            let mut batch = DeliveryBatch::new(&md);
+            for key in [&free, &more[0], &more[1]] {
+                batch.deliver(key.clone(), b"mine", Placement::New).unwrap();
+            }
+            (refused, batch.commit_durable())
+        });
         assert!(
             matches!(refused, Err(DeliveryError::Collision { .. })),
             "{refused:?}"
@@ -979,7 +908,7 @@ mod tests {
             b"existing"
         );
         assert_eq!(placed.unwrap().len(), 3);
-        assert_eq!(tried, 1, "one failed rename per batch, not one per file");
+        assert_eq!(tried, 1, "one failed rename per folder, not one per file");
         assert_eq!(std::fs::read(md.new_dir().join(&free.0)).unwrap(), b"mine");
         assert!(names(&md.tmp_dir()).is_empty());
     }

@@ -17,7 +17,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::maildir::utf7;
+use crate::maildir::{rename, utf7};
 use crate::model::FolderName;
 
 /// The longest single path component we create (the common filesystem limit).
@@ -401,7 +401,13 @@ impl FolderMap {
             path.push(comp);
             make_private_dir(&path, to, &io_err)?;
         }
-        std::fs::rename(&old, &new).map_err(|e| io_err(&old, e))?;
+        // Checked above; this closes the window if something appeared since.
+        rename::NoReplace::default()
+            .rename(&old, &new)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => io_err(&new, e),
+                _ => io_err(&old, e),
+            })?;
         super::sync_dir(&parent).map_err(|e| io_err(&parent, e))?;
         let old_parent = old.parent().unwrap_or(&self.root);
         super::sync_dir(old_parent).map_err(|e| io_err(old_parent, e))?;

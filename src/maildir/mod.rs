@@ -9,6 +9,7 @@ pub mod deliver;
 pub mod filename;
 pub mod folder;
 pub mod peers;
+pub mod rename;
 pub mod scan;
 pub mod stamp;
 pub mod tmpclean;
@@ -65,16 +66,29 @@ impl MessageError {
 }
 
 /// One Maildir folder: a directory holding `cur/`, `new/` and `tmp/`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Maildir {
     path: PathBuf,
+    /// How renames here avoid replacing a file, found out at the first one.
+    renames: rename::NoReplace,
 }
+
+impl PartialEq for Maildir {
+    fn eq(&self, other: &Maildir) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for Maildir {}
 
 impl Maildir {
     /// Open an existing Maildir; fails unless `cur/`, `new/` and `tmp/` are directories.
     /// Create folders with [`FolderMap::create`], which checks the path first.
     pub fn open(path: impl Into<PathBuf>) -> io::Result<Maildir> {
-        let md = Maildir { path: path.into() };
+        let md = Maildir {
+            path: path.into(),
+            renames: rename::NoReplace::default(),
+        };
         for sub in [md.cur_dir(), md.new_dir(), md.tmp_dir()] {
             if !std::fs::metadata(&sub)?.is_dir() {
                 return Err(io::Error::new(
@@ -123,23 +137,30 @@ impl Maildir {
         if target == msg.path {
             return Ok(updated);
         }
-        // rename(2) would replace an existing target. The only way the target exists is
-        // a duplicate unique part, which we must not destroy; the window between this
-        // check and the rename is harmless for the same reason.
-        match std::fs::symlink_metadata(&target) {
-            Ok(_) => return Err(MessageError::Collision { path: target }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(MessageError::Io {
-                    path: target,
-                    source: e,
-                });
+        // The only way the target exists is a duplicate unique part, which we must not
+        // destroy.
+        match self.rename_exclusive(&msg.path, &target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(MessageError::Collision { path: target });
             }
+            Err(e) => return Err(MessageError::from_io(&msg.path, e)),
         }
-        std::fs::rename(&msg.path, &target).map_err(|e| MessageError::from_io(&msg.path, e))?;
         updated.path = target;
         updated.in_new = false;
         Ok(updated)
+    }
+
+    /// Rename a file into this folder, or fail with `AlreadyExists`: never replace a
+    /// file (see [`rename`]).
+    pub fn rename_exclusive(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.renames.rename(from, to)
+    }
+
+    /// [`Maildir::rename_exclusive`] in one step, or `Ok(false)` (nothing done) where
+    /// this folder's filesystem cannot refuse an existing name itself.
+    pub fn try_rename_exclusive(&self, from: &Path, to: &Path) -> io::Result<bool> {
+        self.renames.try_rename(from, to)
     }
 
     /// Delete a message: unlink it. ENOENT is [`MessageError::Vanished`] (rescan), since
@@ -343,18 +364,41 @@ mod tests {
         assert_eq!(out.path, md.cur_dir().join("300.M1P1.h:2,Rab"));
     }
 
+    /// A flag change renames in one step that refuses an existing name where the
+    /// filesystem can (no window between a check and the rename), else checks first;
+    /// either way a duplicate's file is never replaced, and ENOENT is still "rescan".
     #[test]
-    fn rename_never_overwrites_a_duplicate() {
-        let (_d, md) = setup();
-        put(&md, "cur", "400.M1P1.h:2,");
-        put(&md, "cur", "400.M1P1.h:2,S");
-        let scan = md.scan().unwrap();
-        assert_eq!(scan.duplicates.len(), 1);
-        let first = scan.duplicates[0].copies[0].clone();
-        let err = md
-            .set_flags(&first, &Flags::new().with(Flag::Seen))
-            .unwrap_err();
-        assert!(matches!(err, MessageError::Collision { .. }));
+    fn rule_14_a_flag_rename_never_overwrites_a_duplicate_with_or_without_the_flag() {
+        for supported in [true, false] {
+            let (_d, md) = setup();
+            put(&md, "cur", "400.M1P1.h:2,");
+            put(&md, "cur", "400.M1P1.h:2,S");
+            put(&md, "cur", "401.M1P1.h:2,");
+            let scan = md.scan().unwrap();
+            assert_eq!(scan.duplicates.len(), 1);
+            let first = scan.duplicates[0].copies[0].clone();
+            let other = scan.messages[&MaildirKey("401.M1P1.h".into())].clone();
+            let seen = Flags::new().with(Flag::Seen);
+            let ((refused, renamed, vanished), tried) =
+                rename::hooks::with_renames(supported, || {
+                    (
+                        md.set_flags(&first, &seen),
+                        md.set_flags(&other, &seen),
+                        md.set_flags(&other, &Flags::new().with(Flag::Flagged)),
+                    )
+                });
+            let err = refused.unwrap_err();
+            assert!(matches!(err, MessageError::Collision { .. }), "{err}");
+            // Both copies are still there: neither replaced the other.
+            assert!(first.path.exists());
+            assert!(md.cur_dir().join("400.M1P1.h:2,S").exists());
+            assert_eq!(renamed.unwrap().path, md.cur_dir().join("401.M1P1.h:2,S"));
+            let err = vanished.unwrap_err();
+            assert!(matches!(err, MessageError::Vanished { .. }), "{err}");
+            let after = md.scan().unwrap();
+            assert_eq!((after.messages.len(), after.duplicates.len()), (1, 1));
+            assert_eq!(tried, if supported { 3 } else { 1 }, "{supported}");
+        }
     }
 
     #[test]
