@@ -125,7 +125,7 @@ pub fn new_unique(now: SystemTime) -> MaildirKey {
         "{}.M{}P{}Q{}R{}.{}",
         since.as_secs(),
         since.subsec_micros(),
-        std::process::id(),
+        ident.pid,
         counter,
         ident.random,
         ident.host
@@ -133,6 +133,8 @@ pub fn new_unique(now: SystemTime) -> MaildirKey {
 }
 
 struct ProcessIdent {
+    /// Read once: `getpid` is a system call, and a key is made for every message.
+    pid: u32,
     random: String,
     host: String,
 }
@@ -140,6 +142,7 @@ struct ProcessIdent {
 fn process_ident() -> &'static ProcessIdent {
     static IDENT: OnceLock<ProcessIdent> = OnceLock::new();
     IDENT.get_or_init(|| ProcessIdent {
+        pid: std::process::id(),
         random: random_hex(),
         host: escape_hostname(&hostname()),
     })
