@@ -187,7 +187,7 @@ impl Supervisor {
         };
         let tuning = self.shared.tuning.clone();
         self.state("starting");
-        let mut watcher = None;
+        let mut watcher: Option<super::watch::LocalWatch> = None;
         let mut link = AccountLink::new(self.account.clone(), Some(&self.general.state_dir));
         let push_state = Arc::new(PushState::default());
         let pushers = push::start(Push {
@@ -334,8 +334,11 @@ impl Supervisor {
                 self.triggers.restore(work);
                 continue;
             }
-            // The Maildir root exists now (prepare made it): watch it for local changes.
-            if watcher.is_none() {
+            // The Maildir root exists now (prepare made it): watch it for local changes,
+            // and the folders made since, before the pass reads them.
+            if let Some(w) = &mut watcher {
+                w.refresh();
+            } else {
                 watcher = match super::watch::watch(&self.account.maildir, self.triggers.clone()) {
                     Ok(w) => Some(w),
                     Err(e) => {
@@ -394,6 +397,13 @@ impl Supervisor {
                     }
                 }
             };
+            // Watch the folders the pass made; a file put in one before its watch began
+            // made no event, so the next pass looks at them.
+            if let Some(w) = &mut watcher {
+                for dir in w.refresh() {
+                    self.triggers.dir(dir);
+                }
+            }
             match result {
                 Ok(()) => {
                     backoff.reset();

@@ -73,6 +73,67 @@ fn push_both_ways_server_append_local_flag_and_local_delete() {
     assert!(text.contains("t (imap): no daemon running"), "{text}");
 }
 
+/// A folder a mail client makes while the daemon runs, with mail saved into it at once,
+/// reaches the server by the file watcher alone (the poll is an hour away), and so does
+/// mail saved into it later: the watcher covers each folder, its `cur/` and `new/`, so a
+/// folder made after it started is watched from the pass that finds it.
+#[test]
+fn a_folder_made_locally_and_mail_saved_into_it_reach_the_server() {
+    let env = Env::new(FAST);
+    env.seed("INBOX", "a");
+    let daemon = Daemon::start(&env);
+    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
+        local_count(&env, "INBOX") == 1
+    });
+    let projects = env.folder("Projects");
+    md::add(
+        &projects,
+        "1.local1.host",
+        "S",
+        &crate::support::dovecot::message("p1", "p1@test", "first"),
+    );
+    wait_until(
+        &daemon,
+        PUSH,
+        "Projects and its message on the server",
+        || env.server("Projects").len() == 1,
+    );
+    // Past the passes the server's echo of that upload brings: from here only the
+    // watcher tells the daemon.
+    std::thread::sleep(Duration::from_secs(2));
+    let nested = env.folder("Projects/2026");
+    md::add(
+        &nested,
+        "2.local2.host",
+        "",
+        &crate::support::dovecot::message("p2", "p2@test", "nested"),
+    );
+    md::add(
+        &projects,
+        "3.local3.host",
+        "",
+        &crate::support::dovecot::message("p3", "p3@test", "later"),
+    );
+    wait_until(&daemon, PUSH, "the later messages on the server", || {
+        env.server("Projects").len() == 2 && env.server("Projects/2026").len() == 1
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // A message saved into the nested folder after its first pass comes from the watch
+    // made for it.
+    md::add(
+        &nested,
+        "4.local4.host",
+        "",
+        &crate::support::dovecot::message("p4", "p4@test", "nested later"),
+    );
+    wait_until(&daemon, PUSH, "the last message on the server", || {
+        env.server("Projects/2026").len() == 2
+    });
+    let log = daemon.log();
+    assert!(!log.contains("cannot watch"), "{log}");
+    daemon.stop();
+}
+
 #[test]
 fn a_burst_of_local_changes_is_coalesced_and_converges() {
     let env = Env::new(FAST);
