@@ -221,6 +221,15 @@ mod tests {
         assert_eq!(folder_dir(root, Path::new("/elsewhere/cur/1")), None);
     }
 
+    /// The work gathered once the watcher has told of a change and of its burst.
+    async fn settled(triggers: &Triggers) -> crate::daemon::triggers::Work {
+        tokio::time::timeout(std::time::Duration::from_secs(5), triggers.changed())
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        triggers.take()
+    }
+
     fn folder(root: &Path, name: &str) -> PathBuf {
         let dir = root.join(name);
         for sub in ["cur", "new", "tmp"] {
@@ -264,17 +273,9 @@ mod tests {
         std::fs::write(sent.join("cur/1.x:2,"), b"x").unwrap();
         assert_eq!(w.refresh(), [PathBuf::from("Sent")]);
         // The folder's creation asked for a full pass; then a file moved in it names it.
-        tokio::time::timeout(std::time::Duration::from_secs(5), triggers.changed())
-            .await
-            .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert!(triggers.take().all);
+        assert!(settled(&triggers).await.all);
         std::fs::rename(sent.join("cur/1.x:2,"), sent.join("cur/1.x:2,S")).unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(5), triggers.changed())
-            .await
-            .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let work = triggers.take();
+        let work = settled(&triggers).await;
         assert_eq!(
             work.dirs.into_iter().collect::<Vec<_>>(),
             [PathBuf::from("Sent")]
@@ -320,11 +321,7 @@ mod tests {
         let _ = std::fs::read(inbox.join("cur/1.x:2,")).unwrap();
         std::fs::write(inbox.join("tmp/2.x"), b"y").unwrap();
         std::fs::rename(inbox.join("cur/1.x:2,"), inbox.join("cur/1.x:2,S")).unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(5), triggers.changed())
-            .await
-            .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let work = triggers.take();
+        let work = settled(&triggers).await;
         assert_eq!(
             work.dirs.into_iter().collect::<Vec<_>>(),
             [PathBuf::from("INBOX")]
