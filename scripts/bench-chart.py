@@ -2,9 +2,10 @@
 """Draw doc/bench/sync.svg from the rows scripts/bench-sync.sh kept (doc/bench/sync-N.tsv):
 for each scenario (initial, no-change, 100 flags changed), the median time and the peak RSS
 of each tool against mailbox size, on tmpfs, log-log. Hand-written SVG: no plotting
-package needed.
+package needed. With KIND small it draws the small messages' rows (doc/bench/small-N.tsv,
+the only mailbox that reaches 1,000,000 on this machine) instead.
 
-    scripts/bench-chart.py DIR OUT.svg
+    scripts/bench-chart.py DIR OUT.svg [sync|small]
 """
 import glob
 import math
@@ -24,12 +25,16 @@ TOOLS = [
     ("raw", "raw fetch limit", "#7f7f7f"),
 ]
 STORAGE = "tmpfs"
+KINDS = {
+    "sync": "realistic sizes",
+    "small": "small messages (1.5-3 KiB)",
+}
 
 
-def load(directory):
+def load(directory, kind):
     times, rss = defaultdict(list), defaultdict(list)
-    for path in glob.glob(os.path.join(directory, "sync-*.tsv")):
-        size = int(os.path.basename(path)[len("sync-"):-len(".tsv")])
+    for path in glob.glob(os.path.join(directory, f"{kind}-*.tsv")):
+        size = int(os.path.basename(path)[len(kind) + 1:-len(".tsv")])
         for line in open(path):
             parts = line.rstrip("\n").split("\t")
             if len(parts) != 5 or parts[2] != STORAGE:
@@ -91,7 +96,10 @@ def panel(svg, x0, y0, w, h, title, series, unit):
 
 def main():
     directory, out = sys.argv[1], sys.argv[2]
-    times, rss = load(directory)
+    kind = sys.argv[3] if len(sys.argv) > 3 else "sync"
+    if kind not in KINDS:
+        sys.exit(f"bench-chart.py: unknown kind {kind!r} (sync or small)")
+    times, rss = load(directory, kind)
     w, h, gap, left, top = 260, 180, 70, 60, 50
     width = left + 3 * (w + gap)
     height = top + 2 * (h + gap) + 40
@@ -99,6 +107,7 @@ def main():
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{left}" y="20" font-size="14" font-weight="bold">IMAP to Maildir on {STORAGE}, loopback Dovecot: median time and peak RSS against messages (log-log)</text>',
+        f'<text x="{left}" y="38">messages of {KINDS[kind]}</text>',
     ]
     for col, (scen, title) in enumerate(SCENARIOS):
         x0 = left + col * (w + gap)

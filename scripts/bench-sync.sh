@@ -17,8 +17,8 @@
 # peak RSS against mailbox size, from every size measured so far).
 # TOOLS="syncmail mbsync-nofsync" and STORAGES=tmpfs narrow a run (e.g. the no-change
 # resync at 100,000 messages, where mbsync's fsynced initial sync alone takes an hour).
-# SIZES=small seeds 1.5-3 KiB messages instead (a million fit this machine), and keeps
-# its rows in doc/bench/small-MESSAGES.tsv.
+# SIZES=small seeds 1.5-3 KiB messages instead (a million fit this machine), keeps
+# its rows in doc/bench/small-MESSAGES.tsv and redraws doc/bench/small.svg.
 # TOOLS may also name syncmail-base: the binary SYNCMAIL_BASE (say, main's), measured
 # interleaved with this tree's to compare a change before and after; and raw: the
 # loopback limit of an initial sync, one TLS connection per folder at once (openssl
@@ -110,8 +110,8 @@ for storage in $STORAGES; do
 done
 
 mkdir -p doc/bench
-# Small messages (SIZES=small) are another mailbox: their rows are kept apart, and the
-# chart (realistic sizes) is not redrawn from them.
+# Small messages (SIZES=small) are another mailbox: their rows are kept apart, in their
+# own chart.
 if [ "${SIZES:-}" = small ]; then
     cp "$RESULTS" "doc/bench/small-$MESSAGES.tsv"
 else
@@ -161,4 +161,8 @@ for (stor, scen, name), v in sorted(cpu.items(), key=lambda kv: (kv[0][0], order
     both = statistics.median(x + y for x, y in v)
     print(f"| {stor} | {scen} | {name} | {tool:.2f} | {server:.2f} | {both:.2f} |")
 PY
-[ "${SIZES:-}" = small ] || python3 scripts/bench-chart.py doc/bench doc/bench/sync.svg
+if [ "${SIZES:-}" = small ]; then
+    python3 scripts/bench-chart.py doc/bench doc/bench/small.svg small
+else
+    python3 scripts/bench-chart.py doc/bench doc/bench/sync.svg
+fi
