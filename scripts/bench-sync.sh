@@ -19,6 +19,9 @@
 # resync at 100,000 messages, where mbsync's fsynced initial sync alone takes an hour).
 # SIZES=small seeds 1.5-3 KiB messages instead (a million fit this machine), keeps
 # its rows in doc/bench/small-MESSAGES.tsv and redraws doc/bench/small.svg.
+# SCENARIOS=initial measures the initial sync alone: with RUNS above 1, repeated initial
+# syncs of every tool, interleaved, on one seeded server (where a million small messages
+# take minutes to seed). Its rows are added to that size's file, not put in its place.
 # TOOLS may also name syncmail-base: the binary SYNCMAIL_BASE (say, main's), measured
 # interleaved with this tree's to compare a change before and after; and raw: the
 # loopback limit of an initial sync, one TLS connection per folder at once (openssl
@@ -33,6 +36,12 @@ MESSAGES=${1:-10000}
 RUNS=${2:-3}
 TOOLS=${TOOLS:-syncmail mbsync mbsync-nofsync offlineimap}
 STORAGES=${STORAGES:-disk tmpfs}
+SCENARIOS=${SCENARIOS:-initial noop flags100}
+case $SCENARIOS in
+    "initial noop flags100"|initial) ;;
+    *) echo "bench-sync.sh: SCENARIOS is '$SCENARIOS'; it may only be 'initial' (or unset for all three)" >&2
+       exit 2 ;;
+esac
 . scripts/ensure-deps.sh
 ensure_deps
 for tool in mbsync:isync /usr/bin/time:time offlineimap:offlineimap3; do
@@ -90,10 +99,12 @@ RAW
             return ;;
     esac
     bench_measure "$tool" initial "$storage" -- "${cmd[@]}"
-    bench_measure "$tool" noop "$storage" -- "${cmd[@]}"
-    dovecot_adm flags add -u bench '\Flagged' mailbox INBOX uid "$FLAG_UIDS"
-    bench_measure "$tool" flags100 "$storage" -- "${cmd[@]}"
-    dovecot_adm flags remove -u bench '\Flagged' mailbox INBOX uid "$FLAG_UIDS"
+    if [ "$SCENARIOS" != initial ]; then
+        bench_measure "$tool" noop "$storage" -- "${cmd[@]}"
+        dovecot_adm flags add -u bench '\Flagged' mailbox INBOX uid "$FLAG_UIDS"
+        bench_measure "$tool" flags100 "$storage" -- "${cmd[@]}"
+        dovecot_adm flags remove -u bench '\Flagged' mailbox INBOX uid "$FLAG_UIDS"
+    fi
     rm -rf "$local_root" "$local_root.toml" "$local_root.rc"
 }
 
@@ -112,10 +123,13 @@ done
 mkdir -p doc/bench
 # Small messages (SIZES=small) are another mailbox: their rows are kept apart, in their
 # own chart.
-if [ "${SIZES:-}" = small ]; then
-    cp "$RESULTS" "doc/bench/small-$MESSAGES.tsv"
+# Initial syncs alone add to the rows of that size (they are more runs of one scenario).
+rows=doc/bench/sync-$MESSAGES.tsv
+[ "${SIZES:-}" = small ] && rows=doc/bench/small-$MESSAGES.tsv
+if [ "$SCENARIOS" = initial ]; then
+    cat "$RESULTS" >> "$rows"
 else
-    cp "$RESULTS" "doc/bench/sync-$MESSAGES.tsv"
+    cp "$RESULTS" "$rows"
 fi
 python3 - "$RESULTS" "$MESSAGES" "$RUNS" <<'PY'
 import statistics, sys
