@@ -136,10 +136,7 @@ fn latency_100_appends_and_100_flag_changes() {
         "timeout = \"10s\"\npoll_interval = \"1h\"\n",
     );
     env.seed("INBOX", "start");
-    let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
-        local_count(&env, "INBOX") == 1
-    });
+    let daemon = Daemon::start_synced(&env, "INBOX", 1);
     wait_for_push(&daemon);
     std::thread::sleep(Duration::from_secs(1));
 
@@ -288,10 +285,7 @@ fn arrival_after_a_flag_push(extra_config: &str, what: &str) -> (Duration, Durat
         "timeout = \"10s\"\npoll_interval = \"1h\"\n",
     );
     env.seed("INBOX", "start");
-    let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
-        local_count(&env, "INBOX") == 1
-    });
+    let daemon = Daemon::start_synced(&env, "INBOX", 1);
     wait_for_push(&daemon);
     std::thread::sleep(Duration::from_secs(1));
     let mut watcher = Watcher::connect(env.dovecot.imap_port);

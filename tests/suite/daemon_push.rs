@@ -14,10 +14,7 @@ const PUSH: Duration = Duration::from_secs(5);
 fn push_both_ways_server_append_local_flag_and_local_delete() {
     let env = Env::new(FAST);
     env.seed("INBOX", "a");
-    let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
-        local_count(&env, "INBOX") == 1
-    });
+    let daemon = Daemon::start_synced(&env, "INBOX", 1);
 
     // Server -> Maildir: another client delivers.
     env.seed("INBOX", "b");
@@ -81,10 +78,7 @@ fn push_both_ways_server_append_local_flag_and_local_delete() {
 fn a_folder_made_locally_and_mail_saved_into_it_reach_the_server() {
     let env = Env::new(FAST);
     env.seed("INBOX", "a");
-    let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
-        local_count(&env, "INBOX") == 1
-    });
+    let daemon = Daemon::start_synced(&env, "INBOX", 1);
     let projects = env.folder("Projects");
     md::add(
         &projects,
@@ -235,10 +229,7 @@ fn sighup_adds_an_account_and_sigusr1_syncs_an_unwatched_folder_now() {
     let mut env = Env::new(FAST);
     env.dovecot.create_mailbox("alice", "Archive");
     env.seed("INBOX", "a");
-    let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
-        local_count(&env, "INBOX") == 1
-    });
+    let daemon = Daemon::start_synced(&env, "INBOX", 1);
     // Let the start-up passes (and the follow-ups their own writes cause) finish.
     std::thread::sleep(Duration::from_millis(1500));
     // Archive has no IDLE and polls hourly: only SIGUSR1 brings this now.
@@ -404,10 +395,7 @@ fn without_idle_the_daemon_polls_every_poll_interval() {
     });
     let env = Env::with_dovecot(dovecot, "timeout = \"4s\"\npoll_interval = \"2s\"\n");
     env.seed("INBOX", "a");
-    let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
-        local_count(&env, "INBOX") == 1
-    });
+    let daemon = Daemon::start_synced(&env, "INBOX", 1);
     wait_until(
         &daemon,
         Duration::from_secs(5),

@@ -15,10 +15,7 @@ const RECOVER: Duration = Duration::from_secs(30);
 fn dovecot_restarted_while_the_daemon_runs() {
     let mut env = Env::new(FAST);
     env.seed("INBOX", "a");
-    let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
-        local_count(&env, "INBOX") == 1
-    });
+    let daemon = Daemon::start_synced(&env, "INBOX", 1);
     env.dovecot.restart();
     env.seed("INBOX", "b");
     wait_until(&daemon, RECOVER, "b after the restart", || {
@@ -39,10 +36,7 @@ fn link_cut_during_idle_and_a_half_open_link() {
     let proxy = LinkProxy::start(env.dovecot.imaps_port);
     env.write_config(proxy.port);
     env.seed("INBOX", "a");
-    let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
-        local_count(&env, "INBOX") == 1
-    });
+    let daemon = Daemon::start_synced(&env, "INBOX", 1);
     // Dovecot offers NOTIFY here: one connection watches every folder.
     wait_until(&daemon, Duration::from_secs(10), "push to start", || {
         daemon
@@ -211,10 +205,7 @@ fn a_rename_a_stale_session_still_lists_is_recognised_on_a_new_session() {
     env.write_plain_config(proxy.port);
     env.dovecot.create_mailbox("alice", "Work");
     env.seed("Work", "w");
-    let daemon = Daemon::start(&env);
-    wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
-        local_count(&env, "Work") == 1
-    });
+    let daemon = Daemon::start_synced(&env, "Work", 1);
     wait_until(&daemon, Duration::from_secs(10), "push to start", || {
         daemon
             .log()

@@ -22,6 +22,16 @@ impl Daemon {
         Daemon::start_with(env, &[])
     }
 
+    /// Start it and wait (15 s at most) until its initial pass has brought `count`
+    /// messages into the local `folder`.
+    pub fn start_synced(env: &SyncEnv, folder: &str, count: usize) -> Daemon {
+        let daemon = Daemon::start(env);
+        wait_until(&daemon, Duration::from_secs(15), "the initial pass", || {
+            local_count(env, folder) == count
+        });
+        daemon
+    }
+
     pub fn start_with(env: &SyncEnv, vars: &[(&str, &str)]) -> Daemon {
         Daemon::launch(env.home.path(), &env.config, vars)
     }
