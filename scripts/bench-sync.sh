@@ -123,9 +123,10 @@ done
 mkdir -p doc/bench
 # Small messages (SIZES=small) are another mailbox: their rows are kept apart, in their
 # own chart.
+kind=sync
+[ "${SIZES:-}" = small ] && kind=small
+rows=doc/bench/$kind-$MESSAGES.tsv
 # Initial syncs alone add to the rows of that size (they are more runs of one scenario).
-rows=doc/bench/sync-$MESSAGES.tsv
-[ "${SIZES:-}" = small ] && rows=doc/bench/small-$MESSAGES.tsv
 if [ "$SCENARIOS" = initial ]; then
     cat "$RESULTS" >> "$rows"
 else
@@ -175,8 +176,4 @@ for (stor, scen, name), v in sorted(cpu.items(), key=lambda kv: (kv[0][0], order
     both = statistics.median(x + y for x, y in v)
     print(f"| {stor} | {scen} | {name} | {tool:.2f} | {server:.2f} | {both:.2f} |")
 PY
-if [ "${SIZES:-}" = small ]; then
-    python3 scripts/bench-chart.py doc/bench doc/bench/small.svg small
-else
-    python3 scripts/bench-chart.py doc/bench doc/bench/sync.svg
-fi
+python3 scripts/bench-chart.py doc/bench "doc/bench/$kind.svg" "$kind"
